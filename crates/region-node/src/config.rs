@@ -1,0 +1,117 @@
+//! Node configuration: one TOML file, with command-line and environment
+//! overrides applied by `main`. Validated once at start-up so a bad file fails
+//! loudly before anything listens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use protocol::geo::DistrictArea;
+use serde::Deserialize;
+
+/// Default request body limit, in bytes. Admin bodies are small JSON.
+pub const MAX_BODY_BYTES_DEFAULT: usize = 64 * 1024;
+/// Default largest catalog search radius, in metres.
+pub const MAX_RADIUS_M_DEFAULT: u32 = 50_000;
+/// Radius used when a catalog query gives none, in metres.
+pub const RADIUS_M_DEFAULT: u32 = 2_000;
+/// Allowed clock skew when verifying token expiry, in seconds.
+pub const TOKEN_LEEWAY_SECS_DEFAULT: u64 = 30;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub district_id: String,
+    pub geohash_prefixes: Vec<String>,
+    #[serde(default = "default_http_addr")]
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub limits: Limits,
+    pub auth: AuthConfig,
+    /// Other districts' nodes, for `GET /v1/locate`.
+    #[serde(default)]
+    pub directory: Vec<DirectoryEntry>,
+    /// This node's public URL, as `/v1/locate` reports it.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_max_radius")]
+    pub max_radius_m: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: MAX_BODY_BYTES_DEFAULT, max_radius_m: MAX_RADIUS_M_DEFAULT }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Ed25519 public key (SPKI PEM) that verifies every token.
+    pub public_key_pem: String,
+    /// Ed25519 private key (PKCS#8 PEM) for `region-node token`. Only
+    /// development configs carry it; production nodes verify, never mint.
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryEntry {
+    pub district_id: String,
+    pub url: String,
+    pub geohash_prefixes: Vec<String>,
+}
+
+fn default_http_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_body() -> usize {
+    MAX_BODY_BYTES_DEFAULT
+}
+fn default_max_radius() -> u32 {
+    MAX_RADIUS_M_DEFAULT
+}
+fn default_leeway() -> u64 {
+    TOKEN_LEEWAY_SECS_DEFAULT
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        config.area()?;
+        for entry in &config.directory {
+            DistrictArea::new(entry.geohash_prefixes.clone())
+                .map_err(|e| ConfigError::Invalid(format!("directory {}: {e}", entry.district_id)))?;
+        }
+        protocol::validate_id(&config.district_id)
+            .map_err(|e| ConfigError::Invalid(format!("district_id: {e}")))?;
+        Ok(config)
+    }
+
+    pub fn area(&self) -> Result<DistrictArea, ConfigError> {
+        DistrictArea::new(self.geohash_prefixes.clone()).map_err(ConfigError::Invalid)
+    }
+}

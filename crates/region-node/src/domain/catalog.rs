@@ -1,0 +1,124 @@
+//! Catalog and stock decisions: meals, fridges, manual stock corrections.
+
+use protocol::catalog::{Fridge, FridgeSpec, FridgeStatus, Meal, MealSpec, StockSpec};
+use protocol::events::StockSource;
+use protocol::geo::FRIDGE_GEOHASH_PRECISION;
+use protocol::{Event, FridgeId, MealId};
+
+use super::{Context, DistrictState, DomainError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogCommand {
+    DefineMeal { meal_id: MealId, spec: MealSpec },
+    DiscontinueMeal { meal_id: MealId },
+    RegisterFridge { fridge_id: FridgeId, spec: FridgeSpec },
+    SetStock { fridge_id: FridgeId, spec: StockSpec },
+}
+
+fn invalid(e: impl Into<String>) -> DomainError {
+    DomainError::Invalid(e.into())
+}
+
+pub fn decide(
+    state: &DistrictState,
+    cmd: CatalogCommand,
+    ctx: &Context,
+) -> Result<Vec<Event>, DomainError> {
+    match cmd {
+        CatalogCommand::DefineMeal { meal_id, spec } => {
+            protocol::validate_id(&meal_id).map_err(invalid)?;
+            spec.validate().map_err(invalid)?;
+            if state.meals.get(&meal_id).map(|m| &m.spec) == Some(&spec) {
+                return Ok(vec![]); // Same definition again: nothing happened.
+            }
+            Ok(vec![Event::MealDefined { meal: Meal { meal_id, spec } }])
+        }
+        CatalogCommand::DiscontinueMeal { meal_id } => {
+            if !state.meals.contains_key(&meal_id) {
+                return Err(DomainError::UnknownMeal(meal_id));
+            }
+            Ok(vec![Event::MealDiscontinued { meal_id }])
+        }
+        CatalogCommand::RegisterFridge { fridge_id, spec } => {
+            protocol::validate_id(&fridge_id).map_err(invalid)?;
+            let position = spec.validate().map_err(invalid)?;
+            if !ctx.area.contains(&position) {
+                return Err(DomainError::OutsideDistrict { lat: spec.lat, lon: spec.lon });
+            }
+            // Re-registering keeps the operational status the fridge has.
+            let status = state
+                .fridges
+                .get(&fridge_id)
+                .map(|f| f.status)
+                .unwrap_or(FridgeStatus::Online);
+            let fridge = Fridge {
+                fridge_id,
+                name: spec.name,
+                address: spec.address,
+                geohash: position.geohash(FRIDGE_GEOHASH_PRECISION),
+                position,
+                vendor: spec.vendor,
+                status,
+            };
+            let unchanged = state.fridges.get(&fridge.fridge_id) == Some(&fridge)
+                && spec.secret.is_none();
+            if unchanged {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::FridgeRegistered { fridge, secret: spec.secret }])
+        }
+        CatalogCommand::SetStock { fridge_id, spec } => {
+            spec.validate().map_err(invalid)?;
+            if !state.fridges.contains_key(&fridge_id) {
+                return Err(DomainError::UnknownFridge(fridge_id));
+            }
+            for c in &spec.counts {
+                if !state.meals.contains_key(&c.meal_id) {
+                    return Err(DomainError::UnknownMeal(c.meal_id.clone()));
+                }
+            }
+            Ok(spec
+                .counts
+                .into_iter()
+                .filter(|c| state.stock_level(&fridge_id, &c.meal_id).on_hand != c.units)
+                .map(|c| Event::MealStockUpdated {
+                    fridge_id: fridge_id.clone(),
+                    meal_id: c.meal_id,
+                    on_hand: c.units,
+                    source: StockSource::Manual,
+                })
+                .collect())
+        }
+    }
+}
+
+/// Applies catalog events; returns whether the catalog view changed.
+pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
+    match event {
+        Event::MealDefined { meal } => {
+            state.meals.insert(meal.meal_id.clone(), meal.clone());
+            true
+        }
+        Event::MealDiscontinued { meal_id } => {
+            state.meals.remove(meal_id);
+            true
+        }
+        Event::FridgeRegistered { fridge, secret } => {
+            if let Some(secret) = secret {
+                state
+                    .fridge_secrets
+                    .insert(fridge.fridge_id.clone(), secret.clone());
+            }
+            state.fridges.insert(fridge.fridge_id.clone(), fridge.clone());
+            true
+        }
+        Event::MealStockUpdated { fridge_id, meal_id, on_hand, .. } => {
+            let mut per_meal = state.stock.get(fridge_id).cloned().unwrap_or_default();
+            let mut level = per_meal.get(meal_id).copied().unwrap_or_default();
+            level.on_hand = *on_hand;
+            per_meal.insert(meal_id.clone(), level);
+            state.stock.insert(fridge_id.clone(), per_meal);
+            true
+        }
+    }
+}

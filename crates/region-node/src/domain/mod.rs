@@ -1,0 +1,103 @@
+//! The district's domain logic as a pure decider.
+//!
+//! `decide(&DistrictState, Command, &Context) -> Result<Vec<Event>, DomainError>`
+//! says what happens; `evolve(&mut DistrictState, &EventEnvelope)` applies a
+//! recorded fact. No tokio, sled, axum or NATS here: the writer task, the
+//! store and the HTTP layer call in, tests call in directly.
+//!
+//! `DistrictState` uses `imbl` (persistent) maps so the writer can publish a
+//! snapshot to readers after every batch with an O(1) clone.
+
+pub mod catalog;
+
+use chrono::{DateTime, Utc};
+use imbl::{HashMap, OrdMap};
+use protocol::catalog::{Fridge, Meal, StockLevel};
+use protocol::geo::DistrictArea;
+use protocol::{DistrictId, Event, EventEnvelope, FridgeId, MealId};
+
+pub use catalog::CatalogCommand;
+
+/// Everything a command may need besides the state: the district's identity
+/// and the time, passed in so the core never reads a clock.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub district_id: DistrictId,
+    pub area: DistrictArea,
+    pub now: DateTime<Utc>,
+}
+
+/// A request to change the district.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("meal {0} does not exist")]
+    UnknownMeal(MealId),
+    #[error("fridge {0} does not exist")]
+    UnknownFridge(FridgeId),
+    #[error("the point ({lat}, {lon}) is outside this district")]
+    OutsideDistrict { lat: f64, lon: f64 },
+    #[error("stream {stream} is at version {actual}, the command expected {expected}")]
+    VersionConflict {
+        stream: String,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+/// In-memory state of one district, rebuilt from the log at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct DistrictState {
+    /// Sequence number of the last applied event (0 for an empty log).
+    pub last_seq: u64,
+    /// Version of the catalog: the seq of the last event that changed what
+    /// `GET /v1/catalog` shows. Drives ETags and WebSocket `catalog_updated`.
+    pub catalog_version: u64,
+    pub meals: OrdMap<MealId, Meal>,
+    pub fridges: OrdMap<FridgeId, Fridge>,
+    /// Fridge telemetry secrets; never served.
+    pub fridge_secrets: HashMap<FridgeId, String>,
+    /// Stock per fridge, then per meal.
+    pub stock: OrdMap<FridgeId, OrdMap<MealId, StockLevel>>,
+    /// Current version of every stream, for optimistic concurrency.
+    pub stream_versions: HashMap<String, u64>,
+}
+
+impl DistrictState {
+    pub fn stream_version(&self, stream: &str) -> u64 {
+        self.stream_versions.get(stream).copied().unwrap_or(0)
+    }
+
+    pub fn stock_level(&self, fridge: &str, meal: &str) -> StockLevel {
+        self.stock
+            .get(fridge)
+            .and_then(|m| m.get(meal))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Decide what a command means in the current state.
+pub fn decide(state: &DistrictState, cmd: Command, ctx: &Context) -> Result<Vec<Event>, DomainError> {
+    match cmd {
+        Command::Catalog(c) => catalog::decide(state, c, ctx),
+    }
+}
+
+/// Apply a recorded event. Total: an event in the log is a fact, so `evolve`
+/// never fails; it may only ignore what it cannot place.
+pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
+    state.last_seq = env.seq;
+    state
+        .stream_versions
+        .insert(env.stream_id.clone(), env.stream_version);
+    if catalog::evolve(state, &env.event) {
+        state.catalog_version = env.seq;
+    }
+}

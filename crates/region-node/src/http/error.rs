@@ -1,0 +1,76 @@
+//! The one place errors become HTTP responses:
+//! `{"error":{"code":"snake_case","message":"human text"}}` with the right
+//! status. Every boundary error converts into [`ApiError`].
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::domain::DomainError;
+use crate::writer::WriteError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+            AuthError::Invalid(_) => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()),
+            AuthError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            AuthError::Key(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "auth misconfigured"),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let message = e.to_string();
+        match e {
+            DomainError::Invalid(_) => Self::unprocessable("invalid", message),
+            DomainError::UnknownMeal(_) => Self::not_found("unknown_meal", message),
+            DomainError::UnknownFridge(_) => Self::not_found("unknown_fridge", message),
+            DomainError::OutsideDistrict { .. } => Self::unprocessable("outside_district", message),
+            DomainError::VersionConflict { .. } => Self::new(StatusCode::CONFLICT, "version_conflict", message),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Domain(d) => d.into(),
+            WriteError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m),
+        }
+    }
+}

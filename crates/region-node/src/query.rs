@@ -1,0 +1,57 @@
+//! Read-side queries over a published `DistrictState` snapshot. Pure
+//! functions: the HTTP layer loads the latest snapshot and calls these, so a
+//! read never waits on the writer and never sees a non-durable change.
+
+use protocol::catalog::{CatalogView, FridgeView, MealAvailability};
+use protocol::geo::GeoPoint;
+
+use crate::domain::DistrictState;
+
+/// Fridges within `radius_m` of `at`, nearest first (ties by id, so the answer
+/// is stable), each with the meals a customer can buy there now.
+pub fn catalog_near(state: &DistrictState, district_id: &str, at: &GeoPoint, radius_m: u32) -> CatalogView {
+    let mut fridges: Vec<(f64, FridgeView)> = state
+        .fridges
+        .values()
+        .filter_map(|fridge| {
+            let distance = at.distance_m(&fridge.position);
+            (distance <= f64::from(radius_m)).then(|| (distance, fridge))
+        })
+        .map(|(distance, fridge)| {
+            let meals = state
+                .stock
+                .get(&fridge.fridge_id)
+                .into_iter()
+                .flat_map(|per_meal| per_meal.iter())
+                .filter_map(|(meal_id, level)| {
+                    let meal = state.meals.get(meal_id)?;
+                    let available = level.available();
+                    (available > 0).then(|| MealAvailability {
+                        meal_id: meal_id.clone(),
+                        name: meal.spec.name.clone(),
+                        price: meal.spec.price,
+                        currency: meal.spec.currency.clone(),
+                        available,
+                    })
+                })
+                .collect();
+            let view = FridgeView {
+                fridge_id: fridge.fridge_id.clone(),
+                name: fridge.name.clone(),
+                address: fridge.address.clone(),
+                lat: fridge.position.lat,
+                lon: fridge.position.lon,
+                distance_m: distance.round() as u32,
+                status: fridge.status,
+                meals,
+            };
+            (distance, view)
+        })
+        .collect();
+    fridges.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.fridge_id.cmp(&b.1.fridge_id)));
+    CatalogView {
+        district_id: district_id.to_string(),
+        version: state.catalog_version,
+        fridges: fridges.into_iter().map(|(_, v)| v).collect(),
+    }
+}
