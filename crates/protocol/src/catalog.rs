@@ -222,7 +222,9 @@ impl MealSpec {
             ("salt_mg", n.salt_mg),
         ] {
             if v > MAX_NUTRIENT_MG {
-                return Err(format!("nutrition.{field} must be at most {MAX_NUTRIENT_MG}"));
+                return Err(format!(
+                    "nutrition.{field} must be at most {MAX_NUTRIENT_MG}"
+                ));
             }
         }
         if n.sugar_mg > n.carbs_mg {

@@ -48,8 +48,14 @@ impl GeoPoint {
     /// Geohash of this point at `precision` characters.
     pub fn geohash(&self, precision: usize) -> String {
         // Encoding a validated point cannot fail; the fallback keeps this total.
-        geohash::encode(geohash::Coord { x: self.lon, y: self.lat }, precision)
-            .unwrap_or_default()
+        geohash::encode(
+            geohash::Coord {
+                x: self.lon,
+                y: self.lat,
+            },
+            precision,
+        )
+        .unwrap_or_default()
     }
 }
 
@@ -68,9 +74,12 @@ impl DistrictArea {
         for p in &prefixes {
             let ok = !p.is_empty()
                 && p.len() <= FRIDGE_GEOHASH_PRECISION
-                && p.bytes().all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b));
+                && p.bytes()
+                    .all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b));
             if !ok {
-                return Err(format!("{p:?} is not a geohash prefix (base32, 1..=9 chars)"));
+                return Err(format!(
+                    "{p:?} is not a geohash prefix (base32, 1..=9 chars)"
+                ));
             }
         }
         Ok(DistrictArea { prefixes })

@@ -23,7 +23,9 @@ impl TryFrom<String> for Currency {
         if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Currency(s))
         } else {
-            Err(format!("currency must be a 3-letter ISO 4217 code like USD, got {s:?}"))
+            Err(format!(
+                "currency must be a 3-letter ISO 4217 code like USD, got {s:?}"
+            ))
         }
     }
 }

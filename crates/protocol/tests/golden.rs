@@ -22,8 +22,16 @@ fn schema_v1_stock_update_still_decodes() {
     assert_eq!(env.seq, 4);
     assert_eq!(env.district_id, "detroit-downtown");
     match env.event {
-        Event::MealStockUpdated { fridge_id, meal_id, on_hand, .. } => {
-            assert_eq!((fridge_id.as_str(), meal_id.as_str(), on_hand), ("f-campus", "m-teriyaki", 7));
+        Event::MealStockUpdated {
+            fridge_id,
+            meal_id,
+            on_hand,
+            ..
+        } => {
+            assert_eq!(
+                (fridge_id.as_str(), meal_id.as_str(), on_hand),
+                ("f-campus", "m-teriyaki", 7)
+            );
         }
         other => panic!("unexpected {other:?}"),
     }

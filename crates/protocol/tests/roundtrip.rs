@@ -52,8 +52,12 @@ fn envelope(seq: u64, event: Event) -> EventEnvelope {
 
 fn all_kinds() -> Vec<Event> {
     vec![
-        Event::MealDefined { meal: sample_meal("m-teriyaki", 1295) },
-        Event::MealDiscontinued { meal_id: "m-teriyaki".into() },
+        Event::MealDefined {
+            meal: sample_meal("m-teriyaki", 1295),
+        },
+        Event::MealDiscontinued {
+            meal_id: "m-teriyaki".into(),
+        },
         Event::FridgeRegistered {
             fridge: Fridge {
                 fridge_id: "f-campus".into(),

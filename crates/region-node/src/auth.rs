@@ -53,7 +53,8 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn from_pem(public_pem: &str, leeway_secs: u64) -> Result<Self, AuthError> {
-        let key = DecodingKey::from_ed_pem(public_pem.as_bytes()).map_err(|e| AuthError::Key(e.to_string()))?;
+        let key = DecodingKey::from_ed_pem(public_pem.as_bytes())
+            .map_err(|e| AuthError::Key(e.to_string()))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = leeway_secs;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -78,8 +79,10 @@ impl Verifier {
 }
 
 pub fn mint(private_pem: &str, claims: &Claims) -> Result<String, AuthError> {
-    let key = EncodingKey::from_ed_pem(private_pem.as_bytes()).map_err(|e| AuthError::Key(e.to_string()))?;
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &key).map_err(|e| AuthError::Key(e.to_string()))
+    let key = EncodingKey::from_ed_pem(private_pem.as_bytes())
+        .map_err(|e| AuthError::Key(e.to_string()))?;
+    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &key)
+        .map_err(|e| AuthError::Key(e.to_string()))
 }
 
 /// A verified caller.

@@ -16,12 +16,18 @@ pub struct Clock {
 
 impl Clock {
     pub fn system() -> Self {
-        Clock { offset_ms: Arc::new(AtomicI64::new(0)), adjustable: false }
+        Clock {
+            offset_ms: Arc::new(AtomicI64::new(0)),
+            adjustable: false,
+        }
     }
 
     /// A system clock that [`Clock::advance`] may move forward.
     pub fn adjustable() -> Self {
-        Clock { adjustable: true, ..Clock::system() }
+        Clock {
+            adjustable: true,
+            ..Clock::system()
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -41,7 +47,8 @@ impl Clock {
         if by < Duration::zero() {
             return Err("the clock only moves forward");
         }
-        self.offset_ms.fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
         Ok(self.now())
     }
 }

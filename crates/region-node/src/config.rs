@@ -47,7 +47,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: MAX_BODY_BYTES_DEFAULT, max_radius_m: MAX_RADIUS_M_DEFAULT }
+        Limits {
+            max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            max_radius_m: MAX_RADIUS_M_DEFAULT,
+        }
     }
 }
 
@@ -88,23 +91,34 @@ fn default_leeway() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
         config.area()?;
         for entry in &config.directory {
-            DistrictArea::new(entry.geohash_prefixes.clone())
-                .map_err(|e| ConfigError::Invalid(format!("directory {}: {e}", entry.district_id)))?;
+            DistrictArea::new(entry.geohash_prefixes.clone()).map_err(|e| {
+                ConfigError::Invalid(format!("directory {}: {e}", entry.district_id))
+            })?;
         }
         protocol::validate_id(&config.district_id)
             .map_err(|e| ConfigError::Invalid(format!("district_id: {e}")))?;

@@ -1,1 +1,109 @@
-//! stub
+//! The district server.
+//!
+//! A region node owns one district's catalog, fridges, stock (and, as the
+//! system grows, orders and schedules) in a local sled event log. Code map:
+//! - [`domain`]: the pure decider (`decide`/`evolve`); no IO.
+//! - [`store`]: the sled event log; append in batches, replay.
+//! - [`writer`]: the one writer task (group commit) and the read snapshot.
+//! - [`query`]: pure read functions over a snapshot.
+//! - [`http`]: axum routes, extractors, the error mapping.
+//! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod query;
+pub mod store;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clock::Clock;
+use config::Config;
+use metrics::Metrics;
+use store::EventLog;
+use writer::{District, WriterSetup};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("demo data: {0}")]
+    Demo(String),
+}
+
+/// Opens the store, replays it and starts the writer.
+pub fn open_district(
+    config: &Config,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+) -> Result<District, NodeError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let log = EventLog::open(&config.data_dir.join("log"))?;
+    Ok(District::start(WriterSetup {
+        district_id: config.district_id.clone(),
+        area: config.area()?,
+        log,
+        clock,
+        metrics,
+    })?)
+}
+
+/// What `serve` needs besides the config.
+pub struct ServeOptions {
+    pub clock: Clock,
+    /// Load the demo district when the log is empty.
+    pub demo: bool,
+    /// Write the bound address here once listening (tests bind port 0).
+    pub port_file: Option<PathBuf>,
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let metrics = Arc::new(Metrics::default());
+    let district = open_district(&config, opts.clock.clone(), metrics.clone())?;
+    if opts.demo {
+        demo::seed_if_empty(&district).await?;
+    }
+    let verifier = auth::Verifier::from_pem(&config.auth.public_key_pem, config.auth.leeway_secs)?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
+    let bound: SocketAddr = listener.local_addr()?;
+    let state = http::AppState {
+        area: config.area()?,
+        config: Arc::new(config),
+        district,
+        verifier,
+        metrics,
+        clock: opts.clock,
+    };
+    let app = http::router(state);
+    if let Some(path) = &opts.port_file {
+        // Write then rename so a reader never sees a half-written address.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bound.to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
+    tracing::info!(addr = %bound, "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,1 +1,185 @@
-fn main() {}
+//! `region-node`: serve a district, mint development tokens, load demo data.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use region_node::auth::{self, Claims, Role, MAX_TOKEN_TTL_SECS};
+use region_node::clock::Clock;
+use region_node::config::Config;
+
+#[derive(Parser)]
+#[command(name = "region-node", version, about = "Larder district server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the district's HTTP API.
+    Serve {
+        #[arg(long, env = "LARDER_CONFIG")]
+        config: PathBuf,
+        /// Overrides `data_dir` from the config.
+        #[arg(long, env = "LARDER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Overrides `http_addr` from the config (port 0 picks a free port).
+        #[arg(long, env = "LARDER_HTTP_ADDR")]
+        http_addr: Option<std::net::SocketAddr>,
+        /// Load the demo district if the log is empty.
+        #[arg(long)]
+        demo: bool,
+        /// Write the bound HTTP address to this file once listening.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+        /// Let an admin advance this node's clock (demos, tests). Never in production.
+        #[arg(long)]
+        dev_clock: bool,
+    },
+    /// Mint a token with the private key from the config (development only).
+    Token {
+        #[arg(long, env = "LARDER_CONFIG")]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        role: Role,
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        #[arg(long)]
+        fridge_id: Option<String>,
+        #[arg(long)]
+        kitchen_id: Option<String>,
+    },
+    /// Load the demo district into the data dir (node must not be running).
+    Seed {
+        #[arg(long, env = "LARDER_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "LARDER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn parse_ttl(s: &str) -> anyhow::Result<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("bad ttl {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("bad ttl unit in {s:?}; use s, m, h or d"),
+    };
+    if secs == 0 || secs > MAX_TOKEN_TTL_SECS {
+        bail!("ttl must be between 1s and {MAX_TOKEN_TTL_SECS}s");
+    }
+    Ok(secs)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LARDER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve {
+            config,
+            data_dir,
+            http_addr,
+            demo,
+            port_file,
+            dev_clock,
+        } => {
+            init_tracing();
+            let mut cfg = Config::load(&config)?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(a) = http_addr {
+                cfg.http_addr = a;
+            }
+            let clock = if dev_clock {
+                Clock::adjustable()
+            } else {
+                Clock::system()
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(region_node::serve(
+                cfg,
+                region_node::ServeOptions {
+                    clock,
+                    demo,
+                    port_file,
+                },
+                shutdown_signal(),
+            ))?;
+        }
+        Cmd::Token {
+            config,
+            role,
+            sub,
+            ttl,
+            fridge_id,
+            kitchen_id,
+        } => {
+            let cfg = Config::load(&config)?;
+            let pem = cfg
+                .auth
+                .private_key_pem
+                .context("this config has no private_key_pem: tokens are minted only with development configs")?;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+            let claims = Claims {
+                sub,
+                role,
+                iat: now,
+                exp: now + parse_ttl(&ttl)?,
+                fridge_id,
+                kitchen_id,
+            };
+            let token = auth::mint(&pem, &claims)?;
+            // The token is the command's output, for shells and scripts.
+            println!("{token}");
+        }
+        Cmd::Seed { config, data_dir } => {
+            init_tracing();
+            let mut cfg = Config::load(&config)?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let metrics = std::sync::Arc::new(region_node::metrics::Metrics::default());
+                let district = region_node::open_district(&cfg, Clock::system(), metrics)?;
+                let loaded = region_node::demo::seed_if_empty(&district).await?;
+                tracing::info!(loaded, "seed finished");
+                Ok::<_, anyhow::Error>(())
+            })?;
+        }
+    }
+    Ok(())
+}

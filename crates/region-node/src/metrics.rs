@@ -26,7 +26,8 @@ impl Metrics {
         self.batches.fetch_add(1, Relaxed);
         self.commands.fetch_add(commands as u64, Relaxed);
         self.events.fetch_add(events as u64, Relaxed);
-        self.commit_micros_sum.fetch_add(took.as_micros() as u64, Relaxed);
+        self.commit_micros_sum
+            .fetch_add(took.as_micros() as u64, Relaxed);
         let secs = took.as_secs_f64();
         for (i, bound) in COMMIT_BUCKETS_SECS.iter().enumerate() {
             if secs <= *bound {
@@ -50,23 +51,61 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        counter(&mut out, "larder_commit_batches_total", "Group commits (one fsync each).", self.batches.load(Relaxed));
-        counter(&mut out, "larder_commands_total", "Commands decided by the writer.", self.commands.load(Relaxed));
-        counter(&mut out, "larder_events_appended_total", "Events appended to the log.", self.events.load(Relaxed));
+        counter(
+            &mut out,
+            "larder_commit_batches_total",
+            "Group commits (one fsync each).",
+            self.batches.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "larder_commands_total",
+            "Commands decided by the writer.",
+            self.commands.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "larder_events_appended_total",
+            "Events appended to the log.",
+            self.events.load(Relaxed),
+        );
         let _ = writeln!(out, "# HELP larder_http_responses_total HTTP responses by status class.\n# TYPE larder_http_responses_total counter");
-        for (class, c) in [("2xx", &self.http_2xx), ("3xx", &self.http_3xx), ("4xx", &self.http_4xx), ("5xx", &self.http_5xx)] {
-            let _ = writeln!(out, "larder_http_responses_total{{class=\"{class}\"}} {}", c.load(Relaxed));
+        for (class, c) in [
+            ("2xx", &self.http_2xx),
+            ("3xx", &self.http_3xx),
+            ("4xx", &self.http_4xx),
+            ("5xx", &self.http_5xx),
+        ] {
+            let _ = writeln!(
+                out,
+                "larder_http_responses_total{{class=\"{class}\"}} {}",
+                c.load(Relaxed)
+            );
         }
         let name = "larder_commit_seconds";
-        let _ = writeln!(out, "# HELP {name} Time from taking a batch to its fsync.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from taking a batch to its fsync.\n# TYPE {name} histogram"
+        );
         for (i, bound) in COMMIT_BUCKETS_SECS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", self.commit_buckets[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                self.commit_buckets[i].load(Relaxed)
+            );
         }
         let batches = self.batches.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {batches}");
-        let _ = writeln!(out, "{name}_sum {}", self.commit_micros_sum.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.commit_micros_sum.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {batches}");
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -9,7 +9,12 @@ use crate::domain::DistrictState;
 
 /// Fridges within `radius_m` of `at`, nearest first (ties by id, so the answer
 /// is stable), each with the meals a customer can buy there now.
-pub fn catalog_near(state: &DistrictState, district_id: &str, at: &GeoPoint, radius_m: u32) -> CatalogView {
+pub fn catalog_near(
+    state: &DistrictState,
+    district_id: &str,
+    at: &GeoPoint,
+    radius_m: u32,
+) -> CatalogView {
     let mut fridges: Vec<(f64, FridgeView)> = state
         .fridges
         .values()
@@ -48,7 +53,10 @@ pub fn catalog_near(state: &DistrictState, district_id: &str, at: &GeoPoint, rad
             (distance, view)
         })
         .collect();
-    fridges.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.fridge_id.cmp(&b.1.fridge_id)));
+    fridges.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then_with(|| a.1.fridge_id.cmp(&b.1.fridge_id))
+    });
     CatalogView {
         district_id: district_id.to_string(),
         version: state.catalog_version,

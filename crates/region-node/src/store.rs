@@ -67,15 +67,14 @@ impl EventLog {
         let mut expected = 1u64;
         self.log.iter().map(move |item| {
             let (key, value) = item?;
-            let seq = key
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let seq = key.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             let env = codec::decode_log_record(&value)
                 .map_err(|source| StoreError::Corrupt { seq, source })?;
             if env.seq != expected || seq != expected {
-                return Err(StoreError::Gap { expected, found: env.seq });
+                return Err(StoreError::Gap {
+                    expected,
+                    found: env.seq,
+                });
             }
             expected += 1;
             Ok(env)
@@ -91,7 +90,8 @@ impl EventLog {
             .map(|item| {
                 let (key, value) = item?;
                 let seq = key.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                codec::decode_log_record(&value).map_err(|source| StoreError::Corrupt { seq, source })
+                codec::decode_log_record(&value)
+                    .map_err(|source| StoreError::Corrupt { seq, source })
             })
             .collect()
     }

@@ -91,9 +91,18 @@ impl District {
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (committed_tx, committed) = watch::channel(state.last_seq);
-        let writer = Writer { setup, state, view: view.clone(), committed: committed_tx };
+        let writer = Writer {
+            setup,
+            state,
+            view: view.clone(),
+            committed: committed_tx,
+        };
         tokio::spawn(writer.run(rx));
-        Ok(District { tx, view, committed })
+        Ok(District {
+            tx,
+            view,
+            committed,
+        })
     }
 
     /// Decide and durably commit one command.
@@ -108,7 +117,12 @@ impl District {
         correlation_id: Option<Ulid>,
     ) -> Result<Committed, WriteError> {
         let (reply, rx) = oneshot::channel();
-        let sub = Submission { command, expected, correlation_id, reply };
+        let sub = Submission {
+            command,
+            expected,
+            correlation_id,
+            reply,
+        };
         self.tx
             .send(sub)
             .await
@@ -140,7 +154,10 @@ struct Writer {
     committed: watch::Sender<u64>,
 }
 
-type Outcome = (oneshot::Sender<Result<Committed, WriteError>>, Result<Vec<EventEnvelope>, DomainError>);
+type Outcome = (
+    oneshot::Sender<Result<Committed, WriteError>>,
+    Result<Vec<EventEnvelope>, DomainError>,
+);
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
@@ -179,8 +196,16 @@ impl Writer {
     }
 
     fn decide_one(&mut self, sub: Submission, now: DateTime<Utc>) -> Outcome {
-        let Submission { command, expected, correlation_id, reply } = sub;
-        (reply, self.decide_and_evolve(command, expected, correlation_id, now))
+        let Submission {
+            command,
+            expected,
+            correlation_id,
+            reply,
+        } = sub;
+        (
+            reply,
+            self.decide_and_evolve(command, expected, correlation_id, now),
+        )
     }
 
     fn decide_and_evolve(

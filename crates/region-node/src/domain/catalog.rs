@@ -9,10 +9,21 @@ use super::{Context, DistrictState, DomainError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogCommand {
-    DefineMeal { meal_id: MealId, spec: MealSpec },
-    DiscontinueMeal { meal_id: MealId },
-    RegisterFridge { fridge_id: FridgeId, spec: FridgeSpec },
-    SetStock { fridge_id: FridgeId, spec: StockSpec },
+    DefineMeal {
+        meal_id: MealId,
+        spec: MealSpec,
+    },
+    DiscontinueMeal {
+        meal_id: MealId,
+    },
+    RegisterFridge {
+        fridge_id: FridgeId,
+        spec: FridgeSpec,
+    },
+    SetStock {
+        fridge_id: FridgeId,
+        spec: StockSpec,
+    },
 }
 
 fn invalid(e: impl Into<String>) -> DomainError {
@@ -31,7 +42,9 @@ pub fn decide(
             if state.meals.get(&meal_id).map(|m| &m.spec) == Some(&spec) {
                 return Ok(vec![]); // Same definition again: nothing happened.
             }
-            Ok(vec![Event::MealDefined { meal: Meal { meal_id, spec } }])
+            Ok(vec![Event::MealDefined {
+                meal: Meal { meal_id, spec },
+            }])
         }
         CatalogCommand::DiscontinueMeal { meal_id } => {
             if !state.meals.contains_key(&meal_id) {
@@ -43,7 +56,10 @@ pub fn decide(
             protocol::validate_id(&fridge_id).map_err(invalid)?;
             let position = spec.validate().map_err(invalid)?;
             if !ctx.area.contains(&position) {
-                return Err(DomainError::OutsideDistrict { lat: spec.lat, lon: spec.lon });
+                return Err(DomainError::OutsideDistrict {
+                    lat: spec.lat,
+                    lon: spec.lon,
+                });
             }
             // Re-registering keeps the operational status the fridge has.
             let status = state
@@ -60,12 +76,15 @@ pub fn decide(
                 vendor: spec.vendor,
                 status,
             };
-            let unchanged = state.fridges.get(&fridge.fridge_id) == Some(&fridge)
-                && spec.secret.is_none();
+            let unchanged =
+                state.fridges.get(&fridge.fridge_id) == Some(&fridge) && spec.secret.is_none();
             if unchanged {
                 return Ok(vec![]);
             }
-            Ok(vec![Event::FridgeRegistered { fridge, secret: spec.secret }])
+            Ok(vec![Event::FridgeRegistered {
+                fridge,
+                secret: spec.secret,
+            }])
         }
         CatalogCommand::SetStock { fridge_id, spec } => {
             spec.validate().map_err(invalid)?;
@@ -109,10 +128,17 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
                     .fridge_secrets
                     .insert(fridge.fridge_id.clone(), secret.clone());
             }
-            state.fridges.insert(fridge.fridge_id.clone(), fridge.clone());
+            state
+                .fridges
+                .insert(fridge.fridge_id.clone(), fridge.clone());
             true
         }
-        Event::MealStockUpdated { fridge_id, meal_id, on_hand, .. } => {
+        Event::MealStockUpdated {
+            fridge_id,
+            meal_id,
+            on_hand,
+            ..
+        } => {
             let mut per_meal = state.stock.get(fridge_id).cloned().unwrap_or_default();
             let mut level = per_meal.get(meal_id).copied().unwrap_or_default();
             level.on_hand = *on_hand;

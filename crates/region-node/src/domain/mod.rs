@@ -33,7 +33,7 @@ pub enum Command {
     Catalog(CatalogCommand),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DomainError {
     #[error("{0}")]
     Invalid(String),
@@ -84,7 +84,11 @@ impl DistrictState {
 }
 
 /// Decide what a command means in the current state.
-pub fn decide(state: &DistrictState, cmd: Command, ctx: &Context) -> Result<Vec<Event>, DomainError> {
+pub fn decide(
+    state: &DistrictState,
+    cmd: Command,
+    ctx: &Context,
+) -> Result<Vec<Event>, DomainError> {
     match cmd {
         Command::Catalog(c) => catalog::decide(state, c, ctx),
     }

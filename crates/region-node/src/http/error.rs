@@ -19,7 +19,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -45,10 +49,18 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
-            AuthError::Invalid(_) => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string()),
+            AuthError::Missing => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            AuthError::Invalid(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
+            }
             AuthError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
-            AuthError::Key(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "auth misconfigured"),
+            AuthError::Key(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "auth misconfigured",
+            ),
         }
     }
 }
@@ -61,7 +73,9 @@ impl From<DomainError> for ApiError {
             DomainError::UnknownMeal(_) => Self::not_found("unknown_meal", message),
             DomainError::UnknownFridge(_) => Self::not_found("unknown_fridge", message),
             DomainError::OutsideDistrict { .. } => Self::unprocessable("outside_district", message),
-            DomainError::VersionConflict { .. } => Self::new(StatusCode::CONFLICT, "version_conflict", message),
+            DomainError::VersionConflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "version_conflict", message)
+            }
         }
     }
 }
@@ -70,7 +84,9 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Domain(d) => d.into(),
-            WriteError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m),
+            WriteError::Unavailable(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m)
+            }
         }
     }
 }

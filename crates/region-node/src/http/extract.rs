@@ -30,9 +30,11 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     let message = r.body_text();
     match r {
         JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_body", message),
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
-        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        ),
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
         }

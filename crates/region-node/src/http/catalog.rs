@@ -1,0 +1,246 @@
+//! Catalog routes: admin writes (meals, fridges, manual stock) and public
+//! reads (catalog by location, meal details, locate).
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use protocol::catalog::{FridgeSpec, MealSpec, MealView, StockSpec};
+use protocol::geo::{DistrictArea, GeoPoint};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{Json, Query};
+use super::AppState;
+use crate::auth::{Caller, Role};
+use crate::config::RADIUS_M_DEFAULT;
+use crate::domain::{CatalogCommand, Command};
+use crate::query;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogParams {
+    lat: f64,
+    lon: f64,
+    radius_m: Option<u32>,
+}
+
+fn point(lat: f64, lon: f64) -> Result<GeoPoint, ApiError> {
+    GeoPoint::new(lat, lon).map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+}
+
+/// `GET /v1/catalog?lat=&lon=&radius_m=`: nearest fridges first, with ETag.
+pub async fn catalog(
+    State(app): State<AppState>,
+    Query(params): Query<CatalogParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let at = point(params.lat, params.lon)?;
+    let radius_m = params.radius_m.unwrap_or(RADIUS_M_DEFAULT);
+    let max = app.config.limits.max_radius_m;
+    if radius_m == 0 || radius_m > max {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("radius_m must be between 1 and {max}"),
+        ));
+    }
+    let state = app.district.state();
+    // The answer for a given URL changes only when the catalog version does.
+    let etag = format!("\"{}-{}\"", app.config.district_id, state.catalog_version);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let cache = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let view = query::catalog_near(&state, &app.config.district_id, &at, radius_m);
+    Ok((cache, axum::Json(view)).into_response())
+}
+
+/// `GET /v1/meals/{id}`.
+pub async fn meal(
+    State(app): State<AppState>,
+    Path(meal_id): Path<String>,
+) -> Result<axum::Json<MealView>, ApiError> {
+    let state = app.district.state();
+    let meal = state.meals.get(&meal_id).ok_or_else(|| {
+        ApiError::not_found("unknown_meal", format!("meal {meal_id} does not exist"))
+    })?;
+    Ok(axum::Json(MealView {
+        meal_id: meal.meal_id.clone(),
+        spec: meal.spec.clone(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocateParams {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Located {
+    district_id: String,
+    url: String,
+}
+
+/// `GET /v1/locate`: which node serves a point (this one or one from the
+/// directory).
+pub async fn locate(
+    State(app): State<AppState>,
+    Query(p): Query<LocateParams>,
+) -> Result<axum::Json<Located>, ApiError> {
+    let at = point(p.lat, p.lon)?;
+    if app.area.contains(&at) {
+        let url = app
+            .config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", app.config.http_addr));
+        return Ok(axum::Json(Located {
+            district_id: app.config.district_id.clone(),
+            url,
+        }));
+    }
+    app.config
+        .directory
+        .iter()
+        .find(|d| {
+            DistrictArea::new(d.geohash_prefixes.clone()).is_ok_and(|area| area.contains(&at))
+        })
+        .map(|d| {
+            axum::Json(Located {
+                district_id: d.district_id.clone(),
+                url: d.url.clone(),
+            })
+        })
+        .ok_or_else(|| ApiError::not_found("not_served", "no district serves that point"))
+}
+
+fn check_path_id(id: &str) -> Result<(), ApiError> {
+    protocol::validate_id(id).map_err(|e| ApiError::bad_request("invalid_id", e))
+}
+
+/// `PUT /v1/admin/meals/{id}`.
+pub async fn define_meal(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(meal_id): Path<String>,
+    Json(spec): Json<MealSpec>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    check_path_id(&meal_id)?;
+    let view = MealView {
+        meal_id: meal_id.clone(),
+        spec: spec.clone(),
+    };
+    app.district
+        .submit(Command::Catalog(CatalogCommand::DefineMeal {
+            meal_id,
+            spec,
+        }))
+        .await?;
+    Ok(axum::Json(view))
+}
+
+/// `DELETE /v1/admin/meals/{id}`.
+pub async fn discontinue_meal(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(meal_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    app.district
+        .submit(Command::Catalog(CatalogCommand::DiscontinueMeal {
+            meal_id,
+        }))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/admin/fridges/{id}`. The secret is write-only: never echoed.
+pub async fn register_fridge(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(fridge_id): Path<String>,
+    Json(spec): Json<FridgeSpec>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    check_path_id(&fridge_id)?;
+    app.district
+        .submit(Command::Catalog(CatalogCommand::RegisterFridge {
+            fridge_id: fridge_id.clone(),
+            spec,
+        }))
+        .await?;
+    let state = app.district.state();
+    let fridge = state.fridges.get(&fridge_id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "fridge vanished",
+        )
+    })?;
+    Ok(axum::Json(json!({
+        "fridge_id": fridge.fridge_id,
+        "name": fridge.name,
+        "address": fridge.address,
+        "lat": fridge.position.lat,
+        "lon": fridge.position.lon,
+        "geohash": fridge.geohash,
+        "vendor": fridge.vendor,
+        "status": fridge.status,
+        "has_secret": state.fridge_secrets.contains_key(&fridge_id),
+    })))
+}
+
+/// `PUT /v1/admin/fridges/{id}/stock`: absolute units per meal. A kitchen
+/// token scoped to a kitchen may only set its own meals.
+pub async fn set_stock(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(fridge_id): Path<String>,
+    Json(spec): Json<StockSpec>,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = caller.require(&[Role::Admin, Role::Kitchen])?;
+    check_path_id(&fridge_id)?;
+    if let (Role::Kitchen, Some(kitchen)) = (claims.role, &claims.kitchen_id) {
+        let state = app.district.state();
+        let foreign = spec.counts.iter().find(|c| {
+            state
+                .meals
+                .get(&c.meal_id)
+                .is_some_and(|m| &m.spec.kitchen_id != kitchen)
+        });
+        if let Some(c) = foreign {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("meal {} belongs to another kitchen", c.meal_id),
+            ));
+        }
+    }
+    let meal_ids: Vec<String> = spec.counts.iter().map(|c| c.meal_id.clone()).collect();
+    app.district
+        .submit(Command::Catalog(CatalogCommand::SetStock {
+            fridge_id: fridge_id.clone(),
+            spec,
+        }))
+        .await?;
+    let state = app.district.state();
+    let meals: Vec<_> = meal_ids
+        .iter()
+        .map(|meal_id| {
+            let level = state.stock_level(&fridge_id, meal_id);
+            json!({"meal_id": meal_id, "on_hand": level.on_hand, "reserved": level.reserved,
+                   "quarantined": level.quarantined, "available": level.available()})
+        })
+        .collect();
+    Ok(axum::Json(json!({"fridge_id": fridge_id, "meals": meals})))
+}

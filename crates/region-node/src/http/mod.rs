@@ -1,0 +1,93 @@
+//! The HTTP API (axum): routing, auth per route, JSON in and out.
+//!
+//! Handlers are thin: parse and authorize, then either submit a command to the
+//! district's writer or answer from the latest published snapshot. They must
+//! not hold state of their own or touch the store directly.
+
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod ops;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::Router;
+use protocol::geo::DistrictArea;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Verifier;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::writer::District;
+use error::ApiError;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub district: District,
+    pub verifier: Verifier,
+    pub config: Arc<Config>,
+    pub area: DistrictArea,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route(
+            "/v1/dev/clock",
+            get(ops::clock_now).post(ops::clock_advance),
+        )
+        .route("/v1/catalog", get(catalog::catalog))
+        .route("/v1/meals/{meal_id}", get(catalog::meal))
+        .route("/v1/locate", get(catalog::locate))
+        .route(
+            "/v1/admin/meals/{meal_id}",
+            put(catalog::define_meal).delete(catalog::discontinue_meal),
+        )
+        .route(
+            "/v1/admin/fridges/{fridge_id}",
+            put(catalog::register_fridge),
+        )
+        .route(
+            "/v1/admin/fridges/{fridge_id}/stock",
+            put(catalog::set_stock),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    state.metrics.record_http(response.status().as_u16());
+    response
+}
