@@ -1,1 +1,382 @@
-//! stub
+//! Test harness for black-box tests of the whole system.
+//!
+//! Starts the real `region-node` binary (built by `cargo build --workspace
+//! --bins`, which the README's test command runs first) on a free port with
+//! its own sled directory, and gives tests short helpers so each test reads
+//! as a story: `node.admin().put_meal(..)`, `node.catalog(..)`, `node.kill()`.
+//! Every child process is owned by a guard that kills it on drop, so a failing
+//! test leaves nothing running.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+/// How long a node may take to start listening.
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+/// Polling step while awaiting a condition.
+pub const POLL_STEP: Duration = Duration::from_millis(20);
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of a workspace binary next to the test executable's target dir.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+pub fn dev_config() -> PathBuf {
+    workspace_root().join("deploy/dev/region-detroit.toml")
+}
+
+/// Kills the child on drop, whatever happened in the test.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill(); // SIGKILL on Unix: no graceful shutdown.
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Awaits `cond` until `deadline`, polling; panics with `what` on timeout.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL_STEP).await;
+    }
+}
+
+/// A running region node with its own data directory.
+pub struct Node {
+    pub base: String,
+    pub data: tempfile::TempDir,
+    pub http: reqwest::Client,
+    child: ChildGuard,
+    extra_args: Vec<String>,
+}
+
+impl Node {
+    /// A fresh node with the demo district loaded.
+    pub async fn start_demo() -> Node {
+        Node::start(&["--demo"]).await
+    }
+
+    /// A fresh, empty node.
+    pub async fn start_empty() -> Node {
+        Node::start(&[]).await
+    }
+
+    pub async fn start(args: &[&str]) -> Node {
+        let data = tempfile::tempdir().expect("tempdir");
+        let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn_node(data.path(), &extra_args).await;
+        Node {
+            base,
+            data,
+            http: reqwest::Client::new(),
+            child,
+            extra_args,
+        }
+    }
+
+    /// SIGKILL: no shutdown hook runs, like a power cut.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// Starts the node again on the same data directory (a new port).
+    pub async fn restart(&mut self) {
+        self.kill();
+        let args: Vec<String> = self
+            .extra_args
+            .iter()
+            .filter(|a| *a != "--demo")
+            .cloned()
+            .collect();
+        let (child, base) = spawn_node(self.data.path(), &args).await;
+        self.child = child;
+        self.base = base;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn as_role(&self, role: &str, sub: &str) -> Client {
+        Client {
+            node_base: self.base.clone(),
+            http: self.http.clone(),
+            token: Some(token(role, sub, &[])),
+        }
+    }
+
+    pub fn admin(&self) -> Client {
+        self.as_role("admin", "ops-1")
+    }
+
+    pub fn anonymous(&self) -> Client {
+        Client {
+            node_base: self.base.clone(),
+            http: self.http.clone(),
+            token: None,
+        }
+    }
+
+    /// Log position of the last durable event, from `/readyz`.
+    pub async fn log_seq(&self) -> u64 {
+        let body: Value = self
+            .http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["log_seq"].as_u64().expect("log_seq")
+    }
+
+    pub async fn catalog(&self, lat: f64, lon: f64, radius_m: u32) -> Value {
+        let resp = self
+            .anonymous()
+            .get(&format!(
+                "/v1/catalog?lat={lat}&lon={lon}&radius_m={radius_m}"
+            ))
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        resp.body
+    }
+}
+
+async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
+    let port_file = data_dir.join("http.addr");
+    let _ = std::fs::remove_file(&port_file);
+    let child = Command::new(bin("region-node"))
+        .arg("serve")
+        .arg("--config")
+        .arg(dev_config())
+        .arg("--data-dir")
+        .arg(data_dir.join("node"))
+        .args(["--http-addr", "127.0.0.1:0"])
+        .arg("--port-file")
+        .arg(&port_file)
+        .args(extra)
+        .env("LARDER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn region-node");
+    let mut guard = ChildGuard(Some(child));
+    let start = Instant::now();
+    let addr = loop {
+        if let Ok(addr) = std::fs::read_to_string(&port_file) {
+            break addr;
+        }
+        if let Some(Ok(Some(status))) = guard.0.as_mut().map(|c| c.try_wait()) {
+            panic!("region-node exited during start-up: {status}");
+        }
+        assert!(
+            start.elapsed() < START_DEADLINE,
+            "region-node did not start listening"
+        );
+        tokio::time::sleep(POLL_STEP).await;
+    };
+    (guard, format!("http://{}", addr.trim()))
+}
+
+/// Mints a token with the real binary and the dev config's key.
+pub fn token(role: &str, sub: &str, extra: &[&str]) -> String {
+    let out = Command::new(bin("region-node"))
+        .args(["token", "--role", role, "--sub", sub, "--config"])
+        .arg(dev_config())
+        .args(extra)
+        .output()
+        .expect("run region-node token");
+    assert!(
+        out.status.success(),
+        "token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+/// A token with arbitrary claims signed by the dev key (for expired tokens
+/// and other cases the CLI rightly refuses to mint).
+pub fn token_with_claims(claims: &Value) -> String {
+    let config: toml::Value =
+        toml::from_str(&std::fs::read_to_string(dev_config()).unwrap()).unwrap();
+    let pem = config["auth"]["private_key_pem"].as_str().unwrap();
+    sign_claims(pem, claims)
+}
+
+/// A token signed by a key no node trusts.
+pub fn foreign_token(role: &str) -> String {
+    let pem = std::fs::read_to_string(workspace_root().join("tests/fixtures/foreign-ed25519.pem"))
+        .unwrap();
+    sign_claims(
+        &pem,
+        &json!({"sub": "mallory", "role": role, "exp": unix_now() + 3600}),
+    )
+}
+
+fn sign_claims(pem: &str, claims: &Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        claims,
+        &key,
+    )
+    .unwrap()
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An HTTP client acting as one caller.
+#[derive(Clone)]
+pub struct Client {
+    pub node_base: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+/// A response with its status and JSON body (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The error code of a JSON error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+impl Client {
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_string());
+        self
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<RawBody>) -> Resp {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.node_base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        match body {
+            Some(RawBody::Json(v)) => req = req.json(&v),
+            Some(RawBody::Text(t)) => req = req.header("content-type", "application/json").body(t),
+            None => {}
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.send(reqwest::Method::PUT, path, Some(RawBody::Json(body)))
+            .await
+    }
+    pub async fn put_raw(&self, path: &str, body: &str) -> Resp {
+        self.send(
+            reqwest::Method::PUT,
+            path,
+            Some(RawBody::Text(body.to_string())),
+        )
+        .await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    pub async fn put_meal(&self, meal_id: &str, spec: Value) -> Resp {
+        self.put(&format!("/v1/admin/meals/{meal_id}"), spec).await
+    }
+    pub async fn put_fridge(&self, fridge_id: &str, spec: Value) -> Resp {
+        self.put(&format!("/v1/admin/fridges/{fridge_id}"), spec)
+            .await
+    }
+    pub async fn set_stock(&self, fridge_id: &str, counts: &[(&str, u32)]) -> Resp {
+        let counts: Vec<Value> = counts
+            .iter()
+            .map(|(m, u)| json!({"meal_id": m, "units": u}))
+            .collect();
+        self.put(
+            &format!("/v1/admin/fridges/{fridge_id}/stock"),
+            json!({ "counts": counts }),
+        )
+        .await
+    }
+}
+
+pub enum RawBody {
+    Json(Value),
+    Text(String),
+}
+
+/// A valid meal definition with the given price.
+pub fn meal_spec(name: &str, price: i64) -> Value {
+    json!({
+        "name": name, "description": "test meal", "kitchen_id": "k-test", "price": price, "currency": "USD",
+        "nutrition": {"kcal": 500, "protein_mg": 20000, "fat_mg": 15000, "carbs_mg": 60000, "sugar_mg": 5000, "salt_mg": 1200},
+        "allergens": ["milk"], "ingredients": ["rice"], "tags": [], "shelf_life_hours": 48
+    })
+}
+
+/// A valid fridge registration at a point inside the demo district.
+pub fn fridge_spec(name: &str, lat: f64, lon: f64) -> Value {
+    json!({"name": name, "address": "1 Test St", "lat": lat, "lon": lon, "vendor": "frostline-json"})
+}
+
+/// Campus Martius, downtown Detroit.
+pub const DOWNTOWN: (f64, f64) = (42.3316, -83.0466);
