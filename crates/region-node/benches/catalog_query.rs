@@ -1,1 +1,65 @@
-fn main() {}
+//! In-process catalog query latency on the demo district (12 fridges,
+//! 30 meals): what `GET /v1/catalog` computes per request, without HTTP.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use protocol::geo::{DistrictArea, GeoPoint};
+use region_node::domain::{self, Context, DistrictState};
+
+fn demo_state() -> DistrictState {
+    let ctx = Context {
+        district_id: "detroit-downtown".into(),
+        area: DistrictArea::new(vec!["dpsbv".into(), "dpsby".into(), "dpscj".into()]).unwrap(),
+        now: chrono::Utc::now(),
+    };
+    let mut state = DistrictState::default();
+    let data = region_node::demo::detroit().unwrap();
+    for cmd in region_node::demo::commands(data) {
+        for event in domain::decide(&state, cmd, &ctx).unwrap() {
+            let env = protocol::EventEnvelope {
+                event_id: ulid::Ulid::new(),
+                seq: state.last_seq + 1,
+                stream_id: event.stream_id(),
+                stream_version: 1,
+                district_id: ctx.district_id.clone(),
+                recorded_at: ctx.now,
+                valid_from: ctx.now,
+                correlation_id: None,
+                causation_id: None,
+                schema_version: 1,
+                event,
+            };
+            domain::evolve(&mut state, &env);
+        }
+    }
+    state
+}
+
+fn catalog(c: &mut Criterion) {
+    let state = demo_state();
+    assert_eq!(state.fridges.len(), 12);
+    let downtown = GeoPoint::new(42.3316, -83.0466).unwrap();
+    c.bench_function("catalog_near/2km/12_fridges", |b| {
+        b.iter(|| {
+            region_node::query::catalog_near(
+                &state,
+                "detroit-downtown",
+                std::hint::black_box(&downtown),
+                2_000,
+            )
+        })
+    });
+    c.bench_function("catalog_near/2km/12_fridges+json", |b| {
+        b.iter(|| {
+            serde_json::to_vec(&region_node::query::catalog_near(
+                &state,
+                "detroit-downtown",
+                &downtown,
+                2_000,
+            ))
+            .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, catalog);
+criterion_main!(benches);

@@ -20,7 +20,7 @@ pub fn catalog_near(
         .values()
         .filter_map(|fridge| {
             let distance = at.distance_m(&fridge.position);
-            (distance <= f64::from(radius_m)).then(|| (distance, fridge))
+            (distance <= f64::from(radius_m)).then_some((distance, fridge))
         })
         .map(|(distance, fridge)| {
             let meals = state

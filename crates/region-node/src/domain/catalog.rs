@@ -148,3 +148,140 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::catalog::{Nutrition, StockCount};
+    use protocol::geo::DistrictArea;
+
+    fn ctx() -> Context {
+        Context {
+            district_id: "d".into(),
+            area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
+            now: chrono::Utc::now(),
+        }
+    }
+
+    fn spec() -> MealSpec {
+        MealSpec {
+            name: "Bowl".into(),
+            description: String::new(),
+            kitchen_id: "k-1".into(),
+            price: 1000,
+            currency: "USD".to_string().try_into().unwrap(),
+            nutrition: Nutrition {
+                kcal: 1,
+                protein_mg: 1,
+                fat_mg: 1,
+                carbs_mg: 1,
+                sugar_mg: 1,
+                salt_mg: 1,
+            },
+            allergens: vec![],
+            ingredients: vec![],
+            tags: vec![],
+            shelf_life_hours: 24,
+        }
+    }
+
+    fn apply(state: &mut DistrictState, events: Vec<Event>) {
+        for e in events {
+            evolve(state, &e);
+        }
+    }
+
+    #[test]
+    fn defining_the_same_meal_twice_records_nothing_new() {
+        let mut s = DistrictState::default();
+        let cmd = CatalogCommand::DefineMeal {
+            meal_id: "m-1".into(),
+            spec: spec(),
+        };
+        let events = decide(&s, cmd.clone(), &ctx()).unwrap();
+        assert_eq!(events.len(), 1);
+        apply(&mut s, events);
+        assert!(decide(&s, cmd, &ctx()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stock_only_records_counts_that_changed() {
+        let mut s = DistrictState::default();
+        let defined = decide(
+            &s,
+            CatalogCommand::DefineMeal {
+                meal_id: "m-1".into(),
+                spec: spec(),
+            },
+            &ctx(),
+        )
+        .unwrap();
+        apply(&mut s, defined);
+        let fridge = FridgeSpec {
+            name: "F".into(),
+            address: String::new(),
+            lat: 42.3316,
+            lon: -83.0466,
+            vendor: "v".into(),
+            secret: None,
+        };
+        let registered = decide(
+            &s,
+            CatalogCommand::RegisterFridge {
+                fridge_id: "f-1".into(),
+                spec: fridge,
+            },
+            &ctx(),
+        )
+        .unwrap();
+        apply(&mut s, registered);
+        let set = |units| CatalogCommand::SetStock {
+            fridge_id: "f-1".into(),
+            spec: StockSpec {
+                counts: vec![StockCount {
+                    meal_id: "m-1".into(),
+                    units,
+                }],
+            },
+        };
+        let first = decide(&s, set(4), &ctx()).unwrap();
+        assert_eq!(first.len(), 1);
+        apply(&mut s, first);
+        assert_eq!(s.stock_level("f-1", "m-1").available(), 4);
+        assert!(decide(&s, set(4), &ctx()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fridges_outside_the_district_are_refused() {
+        let s = DistrictState::default();
+        let nyc = FridgeSpec {
+            name: "NYC".into(),
+            address: String::new(),
+            lat: 40.71,
+            lon: -74.0,
+            vendor: "v".into(),
+            secret: None,
+        };
+        let r = decide(
+            &s,
+            CatalogCommand::RegisterFridge {
+                fridge_id: "f-1".into(),
+                spec: nyc,
+            },
+            &ctx(),
+        );
+        assert!(matches!(r, Err(DomainError::OutsideDistrict { .. })));
+    }
+
+    #[test]
+    fn discontinuing_an_unknown_meal_is_an_error() {
+        let r = decide(
+            &DistrictState::default(),
+            CatalogCommand::DiscontinueMeal {
+                meal_id: "m-x".into(),
+            },
+            &ctx(),
+        );
+        assert_eq!(r, Err(DomainError::UnknownMeal("m-x".into())));
+    }
+}
