@@ -7,7 +7,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use crate::catalog::{Fridge, Meal};
+use crate::money::Currency;
+use crate::orders::{Channel, OrderId, OrderLine, RefundReason, RefusalReason};
+use crate::payments::PaymentKind;
 use crate::{FridgeId, MealId};
 
 /// Why a stock level was set to an absolute value.
@@ -25,9 +30,13 @@ pub enum StockSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A meal was created or its definition replaced.
-    MealDefined { meal: Meal },
+    MealDefined {
+        meal: Meal,
+    },
     /// A meal left the catalog; open orders keep their snapshot.
-    MealDiscontinued { meal_id: MealId },
+    MealDiscontinued {
+        meal_id: MealId,
+    },
     /// A fridge was registered or its registration updated.
     FridgeRegistered {
         fridge: Fridge,
@@ -41,6 +50,83 @@ pub enum Event {
         on_hand: u32,
         source: StockSource,
     },
+    /// An order was confirmed; its stock is reserved by the
+    /// `MealStockReserved` events that follow in the same batch.
+    OrderPlaced {
+        order_id: OrderId,
+        customer: String,
+        channel: Channel,
+        fridge_id: FridgeId,
+        lines: Vec<OrderLine>,
+        total: i64,
+        currency: Currency,
+        payment_method: String,
+        hold_until: DateTime<Utc>,
+        /// `(key, request fingerprint)` from the `Idempotency-Key` header.
+        idempotency: Option<(String, u64)>,
+    },
+    MealStockReserved {
+        order_id: OrderId,
+        fridge_id: FridgeId,
+        meal_id: MealId,
+        qty: u32,
+    },
+    MealStockReleased {
+        order_id: OrderId,
+        fridge_id: FridgeId,
+        meal_id: MealId,
+        qty: u32,
+    },
+    /// Cancelled by the customer (or an admin) before pickup.
+    OrderCancelled {
+        order_id: OrderId,
+    },
+    /// The grace window ended: a charge is requested. This event is the
+    /// outbox row: the relay publishes it until a result is recorded.
+    PurchaseRequested {
+        order_id: OrderId,
+        amount: i64,
+        currency: Currency,
+        deadline: DateTime<Utc>,
+    },
+    OrderPurchaseConfirmed {
+        order_id: OrderId,
+        reference: String,
+    },
+    OrderPurchased {
+        order_id: OrderId,
+        pickup_code: String,
+        pickup_deadline: DateTime<Utc>,
+    },
+    OrderPurchaseRefused {
+        order_id: OrderId,
+        reason: RefusalReason,
+    },
+    /// A refund is requested (outbox row, like `PurchaseRequested`).
+    RefundRequested {
+        order_id: OrderId,
+        amount: i64,
+        currency: Currency,
+        reason: RefundReason,
+    },
+    OrderRefunded {
+        order_id: OrderId,
+        reference: String,
+    },
+    /// A payment result that changed nothing (duplicate, or declined refund),
+    /// kept so the outbox knows the request was answered.
+    PaymentResultRecorded {
+        order_id: OrderId,
+        kind: PaymentKind,
+        approved: bool,
+    },
+    OrderPickedUp {
+        order_id: OrderId,
+    },
+    /// Not picked up by the deadline; units go back to general stock.
+    OrderUnclaimed {
+        order_id: OrderId,
+    },
 }
 
 impl Event {
@@ -52,6 +138,19 @@ impl Event {
             Event::MealDiscontinued { meal_id } => format!("meal-{meal_id}"),
             Event::FridgeRegistered { fridge, .. } => format!("fridge-{}", fridge.fridge_id),
             Event::MealStockUpdated { fridge_id, .. } => format!("stock-{fridge_id}"),
+            Event::OrderPlaced { order_id, .. }
+            | Event::MealStockReserved { order_id, .. }
+            | Event::MealStockReleased { order_id, .. }
+            | Event::OrderCancelled { order_id }
+            | Event::PurchaseRequested { order_id, .. }
+            | Event::OrderPurchaseConfirmed { order_id, .. }
+            | Event::OrderPurchased { order_id, .. }
+            | Event::OrderPurchaseRefused { order_id, .. }
+            | Event::RefundRequested { order_id, .. }
+            | Event::OrderRefunded { order_id, .. }
+            | Event::PaymentResultRecorded { order_id, .. }
+            | Event::OrderPickedUp { order_id }
+            | Event::OrderUnclaimed { order_id } => format!("order-{order_id}"),
         }
     }
 
@@ -62,6 +161,19 @@ impl Event {
             Event::MealDiscontinued { .. } => "MealDiscontinued",
             Event::FridgeRegistered { .. } => "FridgeRegistered",
             Event::MealStockUpdated { .. } => "MealStockUpdated",
+            Event::OrderPlaced { .. } => "OrderPlaced",
+            Event::MealStockReserved { .. } => "MealStockReserved",
+            Event::MealStockReleased { .. } => "MealStockReleased",
+            Event::OrderCancelled { .. } => "OrderCancelled",
+            Event::PurchaseRequested { .. } => "PurchaseRequested",
+            Event::OrderPurchaseConfirmed { .. } => "OrderPurchaseConfirmed",
+            Event::OrderPurchased { .. } => "OrderPurchased",
+            Event::OrderPurchaseRefused { .. } => "OrderPurchaseRefused",
+            Event::RefundRequested { .. } => "RefundRequested",
+            Event::OrderRefunded { .. } => "OrderRefunded",
+            Event::PaymentResultRecorded { .. } => "PaymentResultRecorded",
+            Event::OrderPickedUp { .. } => "OrderPickedUp",
+            Event::OrderUnclaimed { .. } => "OrderUnclaimed",
         }
     }
 }

@@ -19,6 +19,8 @@ pub mod envelope;
 pub mod events;
 pub mod geo;
 pub mod money;
+pub mod orders;
+pub mod payments;
 
 pub use envelope::EventEnvelope;
 pub use events::Event;

@@ -10,6 +10,7 @@ fn demo_state() -> DistrictState {
         district_id: "detroit-downtown".into(),
         area: DistrictArea::new(vec!["dpsbv".into(), "dpsby".into(), "dpscj".into()]).unwrap(),
         now: chrono::Utc::now(),
+        policy: Default::default(),
     };
     let mut state = DistrictState::default();
     let data = region_node::demo::detroit().unwrap();

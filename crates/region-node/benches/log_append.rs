@@ -110,6 +110,7 @@ fn writer_group_commit(c: &mut Criterion) {
             log: EventLog::open(dir.path()).unwrap(),
             clock: Clock::system(),
             metrics: Arc::new(Metrics::default()),
+            policy: Default::default(),
         })
         .unwrap()
     });

@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 use protocol::geo::DistrictArea;
 use serde::Deserialize;
 
+use crate::domain::orders::{
+    GRACE_WINDOW_DEFAULT_SECS, GRACE_WINDOW_MAX_SECS, GRACE_WINDOW_MIN_SECS,
+    PAYMENT_TIMEOUT_DEFAULT_SECS, PICKUP_WINDOW_DEFAULT_SECS, POS_GRACE_WINDOW_DEFAULT_SECS,
+};
+use crate::domain::OrderPolicy;
+
 /// Default request body limit, in bytes. Admin bodies are small JSON.
 pub const MAX_BODY_BYTES_DEFAULT: usize = 64 * 1024;
 /// Default largest catalog search radius, in metres.
@@ -34,6 +40,103 @@ pub struct Config {
     /// This node's public URL, as `/v1/locate` reports it.
     #[serde(default)]
     pub public_url: Option<String>,
+    #[serde(default)]
+    pub orders: OrdersConfig,
+    /// Without it the node runs alone: orders wait in the outbox for NATS.
+    #[serde(default)]
+    pub nats: Option<NatsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    #[serde(default = "grace_default")]
+    pub grace_window_secs: u32,
+    #[serde(default)]
+    pub pos_grace_window_secs: u32,
+    #[serde(default = "payment_timeout_default")]
+    pub payment_timeout_secs: u32,
+    #[serde(default = "pickup_window_default")]
+    pub pickup_window_secs: u32,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            grace_window_secs: GRACE_WINDOW_DEFAULT_SECS,
+            pos_grace_window_secs: POS_GRACE_WINDOW_DEFAULT_SECS,
+            payment_timeout_secs: PAYMENT_TIMEOUT_DEFAULT_SECS,
+            pickup_window_secs: PICKUP_WINDOW_DEFAULT_SECS,
+        }
+    }
+}
+
+fn grace_default() -> u32 {
+    GRACE_WINDOW_DEFAULT_SECS
+}
+fn payment_timeout_default() -> u32 {
+    PAYMENT_TIMEOUT_DEFAULT_SECS
+}
+fn pickup_window_default() -> u32 {
+    PICKUP_WINDOW_DEFAULT_SECS
+}
+
+/// Longest payment timeout accepted, in seconds.
+pub const MAX_PAYMENT_TIMEOUT_SECS: u32 = 600;
+
+impl OrdersConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let in_range = |name: &str, v: u32, lo: u32, hi: u32| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "orders.{name} must be {lo}..={hi}, got {v}"
+                )))
+            }
+        };
+        in_range(
+            "grace_window_secs",
+            self.grace_window_secs,
+            GRACE_WINDOW_MIN_SECS,
+            GRACE_WINDOW_MAX_SECS,
+        )?;
+        in_range(
+            "pos_grace_window_secs",
+            self.pos_grace_window_secs,
+            0,
+            GRACE_WINDOW_MAX_SECS,
+        )?;
+        in_range(
+            "payment_timeout_secs",
+            self.payment_timeout_secs,
+            1,
+            MAX_PAYMENT_TIMEOUT_SECS,
+        )?;
+        in_range(
+            "pickup_window_secs",
+            self.pickup_window_secs,
+            60,
+            7 * 24 * 3600,
+        )
+    }
+
+    pub fn policy(&self) -> OrderPolicy {
+        let secs = |v: u32| chrono::Duration::seconds(i64::from(v));
+        OrderPolicy {
+            grace_window_app: secs(self.grace_window_secs),
+            grace_window_pos: secs(self.pos_grace_window_secs),
+            payment_timeout: secs(self.payment_timeout_secs),
+            pickup_window: secs(self.pickup_window_secs),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +218,7 @@ impl Config {
             source,
         })?;
         config.area()?;
+        config.orders.validate()?;
         for entry in &config.directory {
             DistrictArea::new(entry.geohash_prefixes.clone()).map_err(|e| {
                 ConfigError::Invalid(format!("directory {}: {e}", entry.district_id))

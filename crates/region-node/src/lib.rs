@@ -7,6 +7,8 @@
 //! - [`writer`]: the one writer task (group commit) and the read snapshot.
 //! - [`query`]: pure read functions over a snapshot.
 //! - [`http`]: axum routes, extractors, the error mapping.
+//! - [`timers`]: fires due order timers; [`nats`]: outbox relay and
+//!   payment results over JetStream.
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
 
 pub mod auth;
@@ -16,8 +18,10 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod nats;
 pub mod query;
 pub mod store;
+pub mod timers;
 pub mod writer;
 
 use std::future::Future;
@@ -41,6 +45,8 @@ pub enum NodeError {
     Auth(#[from] auth::AuthError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("nats: {0}")]
+    Nats(String),
     #[error("demo data: {0}")]
     Demo(String),
 }
@@ -59,6 +65,7 @@ pub fn open_district(
         log,
         clock,
         metrics,
+        policy: config.orders.policy(),
     })?)
 }
 
@@ -82,6 +89,15 @@ pub async fn serve(
     if opts.demo {
         demo::seed_if_empty(&district).await?;
     }
+    tokio::spawn(timers::run(district.clone(), opts.clock.clone()));
+    let nats = match &config.nats {
+        Some(n) => Some(
+            nats::NatsLink::start(&n.url, district.clone(), config.district_id.clone())
+                .await
+                .map_err(|e| NodeError::Nats(e.to_string()))?,
+        ),
+        None => None,
+    };
     let verifier = auth::Verifier::from_pem(&config.auth.public_key_pem, config.auth.leeway_secs)?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
     let bound: SocketAddr = listener.local_addr()?;
@@ -92,6 +108,7 @@ pub async fn serve(
         verifier,
         metrics,
         clock: opts.clock,
+        nats,
     };
     let app = http::router(state);
     if let Some(path) = &opts.port_file {

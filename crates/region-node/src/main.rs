@@ -37,6 +37,8 @@ enum Cmd {
         /// Let an admin advance this node's clock (demos, tests). Never in production.
         #[arg(long)]
         dev_clock: bool,
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Mint a token with the private key from the config (development only).
     Token {
@@ -61,6 +63,39 @@ enum Cmd {
         #[arg(long, env = "LARDER_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// Config values a flag or environment variable may override.
+#[derive(clap::Args)]
+struct Overrides {
+    /// NATS server URL; enables payments over JetStream.
+    #[arg(long, env = "LARDER_NATS_URL")]
+    nats_url: Option<String>,
+    #[arg(long)]
+    grace_window_secs: Option<u32>,
+    #[arg(long)]
+    pos_grace_window_secs: Option<u32>,
+    #[arg(long)]
+    payment_timeout_secs: Option<u32>,
+    #[arg(long)]
+    pickup_window_secs: Option<u32>,
+}
+
+impl Overrides {
+    fn apply(self, cfg: &mut Config) -> anyhow::Result<()> {
+        if let Some(url) = self.nats_url {
+            cfg.nats = Some(region_node::config::NatsConfig { url });
+        }
+        let o = &mut cfg.orders;
+        o.grace_window_secs = self.grace_window_secs.unwrap_or(o.grace_window_secs);
+        o.pos_grace_window_secs = self
+            .pos_grace_window_secs
+            .unwrap_or(o.pos_grace_window_secs);
+        o.payment_timeout_secs = self.payment_timeout_secs.unwrap_or(o.payment_timeout_secs);
+        o.pickup_window_secs = self.pickup_window_secs.unwrap_or(o.pickup_window_secs);
+        o.validate()?;
+        Ok(())
+    }
 }
 
 fn parse_ttl(s: &str) -> anyhow::Result<u64> {
@@ -114,9 +149,11 @@ fn main() -> anyhow::Result<()> {
             demo,
             port_file,
             dev_clock,
+            overrides,
         } => {
             init_tracing();
             let mut cfg = Config::load(&config)?;
+            overrides.apply(&mut cfg)?;
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
             }

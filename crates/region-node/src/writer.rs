@@ -40,6 +40,7 @@ pub struct WriterSetup {
     pub log: EventLog,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    pub policy: domain::OrderPolicy,
 }
 
 /// The optimistic-concurrency expectation of a command, if any.
@@ -229,6 +230,7 @@ impl Writer {
             district_id: self.setup.district_id.clone(),
             area: self.setup.area.clone(),
             now,
+            policy: self.setup.policy,
         };
         let events = domain::decide(&self.state, command, &ctx)?;
         let mut out = Vec::with_capacity(events.len());

@@ -39,6 +39,7 @@ fn start(dir: &std::path::Path) -> District {
         log,
         clock: Clock::system(),
         metrics: Arc::new(Metrics::default()),
+        policy: Default::default(),
     })
     .unwrap()
 }

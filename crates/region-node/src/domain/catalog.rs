@@ -146,6 +146,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
             state.stock.insert(fridge_id.clone(), per_meal);
             true
         }
+        _ => false,
     }
 }
 
@@ -160,6 +161,7 @@ mod tests {
             district_id: "d".into(),
             area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
             now: chrono::Utc::now(),
+            policy: Default::default(),
         }
     }
 

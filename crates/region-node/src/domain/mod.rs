@@ -9,14 +9,18 @@
 //! snapshot to readers after every batch with an O(1) clone.
 
 pub mod catalog;
+pub mod orders;
 
 use chrono::{DateTime, Utc};
-use imbl::{HashMap, OrdMap};
+use imbl::{HashMap, OrdMap, Vector};
 use protocol::catalog::{Fridge, Meal, StockLevel};
 use protocol::geo::DistrictArea;
+use protocol::orders::{OrderId, OrderStatus};
+use protocol::payments::PaymentRequest;
 use protocol::{DistrictId, Event, EventEnvelope, FridgeId, MealId};
 
 pub use catalog::CatalogCommand;
+pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
 
 /// Everything a command may need besides the state: the district's identity
 /// and the time, passed in so the core never reads a clock.
@@ -25,12 +29,14 @@ pub struct Context {
     pub district_id: DistrictId,
     pub area: DistrictArea,
     pub now: DateTime<Utc>,
+    pub policy: OrderPolicy,
 }
 
 /// A request to change the district.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Catalog(CatalogCommand),
+    Order(OrderCommand),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,6 +49,21 @@ pub enum DomainError {
     UnknownFridge(FridgeId),
     #[error("the point ({lat}, {lon}) is outside this district")]
     OutsideDistrict { lat: f64, lon: f64 },
+    #[error("order {0} does not exist")]
+    UnknownOrder(OrderId),
+    #[error("fridge {0} is not taking orders right now")]
+    FridgeUnavailable(FridgeId),
+    #[error("not enough stock")]
+    InsufficientStock { available: Vec<(MealId, u32)> },
+    #[error("{message}")]
+    WrongState {
+        status: OrderStatus,
+        message: String,
+    },
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("the pickup code does not match")]
+    WrongPickupCode,
     #[error("stream {stream} is at version {actual}, the command expected {expected}")]
     VersionConflict {
         stream: String,
@@ -67,6 +88,16 @@ pub struct DistrictState {
     pub stock: OrdMap<FridgeId, OrdMap<MealId, StockLevel>>,
     /// Current version of every stream, for optimistic concurrency.
     pub stream_versions: HashMap<String, u64>,
+    pub orders: OrdMap<OrderId, Order>,
+    /// Each customer's orders, oldest first.
+    pub customer_orders: HashMap<String, Vector<OrderId>>,
+    /// `(customer, Idempotency-Key)` → (order, request fingerprint).
+    pub idempotency: HashMap<(String, String), (OrderId, u64)>,
+    /// Payment requests without a recorded result, by message id. Derived
+    /// from the log, so it is exactly as durable as the decisions behind it.
+    pub outbox: OrdMap<String, PaymentRequest>,
+    /// Open timers by due time.
+    pub timers: OrdMap<(DateTime<Utc>, OrderId), OrderTimer>,
 }
 
 impl DistrictState {
@@ -91,6 +122,7 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     match cmd {
         Command::Catalog(c) => catalog::decide(state, c, ctx),
+        Command::Order(c) => orders::decide(state, c, ctx),
     }
 }
 
@@ -101,7 +133,9 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
     state
         .stream_versions
         .insert(env.stream_id.clone(), env.stream_version);
-    if catalog::evolve(state, &env.event) {
+    let changed = catalog::evolve(state, &env.event)
+        | orders::evolve(state, &env.event, env.recorded_at, &env.district_id);
+    if changed {
         state.catalog_version = env.seq;
     }
 }

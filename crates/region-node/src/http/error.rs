@@ -15,6 +15,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Extra machine-readable facts, merged into the error object
+    /// (e.g. `available` for `insufficient_stock`).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -23,6 +26,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -41,7 +45,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), json!(self.code));
+        error.insert("message".into(), json!(self.message));
+        error.extend(self.details.unwrap_or_default());
+        let body = json!({ "error": error });
         (self.status, axum::Json(body)).into_response()
     }
 }
@@ -76,6 +84,36 @@ impl From<DomainError> for ApiError {
             DomainError::VersionConflict { .. } => {
                 Self::new(StatusCode::CONFLICT, "version_conflict", message)
             }
+            DomainError::UnknownOrder(_) => Self::not_found("unknown_order", message),
+            DomainError::FridgeUnavailable(_) => {
+                Self::new(StatusCode::CONFLICT, "fridge_unavailable", message)
+            }
+            DomainError::InsufficientStock { available } => {
+                let available: Vec<_> = available
+                    .into_iter()
+                    .map(|(meal_id, available)| json!({"meal_id": meal_id, "available": available}))
+                    .collect();
+                let mut e = Self::new(StatusCode::CONFLICT, "insufficient_stock", message);
+                e.details = Some(
+                    [("available".to_string(), json!(available))]
+                        .into_iter()
+                        .collect(),
+                );
+                e
+            }
+            DomainError::WrongState { status, .. } => {
+                let mut e = Self::new(StatusCode::CONFLICT, "wrong_status", message);
+                e.details = Some(
+                    [("status".to_string(), json!(status))]
+                        .into_iter()
+                        .collect(),
+                );
+                e
+            }
+            DomainError::IdempotencyKeyReused => {
+                Self::unprocessable("idempotency_key_reused", message)
+            }
+            DomainError::WrongPickupCode => Self::unprocessable("wrong_pickup_code", message),
         }
     }
 }

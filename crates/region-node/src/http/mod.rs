@@ -8,13 +8,14 @@ pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod ops;
+pub mod orders;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use protocol::geo::DistrictArea;
 use tower_http::trace::TraceLayer;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub area: DistrictArea,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
+    /// `None` when the node runs without NATS.
+    pub nats: Option<crate::nats::NatsLink>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -63,6 +66,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/fridges/{fridge_id}/stock",
             put(catalog::set_stock),
         )
+        .route("/v1/orders", post(orders::place).get(orders::list))
+        .route("/v1/orders/{order_id}", get(orders::get_one))
+        .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
+        .route("/v1/orders/{order_id}/pickup", post(orders::pickup))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

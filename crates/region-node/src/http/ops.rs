@@ -31,7 +31,8 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "ready": store_ok,
         "store": if store_ok { "ok" } else { "stopped" },
-        "nats": "not_configured",
+        "nats": app.nats.as_ref().map_or("not_configured", |n| n.state()),
+        "outbox_pending": app.district.state().outbox.len(),
         "log_seq": app.district.state().last_seq,
     });
     (status, axum::Json(body))

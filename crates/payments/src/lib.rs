@@ -1,0 +1,21 @@
+//! The global payments service.
+//!
+//! Consumes payment requests from every district over NATS JetStream, charges
+//! or refunds through a [`provider::Provider`], records each outcome durably in
+//! its own sled [`book::Book`] before publishing the result, and answers a
+//! redelivered or replayed request with the recorded outcome — so an order is
+//! charged at most once whatever JetStream, restarts or nodes do. JetStream's
+//! duplicate window (2 min) is only the first line of defence; the book is the
+//! one that holds.
+//!
+//! - [`bus`]: stream and consumer definitions shared with region nodes.
+//! - [`book`]: the durable record of outcomes, keyed by request id.
+//! - [`provider`]: the processor port and the sandbox provider.
+//! - [`service`]: the consume → decide → record → publish → ack loop.
+//! - [`http`]: read-only operator API (health, ledger per order).
+
+pub mod book;
+pub mod bus;
+pub mod http;
+pub mod provider;
+pub mod service;

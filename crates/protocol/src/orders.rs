@@ -1,0 +1,162 @@
+//! Orders: what a customer or POS sends, what the order keeps (its own
+//! snapshot of names and prices), its statuses, and the API views.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::money::Currency;
+use crate::{FridgeId, MealId};
+
+/// Identifier of an order (a ULID string).
+pub type OrderId = String;
+
+/// Most lines in one order.
+pub const MAX_ORDER_LINES: usize = 10;
+/// Most units of one meal in one order.
+pub const MAX_QTY_PER_LINE: u32 = 10;
+/// Longest `Idempotency-Key` header, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+/// Longest payment method token, in bytes.
+pub const MAX_PAYMENT_METHOD_LEN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderItem {
+    pub meal_id: MealId,
+    pub qty: u32,
+}
+
+/// Body of `POST /v1/orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrder {
+    pub fridge_id: FridgeId,
+    pub items: Vec<OrderItem>,
+    #[serde(default)]
+    pub coupon: Option<String>,
+    #[serde(default)]
+    pub share_code: Option<String>,
+    /// A token from the payment provider's client SDK (the sandbox declines
+    /// `tok_decline`).
+    pub payment_method: String,
+}
+
+impl PlaceOrder {
+    pub fn validate(&self) -> Result<(), String> {
+        crate::validate_id(&self.fridge_id).map_err(|e| format!("fridge_id: {e}"))?;
+        if self.items.is_empty() || self.items.len() > MAX_ORDER_LINES {
+            return Err(format!("items must have 1..={MAX_ORDER_LINES} lines"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for item in &self.items {
+            crate::validate_id(&item.meal_id).map_err(|e| format!("meal_id: {e}"))?;
+            if !(1..=MAX_QTY_PER_LINE).contains(&item.qty) {
+                return Err(format!("qty must be between 1 and {MAX_QTY_PER_LINE}"));
+            }
+            if !seen.insert(item.meal_id.as_str()) {
+                return Err(format!("meal {} is listed twice; use qty", item.meal_id));
+            }
+        }
+        if self.payment_method.is_empty() || self.payment_method.len() > MAX_PAYMENT_METHOD_LEN {
+            return Err(format!(
+                "payment_method must be 1..={MAX_PAYMENT_METHOD_LEN} bytes"
+            ));
+        }
+        if self.coupon.is_some() || self.share_code.is_some() {
+            return Err("coupons and share codes are not accepted yet".into());
+        }
+        Ok(())
+    }
+}
+
+/// One line of an order, with the name and price at confirm time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub meal_id: MealId,
+    pub name: String,
+    pub qty: u32,
+    pub unit_price: i64,
+}
+
+/// Who placed an order, which decides the grace window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    App,
+    Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    Declined,
+    Timeout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Held,
+    Paying,
+    Purchased,
+    PickedUp,
+    Cancelled,
+    Refused,
+    Refunded,
+    Unclaimed,
+}
+
+impl OrderStatus {
+    /// Whether the order still holds stock.
+    pub fn holds_stock(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Held | OrderStatus::Paying | OrderStatus::Purchased
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    /// The customer cancelled after paying, before pickup.
+    Cancelled,
+    /// The charge was confirmed after the order had timed out.
+    LateConfirmation,
+}
+
+/// `201` body of `POST /v1/orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAccepted {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+    pub hold_until: DateTime<Utc>,
+    pub total: i64,
+    pub currency: Currency,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub status: OrderStatus,
+    pub at: DateTime<Utc>,
+}
+
+/// `GET /v1/orders/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+    pub fridge_id: FridgeId,
+    pub lines: Vec<OrderLine>,
+    pub total: i64,
+    pub currency: Currency,
+    pub hold_until: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup_deadline: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal_reason: Option<RefusalReason>,
+    pub refund_pending: bool,
+    pub history: Vec<StatusChange>,
+}

@@ -1,0 +1,72 @@
+//! Messages between region nodes and the global payments service over NATS
+//! JetStream (postcard-encoded, each well under 1 KB).
+//!
+//! Subjects: a node publishes requests on `larder.payments.request.{district}`
+//! with `Nats-Msg-Id` = [`PaymentRequest::msg_id`]; the payments service
+//! publishes results on `larder.payments.result.{district}`. Both sides are
+//! idempotent per `(kind, order_id)`, so redelivery is harmless.
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Currency;
+use crate::orders::OrderId;
+use crate::DistrictId;
+
+pub const REQUEST_STREAM: &str = "LARDER_PAYMENT_REQUESTS";
+pub const RESULT_STREAM: &str = "LARDER_PAYMENT_RESULTS";
+pub const REQUEST_SUBJECT_PREFIX: &str = "larder.payments.request";
+pub const RESULT_SUBJECT_PREFIX: &str = "larder.payments.result";
+
+pub fn request_subject(district: &str) -> String {
+    format!("{REQUEST_SUBJECT_PREFIX}.{district}")
+}
+
+pub fn result_subject(district: &str) -> String {
+    format!("{RESULT_SUBJECT_PREFIX}.{district}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PaymentKind {
+    Charge,
+    Refund,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRequest {
+    pub kind: PaymentKind,
+    pub order_id: OrderId,
+    pub district_id: DistrictId,
+    pub amount: i64,
+    pub currency: Currency,
+    pub payment_method: String,
+    /// A charge must not be made after this instant (unix ms).
+    pub deadline_unix_ms: i64,
+}
+
+impl PaymentRequest {
+    /// De-duplication id for JetStream and the payments service's records.
+    pub fn msg_id(&self) -> String {
+        msg_id(self.kind, &self.order_id)
+    }
+}
+
+pub fn msg_id(kind: PaymentKind, order_id: &str) -> String {
+    match kind {
+        PaymentKind::Charge => format!("charge-{order_id}"),
+        PaymentKind::Refund => format!("refund-{order_id}"),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentOutcome {
+    Approved { reference: String },
+    Declined { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentResult {
+    pub kind: PaymentKind,
+    pub order_id: OrderId,
+    pub district_id: DistrictId,
+    pub outcome: PaymentOutcome,
+}

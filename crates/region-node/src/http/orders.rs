@@ -1,0 +1,251 @@
+//! Order routes: confirm (with `Idempotency-Key`), read own orders, cancel,
+//! manual pickup.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use protocol::orders::{
+    Channel, OrderAccepted, OrderStatus, OrderView, PlaceOrder, MAX_IDEMPOTENCY_KEY_LEN,
+};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::Json;
+use super::AppState;
+use crate::auth::{Caller, Role};
+use crate::domain::{Command, Order, OrderCommand};
+
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Longest pickup code accepted, in bytes.
+const MAX_PICKUP_CODE_LEN: usize = 16;
+
+/// FNV-1a over the canonical JSON of the request: stable across builds and
+/// processes (it is stored in the log), unlike `std`'s `DefaultHasher`.
+fn fingerprint(request: &PlaceOrder) -> u64 {
+    let bytes = serde_json::to_vec(request).unwrap_or_default();
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn accepted(order: &Order) -> OrderAccepted {
+    OrderAccepted {
+        order_id: order.order_id.clone(),
+        // The first answer, whatever happened since: a retried confirm must
+        // look exactly like the original one.
+        status: OrderStatus::Held,
+        hold_until: order.hold_until,
+        total: order.total,
+        currency: order.currency.clone(),
+    }
+}
+
+pub fn view(order: &Order, show_code: bool) -> OrderView {
+    OrderView {
+        order_id: order.order_id.clone(),
+        status: order.status,
+        fridge_id: order.fridge_id.clone(),
+        lines: order.lines.clone(),
+        total: order.total,
+        currency: order.currency.clone(),
+        hold_until: order.hold_until,
+        pickup_code: order.pickup_code.clone().filter(|_| show_code),
+        pickup_deadline: order.pickup_deadline,
+        refusal_reason: order.refusal_reason,
+        refund_pending: order.refund_pending,
+        history: order.history.iter().cloned().collect(),
+    }
+}
+
+/// `POST /v1/orders`.
+pub async fn place(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(request): Json<PlaceOrder>,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = caller.require(&[Role::Customer, Role::Pos])?;
+    let channel = if claims.role == Role::Pos {
+        Channel::Pos
+    } else {
+        Channel::App
+    };
+    let key = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be visible ASCII",
+                )
+            })?;
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+                ));
+            }
+            Some(k.to_string())
+        }
+    };
+    let idempotency = key.clone().map(|k| (k, fingerprint(&request)));
+    let order_id = ulid::Ulid::new().to_string();
+    let customer = claims.sub.clone();
+    let committed = app
+        .district
+        .submit(Command::Order(OrderCommand::Place {
+            order_id: order_id.clone(),
+            customer: customer.clone(),
+            channel,
+            request,
+            idempotency,
+        }))
+        .await?;
+    let state = app.district.state();
+    let placed_id = if committed.events.is_empty() {
+        // Same key, same request: answer with the order it created first.
+        key.and_then(|k| {
+            state
+                .idempotency
+                .get(&(customer, k))
+                .map(|(id, _)| id.clone())
+        })
+    } else {
+        Some(order_id)
+    };
+    let order = placed_id
+        .and_then(|id| state.orders.get(&id).cloned())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "order not found after commit",
+            )
+        })?;
+    Ok((StatusCode::CREATED, axum::Json(accepted(&order))))
+}
+
+fn visible_order(app: &AppState, caller: &Caller, order_id: &str) -> Result<Order, ApiError> {
+    let claims = caller.require(&[Role::Customer, Role::Admin])?;
+    let state = app.district.state();
+    state
+        .orders
+        .get(order_id)
+        .filter(|o| claims.role == Role::Admin || o.customer == claims.sub)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_order", format!("order {order_id} does not exist"))
+        })
+}
+
+/// `GET /v1/orders/{id}`: the owner or an admin.
+pub async fn get_one(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    let order = visible_order(&app, &caller, &order_id)?;
+    Ok(axum::Json(view(&order, true)))
+}
+
+/// Most orders one listing returns (newest first).
+const MAX_ORDERS_LISTED: usize = 100;
+
+/// `GET /v1/orders`: a customer's own orders, newest first.
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let claims = caller.require(&[Role::Customer, Role::Admin])?;
+    let state = app.district.state();
+    let orders: Vec<OrderView> = if claims.role == Role::Admin {
+        state
+            .orders
+            .values()
+            .rev()
+            .take(MAX_ORDERS_LISTED)
+            .map(|o| view(o, true))
+            .collect()
+    } else {
+        state
+            .customer_orders
+            .get(&claims.sub)
+            .map(|ids| {
+                ids.iter()
+                    .rev()
+                    .take(MAX_ORDERS_LISTED)
+                    .filter_map(|id| state.orders.get(id))
+                    .map(|o| view(o, true))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(axum::Json(serde_json::json!({ "orders": orders })))
+}
+
+/// `POST /v1/orders/{id}/cancel`.
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<String>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    let claims = caller.require(&[Role::Customer, Role::Admin])?;
+    let customer = (claims.role != Role::Admin).then(|| claims.sub.clone());
+    app.district
+        .submit(Command::Order(OrderCommand::Cancel {
+            order_id: order_id.clone(),
+            customer,
+        }))
+        .await?;
+    let order = visible_order(&app, &caller, &order_id)?;
+    Ok(axum::Json(view(&order, true)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PickupBody {
+    pickup_code: String,
+}
+
+/// `POST /v1/orders/{id}/pickup`: manual confirmation at the fridge.
+pub async fn pickup(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<String>,
+    Json(body): Json<PickupBody>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    let claims = caller.require(&[Role::Pos, Role::Kitchen, Role::Fridge])?;
+    if body.pickup_code.is_empty() || body.pickup_code.len() > MAX_PICKUP_CODE_LEN {
+        return Err(ApiError::unprocessable(
+            "invalid",
+            format!("pickup_code must be 1..={MAX_PICKUP_CODE_LEN} characters"),
+        ));
+    }
+    let state = app.district.state();
+    let order = state.orders.get(&order_id).ok_or_else(|| {
+        ApiError::not_found("unknown_order", format!("order {order_id} does not exist"))
+    })?;
+    if claims
+        .fridge_id
+        .as_ref()
+        .is_some_and(|f| f != &order.fridge_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token is for another fridge",
+        ));
+    }
+    app.district
+        .submit(Command::Order(OrderCommand::Pickup {
+            order_id: order_id.clone(),
+            pickup_code: body.pickup_code,
+        }))
+        .await?;
+    let state = app.district.state();
+    let order = state
+        .orders
+        .get(&order_id)
+        .ok_or_else(|| ApiError::not_found("unknown_order", "order vanished"))?;
+    Ok(axum::Json(view(order, false)))
+}

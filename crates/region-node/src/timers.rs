@@ -1,0 +1,63 @@
+//! The timer adapter: turns due order timers into commands.
+//!
+//! Timers are derived from the log (`DistrictState::timers`), so they are as
+//! durable as the decisions that set them. This task only looks at the latest
+//! snapshot every tick and submits `FireTimer` for what is due; the decider
+//! ignores a timer that is no longer current, so firing is at-least-once
+//! here and exactly-once in effect. A timer that fell due while the node was
+//! down fires on the first tick after start-up.
+
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::domain::{Command, OrderCommand};
+use crate::writer::{District, WriteError};
+
+/// How often due timers are looked for; the precision of grace windows and
+/// timeouts.
+pub const TIMER_TICK_MS: u64 = 100;
+/// Most timers fired in one tick, so a backlog after downtime is worked off
+/// in bounded batches.
+pub const MAX_TIMERS_PER_TICK: usize = 2048;
+
+pub async fn run(district: District, clock: Clock) {
+    let mut tick = tokio::time::interval(Duration::from_millis(TIMER_TICK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        let state = district.state();
+        let due: Vec<_> = state
+            .timers
+            .iter()
+            .take_while(|((at, _), _)| *at <= now)
+            .take(MAX_TIMERS_PER_TICK)
+            .map(|((_, order_id), timer)| (order_id.clone(), *timer))
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let fired = due.into_iter().map(|(order_id, timer)| {
+            let district = district.clone();
+            async move {
+                let r = district
+                    .submit(Command::Order(OrderCommand::FireTimer {
+                        order_id: order_id.clone(),
+                        timer,
+                    }))
+                    .await;
+                (order_id, timer, r)
+            }
+        });
+        for (order_id, timer, result) in futures::future::join_all(fired).await {
+            match result {
+                Ok(_) => tracing::debug!(%order_id, ?timer, "timer fired"),
+                Err(WriteError::Unavailable(e)) => {
+                    tracing::error!(error = %e, "timers: writer stopped");
+                    return;
+                }
+                Err(e) => tracing::warn!(%order_id, ?timer, error = %e, "timer refused"),
+            }
+        }
+    }
+}
