@@ -9,6 +9,8 @@ use region_node::auth::{self, Claims, Role, MAX_TOKEN_TTL_SECS};
 use region_node::clock::Clock;
 use region_node::config::Config;
 
+mod dev;
+
 #[derive(Parser)]
 #[command(name = "region-node", version, about = "Larder district server")]
 struct Cli {
@@ -55,6 +57,18 @@ enum Cmd {
         fridge_id: Option<String>,
         #[arg(long)]
         kitchen_id: Option<String>,
+    },
+    /// Run the whole system locally: nats-server, payments, this node with demo data.
+    Dev {
+        #[arg(
+            long,
+            env = "LARDER_CONFIG",
+            default_value = "deploy/dev/region-detroit.toml"
+        )]
+        config: PathBuf,
+        /// Where NATS, payments and the node keep their data.
+        #[arg(long, default_value = ".larder")]
+        state_dir: PathBuf,
     },
     /// Load the demo district into the data dir (node must not be running).
     Seed {
@@ -201,6 +215,10 @@ fn main() -> anyhow::Result<()> {
             let token = auth::mint(&pem, &claims)?;
             // The token is the command's output, for shells and scripts.
             println!("{token}");
+        }
+        Cmd::Dev { config, state_dir } => {
+            init_tracing();
+            dev::run(&config, state_dir)?;
         }
         Cmd::Seed { config, data_dir } => {
             init_tracing();

@@ -1,0 +1,200 @@
+//! `region-node dev`: the whole system on one machine, for development and
+//! demos. Finds or installs nats-server (via `scripts/ensure-nats`), starts it
+//! with JetStream, starts the payments service, runs this node with demo
+//! data, prints where everything is, and stops it all on Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use region_node::auth::{self, Claims, Role};
+use region_node::clock::Clock;
+use region_node::config::{Config, NatsConfig};
+
+/// How long a child service may take to come up.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// Lifetime of the tokens printed for the demo, in seconds (a working day).
+const DEMO_TOKEN_TTL_SECS: u64 = 12 * 3600;
+
+/// Kills the child when dropped, so Ctrl-C or an error leaves nothing behind.
+struct Guard(Child, &'static str);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SIGTERM first would be kinder; both children are crash-safe, and
+        // a prompt stop is what Ctrl-C asks for.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        tracing::info!(service = self.1, "stopped");
+    }
+}
+
+fn wait_for_file(path: &Path, child: &mut Child, what: &str) -> anyhow::Result<String> {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return Ok(s);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited during start-up ({status})");
+        }
+        if start.elapsed() > START_DEADLINE {
+            bail!("{what} did not start within {START_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn nats_server_binary() -> anyhow::Result<String> {
+    let script = Path::new("scripts/ensure-nats");
+    if script.exists() {
+        let out = Command::new("bash")
+            .arg(script)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if out.status.success() {
+            return Ok(String::from_utf8(out.stdout)?.trim().to_string());
+        }
+    }
+    Ok(std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into()))
+}
+
+fn token(pem: &str, role: Role, sub: &str) -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = Claims {
+        sub: sub.into(),
+        role,
+        iat: now,
+        exp: now + DEMO_TOKEN_TTL_SECS,
+        fridge_id: None,
+        kitchen_id: None,
+    };
+    Ok(auth::mint(pem, &claims)?)
+}
+
+pub fn run(config_path: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+    let mut cfg = Config::load(config_path)?;
+    let pem = cfg.auth.private_key_pem.clone().context(
+        "dev needs a config with a development private key (deploy/dev/region-detroit.toml)",
+    )?;
+    std::fs::create_dir_all(&state_dir)?;
+
+    // 1. NATS with JetStream on a free port.
+    let nats_bin = nats_server_binary()?;
+    let nats_dir = state_dir.join("nats");
+    let ports_dir = state_dir.join("nats-ports");
+    let _ = std::fs::remove_dir_all(&ports_dir);
+    std::fs::create_dir_all(&ports_dir)?;
+    let nats_conf = Path::new("deploy/nats/single.conf");
+    let mut nats = Command::new(&nats_bin);
+    if nats_conf.exists() {
+        nats.arg("-c").arg(nats_conf);
+    } else {
+        nats.arg("-js");
+    }
+    let nats = nats
+        .args(["-a", "127.0.0.1", "-p", "-1", "-sd"])
+        .arg(&nats_dir)
+        .arg("--ports_file_dir")
+        .arg(&ports_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {nats_bin}"))?;
+    let mut nats = Guard(nats, "nats-server");
+    let ports_file = ports_dir.join(format!("nats-server_{}.ports", nats.0.id()));
+    let ports: serde_json::Value =
+        serde_json::from_str(&wait_for_file(&ports_file, &mut nats.0, "nats-server")?)?;
+    let nats_url = ports["nats"][0]
+        .as_str()
+        .context("no client URL in the ports file")?
+        .to_string();
+
+    // 2. The payments service, next to this binary.
+    let payments_bin = std::env::current_exe()?.with_file_name("payments");
+    if !payments_bin.exists() {
+        bail!(
+            "{} is missing: build with `cargo build --release --workspace --bins`",
+            payments_bin.display()
+        );
+    }
+    let pay_addr_file = state_dir.join("payments.addr");
+    let _ = std::fs::remove_file(&pay_addr_file);
+    let payments = Command::new(&payments_bin)
+        .args([
+            "--nats-url",
+            &nats_url,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(state_dir.join("payments"))
+        .arg("--port-file")
+        .arg(&pay_addr_file)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting payments")?;
+    let mut payments = Guard(payments, "payments");
+    let pay_addr = wait_for_file(&pay_addr_file, &mut payments.0, "payments")?;
+
+    // 3. This node, in process, with demo data.
+    cfg.nats = Some(NatsConfig {
+        url: nats_url.clone(),
+    });
+    cfg.data_dir = state_dir.join("region");
+    let node_addr_file = state_dir.join("region.addr");
+    let _ = std::fs::remove_file(&node_addr_file);
+    let rt = tokio::runtime::Runtime::new()?;
+    let banner = format!(
+        "\nLarder is running (district {district}).\n\
+         \n  region node  http://{http}   (catalog: /v1/catalog?lat=42.3316&lon=-83.0466&radius_m=1500)\
+         \n  payments     http://{pay}   (ledger: /v1/ledger)\
+         \n  nats         {nats_url}\
+         \n  data         {dir}\
+         \n\nTokens (valid {hours} h):\
+         \n  export CUSTOMER={customer}\
+         \n  export POS={pos}\
+         \n  export ADMIN={admin}\
+         \n\nTry:\
+         \n  curl -s -X POST http://{http}/v1/orders -H \"Authorization: Bearer $CUSTOMER\" -H 'content-type: application/json' \\\
+         \n       -H 'Idempotency-Key: demo-1' -d '{{\"fridge_id\":\"f-campus-martius\",\"items\":[{{\"meal_id\":\"m-greek-salad\",\"qty\":1}}],\"payment_method\":\"tok_visa\"}}'\
+         \n  curl -s http://{http}/v1/orders -H \"Authorization: Bearer $CUSTOMER\"\
+         \n\nCtrl-C stops everything.\n",
+        district = cfg.district_id,
+        http = cfg.http_addr,
+        pay = pay_addr.trim(),
+        dir = state_dir.display(),
+        hours = DEMO_TOKEN_TTL_SECS / 3600,
+        customer = token(&pem, Role::Customer, "demo-customer")?,
+        pos = token(&pem, Role::Pos, "demo-pos")?,
+        admin = token(&pem, Role::Admin, "demo-admin")?,
+    );
+    rt.block_on(async {
+        let serve = region_node::serve(
+            cfg,
+            region_node::ServeOptions {
+                clock: Clock::system(),
+                demo: true,
+                port_file: Some(node_addr_file.clone()),
+            },
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+        );
+        let announce = async {
+            while !node_addr_file.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // The banner is this command's output for the person at the terminal.
+            println!("{banner}");
+        };
+        let (served, _) = tokio::join!(serve, announce);
+        served
+    })?;
+    drop(payments);
+    drop(nats);
+    Ok(())
+}
