@@ -92,6 +92,14 @@ impl Node {
         Node::start(&[]).await
     }
 
+    /// A node with the demo district, payments over `nats`, POS orders paid
+    /// at once, the clock adjustable, and `extra` flags.
+    pub async fn start_with_nats(nats: &Nats, extra: &[&str]) -> Node {
+        let mut args = vec!["--demo", "--dev-clock", "--nats-url", nats.url.as_str()];
+        args.extend_from_slice(extra);
+        Node::start(&args).await
+    }
+
     pub async fn start(args: &[&str]) -> Node {
         let data = tempfile::tempdir().expect("tempdir");
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -160,6 +168,61 @@ impl Node {
             .await
             .unwrap();
         body["log_seq"].as_u64().expect("log_seq")
+    }
+
+    pub async fn readyz(&self) -> Value {
+        self.anonymous().get("/readyz").await.body
+    }
+
+    /// Moves the node's clock forward (node started with `--dev-clock`).
+    pub async fn advance_clock(&self, seconds: i64) {
+        let r = self
+            .admin()
+            .send(
+                reqwest::Method::POST,
+                "/v1/dev/clock",
+                Some(RawBody::Json(json!({"seconds": seconds}))),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// Available units of a meal in a fridge, as the catalog shows them.
+    pub async fn available(&self, fridge_id: &str, meal_id: &str) -> u64 {
+        let r = self
+            .anonymous()
+            .get(&format!(
+                "/v1/catalog?lat={}&lon={}&radius_m=20000",
+                DOWNTOWN.0, DOWNTOWN.1
+            ))
+            .await;
+        r.body["fridges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["fridge_id"] == fridge_id)
+            .flat_map(|f| f["meals"].as_array().cloned().unwrap_or_default())
+            .find(|m| m["meal_id"] == meal_id)
+            .and_then(|m| m["available"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Awaits an order reaching `status` (as seen by an admin); returns it.
+    pub async fn await_status(&self, order_id: &str, status: &str, deadline: Duration) -> Value {
+        let admin = self.admin();
+        let start = Instant::now();
+        loop {
+            let r = admin.get(&format!("/v1/orders/{order_id}")).await;
+            if r.body["status"] == status {
+                return r.body;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "order {order_id} never reached {status}; last: {}",
+                r.body
+            );
+            tokio::time::sleep(POLL_STEP).await;
+        }
     }
 
     pub async fn catalog(&self, lat: f64, lon: f64, radius_m: u32) -> Value {
@@ -339,6 +402,63 @@ impl Client {
         self.send(reqwest::Method::DELETE, path, None).await
     }
 
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(reqwest::Method::POST, path, Some(RawBody::Json(body)))
+            .await
+    }
+
+    /// Confirms an order: `items` as (meal, qty), with an optional idempotency key.
+    pub async fn order(
+        &self,
+        fridge_id: &str,
+        items: &[(&str, u32)],
+        payment_method: &str,
+        key: Option<&str>,
+    ) -> Resp {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(m, q)| json!({"meal_id": m, "qty": q}))
+            .collect();
+        let body =
+            json!({"fridge_id": fridge_id, "items": items, "payment_method": payment_method});
+        self.order_body(body, key).await
+    }
+
+    pub async fn order_body(&self, body: Value, key: Option<&str>) -> Resp {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/orders", self.node_base))
+            .json(&body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn cancel(&self, order_id: &str) -> Resp {
+        self.post(&format!("/v1/orders/{order_id}/cancel"), Value::Null)
+            .await
+    }
+
+    pub async fn pickup(&self, order_id: &str, code: &str) -> Resp {
+        self.post(
+            &format!("/v1/orders/{order_id}/pickup"),
+            json!({ "pickup_code": code }),
+        )
+        .await
+    }
+
     pub async fn put_meal(&self, meal_id: &str, spec: Value) -> Resp {
         self.put(&format!("/v1/admin/meals/{meal_id}"), spec).await
     }
@@ -380,3 +500,184 @@ pub fn fridge_spec(name: &str, lat: f64, lon: f64) -> Value {
 
 /// Campus Martius, downtown Detroit.
 pub const DOWNTOWN: (f64, f64) = (42.3316, -83.0466);
+
+/// Polls a file until it has content (a child's ready signal).
+async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.trim().is_empty() {
+                return s;
+            }
+        }
+        if let Some(Ok(Some(status))) = child.0.as_mut().map(|c| c.try_wait()) {
+            panic!("{what} exited during start-up: {status}");
+        }
+        assert!(start.elapsed() < START_DEADLINE, "{what} did not start");
+        tokio::time::sleep(POLL_STEP).await;
+    }
+}
+
+/// A real nats-server with JetStream (`sync_interval: always`) on a free port.
+pub struct Nats {
+    pub url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: ChildGuard,
+}
+
+impl Nats {
+    pub async fn start() -> Nats {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (child, port) = spawn_nats(dir.path(), None).await;
+        Nats {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir,
+            child,
+        }
+    }
+
+    /// Stops the server (SIGKILL).
+    pub fn stop(&mut self) {
+        self.child.kill();
+    }
+
+    /// Starts it again on the same port with the same JetStream store.
+    pub async fn restart(&mut self) {
+        self.child.kill();
+        let (child, _) = spawn_nats(self.dir.path(), Some(self.port)).await;
+        self.child = child;
+    }
+}
+
+async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
+    let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+    let ports_dir = dir.join("ports");
+    let _ = std::fs::remove_dir_all(&ports_dir);
+    std::fs::create_dir_all(&ports_dir).unwrap();
+    let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
+    let child = Command::new(&bin)
+        .arg("-c")
+        .arg(workspace_root().join("deploy/nats/single.conf"))
+        .args(["-a", "127.0.0.1", "-p", &port_arg, "-sd"])
+        .arg(dir.join("js"))
+        .arg("--ports_file_dir")
+        .arg(&ports_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {bin} ({e}); run scripts/ensure-nats or set NATS_SERVER")
+        });
+    let mut guard = ChildGuard(Some(child));
+    let pid = guard.0.as_ref().map(|c| c.id()).unwrap_or(0);
+    let ports = await_file(
+        &ports_dir.join(format!("nats-server_{pid}.ports")),
+        &mut guard,
+        "nats-server",
+    )
+    .await;
+    let ports: Value = serde_json::from_str(&ports).expect("ports file");
+    let url = ports["nats"][0].as_str().expect("nats url");
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    (guard, port)
+}
+
+/// The real payments service with the sandbox provider.
+pub struct Payments {
+    pub base: String,
+    pub http: reqwest::Client,
+    nats_url: String,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+    child: ChildGuard,
+}
+
+impl Payments {
+    pub async fn start(nats: &Nats, extra: &[&str]) -> Payments {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn_payments(dir.path(), &nats.url, &extra).await;
+        Payments {
+            base,
+            http: reqwest::Client::new(),
+            nats_url: nats.url.clone(),
+            dir,
+            extra,
+            child,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// Starts it again with the same data and, optionally, other flags.
+    pub async fn restart(&mut self, extra: Option<&[&str]>) {
+        self.child.kill();
+        if let Some(e) = extra {
+            self.extra = e.iter().map(|s| s.to_string()).collect();
+        }
+        let (child, base) = spawn_payments(self.dir.path(), &self.nats_url, &self.extra).await;
+        self.child = child;
+        self.base = base;
+    }
+
+    /// What the payments service saw and captured for an order.
+    pub async fn ledger(&self, order_id: &str) -> Value {
+        self.http
+            .get(format!("{}/v1/ledger/{order_id}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Totals over every order.
+    pub async fn totals(&self) -> Value {
+        self.http
+            .get(format!("{}/v1/ledger", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+async fn spawn_payments(dir: &Path, nats_url: &str, extra: &[String]) -> (ChildGuard, String) {
+    let port_file = dir.join("http.addr");
+    let _ = std::fs::remove_file(&port_file);
+    let child = Command::new(bin("payments"))
+        .args([
+            "--nats-url",
+            nats_url,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg("--port-file")
+        .arg(&port_file)
+        .args(extra)
+        .env("LARDER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn payments");
+    let mut guard = ChildGuard(Some(child));
+    let addr = await_file(&port_file, &mut guard, "payments").await;
+    (guard, format!("http://{}", addr.trim()))
+}
+
+/// Generous upper bound for a payment round trip in tests (CI machines are slow).
+pub const PAYMENT_DEADLINE: Duration = Duration::from_secs(20);
