@@ -11,7 +11,7 @@
 //!   bounded skew, secret rotation;
 //! - ordering ([`sequence`], [`stock`]): each report applied once, an older
 //!   scan never overwriting a newer one, gaps noted;
-//! - translation ([`translate`]): reports plus a read-only view of the node
+//! - translation ([`mod@translate`]): reports plus a read-only view of the node
 //!   become [`FridgeFact`]s.
 //!
 //! It is pure: bytes, state and `now` in; new state, facts and an answer

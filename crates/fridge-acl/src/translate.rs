@@ -297,7 +297,12 @@ pub fn translate(
     let mut reports: Vec<_> = batch.reports.iter().collect();
     reports.sort_by_key(|r| r.seq);
     for report in reports {
-        let at = (report.at + t.offset).min(now);
+        // `checked_`: a hand-built batch with an absurd time must not panic.
+        let at = report
+            .at
+            .checked_add_signed(t.offset)
+            .unwrap_or(now)
+            .min(now);
         match t.cursor.sequence.admit(report.seq) {
             Arrival::Duplicate => t.duplicate += 1,
             Arrival::TooOld => t.stale += 1,

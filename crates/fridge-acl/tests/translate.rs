@@ -606,3 +606,26 @@ fn dialect_from_vendor_string() {
         assert_eq!(d.to_string().parse(), Ok(d));
     }
 }
+
+#[test]
+fn the_cursor_survives_serialization() {
+    let view = FridgeView::default();
+    let out = translate(
+        &FridgeCursor::default(),
+        &view,
+        &batch(
+            2_000,
+            vec![
+                scan(1, 0, &[("m-a", 2)]),
+                door(3, 10, DoorActor::Unknown, &[("m-a", 1)], &[]),
+                temp(4, 20, 9_000),
+            ],
+        ),
+        t(2_000),
+    );
+    let json = serde_json::to_string(&out.cursor).expect("serializes");
+    let back: FridgeCursor = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(back, out.cursor);
+    assert_eq!(back.stock.on_hand("m-a"), 1);
+    assert_eq!(back.sequence.missing(), &[SeqRange { first: 2, last: 2 }]);
+}
