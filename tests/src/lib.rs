@@ -23,11 +23,17 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Path of a workspace binary next to the test executable's target dir.
+/// Path of a workspace binary in the same target profile as the running
+/// executable (a test in `target/<profile>/deps/` or a bin in
+/// `target/<profile>/`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("target dir");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("profile dir")
+    } else {
+        dir
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -250,7 +256,10 @@ async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
         .arg("--port-file")
         .arg(&port_file)
         .args(extra)
-        .env("LARDER_LOG", "warn")
+        .env(
+            "LARDER_LOG",
+            std::env::var("LARDER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -669,7 +678,10 @@ async fn spawn_payments(dir: &Path, nats_url: &str, extra: &[String]) -> (ChildG
         .arg("--port-file")
         .arg(&port_file)
         .args(extra)
-        .env("LARDER_LOG", "warn")
+        .env(
+            "LARDER_LOG",
+            std::env::var("LARDER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()

@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use protocol::payments::{PaymentOutcome, PaymentResult};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,13 +21,31 @@ pub enum BookError {
 pub struct Book {
     db: sled::Db,
     outcomes: sled::Tree,
+    commit: Arc<GroupCommit>,
+}
+
+/// Group commit: one flush at a time, and a record whose write an already
+/// finished flush covered does not flush again. Many concurrent requests
+/// then share a few fsyncs instead of piling up concurrent `flush_async`
+/// calls (which stalled the service under load).
+#[derive(Default)]
+struct GroupCommit {
+    /// Writes issued so far (a ticket per write).
+    written: AtomicU64,
+    /// Writes known durable; only raised under `lock`.
+    durable: AtomicU64,
+    lock: tokio::sync::Mutex<()>,
 }
 
 impl Book {
     pub fn open(dir: &Path) -> Result<Self, BookError> {
         let db = sled::open(dir)?;
         let outcomes = db.open_tree("outcomes")?;
-        Ok(Book { db, outcomes })
+        Ok(Book {
+            db,
+            outcomes,
+            commit: Arc::default(),
+        })
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -61,8 +82,21 @@ impl Book {
                     None => result.clone(),
                 },
             };
-        self.db.flush_async().await?;
+        self.make_durable().await?;
         Ok(stored)
+    }
+
+    /// Returns once every write made before the call is on disk.
+    pub async fn make_durable(&self) -> Result<(), BookError> {
+        let ticket = self.commit.written.fetch_add(1, Ordering::SeqCst) + 1;
+        let _guard = self.commit.lock.lock().await;
+        if self.commit.durable.load(Ordering::SeqCst) >= ticket {
+            return Ok(()); // A flush that started after our write covered it.
+        }
+        let upto = self.commit.written.load(Ordering::SeqCst);
+        self.db.flush_async().await?;
+        self.commit.durable.store(upto, Ordering::SeqCst);
+        Ok(())
     }
 
     pub fn is_approved(result: &PaymentResult) -> bool {

@@ -18,16 +18,23 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::Publish};
 use futures::StreamExt;
-use protocol::payments::{request_subject, result_subject, PaymentResult};
+use protocol::payments::{
+    msg_id, request_subject, result_subject, PaymentKind, PaymentRequest, PaymentResult,
+};
+use protocol::Event;
 use rand::Rng;
+use tokio::sync::broadcast;
 
 use crate::domain::{Command, OrderCommand};
-use crate::writer::{District, WriteError};
+use crate::writer::{CommittedBatch, District, WriteError};
 
-/// Republish a pending request after this long without a result.
-pub const REPUBLISH_SECS: u64 = 5;
-/// How often the relay looks at the outbox when nothing was committed.
-pub const RELAY_TICK_MS: u64 = 200;
+/// Republish a pending request after this long without a result. Longer
+/// than a loaded round trip (so a backlog does not cause republish storms),
+/// shorter than JetStream's duplicate window (so republishes are de-duplicated
+/// there; the payments book catches the rest).
+pub const REPUBLISH_SECS: u64 = 30;
+/// How often the relay rescans the whole outbox for requests to (re)publish.
+pub const RESCAN_MS: u64 = 1_000;
 /// Most requests published (and awaited) in one relay round.
 pub const MAX_PUBLISH_PER_ROUND: usize = 4096;
 /// Results committed at once (they share group commits).
@@ -74,6 +81,22 @@ impl NatsLink {
     }
 }
 
+/// New outbox rows in a committed batch: the requests it just asked for.
+fn new_requests(batch: &CommittedBatch) -> Vec<(String, PaymentRequest)> {
+    batch
+        .events
+        .iter()
+        .filter_map(|env| match &env.event {
+            Event::PurchaseRequested { order_id, .. } => {
+                Some(msg_id(PaymentKind::Charge, order_id))
+            }
+            Event::RefundRequested { order_id, .. } => Some(msg_id(PaymentKind::Refund, order_id)),
+            _ => None,
+        })
+        .filter_map(|id| batch.state.outbox.get(&id).map(|req| (id, req.clone())))
+        .collect()
+}
+
 async fn relay(
     client: async_nats::Client,
     js: jetstream::Context,
@@ -81,9 +104,14 @@ async fn relay(
     district_id: String,
 ) {
     let subject = request_subject(&district_id);
-    let mut commits = district.subscribe_commits();
+    let mut feed = district.subscribe_feed();
     let mut published: HashMap<String, Instant> = HashMap::new();
     let mut streams_ready = false;
+    // Requests from the feed are published promptly; everything else is
+    // found by the periodic rescan (start-up, reconnects, lag, republish).
+    let mut fresh: Vec<(String, PaymentRequest)> = vec![];
+    let mut rescan_due = true;
+    let mut rescan = tokio::time::interval(Duration::from_millis(RESCAN_MS));
     loop {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         if connected && !streams_ready {
@@ -92,21 +120,30 @@ async fn relay(
                 Err(e) => tracing::warn!(error = %e, "relay: streams not ready"),
             }
         }
-        if connected && streams_ready {
-            let state = district.state();
-            published.retain(|id, _| state.outbox.contains_key(id));
-            let republish = Duration::from_secs(REPUBLISH_SECS);
-            let due: Vec<_> = state
-                .outbox
-                .iter()
-                .filter(|(id, _)| {
-                    published
-                        .get(*id)
-                        .is_none_or(|at| at.elapsed() >= republish)
-                })
-                .take(MAX_PUBLISH_PER_ROUND)
-                .map(|(id, req)| (id.clone(), req.clone()))
-                .collect();
+        if !(connected && streams_ready) {
+            // Nothing can be sent; the rescan after reconnecting finds it all.
+            fresh.clear();
+            rescan_due = true;
+        } else {
+            let mut due = std::mem::take(&mut fresh);
+            if rescan_due {
+                rescan_due = false;
+                let state = district.state();
+                published.retain(|id, _| state.outbox.contains_key(id));
+                let republish = Duration::from_secs(REPUBLISH_SECS);
+                due.extend(
+                    state
+                        .outbox
+                        .iter()
+                        .filter(|(id, _)| {
+                            published
+                                .get(*id)
+                                .is_none_or(|at| at.elapsed() >= republish)
+                        })
+                        .take(MAX_PUBLISH_PER_ROUND)
+                        .map(|(id, req)| (id.clone(), req.clone())),
+                );
+            }
             // Send them all, then await the acks: one round trip per round,
             // not per request.
             let sends = due.into_iter().map(|(id, req)| {
@@ -125,18 +162,35 @@ async fn relay(
                     Ok::<_, String>(id)
                 }
             });
-            for result in futures::future::join_all(sends).await {
+            let round = futures::future::join_all(sends).await;
+            tracing::debug!(
+                requests = round.len(),
+                published = published.len(),
+                "relay round"
+            );
+            for result in round {
                 match result {
                     Ok(id) => {
                         published.insert(id, Instant::now());
                     }
-                    Err(e) => tracing::warn!(error = %e, "relay: publish failed; will retry"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "relay: publish failed; will retry");
+                        rescan_due = true;
+                    }
                 }
             }
         }
         tokio::select! {
-            _ = commits.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(RELAY_TICK_MS)) => {}
+            batch = feed.recv() => match batch {
+                Ok(batch) => fresh.extend(new_requests(&batch)),
+                Err(broadcast::error::RecvError::Lagged(_)) => rescan_due = true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = rescan.tick() => rescan_due = true,
+        }
+        // Take whatever else is already waiting, so one round serves many batches.
+        while let Ok(batch) = feed.try_recv() {
+            fresh.extend(new_requests(&batch));
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use ulid::Ulid;
 
 use crate::clock::Clock;
@@ -32,6 +32,18 @@ use protocol::{DistrictId, EventEnvelope};
 pub const MAX_BATCH_COMMANDS: usize = 1024;
 /// Commands that may wait for the writer before submitters are slowed down.
 pub const COMMAND_QUEUE_CAPACITY: usize = 8192;
+
+/// Committed batches kept for slow feed subscribers before they lag.
+pub const FEED_CAPACITY: usize = 1024;
+
+/// One durable batch, published once to every feed subscriber (outbox relay,
+/// WebSocket fan-out) after its fsync.
+#[derive(Debug)]
+pub struct CommittedBatch {
+    pub events: Vec<EventEnvelope>,
+    /// The state right after this batch.
+    pub state: Arc<DistrictState>,
+}
 
 /// What the writer needs besides its inbox.
 pub struct WriterSetup {
@@ -79,6 +91,7 @@ pub struct District {
     tx: mpsc::Sender<Submission>,
     view: Arc<ArcSwap<DistrictState>>,
     committed: watch::Receiver<u64>,
+    feed: broadcast::Sender<Arc<CommittedBatch>>,
 }
 
 impl District {
@@ -92,17 +105,20 @@ impl District {
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (committed_tx, committed) = watch::channel(state.last_seq);
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let writer = Writer {
             setup,
             state,
             view: view.clone(),
             committed: committed_tx,
+            feed: feed.clone(),
         };
         tokio::spawn(writer.run(rx));
         Ok(District {
             tx,
             view,
             committed,
+            feed,
         })
     }
 
@@ -146,6 +162,13 @@ impl District {
     pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
         self.committed.clone()
     }
+
+    /// Every durable batch with events, in order. A subscriber that falls
+    /// more than [`FEED_CAPACITY`] batches behind gets `Lagged` and must
+    /// resynchronise from [`District::state`].
+    pub fn subscribe_feed(&self) -> broadcast::Receiver<Arc<CommittedBatch>> {
+        self.feed.subscribe()
+    }
 }
 
 struct Writer {
@@ -153,6 +176,7 @@ struct Writer {
     state: DistrictState,
     view: Arc<ArcSwap<DistrictState>>,
     committed: watch::Sender<u64>,
+    feed: broadcast::Sender<Arc<CommittedBatch>>,
 }
 
 type Outcome = (
@@ -180,8 +204,16 @@ impl Writer {
                 }
                 return;
             }
-            self.view.store(Arc::new(self.state.clone()));
+            let snapshot = Arc::new(self.state.clone());
+            self.view.store(snapshot.clone());
             self.committed.send_replace(self.state.last_seq);
+            if !batch.is_empty() {
+                // No subscriber is fine: the feed is a notification, not a queue of record.
+                let _ = self.feed.send(Arc::new(CommittedBatch {
+                    events: batch.clone(),
+                    state: snapshot,
+                }));
+            }
             self.setup
                 .metrics
                 .record_batch(outcomes.len(), batch.len(), started.elapsed());
