@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod ws;
+pub use ws::WsClient;
+
 /// How long a node may take to start listening.
 pub const START_DEADLINE: Duration = Duration::from_secs(20);
 /// Polling step while awaiting a condition.

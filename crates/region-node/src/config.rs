@@ -45,6 +45,75 @@ pub struct Config {
     /// Without it the node runs alone: orders wait in the outbox for NATS.
     #[serde(default)]
     pub nats: Option<NatsConfig>,
+    #[serde(default)]
+    pub ws: WsConfig,
+}
+
+/// Most simultaneous WebSocket connections per node, by default.
+pub const WS_MAX_CONNECTIONS_DEFAULT: usize = 20_000;
+/// Most area + fridge subscriptions on one connection, by default.
+pub const WS_MAX_SUBSCRIPTIONS_DEFAULT: usize = 64;
+/// Frames queued for one connection before it counts as too slow.
+pub const WS_QUEUE_FRAMES_DEFAULT: usize = 256;
+/// Recent messages kept for clients resuming with `since`.
+pub const WS_RESUME_MESSAGES_DEFAULT: usize = 8_192;
+/// A connection that sends nothing (not even a pong) this long is closed.
+pub const WS_IDLE_TIMEOUT_SECS_DEFAULT: u64 = 90;
+/// How often the server pings an idle connection.
+pub const WS_PING_INTERVAL_SECS_DEFAULT: u64 = 30;
+/// Largest frame a client may send; subscribe messages are small.
+pub const WS_MAX_FRAME_BYTES_DEFAULT: usize = 16 * 1024;
+
+/// `[ws]`: limits of the WebSocket push endpoint `/v1/ws`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    pub max_connections: usize,
+    pub max_subscriptions: usize,
+    pub queue_frames: usize,
+    pub resume_messages: usize,
+    pub idle_timeout_secs: u64,
+    pub ping_interval_secs: u64,
+    pub max_frame_bytes: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_connections: WS_MAX_CONNECTIONS_DEFAULT,
+            max_subscriptions: WS_MAX_SUBSCRIPTIONS_DEFAULT,
+            queue_frames: WS_QUEUE_FRAMES_DEFAULT,
+            resume_messages: WS_RESUME_MESSAGES_DEFAULT,
+            idle_timeout_secs: WS_IDLE_TIMEOUT_SECS_DEFAULT,
+            ping_interval_secs: WS_PING_INTERVAL_SECS_DEFAULT,
+            max_frame_bytes: WS_MAX_FRAME_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl WsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("ws.max_connections", self.max_connections as u64),
+            ("ws.max_subscriptions", self.max_subscriptions as u64),
+            ("ws.queue_frames", self.queue_frames as u64),
+            ("ws.resume_messages", self.resume_messages as u64),
+            ("ws.idle_timeout_secs", self.idle_timeout_secs),
+            ("ws.ping_interval_secs", self.ping_interval_secs),
+            ("ws.max_frame_bytes", self.max_frame_bytes as u64),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.ping_interval_secs >= self.idle_timeout_secs {
+            return Err(ConfigError::Invalid(
+                "ws.ping_interval_secs must be shorter than ws.idle_timeout_secs".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +288,7 @@ impl Config {
         })?;
         config.area()?;
         config.orders.validate()?;
+        config.ws.validate()?;
         for entry in &config.directory {
             DistrictArea::new(entry.geohash_prefixes.clone()).map_err(|e| {
                 ConfigError::Invalid(format!("directory {}: {e}", entry.district_id))

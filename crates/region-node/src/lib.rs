@@ -7,6 +7,8 @@
 //! - [`writer`]: the one writer task (group commit) and the read snapshot.
 //! - [`query`]: pure read functions over a snapshot.
 //! - [`http`]: axum routes, extractors, the error mapping.
+//! - [`push`]: what committed batches mean for WebSocket subscribers, and
+//!   the hub task that fans them out (sockets live in `http::ws`).
 //! - [`timers`]: fires due order timers; [`nats`]: outbox relay and
 //!   payment results over JetStream.
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
@@ -19,6 +21,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod nats;
+pub mod push;
 pub mod query;
 pub mod store;
 pub mod timers;
@@ -98,6 +101,16 @@ pub async fn serve(
         ),
         None => None,
     };
+    let hub = push::hub::Hub::start(
+        district.clone(),
+        push::hub::HubConfig {
+            district_id: config.district_id.clone(),
+            district_prefixes: config.geohash_prefixes.clone(),
+            queue_frames: config.ws.queue_frames,
+            resume_messages: config.ws.resume_messages,
+        },
+        metrics.clone(),
+    );
     let verifier = auth::Verifier::from_pem(&config.auth.public_key_pem, config.auth.leeway_secs)?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
     let bound: SocketAddr = listener.local_addr()?;
@@ -109,6 +122,8 @@ pub async fn serve(
         metrics,
         clock: opts.clock,
         nats,
+        hub,
+        ws_connections: Arc::default(),
     };
     let app = http::router(state);
     if let Some(path) = &opts.port_file {

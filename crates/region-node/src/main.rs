@@ -93,6 +93,19 @@ struct Overrides {
     payment_timeout_secs: Option<u32>,
     #[arg(long)]
     pickup_window_secs: Option<u32>,
+    /// `[ws]` limits (see the config reference in the README).
+    #[arg(long)]
+    ws_max_connections: Option<usize>,
+    #[arg(long)]
+    ws_max_subscriptions: Option<usize>,
+    #[arg(long)]
+    ws_queue_frames: Option<usize>,
+    #[arg(long)]
+    ws_resume_messages: Option<usize>,
+    #[arg(long)]
+    ws_idle_timeout_secs: Option<u64>,
+    #[arg(long)]
+    ws_ping_interval_secs: Option<u64>,
 }
 
 impl Overrides {
@@ -108,6 +121,14 @@ impl Overrides {
         o.payment_timeout_secs = self.payment_timeout_secs.unwrap_or(o.payment_timeout_secs);
         o.pickup_window_secs = self.pickup_window_secs.unwrap_or(o.pickup_window_secs);
         o.validate()?;
+        let w = &mut cfg.ws;
+        w.max_connections = self.ws_max_connections.unwrap_or(w.max_connections);
+        w.max_subscriptions = self.ws_max_subscriptions.unwrap_or(w.max_subscriptions);
+        w.queue_frames = self.ws_queue_frames.unwrap_or(w.queue_frames);
+        w.resume_messages = self.ws_resume_messages.unwrap_or(w.resume_messages);
+        w.idle_timeout_secs = self.ws_idle_timeout_secs.unwrap_or(w.idle_timeout_secs);
+        w.ping_interval_secs = self.ws_ping_interval_secs.unwrap_or(w.ping_interval_secs);
+        w.validate()?;
         Ok(())
     }
 }

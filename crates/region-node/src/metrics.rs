@@ -19,6 +19,14 @@ pub struct Metrics {
     http_3xx: AtomicU64,
     http_4xx: AtomicU64,
     http_5xx: AtomicU64,
+    /// Frames queued to WebSocket connections.
+    pub ws_frames: AtomicU64,
+    /// Connections cut off for not reading fast enough.
+    pub ws_slow_kicks: AtomicU64,
+    /// `resync` answers (a `since` too old, or the hub fell behind).
+    pub ws_resyncs: AtomicU64,
+    /// Connections refused at the connection limit.
+    pub ws_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -74,6 +82,30 @@ impl Metrics {
             "Events appended to the log.",
             self.events.load(Relaxed),
         );
+        for (name, help, c) in [
+            (
+                "larder_ws_frames_total",
+                "Frames queued to WebSocket connections.",
+                &self.ws_frames,
+            ),
+            (
+                "larder_ws_slow_disconnects_total",
+                "WebSocket connections cut off for not reading fast enough.",
+                &self.ws_slow_kicks,
+            ),
+            (
+                "larder_ws_resyncs_total",
+                "WebSocket resync answers.",
+                &self.ws_resyncs,
+            ),
+            (
+                "larder_ws_refused_total",
+                "WebSocket connections refused at the connection limit.",
+                &self.ws_refused,
+            ),
+        ] {
+            counter(&mut out, name, help, c.load(Relaxed));
+        }
         let _ = writeln!(out, "# HELP larder_http_responses_total HTTP responses by status class.\n# TYPE larder_http_responses_total counter");
         for (class, c) in [
             ("2xx", &self.http_2xx),

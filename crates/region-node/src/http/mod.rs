@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod ops;
 pub mod orders;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -38,6 +39,9 @@ pub struct AppState {
     pub clock: Clock,
     /// `None` when the node runs without NATS.
     pub nats: Option<crate::nats::NatsLink>,
+    pub hub: crate::push::hub::Hub,
+    /// Open WebSocket connections (the limit is `config.ws.max_connections`).
+    pub ws_connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -70,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/orders/{order_id}/pickup", post(orders::pickup))
+        .route("/v1/ws", get(ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

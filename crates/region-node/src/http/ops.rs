@@ -61,6 +61,12 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             "Registered fridges.",
             state.fridges.len() as u64,
         ),
+        (
+            "larder_ws_connections",
+            "Open WebSocket connections.",
+            app.ws_connections
+                .load(std::sync::atomic::Ordering::Relaxed) as u64,
+        ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

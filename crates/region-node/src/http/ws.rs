@@ -1,0 +1,397 @@
+//! `/v1/ws`: the WebSocket session of one app.
+//!
+//! Owns the socket: parses and checks client messages (subscribe,
+//! unsubscribe, ping), enforces the per-connection limits, keeps the
+//! connection alive (ping, idle timeout), and writes the frames the push hub
+//! queues for it. It never decides what to push (that is `push::changes`)
+//! and never blocks the hub: the hub drops a connection whose queue is full,
+//! and this task then closes it with a reason.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use protocol::geo::GeoPoint;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::Caller;
+use crate::push::{cover, AreaSpec, Interest, ServerMessage};
+
+/// A frame that cannot be written in this time means a stuck client.
+pub const WRITE_TIMEOUT_SECS: u64 = 10;
+/// After sending a close frame, how long the client may take to answer it.
+/// Dropping the socket at once would make the client's TCP stack discard
+/// the close frame (and its reason) if it was still sending, e.g. a pong.
+pub const CLOSE_LINGER_SECS: u64 = 5;
+/// Longest fridge id a client may name, in bytes.
+const MAX_FRIDGE_ID_LEN: usize = 64;
+/// Close codes (RFC 6455 §7.4.1).
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_PROTOCOL: u16 = 1002;
+
+/// Counts a connection against the node's limit for as long as it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        let mut current = counter.load(Ordering::Relaxed);
+        loop {
+            if current >= max {
+                return None;
+            }
+            match counter.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Slot(counter.clone())),
+                Err(now) => current = now,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `GET /v1/ws`. Areas and fridges are public; following one's orders needs
+/// a token (`Authorization` header on the upgrade, or `token` in the
+/// subscribe message for browsers, which cannot set headers).
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| {
+        ApiError::bad_request(
+            "not_websocket",
+            format!("/v1/ws needs a WebSocket upgrade request: {e}"),
+        )
+    })?;
+    let caller = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(h) => Some(app.verifier.verify_header(h.to_str().ok())?),
+    };
+    let limits = app.config.ws.clone();
+    let Some(slot) = Slot::take(&app.ws_connections, limits.max_connections) else {
+        app.metrics.ws_refused.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            format!(
+                "this node serves at most {} WebSocket connections; retry later",
+                limits.max_connections
+            ),
+        ));
+    };
+    Ok(ws
+        // Small buffers: most connections are idle, and memory per idle
+        // connection is what limits how many one node can hold.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| session(socket, app, caller, slot)))
+}
+
+/// What a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Subscribe {
+        #[serde(default)]
+        areas: Vec<AreaSpec>,
+        #[serde(default)]
+        fridges: Vec<String>,
+        #[serde(default)]
+        orders: bool,
+        #[serde(default)]
+        since: Option<u64>,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    Unsubscribe {
+        #[serde(default)]
+        areas: Vec<AreaSpec>,
+        #[serde(default)]
+        fridges: Vec<String>,
+        #[serde(default)]
+        orders: bool,
+    },
+    Ping,
+}
+
+const CLIENT_TYPES: [&str; 3] = ["subscribe", "unsubscribe", "ping"];
+
+/// A message the client got wrong: answered with an `error`, nothing changes.
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+fn parse(text: &str) -> Result<ClientMessage, Refusal> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| refuse("malformed_message", format!("not JSON: {e}")))?;
+    let kind = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| refuse("malformed_message", "a message needs a string \"type\""))?;
+    if !CLIENT_TYPES.contains(&kind) {
+        return Err(refuse(
+            "unknown_type",
+            format!("unknown message type {kind:?}; expected one of {CLIENT_TYPES:?}"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| refuse("invalid_message", e.to_string()))
+}
+
+/// The interest after a subscribe or unsubscribe, checked against limits and
+/// the district; `Err` leaves the connection's interest as it was.
+fn next_interest(
+    app: &AppState,
+    current: &Interest,
+    caller: &mut Option<Caller>,
+    msg: ClientMessage,
+) -> Result<(Interest, Option<u64>), Refusal> {
+    let state = app.district.state();
+    let check_fridges = |fridges: &[String]| -> Result<(), Refusal> {
+        for f in fridges {
+            if f.is_empty() || f.len() > MAX_FRIDGE_ID_LEN {
+                return Err(refuse("invalid_fridge", "fridge ids are 1 to 64 bytes"));
+            }
+            if !state.fridges.contains_key(f) {
+                return Err(refuse("unknown_fridge", format!("no fridge {f:?} here")));
+            }
+        }
+        Ok(())
+    };
+    match msg {
+        ClientMessage::Subscribe {
+            areas,
+            fridges,
+            orders,
+            since,
+            token,
+        } => {
+            check_fridges(&fridges)?;
+            let mut next = current.clone();
+            for area in areas {
+                let center = GeoPoint::new(area.lat, area.lon)
+                    .map_err(|e| refuse("invalid_area", e.to_string()))?;
+                let max = app.config.limits.max_radius_m;
+                if area.radius_m == 0 || area.radius_m > max {
+                    return Err(refuse(
+                        "invalid_area",
+                        format!("radius_m must be between 1 and {max}"),
+                    ));
+                }
+                if !next.areas.iter().any(|(a, _)| *a == area) {
+                    next.areas.push((area, cover(&center, area.radius_m)));
+                }
+            }
+            next.fridges.extend(fridges);
+            let max = app.config.ws.max_subscriptions;
+            if next.subscriptions() > max {
+                return Err(refuse(
+                    "too_many_subscriptions",
+                    format!(
+                        "a connection may follow at most {max} areas and fridges together; \
+                         this would make {}",
+                        next.subscriptions()
+                    ),
+                ));
+            }
+            if let Some(token) = token {
+                let claims = app
+                    .verifier
+                    .verify(&token)
+                    .map_err(|e| refuse("unauthorized", e.to_string()))?;
+                *caller = Some(Caller(claims));
+            }
+            if orders {
+                let who = caller.as_ref().ok_or_else(|| {
+                    refuse(
+                        "unauthorized",
+                        "following orders needs a token (Authorization header or \"token\")",
+                    )
+                })?;
+                next.customer = Some(who.0.sub.clone());
+            }
+            Ok((next, since))
+        }
+        ClientMessage::Unsubscribe {
+            areas,
+            fridges,
+            orders,
+        } => {
+            let mut next = current.clone();
+            next.areas.retain(|(a, _)| !areas.contains(a));
+            let drop: BTreeSet<String> = fridges.into_iter().collect();
+            next.fridges.retain(|f| !drop.contains(f));
+            if orders {
+                next.customer = None;
+            }
+            Ok((next, None))
+        }
+        ClientMessage::Ping => Ok((current.clone(), None)),
+    }
+}
+
+async fn send(sink: &mut Sink, msg: Message) -> Result<(), ()> {
+    match tokio::time::timeout(Duration::from_secs(WRITE_TIMEOUT_SECS), sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+type Stream = futures::stream::SplitStream<WebSocket>;
+
+/// Sends a close frame, then waits (bounded) for the client's answer.
+async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if send(sink, Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(CLOSE_LINGER_SECS), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn text(msg: &ServerMessage) -> Message {
+    Message::Text(msg.to_frame().as_ref().into())
+}
+
+async fn session(socket: WebSocket, app: AppState, mut caller: Option<Caller>, _slot: Slot) {
+    let Some(mut sub) = app.hub.connect().await else {
+        return;
+    };
+    let limits = app.config.ws.clone();
+    let idle_timeout = Duration::from_secs(limits.idle_timeout_secs);
+    let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
+    ping.tick().await;
+    let mut last_heard = Instant::now();
+    let mut interest = Interest::default();
+    let (mut sink, mut stream) = socket.split();
+    tracing::debug!(conn = sub.id, "websocket open");
+
+    loop {
+        if sub.kicked.load(Ordering::SeqCst) {
+            close(
+                &mut sink,
+                &mut stream,
+                CLOSE_POLICY,
+                "too slow: send queue full",
+            )
+            .await;
+            break;
+        }
+        tokio::select! {
+            frame = sub.frames.recv() => match frame {
+                Some(frame) => {
+                    if send(&mut sink, Message::Text(frame.as_ref().into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    if sub.kicked.load(Ordering::SeqCst) {
+                        close(&mut sink, &mut stream, CLOSE_POLICY, "too slow: send queue full").await;
+                    } else {
+                        close(&mut sink, &mut stream, CLOSE_GOING_AWAY, "server shutting down").await;
+                    }
+                    break;
+                }
+            },
+            incoming = stream.next() => {
+                last_heard = Instant::now();
+                match incoming {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(e)) => {
+                        let (code, reason) = if e.to_string().contains("too long")
+                            || e.to_string().contains("too big")
+                            || e.to_string().contains("Space limit")
+                        {
+                            (CLOSE_TOO_BIG, "frame too big")
+                        } else {
+                            (CLOSE_PROTOCOL, "protocol error")
+                        };
+                        tracing::debug!(conn = sub.id, error = %e, "websocket read failed");
+                        close(&mut sink, &mut stream, code, reason).await;
+                        break;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Binary(_))) => {
+                        let err = ServerMessage::Error {
+                            code: "binary_not_supported".into(),
+                            message: "send JSON text frames".into(),
+                        };
+                        if send(&mut sink, text(&err)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        let reply = match parse(t.as_str()) {
+                            Ok(ClientMessage::Ping) => Some(ServerMessage::Pong),
+                            Ok(msg) => match next_interest(&app, &interest, &mut caller, msg) {
+                                Ok((next, since)) => {
+                                    interest = next.clone();
+                                    app.hub.follow(sub.id, next, since).await;
+                                    None
+                                }
+                                Err(r) => Some(ServerMessage::Error { code: r.code.into(), message: r.message }),
+                            },
+                            Err(r) => Some(ServerMessage::Error { code: r.code.into(), message: r.message }),
+                        };
+                        if let Some(reply) = reply {
+                            if send(&mut sink, text(&reply)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= idle_timeout {
+                    close(&mut sink, &mut stream, CLOSE_GOING_AWAY, "idle timeout").await;
+                    break;
+                }
+                if send(&mut sink, Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    app.hub.disconnect(sub.id);
+    tracing::debug!(conn = sub.id, "websocket closed");
+}

@@ -1,0 +1,383 @@
+//! The push hub: one task between the writer's committed feed and the
+//! WebSocket connections.
+//!
+//! The writer publishes each durable batch once (`District::subscribe_feed`);
+//! the hub turns it into messages ([`super::changes`]), keeps the recent ones
+//! for resuming clients, and routes each to the connections that want it
+//! through indexes by fridge, geohash cell and customer. Every connection has
+//! a bounded queue and the hub only ever `try_send`s: a client that stops
+//! reading fills its own queue and is cut off, and neither the writer nor any
+//! other client waits for it.
+//!
+//! Subscribing goes through the same task as fan-out, so "replay what was
+//! missed, then continue live" has no gap and no duplicate.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::{changes, version_after, Interest, Push, Route, ServerMessage};
+use crate::domain::DistrictState;
+use crate::metrics::Metrics;
+use crate::writer::District;
+
+/// Control messages (connect, follow, disconnect) waiting for the hub.
+pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub district_id: String,
+    pub district_prefixes: Vec<String>,
+    /// Frames a connection may have queued before it counts as too slow.
+    pub queue_frames: usize,
+    /// Recent messages kept for clients resuming with `since`.
+    pub resume_messages: usize,
+}
+
+/// Handle to the hub; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    control: mpsc::Sender<Control>,
+    next_id: Arc<AtomicU64>,
+    queue_frames: usize,
+}
+
+/// The receiving end of one connection's queue.
+pub struct Subscriber {
+    pub id: u64,
+    pub frames: mpsc::Receiver<Arc<str>>,
+    /// Set by the hub when it cut this connection off for not keeping up.
+    pub kicked: Arc<AtomicBool>,
+}
+
+enum Control {
+    Connect {
+        id: u64,
+        queue: mpsc::Sender<Arc<str>>,
+        kicked: Arc<AtomicBool>,
+    },
+    Follow {
+        id: u64,
+        interest: Interest,
+        since: Option<u64>,
+    },
+    Disconnect {
+        id: u64,
+    },
+}
+
+impl Hub {
+    /// Starts the hub task on the district's feed.
+    pub fn start(district: District, config: HubConfig, metrics: Arc<Metrics>) -> Hub {
+        // Subscribe before reading the state: a batch committed in between is
+        // then seen (and skipped by seq) rather than lost.
+        let feed = district.subscribe_feed();
+        let state = district.state();
+        let (control, inbox) = mpsc::channel(CONTROL_QUEUE_CAPACITY);
+        let hub = Hub {
+            control,
+            next_id: Arc::new(AtomicU64::new(1)),
+            queue_frames: config.queue_frames,
+        };
+        let head = version_after(state.last_seq);
+        let task = HubTask {
+            config,
+            metrics,
+            district,
+            prev: state,
+            head,
+            floor: head,
+            ring: VecDeque::new(),
+            conns: HashMap::new(),
+            by_fridge: HashMap::new(),
+            by_cell: HashMap::new(),
+            by_customer: HashMap::new(),
+            listeners: HashSet::new(),
+        };
+        tokio::spawn(task.run(feed, inbox));
+        hub
+    }
+
+    /// Registers a new connection. `None` when the hub has stopped.
+    pub async fn connect(&self) -> Option<Subscriber> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (queue, frames) = mpsc::channel(self.queue_frames.max(1));
+        let kicked = Arc::new(AtomicBool::new(false));
+        self.control
+            .send(Control::Connect {
+                id,
+                queue,
+                kicked: kicked.clone(),
+            })
+            .await
+            .ok()?;
+        Some(Subscriber { id, frames, kicked })
+    }
+
+    /// Replaces what connection `id` follows; with `since`, first replays
+    /// what it missed after that version (or sends `resync`). The answer
+    /// (`subscribed`) arrives on the connection's queue.
+    pub async fn follow(&self, id: u64, interest: Interest, since: Option<u64>) {
+        let _ = self
+            .control
+            .send(Control::Follow {
+                id,
+                interest,
+                since,
+            })
+            .await;
+    }
+
+    /// Forgets connection `id` (also inferred when its queue is dropped).
+    pub fn disconnect(&self, id: u64) {
+        let _ = self.control.try_send(Control::Disconnect { id });
+    }
+}
+
+struct Conn {
+    queue: mpsc::Sender<Arc<str>>,
+    kicked: Arc<AtomicBool>,
+    interest: Interest,
+}
+
+struct HubTask {
+    config: HubConfig,
+    metrics: Arc<Metrics>,
+    district: District,
+    /// The state the last processed batch left.
+    prev: Arc<DistrictState>,
+    /// Version a client is at once it has everything sent so far.
+    head: u64,
+    /// Messages with a version above `floor` are all still in `ring`.
+    floor: u64,
+    ring: VecDeque<Push>,
+    conns: HashMap<u64, Conn>,
+    by_fridge: HashMap<String, HashSet<u64>>,
+    by_cell: HashMap<String, HashSet<u64>>,
+    by_customer: HashMap<String, HashSet<u64>>,
+    /// Connections with any area or fridge subscription.
+    listeners: HashSet<u64>,
+}
+
+impl HubTask {
+    async fn run(
+        mut self,
+        mut feed: broadcast::Receiver<Arc<crate::writer::CommittedBatch>>,
+        mut inbox: mpsc::Receiver<Control>,
+    ) {
+        loop {
+            tokio::select! {
+                batch = feed.recv() => match batch {
+                    Ok(batch) => self.on_batch(&batch.state, &batch.events),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => self.on_lag(missed),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                ctl = inbox.recv() => match ctl {
+                    Some(ctl) => self.on_control(ctl),
+                    None => break,
+                },
+            }
+        }
+        tracing::info!("push hub stopped");
+    }
+
+    fn on_batch(&mut self, state: &Arc<DistrictState>, events: &[protocol::EventEnvelope]) {
+        if state.last_seq <= self.prev.last_seq {
+            return; // Already part of the state the hub started from.
+        }
+        let pushes = changes(
+            &self.prev,
+            state,
+            events,
+            &self.config.district_id,
+            &self.config.district_prefixes,
+        );
+        self.prev = state.clone();
+        self.head = version_after(state.last_seq);
+        for push in pushes {
+            for id in self.targets(&push.route) {
+                self.deliver(id, &push.frame);
+            }
+            self.ring.push_back(push);
+            while self.ring.len() > self.config.resume_messages {
+                if let Some(old) = self.ring.pop_front() {
+                    self.floor = old.version;
+                }
+            }
+        }
+    }
+
+    /// The hub fell behind the writer's feed: messages were lost, so every
+    /// client starts over from a fresh snapshot.
+    fn on_lag(&mut self, missed: u64) {
+        tracing::warn!(
+            missed_batches = missed,
+            "push hub lagged behind the feed; resync all"
+        );
+        self.prev = self.district.state();
+        self.head = version_after(self.prev.last_seq);
+        self.floor = self.head;
+        self.ring.clear();
+        let frame = ServerMessage::Resync { version: self.head }.to_frame();
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.metrics.ws_resyncs.fetch_add(1, Ordering::Relaxed);
+            self.deliver(id, &frame);
+        }
+    }
+
+    fn on_control(&mut self, ctl: Control) {
+        match ctl {
+            Control::Connect { id, queue, kicked } => {
+                self.conns.insert(
+                    id,
+                    Conn {
+                        queue,
+                        kicked,
+                        interest: Interest::default(),
+                    },
+                );
+            }
+            Control::Follow {
+                id,
+                interest,
+                since,
+            } => self.follow(id, interest, since),
+            Control::Disconnect { id } => self.remove(id),
+        }
+    }
+
+    fn follow(&mut self, id: u64, interest: Interest, since: Option<u64>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut conn.interest, interest.clone());
+        self.unindex(id, &old);
+        self.index(id, &interest);
+
+        if let Some(since) = since {
+            let missed: Vec<Arc<str>> = if since >= self.floor && since <= self.head {
+                self.ring
+                    .iter()
+                    .filter(|p| p.version > since && interest.wants(&p.route))
+                    .map(|p| p.frame.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let too_old = since < self.floor || since > self.head;
+            // A replay longer than half the queue would cut the client off
+            // at once; a resync is cheaper for both sides.
+            if too_old || missed.len() > self.config.queue_frames / 2 {
+                self.metrics.ws_resyncs.fetch_add(1, Ordering::Relaxed);
+                let frame = ServerMessage::Resync { version: self.head }.to_frame();
+                self.deliver(id, &frame);
+            } else {
+                for frame in &missed {
+                    self.deliver(id, frame);
+                }
+            }
+        }
+        let ack = ServerMessage::Subscribed {
+            version: self.head,
+            areas: interest.areas.len(),
+            fridges: interest.fridges.len(),
+            orders: interest.customer.is_some(),
+        }
+        .to_frame();
+        self.deliver(id, &ack);
+    }
+
+    fn index(&mut self, id: u64, interest: &Interest) {
+        for fridge in &interest.fridges {
+            self.by_fridge.entry(fridge.clone()).or_default().insert(id);
+        }
+        for cell in interest.cells() {
+            self.by_cell.entry(cell.to_string()).or_default().insert(id);
+        }
+        if let Some(c) = &interest.customer {
+            self.by_customer.entry(c.clone()).or_default().insert(id);
+        }
+        if interest.subscriptions() > 0 {
+            self.listeners.insert(id);
+        }
+    }
+
+    fn unindex(&mut self, id: u64, interest: &Interest) {
+        fn drop_from(map: &mut HashMap<String, HashSet<u64>>, key: &str, id: u64) {
+            if let Some(set) = map.get_mut(key) {
+                set.remove(&id);
+                if set.is_empty() {
+                    map.remove(key);
+                }
+            }
+        }
+        for fridge in &interest.fridges {
+            drop_from(&mut self.by_fridge, fridge, id);
+        }
+        for cell in interest.cells() {
+            drop_from(&mut self.by_cell, cell, id);
+        }
+        if let Some(c) = &interest.customer {
+            drop_from(&mut self.by_customer, c, id);
+        }
+        self.listeners.remove(&id);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(conn) = self.conns.remove(&id) {
+            self.unindex(id, &conn.interest);
+        }
+    }
+
+    fn targets(&self, route: &Route) -> Vec<u64> {
+        let mut ids: Vec<u64> = match route {
+            Route::Fridge { fridge_id, geohash } => {
+                let mut ids: Vec<u64> = self
+                    .by_fridge
+                    .get(fridge_id)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect();
+                for len in 1..=geohash.len() {
+                    if let Some(set) = geohash.get(..len).and_then(|p| self.by_cell.get(p)) {
+                        ids.extend(set.iter().copied());
+                    }
+                }
+                ids
+            }
+            Route::District => self.listeners.iter().copied().collect(),
+            Route::Customer(c) => self
+                .by_customer
+                .get(c)
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect(),
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn deliver(&mut self, id: u64, frame: &Arc<str>) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        match conn.queue.try_send(frame.clone()) {
+            Ok(()) => {
+                self.metrics.ws_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                conn.kicked.store(true, Ordering::SeqCst);
+                self.metrics.ws_slow_kicks.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(conn = id, "websocket client too slow; disconnecting");
+                self.remove(id);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.remove(id),
+        }
+    }
+}
