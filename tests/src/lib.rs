@@ -122,6 +122,11 @@ impl Node {
         }
     }
 
+    /// The node's process id (for benchmarks reading its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.0.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILL: no shutdown hook runs, like a power cut.
     pub fn kill(&mut self) {
         self.child.kill();

@@ -1,0 +1,175 @@
+//! `larder-ws-fanout`: one stock change fanned out to N WebSocket clients.
+//!
+//! Starts a region node (demo district, no NATS) through the test harness,
+//! opens N real WebSocket connections on loopback, all subscribed to one
+//! fridge, and measures:
+//! - node memory per idle connection (VmRSS of the node before and after
+//!   the connections, divided by N);
+//! - for each of R stock changes (an admin `PUT .../stock`), the time from
+//!   sending the change until each client has the message: p50/p99 over
+//!   clients per round, and the time until the last client has it.
+//!
+//! Usage: `cargo build --release --workspace --bins &&
+//! target/release/larder-ws-fanout [CLIENTS] [ROUNDS]` (default 10000, 20).
+//! Each process needs an open file per connection: `ulimit -n` ≥ CLIENTS + 100.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use larder_tests::Node;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Barrier};
+use tokio_tungstenite::tungstenite::Message;
+
+const FRIDGE: &str = "f-campus-martius";
+const MEAL: &str = "m-greek-salad";
+/// Connections opened at once while setting up (the listener's backlog).
+const CONNECT_PARALLELISM: usize = 256;
+/// How long one round may take before the benchmark gives up.
+const ROUND_DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(serde::Deserialize)]
+struct StockMsg<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    available: u64,
+}
+
+fn arg(i: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let clients = arg(1, 10_000) as usize;
+    let rounds = arg(2, 20) as u32;
+    let max = (clients + 100).to_string();
+    let node = Node::start(&[
+        "--demo",
+        "--ws-max-connections",
+        &max,
+        "--ws-idle-timeout-secs",
+        "600",
+        "--ws-ping-interval-secs",
+        "300",
+    ])
+    .await;
+    let pid = node.pid().ok_or_else(|| anyhow::anyhow!("node pid"))?;
+    let admin = node.admin();
+    let r = admin.set_stock(FRIDGE, &[(MEAL, 1_000)]).await;
+    anyhow::ensure!(r.status == 200, "set stock: {}", r.body);
+    // Let the node settle (demo seeding, allocator warm-up) before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_kib(pid);
+
+    let url = node.url("/v1/ws").replacen("http://", "ws://", 1);
+    // Each client reports (round, receipt instant) for every stock message.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let ready = Arc::new(Barrier::new(clients + 1));
+    let gate = Arc::new(tokio::sync::Semaphore::new(CONNECT_PARALLELISM));
+    let started = Instant::now();
+    for _ in 0..clients {
+        let (url, tx, ready, gate) = (url.clone(), tx.clone(), ready.clone(), gate.clone());
+        tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let (mut ws, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("connect failed: {e}");
+                    std::process::exit(1);
+                }
+            };
+            let sub = json!({"type": "subscribe", "fridges": [FRIDGE]}).to_string();
+            if ws.send(Message::text(sub)).await.is_err() {
+                std::process::exit(1);
+            }
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                    if v["type"] == "subscribed" {
+                        break;
+                    }
+                }
+            }
+            drop(permit);
+            ready.wait().await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Text(t) = msg {
+                    let at = Instant::now();
+                    // A typed parse: the clients share the node's two cores,
+                    // so they must cost as little as a real app's would.
+                    if let Ok(m) = serde_json::from_str::<StockMsg>(t.as_str()) {
+                        if m.kind == "stock" {
+                            let _ = tx.send((m.available, at));
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    ready.wait().await;
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(pid);
+    let per_conn = (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / clients as f64;
+
+    let mut all = Histogram::<u64>::new(3)?;
+    let mut last = Histogram::<u64>::new(3)?;
+    for round in 1..=rounds {
+        let value = u64::from(round);
+        let t0 = Instant::now();
+        let r = admin.set_stock(FRIDGE, &[(MEAL, round)]).await;
+        anyhow::ensure!(r.status == 200, "set stock: {}", r.body);
+        let mut got = 0usize;
+        let mut slowest = Duration::ZERO;
+        while got < clients {
+            let (v, at) = tokio::time::timeout(ROUND_DEADLINE, rx.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("clients gone"))?;
+            if v != value {
+                continue;
+            }
+            got += 1;
+            let d = at.saturating_duration_since(t0);
+            slowest = slowest.max(d);
+            all.record(d.as_micros() as u64)?;
+        }
+        last.record(slowest.as_micros() as u64)?;
+    }
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!("clients={clients} rounds={rounds} connect_secs={connect_secs:.1}");
+    println!(
+        "node_rss_kib before={rss_before} after={rss_after} per_idle_connection_bytes={per_conn:.0}"
+    );
+    println!(
+        "delivery_ms (all clients, all rounds) p50={:.2} p99={:.2} max={:.2}",
+        ms(&all, 0.5),
+        ms(&all, 0.99),
+        ms(&all, 1.0)
+    );
+    println!(
+        "last_client_ms (per round) p50={:.2} p99={:.2} max={:.2}",
+        ms(&last, 0.5),
+        ms(&last, 0.99),
+        ms(&last, 1.0)
+    );
+    Ok(())
+}
