@@ -124,6 +124,9 @@ pub struct StockLevel {
     pub reserved: u32,
     /// Units that must not be sold (temperature excursion, recall).
     pub quarantined: u32,
+    /// Units past their best-before, still on the shelf.
+    #[serde(default)]
+    pub expired: u32,
 }
 
 impl StockLevel {
@@ -132,6 +135,7 @@ impl StockLevel {
         self.on_hand
             .saturating_sub(self.reserved)
             .saturating_sub(self.quarantined)
+            .saturating_sub(self.expired)
     }
 }
 

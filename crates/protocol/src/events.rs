@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use chrono::{DateTime, Utc};
 
-use crate::catalog::{Fridge, Meal};
+use crate::catalog::{Fridge, FridgeStatus, Meal};
 use crate::money::Currency;
 use crate::orders::{Channel, OrderId, OrderLine, RefundReason, RefusalReason};
 use crate::payments::PaymentKind;
-use crate::{FridgeId, MealId};
+use crate::{FridgeId, KitchenId, MealId};
 
 /// Why a stock level was set to an absolute value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +127,72 @@ pub enum Event {
     OrderUnclaimed {
         order_id: OrderId,
     },
+    /// A telemetry batch was taken in. `cursor_json` is the fridge ACL's
+    /// cursor after it (sequence, stock model, temperature story), stored
+    /// with the events the batch caused so neither exists without the other;
+    /// `outcome_json` is the answer the fridge got.
+    FridgeTelemetryReceived {
+        fridge_id: FridgeId,
+        cursor_json: String,
+        outcome_json: String,
+        /// The fridge signed with its new secret: the previous one is dropped.
+        forget_previous_secret: bool,
+    },
+    /// The fridge went offline (silent too long) or came back.
+    FridgeStatusChanged {
+        fridge_id: FridgeId,
+        status: FridgeStatus,
+        reason: String,
+    },
+    /// Too warm for too long: every unit in the fridge is withheld and the
+    /// fridge leaves the catalog until an operator lifts the quarantine.
+    /// `kitchens` are alerted (their meals were in it).
+    FridgeQuarantined {
+        fridge_id: FridgeId,
+        since: DateTime<Utc>,
+        max_milli_c: i32,
+        limit_milli_c: i32,
+        kitchens: Vec<KitchenId>,
+    },
+    /// An operator cleared the fridge (unsafe meals removed).
+    FridgeQuarantineLifted {
+        fridge_id: FridgeId,
+    },
+    /// Units past their best-before on the shelf: not for sale any more.
+    MealUnitsExpired {
+        fridge_id: FridgeId,
+        meal_id: MealId,
+        units: u32,
+    },
+    /// Units moved by a door session other than a pickup (refill, staff
+    /// withdrawal, shrinkage). Informational: the absolute count follows as
+    /// `MealStockUpdated`.
+    StockMovementRecorded {
+        fridge_id: FridgeId,
+        meal_id: MealId,
+        /// Positive for units added, negative for units taken.
+        units: i64,
+        movement: StockMovement,
+        detail: String,
+    },
+    /// The fridge holds fewer units than this order was promised: its
+    /// customer is told before walking there.
+    OrderFlagged {
+        order_id: OrderId,
+        meal_id: MealId,
+        reason: String,
+    },
+}
+
+/// Kinds of stock movement a fridge reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockMovement {
+    Refill,
+    Withdrawal,
+    Shrinkage,
+    /// Units put in by someone who is not staff (a meal put back).
+    Returned,
 }
 
 impl Event {
@@ -150,7 +216,14 @@ impl Event {
             | Event::OrderRefunded { order_id, .. }
             | Event::PaymentResultRecorded { order_id, .. }
             | Event::OrderPickedUp { order_id }
-            | Event::OrderUnclaimed { order_id } => format!("order-{order_id}"),
+            | Event::OrderUnclaimed { order_id }
+            | Event::OrderFlagged { order_id, .. } => format!("order-{order_id}"),
+            Event::FridgeTelemetryReceived { fridge_id, .. } => format!("telemetry-{fridge_id}"),
+            Event::FridgeStatusChanged { fridge_id, .. }
+            | Event::FridgeQuarantined { fridge_id, .. }
+            | Event::FridgeQuarantineLifted { fridge_id } => format!("fridge-{fridge_id}"),
+            Event::MealUnitsExpired { fridge_id, .. }
+            | Event::StockMovementRecorded { fridge_id, .. } => format!("stock-{fridge_id}"),
         }
     }
 
@@ -174,6 +247,13 @@ impl Event {
             Event::PaymentResultRecorded { .. } => "PaymentResultRecorded",
             Event::OrderPickedUp { .. } => "OrderPickedUp",
             Event::OrderUnclaimed { .. } => "OrderUnclaimed",
+            Event::FridgeTelemetryReceived { .. } => "FridgeTelemetryReceived",
+            Event::FridgeStatusChanged { .. } => "FridgeStatusChanged",
+            Event::FridgeQuarantined { .. } => "FridgeQuarantined",
+            Event::FridgeQuarantineLifted { .. } => "FridgeQuarantineLifted",
+            Event::MealUnitsExpired { .. } => "MealUnitsExpired",
+            Event::StockMovementRecorded { .. } => "StockMovementRecorded",
+            Event::OrderFlagged { .. } => "OrderFlagged",
         }
     }
 }

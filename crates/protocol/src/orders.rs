@@ -159,4 +159,8 @@ pub struct OrderView {
     pub refusal_reason: Option<RefusalReason>,
     pub refund_pending: bool,
     pub history: Vec<StatusChange>,
+    /// Meals the fridge turned out to hold too few of for this order (from
+    /// its inventory scan): the customer should not walk there for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shortage: Vec<MealId>,
 }

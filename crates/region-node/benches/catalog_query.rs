@@ -11,6 +11,7 @@ fn demo_state() -> DistrictState {
         area: DistrictArea::new(vec!["dpsbv".into(), "dpsby".into(), "dpscj".into()]).unwrap(),
         now: chrono::Utc::now(),
         policy: Default::default(),
+        fridges: Default::default(),
     };
     let mut state = DistrictState::default();
     let data = region_node::demo::detroit().unwrap();

@@ -111,6 +111,7 @@ fn writer_group_commit(c: &mut Criterion) {
             clock: Clock::system(),
             metrics: Arc::new(Metrics::default()),
             policy: Default::default(),
+            fridge_policy: Default::default(),
         })
         .unwrap()
     });

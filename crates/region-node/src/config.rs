@@ -47,6 +47,57 @@ pub struct Config {
     pub nats: Option<NatsConfig>,
     #[serde(default)]
     pub ws: WsConfig,
+    #[serde(default)]
+    pub fridges: FridgesConfig,
+}
+
+/// `[fridges]`: how the district treats fridge telemetry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FridgesConfig {
+    /// Safe limit for chilled food, °C.
+    pub temp_limit_c: f64,
+    /// How long above the limit before the meals are quarantined, seconds.
+    pub temp_allowed_secs: u32,
+    /// How long a fridge may be silent before it shows offline, seconds.
+    pub silence_allowed_secs: u32,
+}
+
+impl Default for FridgesConfig {
+    fn default() -> Self {
+        FridgesConfig {
+            temp_limit_c: f64::from(fridge_acl::translate::TEMP_LIMIT_DEFAULT_MILLI_C) / 1000.0,
+            temp_allowed_secs: fridge_acl::translate::TEMP_ALLOWED_DEFAULT_SECS as u32,
+            silence_allowed_secs: crate::domain::fridges::SILENCE_ALLOWED_DEFAULT_SECS as u32,
+        }
+    }
+}
+
+impl FridgesConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(-10.0..=15.0).contains(&self.temp_limit_c) {
+            return Err(ConfigError::Invalid(
+                "fridges.temp_limit_c must be between -10 and 15".into(),
+            ));
+        }
+        if self.temp_allowed_secs == 0 || self.silence_allowed_secs < 60 {
+            return Err(ConfigError::Invalid(
+                "fridges.temp_allowed_secs must be positive and fridges.silence_allowed_secs at least 60"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn policy(&self) -> crate::domain::FridgePolicy {
+        crate::domain::FridgePolicy {
+            temperature: fridge_acl::TemperaturePolicy {
+                limit_milli_c: (self.temp_limit_c * 1000.0).round() as i32,
+                allowed: chrono::Duration::seconds(i64::from(self.temp_allowed_secs)),
+            },
+            silence_allowed: chrono::Duration::seconds(i64::from(self.silence_allowed_secs)),
+        }
+    }
 }
 
 /// Most simultaneous WebSocket connections per node, by default.
@@ -289,6 +340,7 @@ impl Config {
         config.area()?;
         config.orders.validate()?;
         config.ws.validate()?;
+        config.fridges.validate()?;
         for entry in &config.directory {
             DistrictArea::new(entry.geohash_prefixes.clone()).map_err(|e| {
                 ConfigError::Invalid(format!("directory {}: {e}", entry.district_id))

@@ -69,6 +69,7 @@ pub fn open_district(
         clock,
         metrics,
         policy: config.orders.policy(),
+        fridge_policy: config.fridges.policy(),
     })?)
 }
 
@@ -92,7 +93,11 @@ pub async fn serve(
     if opts.demo {
         demo::seed_if_empty(&district).await?;
     }
-    tokio::spawn(timers::run(district.clone(), opts.clock.clone()));
+    tokio::spawn(timers::run(
+        district.clone(),
+        opts.clock.clone(),
+        config.fridges.policy(),
+    ));
     let nats = match &config.nats {
         Some(n) => Some(
             nats::NatsLink::start(&n.url, district.clone(), config.district_id.clone())

@@ -6,11 +6,14 @@
 //! ignores a timer that is no longer current, so firing is at-least-once
 //! here and exactly-once in effect. A timer that fell due while the node was
 //! down fires on the first tick after start-up.
+//!
+//! Every [`SILENCE_CHECK_TICKS`] ticks it also looks for fridges silent
+//! longer than allowed and submits `CheckSilence` when there are any.
 
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{Command, OrderCommand};
+use crate::domain::{fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
 use crate::writer::{District, WriteError};
 
 /// How often due timers are looked for; the precision of grace windows and
@@ -19,14 +22,28 @@ pub const TIMER_TICK_MS: u64 = 100;
 /// Most timers fired in one tick, so a backlog after downtime is worked off
 /// in bounded batches.
 pub const MAX_TIMERS_PER_TICK: usize = 2048;
+/// Ticks between two looks for silent fridges (1 s).
+pub const SILENCE_CHECK_TICKS: u64 = 10;
 
-pub async fn run(district: District, clock: Clock) {
+pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) {
     let mut tick = tokio::time::interval(Duration::from_millis(TIMER_TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
         let now = clock.now();
         let state = district.state();
+        if ticks.is_multiple_of(SILENCE_CHECK_TICKS)
+            && !fridges::silent_fridges(&state, now, &fridge_policy).is_empty()
+        {
+            if let Err(e) = district
+                .submit(Command::Fridge(FridgeCommand::CheckSilence))
+                .await
+            {
+                tracing::warn!(error = %e, "silence check refused");
+            }
+        }
         let due: Vec<_> = state
             .timers
             .iter()

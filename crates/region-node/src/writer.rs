@@ -53,6 +53,7 @@ pub struct WriterSetup {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub policy: domain::OrderPolicy,
+    pub fridge_policy: domain::FridgePolicy,
 }
 
 /// The optimistic-concurrency expectation of a command, if any.
@@ -263,6 +264,7 @@ impl Writer {
             area: self.setup.area.clone(),
             now,
             policy: self.setup.policy,
+            fridges: self.setup.fridge_policy,
         };
         let events = domain::decide(&self.state, command, &ctx)?;
         let mut out = Vec::with_capacity(events.len());

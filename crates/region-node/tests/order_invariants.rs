@@ -80,6 +80,7 @@ impl Harness {
                 pickup_window: Duration::seconds(300),
                 ..Default::default()
             },
+            fridges: Default::default(),
         };
         let mut h = Harness {
             state: DistrictState::default(),

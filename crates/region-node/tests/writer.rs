@@ -40,6 +40,7 @@ fn start(dir: &std::path::Path) -> District {
         clock: Clock::system(),
         metrics: Arc::new(Metrics::default()),
         policy: Default::default(),
+        fridge_policy: Default::default(),
     })
     .unwrap()
 }

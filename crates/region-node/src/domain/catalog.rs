@@ -61,6 +61,9 @@ pub fn decide(
                     lon: spec.lon,
                 });
             }
+            spec.vendor
+                .parse::<fridge_acl::Dialect>()
+                .map_err(|e| invalid(e.to_string()))?;
             // Re-registering keeps the operational status the fridge has.
             let status = state
                 .fridges
@@ -124,9 +127,17 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
         }
         Event::FridgeRegistered { fridge, secret } => {
             if let Some(secret) = secret {
-                state
+                // A rotation: the old secret stays valid until the fridge
+                // signs with the new one (see `FridgeTelemetryReceived`).
+                if let Some(old) = state
                     .fridge_secrets
-                    .insert(fridge.fridge_id.clone(), secret.clone());
+                    .insert(fridge.fridge_id.clone(), secret.clone())
+                    .filter(|old| old != secret)
+                {
+                    state
+                        .fridge_previous_secrets
+                        .insert(fridge.fridge_id.clone(), old);
+                }
             }
             state
                 .fridges
@@ -142,6 +153,9 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
             let mut per_meal = state.stock.get(fridge_id).cloned().unwrap_or_default();
             let mut level = per_meal.get(meal_id).copied().unwrap_or_default();
             level.on_hand = *on_hand;
+            // Expired units are among those on hand; fewer on hand means
+            // some of them may be gone (the next tagged scan says exactly).
+            level.expired = level.expired.min(*on_hand);
             per_meal.insert(meal_id.clone(), level);
             state.stock.insert(fridge_id.clone(), per_meal);
             true
@@ -162,6 +176,7 @@ mod tests {
             area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
             now: chrono::Utc::now(),
             policy: Default::default(),
+            fridges: Default::default(),
         }
     }
 
@@ -224,7 +239,7 @@ mod tests {
             address: String::new(),
             lat: 42.3316,
             lon: -83.0466,
-            vendor: "v".into(),
+            vendor: "frostline-json".into(),
             secret: None,
         };
         let registered = decide(
@@ -261,7 +276,7 @@ mod tests {
             address: String::new(),
             lat: 40.71,
             lon: -74.0,
-            vendor: "v".into(),
+            vendor: "frostline-json".into(),
             secret: None,
         };
         let r = decide(
@@ -273,6 +288,30 @@ mod tests {
             &ctx(),
         );
         assert!(matches!(r, Err(DomainError::OutsideDistrict { .. })));
+    }
+
+    #[test]
+    fn fridges_with_an_unknown_dialect_are_refused() {
+        let spec = FridgeSpec {
+            name: "F".into(),
+            address: String::new(),
+            lat: 42.3316,
+            lon: -83.0466,
+            vendor: "acme-xml".into(),
+            secret: None,
+        };
+        let r = decide(
+            &DistrictState::default(),
+            CatalogCommand::RegisterFridge {
+                fridge_id: "f-1".into(),
+                spec,
+            },
+            &ctx(),
+        );
+        assert!(
+            matches!(&r, Err(DomainError::Invalid(m)) if m.contains("acme-xml")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -9,10 +9,13 @@
 //! snapshot to readers after every batch with an O(1) clone.
 
 pub mod catalog;
+pub mod fridges;
 pub mod orders;
 
 use chrono::{DateTime, Utc};
-use imbl::{HashMap, OrdMap, Vector};
+use std::sync::Arc;
+
+use imbl::{HashMap, OrdMap, OrdSet, Vector};
 use protocol::catalog::{Fridge, Meal, StockLevel};
 use protocol::geo::DistrictArea;
 use protocol::orders::{OrderId, OrderStatus};
@@ -20,6 +23,7 @@ use protocol::payments::PaymentRequest;
 use protocol::{DistrictId, Event, EventEnvelope, FridgeId, MealId};
 
 pub use catalog::CatalogCommand;
+pub use fridges::{FridgeCommand, FridgePolicy};
 pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
 
 /// Everything a command may need besides the state: the district's identity
@@ -30,6 +34,7 @@ pub struct Context {
     pub area: DistrictArea,
     pub now: DateTime<Utc>,
     pub policy: OrderPolicy,
+    pub fridges: FridgePolicy,
 }
 
 /// A request to change the district.
@@ -37,6 +42,7 @@ pub struct Context {
 pub enum Command {
     Catalog(CatalogCommand),
     Order(OrderCommand),
+    Fridge(FridgeCommand),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -84,6 +90,13 @@ pub struct DistrictState {
     pub fridges: OrdMap<FridgeId, Fridge>,
     /// Fridge telemetry secrets; never served.
     pub fridge_secrets: HashMap<FridgeId, String>,
+    /// The secret before the last rotation, until the fridge signs with the
+    /// new one.
+    pub fridge_previous_secrets: HashMap<FridgeId, String>,
+    /// The fridge ACL's cursor per fridge (sequence, stock model, temperature).
+    pub fridge_cursors: HashMap<FridgeId, Arc<fridge_acl::FridgeCursor>>,
+    /// Orders holding stock, per fridge; ULID order ids sort oldest first.
+    pub open_orders_by_fridge: HashMap<FridgeId, OrdSet<OrderId>>,
     /// Stock per fridge, then per meal.
     pub stock: OrdMap<FridgeId, OrdMap<MealId, StockLevel>>,
     /// Current version of every stream, for optimistic concurrency.
@@ -123,6 +136,7 @@ pub fn decide(
     match cmd {
         Command::Catalog(c) => catalog::decide(state, c, ctx),
         Command::Order(c) => orders::decide(state, c, ctx),
+        Command::Fridge(c) => fridges::decide(state, c, ctx),
     }
 }
 
@@ -134,8 +148,38 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         .stream_versions
         .insert(env.stream_id.clone(), env.stream_version);
     let changed = catalog::evolve(state, &env.event)
-        | orders::evolve(state, &env.event, env.recorded_at, &env.district_id);
+        | orders::evolve(state, &env.event, env.recorded_at, &env.district_id)
+        | fridges::evolve(state, &env.event);
+    if let Some(order_id) = env.stream_id.strip_prefix("order-") {
+        index_open_order(state, order_id);
+    }
     if changed {
         state.catalog_version = env.seq;
+    }
+}
+
+/// Keeps `open_orders_by_fridge` in step with an order's status.
+fn index_open_order(state: &mut DistrictState, order_id: &str) {
+    let Some(order) = state.orders.get(order_id) else {
+        return;
+    };
+    let fridge_id = order.fridge_id.clone();
+    let holds = order.status.holds_stock();
+    let mut set = state
+        .open_orders_by_fridge
+        .get(&fridge_id)
+        .cloned()
+        .unwrap_or_default();
+    let changed = if holds {
+        set.insert(order_id.to_string()).is_none()
+    } else {
+        set.remove(order_id).is_some()
+    };
+    if changed {
+        if set.is_empty() {
+            state.open_orders_by_fridge.remove(&fridge_id);
+        } else {
+            state.open_orders_by_fridge.insert(fridge_id, set);
+        }
     }
 }

@@ -79,6 +79,8 @@ pub struct Order {
     pub refund_pending: bool,
     pub timer: Option<(DateTime<Utc>, OrderTimer)>,
     pub history: Vector<StatusChange>,
+    /// Meals the fridge turned out not to hold enough of for this order.
+    pub shortage: Vec<MealId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -467,6 +469,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
                 pickup_deadline: None,
                 refusal_reason: None,
                 refund_pending: false,
+                shortage: Vec::new(),
                 timer: None,
                 history: Vector::unit(StatusChange {
                     status: OrderStatus::Held,

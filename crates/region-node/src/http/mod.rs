@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod fridges;
 pub mod ops;
 pub mod orders;
 pub mod ws;
@@ -44,6 +45,10 @@ pub struct AppState {
     pub ws_connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// Telemetry bodies just over the ACL's limit still reach it, so the fridge
+/// gets the ACL's own 413 answer.
+const TELEMETRY_LIMIT_SLACK_BYTES: usize = 1024;
+
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     Router::new()
@@ -75,6 +80,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/orders/{order_id}/pickup", post(orders::pickup))
         .route("/v1/ws", get(ws::upgrade))
+        .route(
+            "/v1/fridges/{fridge_id}/telemetry",
+            post(fridges::telemetry).layer(DefaultBodyLimit::max(
+                fridges::MAX_TELEMETRY_BYTES + TELEMETRY_LIMIT_SLACK_BYTES,
+            )),
+        )
+        .route(
+            "/v1/admin/fridges/{fridge_id}/quarantine/lift",
+            post(fridges::lift_quarantine),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

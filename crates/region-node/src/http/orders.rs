@@ -54,6 +54,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         refusal_reason: order.refusal_reason,
         refund_pending: order.refund_pending,
         history: order.history.iter().cloned().collect(),
+        shortage: order.shortage.clone(),
     }
 }
 

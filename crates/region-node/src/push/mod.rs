@@ -96,6 +96,9 @@ pub enum ServerMessage {
         pickup_deadline: Option<DateTime<Utc>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         refusal_reason: Option<RefusalReason>,
+        /// Meals the fridge holds too few of for this order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shortage: Vec<MealId>,
     },
     /// Answer to subscribe/unsubscribe: what the connection now follows and
     /// the version it is at.
@@ -245,7 +248,7 @@ pub fn changes(
         let grew = prev
             .orders
             .get(order_id)
-            .is_none_or(|p| p.history.len() != order.history.len());
+            .is_none_or(|p| p.history.len() != order.history.len() || p.shortage != order.shortage);
         if !grew {
             continue;
         }
@@ -265,6 +268,7 @@ pub fn changes(
                 pickup_code: order.pickup_code.clone(),
                 pickup_deadline: order.pickup_deadline,
                 refusal_reason: order.refusal_reason,
+                shortage: order.shortage.clone(),
             },
         ));
     }

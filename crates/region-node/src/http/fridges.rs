@@ -1,0 +1,149 @@
+//! Fridge routes: signed telemetry in the fridge's vendor dialect, and the
+//! operator's quarantine release.
+//!
+//! Telemetry is checked here, in parallel and before the writer, in the
+//! order that keeps a forged or malformed batch from costing anything: size,
+//! signature (before any parsing), syntax, fridge identity. Only an
+//! authenticated batch reaches the writer, which translates it against the
+//! current state (`domain::fridges`). The HMAC signature is the fridge's
+//! credential; no bearer token is involved.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fridge_acl::{Dialect, Rejection, Secrets};
+use protocol::Event;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::{Caller, Role};
+use crate::domain::{Command, FridgeCommand};
+
+/// Largest telemetry body accepted, in bytes (the ACL's limit).
+pub const MAX_TELEMETRY_BYTES: usize = fridge_acl::report::MAX_BATCH_BYTES;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn rejected(r: Rejection) -> ApiError {
+    let status = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::new(status, r.code(), r.to_string())
+}
+
+/// `POST /v1/fridges/{fridge_id}/telemetry`: 202 with how many reports were
+/// applied, duplicate and stale, and which report numbers are missing.
+pub async fn telemetry(
+    State(app): State<AppState>,
+    Path(fridge_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                r.body_text(),
+            )
+        } else {
+            ApiError::bad_request("invalid_body", r.body_text())
+        }
+    })?;
+    let state = app.district.state();
+    let fridge = state.fridges.get(&fridge_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_fridge",
+            format!("fridge {fridge_id} does not exist"),
+        )
+    })?;
+    let dialect: Dialect = fridge
+        .vendor
+        .parse()
+        .map_err(|e: fridge_acl::UnknownDialect| {
+            ApiError::unprocessable("unknown_dialect", e.to_string())
+        })?;
+    if body.len() > MAX_TELEMETRY_BYTES {
+        return Err(rejected(
+            fridge_acl::ParseError::TooLarge { len: body.len() }.into(),
+        ));
+    }
+    let current = state
+        .fridge_secrets
+        .get(&fridge_id)
+        .map(String::as_bytes)
+        .unwrap_or_default();
+    let secrets = Secrets {
+        current,
+        previous: state
+            .fridge_previous_secrets
+            .get(&fridge_id)
+            .map(String::as_bytes),
+    };
+    let secret_used = fridge_acl::verify_signature(
+        &secrets,
+        &body,
+        header(&headers, fridge_acl::auth::TIMESTAMP_HEADER),
+        header(&headers, fridge_acl::auth::SIGNATURE_HEADER),
+        app.clock.now(),
+    )
+    .map_err(|e| {
+        tracing::warn!(fridge_id = %fridge_id, error = %e, "telemetry refused");
+        rejected(e.into())
+    })?;
+    let batch = dialect.parse(&body).map_err(|e| rejected(e.into()))?;
+    fridge_acl::check_fridge(&fridge_id, &batch).map_err(|e| rejected(e.into()))?;
+    let reports = batch.reports.len();
+
+    let committed = app
+        .district
+        .submit(Command::Fridge(FridgeCommand::Telemetry {
+            fridge_id: fridge_id.clone(),
+            batch,
+            secret_used,
+        }))
+        .await?;
+    let outcome = committed
+        .events
+        .iter()
+        .find_map(|env| match &env.event {
+            Event::FridgeTelemetryReceived { outcome_json, .. } => Some(outcome_json.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "telemetry produced no receipt",
+            )
+        })?;
+    tracing::debug!(fridge_id = %fridge_id, reports, events = committed.events.len(), "telemetry");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        outcome,
+    )
+        .into_response())
+}
+
+/// `POST /v1/admin/fridges/{fridge_id}/quarantine/lift`: the unsafe meals
+/// are gone; the fridge sells again (a scan or stock set gives the counts).
+pub async fn lift_quarantine(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(fridge_id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Admin, Role::Kitchen])?;
+    app.district
+        .submit(Command::Fridge(FridgeCommand::LiftQuarantine {
+            fridge_id: fridge_id.clone(),
+        }))
+        .await?;
+    Ok(axum::Json(
+        serde_json::json!({"fridge_id": fridge_id, "status": "online"}),
+    ))
+}
