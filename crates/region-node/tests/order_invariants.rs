@@ -118,13 +118,17 @@ impl Harness {
             address: String::new(),
             lat: 42.3316,
             lon: -83.0466,
-            vendor: "v".into(),
+            vendor: "frostline-json".into(),
             secret: None,
         };
-        h.run(Command::Catalog(CatalogCommand::RegisterFridge {
+        let registered = h.run(Command::Catalog(CatalogCommand::RegisterFridge {
             fridge_id: FRIDGE.into(),
             spec: fridge,
         }));
+        // `run` drops refused commands; the setup must not be refused, or
+        // every later step would be vacuous.
+        assert_eq!(registered.len(), 1, "fridge registration refused");
+        assert_eq!(h.state.meals.len(), MEALS.len(), "meal definitions refused");
         h.set_stock(0, 5);
         h.set_stock(1, 5);
         h

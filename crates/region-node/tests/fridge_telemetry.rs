@@ -1,0 +1,269 @@
+//! The district's reaction to fridge telemetry, through the pure decider:
+//! the ACL's facts become events, and for any delivery of a fridge's reports
+//! (duplicated, reordered, split into batches any way) the stock comes out
+//! as if each report had arrived once, in order.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use fridge_acl::{Batch, DoorActor, DoorSession, Report, ReportBody, Scan, SecretUsed};
+use proptest::prelude::*;
+use protocol::catalog::{FridgeSpec, FridgeStatus, MealSpec, Nutrition};
+use protocol::{Event, EventEnvelope};
+use region_node::domain::{
+    self, CatalogCommand, Command, Context, DistrictState, FridgeCommand, FridgePolicy,
+};
+
+const FRIDGE: &str = "f-1";
+const MEALS: [&str; 3] = ["m-a", "m-b", "m-c"];
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+struct District {
+    state: DistrictState,
+    ctx: Context,
+}
+
+impl District {
+    fn new() -> District {
+        let mut d = District {
+            state: DistrictState::default(),
+            ctx: Context {
+                district_id: "d".into(),
+                area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
+                now: t0(),
+                policy: Default::default(),
+                fridges: FridgePolicy::default(),
+            },
+        };
+        for meal in MEALS {
+            d.run(Command::Catalog(CatalogCommand::DefineMeal {
+                meal_id: meal.into(),
+                spec: MealSpec {
+                    name: meal.into(),
+                    description: String::new(),
+                    kitchen_id: "k-1".into(),
+                    price: 500,
+                    currency: "USD".to_string().try_into().unwrap(),
+                    nutrition: Nutrition {
+                        kcal: 1,
+                        protein_mg: 1,
+                        fat_mg: 1,
+                        carbs_mg: 1,
+                        sugar_mg: 1,
+                        salt_mg: 1,
+                    },
+                    allergens: vec![],
+                    ingredients: vec![],
+                    tags: vec![],
+                    shelf_life_hours: 24,
+                },
+            }))
+            .expect("meal");
+        }
+        d.run(Command::Catalog(CatalogCommand::RegisterFridge {
+            fridge_id: FRIDGE.into(),
+            spec: FridgeSpec {
+                name: "F".into(),
+                address: String::new(),
+                lat: 42.3316,
+                lon: -83.0466,
+                vendor: "frostline-json".into(),
+                secret: Some("a-test-secret-of-32-bytes-000000".into()),
+            },
+        }))
+        .expect("fridge");
+        d
+    }
+
+    fn run(&mut self, cmd: Command) -> Result<Vec<Event>, domain::DomainError> {
+        let events = domain::decide(&self.state, cmd, &self.ctx)?;
+        for event in &events {
+            let env = EventEnvelope {
+                event_id: ulid::Ulid::new(),
+                seq: self.state.last_seq + 1,
+                stream_id: event.stream_id(),
+                stream_version: 1,
+                district_id: "d".into(),
+                recorded_at: self.ctx.now,
+                valid_from: self.ctx.now,
+                correlation_id: None,
+                causation_id: None,
+                schema_version: 1,
+                event: event.clone(),
+            };
+            domain::evolve(&mut self.state, &env);
+        }
+        Ok(events)
+    }
+
+    fn upload(&mut self, reports: Vec<Report>) -> Vec<Event> {
+        let batch = Batch {
+            fridge_id: FRIDGE.into(),
+            sent_at: self.ctx.now,
+            reports,
+        };
+        self.run(Command::Fridge(FridgeCommand::Telemetry {
+            fridge_id: FRIDGE.into(),
+            batch,
+            secret_used: SecretUsed::Current,
+        }))
+        .expect("telemetry is never refused by the decider")
+    }
+
+    fn on_hand(&self) -> BTreeMap<String, u32> {
+        MEALS
+            .iter()
+            .map(|m| (m.to_string(), self.state.stock_level(FRIDGE, m).on_hand))
+            .collect()
+    }
+
+    fn status(&self) -> FridgeStatus {
+        self.state.fridges[FRIDGE].status
+    }
+}
+
+fn scan(seq: u64, counts: &[(&str, u32)]) -> Report {
+    Report {
+        seq,
+        at: t0() - Duration::seconds(600) + Duration::seconds(seq as i64),
+        body: ReportBody::Scan(Scan {
+            counts: counts.iter().map(|(m, u)| (m.to_string(), *u)).collect(),
+            expired: BTreeMap::new(),
+        }),
+    }
+}
+
+fn door(seq: u64, who: DoorActor, taken: &[(&str, u32)], added: &[(&str, u32)]) -> Report {
+    let map = |l: &[(&str, u32)]| l.iter().map(|(m, u)| (m.to_string(), *u)).collect();
+    Report {
+        seq,
+        at: t0() - Duration::seconds(600) + Duration::seconds(seq as i64),
+        body: ReportBody::Door(DoorSession {
+            who,
+            taken: map(taken),
+            added: map(added),
+        }),
+    }
+}
+
+fn temp(seq: u64, at: DateTime<Utc>, milli_c: i32) -> Report {
+    Report {
+        seq,
+        at,
+        body: ReportBody::Temperature { milli_c },
+    }
+}
+
+#[test]
+fn a_scan_sets_the_counts_and_the_cursor_is_kept_with_them() {
+    let mut d = District::new();
+    let events = d.upload(vec![scan(1, &[("m-a", 4), ("m-b", 2)])]);
+    assert_eq!(d.on_hand()["m-a"], 4);
+    assert_eq!(d.on_hand()["m-b"], 2);
+    assert!(matches!(
+        events.last(),
+        Some(Event::FridgeTelemetryReceived { .. })
+    ));
+    // The same batch again changes nothing: its report is a duplicate.
+    let again = d.upload(vec![scan(1, &[("m-a", 9)])]);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(d.on_hand()["m-a"], 4);
+}
+
+#[test]
+fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
+    let mut d = District::new();
+    d.upload(vec![scan(1, &[("m-a", 4)])]);
+    d.upload(vec![temp(2, t0(), 8_000)]);
+    assert_eq!(d.status(), FridgeStatus::Online, "warm, but not for long");
+    d.ctx.now = t0() + Duration::minutes(16);
+    let events = d.upload(vec![temp(3, d.ctx.now, 8_500)]);
+    assert!(
+        events.iter().any(|e| matches!(e,
+            Event::FridgeQuarantined { kitchens, .. } if kitchens == &vec!["k-1".to_string()])),
+        "{events:?}"
+    );
+    assert_eq!(d.status(), FridgeStatus::Quarantined);
+    assert_eq!(d.state.stock_level(FRIDGE, "m-a").available(), 0);
+    // Cooling down again does not make the meals safe.
+    d.upload(vec![temp(4, d.ctx.now, 3_000)]);
+    assert_eq!(d.status(), FridgeStatus::Quarantined);
+    d.run(Command::Fridge(FridgeCommand::LiftQuarantine {
+        fridge_id: FRIDGE.into(),
+    }))
+    .unwrap();
+    assert_eq!(d.status(), FridgeStatus::Online);
+    assert_eq!(d.state.stock_level(FRIDGE, "m-a").available(), 4);
+}
+
+#[test]
+fn a_silent_fridge_goes_offline_and_comes_back_when_it_reports() {
+    let mut d = District::new();
+    d.upload(vec![scan(1, &[("m-a", 1)])]);
+    assert!(d
+        .run(Command::Fridge(FridgeCommand::CheckSilence))
+        .unwrap()
+        .is_empty());
+    d.ctx.now = t0() + Duration::minutes(11);
+    d.run(Command::Fridge(FridgeCommand::CheckSilence)).unwrap();
+    assert_eq!(d.status(), FridgeStatus::Offline);
+    d.upload(vec![]);
+    assert_eq!(d.status(), FridgeStatus::Online);
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Scan([u32; 3]),
+    Refill(usize, u32),
+    Shrink(usize, u32),
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        2 => prop::array::uniform3(0u32..6).prop_map(Kind::Scan),
+        1 => (0usize..3, 1u32..4).prop_map(|(m, u)| Kind::Refill(m, u)),
+        1 => (0usize..3, 1u32..3).prop_map(|(m, u)| Kind::Shrink(m, u)),
+    ]
+}
+
+fn report(seq: u64, k: &Kind) -> Report {
+    match k {
+        Kind::Scan(c) => scan(seq, &[(MEALS[0], c[0]), (MEALS[1], c[1]), (MEALS[2], c[2])]),
+        Kind::Refill(m, u) => door(seq, DoorActor::Staff("B-1".into()), &[], &[(MEALS[*m], *u)]),
+        Kind::Shrink(m, u) => door(seq, DoorActor::Unknown, &[(MEALS[*m], *u)], &[]),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn any_delivery_of_the_reports_gives_the_stock_of_one_in_order_delivery(
+        kinds in prop::collection::vec(kind(), 1..12),
+        // Each delivery picks a report (with repeats) and a batch break.
+        picks in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 1..40),
+    ) {
+        let reports: Vec<Report> = kinds.iter().enumerate().map(|(i, k)| report(i as u64 + 1, k)).collect();
+
+        let mut in_order = District::new();
+        in_order.upload(reports.clone());
+
+        let mut messy = District::new();
+        let mut batch = Vec::new();
+        for (pick, cut) in &picks {
+            batch.push(reports[pick.index(reports.len())].clone());
+            if *cut {
+                messy.upload(std::mem::take(&mut batch));
+            }
+        }
+        messy.upload(batch);
+        // Whatever was lost on the way is resent at the end, as firmware does
+        // for the `missing` ranges the node reports.
+        messy.upload(reports.clone());
+
+        prop_assert_eq!(messy.on_hand(), in_order.on_hand());
+    }
+}
