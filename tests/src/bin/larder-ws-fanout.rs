@@ -45,6 +45,22 @@ fn arg(i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// CPU time (user, system) the process has used, in milliseconds.
+fn cpu_ms(pid: u32) -> (u64, u64) {
+    let ticks_per_sec = 100; // USER_HZ on Linux
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may contain spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = f.get(11)?.parse().ok()?;
+            let stime: u64 = f.get(12)?.parse().ok()?;
+            Some((utime * 1000 / ticks_per_sec, stime * 1000 / ticks_per_sec))
+        })
+        .unwrap_or((0, 0))
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -131,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let rss_after = rss_kib(pid);
     let per_conn = (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / clients as f64;
 
+    let cpu_before = cpu_ms(pid);
     let mut all = Histogram::<u64>::new(3)?;
     let mut last = Histogram::<u64>::new(3)?;
     for round in 1..=rounds {
@@ -154,11 +171,18 @@ async fn main() -> anyhow::Result<()> {
         }
         last.record(slowest.as_micros() as u64)?;
     }
+    let cpu_after = cpu_ms(pid);
+    let per_round = |a: u64, b: u64| a.saturating_sub(b) as f64 / f64::from(rounds);
+    let (user_ms, sys_ms) = (
+        per_round(cpu_after.0, cpu_before.0),
+        per_round(cpu_after.1, cpu_before.1),
+    );
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!("clients={clients} rounds={rounds} connect_secs={connect_secs:.1}");
     println!(
         "node_rss_kib before={rss_before} after={rss_after} per_idle_connection_bytes={per_conn:.0}"
     );
+    println!("node_cpu_ms_per_round user={user_ms:.1} system={sys_ms:.1}");
     println!(
         "delivery_ms (all clients, all rounds) p50={:.2} p99={:.2} max={:.2}",
         ms(&all, 0.5),

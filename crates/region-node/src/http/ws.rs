@@ -8,26 +8,27 @@
 //! and this task then closes it with a reason.
 
 use std::collections::BTreeSet;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Sleep;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
 use protocol::geo::GeoPoint;
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::Caller;
+use crate::push::hub::Kick;
 use crate::push::{cover, AreaSpec, Interest, ServerMessage};
 
-/// A frame that cannot be written in this time means a stuck client.
-pub const WRITE_TIMEOUT_SECS: u64 = 10;
 /// After sending a close frame, how long the client may take to answer it.
 /// Dropping the socket at once would make the client's TCP stack discard
 /// the close frame (and its reason) if it was still sending, e.g. a pong.
@@ -260,27 +261,46 @@ fn next_interest(
     }
 }
 
-async fn send(sink: &mut Sink, msg: Message) -> Result<(), ()> {
-    match tokio::time::timeout(Duration::from_secs(WRITE_TIMEOUT_SECS), sink.send(msg)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
+/// Why a session ends.
+enum Stop {
+    /// The socket failed or the client went away.
+    Gone,
+    /// The hub cut the connection off: its queue was full.
+    Kicked,
+    /// Nothing heard from the client for the idle timeout.
+    Idle,
+}
+
+/// Writes one message, unless the hub cuts the connection off or the idle
+/// deadline passes first: a client that stopped reading blocks the write,
+/// and must not hold this task forever. No timer per message: the idle
+/// deadline is one long-lived timer, the kick a `Notify`.
+async fn deliver(
+    socket: &mut WebSocket,
+    msg: Message,
+    kick: &Kick,
+    idle: &mut Pin<&mut Sleep>,
+) -> Result<(), Stop> {
+    tokio::select! {
+        r = socket.send(msg) => r.map_err(|_| Stop::Gone),
+        _ = kick.notify.notified() => Err(Stop::Kicked),
+        _ = idle.as_mut() => Err(Stop::Idle),
     }
 }
 
-type Sink = futures::stream::SplitSink<WebSocket, Message>;
-type Stream = futures::stream::SplitStream<WebSocket>;
-
 /// Sends a close frame, then waits (bounded) for the client's answer.
-async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &str) {
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    if send(sink, Message::Close(Some(frame))).await.is_err() {
-        return;
+    let linger = Duration::from_secs(CLOSE_LINGER_SECS);
+    match tokio::time::timeout(linger, socket.send(Message::Close(Some(frame)))).await {
+        Ok(Ok(())) => {}
+        _ => return,
     }
-    let _ = tokio::time::timeout(Duration::from_secs(CLOSE_LINGER_SECS), async {
-        while let Some(Ok(msg)) = stream.next().await {
+    let _ = tokio::time::timeout(linger, async {
+        while let Some(Ok(msg)) = socket.recv().await {
             if matches!(msg, Message::Close(_)) {
                 break;
             }
@@ -290,10 +310,10 @@ async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &str) {
 }
 
 fn text(msg: &ServerMessage) -> Message {
-    Message::Text(msg.to_frame().as_ref().into())
+    Message::Text(Utf8Bytes::try_from(msg.to_frame()).unwrap_or_default())
 }
 
-async fn session(socket: WebSocket, app: AppState, mut caller: Option<Caller>, _slot: Slot) {
+async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller>, _slot: Slot) {
     let Some(mut sub) = app.hub.connect().await else {
         return;
     };
@@ -301,64 +321,51 @@ async fn session(socket: WebSocket, app: AppState, mut caller: Option<Caller>, _
     let idle_timeout = Duration::from_secs(limits.idle_timeout_secs);
     let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs));
     ping.tick().await;
-    let mut last_heard = Instant::now();
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     let mut interest = Interest::default();
-    let (mut sink, mut stream) = socket.split();
     tracing::debug!(conn = sub.id, "websocket open");
 
-    loop {
-        if sub.kicked.load(Ordering::SeqCst) {
-            close(
-                &mut sink,
-                &mut stream,
-                CLOSE_POLICY,
-                "too slow: send queue full",
-            )
-            .await;
-            break;
-        }
-        tokio::select! {
+    let stop = loop {
+        let step = tokio::select! {
             frame = sub.frames.recv() => match frame {
-                Some(frame) => {
-                    if send(&mut sink, Message::Text(frame.as_ref().into())).await.is_err() {
-                        break;
-                    }
-                }
+                Some(frame) => match Utf8Bytes::try_from(frame) {
+                    Ok(text) => deliver(&mut socket, Message::Text(text), &sub.kick, &mut idle).await,
+                    Err(_) => Ok(()), // The hub only queues JSON; never happens.
+                },
+                None if sub.kick.flag.load(Ordering::SeqCst) => Err(Stop::Kicked),
                 None => {
-                    if sub.kicked.load(Ordering::SeqCst) {
-                        close(&mut sink, &mut stream, CLOSE_POLICY, "too slow: send queue full").await;
-                    } else {
-                        close(&mut sink, &mut stream, CLOSE_GOING_AWAY, "server shutting down").await;
-                    }
-                    break;
+                    close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
+                    break Stop::Gone;
                 }
             },
-            incoming = stream.next() => {
-                last_heard = Instant::now();
+            _ = sub.kick.notify.notified() => Err(Stop::Kicked),
+            _ = idle.as_mut() => Err(Stop::Idle),
+            _ = ping.tick() => {
+                deliver(&mut socket, Message::Ping(Default::default()), &sub.kick, &mut idle).await
+            }
+            incoming = socket.recv() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 match incoming {
-                    None | Some(Ok(Message::Close(_))) => break,
+                    None | Some(Ok(Message::Close(_))) => Err(Stop::Gone),
                     Some(Err(e)) => {
-                        let (code, reason) = if e.to_string().contains("too long")
-                            || e.to_string().contains("too big")
-                            || e.to_string().contains("Space limit")
-                        {
+                        let text = e.to_string();
+                        let (code, reason) = if text.contains("too long") || text.contains("Space limit") {
                             (CLOSE_TOO_BIG, "frame too big")
                         } else {
                             (CLOSE_PROTOCOL, "protocol error")
                         };
                         tracing::debug!(conn = sub.id, error = %e, "websocket read failed");
-                        close(&mut sink, &mut stream, code, reason).await;
-                        break;
+                        close(&mut socket, code, reason).await;
+                        break Stop::Gone;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
                     Some(Ok(Message::Binary(_))) => {
                         let err = ServerMessage::Error {
                             code: "binary_not_supported".into(),
                             message: "send JSON text frames".into(),
                         };
-                        if send(&mut sink, text(&err)).await.is_err() {
-                            break;
-                        }
+                        deliver(&mut socket, text(&err), &sub.kick, &mut idle).await
                     }
                     Some(Ok(Message::Text(t))) => {
                         let reply = match parse(t.as_str()) {
@@ -373,24 +380,22 @@ async fn session(socket: WebSocket, app: AppState, mut caller: Option<Caller>, _
                             },
                             Err(r) => Some(ServerMessage::Error { code: r.code.into(), message: r.message }),
                         };
-                        if let Some(reply) = reply {
-                            if send(&mut sink, text(&reply)).await.is_err() {
-                                break;
-                            }
+                        match reply {
+                            Some(reply) => deliver(&mut socket, text(&reply), &sub.kick, &mut idle).await,
+                            None => Ok(()),
                         }
                     }
                 }
-            },
-            _ = ping.tick() => {
-                if last_heard.elapsed() >= idle_timeout {
-                    close(&mut sink, &mut stream, CLOSE_GOING_AWAY, "idle timeout").await;
-                    break;
-                }
-                if send(&mut sink, Message::Ping(Default::default())).await.is_err() {
-                    break;
-                }
             }
+        };
+        if let Err(stop) = step {
+            break stop;
         }
+    };
+    match stop {
+        Stop::Kicked => close(&mut socket, CLOSE_POLICY, "too slow: send queue full").await,
+        Stop::Idle => close(&mut socket, CLOSE_GOING_AWAY, "idle timeout").await,
+        Stop::Gone => {}
     }
     app.hub.disconnect(sub.id);
     tracing::debug!(conn = sub.id, "websocket closed");

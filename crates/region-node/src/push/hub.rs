@@ -16,7 +16,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, Notify};
 
 use super::{changes, version_after, Interest, Push, Route, ServerMessage};
 use crate::domain::DistrictState;
@@ -47,16 +48,24 @@ pub struct Hub {
 /// The receiving end of one connection's queue.
 pub struct Subscriber {
     pub id: u64,
-    pub frames: mpsc::Receiver<Arc<str>>,
-    /// Set by the hub when it cut this connection off for not keeping up.
-    pub kicked: Arc<AtomicBool>,
+    pub frames: mpsc::Receiver<Bytes>,
+    /// Raised by the hub when it cut this connection off for not keeping up.
+    pub kick: Arc<Kick>,
+}
+
+/// The hub's "you are too slow" signal to a connection task: a flag, and a
+/// `Notify` so a task blocked writing to a stuck client wakes up.
+#[derive(Default)]
+pub struct Kick {
+    pub flag: AtomicBool,
+    pub notify: Notify,
 }
 
 enum Control {
     Connect {
         id: u64,
-        queue: mpsc::Sender<Arc<str>>,
-        kicked: Arc<AtomicBool>,
+        queue: mpsc::Sender<Bytes>,
+        kick: Arc<Kick>,
     },
     Follow {
         id: u64,
@@ -104,16 +113,16 @@ impl Hub {
     pub async fn connect(&self) -> Option<Subscriber> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue, frames) = mpsc::channel(self.queue_frames.max(1));
-        let kicked = Arc::new(AtomicBool::new(false));
+        let kick = Arc::new(Kick::default());
         self.control
             .send(Control::Connect {
                 id,
                 queue,
-                kicked: kicked.clone(),
+                kick: kick.clone(),
             })
             .await
             .ok()?;
-        Some(Subscriber { id, frames, kicked })
+        Some(Subscriber { id, frames, kick })
     }
 
     /// Replaces what connection `id` follows; with `since`, first replays
@@ -137,8 +146,8 @@ impl Hub {
 }
 
 struct Conn {
-    queue: mpsc::Sender<Arc<str>>,
-    kicked: Arc<AtomicBool>,
+    queue: mpsc::Sender<Bytes>,
+    kick: Arc<Kick>,
     interest: Interest,
 }
 
@@ -230,12 +239,12 @@ impl HubTask {
 
     fn on_control(&mut self, ctl: Control) {
         match ctl {
-            Control::Connect { id, queue, kicked } => {
+            Control::Connect { id, queue, kick } => {
                 self.conns.insert(
                     id,
                     Conn {
                         queue,
-                        kicked,
+                        kick,
                         interest: Interest::default(),
                     },
                 );
@@ -258,7 +267,7 @@ impl HubTask {
         self.index(id, &interest);
 
         if let Some(since) = since {
-            let missed: Vec<Arc<str>> = if since >= self.floor && since <= self.head {
+            let missed: Vec<Bytes> = if since >= self.floor && since <= self.head {
                 self.ring
                     .iter()
                     .filter(|p| p.version > since && interest.wants(&p.route))
@@ -363,7 +372,7 @@ impl HubTask {
         ids
     }
 
-    fn deliver(&mut self, id: u64, frame: &Arc<str>) {
+    fn deliver(&mut self, id: u64, frame: &Bytes) {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
@@ -372,7 +381,8 @@ impl HubTask {
                 self.metrics.ws_frames.fetch_add(1, Ordering::Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                conn.kicked.store(true, Ordering::SeqCst);
+                conn.kick.flag.store(true, Ordering::SeqCst);
+                conn.kick.notify.notify_one();
                 self.metrics.ws_slow_kicks.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(conn = id, "websocket client too slow; disconnecting");
                 self.remove(id);

@@ -125,15 +125,16 @@ pub enum ServerMessage {
 pub struct Push {
     pub version: u64,
     pub route: Route,
-    pub frame: std::sync::Arc<str>,
+    /// UTF-8 JSON; `Bytes` so every connection shares one allocation.
+    pub frame: bytes::Bytes,
 }
 
 impl ServerMessage {
-    pub fn to_frame(&self) -> std::sync::Arc<str> {
+    pub fn to_frame(&self) -> bytes::Bytes {
         // Serializing these plain structs cannot fail; an empty object would
         // only ever show a bug, never lose data.
-        serde_json::to_string(self)
-            .unwrap_or_else(|_| "{}".to_string())
+        serde_json::to_vec(self)
+            .unwrap_or_else(|_| b"{}".to_vec())
             .into()
     }
 }
