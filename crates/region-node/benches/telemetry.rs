@@ -25,6 +25,9 @@ const TEMPS_PER_BATCH: usize = 60;
 /// Uploads per fridge per measured round (all fridges upload concurrently).
 const BATCHES_PER_FRIDGE: usize = 40;
 
+/// A body with its `x-larder-timestamp` and `x-larder-signature`.
+type Signed = (String, String, String);
+
 struct Fridge {
     id: String,
     secret: String,
@@ -118,7 +121,7 @@ fn telemetry(c: &mut Criterion) {
                 // Bodies are built and signed before the clock starts: the
                 // fridges' work is not the node's.
                 let now = chrono::Utc::now();
-                let uploads: Vec<(Arc<Fridge>, Vec<(String, String, String)>)> = fridges
+                let uploads: Vec<(Arc<Fridge>, Vec<Signed>)> = fridges
                     .iter()
                     .map(|f| {
                         let signed = (0..BATCHES_PER_FRIDGE)
