@@ -1,0 +1,352 @@
+//! Serializers: a vendor-neutral [`fridge_acl::Batch`] written out in a
+//! fridge's dialect, byte for byte what that vendor's firmware would send.
+//!
+//! `fridge_acl` only parses; this module owns the opposite direction. The
+//! contract is the round trip: for every batch it encodes,
+//! `dialect.parse(encode(dialect, batch)) == batch` (tested below, and the
+//! reason times are whole seconds and temperatures whole tenths: that is all
+//! the wire formats carry). Batches a dialect cannot express are refused
+//! with an [`EncodeError`] rather than silently changed.
+//!
+//! Invalid *values* (a count of 0 in a door list, an id with a space, an
+//! empty door session) are written as given: the simulator must be able to
+//! send what a buggy fridge sends. [`crate::check`] is the local validator.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use fridge_acl::{Batch, Dialect, DoorActor, Report, ReportBody};
+use serde_json::{json, Map, Value};
+
+/// Milli-degrees per tenth of a degree: `coldline-lines` sends tenths.
+pub const MILLI_C_PER_TENTH: i32 = 100;
+/// Milli-degrees per degree Celsius.
+pub const MILLI_C_PER_DEGREE: i32 = 1000;
+
+/// A batch the dialect has no way to say.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("report seq {seq}: expired units can only be sent as tagged items, which the simulator does not build")]
+    ExpiredUnits { seq: u64 },
+    #[error("report seq {seq}: {milli_c} m°C is not a whole tenth of a degree, which is all coldline-lines carries")]
+    SubTenthTemperature { seq: u64, milli_c: i32 },
+    #[error("{field} {at} has a fraction of a second; both dialects carry whole seconds")]
+    SubSecondTime {
+        field: &'static str,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Writes `batch` in `dialect`.
+pub fn encode(dialect: Dialect, batch: &Batch) -> Result<Vec<u8>, EncodeError> {
+    check_whole_seconds("batch_ts", batch.sent_at)?;
+    for r in &batch.reports {
+        check_whole_seconds("at", r.at)?;
+        if let ReportBody::Scan(scan) = &r.body {
+            if !scan.expired.is_empty() {
+                return Err(EncodeError::ExpiredUnits { seq: r.seq });
+            }
+        }
+    }
+    match dialect {
+        Dialect::FrostlineJson => Ok(frostline(batch)),
+        Dialect::ColdlineLines => coldline(batch),
+    }
+}
+
+fn check_whole_seconds(field: &'static str, at: DateTime<Utc>) -> Result<(), EncodeError> {
+    if at.nanosecond() == 0 {
+        Ok(())
+    } else {
+        Err(EncodeError::SubSecondTime { field, at })
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn meal_object(meals: &BTreeMap<String, u32>) -> Value {
+    Value::Object(
+        meals
+            .iter()
+            .map(|(meal, units)| (meal.clone(), Value::from(*units)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// `milli_c` as a decimal with three places ("-18.500"): parsed back as an
+/// f64 and rounded to milli-degrees, it is exact.
+fn celsius_number(milli_c: i32) -> Value {
+    let sign = if milli_c < 0 { "-" } else { "" };
+    let abs = milli_c.unsigned_abs();
+    let per_degree = MILLI_C_PER_DEGREE.unsigned_abs();
+    let text = format!("{sign}{}.{:03}", abs / per_degree, abs % per_degree);
+    // A three-place decimal is always a valid JSON number; the fallback
+    // keeps this total without an `expect`.
+    serde_json::from_str(&text).unwrap_or_else(|_| Value::from(f64::from(milli_c) / 1000.0))
+}
+
+fn frostline(batch: &Batch) -> Vec<u8> {
+    let reports: Vec<Value> = batch.reports.iter().map(frostline_report).collect();
+    let body = json!({
+        "fridge_id": batch.fridge_id,
+        "batch_ts": rfc3339(batch.sent_at),
+        "reports": reports,
+    });
+    // Serializing a `Value` cannot fail (all keys are strings).
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+fn frostline_report(r: &Report) -> Value {
+    let mut obj = Map::new();
+    obj.insert("seq".into(), Value::from(r.seq));
+    obj.insert("at".into(), Value::from(rfc3339(r.at)));
+    match &r.body {
+        ReportBody::Scan(scan) => {
+            obj.insert("kind".into(), "scan".into());
+            obj.insert("counts".into(), meal_object(&scan.counts));
+        }
+        ReportBody::Door(door) => {
+            obj.insert("kind".into(), "door".into());
+            match &door.who {
+                DoorActor::PickupCode(code) => {
+                    obj.insert("who".into(), "pickup_code".into());
+                    obj.insert("code".into(), code.as_str().into());
+                }
+                DoorActor::Staff(badge) => {
+                    obj.insert("who".into(), "staff".into());
+                    obj.insert("badge".into(), badge.as_str().into());
+                }
+                DoorActor::Unknown => {
+                    obj.insert("who".into(), "unknown".into());
+                }
+            }
+            if !door.taken.is_empty() {
+                obj.insert("taken".into(), meal_object(&door.taken));
+            }
+            if !door.added.is_empty() {
+                obj.insert("added".into(), meal_object(&door.added));
+            }
+        }
+        ReportBody::Temperature { milli_c } => {
+            obj.insert("kind".into(), "temp".into());
+            obj.insert("celsius".into(), celsius_number(*milli_c));
+        }
+    }
+    Value::Object(obj)
+}
+
+fn coldline_list(out: &mut String, meals: &BTreeMap<String, u32>) {
+    for (i, (meal, units)) in meals.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{meal}:{units}");
+    }
+}
+
+fn coldline(batch: &Batch) -> Result<Vec<u8>, EncodeError> {
+    let mut out = String::new();
+    // `write!` into a String cannot fail.
+    let _ = writeln!(out, "H|{}|{}", batch.fridge_id, batch.sent_at.timestamp());
+    for r in &batch.reports {
+        let (seq, at) = (r.seq, r.at.timestamp());
+        match &r.body {
+            ReportBody::Scan(scan) => {
+                let _ = write!(out, "S|{seq}|{at}|");
+                coldline_list(&mut out, &scan.counts);
+            }
+            ReportBody::Door(door) => {
+                let _ = write!(out, "D|{seq}|{at}|");
+                match &door.who {
+                    DoorActor::PickupCode(code) => {
+                        let _ = write!(out, "P:{code}");
+                    }
+                    DoorActor::Staff(badge) => {
+                        let _ = write!(out, "B:{badge}");
+                    }
+                    DoorActor::Unknown => out.push('U'),
+                }
+                out.push('|');
+                coldline_list(&mut out, &door.taken);
+                out.push('|');
+                coldline_list(&mut out, &door.added);
+            }
+            ReportBody::Temperature { milli_c } => {
+                if milli_c % MILLI_C_PER_TENTH != 0 {
+                    return Err(EncodeError::SubTenthTemperature {
+                        seq,
+                        milli_c: *milli_c,
+                    });
+                }
+                let _ = write!(out, "T|{seq}|{at}|{}", milli_c / MILLI_C_PER_TENTH);
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use fridge_acl::{DoorSession, Scan};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+    }
+
+    fn meals(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        pairs.iter().map(|(m, u)| (m.to_string(), *u)).collect()
+    }
+
+    /// Every kind, every actor, negative and positive temperatures, an
+    /// empty scan: the shapes the simulator builds.
+    fn every_kind(fridge_id: &str) -> Batch {
+        let door = |seq, who, taken: &[(&str, u32)], added: &[(&str, u32)]| Report {
+            seq,
+            at: t(1_741_089_500 + seq as i64),
+            body: ReportBody::Door(DoorSession {
+                who,
+                taken: meals(taken),
+                added: meals(added),
+            }),
+        };
+        Batch {
+            fridge_id: fridge_id.into(),
+            sent_at: t(1_741_089_605),
+            reports: vec![
+                Report {
+                    seq: 41,
+                    at: t(1_741_089_480),
+                    body: ReportBody::Scan(Scan {
+                        counts: meals(&[("m-kale", 4), ("m-soup", 999)]),
+                        expired: BTreeMap::new(),
+                    }),
+                },
+                door(
+                    42,
+                    DoorActor::PickupCode("482913".into()),
+                    &[("m-kale", 1)],
+                    &[],
+                ),
+                door(
+                    43,
+                    DoorActor::Staff("B-17".into()),
+                    &[("m-kale", 1)],
+                    &[("m-soup", 6), ("m-tea", 2)],
+                ),
+                door(44, DoorActor::Unknown, &[], &[("m-soup", 1)]),
+                Report {
+                    seq: 45,
+                    at: t(1_741_089_600),
+                    body: ReportBody::Temperature { milli_c: 4700 },
+                },
+                Report {
+                    seq: 46,
+                    at: t(1_741_089_660),
+                    body: ReportBody::Temperature { milli_c: -18_500 },
+                },
+                Report {
+                    seq: 47,
+                    at: t(1_741_089_661),
+                    body: ReportBody::Temperature { milli_c: -400 },
+                },
+                Report {
+                    seq: 48,
+                    at: t(1_741_089_700),
+                    body: ReportBody::Scan(Scan::default()),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips_in_both_dialects() {
+        for dialect in Dialect::ALL {
+            let batch = every_kind("f-gym-2");
+            let body = encode(dialect, &batch).unwrap_or_default();
+            assert_eq!(
+                dialect.parse(&body),
+                Ok(batch),
+                "{dialect}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    #[test]
+    fn heartbeat_round_trips() {
+        for dialect in Dialect::ALL {
+            let batch = Batch {
+                fridge_id: "f-1".into(),
+                sent_at: t(1_741_089_605),
+                reports: vec![],
+            };
+            let body = encode(dialect, &batch).unwrap_or_default();
+            assert_eq!(dialect.parse(&body), Ok(batch), "{dialect}");
+        }
+    }
+
+    #[test]
+    fn coldline_matches_the_documented_layout() {
+        let batch = every_kind("f-gym-2");
+        let body = encode(Dialect::ColdlineLines, &batch).unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "H|f-gym-2|1741089605");
+        assert_eq!(lines[1], "S|41|1741089480|m-kale:4,m-soup:999");
+        assert_eq!(lines[2], "D|42|1741089542|P:482913|m-kale:1|");
+        assert_eq!(lines[4], "D|44|1741089544|U||m-soup:1");
+        assert_eq!(lines[6], "T|46|1741089660|-185");
+        assert_eq!(lines[7], "T|47|1741089661|-4");
+        assert_eq!(lines[8], "S|48|1741089700|");
+    }
+
+    #[test]
+    fn frostline_temperatures_are_three_place_decimals() {
+        assert_eq!(celsius_number(4700).to_string(), "4.7");
+        assert_eq!(celsius_number(-18_500).to_string(), "-18.5");
+        assert_eq!(celsius_number(-5).to_string(), "-0.005");
+        assert_eq!(celsius_number(60_000).to_string(), "60.0");
+    }
+
+    #[test]
+    fn refuses_what_a_dialect_cannot_say() {
+        let mut batch = every_kind("f-1");
+        batch.reports[4].body = ReportBody::Temperature { milli_c: 4750 };
+        assert_eq!(
+            encode(Dialect::ColdlineLines, &batch),
+            Err(EncodeError::SubTenthTemperature {
+                seq: 45,
+                milli_c: 4750
+            })
+        );
+        // Frostline reads to a milli-degree.
+        let body = encode(Dialect::FrostlineJson, &batch).unwrap_or_default();
+        assert_eq!(Dialect::FrostlineJson.parse(&body), Ok(batch));
+
+        let mut expired = every_kind("f-1");
+        expired.reports[0].body = ReportBody::Scan(Scan {
+            counts: meals(&[("m-kale", 2)]),
+            expired: meals(&[("m-kale", 1)]),
+        });
+        assert_eq!(
+            encode(Dialect::FrostlineJson, &expired),
+            Err(EncodeError::ExpiredUnits { seq: 41 })
+        );
+
+        let mut fraction = every_kind("f-1");
+        fraction.sent_at += chrono::Duration::milliseconds(500);
+        assert!(matches!(
+            encode(Dialect::ColdlineLines, &fraction),
+            Err(EncodeError::SubSecondTime {
+                field: "batch_ts",
+                ..
+            })
+        ));
+    }
+}
