@@ -17,7 +17,6 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use fridge_acl::{Batch, Dialect, DoorActor, Report, ReportBody};
-use serde_json::{json, Map, Value};
 
 /// Milli-degrees per tenth of a degree: `coldline-lines` sends tenths.
 pub const MILLI_C_PER_TENTH: i32 = 100;
@@ -67,75 +66,104 @@ fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn meal_object(meals: &BTreeMap<String, u32>) -> Value {
-    Value::Object(
-        meals
-            .iter()
-            .map(|(meal, units)| (meal.clone(), Value::from(*units)))
-            .collect::<Map<_, _>>(),
-    )
+/// Appends `s` as a JSON string literal, escaped as JSON requires.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
-/// `milli_c` as a decimal with three places ("-18.500"): parsed back as an
+/// `{"meal":units,…}`.
+fn json_meals(out: &mut String, meals: &BTreeMap<String, u32>) {
+    out.push('{');
+    for (i, (meal, units)) in meals.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(out, meal);
+        let _ = write!(out, ":{units}");
+    }
+    out.push('}');
+}
+
+/// `milli_c` as a decimal with three places ("-18.500"): read back as an
 /// f64 and rounded to milli-degrees, it is exact.
-fn celsius_number(milli_c: i32) -> Value {
+fn celsius_decimal(milli_c: i32) -> String {
     let sign = if milli_c < 0 { "-" } else { "" };
     let abs = milli_c.unsigned_abs();
     let per_degree = MILLI_C_PER_DEGREE.unsigned_abs();
-    let text = format!("{sign}{}.{:03}", abs / per_degree, abs % per_degree);
-    // A three-place decimal is always a valid JSON number; the fallback
-    // keeps this total without an `expect`.
-    serde_json::from_str(&text).unwrap_or_else(|_| Value::from(f64::from(milli_c) / 1000.0))
+    format!("{sign}{}.{:03}", abs / per_degree, abs % per_degree)
 }
 
+/// Written by hand rather than through `serde_json::Value`: a flood builds
+/// hundreds of thousands of reports a second, and the tree costs more than
+/// the text. The round-trip tests hold it to what the parser reads.
 fn frostline(batch: &Batch) -> Vec<u8> {
-    let reports: Vec<Value> = batch.reports.iter().map(frostline_report).collect();
-    let body = json!({
-        "fridge_id": batch.fridge_id,
-        "batch_ts": rfc3339(batch.sent_at),
-        "reports": reports,
-    });
-    // Serializing a `Value` cannot fail (all keys are strings).
-    serde_json::to_vec(&body).unwrap_or_default()
+    let mut out = String::with_capacity(64 + batch.reports.len() * 72);
+    out.push_str("{\"fridge_id\":");
+    json_string(&mut out, &batch.fridge_id);
+    let _ = write!(
+        out,
+        ",\"batch_ts\":\"{}\",\"reports\":[",
+        rfc3339(batch.sent_at)
+    );
+    for (i, r) in batch.reports.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        frostline_report(&mut out, r);
+    }
+    out.push_str("]}");
+    out.into_bytes()
 }
 
-fn frostline_report(r: &Report) -> Value {
-    let mut obj = Map::new();
-    obj.insert("seq".into(), Value::from(r.seq));
-    obj.insert("at".into(), Value::from(rfc3339(r.at)));
+fn frostline_report(out: &mut String, r: &Report) {
+    let _ = write!(out, "{{\"seq\":{},\"at\":\"{}\"", r.seq, rfc3339(r.at));
     match &r.body {
         ReportBody::Scan(scan) => {
-            obj.insert("kind".into(), "scan".into());
-            obj.insert("counts".into(), meal_object(&scan.counts));
+            out.push_str(",\"kind\":\"scan\",\"counts\":");
+            json_meals(out, &scan.counts);
         }
         ReportBody::Door(door) => {
-            obj.insert("kind".into(), "door".into());
+            out.push_str(",\"kind\":\"door\",\"who\":");
             match &door.who {
                 DoorActor::PickupCode(code) => {
-                    obj.insert("who".into(), "pickup_code".into());
-                    obj.insert("code".into(), code.as_str().into());
+                    out.push_str("\"pickup_code\",\"code\":");
+                    json_string(out, code);
                 }
                 DoorActor::Staff(badge) => {
-                    obj.insert("who".into(), "staff".into());
-                    obj.insert("badge".into(), badge.as_str().into());
+                    out.push_str("\"staff\",\"badge\":");
+                    json_string(out, badge);
                 }
-                DoorActor::Unknown => {
-                    obj.insert("who".into(), "unknown".into());
-                }
+                DoorActor::Unknown => out.push_str("\"unknown\""),
             }
             if !door.taken.is_empty() {
-                obj.insert("taken".into(), meal_object(&door.taken));
+                out.push_str(",\"taken\":");
+                json_meals(out, &door.taken);
             }
             if !door.added.is_empty() {
-                obj.insert("added".into(), meal_object(&door.added));
+                out.push_str(",\"added\":");
+                json_meals(out, &door.added);
             }
         }
         ReportBody::Temperature { milli_c } => {
-            obj.insert("kind".into(), "temp".into());
-            obj.insert("celsius".into(), celsius_number(*milli_c));
+            let _ = write!(
+                out,
+                ",\"kind\":\"temp\",\"celsius\":{}",
+                celsius_decimal(*milli_c)
+            );
         }
     }
-    Value::Object(obj)
+    out.push('}');
 }
 
 fn coldline_list(out: &mut String, meals: &BTreeMap<String, u32>) {
@@ -308,10 +336,32 @@ mod tests {
 
     #[test]
     fn frostline_temperatures_are_three_place_decimals() {
-        assert_eq!(celsius_number(4700).to_string(), "4.7");
-        assert_eq!(celsius_number(-18_500).to_string(), "-18.5");
-        assert_eq!(celsius_number(-5).to_string(), "-0.005");
-        assert_eq!(celsius_number(60_000).to_string(), "60.0");
+        assert_eq!(celsius_decimal(4700), "4.700");
+        assert_eq!(celsius_decimal(-18_500), "-18.500");
+        assert_eq!(celsius_decimal(-5), "-0.005");
+        assert_eq!(celsius_decimal(60_000), "60.000");
+    }
+
+    #[test]
+    fn frostline_is_valid_json_with_escaped_strings() {
+        // Quotes, backslashes and control characters are not valid codes,
+        // but a misbehaving fridge may send them: the body must still be
+        // JSON, so the node answers with the right 400.
+        let mut batch = every_kind("f-1");
+        let odd = "a\"b\\c\n\u{1}é";
+        batch.reports[1].body = ReportBody::Door(fridge_acl::DoorSession {
+            who: DoorActor::PickupCode(odd.into()),
+            taken: meals(&[("m-kale", 1)]),
+            added: BTreeMap::new(),
+        });
+        let body = encode(Dialect::FrostlineJson, &batch).unwrap_or_default();
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(value["reports"][1]["code"], odd);
+        assert!(matches!(
+            Dialect::FrostlineJson.parse(&body),
+            Err(fridge_acl::ParseError::Report { index: 1, .. })
+        ));
     }
 
     #[test]
