@@ -701,3 +701,36 @@ async fn spawn_payments(dir: &Path, nats_url: &str, extra: &[String]) -> (ChildG
 
 /// Generous upper bound for a payment round trip in tests (CI machines are slow).
 pub const PAYMENT_DEADLINE: Duration = Duration::from_secs(20);
+
+// ---- Fridges (through the ACL) ----------------------------------------
+
+/// The demo district file the node loads with `--demo`.
+pub fn demo_file() -> PathBuf {
+    workspace_root().join("deploy/demo/detroit.json")
+}
+
+/// A demo fridge as firmware would play it: its dialect and secret from
+/// the demo district, its report counter at 0 (next report is 1).
+pub fn demo_fridge(fridge_id: &str) -> fridge_sim::SimFridge {
+    fridge_sim::Demo::load(&demo_file())
+        .expect("demo district file")
+        .fridge(fridge_id)
+        .unwrap_or_else(|| panic!("{fridge_id} is not a demo fridge"))
+        .fridge
+        .clone()
+}
+
+impl Node {
+    /// Uploads a signed telemetry batch the way the fridge does: raw body,
+    /// HMAC headers, no bearer token.
+    pub async fn telemetry(&self, batch: &fridge_sim::SignedBatch) -> Resp {
+        let answer = fridge_sim::send(&self.http, &self.base, batch)
+            .await
+            .expect("telemetry request");
+        Resp {
+            status: answer.status,
+            headers: reqwest::header::HeaderMap::new(),
+            body: answer.body,
+        }
+    }
+}

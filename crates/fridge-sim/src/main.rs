@@ -293,7 +293,7 @@ async fn upload(
         }
         let mut rng = match args.seed {
             Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
-            None => rand::rngs::StdRng::seed_from_u64(rand::thread_rng().gen()),
+            None => rand::rngs::StdRng::from_entropy(),
         };
         groups.shuffle(&mut rng);
     }
@@ -303,10 +303,10 @@ async fn upload(
         if !args.send_invalid {
             check(&signed).context("not sent (use --send-invalid to send it anyway)")?;
         }
-        batches.push(signed);
         if args.duplicate {
-            batches.push(batches[batches.len() - 1].clone());
+            batches.push(signed.clone());
         }
+        batches.push(signed);
     }
     let client = reqwest::Client::new();
     let mut all_expected = true;
