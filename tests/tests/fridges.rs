@@ -1,7 +1,6 @@
-//! Issue 5: fridges through the ACL, played by `fridge-sim` against a real
-//! node. Ignored until the node mounts `POST /v1/fridges/{id}/telemetry`
-//! (being written on main); run with `cargo test -p larder-tests --test
-//! fridges -- --include-ignored` once it does, and drop the `ignore`s.
+//! Issue 5: fridges through the ACL, played by `fridge-sim` (the library
+//! and the binary) against a real node's
+//! `POST /v1/fridges/{fridge_id}/telemetry`.
 
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ fn counts(pairs: &[(&str, u32)]) -> MealCounts {
 }
 
 #[tokio::test]
-#[ignore = "needs the node's telemetry route (issue 5, on main)"]
 async fn scans_and_doors_move_the_catalog_in_both_dialects() {
     let node = Node::start_demo().await;
     for id in FRIDGES {
@@ -53,7 +51,6 @@ async fn scans_and_doors_move_the_catalog_in_both_dialects() {
 }
 
 #[tokio::test]
-#[ignore = "needs the node's telemetry route (issue 5, on main)"]
 async fn forged_and_misaddressed_uploads_change_nothing() {
     let node = Node::start_demo().await;
     let mut fridge = demo_fridge("f-fox-theatre");
@@ -95,7 +92,6 @@ async fn forged_and_misaddressed_uploads_change_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "needs the node's telemetry route (issue 5, on main)"]
 async fn the_cli_scans_a_demo_fridge() {
     let node = Node::start_demo().await;
     let demo = demo_file();
