@@ -116,3 +116,81 @@ async fn the_cli_scans_a_demo_fridge() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_older_scan_delivered_late_never_overwrites_a_newer_one() {
+    let node = Node::start_demo().await;
+    for id in FRIDGES {
+        let mut fridge = demo_fridge(id);
+        let now = chrono::Utc::now();
+        let older = fridge.scan_report(now - chrono::TimeDelta::seconds(60), &counts(&[(MEAL, 9)]));
+        let newer = fridge.scan_report(now, &counts(&[(MEAL, 4)]));
+        let sign = |r| {
+            fridge
+                .sign(vec![r], now, &SignOptions::default())
+                .expect("sign")
+        };
+        let (older, newer) = (sign(older), sign(newer));
+        let r = node.telemetry(&newer).await;
+        assert_eq!(
+            (r.status, &r.body["applied"]),
+            (202, &Value::from(1)),
+            "{}",
+            r.body
+        );
+        let r = node.telemetry(&older).await;
+        assert_eq!(
+            (r.status, &r.body["stale"]),
+            (202, &Value::from(1)),
+            "{}",
+            r.body
+        );
+        eventually("newer scan stands", Duration::from_secs(5), || async {
+            node.available(id, MEAL).await == 4
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_warm_fridge_is_quarantined_and_leaves_the_catalog() {
+    let node = Node::start_demo().await;
+    let id = "f-fox-theatre";
+    let mut fridge = demo_fridge(id);
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, 6)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    eventually("stock", Duration::from_secs(5), || async {
+        node.available(id, MEAL).await == 6
+    })
+    .await;
+    // Twenty minutes at 7.5 °C, a sample a minute, ending now: longer than
+    // the 15 minutes allowed above 5 °C.
+    let now = chrono::Utc::now();
+    let samples = (0..20)
+        .map(|i| fridge.temperature_report(now - chrono::TimeDelta::minutes(19 - i), 7_500))
+        .collect();
+    let warm = fridge
+        .sign(samples, now, &SignOptions::default())
+        .expect("sign");
+    let r = node.telemetry(&warm).await;
+    assert_eq!(
+        (r.status, &r.body["applied"]),
+        (202, &Value::from(20)),
+        "{}",
+        r.body
+    );
+    eventually("quarantine", Duration::from_secs(5), || async {
+        node.available(id, MEAL).await == 0
+    })
+    .await;
+    let catalog = node.catalog(42.3314, -83.0458, 20_000).await;
+    let status = catalog["fridges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["fridge_id"] == id)
+        .map(|f| f["status"].clone());
+    assert_eq!(status, Some(Value::from("quarantined")), "{catalog}");
+}
