@@ -24,7 +24,7 @@ use fridge_sim::{
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::watch;
 
 /// Where a region node listens in `region-node dev`.
@@ -265,6 +265,15 @@ fn fridge(args: &FridgeArgs) -> anyhow::Result<SimFridge> {
     Ok(SimFridge::new(args.fridge.clone(), dialect, secret))
 }
 
+/// One line of a one-shot command's output, fields in this order.
+#[derive(Serialize)]
+struct Printed<'a> {
+    status: u16,
+    fridge_id: &'a str,
+    seqs: &'a [u64],
+    answer: &'a serde_json::Value,
+}
+
 /// Builds, checks and sends the reports; prints one JSON line per answer.
 /// Returns whether every answer had the expected status.
 async fn upload(
@@ -314,15 +323,13 @@ async fn upload(
         // reqwest's error names the URL.
         let answer = send(&client, node, signed).await?;
         all_expected &= answer.status == args.expect;
-        println!(
-            "{}",
-            json!({
-                "status": answer.status,
-                "fridge_id": signed.fridge_id,
-                "seqs": signed.seqs,
-                "answer": answer.body,
-            })
-        );
+        let line = Printed {
+            status: answer.status,
+            fridge_id: &signed.fridge_id,
+            seqs: &signed.seqs,
+            answer: &answer.body,
+        };
+        println!("{}", serde_json::to_string(&line)?);
     }
     Ok(all_expected)
 }
@@ -573,6 +580,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match main_inner(cli).await {
