@@ -8,6 +8,7 @@
 //! It does no IO; [`crate::client`] sends what it builds.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
@@ -19,8 +20,9 @@ use crate::encode::{encode, EncodeError, MILLI_C_PER_DEGREE, MILLI_C_PER_TENTH};
 /// Units per meal, by meal id.
 pub type MealCounts = BTreeMap<String, u32>;
 
-/// A fridge as the simulator plays it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A fridge as the simulator plays it. Its `Debug` leaves the secret out,
+/// so logging a fridge never leaks it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SimFridge {
     pub id: String,
     pub dialect: Dialect,
@@ -34,6 +36,17 @@ pub struct SimFridge {
 /// (about 100 years): larger values are clamped, so date arithmetic cannot
 /// overflow. Anything past `MAX_SKEW_SECS` is refused by the node anyway.
 pub const MAX_SIM_CLOCK_OFFSET_SECS: i64 = 100 * 366 * 24 * 3600;
+
+impl fmt::Debug for SimFridge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimFridge")
+            .field("id", &self.id)
+            .field("dialect", &self.dialect)
+            .field("secret", &"<redacted>")
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
 
 /// How to sign and address an upload. The default is an honest fridge with
 /// a correct clock.
@@ -388,6 +401,16 @@ mod tests {
         assert_eq!(
             fridge_acl::check_fridge(&signed.fridge_id, &batch).map_err(|e| e.http_status()),
             Err(403)
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let fridge = SimFridge::new("f-1", Dialect::FrostlineJson, "hunter2");
+        let shown = format!("{fridge:?}");
+        assert!(
+            shown.contains("f-1") && !shown.contains("hunter2"),
+            "{shown}"
         );
     }
 
