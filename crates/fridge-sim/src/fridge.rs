@@ -2,7 +2,7 @@
 //! counter, and the signed uploads it builds.
 //!
 //! This module owns *what a fridge says*: numbered reports, batches in the
-//! fridge's dialect ([`crate::encode`]), the HMAC headers
+//! fridge's dialect ([`mod@crate::encode`]), the HMAC headers
 //! ([`fridge_acl::sign`]), and the deliberate misbehaviour tests need (a
 //! wrong secret, a skewed or stale clock, another fridge's id in the body).
 //! It does no IO; [`crate::client`] sends what it builds.

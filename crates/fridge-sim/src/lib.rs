@@ -8,7 +8,7 @@
 //! translating) is `fridge_acl`, which every body built here round-trips
 //! through in the unit tests.
 //!
-//! - [`encode`]: a [`fridge_acl::Batch`] written in a dialect;
+//! - [`mod@encode`]: a [`fridge_acl::Batch`] written in a dialect;
 //! - [`fridge`]: [`SimFridge`] (id, dialect, secret, report counter) and the
 //!   [`SignedBatch`]es it builds, honest or deliberately wrong;
 //! - [`client`]: [`send`] and the node's [`Answer`];
