@@ -194,3 +194,173 @@ async fn a_warm_fridge_is_quarantined_and_leaves_the_catalog() {
         .map(|f| f["status"].clone());
     assert_eq!(status, Some(Value::from("quarantined")), "{catalog}");
 }
+
+/// The node's clock (it may have been advanced with `--dev-clock`).
+async fn node_now(node: &Node) -> chrono::DateTime<chrono::Utc> {
+    let r = node.anonymous().get("/v1/dev/clock").await;
+    r.body["now"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("node clock")
+}
+
+#[tokio::test]
+async fn websocket_subscribers_see_a_scan_and_a_quarantine_at_once() {
+    let node = Node::start_demo().await;
+    let id = "f-fox-theatre";
+    let mut ws = WsClient::connect(&node, None).await;
+    ws.subscribe(serde_json::json!({"fridges": [id]})).await;
+    let mut fridge = demo_fridge(id);
+
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, 6)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    ws.expect_stock(id, MEAL, 6).await;
+
+    let now = chrono::Utc::now();
+    let samples = (0..20)
+        .map(|i| fridge.temperature_report(now - chrono::TimeDelta::minutes(19 - i), 8_000))
+        .collect();
+    let warm = fridge
+        .sign(samples, now, &SignOptions::default())
+        .expect("sign");
+    assert_eq!(node.telemetry(&warm).await.status, 202);
+    ws.expect_stock(id, MEAL, 0).await;
+    // The fridge's status change is announced too (before its stock).
+    let announced = ws.seen_matching(|m| {
+        m["type"] == "catalog_updated" && m["area"][0].as_str().is_some_and(|a| a.len() == 6)
+    });
+    assert_eq!(announced.len(), 1, "{:#?}", ws.seen);
+
+    // An operator clears it; the next scan sells again.
+    let r = node
+        .admin()
+        .post(
+            &format!("/v1/admin/fridges/{id}/quarantine/lift"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, 3)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    ws.expect_stock(id, MEAL, 3).await;
+}
+
+#[tokio::test]
+async fn a_pickup_door_session_completes_a_purchased_order() {
+    let nats = Nats::start().await;
+    let _payments = Payments::start(&nats, &[]).await;
+    let node = Node::start_with_nats(&nats, &[]).await;
+    let id = "f-campus-martius";
+    let mut fridge = demo_fridge(id);
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, 3)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    eventually("scan", Duration::from_secs(5), || async {
+        node.available(id, MEAL).await == 3
+    })
+    .await;
+
+    // A POS order has no grace window: it is paid at once.
+    let pos = node.as_role("pos", "pos-campus");
+    let r = pos.order(id, &[(MEAL, 1)], "tok_visa", None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let order_id = r.body["order_id"].as_str().unwrap().to_string();
+    let order = node
+        .await_status(&order_id, "purchased", Duration::from_secs(10))
+        .await;
+    let code = order["pickup_code"]
+        .as_str()
+        .expect("pickup code")
+        .to_string();
+
+    let door = fridge
+        .door(
+            DoorActor::PickupCode(code),
+            &counts(&[(MEAL, 1)]),
+            &MealCounts::new(),
+        )
+        .expect("door");
+    let r = node.telemetry(&door).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    node.await_status(&order_id, "picked_up", Duration::from_secs(5))
+        .await;
+    // Two units left, none reserved any more.
+    assert_eq!(node.available(id, MEAL).await, 2);
+}
+
+#[tokio::test]
+async fn a_shortage_flags_the_order_and_its_customer_is_told() {
+    let node = Node::start_demo().await;
+    let id = "f-fox-theatre";
+    let mut fridge = demo_fridge(id);
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, 3)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    eventually("scan", Duration::from_secs(5), || async {
+        node.available(id, MEAL).await == 3
+    })
+    .await;
+    let alice = node.as_role("customer", "alice");
+    let mut ws = WsClient::connect(&node, Some(&token("customer", "alice", &[]))).await;
+    ws.subscribe(serde_json::json!({"orders": true})).await;
+    let r = alice.order(id, &[(MEAL, 2)], "tok_visa", None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let order_id = r.body["order_id"].as_str().unwrap().to_string();
+
+    // Someone took two units without paying: one left for two promised.
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, 1)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let told = ws
+        .expect("the order flagged", |m| {
+            m["type"] == "order" && m["order_id"] == order_id.as_str() && m["shortage"][0] == MEAL
+        })
+        .await;
+    assert_eq!(told["status"], "held");
+    let r = alice.get(&format!("/v1/orders/{order_id}")).await;
+    assert_eq!(r.body["shortage"], serde_json::json!([MEAL]), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_silent_fridge_shows_offline_until_it_reports_again() {
+    let node = Node::start(&["--demo", "--dev-clock"]).await;
+    let id = "f-fox-theatre";
+    let fridge = demo_fridge(id);
+    let hello = fridge
+        .sign(vec![], node_now(&node).await, &SignOptions::default())
+        .expect("heartbeat");
+    assert_eq!(node.telemetry(&hello).await.status, 202);
+
+    let status = || async {
+        let catalog = node.catalog(42.3384, -83.0527, 100).await;
+        catalog["fridges"][0]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(status().await, "online");
+    node.advance_clock(11 * 60).await;
+    eventually("offline", Duration::from_secs(5), || async {
+        status().await == "offline"
+    })
+    .await;
+    // Orders are not taken at a fridge nobody has heard from.
+    let r = node
+        .as_role("customer", "bob")
+        .order(id, &[(MEAL, 1)], "tok_visa", None)
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    let again = fridge
+        .sign(vec![], node_now(&node).await, &SignOptions::default())
+        .expect("heartbeat");
+    assert_eq!(node.telemetry(&again).await.status, 202);
+    assert_eq!(status().await, "online");
+}
