@@ -16,6 +16,8 @@ use region_node::config::{Config, NatsConfig};
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// Lifetime of the tokens printed for the demo, in seconds (a working day).
 const DEMO_TOKEN_TTL_SECS: u64 = 12 * 3600;
+/// How often each demo fridge reports in `dev`, in milliseconds.
+const DEMO_FRIDGE_INTERVAL_MS: u64 = 5_000;
 
 /// Kills the child when dropped, so Ctrl-C or an error leaves nothing behind.
 struct Guard(Child, &'static str);
@@ -73,6 +75,45 @@ fn token(pem: &str, role: Role, sub: &str) -> anyhow::Result<String> {
         kitchen_id: None,
     };
     Ok(auth::mint(pem, &claims)?)
+}
+
+/// The demo fridges, played by `fridge-sim run` (next to this binary):
+/// periodic scans, temperature samples and refills over signed telemetry.
+/// Missing simulator or a failed start only costs the demo its live
+/// fridges, so it is reported, not fatal.
+fn start_fridges(state_dir: &Path, node_url: &str) -> Option<Guard> {
+    let sim = std::env::current_exe().ok()?.with_file_name("fridge-sim");
+    if !sim.exists() {
+        tracing::warn!(path = %sim.display(), "fridge-sim not built; demo fridges stay silent");
+        return None;
+    }
+    let demo = state_dir.join("demo-district.json");
+    if let Err(e) = std::fs::write(&demo, region_node::demo::DETROIT_JSON) {
+        tracing::warn!(error = %e, "cannot write the demo district for fridge-sim");
+        return None;
+    }
+    let log = std::fs::File::create(state_dir.join("fridge-sim.log")).ok()?;
+    match Command::new(&sim)
+        .args(["run", "--node", node_url, "--demo"])
+        .arg(&demo)
+        .args(["--interval-ms", &DEMO_FRIDGE_INTERVAL_MS.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+    {
+        Ok(child) => {
+            println!(
+                "  fridges      12 demo fridges report every {} s (log: {})\n",
+                DEMO_FRIDGE_INTERVAL_MS / 1000,
+                state_dir.join("fridge-sim.log").display()
+            );
+            Some(Guard(child, "fridge-sim"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "fridge-sim did not start");
+            None
+        }
+    }
 }
 
 pub fn run(config_path: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
@@ -148,6 +189,7 @@ pub fn run(config_path: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
     let node_addr_file = state_dir.join("region.addr");
     let _ = std::fs::remove_file(&node_addr_file);
     let rt = tokio::runtime::Runtime::new()?;
+    let node_url = format!("http://{}", cfg.http_addr);
     let banner = format!(
         "\nLarder is running (district {district}).\n\
          \n  region node  http://{http}   (catalog: /v1/catalog?lat=42.3316&lon=-83.0466&radius_m=1500)\
@@ -190,8 +232,10 @@ pub fn run(config_path: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
             }
             // The banner is this command's output for the person at the terminal.
             println!("{banner}");
+            start_fridges(&state_dir, &node_url)
         };
-        let (served, _) = tokio::join!(serve, announce);
+        let (served, fridges) = tokio::join!(serve, announce);
+        drop(fridges);
         served
     })?;
     drop(payments);
