@@ -116,7 +116,7 @@ fn start_fridges(state_dir: &Path, node_url: &str) -> Option<Guard> {
     }
 }
 
-pub fn run(config_path: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
+pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Result<()> {
     let mut cfg = Config::load(config_path)?;
     let pem = cfg.auth.private_key_pem.clone().context(
         "dev needs a config with a development private key (deploy/dev/region-detroit.toml)",
@@ -232,7 +232,9 @@ pub fn run(config_path: &Path, state_dir: PathBuf) -> anyhow::Result<()> {
             }
             // The banner is this command's output for the person at the terminal.
             println!("{banner}");
-            start_fridges(&state_dir, &node_url)
+            fridges
+                .then(|| start_fridges(&state_dir, &node_url))
+                .flatten()
         };
         let (served, fridges) = tokio::join!(serve, announce);
         drop(fridges);

@@ -69,6 +69,9 @@ enum Cmd {
         /// Where NATS, payments and the node keep their data.
         #[arg(long, default_value = ".larder")]
         state_dir: PathBuf,
+        /// Leave the demo fridges silent (to drive them by hand with fridge-sim).
+        #[arg(long)]
+        no_fridges: bool,
     },
     /// Load the demo district into the data dir (node must not be running).
     Seed {
@@ -237,9 +240,13 @@ fn main() -> anyhow::Result<()> {
             // The token is the command's output, for shells and scripts.
             println!("{token}");
         }
-        Cmd::Dev { config, state_dir } => {
+        Cmd::Dev {
+            config,
+            state_dir,
+            no_fridges,
+        } => {
             init_tracing();
-            dev::run(&config, state_dir)?;
+            dev::run(&config, state_dir, !no_fridges)?;
         }
         Cmd::Seed { config, data_dir } => {
             init_tracing();
