@@ -364,3 +364,64 @@ async fn a_silent_fridge_shows_offline_until_it_reports_again() {
     assert_eq!(node.telemetry(&again).await.status, 202);
     assert_eq!(status().await, "online");
 }
+
+#[tokio::test]
+async fn a_rotated_secret_takes_over_once_the_fridge_uses_it() {
+    let node = Node::start_demo().await;
+    let id = "f-fox-theatre";
+    let mut old = demo_fridge(id);
+    let new_secret = "rotated-secret-for-fox-theatre-0001";
+    let r = node
+        .admin()
+        .put_fridge(
+            id,
+            serde_json::json!({"name": "Fox Theatre Offices", "address": "2211 Woodward Ave",
+                "lat": 42.3384, "lon": -83.0527, "vendor": "frostline-json", "secret": new_secret}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The fridge has not picked up its new secret yet: still accepted.
+    let r = node
+        .telemetry(&old.scan(&counts(&[(MEAL, 2)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+
+    // It switches; from then on the old secret is refused.
+    let mut new = old.clone();
+    new.secret = new_secret.as_bytes().to_vec();
+    let r = node
+        .telemetry(&new.scan(&counts(&[(MEAL, 3)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    old.seq = new.seq;
+    let r = node
+        .telemetry(&old.scan(&counts(&[(MEAL, 9)])).expect("scan"))
+        .await;
+    assert_eq!((r.status, r.code()), (401, "unauthenticated"), "{}", r.body);
+    assert_eq!(node.available(id, MEAL).await, 3);
+}
+
+#[tokio::test]
+async fn acknowledged_reports_survive_a_crash_and_resending_them_changes_nothing() {
+    let mut node = Node::start_demo().await;
+    let id = "f-campus-martius";
+    let mut fridge = demo_fridge(id);
+    let mut sent = Vec::new();
+    for units in 1..=10 {
+        let scan = fridge.scan(&counts(&[(MEAL, units)])).expect("scan");
+        let r = node.telemetry(&scan).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        sent.push(scan);
+    }
+    node.kill(); // SIGKILL right after the acknowledgements.
+    node.restart().await;
+    assert_eq!(node.available(id, MEAL).await, 10);
+    // Firmware that did not see the answers resends everything.
+    for scan in &sent {
+        let r = node.telemetry(scan).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.body["duplicate"], 1, "{}", r.body);
+    }
+    assert_eq!(node.available(id, MEAL).await, 10);
+}
