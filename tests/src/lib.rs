@@ -184,6 +184,17 @@ impl Node {
         body["log_seq"].as_u64().expect("log_seq")
     }
 
+    /// A counter or gauge from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = match self.http.get(self.url("/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub async fn readyz(&self) -> Value {
         self.anonymous().get("/readyz").await.body
     }

@@ -157,14 +157,7 @@ async fn a_warm_fridge_is_quarantined_and_leaves_the_catalog() {
     let node = Node::start_demo().await;
     let id = "f-fox-theatre";
     let mut fridge = demo_fridge(id);
-    let r = node
-        .telemetry(&fridge.scan(&counts(&[(MEAL, 6)])).expect("scan"))
-        .await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    eventually("stock", Duration::from_secs(5), || async {
-        node.available(id, MEAL).await == 6
-    })
-    .await;
+    scanned(&node, &mut fridge, 6).await;
     // Twenty minutes at 7.5 °C, a sample a minute, ending now: longer than
     // the 15 minutes allowed above 5 °C.
     let now = chrono::Utc::now();
@@ -193,6 +186,19 @@ async fn a_warm_fridge_is_quarantined_and_leaves_the_catalog() {
         .find(|f| f["fridge_id"] == id)
         .map(|f| f["status"].clone());
     assert_eq!(status, Some(Value::from("quarantined")), "{catalog}");
+}
+
+/// The fridge scans `units` of MEAL and the catalog shows them.
+async fn scanned(node: &Node, fridge: &mut fridge_sim::SimFridge, units: u32) {
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, units)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = fridge.id.clone();
+    eventually("scan in the catalog", Duration::from_secs(5), || async {
+        node.available(&id, MEAL).await == u64::from(units)
+    })
+    .await;
 }
 
 /// The node's clock (it may have been advanced with `--dev-clock`).
@@ -256,14 +262,7 @@ async fn a_pickup_door_session_completes_a_purchased_order() {
     let node = Node::start_with_nats(&nats, &[]).await;
     let id = "f-campus-martius";
     let mut fridge = demo_fridge(id);
-    let r = node
-        .telemetry(&fridge.scan(&counts(&[(MEAL, 3)])).expect("scan"))
-        .await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    eventually("scan", Duration::from_secs(5), || async {
-        node.available(id, MEAL).await == 3
-    })
-    .await;
+    scanned(&node, &mut fridge, 3).await;
 
     // A POS order has no grace window: it is paid at once.
     let pos = node.as_role("pos", "pos-campus");
@@ -298,14 +297,7 @@ async fn a_shortage_flags_the_order_and_its_customer_is_told() {
     let node = Node::start_demo().await;
     let id = "f-fox-theatre";
     let mut fridge = demo_fridge(id);
-    let r = node
-        .telemetry(&fridge.scan(&counts(&[(MEAL, 3)])).expect("scan"))
-        .await;
-    assert_eq!(r.status, 202, "{}", r.body);
-    eventually("scan", Duration::from_secs(5), || async {
-        node.available(id, MEAL).await == 3
-    })
-    .await;
+    scanned(&node, &mut fridge, 3).await;
     let alice = node.as_role("customer", "alice");
     let mut ws = WsClient::connect(&node, Some(&token("customer", "alice", &[]))).await;
     ws.subscribe(serde_json::json!({"orders": true})).await;

@@ -261,7 +261,7 @@ async fn a_client_that_never_reads_is_cut_off_and_others_keep_receiving() {
     let admin = node.admin();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut round = 0u32;
-    while metric(&node, "larder_ws_slow_disconnects_total").await < 1 {
+    while node.metric("larder_ws_slow_disconnects_total").await < 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "the stuck client was never cut off"
@@ -407,20 +407,4 @@ async fn an_idle_client_is_closed_and_an_answering_one_is_kept() {
     );
     lively.send_json(json!({"type": "ping"})).await;
     lively.expect("pong", |m| m["type"] == "pong").await;
-}
-
-/// A counter from `/metrics`.
-async fn metric(node: &Node, name: &str) -> u64 {
-    let text = node
-        .http
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
 }

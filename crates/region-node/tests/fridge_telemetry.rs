@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use fridge_acl::{Batch, DoorActor, DoorSession, Report, ReportBody, Scan, SecretUsed};
 use proptest::prelude::*;
-use protocol::catalog::{FridgeSpec, FridgeStatus, MealSpec, Nutrition};
+use protocol::catalog::FridgeStatus;
 use protocol::{Event, EventEnvelope};
-use region_node::domain::{
-    self, CatalogCommand, Command, Context, DistrictState, FridgeCommand, FridgePolicy,
-};
+use region_node::domain::{self, Command, Context, DistrictState, FridgeCommand, FridgePolicy};
 
-const FRIDGE: &str = "f-1";
-const MEALS: [&str; 3] = ["m-a", "m-b", "m-c"];
+/// A frostline-json fridge of the demo district, and three of its meals
+/// (all from the k-midtown-greens kitchen).
+const FRIDGE: &str = "f-fox-theatre";
+const MEALS: [&str; 3] = ["m-kale-caesar", "m-quinoa-bowl", "m-greek-salad"];
+const KITCHEN: &str = "k-midtown-greens";
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
@@ -27,54 +28,26 @@ struct District {
 }
 
 impl District {
+    /// The demo district (its fridges, meals and stock), as a node seeds it.
     fn new() -> District {
         let mut d = District {
             state: DistrictState::default(),
             ctx: Context {
-                district_id: "d".into(),
-                area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
+                district_id: "detroit-downtown".into(),
+                area: protocol::geo::DistrictArea::new(vec![
+                    "dpsbv".into(),
+                    "dpsby".into(),
+                    "dpscj".into(),
+                ])
+                .unwrap(),
                 now: t0(),
                 policy: Default::default(),
                 fridges: FridgePolicy::default(),
             },
         };
-        for meal in MEALS {
-            d.run(Command::Catalog(CatalogCommand::DefineMeal {
-                meal_id: meal.into(),
-                spec: MealSpec {
-                    name: meal.into(),
-                    description: String::new(),
-                    kitchen_id: "k-1".into(),
-                    price: 500,
-                    currency: "USD".to_string().try_into().unwrap(),
-                    nutrition: Nutrition {
-                        kcal: 1,
-                        protein_mg: 1,
-                        fat_mg: 1,
-                        carbs_mg: 1,
-                        sugar_mg: 1,
-                        salt_mg: 1,
-                    },
-                    allergens: vec![],
-                    ingredients: vec![],
-                    tags: vec![],
-                    shelf_life_hours: 24,
-                },
-            }))
-            .expect("meal");
+        for cmd in region_node::demo::commands(region_node::demo::detroit().unwrap()) {
+            d.run(cmd).expect("demo district");
         }
-        d.run(Command::Catalog(CatalogCommand::RegisterFridge {
-            fridge_id: FRIDGE.into(),
-            spec: FridgeSpec {
-                name: "F".into(),
-                address: String::new(),
-                lat: 42.3316,
-                lon: -83.0466,
-                vendor: "frostline-json".into(),
-                secret: Some("a-test-secret-of-32-bytes-000000".into()),
-            },
-        }))
-        .expect("fridge");
         d
     }
 
@@ -160,34 +133,34 @@ fn temp(seq: u64, at: DateTime<Utc>, milli_c: i32) -> Report {
 #[test]
 fn a_scan_sets_the_counts_and_the_cursor_is_kept_with_them() {
     let mut d = District::new();
-    let events = d.upload(vec![scan(1, &[("m-a", 4), ("m-b", 2)])]);
-    assert_eq!(d.on_hand()["m-a"], 4);
-    assert_eq!(d.on_hand()["m-b"], 2);
+    let events = d.upload(vec![scan(1, &[(MEALS[0], 4), (MEALS[1], 2)])]);
+    assert_eq!(d.on_hand()[MEALS[0]], 4);
+    assert_eq!(d.on_hand()[MEALS[1]], 2);
     assert!(matches!(
         events.last(),
         Some(Event::FridgeTelemetryReceived { .. })
     ));
     // The same batch again changes nothing: its report is a duplicate.
-    let again = d.upload(vec![scan(1, &[("m-a", 9)])]);
+    let again = d.upload(vec![scan(1, &[(MEALS[0], 9)])]);
     assert_eq!(again.len(), 1, "{again:?}");
-    assert_eq!(d.on_hand()["m-a"], 4);
+    assert_eq!(d.on_hand()[MEALS[0]], 4);
 }
 
 #[test]
 fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     let mut d = District::new();
-    d.upload(vec![scan(1, &[("m-a", 4)])]);
+    d.upload(vec![scan(1, &[(MEALS[0], 4)])]);
     d.upload(vec![temp(2, t0(), 8_000)]);
     assert_eq!(d.status(), FridgeStatus::Online, "warm, but not for long");
     d.ctx.now = t0() + Duration::minutes(16);
     let events = d.upload(vec![temp(3, d.ctx.now, 8_500)]);
     assert!(
         events.iter().any(|e| matches!(e,
-            Event::FridgeQuarantined { kitchens, .. } if kitchens == &vec!["k-1".to_string()])),
+            Event::FridgeQuarantined { kitchens, .. } if kitchens == &vec![KITCHEN.to_string()])),
         "{events:?}"
     );
     assert_eq!(d.status(), FridgeStatus::Quarantined);
-    assert_eq!(d.state.stock_level(FRIDGE, "m-a").available(), 0);
+    assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 0);
     // Cooling down again does not make the meals safe.
     d.upload(vec![temp(4, d.ctx.now, 3_000)]);
     assert_eq!(d.status(), FridgeStatus::Quarantined);
@@ -196,13 +169,13 @@ fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     }))
     .unwrap();
     assert_eq!(d.status(), FridgeStatus::Online);
-    assert_eq!(d.state.stock_level(FRIDGE, "m-a").available(), 4);
+    assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 4);
 }
 
 #[test]
 fn a_silent_fridge_goes_offline_and_comes_back_when_it_reports() {
     let mut d = District::new();
-    d.upload(vec![scan(1, &[("m-a", 1)])]);
+    d.upload(vec![scan(1, &[(MEALS[0], 1)])]);
     assert!(d
         .run(Command::Fridge(FridgeCommand::CheckSilence))
         .unwrap()
