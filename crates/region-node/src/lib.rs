@@ -138,6 +138,13 @@ pub async fn serve(
         std::fs::rename(&tmp, path)?;
     }
     tracing::info!(addr = %bound, "listening");
+    // No Nagle: pushes and answers are small, and waiting for an ACK before
+    // sending the next one (with the peer's delayed ACK) adds up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
