@@ -417,3 +417,47 @@ async fn acknowledged_reports_survive_a_crash_and_resending_them_changes_nothing
     }
     assert_eq!(node.available(id, MEAL).await, 10);
 }
+
+#[tokio::test]
+async fn malformed_oversized_unsigned_and_unknown_uploads_get_clear_errors() {
+    let node = Node::start_demo().await;
+    let id = "f-fox-theatre";
+    let secret = demo_fridge(id).secret;
+    let before = node.log_seq().await;
+    let post = |fridge: &str, body: Vec<u8>, signed: bool| {
+        let url = node.url(&format!("/v1/fridges/{fridge}/telemetry"));
+        let ts = chrono::Utc::now().timestamp();
+        let sig = fridge_acl::sign(&secret, ts, &body);
+        let mut req = node.http.post(url).body(body);
+        if signed {
+            req = req
+                .header("x-larder-timestamp", ts.to_string())
+                .header("x-larder-signature", sig);
+        }
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (
+                status,
+                body["error"]["code"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    let cases = [
+        (id, b"{\"fridge_id\": oops".to_vec(), true, 400, "invalid_telemetry"),
+        (id, br#"{"fridge_id":"f-fox-theatre","batch_ts":"2026-01-01T00:00:00Z","reports":[],"extra":1}"#.to_vec(), true, 400, "invalid_telemetry"),
+        (id, vec![b' '; 300 * 1024], true, 413, "payload_too_large"),
+        (id, br#"{"fridge_id":"f-fox-theatre","batch_ts":"2026-01-01T00:00:00Z","reports":[]}"#.to_vec(), false, 401, "unauthenticated"),
+        ("f-nowhere", b"{}".to_vec(), true, 404, "unknown_fridge"),
+    ];
+    for (fridge, body, signed, status, code) in cases {
+        let got = post(fridge, body, signed).await;
+        assert_eq!(got, (status, code.to_string()), "{fridge} signed={signed}");
+    }
+    assert_eq!(
+        node.log_seq().await,
+        before,
+        "refused uploads change nothing"
+    );
+}
