@@ -461,3 +461,32 @@ async fn malformed_oversized_unsigned_and_unknown_uploads_get_clear_errors() {
         "refused uploads change nothing"
     );
 }
+
+#[tokio::test]
+async fn units_past_their_best_before_leave_the_catalog_by_themselves() {
+    let node = Node::start(&["--demo", "--dev-clock"]).await;
+    let id = "f-fox-theatre";
+    let shelf_life_h = node
+        .anonymous()
+        .get(&format!("/v1/meals/{MEAL}"))
+        .await
+        .body["shelf_life_hours"]
+        .as_i64()
+        .expect("shelf life");
+    let r = node.admin().set_stock(id, &[(MEAL, 5)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut ws = WsClient::connect(&node, None).await;
+    ws.subscribe(serde_json::json!({"fridges": [id]})).await;
+
+    node.advance_clock(shelf_life_h * 3600).await;
+    ws.expect_within("the expired units withheld", Duration::from_secs(5), |m| {
+        m["type"] == "stock" && m["meal_id"] == MEAL && m["available"] == 0
+    })
+    .await;
+    assert_eq!(node.available(id, MEAL).await, 0);
+
+    // Fresh units put in now are for sale.
+    let r = node.admin().set_stock(id, &[(MEAL, 8)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    ws.expect_stock(id, MEAL, 3).await;
+}

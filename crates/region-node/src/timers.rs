@@ -8,12 +8,13 @@
 //! down fires on the first tick after start-up.
 //!
 //! Every [`SILENCE_CHECK_TICKS`] ticks it also looks for fridges silent
-//! longer than allowed and submits `CheckSilence` when there are any.
+//! longer than allowed (`CheckSilence`) and for units past their
+//! best-before (`ExpireUnits`), submitting only when there is something.
 
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
+use crate::domain::{expiry, fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
 use crate::writer::{District, WriteError};
 
 /// How often due timers are looked for; the precision of grace windows and
@@ -42,6 +43,14 @@ pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) 
                 .await
             {
                 tracing::warn!(error = %e, "silence check refused");
+            }
+        }
+        if ticks.is_multiple_of(SILENCE_CHECK_TICKS) {
+            for (fridge_id, meal_id) in expiry::due(&state, now) {
+                let cmd = FridgeCommand::ExpireUnits { fridge_id, meal_id };
+                if let Err(e) = district.submit(Command::Fridge(cmd)).await {
+                    tracing::warn!(error = %e, "expiry refused");
+                }
             }
         }
         let due: Vec<_> = state

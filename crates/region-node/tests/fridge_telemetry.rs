@@ -240,3 +240,41 @@ proptest! {
         prop_assert_eq!(messy.on_hand(), in_order.on_hand());
     }
 }
+
+#[test]
+fn units_past_their_best_before_leave_the_available_count_oldest_first() {
+    let mut d = District::new();
+    let meal = MEALS[0];
+    let shelf_life = Duration::hours(i64::from(d.state.meals[meal].spec.shelf_life_hours));
+    d.upload(vec![scan(1, &[(meal, 4)])]);
+    let scanned_at = d.ctx.now;
+
+    // Six hours later two more arrive (a staff refill, then the count).
+    d.ctx.now = scanned_at + Duration::hours(6);
+    d.upload(vec![scan(2, &[(meal, 6)])]);
+    assert!(region_node::domain::expiry::due(&d.state, d.ctx.now).is_empty());
+
+    // The first four pass their best-before; the two newer ones do not.
+    d.ctx.now = scanned_at + shelf_life;
+    let ours = |d: &District| {
+        region_node::domain::expiry::due(&d.state, d.ctx.now)
+            .into_iter()
+            .filter(|(f, m)| f == FRIDGE && m == meal)
+            .count()
+    };
+    assert_eq!(ours(&d), 1);
+    let (fridge_id, meal_id) = (FRIDGE.to_string(), meal.to_string());
+    d.run(Command::Fridge(FridgeCommand::ExpireUnits {
+        fridge_id,
+        meal_id,
+    }))
+    .unwrap();
+    assert_eq!(d.state.stock_level(FRIDGE, meal).available(), 2);
+    // Asking again changes nothing.
+    assert_eq!(ours(&d), 0);
+
+    // Staff take the four old ones out: nothing is withheld any more.
+    d.upload(vec![scan(3, &[(meal, 2)])]);
+    let level = d.state.stock_level(FRIDGE, meal);
+    assert_eq!((level.on_hand, level.expired, level.available()), (2, 0, 2));
+}

@@ -55,6 +55,11 @@ pub enum FridgeCommand {
     CheckSilence,
     /// An operator cleared a quarantined fridge.
     LiftQuarantine { fridge_id: FridgeId },
+    /// Withhold the units of a meal whose best-before has passed.
+    ExpireUnits {
+        fridge_id: FridgeId,
+        meal_id: String,
+    },
 }
 
 pub fn decide(
@@ -87,6 +92,9 @@ pub fn decide(
                 )));
             }
             Ok(vec![Event::FridgeQuarantineLifted { fridge_id }])
+        }
+        FridgeCommand::ExpireUnits { fridge_id, meal_id } => {
+            super::expiry::decide_expire(state, fridge_id, meal_id, ctx)
         }
     }
 }

@@ -9,6 +9,7 @@
 //! snapshot to readers after every batch with an O(1) clone.
 
 pub mod catalog;
+pub mod expiry;
 pub mod fridges;
 pub mod orders;
 
@@ -95,6 +96,8 @@ pub struct DistrictState {
     pub fridge_previous_secrets: HashMap<FridgeId, String>,
     /// The fridge ACL's cursor per fridge (sequence, stock model, temperature).
     pub fridge_cursors: HashMap<FridgeId, Arc<fridge_acl::FridgeCursor>>,
+    /// Units on the shelf by arrival, for their best-before (see `expiry`).
+    pub lots: expiry::Lots,
     /// Orders holding stock, per fridge; ULID order ids sort oldest first.
     pub open_orders_by_fridge: HashMap<FridgeId, OrdSet<OrderId>>,
     /// Stock per fridge, then per meal.
@@ -147,9 +150,11 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
     state
         .stream_versions
         .insert(env.stream_id.clone(), env.stream_version);
+    let stock_before = state.stock.clone();
     let changed = catalog::evolve(state, &env.event)
         | orders::evolve(state, &env.event, env.recorded_at, &env.district_id)
-        | fridges::evolve(state, &env.event);
+        | fridges::evolve(state, &env.event)
+        | expiry::track(state, &stock_before, &env.event, env.recorded_at);
     if let Some(order_id) = env.stream_id.strip_prefix("order-") {
         index_open_order(state, order_id);
     }
