@@ -9,8 +9,11 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use fridge_acl::{Batch, DoorActor, DoorSession, Report, ReportBody, Scan, SecretUsed};
 use proptest::prelude::*;
 use protocol::catalog::FridgeStatus;
+use protocol::orders::{Channel, PlaceOrder};
 use protocol::{Event, EventEnvelope};
-use region_node::domain::{self, Command, Context, DistrictState, FridgeCommand, FridgePolicy};
+use region_node::domain::{
+    self, Command, Context, DistrictState, FridgeCommand, FridgePolicy, OrderCommand,
+};
 
 /// A frostline-json fridge of the demo district, and three of its meals
 /// (all from the k-midtown-greens kitchen).
@@ -86,6 +89,24 @@ impl District {
         .expect("telemetry is never refused by the decider")
     }
 
+    /// A customer order for `qty` of `meal` at FRIDGE; returns its id.
+    fn place(&mut self, customer: &str, meal: &str, qty: u32) -> String {
+        let order_id = ulid::Ulid::new().to_string();
+        let request: PlaceOrder = serde_json::from_value(serde_json::json!({
+            "fridge_id": FRIDGE, "items": [{"meal_id": meal, "qty": qty}], "payment_method": "tok_visa"
+        }))
+        .expect("order request");
+        self.run(Command::Order(OrderCommand::Place {
+            order_id: order_id.clone(),
+            customer: customer.into(),
+            channel: Channel::App,
+            request,
+            idempotency: None,
+        }))
+        .expect("order placed");
+        order_id
+    }
+
     fn on_hand(&self) -> BTreeMap<String, u32> {
         MEALS
             .iter()
@@ -150,6 +171,7 @@ fn a_scan_sets_the_counts_and_the_cursor_is_kept_with_them() {
 fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     let mut d = District::new();
     d.upload(vec![scan(1, &[(MEALS[0], 4)])]);
+    let order = d.place("alice", MEALS[0], 1);
     d.upload(vec![temp(2, t0(), 8_000)]);
     assert_eq!(d.status(), FridgeStatus::Online, "warm, but not for long");
     d.ctx.now = t0() + Duration::minutes(16);
@@ -161,6 +183,8 @@ fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     );
     assert_eq!(d.status(), FridgeStatus::Quarantined);
     assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 0);
+    // Alice is told before she walks there.
+    assert_eq!(d.state.orders[&order].shortage, vec![MEALS[0].to_string()]);
     // Cooling down again does not make the meals safe.
     d.upload(vec![temp(4, d.ctx.now, 3_000)]);
     assert_eq!(d.status(), FridgeStatus::Quarantined);
@@ -169,7 +193,8 @@ fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     }))
     .unwrap();
     assert_eq!(d.status(), FridgeStatus::Online);
-    assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 4);
+    // Four on the shelf, one still promised to Alice.
+    assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 3);
 }
 
 #[test]

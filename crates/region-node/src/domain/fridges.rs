@@ -335,6 +335,20 @@ fn telemetry(
                         limit_milli_c,
                         kitchens: kitchens.into_iter().collect(),
                     });
+                    // Customers holding meals in it are told before they
+                    // walk there (they can cancel; paid orders are refunded).
+                    for order in &view.open_orders {
+                        for item in &order.items {
+                            events.push(Event::OrderFlagged {
+                                order_id: order.order_id.clone(),
+                                meal_id: item.meal_id.clone(),
+                                reason: format!(
+                                    "fridge quarantined: above {:.1} °C for too long",
+                                    f64::from(limit_milli_c) / 1000.0
+                                ),
+                            });
+                        }
+                    }
                 }
             }
             FridgeFact::FridgeOffline { .. } => {}
