@@ -193,6 +193,7 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
     let banner = format!(
         "\nLarder is running (district {district}).\n\
          \n  region node  http://{http}   (catalog: /v1/catalog?lat=42.3316&lon=-83.0466&radius_m=1500)\
+         \n  websocket    ws://{http}/v1/ws   (send {{\"type\":\"subscribe\",\"fridges\":[\"f-campus-martius\"]}})\
          \n  payments     http://{pay}   (ledger: /v1/ledger)\
          \n  nats         {nats_url}\
          \n  data         {dir}\
