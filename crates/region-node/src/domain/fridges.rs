@@ -18,7 +18,6 @@ use fridge_acl::{
 };
 use protocol::catalog::FridgeStatus;
 use protocol::events::{StockMovement, StockSource};
-use protocol::orders::OrderStatus;
 use protocol::{Event, FridgeId};
 
 use super::orders::OrderCommand;
@@ -154,10 +153,9 @@ pub fn fridge_view(state: &DistrictState, fridge_id: &str, policy: &FridgePolicy
         };
         view.open_orders.push(OpenOrder {
             order_id: order.order_id.clone(),
-            pickup_code: order
-                .pickup_code
-                .clone()
-                .filter(|_| order.status == OrderStatus::Purchased),
+            // A code exists once the order may be collected (purchased, or
+            // a prepaid order placed in the fridge).
+            pickup_code: order.pickup_code.clone(),
             items: order
                 .lines
                 .iter()
