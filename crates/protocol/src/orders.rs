@@ -104,6 +104,14 @@ pub enum OrderStatus {
     Refused,
     Refunded,
     Unclaimed,
+    /// A subscription order: made from a plan, prepaid, not yet cooked.
+    Scheduled,
+    /// The kitchen cooked it.
+    Prepared,
+    /// On its way to the fridge.
+    Dispatched,
+    /// In the fridge, reserved for the subscriber, pickup code issued.
+    Available,
 }
 
 impl OrderStatus {
@@ -111,7 +119,10 @@ impl OrderStatus {
     pub fn holds_stock(self) -> bool {
         matches!(
             self,
-            OrderStatus::Held | OrderStatus::Paying | OrderStatus::Purchased
+            OrderStatus::Held
+                | OrderStatus::Paying
+                | OrderStatus::Purchased
+                | OrderStatus::Available
         )
     }
 }
