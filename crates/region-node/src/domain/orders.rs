@@ -201,10 +201,14 @@ pub fn decide(
             pickup_code,
         } => {
             let order = find(state, &order_id, None)?;
-            if order.status != OrderStatus::Purchased {
+            // Purchased one-off orders, and subscription orders in the fridge.
+            if !matches!(
+                order.status,
+                OrderStatus::Purchased | OrderStatus::Available
+            ) {
                 return Err(DomainError::WrongState {
                     status: order.status,
-                    message: "only purchased orders can be picked up".into(),
+                    message: "only purchased or available orders can be picked up".into(),
                 });
             }
             if order.pickup_code.as_deref() != Some(pickup_code.as_str()) {
@@ -394,7 +398,7 @@ fn record_payment(
     Ok(events)
 }
 
-fn set_timer(
+pub(super) fn set_timer(
     state: &mut DistrictState,
     order: &mut Order,
     timer: Option<(DateTime<Utc>, OrderTimer)>,
