@@ -440,4 +440,18 @@ async fn bad_plans_and_late_changes_get_a_clear_4xx_and_change_nothing() {
     );
     assert_eq!(dave.set_day(&date, false, None).await.status, 403);
     assert_eq!(node.log_seq().await, seq, "nothing was recorded");
+
+    let openapi = node.anonymous().get("/v1/openapi.json").await;
+    for path in [
+        "/v1/subscriptions",
+        "/v1/subscriptions/{plan_id}",
+        "/v1/admin/calendar/{date}",
+        "/v1/kitchens/{kitchen_id}/prep",
+        "/v1/kitchens/{kitchen_id}/events",
+    ] {
+        assert!(
+            openapi.body["paths"].get(path).is_some(),
+            "{path} undocumented"
+        );
+    }
 }
