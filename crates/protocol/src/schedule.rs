@@ -126,6 +126,9 @@ pub enum WithdrawReason {
     PlanCancelled,
     /// The day became non-working (holiday, kitchen closure).
     NonWorkingDay,
+    /// The day passed its cutoff before it could become an order (the
+    /// payment came late, the meal or the fridge left the catalog).
+    NotDelivered,
 }
 
 /// One prepaid day of a billing period and its price.

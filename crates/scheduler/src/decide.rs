@@ -480,9 +480,31 @@ fn orders_due(
     events
 }
 
-/// The periodic job: charges due, then the orders due once those are
-/// recorded. Idempotent: a second call on the state after the first's
-/// events returns nothing.
+/// Prepaid days that can no longer become orders (their date is before the
+/// earliest date the job still works on) are credited, so no money is kept
+/// for a meal that was never made.
+fn lapsed_days(state: &ScheduleState, now: DateTime<Utc>, policy: &Policy) -> Vec<ScheduleEvent> {
+    let (earliest, _) = window(state, now, policy);
+    state
+        .prepaid_days
+        .iter()
+        .filter(|((_, date), _)| *date < earliest)
+        .filter_map(|((plan_id, date), amount)| {
+            let plan = state.plans.get(plan_id)?;
+            Some(ScheduleEvent::DayCredited {
+                plan_id: plan_id.clone(),
+                customer: plan.customer.clone(),
+                date: *date,
+                amount: *amount,
+                reason: WithdrawReason::NotDelivered,
+            })
+        })
+        .collect()
+}
+
+/// The periodic job: charges due, the orders due once those are recorded,
+/// and credits for prepaid days that lapsed. Idempotent: a second call on
+/// the state after the first's events returns nothing.
 pub fn tick(
     state: &ScheduleState,
     catalog: &dyn Catalog,
@@ -500,6 +522,7 @@ pub fn tick(
         }
         events.extend(orders_due(&next, catalog, now, policy));
     }
+    events.extend(lapsed_days(state, now, policy));
     events
 }
 

@@ -519,6 +519,30 @@ fn a_month_of_plans() {
 }
 
 #[test]
+fn a_late_payment_credits_the_days_it_missed() {
+    let mut w = World::new();
+    w.create("p", "pat", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    let e = scheduler::tick(&w.state, &w.menu, at(1, 10, 0), &w.policy);
+    w.record(&e);
+    // The payment result arrives on Thursday evening, after Friday's cutoff
+    // (the earliest date is Monday): the paid Wednesday to Friday can no
+    // longer be cooked, so they are credited and nothing is made.
+    let e = scheduler::record_charge(&w.state, "plan-p-2026-11-30", true, "ref".into());
+    w.record(&e);
+    let e = scheduler::tick(&w.state, &w.menu, at(3, 19, 0), &w.policy);
+    w.record(&e);
+    assert!(!e
+        .iter()
+        .any(|e| matches!(e, ScheduleEvent::OrderScheduled { date, .. } if *date < day(7))));
+    assert_eq!(w.state.credit("pat"), 1000 + 1000 + 1200);
+    assert!(w.state.prepaid_days.is_empty());
+    // The next week is charged net of that credit.
+    w.day_passes(at(4, 6, 0));
+    assert_eq!(w.state.charges["plan-p-2026-12-07"].credit_applied, 3200);
+    assert!(scheduler::tick(&w.state, &w.menu, at(4, 6, 0), &w.policy).is_empty());
+}
+
+#[test]
 fn bad_plans_are_refused() {
     let w = World::new();
     let now = at(1, 10, 0);
