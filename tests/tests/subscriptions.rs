@@ -3,6 +3,7 @@
 //! cooked from the prep report, placed in the fridge and picked up.
 
 use chrono::NaiveDate;
+use larder_tests::ws::WsClient;
 use larder_tests::*;
 use serde_json::{json, Value};
 
@@ -152,7 +153,11 @@ async fn a_subscriber_gets_lunch_from_plan_to_pickup_week_after_week() {
         "{csv}"
     );
 
-    // Cooked, on its way, in the fridge: the unit arrives reserved for Alice.
+    // Cooked, on its way, in the fridge: the unit arrives reserved for Alice,
+    // and her app hears of it over the WebSocket.
+    let alice_token = alice.token.clone().unwrap();
+    let mut ws = WsClient::connect(&sys.node, Some(&alice_token)).await;
+    ws.subscribe(json!({"orders": true})).await;
     let available_before = sys.node.available(FRIDGE, MEAL).await;
     for stage in ["prepared", "dispatched", "placed_in_fridge"] {
         let r = kitchen.kitchen_event(KITCHEN, stage, &date).await;
@@ -169,6 +174,12 @@ async fn a_subscriber_gets_lunch_from_plan_to_pickup_week_after_week() {
     );
     let order = await_order(&alice, &first, "available").await;
     let code = order["pickup_code"].as_str().unwrap().to_string();
+    let pushed = ws
+        .expect("the order available for picking", |m| {
+            m["type"] == "order" && m["order_id"] == first.as_str() && m["status"] == "available"
+        })
+        .await;
+    assert_eq!(pushed["pickup_code"], code.as_str(), "{pushed}");
     assert_eq!(
         sys.node.available(FRIDGE, MEAL).await,
         available_before,
