@@ -105,6 +105,19 @@ async fn credit(customer: &Client) -> i64 {
     customer.plans().await.body["credit"].as_i64().unwrap()
 }
 
+/// The prep report's row for MEAL at FRIDGE on `date`, as `kitchen` reads it.
+async fn prep_row(kitchen: &Client, date: &str) -> Value {
+    let prep = kitchen.prep(KITCHEN, date).await;
+    assert_eq!(prep.status, 200, "{}", prep.body);
+    prep.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["meal_id"] == MEAL && r["fridge_id"] == FRIDGE)
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for {MEAL} at {FRIDGE}: {}", prep.body))
+}
+
 fn statuses(order: &Value) -> Vec<String> {
     order["history"]
         .as_array()
@@ -135,16 +148,8 @@ async fn a_subscriber_gets_lunch_from_plan_to_pickup_week_after_week() {
     // The kitchen reads what to cook, as JSON and as CSV.
     let kitchen = sys.node.kitchen(KITCHEN);
     let date = start.to_string();
-    let prep = kitchen.prep(KITCHEN, &date).await;
-    assert_eq!(prep.status, 200, "{}", prep.body);
-    let row = prep.body["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["meal_id"] == MEAL && r["fridge_id"] == FRIDGE)
-        .cloned()
-        .unwrap();
-    assert_eq!(row["subscription_units"], 1, "{}", prep.body);
+    let row = prep_row(&kitchen, &date).await;
+    assert_eq!(row["subscription_units"], 1, "{row}");
     let (status, ctype, csv) = kitchen.prep_csv(KITCHEN, &date).await;
     assert_eq!(status, 200);
     assert!(ctype.starts_with("text/csv"), "{ctype}");
@@ -465,4 +470,54 @@ async fn bad_plans_and_late_changes_get_a_clear_4xx_and_change_nothing() {
             "{path} undocumented"
         );
     }
+}
+
+#[tokio::test]
+async fn a_restart_mid_run_makes_nothing_twice() {
+    let mut sys = System::start().await;
+    let (alice, _, _, _) = sys.subscriber("alice").await;
+    let before = alice.plans().await.body["plans"].clone();
+    let charge_id = before[0]["charges"][0]["charge_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Power cut; the node replays its log and its job runs again.
+    sys.node.restart().await;
+    // Another plan made after the restart proves the job has run since.
+    sys.subscriber("zoe").await;
+    let alice = sys.node.as_role("customer", "alice");
+    assert_eq!(alice.plans().await.body["plans"], before);
+    let ledger = sys.payments.ledger(&charge_id).await;
+    assert_eq!(ledger["ledger"]["charges"], 1, "{ledger}");
+}
+
+#[tokio::test]
+async fn the_prep_report_forecasts_one_off_demand_from_the_same_weekday() {
+    let sys = System::start().await;
+    let r = sys.node.admin().set_stock(FRIDGE, &[(MEAL, 5)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pos = sys.node.as_role("pos", "pos-campus");
+    let r = pos.order(FRIDGE, &[(MEAL, 2)], "tok_visa", None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["order_id"].as_str().unwrap().to_string();
+    sys.node
+        .await_status(&id, "purchased", PAYMENT_DEADLINE)
+        .await;
+
+    // Two units sold today: a week from today the kitchen is told to expect
+    // ceil(2 / 4 weeks) = 1 one-off unit next to its subscriptions.
+    let today: NaiveDate =
+        serde_json::from_value(sys.node.admin().plans().await.body["today"].clone()).unwrap();
+    let kitchen = sys.node.kitchen(KITCHEN);
+    let next_week = (today + chrono::Duration::days(7)).to_string();
+    let row = prep_row(&kitchen, &next_week).await;
+    assert_eq!(row["forecast_one_off_units"], 1);
+    assert_eq!(row["subscription_units"], 0);
+    let tomorrow = (today + chrono::Duration::days(1)).to_string();
+    let prep = kitchen.prep(KITCHEN, &tomorrow).await;
+    assert_eq!(
+        prep.body["total_forecast_one_off_units"], 0,
+        "another weekday"
+    );
 }

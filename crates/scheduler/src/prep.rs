@@ -51,8 +51,9 @@ pub struct PrepReport {
 /// Mean units per same weekday over the previous [`FORECAST_WEEKS`] weeks,
 /// rounded up, per `(meal, fridge)`.
 pub fn forecast(sales: &[Sale], date: NaiveDate) -> BTreeMap<(String, String), u32> {
+    // Checked: a date at the calendar's edge has no weeks before it.
     let days: Vec<NaiveDate> = (1..=FORECAST_WEEKS)
-        .map(|w| date - Duration::weeks(w))
+        .filter_map(|w| date.checked_sub_signed(Duration::weeks(w)))
         .collect();
     let mut sums: BTreeMap<(String, String), u64> = BTreeMap::new();
     for s in sales.iter().filter(|s| days.contains(&s.date)) {
@@ -171,6 +172,12 @@ mod tests {
             2,
             "7 / 4 rounded up"
         );
+    }
+
+    #[test]
+    fn dates_at_the_calendar_edge_do_not_panic() {
+        assert!(forecast(&[], NaiveDate::MIN).is_empty());
+        assert!(forecast(&[], NaiveDate::MAX).is_empty());
     }
 
     #[test]

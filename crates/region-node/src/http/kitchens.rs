@@ -75,7 +75,10 @@ pub async fn prep(
     }
     // One-off sales of the weeks the forecast looks at, by local date.
     let policy = app.config.schedule_policy();
-    let since = q.date - chrono::Duration::weeks(FORECAST_WEEKS);
+    let since = q
+        .date
+        .checked_sub_signed(chrono::Duration::weeks(FORECAST_WEEKS))
+        .unwrap_or(NaiveDate::MIN);
     let sales: Vec<Sale> = state
         .orders
         .values()
