@@ -521,3 +521,35 @@ async fn the_prep_report_forecasts_one_off_demand_from_the_same_weekday() {
         "another weekday"
     );
 }
+
+#[tokio::test]
+async fn the_fridge_door_with_the_pickup_code_completes_a_subscription_order() {
+    let sys = System::start().await;
+    let (frank, start, _, first) = sys.subscriber("frank").await;
+    let r = sys
+        .node
+        .kitchen(KITCHEN)
+        .kitchen_event(KITCHEN, "placed_in_fridge", &start.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = await_order(&frank, &first, "available").await;
+    let code = order["pickup_code"].as_str().unwrap().to_string();
+
+    // Frank types the code at the fridge; its firmware reports the session
+    // (stamped with the node's clock, which tests may have moved).
+    let mut fridge = demo_fridge(FRIDGE);
+    let now = sys.node.clock_now().await;
+    let taken: fridge_sim::MealCounts = [(MEAL.to_string(), 1)].into_iter().collect();
+    let report = fridge.door_report(
+        now,
+        fridge_sim::DoorActor::PickupCode(code),
+        &taken,
+        &fridge_sim::MealCounts::new(),
+    );
+    let batch = fridge
+        .sign(vec![report], now, &fridge_sim::SignOptions::default())
+        .unwrap();
+    let r = sys.node.telemetry(&batch).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    await_order(&frank, &first, "picked_up").await;
+}

@@ -115,6 +115,12 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Whether the order waits in the fridge for its pickup code: a
+    /// purchased one-off order, or a subscription order placed there.
+    pub fn awaits_pickup(self) -> bool {
+        matches!(self, OrderStatus::Purchased | OrderStatus::Available)
+    }
+
     /// Whether the order still holds stock.
     pub fn holds_stock(self) -> bool {
         matches!(

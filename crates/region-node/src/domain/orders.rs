@@ -201,11 +201,7 @@ pub fn decide(
             pickup_code,
         } => {
             let order = find(state, &order_id, None)?;
-            // Purchased one-off orders, and subscription orders in the fridge.
-            if !matches!(
-                order.status,
-                OrderStatus::Purchased | OrderStatus::Available
-            ) {
+            if !order.status.awaits_pickup() {
                 return Err(DomainError::WrongState {
                     status: order.status,
                     message: "only purchased or available orders can be picked up".into(),
