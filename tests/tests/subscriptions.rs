@@ -135,6 +135,7 @@ async fn a_subscriber_gets_lunch_from_plan_to_pickup_week_after_week() {
     let (alice, start, plan, first) = sys.subscriber("alice").await;
     let order = await_order(&alice, &first, "scheduled").await;
     assert_eq!(order["total"], MEAL_PRICE);
+    assert_eq!(order["delivery_date"], json!(start));
     let plans = alice.plans().await.body;
     let charge = &plans["plans"][0]["charges"][0];
     assert_eq!(charge["status"], "paid", "{plans}");

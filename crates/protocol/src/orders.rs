@@ -180,4 +180,7 @@ pub struct OrderView {
     /// its inventory scan): the customer should not walk there for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shortage: Vec<MealId>,
+    /// For a subscription order: the day it is for (the district's date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_date: Option<chrono::NaiveDate>,
 }

@@ -81,6 +81,8 @@ pub struct Order {
     pub history: Vector<StatusChange>,
     /// Meals the fridge turned out not to hold enough of for this order.
     pub shortage: Vec<MealId>,
+    /// For a subscription order: the day it is for.
+    pub delivery_date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -470,6 +472,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
                 refusal_reason: None,
                 refund_pending: false,
                 shortage: Vec::new(),
+                delivery_date: None,
                 timer: None,
                 history: Vector::unit(StatusChange {
                     status: OrderStatus::Held,

@@ -241,6 +241,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
         ScheduleEvent::OrderScheduled {
             order_id,
             customer,
+            date,
             fridge_id,
             meal_id,
             meal_name,
@@ -270,6 +271,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
                 refund_pending: false,
                 timer: None,
                 shortage: Vec::new(),
+                delivery_date: Some(*date),
                 history: Vector::unit(StatusChange {
                     status: OrderStatus::Scheduled,
                     at,

@@ -55,6 +55,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         refund_pending: order.refund_pending,
         history: order.history.iter().cloned().collect(),
         shortage: order.shortage.clone(),
+        delivery_date: order.delivery_date,
     }
 }
 
