@@ -253,7 +253,7 @@ async fn unpicked_meals_go_back_to_general_stock() {
 }
 
 #[tokio::test]
-async fn a_holiday_credits_the_day_reopening_makes_it_again_and_cancelling_credits_the_rest() {
+async fn holidays_pauses_and_cancellations_credit_unproduced_days_and_reopening_makes_them_again() {
     let sys = System::start().await;
     let admin = sys.node.admin();
     let (carol, start, plan, first) = sys.subscriber("carol").await;
@@ -275,8 +275,8 @@ async fn a_holiday_credits_the_day_reopening_makes_it_again_and_cancelling_credi
     await_order(&carol, &again, "scheduled").await;
     assert_eq!(credit(&carol).await, 0);
 
-    // Carol cancels: from the earliest date on, every unproduced order and
-    // every prepaid day is credited — here the whole first charge.
+    // Carol pauses from the earliest date: every unproduced order and every
+    // prepaid day from then on is credited — here all that was charged.
     let plans = carol.plans().await.body;
     let charged: i64 = plans["plans"][0]["charges"]
         .as_array()
@@ -284,10 +284,33 @@ async fn a_holiday_credits_the_day_reopening_makes_it_again_and_cancelling_credi
         .iter()
         .map(|c| c["amount"].as_i64().unwrap())
         .sum();
+    let r = carol.change_plan(&plan, json!({"paused": true})).await;
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (200, &json!("paused")),
+        "{}",
+        r.body
+    );
+    await_order(&carol, &again, "cancelled").await;
+    assert_eq!(credit(&carol).await, charged);
+
+    // Resuming makes the day once more, paid from the credit.
+    let r = carol.change_plan(&plan, json!({"paused": false})).await;
+    assert_eq!(
+        (r.status, &r.body["status"]),
+        (200, &json!("active")),
+        "{}",
+        r.body
+    );
+    let third = format!("sub-{plan}-{start}-3");
+    await_order(&carol, &third, "scheduled").await;
+    assert!(credit(&carol).await <= charged - MEAL_PRICE);
+
+    // Carol cancels: the same rule credits everything back.
     let r = carol.cancel_plan(&plan, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "cancelled");
-    await_order(&carol, &again, "cancelled").await;
+    await_order(&carol, &third, "cancelled").await;
     assert_eq!(credit(&carol).await, charged);
     assert_eq!(
         carol.cancel_plan(&plan, None).await.code(),

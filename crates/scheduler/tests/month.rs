@@ -543,6 +543,74 @@ fn a_late_payment_credits_the_days_it_missed() {
 }
 
 #[test]
+fn a_paused_week_is_credited_and_resuming_orders_again() {
+    let mut w = World::new();
+    w.create("p", "pia", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    w.day_passes(at(1, 10, 0));
+    w.day_passes(at(4, 6, 0)); // Wed 2 .. Mon 7 ordered; week of the 7th paid
+    let pause = |paused: bool, from: Option<NaiveDate>| PlanChange {
+        paused: Some(paused),
+        from,
+        ..PlanChange::default()
+    };
+    // Friday 4th, 09:00: pause from the earliest date (Monday 7th).
+    let e = scheduler::change_plan(
+        &w.state,
+        &w.menu,
+        "p",
+        Some("pia"),
+        pause(true, None),
+        at(4, 9, 0),
+        &w.policy,
+    )
+    .unwrap();
+    w.record(&e);
+    assert_eq!(
+        w.stage_on("p", day(4)).map(|s| s.1),
+        Some(Stage::Scheduled),
+        "Friday is kept"
+    );
+    assert_eq!(w.stage_on("p", day(7)), None, "Monday's order withdrawn");
+    assert_eq!(
+        w.state.credit("pia"),
+        4 * 1000 + 1200,
+        "the whole paid week"
+    );
+    for d in 5..=9 {
+        w.day_passes(at(d, 6, 0));
+    }
+    assert!(
+        w.standing("p").iter().all(|d| *d <= day(4)),
+        "nothing while paused"
+    );
+    // Wednesday 9th: resume from Monday 14th; the next week is paid from the credit.
+    let e = scheduler::change_plan(
+        &w.state,
+        &w.menu,
+        "p",
+        Some("pia"),
+        pause(false, Some(day(14))),
+        at(9, 9, 0),
+        &w.policy,
+    )
+    .unwrap();
+    w.record(&e);
+    for d in 10..=14 {
+        w.day_passes(at(d, 6, 0));
+    }
+    assert_eq!(w.standing("p").last(), Some(&day(17)));
+    assert!(
+        !w.standing("p").contains(&day(11)),
+        "still paused on the 11th"
+    );
+    let week = &w.state.charges["plan-p-2026-12-14"];
+    assert_eq!(
+        (week.gross, week.credit_applied, week.amount),
+        (5200, 5200, 0)
+    );
+}
+
+#[test]
 fn bad_plans_are_refused() {
     let w = World::new();
     let now = at(1, 10, 0);
