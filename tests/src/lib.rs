@@ -459,6 +459,12 @@ impl Client {
         self.post("/v1/subscriptions", body).await
     }
 
+    /// `POST /v1/subscriptions` with an `Idempotency-Key`.
+    pub async fn create_plan_with_key(&self, body: Value, key: &str) -> Resp {
+        self.post_with_key("/v1/subscriptions", body, Some(key))
+            .await
+    }
+
     /// `GET /v1/subscriptions`: plans, credit, earliest change date.
     pub async fn plans(&self) -> Resp {
         self.get("/v1/subscriptions").await
@@ -546,9 +552,14 @@ impl Client {
     }
 
     pub async fn order_body(&self, body: Value, key: Option<&str>) -> Resp {
+        self.post_with_key("/v1/orders", body, key).await
+    }
+
+    /// POSTs JSON with an optional `Idempotency-Key` header.
+    pub async fn post_with_key(&self, path: &str, body: Value, key: Option<&str>) -> Resp {
         let mut req = self
             .http
-            .post(format!("{}/v1/orders", self.node_base))
+            .post(format!("{}{path}", self.node_base))
             .json(&body);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);

@@ -386,8 +386,30 @@ async fn bad_plans_and_late_changes_get_a_clear_4xx_and_change_nothing() {
     assert_eq!(node.log_seq().await, seq, "nothing was recorded");
     assert_eq!(dave.plans().await.body["plans"], json!([]));
 
-    // A valid plan; then a change for a date the cutoff has passed.
-    let plan = create_plan(&dave, start).await;
+    // A retried create with the same Idempotency-Key is the same plan; the
+    // key with another plan is refused.
+    let first = dave.create_plan_with_key(plan_body(start), "plan-1").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let seq_after_first = node.log_seq().await;
+    let retry = dave.create_plan_with_key(plan_body(start), "plan-1").await;
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.body["plan_id"], first.body["plan_id"]);
+    let other = with(&|b| b["payment_method"] = json!("tok_other"));
+    let r = dave.create_plan_with_key(other, "plan-1").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "idempotency_key_reused"),
+        "{}",
+        r.body
+    );
+    assert_eq!(node.log_seq().await, seq_after_first);
+    assert_eq!(
+        dave.plans().await.body["plans"].as_array().unwrap().len(),
+        1
+    );
+    let plan = first.body["plan_id"].as_str().unwrap().to_string();
+
+    // Then a change for a date the cutoff has passed.
     let seq = node.log_seq().await;
     let before = dave.plans().await.body["plans"].clone();
     let too_late = json!({"from": start - chrono::Duration::days(1), "paused": true});

@@ -76,18 +76,25 @@ pub fn create_plan(
     policy: &Policy,
 ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
     spec.validate().map_err(ScheduleError::Invalid)?;
-    if state.plans.contains_key(&plan_id) {
-        return Err(ScheduleError::Invalid(format!("plan {plan_id} exists")));
-    }
-    let earliest = earliest_effective(now, &state.calendar, policy);
-    if spec.start_date < earliest {
-        return Err(ScheduleError::AfterCutoff { earliest });
-    }
     let terms = PlanTerms {
         fridge_id: spec.fridge_id,
         days: canonical_days(spec.days),
         paused: false,
     };
+    // Plan ids derived from an Idempotency-Key repeat on a retry: the first
+    // answer stands (no events), a different plan under the key is refused.
+    if let Some(existing) = state.plans.get(&plan_id) {
+        let same = (spec.start_date, spec.end_date, terms, spec.payment_method);
+        return if existing.customer == customer && existing.created == same {
+            Ok(vec![])
+        } else {
+            Err(ScheduleError::IdempotencyKeyReused)
+        };
+    }
+    let earliest = earliest_effective(now, &state.calendar, policy);
+    if spec.start_date < earliest {
+        return Err(ScheduleError::AfterCutoff { earliest });
+    }
     let currency = check_terms(catalog, &terms, None)?;
     Ok(vec![ScheduleEvent::PlanCreated {
         plan_id,

@@ -106,6 +106,8 @@ pub enum ScheduleError {
     AfterCutoff { earliest: NaiveDate },
     #[error("{0}")]
     WrongState(String),
+    #[error("this Idempotency-Key was used for a different plan")]
+    IdempotencyKeyReused,
 }
 
 /// The district's local date and hour at `now`.

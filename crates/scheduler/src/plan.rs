@@ -22,6 +22,9 @@ pub struct Plan {
     pub payment_method: String,
     /// Nothing is delivered from this date on.
     pub cancelled_from: Option<NaiveDate>,
+    /// The plan as first created (start, end, terms, payment method), to
+    /// tell a retried create from a different one under the same key.
+    pub created: (NaiveDate, NaiveDate, PlanTerms, String),
 }
 
 impl Plan {

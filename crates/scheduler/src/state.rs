@@ -138,6 +138,12 @@ impl ScheduleState {
                         currency: currency.clone(),
                         payment_method: payment_method.clone(),
                         cancelled_from: None,
+                        created: (
+                            *start_date,
+                            *end_date,
+                            terms.clone(),
+                            payment_method.clone(),
+                        ),
                     },
                 );
                 self.customer_plans

@@ -637,7 +637,27 @@ fn bad_plans_are_refused() {
         create(spec(&[(1, "m-salad")], "f-nope", 2, 9)),
         Err(ScheduleError::UnknownFridge("f-nope".into()))
     );
-    assert!(create(spec(&[(1, "m-salad")], "f-lobby", 2, 9)).is_ok());
+    let ok = create(spec(&[(1, "m-salad")], "f-lobby", 2, 9)).unwrap();
+    // The same plan id again (a retried create under one Idempotency-Key):
+    // the same plan is answered with nothing new, another one is refused.
+    let mut w2 = World::new();
+    w2.record(&ok);
+    let again = |s| {
+        scheduler::create_plan(
+            &w2.state,
+            &w2.menu,
+            "p".into(),
+            "c".into(),
+            s,
+            now,
+            &w2.policy,
+        )
+    };
+    assert_eq!(again(spec(&[(1, "m-salad")], "f-lobby", 2, 9)), Ok(vec![]));
+    assert_eq!(
+        again(spec(&[(2, "m-salad")], "f-lobby", 2, 9)),
+        Err(ScheduleError::IdempotencyKeyReused)
+    );
 }
 
 proptest! {

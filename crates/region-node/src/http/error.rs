@@ -140,6 +140,7 @@ impl From<scheduler::ScheduleError> for ApiError {
                 e
             }
             S::WrongState(_) => Self::new(StatusCode::CONFLICT, "wrong_state", message),
+            S::IdempotencyKeyReused => Self::unprocessable("idempotency_key_reused", message),
         }
     }
 }

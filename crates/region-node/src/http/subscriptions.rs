@@ -1,10 +1,10 @@
-//! Subscription routes: a customer's weekly plans — create, list, change
-//! (pause and resume are changes), cancel. Changes take effect from the
+//! Subscription routes: a customer's weekly plans — create (idempotent with
+//! an `Idempotency-Key`), list, change (pause and resume are changes), cancel. Changes take effect from the
 //! earliest date the cutoff allows, or a later `from`; an earlier one is a
 //! 422 `after_cutoff` and changes nothing.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
 use protocol::schedule::{PlanChange, PlanSpec};
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::{Json, Query};
+use super::orders::idempotency_key;
 use super::AppState;
 use crate::auth::{Caller, Role};
 use crate::domain::{Command, DistrictState, ScheduleCommand};
@@ -99,14 +100,32 @@ fn visible_plan(app: &AppState, caller: &Caller, plan_id: &str) -> Result<Value,
         })
 }
 
-/// `POST /v1/subscriptions`.
+/// A plan id from the caller and their `Idempotency-Key` (FNV-1a, 64 bit):
+/// a retried create names the same plan, which the decider answers with
+/// the first result.
+fn keyed_plan_id(customer: &str, key: &str) -> String {
+    let h = customer
+        .bytes()
+        .chain([0u8])
+        .chain(key.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("k{h:016x}")
+}
+
+/// `POST /v1/subscriptions` (optional `Idempotency-Key`).
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Json(spec): Json<PlanSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     let claims = caller.require(&[Role::Customer])?;
-    let plan_id = ulid::Ulid::new().to_string();
+    let plan_id = match idempotency_key(&headers)? {
+        Some(key) => keyed_plan_id(&claims.sub, &key),
+        None => ulid::Ulid::new().to_string(),
+    };
     app.district
         .submit(Command::Schedule(ScheduleCommand::CreatePlan {
             plan_id: plan_id.clone(),
