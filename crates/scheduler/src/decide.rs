@@ -391,7 +391,8 @@ fn charges_due(
     policy: &Policy,
 ) -> Vec<ScheduleEvent> {
     let (earliest, horizon) = window(state, now, policy);
-    let mut credits = state.credits.clone();
+    // Credit used by charges decided in this same call, per customer.
+    let mut used: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
     let mut events = vec![];
     for plan in state.plans.values() {
         let Some(last) = plan.last_day() else {
@@ -414,9 +415,9 @@ fn charges_due(
                         })
                         .collect();
                 let gross: i64 = days.iter().map(|d| d.amount).sum();
-                let credit = credits.entry(plan.customer.clone()).or_insert(0);
-                let credit_applied = credit_to_apply(*credit, gross);
-                *credit -= credit_applied;
+                let spent = used.entry(plan.customer.as_str()).or_insert(0);
+                let credit_applied = credit_to_apply(state.credit(&plan.customer) - *spent, gross);
+                *spent += credit_applied;
                 events.push(ScheduleEvent::ChargeRequested {
                     charge_id: id,
                     plan_id: plan.plan_id.clone(),

@@ -191,6 +191,7 @@ pub async fn set_calendar_day(
         .iter()
         .filter(|e| e.event.kind() == "OrderWithdrawn")
         .count();
+    tracing::info!(%date, kitchen_id = ?spec.kitchen_id, working = spec.working, withdrawn, "calendar day set");
     Ok(axum::Json(json!({
         "date": date,
         "kitchen_id": spec.kitchen_id,

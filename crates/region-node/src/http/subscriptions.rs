@@ -188,6 +188,7 @@ pub async fn change(
             policy: app.config.schedule_policy(),
         }))
         .await?;
+    tracing::info!(%plan_id, "plan changed");
     Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
 }
 
@@ -214,5 +215,6 @@ pub async fn cancel(
             policy: app.config.schedule_policy(),
         }))
         .await?;
+    tracing::info!(%plan_id, "plan cancelled");
     Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
 }
