@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use imbl::Vector;
+use protocol::catalog::FridgeStatus;
 use protocol::events::StockSource;
 use protocol::orders::{Channel, OrderLine, OrderStatus, StatusChange};
 use protocol::payments::{msg_id, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
@@ -159,6 +160,18 @@ pub fn decide(
                 scheduler::kitchen_event(sched, &kitchen_id, &spec, now, &policy, &mut || {
                     next_code(&mut seed)
                 })?;
+            // Food must not go into a fridge whose meals are withheld as unsafe.
+            for e in &events {
+                if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = e {
+                    let fridge_id = sched.orders.get(order_id).map(|o| o.fridge_id.as_str());
+                    let quarantined = fridge_id
+                        .and_then(|f| state.fridges.get(f))
+                        .is_some_and(|f| f.status == FridgeStatus::Quarantined);
+                    if let (true, Some(f)) = (quarantined, fridge_id) {
+                        return Err(DomainError::FridgeUnavailable(f.to_string()));
+                    }
+                }
+            }
             return Ok(with_stock(state, events));
         }
     };
@@ -332,4 +345,99 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
         _ => {}
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use protocol::catalog::Fridge;
+    use protocol::geo::{DistrictArea, GeoPoint};
+    use protocol::schedule::KitchenStage;
+
+    fn state_with_order(fridge_status: FridgeStatus) -> DistrictState {
+        let mut state = DistrictState::default();
+        state.fridges.insert(
+            "f-1".into(),
+            Fridge {
+                fridge_id: "f-1".into(),
+                name: "Lobby".into(),
+                address: String::new(),
+                position: GeoPoint::new(42.3316, -83.0466).unwrap(),
+                geohash: "dpsby".into(),
+                vendor: "frostline-json".into(),
+                status: fridge_status,
+            },
+        );
+        let mut sched = scheduler::ScheduleState::default();
+        sched.apply(&ScheduleEvent::OrderScheduled {
+            order_id: "sub-p-2026-12-02".into(),
+            plan_id: "p".into(),
+            customer: "alice".into(),
+            date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            fridge_id: "f-1".into(),
+            kitchen_id: "k-1".into(),
+            meal_id: "m-1".into(),
+            meal_name: "Bowl".into(),
+            price: 1000,
+            currency: "USD".to_string().try_into().unwrap(),
+            debit: 0,
+        });
+        state.schedule = Arc::new(sched);
+        state
+    }
+
+    fn place(state: &DistrictState) -> Result<Vec<Event>, DomainError> {
+        let ctx = Context {
+            district_id: "d".into(),
+            area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
+            now: chrono::Utc::now(),
+            policy: Default::default(),
+            fridges: Default::default(),
+        };
+        decide(
+            state,
+            ScheduleCommand::KitchenEvent {
+                kitchen_id: "k-1".into(),
+                spec: KitchenEventSpec {
+                    stage: KitchenStage::PlacedInFridge,
+                    date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                    fridge_id: None,
+                    order_ids: None,
+                },
+                seed: 7,
+                policy: Policy::default(),
+            },
+            &ctx,
+        )
+    }
+
+    #[test]
+    fn nothing_is_placed_in_a_quarantined_fridge() {
+        assert_eq!(
+            place(&state_with_order(FridgeStatus::Quarantined)),
+            Err(DomainError::FridgeUnavailable("f-1".into()))
+        );
+        let events = place(&state_with_order(FridgeStatus::Online)).unwrap();
+        let kinds: Vec<_> = events.iter().map(Event::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "OrderPrepared",
+                "OrderDispatched",
+                "MealStockUpdated",
+                "MealStockReserved",
+                "OrderAvailableForPicking"
+            ]
+        );
+    }
+
+    #[test]
+    fn pickup_codes_are_six_digits_and_vary() {
+        let mut seed = 1;
+        let a = next_code(&mut seed);
+        let b = next_code(&mut seed);
+        assert_eq!((a.len(), b.len()), (6, 6));
+        assert_ne!(a, b);
+    }
 }
