@@ -142,3 +142,34 @@ fn scheduled_orders_share_the_order_stream() {
     assert_eq!(e.stream_id(), "order-sub-p-2026-12-02");
     assert_eq!(e.kind(), "OrderPrepared");
 }
+
+/// `ScheduleEvent`s as postcard writes them since they were introduced; the
+/// bytes pin the variant order (append-only) and the field order. The index
+/// of `Event::Schedule` itself belongs in `golden.rs` once the enum is
+/// released (until then other variants may still land before it).
+const GOLDEN_HEX: [&str; 12] = [
+    "00017005616c6963650a323032362d31322d30320a323032362d31322d303203662d310103036d2d31000355534408746f6b5f76697361",
+    "0101700a323032362d31322d303203662d310103036d2d31000a323032362d31322d3032",
+    "0201700a323032362d31322d3032",
+    "030a323032362d31322d3032000007686f6c69646179",
+    "0411706c616e2d702d323032362d31312d3330017005616c6963650a323032362d31322d3032010a323032362d31322d3032d00fd00f09da0f0355534408746f6b5f7669736114323032362d31322d30315431323a30303a30305a",
+    "0511706c616e2d702d323032362d31312d333001700103726566",
+    "06107375622d702d323032362d31322d3032017005616c6963650a323032362d31322d303203662d31036b2d31036d2d3104426f776cd00f0355534400",
+    "07107375622d702d323032362d31322d3032017005616c696365d00f02",
+    "08017005616c6963650a323032362d31322d3032d00f03",
+    "09016f",
+    "0a016f",
+    "0b016f0631323334353614323032362d31322d30315431323a30303a30305a",
+];
+
+#[test]
+fn schedule_event_bytes_are_stable() {
+    let hex = |bytes: Vec<u8>| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    for (event, golden) in all_schedule_events().into_iter().zip(GOLDEN_HEX) {
+        assert_eq!(
+            hex(postcard::to_stdvec(&event).unwrap()),
+            golden,
+            "{event:?}: variant or field order changed; append instead"
+        );
+    }
+}
