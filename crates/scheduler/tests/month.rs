@@ -611,6 +611,37 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
 }
 
 #[test]
+fn a_declined_week_makes_no_orders_and_gives_its_credit_back() {
+    let mut w = World::new();
+    w.state.apply(&ScheduleEvent::DayCredited {
+        plan_id: "old".into(),
+        customer: "dan".into(),
+        date: day(1),
+        amount: 500,
+        reason: protocol::schedule::WithdrawReason::PlanCancelled,
+    });
+    w.create("p", "dan", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    let e = scheduler::tick(&w.state, &w.menu, at(1, 10, 0), &w.policy);
+    w.record(&e);
+    let charge = &w.state.charges["plan-p-2026-11-30"];
+    assert_eq!((charge.credit_applied, charge.amount), (500, 3200 - 500));
+    assert_eq!(w.state.credit("dan"), 0);
+    let e = scheduler::record_charge(&w.state, "plan-p-2026-11-30", false, "declined".into());
+    w.record(&e);
+    assert_eq!(
+        w.state.credit("dan"),
+        500,
+        "the credit is the subscriber's again"
+    );
+    assert!(scheduler::tick(&w.state, &w.menu, at(1, 10, 1), &w.policy).is_empty());
+    assert!(w.standing("p").is_empty(), "an unpaid week is not cooked");
+    // A duplicate result changes nothing.
+    assert!(
+        scheduler::record_charge(&w.state, "plan-p-2026-11-30", true, "late".into()).is_empty()
+    );
+}
+
+#[test]
 fn bad_plans_are_refused() {
     let w = World::new();
     let now = at(1, 10, 0);
