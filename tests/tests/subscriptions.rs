@@ -489,6 +489,14 @@ async fn bad_plans_and_late_changes_get_a_clear_4xx_and_change_nothing() {
     assert_eq!((r.status, r.code()), (404, "unknown_order"));
     let admin = node.admin();
     assert_eq!(
+        admin
+            .kitchen_event("k-nope", "prepared", &date)
+            .await
+            .code(),
+        "unknown_kitchen"
+    );
+    assert_eq!(admin.prep("k-nope", &date).await.code(), "unknown_kitchen");
+    assert_eq!(
         admin.set_day("2020-01-01", false, None).await.code(),
         "invalid"
     );

@@ -18,7 +18,7 @@ use super::extract::{Json, Query};
 use super::AppState;
 use crate::auth::{Caller, Role};
 use crate::domain::schedule::PREPAID_PAYMENT_METHOD;
-use crate::domain::{Command, ScheduleCommand};
+use crate::domain::{Command, DistrictState, ScheduleCommand};
 use scheduler::prep::{prep_report, to_csv, Sale, FORECAST_WEEKS};
 
 fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {
@@ -37,6 +37,28 @@ fn parse_date(s: &str) -> Result<NaiveDate, ApiError> {
     s.parse().map_err(|_| {
         ApiError::bad_request("invalid_date", format!("{s:?} is not a date (YYYY-MM-DD)"))
     })
+}
+
+/// A kitchen exists in this district while it has meals here (or orders
+/// from when it had).
+fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<(), ApiError> {
+    let known = state
+        .meals
+        .values()
+        .any(|m| m.spec.kitchen_id == kitchen_id)
+        || state
+            .schedule
+            .orders
+            .values()
+            .any(|o| o.kitchen_id == kitchen_id);
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "unknown_kitchen",
+            format!("kitchen {kitchen_id} has no meals in this district"),
+        ))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,19 +83,7 @@ pub async fn prep(
         .filter(|m| m.spec.kitchen_id == kitchen_id)
         .map(|m| m.meal_id.clone())
         .collect();
-    if kitchen_meals.is_empty()
-        && !state
-            .schedule
-            .orders
-            .values()
-            .any(|o| o.kitchen_id == kitchen_id)
-    {
-        return Err(ApiError::not_found(
-            "unknown_kitchen",
-            format!("kitchen {kitchen_id} has no meals in this district"),
-        ));
-    }
-    // One-off sales of the weeks the forecast looks at, by local date.
+    known_kitchen(&state, &kitchen_id)?; // One-off sales of the weeks the forecast looks at, by local date.
     let policy = app.config.schedule_policy();
     let since = q
         .date
@@ -140,6 +150,7 @@ pub async fn event(
     Json(spec): Json<KitchenEventSpec>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     own_kitchen(&caller, &kitchen_id)?;
+    known_kitchen(&app.district.state(), &kitchen_id)?;
     // Drawn before the await: the thread-local generator must not cross it.
     let seed: u64 = rand::thread_rng().gen();
     let committed = app
