@@ -158,6 +158,25 @@ impl Node {
         }
     }
 
+    /// A kitchen's staff: a kitchen token scoped to `kitchen_id`.
+    pub fn kitchen(&self, kitchen_id: &str) -> Client {
+        Client {
+            node_base: self.base.clone(),
+            http: self.http.clone(),
+            token: Some(token(
+                "kitchen",
+                &format!("staff-{kitchen_id}"),
+                &["--kitchen-id", kitchen_id],
+            )),
+        }
+    }
+
+    /// The node's clock (`GET /v1/dev/clock`).
+    pub async fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        let r = self.anonymous().get("/v1/dev/clock").await;
+        serde_json::from_value(r.body["now"].clone()).expect("clock now")
+    }
+
     pub fn admin(&self) -> Client {
         self.as_role("admin", "ops-1")
     }
@@ -430,6 +449,86 @@ impl Client {
         self.send(reqwest::Method::DELETE, path, None).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send(reqwest::Method::PATCH, path, Some(RawBody::Json(body)))
+            .await
+    }
+
+    /// `POST /v1/subscriptions` with a weekly plan body.
+    pub async fn create_plan(&self, body: Value) -> Resp {
+        self.post("/v1/subscriptions", body).await
+    }
+
+    /// `POST /v1/subscriptions` with an `Idempotency-Key`.
+    pub async fn create_plan_with_key(&self, body: Value, key: &str) -> Resp {
+        self.post_with_key("/v1/subscriptions", body, Some(key))
+            .await
+    }
+
+    /// `GET /v1/subscriptions`: plans, credit, earliest change date.
+    pub async fn plans(&self) -> Resp {
+        self.get("/v1/subscriptions").await
+    }
+
+    pub async fn change_plan(&self, plan_id: &str, body: Value) -> Resp {
+        self.patch(&format!("/v1/subscriptions/{plan_id}"), body)
+            .await
+    }
+
+    /// `DELETE /v1/subscriptions/{id}`, optionally `?from=YYYY-MM-DD`.
+    pub async fn cancel_plan(&self, plan_id: &str, from: Option<&str>) -> Resp {
+        let q = from.map(|f| format!("?from={f}")).unwrap_or_default();
+        self.delete(&format!("/v1/subscriptions/{plan_id}{q}"))
+            .await
+    }
+
+    /// `PUT /v1/admin/calendar/{date}`.
+    pub async fn set_day(&self, date: &str, working: bool, kitchen_id: Option<&str>) -> Resp {
+        self.put(
+            &format!("/v1/admin/calendar/{date}"),
+            json!({"working": working, "kitchen_id": kitchen_id, "note": "test"}),
+        )
+        .await
+    }
+
+    /// `POST /v1/kitchens/{kitchen_id}/events`: `stage` for the day's orders.
+    pub async fn kitchen_event(&self, kitchen_id: &str, stage: &str, date: &str) -> Resp {
+        self.post(
+            &format!("/v1/kitchens/{kitchen_id}/events"),
+            json!({"stage": stage, "date": date}),
+        )
+        .await
+    }
+
+    /// `GET /v1/kitchens/{kitchen_id}/prep?date=` as JSON.
+    pub async fn prep(&self, kitchen_id: &str, date: &str) -> Resp {
+        self.get(&format!("/v1/kitchens/{kitchen_id}/prep?date={date}"))
+            .await
+    }
+
+    /// The same report with `Accept: text/csv`: status and body text.
+    pub async fn prep_csv(&self, kitchen_id: &str, date: &str) -> (u16, String, String) {
+        let mut req = self
+            .http
+            .get(format!(
+                "{}/v1/kitchens/{kitchen_id}/prep?date={date}",
+                self.node_base
+            ))
+            .header("accept", "text/csv");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (status, ctype, resp.text().await.expect("body"))
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Resp {
         self.send(reqwest::Method::POST, path, Some(RawBody::Json(body)))
             .await
@@ -453,9 +552,14 @@ impl Client {
     }
 
     pub async fn order_body(&self, body: Value, key: Option<&str>) -> Resp {
+        self.post_with_key("/v1/orders", body, key).await
+    }
+
+    /// POSTs JSON with an optional `Idempotency-Key` header.
+    pub async fn post_with_key(&self, path: &str, body: Value, key: Option<&str>) -> Resp {
         let mut req = self
             .http
-            .post(format!("{}/v1/orders", self.node_base))
+            .post(format!("{}{path}", self.node_base))
             .json(&body);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);

@@ -182,6 +182,8 @@ pub enum Event {
         meal_id: MealId,
         reason: String,
     },
+    /// Subscriptions, the working-day calendar and scheduled orders.
+    Schedule(crate::schedule::ScheduleEvent),
 }
 
 /// Kinds of stock movement a fridge reports.
@@ -224,6 +226,7 @@ impl Event {
             | Event::FridgeQuarantineLifted { fridge_id } => format!("fridge-{fridge_id}"),
             Event::MealUnitsExpired { fridge_id, .. }
             | Event::StockMovementRecorded { fridge_id, .. } => format!("stock-{fridge_id}"),
+            Event::Schedule(e) => e.stream_id(),
         }
     }
 
@@ -254,6 +257,7 @@ impl Event {
             Event::MealUnitsExpired { .. } => "MealUnitsExpired",
             Event::StockMovementRecorded { .. } => "StockMovementRecorded",
             Event::OrderFlagged { .. } => "OrderFlagged",
+            Event::Schedule(e) => e.kind(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod geo;
 pub mod money;
 pub mod orders;
 pub mod payments;
+pub mod schedule;
 
 pub use envelope::EventEnvelope;
 pub use events::Event;

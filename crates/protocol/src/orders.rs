@@ -104,14 +104,31 @@ pub enum OrderStatus {
     Refused,
     Refunded,
     Unclaimed,
+    /// A subscription order: made from a plan, prepaid, not yet cooked.
+    Scheduled,
+    /// The kitchen cooked it.
+    Prepared,
+    /// On its way to the fridge.
+    Dispatched,
+    /// In the fridge, reserved for the subscriber, pickup code issued.
+    Available,
 }
 
 impl OrderStatus {
+    /// Whether the order waits in the fridge for its pickup code: a
+    /// purchased one-off order, or a subscription order placed there.
+    pub fn awaits_pickup(self) -> bool {
+        matches!(self, OrderStatus::Purchased | OrderStatus::Available)
+    }
+
     /// Whether the order still holds stock.
     pub fn holds_stock(self) -> bool {
         matches!(
             self,
-            OrderStatus::Held | OrderStatus::Paying | OrderStatus::Purchased
+            OrderStatus::Held
+                | OrderStatus::Paying
+                | OrderStatus::Purchased
+                | OrderStatus::Available
         )
     }
 }
@@ -163,4 +180,7 @@ pub struct OrderView {
     /// its inventory scan): the customer should not walk there for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shortage: Vec<MealId>,
+    /// For a subscription order: the day it is for (the district's date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_date: Option<chrono::NaiveDate>,
 }

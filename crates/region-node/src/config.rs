@@ -42,6 +42,8 @@ pub struct Config {
     pub public_url: Option<String>,
     #[serde(default)]
     pub orders: OrdersConfig,
+    #[serde(default)]
+    pub subscriptions: SubscriptionsConfig,
     /// Without it the node runs alone: orders wait in the outbox for NATS.
     #[serde(default)]
     pub nats: Option<NatsConfig>,
@@ -252,6 +254,77 @@ impl OrdersConfig {
     }
 }
 
+/// `[subscriptions]`: weekly plans and materialisation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// Orders are made this many days ahead (1..=14; default 3).
+    #[serde(default = "days_ahead_default")]
+    pub days_ahead: u32,
+    /// Local hour (0..=23) after which a change counts as made the next day
+    /// (default 18).
+    #[serde(default = "cutoff_hour_default")]
+    pub change_cutoff_hour: u32,
+    /// The district's offset from UTC in minutes (-720..=840; default 0):
+    /// plan dates, the cutoff and the calendar are the district's local
+    /// dates. A fixed offset, no DST rules: set it for the season or keep UTC.
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        SubscriptionsConfig {
+            days_ahead: scheduler::MATERIALISE_DAYS_AHEAD_DEFAULT,
+            change_cutoff_hour: scheduler::CHANGE_CUTOFF_DEFAULT_HOUR,
+            utc_offset_minutes: scheduler::UTC_OFFSET_DEFAULT_MINUTES,
+        }
+    }
+}
+
+fn days_ahead_default() -> u32 {
+    scheduler::MATERIALISE_DAYS_AHEAD_DEFAULT
+}
+fn cutoff_hour_default() -> u32 {
+    scheduler::CHANGE_CUTOFF_DEFAULT_HOUR
+}
+
+impl SubscriptionsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=scheduler::MATERIALISE_DAYS_AHEAD_MAX).contains(&self.days_ahead) {
+            return Err(ConfigError::Invalid(format!(
+                "subscriptions.days_ahead must be 1..={}, got {}",
+                scheduler::MATERIALISE_DAYS_AHEAD_MAX,
+                self.days_ahead
+            )));
+        }
+        if self.change_cutoff_hour > 23 {
+            return Err(ConfigError::Invalid(format!(
+                "subscriptions.change_cutoff_hour must be 0..=23, got {}",
+                self.change_cutoff_hour
+            )));
+        }
+        if !(-720..=840).contains(&self.utc_offset_minutes) {
+            return Err(ConfigError::Invalid(format!(
+                "subscriptions.utc_offset_minutes must be -720..=840, got {}",
+                self.utc_offset_minutes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The scheduler's rules; `pickup_window` comes from `[orders]`.
+    pub fn policy(&self, pickup_window: chrono::Duration) -> scheduler::Policy {
+        scheduler::Policy {
+            days_ahead: self.days_ahead,
+            cutoff_hour: self.change_cutoff_hour,
+            utc_offset_minutes: self.utc_offset_minutes,
+            charge_deadline: chrono::Duration::hours(scheduler::CHARGE_DEADLINE_DEFAULT_HOURS),
+            pickup_window,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
@@ -341,6 +414,7 @@ impl Config {
         config.orders.validate()?;
         config.ws.validate()?;
         config.fridges.validate()?;
+        config.subscriptions.validate()?;
         for entry in &config.directory {
             DistrictArea::new(entry.geohash_prefixes.clone()).map_err(|e| {
                 ConfigError::Invalid(format!("directory {}: {e}", entry.district_id))
@@ -349,6 +423,12 @@ impl Config {
         protocol::validate_id(&config.district_id)
             .map_err(|e| ConfigError::Invalid(format!("district_id: {e}")))?;
         Ok(config)
+    }
+
+    /// The subscription rules in force on this node.
+    pub fn schedule_policy(&self) -> scheduler::Policy {
+        self.subscriptions
+            .policy(self.orders.policy().pickup_window)
     }
 
     pub fn area(&self) -> Result<DistrictArea, ConfigError> {

@@ -9,8 +9,9 @@
 //! - [`http`]: axum routes, extractors, the error mapping.
 //! - [`push`]: what committed batches mean for WebSocket subscribers, and
 //!   the hub task that fans them out (sockets live in `http::ws`).
-//! - [`timers`]: fires due order timers; [`nats`]: outbox relay and
-//!   payment results over JetStream.
+//! - [`timers`]: fires due order timers; [`schedule_tick`]: plan charges
+//!   and materialisation; [`nats`]: outbox relay and payment results over
+//!   JetStream.
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod nats;
 pub mod push;
 pub mod query;
+pub mod schedule_tick;
 pub mod store;
 pub mod timers;
 pub mod writer;
@@ -97,6 +99,11 @@ pub async fn serve(
         district.clone(),
         opts.clock.clone(),
         config.fridges.policy(),
+    ));
+    tokio::spawn(schedule_tick::run(
+        district.clone(),
+        opts.clock.clone(),
+        config.schedule_policy(),
     ));
     let nats = match &config.nats {
         Some(n) => Some(

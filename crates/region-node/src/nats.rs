@@ -10,6 +10,10 @@
 //!   each result is committed through the writer *before* it is acked, so a
 //!   crash means redelivery, which the decider treats as a duplicate.
 //!
+//! Plan charges (`ScheduleEvent::ChargeRequested`) are outbox rows like
+//! order charges, keyed by their charge id; their results are routed back to
+//! the schedule by `domain::decide`.
+//!
 //! With NATS down the node keeps taking orders; requests wait in the outbox.
 
 use std::collections::HashMap;
@@ -21,6 +25,7 @@ use futures::StreamExt;
 use protocol::payments::{
     msg_id, request_subject, result_subject, PaymentKind, PaymentRequest, PaymentResult,
 };
+use protocol::schedule::ScheduleEvent;
 use protocol::Event;
 use rand::Rng;
 use tokio::sync::broadcast;
@@ -91,6 +96,10 @@ fn new_requests(batch: &CommittedBatch) -> Vec<(String, PaymentRequest)> {
                 Some(msg_id(PaymentKind::Charge, order_id))
             }
             Event::RefundRequested { order_id, .. } => Some(msg_id(PaymentKind::Refund, order_id)),
+            // Plan charges: the charge id is the request's order id.
+            Event::Schedule(ScheduleEvent::ChargeRequested { charge_id, .. }) => {
+                Some(msg_id(PaymentKind::Charge, charge_id))
+            }
             _ => None,
         })
         .filter_map(|id| batch.state.outbox.get(&id).map(|req| (id, req.clone())))

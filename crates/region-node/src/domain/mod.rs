@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod expiry;
 pub mod fridges;
 pub mod orders;
+pub mod schedule;
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use protocol::{DistrictId, Event, EventEnvelope, FridgeId, MealId};
 pub use catalog::CatalogCommand;
 pub use fridges::{FridgeCommand, FridgePolicy};
 pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
+pub use schedule::ScheduleCommand;
 
 /// Everything a command may need besides the state: the district's identity
 /// and the time, passed in so the core never reads a clock.
@@ -44,6 +46,7 @@ pub enum Command {
     Catalog(CatalogCommand),
     Order(OrderCommand),
     Fridge(FridgeCommand),
+    Schedule(ScheduleCommand),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -77,6 +80,8 @@ pub enum DomainError {
         expected: u64,
         actual: u64,
     },
+    #[error(transparent)]
+    Schedule(#[from] scheduler::ScheduleError),
 }
 
 /// In-memory state of one district, rebuilt from the log at start-up.
@@ -114,6 +119,9 @@ pub struct DistrictState {
     pub outbox: OrdMap<String, PaymentRequest>,
     /// Open timers by due time.
     pub timers: OrdMap<(DateTime<Utc>, OrderId), OrderTimer>,
+    /// Plans, calendar, charges and scheduled orders. Behind an `Arc` so
+    /// snapshots stay O(1); a batch that changes it copies it once.
+    pub schedule: Arc<scheduler::ScheduleState>,
 }
 
 impl DistrictState {
@@ -138,8 +146,15 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     match cmd {
         Command::Catalog(c) => catalog::decide(state, c, ctx),
+        // Results for plan charges go to the schedule, the rest to orders.
+        Command::Order(OrderCommand::RecordPayment { result, .. })
+            if state.schedule.charges.contains_key(&result.order_id) =>
+        {
+            Ok(schedule::record_payment(state, result))
+        }
         Command::Order(c) => orders::decide(state, c, ctx),
         Command::Fridge(c) => fridges::decide(state, c, ctx),
+        Command::Schedule(c) => schedule::decide(state, c, ctx),
     }
 }
 
@@ -154,6 +169,7 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
     let changed = catalog::evolve(state, &env.event)
         | orders::evolve(state, &env.event, env.recorded_at, &env.district_id)
         | fridges::evolve(state, &env.event)
+        | schedule::evolve(state, &env.event, env.recorded_at, &env.district_id)
         | expiry::track(state, &stock_before, &env.event, env.recorded_at);
     if let Some(order_id) = env.stream_id.strip_prefix("order-") {
         index_open_order(state, order_id);

@@ -81,6 +81,8 @@ pub struct Order {
     pub history: Vector<StatusChange>,
     /// Meals the fridge turned out not to hold enough of for this order.
     pub shortage: Vec<MealId>,
+    /// For a subscription order: the day it is for.
+    pub delivery_date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,10 +203,10 @@ pub fn decide(
             pickup_code,
         } => {
             let order = find(state, &order_id, None)?;
-            if order.status != OrderStatus::Purchased {
+            if !order.status.awaits_pickup() {
                 return Err(DomainError::WrongState {
                     status: order.status,
-                    message: "only purchased orders can be picked up".into(),
+                    message: "only purchased or available orders can be picked up".into(),
                 });
             }
             if order.pickup_code.as_deref() != Some(pickup_code.as_str()) {
@@ -394,7 +396,7 @@ fn record_payment(
     Ok(events)
 }
 
-fn set_timer(
+pub(super) fn set_timer(
     state: &mut DistrictState,
     order: &mut Order,
     timer: Option<(DateTime<Utc>, OrderTimer)>,
@@ -470,6 +472,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
                 refusal_reason: None,
                 refund_pending: false,
                 shortage: Vec::new(),
+                delivery_date: None,
                 timer: None,
                 history: Vector::unit(StatusChange {
                     status: OrderStatus::Held,

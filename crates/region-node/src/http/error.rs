@@ -114,6 +114,33 @@ impl From<DomainError> for ApiError {
                 Self::unprocessable("idempotency_key_reused", message)
             }
             DomainError::WrongPickupCode => Self::unprocessable("wrong_pickup_code", message),
+            DomainError::Schedule(e) => e.into(),
+        }
+    }
+}
+
+impl From<scheduler::ScheduleError> for ApiError {
+    fn from(e: scheduler::ScheduleError) -> Self {
+        use scheduler::ScheduleError as S;
+        let message = e.to_string();
+        match e {
+            S::Invalid(_) => Self::unprocessable("invalid", message),
+            S::UnknownPlan(_) => Self::not_found("unknown_plan", message),
+            S::UnknownMeal(_) => Self::not_found("unknown_meal", message),
+            S::UnknownFridge(_) => Self::not_found("unknown_fridge", message),
+            S::UnknownKitchen(_) => Self::not_found("unknown_kitchen", message),
+            S::UnknownOrder(_) => Self::not_found("unknown_order", message),
+            S::AfterCutoff { earliest } => {
+                let mut e = Self::unprocessable("after_cutoff", message);
+                e.details = Some(
+                    [("earliest".to_string(), json!(earliest))]
+                        .into_iter()
+                        .collect(),
+                );
+                e
+            }
+            S::WrongState(_) => Self::new(StatusCode::CONFLICT, "wrong_state", message),
+            S::IdempotencyKeyReused => Self::unprocessable("idempotency_key_reused", message),
         }
     }
 }

@@ -8,8 +8,10 @@ pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod fridges;
+pub mod kitchens;
 pub mod ops;
 pub mod orders;
+pub mod subscriptions;
 pub mod ws;
 
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::Router;
 use protocol::geo::DistrictArea;
 use tower_http::trace::TraceLayer;
@@ -90,6 +92,17 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/fridges/{fridge_id}/quarantine/lift",
             post(fridges::lift_quarantine),
         )
+        .route(
+            "/v1/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/v1/subscriptions/{plan_id}",
+            patch(subscriptions::change).delete(subscriptions::cancel),
+        )
+        .route("/v1/admin/calendar/{date}", put(kitchens::set_calendar_day))
+        .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
+        .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -67,6 +67,11 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             app.ws_connections
                 .load(std::sync::atomic::Ordering::Relaxed) as u64,
         ),
+        (
+            "larder_plans",
+            "Subscription plans (all states).",
+            state.schedule.plans.len() as u64,
+        ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -19,6 +19,26 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Longest pickup code accepted, in bytes.
 const MAX_PICKUP_CODE_LEN: usize = 16;
 
+/// The `Idempotency-Key` header, if any: 1..=128 visible ASCII bytes.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    let k = v.to_str().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be visible ASCII",
+        )
+    })?;
+    if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+        ));
+    }
+    Ok(Some(k.to_string()))
+}
+
 /// FNV-1a over the canonical JSON of the request: stable across builds and
 /// processes (it is stored in the log), unlike `std`'s `DefaultHasher`.
 fn fingerprint(request: &PlaceOrder) -> u64 {
@@ -55,6 +75,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         refund_pending: order.refund_pending,
         history: order.history.iter().cloned().collect(),
         shortage: order.shortage.clone(),
+        delivery_date: order.delivery_date,
     }
 }
 
@@ -71,24 +92,7 @@ pub async fn place(
     } else {
         Channel::App
     };
-    let key = match headers.get(IDEMPOTENCY_KEY_HEADER) {
-        None => None,
-        Some(v) => {
-            let k = v.to_str().map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be visible ASCII",
-                )
-            })?;
-            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_LEN} bytes"),
-                ));
-            }
-            Some(k.to_string())
-        }
-    };
+    let key = idempotency_key(&headers)?;
     let idempotency = key.clone().map(|k| (k, fingerprint(&request)));
     let order_id = ulid::Ulid::new().to_string();
     let customer = claims.sub.clone();

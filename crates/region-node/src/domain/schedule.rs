@@ -1,0 +1,443 @@
+//! Subscriptions and kitchens in the district: the adapter between the pure
+//! `scheduler` crate and the district's state and events. Still pure: no
+//! clock (time comes from [`Context`]), no randomness (pickup codes come
+//! from a seed in the command), no IO.
+//!
+//! It owns what the scheduler cannot know about the district:
+//! - the catalog view the scheduler checks plans against ([`StateCatalog`]);
+//! - how scheduled orders live among all orders: `OrderScheduled` creates an
+//!   [`Order`] (status `scheduled`, stream `order-{id}`, in the customer's
+//!   list), kitchen events move its status, `OrderAvailableForPicking`
+//!   issues the pickup code and arms the pickup-deadline timer, so the
+//!   existing pickup route and unclaimed timer serve it unchanged;
+//! - stock at "placed in fridge": the kitchen brings the units, so on-hand
+//!   rises (`MealStockUpdated`) and they are reserved for the order
+//!   (`MealStockReserved`) in the same batch as the availability;
+//! - plan charges as outbox rows (`ChargeRequested` with an amount) and
+//!   payment results routed back by charge id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use imbl::Vector;
+use protocol::catalog::FridgeStatus;
+use protocol::events::StockSource;
+use protocol::orders::{Channel, OrderLine, OrderStatus, StatusChange};
+use protocol::payments::{msg_id, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
+use protocol::schedule::{
+    CalendarDaySpec, KitchenEventSpec, PlanChange, PlanId, PlanSpec, ScheduleEvent,
+};
+use protocol::Event;
+use scheduler::{Catalog, MealInfo, Policy};
+
+use super::orders::{set_timer, OrderTimer};
+use super::{Context, DistrictState, DomainError, Order};
+
+/// Payment method recorded on scheduled orders (they are prepaid by plan).
+pub const PREPAID_PAYMENT_METHOD: &str = "prepaid";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleCommand {
+    CreatePlan {
+        plan_id: PlanId,
+        customer: String,
+        spec: PlanSpec,
+        policy: Policy,
+    },
+    /// `customer` is `None` when an admin acts.
+    ChangePlan {
+        plan_id: PlanId,
+        customer: Option<String>,
+        change: PlanChange,
+        policy: Policy,
+    },
+    CancelPlan {
+        plan_id: PlanId,
+        customer: Option<String>,
+        from: Option<NaiveDate>,
+        policy: Policy,
+    },
+    SetCalendarDay {
+        date: NaiveDate,
+        spec: CalendarDaySpec,
+        policy: Policy,
+    },
+    /// Charges and materialisation due at `Context::now`.
+    Tick { policy: Policy },
+    /// `seed` draws the pickup codes (randomness is the adapter's).
+    KitchenEvent {
+        kitchen_id: String,
+        spec: KitchenEventSpec,
+        seed: u64,
+        policy: Policy,
+    },
+}
+
+/// The district's catalog as the scheduler sees it.
+pub struct StateCatalog<'a>(pub &'a DistrictState);
+
+impl Catalog for StateCatalog<'_> {
+    fn meal(&self, meal_id: &str) -> Option<MealInfo> {
+        self.0.meals.get(meal_id).map(|m| MealInfo {
+            name: m.spec.name.clone(),
+            kitchen_id: m.spec.kitchen_id.clone(),
+            price: m.spec.price,
+            currency: m.spec.currency.clone(),
+        })
+    }
+    fn has_fridge(&self, fridge_id: &str) -> bool {
+        self.0.fridges.contains_key(fridge_id)
+    }
+    fn has_kitchen(&self, kitchen_id: &str) -> bool {
+        self.0
+            .meals
+            .values()
+            .any(|m| m.spec.kitchen_id == kitchen_id)
+    }
+}
+
+/// splitmix64: a tiny, well-mixed generator for pickup codes from a seed.
+fn next_code(seed: &mut u64) -> String {
+    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    format!("{:06}", z % 1_000_000)
+}
+
+pub fn decide(
+    state: &DistrictState,
+    cmd: ScheduleCommand,
+    ctx: &Context,
+) -> Result<Vec<Event>, DomainError> {
+    let sched = &*state.schedule;
+    let catalog = StateCatalog(state);
+    let now = ctx.now;
+    let events = match cmd {
+        ScheduleCommand::CreatePlan {
+            plan_id,
+            customer,
+            spec,
+            policy,
+        } => scheduler::create_plan(sched, &catalog, plan_id, customer, spec, now, &policy)?,
+        ScheduleCommand::ChangePlan {
+            plan_id,
+            customer,
+            change,
+            policy,
+        } => scheduler::change_plan(
+            sched,
+            &catalog,
+            &plan_id,
+            customer.as_deref(),
+            change,
+            now,
+            &policy,
+        )?,
+        ScheduleCommand::CancelPlan {
+            plan_id,
+            customer,
+            from,
+            policy,
+        } => scheduler::cancel_plan(sched, &plan_id, customer.as_deref(), from, now, &policy)?,
+        ScheduleCommand::SetCalendarDay { date, spec, policy } => {
+            scheduler::set_calendar_day(sched, &catalog, date, spec, now, &policy)?
+        }
+        ScheduleCommand::Tick { policy } => scheduler::tick(sched, &catalog, now, &policy),
+        ScheduleCommand::KitchenEvent {
+            kitchen_id,
+            spec,
+            mut seed,
+            policy,
+        } => {
+            let policy = Policy {
+                pickup_window: ctx.policy.pickup_window,
+                ..policy
+            };
+            let events =
+                scheduler::kitchen_event(sched, &kitchen_id, &spec, now, &policy, &mut || {
+                    next_code(&mut seed)
+                })?;
+            // Food must not go into a fridge whose meals are withheld as unsafe.
+            for e in &events {
+                if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = e {
+                    let fridge_id = sched.orders.get(order_id).map(|o| o.fridge_id.as_str());
+                    let quarantined = fridge_id
+                        .and_then(|f| state.fridges.get(f))
+                        .is_some_and(|f| f.status == FridgeStatus::Quarantined);
+                    if let (true, Some(f)) = (quarantined, fridge_id) {
+                        return Err(DomainError::FridgeUnavailable(f.to_string()));
+                    }
+                }
+            }
+            return Ok(with_stock(state, events));
+        }
+    };
+    Ok(events.into_iter().map(Event::Schedule).collect())
+}
+
+/// Precedes every availability with its units arriving in the fridge and
+/// being reserved for the order.
+fn with_stock(state: &DistrictState, events: Vec<ScheduleEvent>) -> Vec<Event> {
+    let mut arrived: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut out = Vec::with_capacity(events.len() * 2);
+    for e in events {
+        if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = &e {
+            if let Some(o) = state.schedule.orders.get(order_id) {
+                let key = (o.fridge_id.clone(), o.meal_id.clone());
+                let extra = arrived.entry(key).or_insert(0);
+                *extra += 1;
+                let on_hand = state
+                    .stock_level(&o.fridge_id, &o.meal_id)
+                    .on_hand
+                    .saturating_add(*extra);
+                out.push(Event::MealStockUpdated {
+                    fridge_id: o.fridge_id.clone(),
+                    meal_id: o.meal_id.clone(),
+                    on_hand,
+                    source: StockSource::Manual,
+                });
+                out.push(Event::MealStockReserved {
+                    order_id: order_id.clone(),
+                    fridge_id: o.fridge_id.clone(),
+                    meal_id: o.meal_id.clone(),
+                    qty: 1,
+                });
+            }
+        }
+        out.push(Event::Schedule(e));
+    }
+    out
+}
+
+/// A payment result for a plan charge (the node routes results here when
+/// their `order_id` is a known charge id).
+pub fn record_payment(state: &DistrictState, result: PaymentResult) -> Vec<Event> {
+    if result.kind != PaymentKind::Charge {
+        return vec![];
+    }
+    let (approved, reference) = match result.outcome {
+        PaymentOutcome::Approved { reference } => (true, reference),
+        PaymentOutcome::Declined { reason } => (false, reason),
+    };
+    scheduler::record_charge(&state.schedule, &result.order_id, approved, reference)
+        .into_iter()
+        .map(Event::Schedule)
+        .collect()
+}
+
+fn move_order(
+    state: &mut DistrictState,
+    order_id: &str,
+    at: DateTime<Utc>,
+    f: impl FnOnce(&mut DistrictState, &mut Order) -> OrderStatus,
+) {
+    let Some(mut order) = state.orders.get(order_id).cloned() else {
+        return;
+    };
+    let status = f(state, &mut order);
+    order.status = status;
+    order.history.push_back(StatusChange { status, at });
+    state.orders.insert(order_id.to_string(), order);
+}
+
+/// Applies schedule events; never changes what the catalog shows by itself
+/// (the stock events that go with availability do).
+pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, district: &str) -> bool {
+    let Event::Schedule(e) = event else {
+        return false;
+    };
+    Arc::make_mut(&mut state.schedule).apply(e);
+    match e {
+        ScheduleEvent::OrderScheduled {
+            order_id,
+            customer,
+            date,
+            fridge_id,
+            meal_id,
+            meal_name,
+            price,
+            currency,
+            ..
+        } => {
+            let order = Order {
+                order_id: order_id.clone(),
+                customer: customer.clone(),
+                channel: Channel::App,
+                fridge_id: fridge_id.clone(),
+                lines: vec![OrderLine {
+                    meal_id: meal_id.clone(),
+                    name: meal_name.clone(),
+                    qty: 1,
+                    unit_price: *price,
+                }],
+                total: *price,
+                currency: currency.clone(),
+                payment_method: PREPAID_PAYMENT_METHOD.into(),
+                hold_until: at,
+                status: OrderStatus::Scheduled,
+                pickup_code: None,
+                pickup_deadline: None,
+                refusal_reason: None,
+                refund_pending: false,
+                timer: None,
+                shortage: Vec::new(),
+                delivery_date: Some(*date),
+                history: Vector::unit(StatusChange {
+                    status: OrderStatus::Scheduled,
+                    at,
+                }),
+            };
+            state
+                .customer_orders
+                .entry(customer.clone())
+                .or_default()
+                .push_back(order_id.clone());
+            state.orders.insert(order_id.clone(), order);
+        }
+        ScheduleEvent::OrderWithdrawn { order_id, .. } => {
+            move_order(state, order_id, at, |_, _| OrderStatus::Cancelled)
+        }
+        ScheduleEvent::OrderPrepared { order_id } => {
+            move_order(state, order_id, at, |_, _| OrderStatus::Prepared)
+        }
+        ScheduleEvent::OrderDispatched { order_id } => {
+            move_order(state, order_id, at, |_, _| OrderStatus::Dispatched)
+        }
+        ScheduleEvent::OrderAvailableForPicking {
+            order_id,
+            pickup_code,
+            pickup_deadline,
+        } => move_order(state, order_id, at, |state, order| {
+            order.pickup_code = Some(pickup_code.clone());
+            order.pickup_deadline = Some(*pickup_deadline);
+            set_timer(
+                state,
+                order,
+                Some((*pickup_deadline, OrderTimer::PickupDeadline)),
+            );
+            OrderStatus::Available
+        }),
+        ScheduleEvent::ChargeRequested {
+            charge_id,
+            amount,
+            currency,
+            payment_method,
+            deadline,
+            ..
+        } if *amount > 0 => {
+            let req = PaymentRequest {
+                kind: PaymentKind::Charge,
+                order_id: charge_id.clone(),
+                district_id: district.to_string(),
+                amount: *amount,
+                currency: currency.clone(),
+                payment_method: payment_method.clone(),
+                deadline_unix_ms: deadline.timestamp_millis(),
+            };
+            state.outbox.insert(req.msg_id(), req);
+        }
+        ScheduleEvent::ChargeSettled { charge_id, .. } => {
+            state.outbox.remove(&msg_id(PaymentKind::Charge, charge_id));
+        }
+        _ => {}
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use protocol::catalog::Fridge;
+    use protocol::geo::{DistrictArea, GeoPoint};
+    use protocol::schedule::KitchenStage;
+
+    fn state_with_order(fridge_status: FridgeStatus) -> DistrictState {
+        let mut state = DistrictState::default();
+        state.fridges.insert(
+            "f-1".into(),
+            Fridge {
+                fridge_id: "f-1".into(),
+                name: "Lobby".into(),
+                address: String::new(),
+                position: GeoPoint::new(42.3316, -83.0466).unwrap(),
+                geohash: "dpsby".into(),
+                vendor: "frostline-json".into(),
+                status: fridge_status,
+            },
+        );
+        let mut sched = scheduler::ScheduleState::default();
+        sched.apply(&ScheduleEvent::OrderScheduled {
+            order_id: "sub-p-2026-12-02".into(),
+            plan_id: "p".into(),
+            customer: "alice".into(),
+            date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            fridge_id: "f-1".into(),
+            kitchen_id: "k-1".into(),
+            meal_id: "m-1".into(),
+            meal_name: "Bowl".into(),
+            price: 1000,
+            currency: "USD".to_string().try_into().unwrap(),
+            debit: 0,
+        });
+        state.schedule = Arc::new(sched);
+        state
+    }
+
+    fn place(state: &DistrictState) -> Result<Vec<Event>, DomainError> {
+        let ctx = Context {
+            district_id: "d".into(),
+            area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
+            now: chrono::Utc::now(),
+            policy: Default::default(),
+            fridges: Default::default(),
+        };
+        decide(
+            state,
+            ScheduleCommand::KitchenEvent {
+                kitchen_id: "k-1".into(),
+                spec: KitchenEventSpec {
+                    stage: KitchenStage::PlacedInFridge,
+                    date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                    fridge_id: None,
+                    order_ids: None,
+                },
+                seed: 7,
+                policy: Policy::default(),
+            },
+            &ctx,
+        )
+    }
+
+    #[test]
+    fn nothing_is_placed_in_a_quarantined_fridge() {
+        assert_eq!(
+            place(&state_with_order(FridgeStatus::Quarantined)),
+            Err(DomainError::FridgeUnavailable("f-1".into()))
+        );
+        let events = place(&state_with_order(FridgeStatus::Online)).unwrap();
+        let kinds: Vec<_> = events.iter().map(Event::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "OrderPrepared",
+                "OrderDispatched",
+                "MealStockUpdated",
+                "MealStockReserved",
+                "OrderAvailableForPicking"
+            ]
+        );
+    }
+
+    #[test]
+    fn pickup_codes_are_six_digits_and_vary() {
+        let mut seed = 1;
+        let a = next_code(&mut seed);
+        let b = next_code(&mut seed);
+        assert_eq!((a.len(), b.len()), (6, 6));
+        assert_ne!(a, b);
+    }
+}

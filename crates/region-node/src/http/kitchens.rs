@@ -1,0 +1,213 @@
+//! Kitchen routes: the prep report (JSON, or CSV with `Accept: text/csv`),
+//! kitchen events (prepared, dispatched, placed in fridge), and the admin's
+//! working-day calendar. A kitchen token only reaches its own kitchen
+//! (`kitchen_id` claim); admins reach every kitchen.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use protocol::orders::OrderStatus;
+use protocol::schedule::{CalendarDaySpec, KitchenEventSpec};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{Json, Query};
+use super::AppState;
+use crate::auth::{Caller, Role};
+use crate::domain::schedule::PREPAID_PAYMENT_METHOD;
+use crate::domain::{Command, DistrictState, ScheduleCommand};
+use scheduler::prep::{prep_report, to_csv, Sale, FORECAST_WEEKS};
+
+fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {
+    let claims = caller.require(&[Role::Kitchen, Role::Admin])?;
+    if claims.role == Role::Kitchen && claims.kitchen_id.as_deref() != Some(kitchen_id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token is for another kitchen",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, ApiError> {
+    s.parse().map_err(|_| {
+        ApiError::bad_request("invalid_date", format!("{s:?} is not a date (YYYY-MM-DD)"))
+    })
+}
+
+/// A kitchen exists in this district while it has meals here (or orders
+/// from when it had).
+fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<(), ApiError> {
+    let known = state
+        .meals
+        .values()
+        .any(|m| m.spec.kitchen_id == kitchen_id)
+        || state
+            .schedule
+            .orders
+            .values()
+            .any(|o| o.kitchen_id == kitchen_id);
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "unknown_kitchen",
+            format!("kitchen {kitchen_id} has no meals in this district"),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepQuery {
+    date: NaiveDate,
+}
+
+/// `GET /v1/kitchens/{kitchen_id}/prep?date=YYYY-MM-DD`.
+pub async fn prep(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(kitchen_id): Path<String>,
+    Query(q): Query<PrepQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    own_kitchen(&caller, &kitchen_id)?;
+    let state = app.district.state();
+    let kitchen_meals: Vec<String> = state
+        .meals
+        .values()
+        .filter(|m| m.spec.kitchen_id == kitchen_id)
+        .map(|m| m.meal_id.clone())
+        .collect();
+    known_kitchen(&state, &kitchen_id)?; // One-off sales of the weeks the forecast looks at, by local date.
+    let policy = app.config.schedule_policy();
+    let since = q
+        .date
+        .checked_sub_signed(chrono::Duration::weeks(FORECAST_WEEKS))
+        .unwrap_or(NaiveDate::MIN);
+    let sales: Vec<Sale> = state
+        .orders
+        .values()
+        .filter(|o| o.payment_method != PREPAID_PAYMENT_METHOD)
+        .filter(|o| {
+            matches!(
+                o.status,
+                OrderStatus::Purchased | OrderStatus::PickedUp | OrderStatus::Unclaimed
+            )
+        })
+        .filter_map(|o| {
+            let date = scheduler::local_date(o.hold_until, &policy);
+            (date >= since && date < q.date).then_some((date, o))
+        })
+        .flat_map(|(date, o)| {
+            o.lines.iter().map(move |l| Sale {
+                date,
+                fridge_id: o.fridge_id.clone(),
+                meal_id: l.meal_id.clone(),
+                units: l.qty,
+            })
+        })
+        .collect();
+    let name = |meal_id: &str| {
+        state
+            .meals
+            .get(meal_id)
+            .map(|m| m.spec.name.clone())
+            .unwrap_or_else(|| meal_id.to_string())
+    };
+    let report = prep_report(
+        &state.schedule,
+        &kitchen_id,
+        q.date,
+        &name,
+        &kitchen_meals,
+        &sales,
+    );
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&report),
+        )
+            .into_response())
+    } else {
+        Ok(axum::Json(report).into_response())
+    }
+}
+
+/// `POST /v1/kitchens/{kitchen_id}/events`.
+pub async fn event(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(kitchen_id): Path<String>,
+    Json(spec): Json<KitchenEventSpec>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    own_kitchen(&caller, &kitchen_id)?;
+    known_kitchen(&app.district.state(), &kitchen_id)?;
+    // Drawn before the await: the thread-local generator must not cross it.
+    let seed: u64 = rand::thread_rng().gen();
+    let committed = app
+        .district
+        .submit(Command::Schedule(ScheduleCommand::KitchenEvent {
+            kitchen_id: kitchen_id.clone(),
+            spec: spec.clone(),
+            seed,
+            policy: app.config.schedule_policy(),
+        }))
+        .await?;
+    let state = app.district.state();
+    let mut moved: Vec<String> = committed
+        .events
+        .iter()
+        .filter_map(|e| e.stream_id.strip_prefix("order-").map(str::to_string))
+        .collect();
+    moved.dedup();
+    let orders: Vec<_> = moved
+        .iter()
+        .filter_map(|id| state.orders.get(id))
+        .map(|o| json!({"order_id": o.order_id, "status": o.status, "fridge_id": o.fridge_id}))
+        .collect();
+    tracing::info!(%kitchen_id, stage = ?spec.stage, date = %spec.date, orders = orders.len(), "kitchen event");
+    Ok(axum::Json(
+        json!({"stage": spec.stage, "date": spec.date, "orders": orders}),
+    ))
+}
+
+/// `PUT /v1/admin/calendar/{date}`.
+pub async fn set_calendar_day(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(date): Path<String>,
+    Json(spec): Json<CalendarDaySpec>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let date = parse_date(&date)?;
+    let committed = app
+        .district
+        .submit(Command::Schedule(ScheduleCommand::SetCalendarDay {
+            date,
+            spec: spec.clone(),
+            policy: app.config.schedule_policy(),
+        }))
+        .await?;
+    let withdrawn = committed
+        .events
+        .iter()
+        .filter(|e| e.event.kind() == "OrderWithdrawn")
+        .count();
+    tracing::info!(%date, kitchen_id = ?spec.kitchen_id, working = spec.working, withdrawn, "calendar day set");
+    Ok(axum::Json(json!({
+        "date": date,
+        "kitchen_id": spec.kitchen_id,
+        "working": spec.working,
+        "note": spec.note,
+        "orders_withdrawn": withdrawn,
+    })))
+}

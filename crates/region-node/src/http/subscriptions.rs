@@ -1,0 +1,220 @@
+//! Subscription routes: a customer's weekly plans — create (idempotent with
+//! an `Idempotency-Key`), list, change (pause and resume are changes), cancel. Changes take effect from the
+//! earliest date the cutoff allows, or a later `from`; an earlier one is a
+//! 422 `after_cutoff` and changes nothing.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use chrono::NaiveDate;
+use protocol::schedule::{PlanChange, PlanSpec};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{Json, Query};
+use super::orders::idempotency_key;
+use super::AppState;
+use crate::auth::{Caller, Role};
+use crate::domain::{Command, DistrictState, ScheduleCommand};
+use scheduler::plan::{earliest_effective, Plan};
+use scheduler::state::ChargeStatus;
+
+/// A plan as the API shows it.
+pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value {
+    let sched = &state.schedule;
+    let current = plan.current_terms();
+    let status = if plan.is_cancelled() {
+        "cancelled"
+    } else if plan.end_date < today {
+        "ended"
+    } else if current.is_some_and(|t| t.paused) {
+        "paused"
+    } else {
+        "active"
+    };
+    let charges: Vec<Value> = sched
+        .charges
+        .values()
+        .filter(|c| c.plan_id == plan.plan_id)
+        .map(|c| {
+            json!({
+                "charge_id": c.charge_id,
+                "period_start": c.period_start,
+                "days": c.days.len(),
+                "gross": c.gross,
+                "credit_applied": c.credit_applied,
+                "amount": c.amount,
+                "status": match c.status {
+                    ChargeStatus::Pending => "pending",
+                    ChargeStatus::Paid => "paid",
+                    ChargeStatus::Declined => "declined",
+                },
+            })
+        })
+        .collect();
+    let orders: Vec<Value> = sched
+        .orders
+        .values()
+        .filter(|o| o.plan_id == plan.plan_id)
+        .map(|o| {
+            let status = state.orders.get(&o.order_id).map(|x| x.status);
+            json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "status": status})
+        })
+        .collect();
+    let versions: Vec<Value> = plan
+        .versions
+        .iter()
+        .map(|(from, t)| json!({"from": from, "fridge_id": t.fridge_id, "days": t.days, "paused": t.paused}))
+        .collect();
+    json!({
+        "plan_id": plan.plan_id,
+        "status": status,
+        "fridge_id": current.map(|t| t.fridge_id.clone()),
+        "days": current.map(|t| t.days.clone()),
+        "start_date": plan.start_date,
+        "end_date": plan.end_date,
+        "cancelled_from": plan.cancelled_from,
+        "currency": plan.currency,
+        "versions": versions,
+        "charges": charges,
+        "orders": orders,
+    })
+}
+
+fn today(app: &AppState) -> NaiveDate {
+    scheduler::local_date(app.clock.now(), &app.config.schedule_policy())
+}
+
+fn visible_plan(app: &AppState, caller: &Caller, plan_id: &str) -> Result<Value, ApiError> {
+    let claims = caller.require(&[Role::Customer, Role::Admin])?;
+    let state = app.district.state();
+    state
+        .schedule
+        .plans
+        .get(plan_id)
+        .filter(|p| claims.role == Role::Admin || p.customer == claims.sub)
+        .map(|p| plan_view(&state, p, today(app)))
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_plan", format!("plan {plan_id} does not exist"))
+        })
+}
+
+/// A plan id from the caller and their `Idempotency-Key` (FNV-1a, 64 bit):
+/// a retried create names the same plan, which the decider answers with
+/// the first result.
+fn keyed_plan_id(customer: &str, key: &str) -> String {
+    let h = customer
+        .bytes()
+        .chain([0u8])
+        .chain(key.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("k{h:016x}")
+}
+
+/// `POST /v1/subscriptions` (optional `Idempotency-Key`).
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(spec): Json<PlanSpec>,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = caller.require(&[Role::Customer])?;
+    let plan_id = match idempotency_key(&headers)? {
+        Some(key) => keyed_plan_id(&claims.sub, &key),
+        None => ulid::Ulid::new().to_string(),
+    };
+    app.district
+        .submit(Command::Schedule(ScheduleCommand::CreatePlan {
+            plan_id: plan_id.clone(),
+            customer: claims.sub.clone(),
+            spec,
+            policy: app.config.schedule_policy(),
+        }))
+        .await?;
+    tracing::info!(%plan_id, customer = %claims.sub, "plan created");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(visible_plan(&app, &caller, &plan_id)?),
+    ))
+}
+
+/// `GET /v1/subscriptions`: the caller's plans (an admin's: every plan), the
+/// credit balance, and the earliest date a change made now takes effect.
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Value>, ApiError> {
+    let claims = caller.require(&[Role::Customer, Role::Admin])?;
+    let state = app.district.state();
+    let policy = app.config.schedule_policy();
+    let now = app.clock.now();
+    let today = scheduler::local_date(now, &policy);
+    let plans: Vec<Value> = state
+        .schedule
+        .plans
+        .values()
+        .filter(|p| claims.role == Role::Admin || p.customer == claims.sub)
+        .map(|p| plan_view(&state, p, today))
+        .collect();
+    Ok(axum::Json(json!({
+        "plans": plans,
+        "credit": state.schedule.credit(&claims.sub),
+        "today": today,
+        "earliest_change_date": earliest_effective(now, &state.schedule.calendar, &policy),
+    })))
+}
+
+fn customer_of(caller: &Caller) -> Result<Option<String>, ApiError> {
+    let claims = caller.require(&[Role::Customer, Role::Admin])?;
+    Ok((claims.role != Role::Admin).then(|| claims.sub.clone()))
+}
+
+/// `PATCH /v1/subscriptions/{id}`.
+pub async fn change(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(plan_id): Path<String>,
+    Json(change): Json<PlanChange>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let customer = customer_of(&caller)?;
+    app.district
+        .submit(Command::Schedule(ScheduleCommand::ChangePlan {
+            plan_id: plan_id.clone(),
+            customer,
+            change,
+            policy: app.config.schedule_policy(),
+        }))
+        .await?;
+    tracing::info!(%plan_id, "plan changed");
+    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelQuery {
+    #[serde(default)]
+    from: Option<NaiveDate>,
+}
+
+/// `DELETE /v1/subscriptions/{id}[?from=YYYY-MM-DD]`.
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(plan_id): Path<String>,
+    Query(q): Query<CancelQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let customer = customer_of(&caller)?;
+    app.district
+        .submit(Command::Schedule(ScheduleCommand::CancelPlan {
+            plan_id: plan_id.clone(),
+            customer,
+            from: q.from,
+            policy: app.config.schedule_policy(),
+        }))
+        .await?;
+    tracing::info!(%plan_id, "plan cancelled");
+    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+}

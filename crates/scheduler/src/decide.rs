@@ -1,0 +1,614 @@
+//! Decisions: what a command means in the current [`ScheduleState`], as
+//! [`ScheduleEvent`]s. Nothing here mutates the state; the caller records
+//! the events and folds them with [`ScheduleState::apply`].
+//!
+//! Money rules:
+//! - each plan is charged once per ISO week for the days it will deliver
+//!   that week (price at charge time), net of the subscriber's credit;
+//! - a paid day becomes an order exactly once; a day that is withdrawn
+//!   (plan change, cancellation, non-working day) before the kitchen produced
+//!   it is credited at its paid price;
+//! - a day made again after it was credited, or added to an already paid
+//!   week, is drawn from the credit (which may go negative and is then
+//!   collected with the next charge).
+//!
+//! Materialisation: every tick makes an order for each plan day in
+//! `[earliest effective date, today + days_ahead]` that the plan delivers,
+//! the district and the meal's kitchen work, the week is paid, and no order
+//! stands for yet. Order ids are `sub-{plan_id}-{date}` (then `-2`, `-3`
+//! for days made again), so a second run — or a run after a restart — finds
+//! the orders of the first and makes nothing.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use protocol::schedule::{
+    ChargedDay, KitchenEventSpec, KitchenStage, PlanChange, PlanSpec, PlanTerms, ScheduleEvent,
+    WithdrawReason,
+};
+
+use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
+use crate::plan::{canonical_days, earliest_effective, Plan};
+use crate::state::{ChargeStatus, ScheduleState, Stage};
+use crate::{local_date, Catalog, Policy, ScheduleError};
+
+/// Deterministic id of the `generation`-th order for a plan day (0 = first).
+pub fn order_id(plan_id: &str, date: NaiveDate, generation: usize) -> String {
+    if generation == 0 {
+        format!("sub-{plan_id}-{date}")
+    } else {
+        format!("sub-{plan_id}-{date}-{}", generation + 1)
+    }
+}
+
+fn check_terms(
+    catalog: &dyn Catalog,
+    terms: &PlanTerms,
+    currency: Option<&protocol::money::Currency>,
+) -> Result<protocol::money::Currency, ScheduleError> {
+    if !catalog.has_fridge(&terms.fridge_id) {
+        return Err(ScheduleError::UnknownFridge(terms.fridge_id.clone()));
+    }
+    let mut plan_currency = currency.cloned();
+    for day in &terms.days {
+        let meal = catalog
+            .meal(&day.meal_id)
+            .ok_or_else(|| ScheduleError::UnknownMeal(day.meal_id.clone()))?;
+        match &plan_currency {
+            None => plan_currency = Some(meal.currency),
+            Some(c) if *c != meal.currency => {
+                return Err(ScheduleError::Invalid(
+                    "all meals of a plan must share one currency".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    plan_currency.ok_or_else(|| ScheduleError::Invalid("a plan needs at least one day".into()))
+}
+
+/// `POST /v1/subscriptions`.
+pub fn create_plan(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    plan_id: String,
+    customer: String,
+    spec: PlanSpec,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Result<Vec<ScheduleEvent>, ScheduleError> {
+    spec.validate().map_err(ScheduleError::Invalid)?;
+    let terms = PlanTerms {
+        fridge_id: spec.fridge_id,
+        days: canonical_days(spec.days),
+        paused: false,
+    };
+    // Plan ids derived from an Idempotency-Key repeat on a retry: the first
+    // answer stands (no events), a different plan under the key is refused.
+    if let Some(existing) = state.plans.get(&plan_id) {
+        let same = (spec.start_date, spec.end_date, terms, spec.payment_method);
+        return if existing.customer == customer && existing.created == same {
+            Ok(vec![])
+        } else {
+            Err(ScheduleError::IdempotencyKeyReused)
+        };
+    }
+    let earliest = earliest_effective(now, &state.calendar, policy);
+    if spec.start_date < earliest {
+        return Err(ScheduleError::AfterCutoff { earliest });
+    }
+    let currency = check_terms(catalog, &terms, None)?;
+    Ok(vec![ScheduleEvent::PlanCreated {
+        plan_id,
+        customer,
+        start_date: spec.start_date,
+        end_date: spec.end_date,
+        terms,
+        currency,
+        payment_method: spec.payment_method,
+    }])
+}
+
+fn own_plan<'a>(
+    state: &'a ScheduleState,
+    plan_id: &str,
+    customer: Option<&str>,
+) -> Result<&'a Plan, ScheduleError> {
+    match state.plans.get(plan_id) {
+        // Someone else's plan is reported as missing: existence must not leak.
+        Some(p) if customer.is_none_or(|c| c == p.customer) => Ok(p),
+        _ => Err(ScheduleError::UnknownPlan(plan_id.to_string())),
+    }
+}
+
+/// The date a change asked for `from` takes effect, or why it cannot.
+fn effective_from(
+    plan: &Plan,
+    from: Option<NaiveDate>,
+    earliest: NaiveDate,
+) -> Result<NaiveDate, ScheduleError> {
+    let from = from.unwrap_or(earliest);
+    if from < earliest {
+        return Err(ScheduleError::AfterCutoff { earliest });
+    }
+    Ok(from.max(plan.start_date))
+}
+
+/// Withdraws the plan's unproduced orders and credits its prepaid days from
+/// `from` on wherever `next` no longer delivers the same thing.
+fn settle_from(
+    state: &ScheduleState,
+    plan: &Plan,
+    next: &Plan,
+    from: NaiveDate,
+    reason: WithdrawReason,
+) -> Vec<ScheduleEvent> {
+    let mut events = vec![];
+    for ((pid, date), ids) in state.day_orders.range((plan.plan_id.clone(), from)..) {
+        if *pid != plan.plan_id {
+            break;
+        }
+        for o in ids.iter().filter_map(|id| state.orders.get(id)) {
+            let keeps = next.meal_on(*date) == Some((o.fridge_id.as_str(), o.meal_id.as_str()));
+            if o.stage == Stage::Scheduled && !keeps {
+                events.push(ScheduleEvent::OrderWithdrawn {
+                    order_id: o.order_id.clone(),
+                    plan_id: plan.plan_id.clone(),
+                    customer: plan.customer.clone(),
+                    credit: o.price,
+                    reason,
+                });
+            }
+        }
+    }
+    for ((pid, date), amount) in state.prepaid_days.range((plan.plan_id.clone(), from)..) {
+        if *pid != plan.plan_id {
+            break;
+        }
+        if next.meal_on(*date).is_none() {
+            events.push(ScheduleEvent::DayCredited {
+                plan_id: plan.plan_id.clone(),
+                customer: plan.customer.clone(),
+                date: *date,
+                amount: *amount,
+                reason,
+            });
+        }
+    }
+    events
+}
+
+/// `PATCH /v1/subscriptions/{id}` (`customer: None` for an admin).
+pub fn change_plan(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    plan_id: &str,
+    customer: Option<&str>,
+    change: PlanChange,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Result<Vec<ScheduleEvent>, ScheduleError> {
+    let plan = own_plan(state, plan_id, customer)?;
+    change.validate().map_err(ScheduleError::Invalid)?;
+    if plan.is_cancelled() {
+        return Err(ScheduleError::WrongState("the plan is cancelled".into()));
+    }
+    let earliest = earliest_effective(now, &state.calendar, policy);
+    let from = effective_from(plan, change.from, earliest)?;
+    let end_date = change.end_date.unwrap_or(plan.end_date);
+    if from > plan.end_date || end_date < from {
+        return Err(ScheduleError::Invalid(format!(
+            "the change would take effect on {from}, outside the plan ({} to {end_date}); cancel the plan instead",
+            plan.start_date
+        )));
+    }
+    if (end_date - plan.start_date).num_days() >= protocol::schedule::MAX_PLAN_DAYS {
+        return Err(ScheduleError::Invalid(format!(
+            "a plan may last at most {} days",
+            protocol::schedule::MAX_PLAN_DAYS
+        )));
+    }
+    let current = plan
+        .terms_on(from)
+        .cloned()
+        .ok_or_else(|| ScheduleError::WrongState("the plan has no terms".into()))?;
+    let terms = PlanTerms {
+        fridge_id: change.fridge_id.unwrap_or(current.fridge_id),
+        days: change.days.map(canonical_days).unwrap_or(current.days),
+        paused: change.paused.unwrap_or(current.paused),
+    };
+    check_terms(catalog, &terms, Some(&plan.currency))?;
+    let mut next = plan.clone();
+    next.apply_change(from, terms.clone(), end_date);
+    let mut events = vec![ScheduleEvent::PlanChanged {
+        plan_id: plan_id.to_string(),
+        from,
+        terms,
+        end_date,
+    }];
+    events.extend(settle_from(
+        state,
+        plan,
+        &next,
+        from,
+        WithdrawReason::PlanChanged,
+    ));
+    Ok(events)
+}
+
+/// `DELETE /v1/subscriptions/{id}`: nothing is delivered from `from` on
+/// (default: the earliest date the cutoff allows); unproduced orders and
+/// prepaid days from then on are credited.
+pub fn cancel_plan(
+    state: &ScheduleState,
+    plan_id: &str,
+    customer: Option<&str>,
+    from: Option<NaiveDate>,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Result<Vec<ScheduleEvent>, ScheduleError> {
+    let plan = own_plan(state, plan_id, customer)?;
+    let earliest = earliest_effective(now, &state.calendar, policy);
+    let from = effective_from(plan, from, earliest)?;
+    if plan.cancelled_from.is_some_and(|c| c <= from) {
+        return Err(ScheduleError::WrongState(
+            "the plan is already cancelled".into(),
+        ));
+    }
+    let mut next = plan.clone();
+    next.apply_cancel(from);
+    let mut events = vec![ScheduleEvent::PlanCancelled {
+        plan_id: plan_id.to_string(),
+        from,
+    }];
+    events.extend(settle_from(
+        state,
+        plan,
+        &next,
+        from,
+        WithdrawReason::PlanCancelled,
+    ));
+    Ok(events)
+}
+
+/// `PUT /v1/admin/calendar/{date}`. A day that stops working withdraws its
+/// unproduced orders (credited) and credits its prepaid days; a day that
+/// works again is made again by the next [`tick`] if still within the cutoff.
+pub fn set_calendar_day(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    date: NaiveDate,
+    spec: protocol::schedule::CalendarDaySpec,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Result<Vec<ScheduleEvent>, ScheduleError> {
+    spec.validate().map_err(ScheduleError::Invalid)?;
+    let today = local_date(now, policy);
+    if date < today {
+        return Err(ScheduleError::Invalid(format!(
+            "{date} is in the past (today is {today})"
+        )));
+    }
+    if let Some(k) = &spec.kitchen_id {
+        if !catalog.has_kitchen(k) {
+            return Err(ScheduleError::UnknownKitchen(k.clone()));
+        }
+    }
+    let kitchen = spec.kitchen_id.clone();
+    let mut after = state.calendar.clone();
+    after.set(date, kitchen.as_deref(), spec.working);
+    let mut events = vec![ScheduleEvent::CalendarDaySet {
+        date,
+        kitchen_id: spec.kitchen_id,
+        working: spec.working,
+        note: spec.note,
+    }];
+    if spec.working {
+        return Ok(events);
+    }
+    let reason = WithdrawReason::NonWorkingDay;
+    for o in state.orders.values() {
+        if o.date == date
+            && o.stage == Stage::Scheduled
+            && !after.is_working(date, Some(&o.kitchen_id))
+        {
+            events.push(ScheduleEvent::OrderWithdrawn {
+                order_id: o.order_id.clone(),
+                plan_id: o.plan_id.clone(),
+                customer: o.customer.clone(),
+                credit: o.price,
+                reason,
+            });
+        }
+    }
+    for ((plan_id, d), amount) in &state.prepaid_days {
+        if *d != date {
+            continue;
+        }
+        let Some(plan) = state.plans.get(plan_id) else {
+            continue;
+        };
+        let kitchen_of_day = plan
+            .meal_on(date)
+            .and_then(|(_, meal)| catalog.meal(meal))
+            .map(|m| m.kitchen_id);
+        if !after.is_working(date, kitchen_of_day.as_deref()) {
+            events.push(ScheduleEvent::DayCredited {
+                plan_id: plan_id.clone(),
+                customer: plan.customer.clone(),
+                date,
+                amount: *amount,
+                reason,
+            });
+        }
+    }
+    Ok(events)
+}
+
+/// Days of `plan` in `[from, to]` it delivers on working days, with their
+/// meal's kitchen and current price.
+fn delivery_days(
+    plan: &Plan,
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<(NaiveDate, String, String, crate::MealInfo)> {
+    let mut out = vec![];
+    let mut d = from.max(plan.start_date);
+    let Some(last) = plan.last_day() else {
+        return out;
+    };
+    let to = to.min(last);
+    while d <= to {
+        if let Some((fridge, meal_id)) = plan.meal_on(d) {
+            if let Some(meal) = catalog.meal(meal_id) {
+                if state.calendar.is_working(d, Some(&meal.kitchen_id)) {
+                    out.push((d, fridge.to_string(), meal_id.to_string(), meal));
+                }
+            }
+        }
+        match d.succ_opt() {
+            Some(n) => d = n,
+            None => break,
+        }
+    }
+    out
+}
+
+/// The dates the job works on at `now`: from the earliest date a change
+/// could still affect to `days_ahead` days after today.
+fn window(state: &ScheduleState, now: DateTime<Utc>, policy: &Policy) -> (NaiveDate, NaiveDate) {
+    let earliest = earliest_effective(now, &state.calendar, policy);
+    let horizon = local_date(now, policy) + Duration::days(i64::from(policy.days_ahead));
+    (earliest, horizon)
+}
+
+/// Charges due: one per plan and ISO week reaching into the materialisation
+/// horizon that has none yet.
+fn charges_due(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Vec<ScheduleEvent> {
+    let (earliest, horizon) = window(state, now, policy);
+    // Credit used by charges decided in this same call, per customer.
+    let mut used: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    let mut events = vec![];
+    for plan in state.plans.values() {
+        let Some(last) = plan.last_day() else {
+            continue;
+        };
+        let first = plan.start_date.max(earliest);
+        if first > last {
+            continue;
+        }
+        let mut week = period_start(first);
+        while week <= horizon.min(last) {
+            let id = charge_id(&plan.plan_id, week);
+            if !state.charges.contains_key(&id) {
+                let days: Vec<ChargedDay> =
+                    delivery_days(plan, state, catalog, week.max(first), period_end(week))
+                        .into_iter()
+                        .map(|(date, _, _, meal)| ChargedDay {
+                            date,
+                            amount: meal.price,
+                        })
+                        .collect();
+                let gross: i64 = days.iter().map(|d| d.amount).sum();
+                let spent = used.entry(plan.customer.as_str()).or_insert(0);
+                let credit_applied = credit_to_apply(state.credit(&plan.customer) - *spent, gross);
+                *spent += credit_applied;
+                events.push(ScheduleEvent::ChargeRequested {
+                    charge_id: id,
+                    plan_id: plan.plan_id.clone(),
+                    customer: plan.customer.clone(),
+                    period_start: week,
+                    days,
+                    gross,
+                    credit_applied,
+                    amount: gross - credit_applied,
+                    currency: plan.currency.clone(),
+                    payment_method: plan.payment_method.clone(),
+                    deadline: now + policy.charge_deadline,
+                });
+            }
+            week += Duration::days(7);
+        }
+    }
+    events
+}
+
+/// Orders due: every deliverable, paid plan day in the horizon with no
+/// standing order.
+fn orders_due(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Vec<ScheduleEvent> {
+    let (earliest, horizon) = window(state, now, policy);
+    let mut events = vec![];
+    for plan in state.plans.values() {
+        for (date, fridge_id, meal_id, meal) in
+            delivery_days(plan, state, catalog, earliest, horizon)
+        {
+            let paid = state
+                .charges
+                .get(&charge_id(&plan.plan_id, period_start(date)))
+                .is_some_and(|c| c.status == ChargeStatus::Paid);
+            if !paid || state.active_order(&plan.plan_id, date).is_some() {
+                continue;
+            }
+            if !catalog.has_fridge(&fridge_id) {
+                continue;
+            }
+            let generation = state
+                .day_orders
+                .get(&(plan.plan_id.clone(), date))
+                .map_or(0, Vec::len);
+            let (price, debit) = match state.prepaid_days.get(&(plan.plan_id.clone(), date)) {
+                Some(p) => (*p, 0),
+                None => (meal.price, meal.price),
+            };
+            events.push(ScheduleEvent::OrderScheduled {
+                order_id: order_id(&plan.plan_id, date, generation),
+                plan_id: plan.plan_id.clone(),
+                customer: plan.customer.clone(),
+                date,
+                fridge_id,
+                kitchen_id: meal.kitchen_id,
+                meal_id,
+                meal_name: meal.name,
+                price,
+                currency: plan.currency.clone(),
+                debit,
+            });
+        }
+    }
+    events
+}
+
+/// Prepaid days that can no longer become orders (their date is before the
+/// earliest date the job still works on) are credited, so no money is kept
+/// for a meal that was never made.
+fn lapsed_days(state: &ScheduleState, now: DateTime<Utc>, policy: &Policy) -> Vec<ScheduleEvent> {
+    let (earliest, _) = window(state, now, policy);
+    state
+        .prepaid_days
+        .iter()
+        .filter(|((_, date), _)| *date < earliest)
+        .filter_map(|((plan_id, date), amount)| {
+            let plan = state.plans.get(plan_id)?;
+            Some(ScheduleEvent::DayCredited {
+                plan_id: plan_id.clone(),
+                customer: plan.customer.clone(),
+                date: *date,
+                amount: *amount,
+                reason: WithdrawReason::NotDelivered,
+            })
+        })
+        .collect()
+}
+
+/// The periodic job: charges due, the orders due once those are recorded,
+/// and credits for prepaid days that lapsed. Idempotent: a second call on
+/// the state after the first's events returns nothing.
+pub fn tick(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Vec<ScheduleEvent> {
+    let mut events = charges_due(state, catalog, now, policy);
+    if events.is_empty() {
+        events.extend(orders_due(state, catalog, now, policy));
+    } else {
+        // Charges covered by credit are paid at once: order their days now.
+        let mut next = state.clone();
+        for e in &events {
+            next.apply(e);
+        }
+        events.extend(orders_due(&next, catalog, now, policy));
+    }
+    events.extend(lapsed_days(state, now, policy));
+    events
+}
+
+/// A payment result for a plan charge. Duplicates change nothing.
+pub fn record_charge(
+    state: &ScheduleState,
+    charge_id: &str,
+    approved: bool,
+    reference: String,
+) -> Vec<ScheduleEvent> {
+    match state.charges.get(charge_id) {
+        Some(c) if c.status == ChargeStatus::Pending => vec![ScheduleEvent::ChargeSettled {
+            charge_id: charge_id.to_string(),
+            plan_id: c.plan_id.clone(),
+            approved,
+            reference,
+        }],
+        _ => vec![],
+    }
+}
+
+/// `POST /v1/kitchens/{kitchen_id}/events`: moves the kitchen's orders for a
+/// date forward to `stage`, with every stage in between, so the history is
+/// complete. Placing in the fridge draws a pickup code from `pickup_code`
+/// (randomness is the caller's). Orders at or past `stage` are left alone.
+pub fn kitchen_event(
+    state: &ScheduleState,
+    kitchen_id: &str,
+    spec: &KitchenEventSpec,
+    now: DateTime<Utc>,
+    policy: &Policy,
+    pickup_code: &mut dyn FnMut() -> String,
+) -> Result<Vec<ScheduleEvent>, ScheduleError> {
+    spec.validate().map_err(ScheduleError::Invalid)?;
+    let target = match spec.stage {
+        KitchenStage::Prepared => Stage::Prepared,
+        KitchenStage::Dispatched => Stage::Dispatched,
+        KitchenStage::PlacedInFridge => Stage::Available,
+    };
+    let selected: Vec<_> = match &spec.order_ids {
+        Some(ids) => ids
+            .iter()
+            .map(|id| {
+                state
+                    .orders
+                    .get(id)
+                    .filter(|o| o.kitchen_id == kitchen_id && o.date == spec.date)
+                    .ok_or_else(|| ScheduleError::UnknownOrder(id.clone()))
+            })
+            .collect::<Result<_, _>>()?,
+        None => state
+            .orders
+            .values()
+            .filter(|o| o.kitchen_id == kitchen_id && o.date == spec.date)
+            .collect(),
+    };
+    let mut events = vec![];
+    for o in selected {
+        if spec.fridge_id.as_ref().is_some_and(|f| *f != o.fridge_id) {
+            continue;
+        }
+        if o.stage >= target {
+            continue; // Already there, or withdrawn.
+        }
+        let id = || o.order_id.clone();
+        if o.stage < Stage::Prepared {
+            events.push(ScheduleEvent::OrderPrepared { order_id: id() });
+        }
+        if target >= Stage::Dispatched && o.stage < Stage::Dispatched {
+            events.push(ScheduleEvent::OrderDispatched { order_id: id() });
+        }
+        if target == Stage::Available {
+            events.push(ScheduleEvent::OrderAvailableForPicking {
+                order_id: id(),
+                pickup_code: pickup_code(),
+                pickup_deadline: now + policy.pickup_window,
+            });
+        }
+    }
+    Ok(events)
+}

@@ -1,0 +1,727 @@
+//! A month of plans driven by clock values: weekends, a holiday, a kitchen
+//! closure announced mid-week, changes right before and after the cutoff, a
+//! cancellation with credit, and materialisation that runs twice.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use proptest::prelude::*;
+use protocol::schedule::{
+    CalendarDaySpec, KitchenEventSpec, KitchenStage, PlanChange, PlanDay, PlanSpec, ScheduleEvent,
+};
+use scheduler::state::ChargeStatus;
+use scheduler::{Catalog, MealInfo, Policy, ScheduleError, ScheduleState, Stage};
+
+struct Menu(BTreeMap<&'static str, (&'static str, i64)>);
+
+impl Menu {
+    fn new() -> Menu {
+        Menu(BTreeMap::from([
+            ("m-salad", ("k-greens", 1000)),
+            ("m-bowl", ("k-greens", 1200)),
+            ("m-curry", ("k-spice", 900)),
+        ]))
+    }
+}
+
+impl Catalog for Menu {
+    fn meal(&self, meal_id: &str) -> Option<MealInfo> {
+        self.0.get(meal_id).map(|(k, price)| MealInfo {
+            name: meal_id.trim_start_matches("m-").to_string(),
+            kitchen_id: k.to_string(),
+            price: *price,
+            currency: "USD".to_string().try_into().unwrap(),
+        })
+    }
+    fn has_fridge(&self, fridge_id: &str) -> bool {
+        fridge_id == "f-lobby"
+    }
+    fn has_kitchen(&self, kitchen_id: &str) -> bool {
+        self.0.values().any(|(k, _)| *k == kitchen_id)
+    }
+}
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, d).unwrap()
+}
+
+fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, d, h, m, 0).unwrap()
+}
+
+fn days(spec: &[(u8, &str)]) -> Vec<PlanDay> {
+    spec.iter()
+        .map(|(w, m)| PlanDay {
+            weekday: *w,
+            meal_id: m.to_string(),
+        })
+        .collect()
+}
+
+struct World {
+    state: ScheduleState,
+    menu: Menu,
+    policy: Policy,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            state: ScheduleState::default(),
+            menu: Menu::new(),
+            policy: Policy::default(),
+        }
+    }
+
+    fn record(&mut self, events: &[ScheduleEvent]) {
+        for e in events {
+            self.state.apply(e);
+        }
+    }
+
+    /// Runs the job at `now`, pays every charge it asks for, runs it again
+    /// (the orders of paid weeks), and returns the new order ids.
+    fn day_passes(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let events = scheduler::tick(&self.state, &self.menu, now, &self.policy);
+        self.record(&events);
+        let pending: Vec<String> = self
+            .state
+            .charges
+            .values()
+            .filter(|c| c.status == ChargeStatus::Pending)
+            .map(|c| c.charge_id.clone())
+            .collect();
+        for id in pending {
+            let e = scheduler::record_charge(&self.state, &id, true, format!("ref-{id}"));
+            self.record(&e);
+        }
+        let events2 = scheduler::tick(&self.state, &self.menu, now, &self.policy);
+        self.record(&events2);
+        assert!(
+            scheduler::tick(&self.state, &self.menu, now, &self.policy).is_empty(),
+            "a third run at the same time changes nothing"
+        );
+        events
+            .iter()
+            .chain(&events2)
+            .filter_map(|e| match e {
+                ScheduleEvent::OrderScheduled { order_id, .. } => Some(order_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn create(
+        &mut self,
+        id: &str,
+        who: &str,
+        d: &[(u8, &str)],
+        from: u32,
+        to: u32,
+        now: DateTime<Utc>,
+    ) {
+        let spec = PlanSpec {
+            fridge_id: "f-lobby".into(),
+            days: days(d),
+            start_date: day(from),
+            end_date: day(to),
+            payment_method: "tok_visa".into(),
+        };
+        let e = scheduler::create_plan(
+            &self.state,
+            &self.menu,
+            id.into(),
+            who.into(),
+            spec,
+            now,
+            &self.policy,
+        )
+        .unwrap();
+        self.record(&e);
+    }
+
+    /// Alice replaces her week with `week` (meals Monday to Friday).
+    fn alice_changes(
+        &self,
+        week: [&str; 5],
+        from: Option<NaiveDate>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
+        let d: Vec<(u8, &str)> = (1..=5).zip(week).collect();
+        let change = PlanChange {
+            days: Some(days(&d)),
+            from,
+            ..PlanChange::default()
+        };
+        scheduler::change_plan(
+            &self.state,
+            &self.menu,
+            "alice-plan",
+            Some("alice"),
+            change,
+            now,
+            &self.policy,
+        )
+    }
+
+    fn stage_on(&self, plan: &str, d: NaiveDate) -> Option<(String, Stage)> {
+        self.state
+            .active_order(plan, d)
+            .map(|o| (o.meal_id.clone(), o.stage))
+    }
+
+    fn standing(&self, plan: &str) -> Vec<NaiveDate> {
+        self.state
+            .orders
+            .values()
+            .filter(|o| o.plan_id == plan && o.stage != Stage::Withdrawn)
+            .map(|o| o.date)
+            .collect()
+    }
+}
+
+const WEEKDAYS_SALAD: &[(u8, &str)] = &[
+    (1, "m-salad"),
+    (2, "m-salad"),
+    (3, "m-salad"),
+    (4, "m-salad"),
+    (5, "m-bowl"),
+];
+
+#[test]
+fn a_month_of_plans() {
+    let mut w = World::new();
+    // Tuesday 1 December, morning: Christmas is declared a holiday, Alice
+    // subscribes Mon–Fri from Wednesday, Bob curry on Mon/Wed/Fri.
+    let e = scheduler::set_calendar_day(
+        &w.state,
+        &w.menu,
+        day(25),
+        CalendarDaySpec {
+            working: false,
+            kitchen_id: None,
+            note: "Christmas".into(),
+        },
+        at(1, 9, 0),
+        &w.policy,
+    )
+    .unwrap();
+    w.record(&e);
+    w.create("alice-plan", "alice", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    w.create(
+        "bob-plan",
+        "bob",
+        &[(1, "m-curry"), (3, "m-curry"), (5, "m-curry")],
+        2,
+        31,
+        at(1, 10, 0),
+    );
+
+    // Starting tomorrow needs the change before today's cutoff.
+    let late = PlanSpec {
+        fridge_id: "f-lobby".into(),
+        days: days(&[(4, "m-salad")]),
+        start_date: day(2),
+        end_date: day(31),
+        payment_method: "tok_visa".into(),
+    };
+    assert_eq!(
+        scheduler::create_plan(
+            &w.state,
+            &w.menu,
+            "late".into(),
+            "carol".into(),
+            late,
+            at(1, 18, 30),
+            &w.policy
+        ),
+        Err(ScheduleError::AfterCutoff { earliest: day(3) })
+    );
+
+    // Three days ahead: Wednesday to Friday; one charge per plan for this week.
+    let made = w.day_passes(at(1, 10, 5));
+    assert_eq!(
+        made,
+        [
+            "sub-alice-plan-2026-12-02",
+            "sub-alice-plan-2026-12-03",
+            "sub-alice-plan-2026-12-04",
+            "sub-bob-plan-2026-12-02",
+            "sub-bob-plan-2026-12-04",
+        ]
+    );
+    let alice_week1 = &w.state.charges["plan-alice-plan-2026-11-30"];
+    assert_eq!(
+        alice_week1.amount,
+        1000 + 1000 + 1200,
+        "Wed, Thu salad; Fri bowl"
+    );
+
+    // The job runs again (a restart mid-run, a second timer): nothing new.
+    let before = w.state.clone();
+    assert!(w.day_passes(at(1, 10, 6)).is_empty());
+    assert_eq!(w.state, before);
+
+    // Through the weekend: Saturday and Sunday are never materialised.
+    for d in 2..=7 {
+        w.day_passes(at(d, 6, 0));
+    }
+    assert_eq!(
+        w.standing("alice-plan"),
+        [day(2), day(3), day(4), day(7), day(8), day(9), day(10)]
+    );
+    assert_eq!(
+        w.state.charges["plan-alice-plan-2026-12-07"].amount,
+        4 * 1000 + 1200
+    );
+    assert_eq!(w.state.charges["plan-bob-plan-2026-12-07"].amount, 3 * 900);
+
+    // Tuesday 8th, 17:59: Alice swaps Wednesday to the bowl. Just before the
+    // cutoff, so from Wednesday 9th — whose order is not cooked yet.
+    const SWAP: [&str; 5] = ["m-salad", "m-salad", "m-bowl", "m-salad", "m-bowl"];
+    let e = w.alice_changes(SWAP, None, at(8, 17, 59)).unwrap();
+    assert!(matches!(e[0], ScheduleEvent::PlanChanged { from, .. } if from == day(9)));
+    w.record(&e);
+    w.day_passes(at(8, 17, 59));
+    assert_eq!(
+        w.stage_on("alice-plan", day(9)),
+        Some(("m-bowl".into(), Stage::Scheduled))
+    );
+    assert_eq!(
+        w.state.active_order("alice-plan", day(9)).unwrap().order_id,
+        "sub-alice-plan-2026-12-09-2",
+        "made again under the next id"
+    );
+    assert_eq!(
+        w.state.credit("alice"),
+        1000 - 1200,
+        "salad credited, bowl drawn"
+    );
+
+    // One minute later the same change for Wednesday is refused, and nothing moves.
+    assert_eq!(
+        w.alice_changes(SWAP, Some(day(9)), at(8, 18, 0)),
+        Err(ScheduleError::AfterCutoff { earliest: day(10) })
+    );
+    // Someone else's plan does not exist for Bob.
+    assert_eq!(
+        scheduler::cancel_plan(
+            &w.state,
+            "alice-plan",
+            Some("bob"),
+            None,
+            at(8, 18, 0),
+            &w.policy
+        ),
+        Err(ScheduleError::UnknownPlan("alice-plan".into()))
+    );
+
+    // Wednesday 9th: the spice kitchen announces it is closed on Friday 11th.
+    w.day_passes(at(9, 6, 0));
+    assert_eq!(
+        w.stage_on("bob-plan", day(11)),
+        Some(("m-curry".into(), Stage::Scheduled))
+    );
+    // The greens kitchen already cooked Thursday's and Friday's salads.
+    let cooked = KitchenEventSpec {
+        stage: KitchenStage::Prepared,
+        date: day(10),
+        fridge_id: None,
+        order_ids: None,
+    };
+    let e = scheduler::kitchen_event(
+        &w.state,
+        "k-greens",
+        &cooked,
+        at(9, 7, 0),
+        &w.policy,
+        &mut || "123456".into(),
+    )
+    .unwrap();
+    assert_eq!(e.len(), 1);
+    w.record(&e);
+    let closure = CalendarDaySpec {
+        working: false,
+        kitchen_id: Some("k-spice".into()),
+        note: "boiler".into(),
+    };
+    let e =
+        scheduler::set_calendar_day(&w.state, &w.menu, day(11), closure, at(9, 10, 0), &w.policy)
+            .unwrap();
+    w.record(&e);
+    assert_eq!(w.stage_on("bob-plan", day(11)), None, "withdrawn");
+    assert_eq!(w.state.credit("bob"), 900, "and credited");
+    assert!(
+        w.stage_on("alice-plan", day(11)).is_some(),
+        "other kitchens still cook"
+    );
+    w.day_passes(at(9, 10, 1));
+    assert_eq!(
+        w.stage_on("bob-plan", day(11)),
+        None,
+        "not made on a closed day"
+    );
+
+    // Alice's change from Thursday would swap the salad, but Thursday's is cooked.
+    let e = w
+        .alice_changes(
+            ["m-salad", "m-salad", "m-bowl", "m-bowl", "m-bowl"],
+            None,
+            at(9, 11, 0),
+        )
+        .unwrap();
+    w.record(&e);
+    w.day_passes(at(9, 11, 0));
+    assert_eq!(
+        w.stage_on("alice-plan", day(10)),
+        Some(("m-salad".into(), Stage::Prepared)),
+        "produced meals are never touched"
+    );
+
+    // Noon: the boiler is fixed; Friday is still before its cutoff, so Bob's curry is made again.
+    let reopen = CalendarDaySpec {
+        working: true,
+        kitchen_id: Some("k-spice".into()),
+        note: String::new(),
+    };
+    let e =
+        scheduler::set_calendar_day(&w.state, &w.menu, day(11), reopen, at(9, 12, 0), &w.policy)
+            .unwrap();
+    w.record(&e);
+    w.day_passes(at(9, 12, 0));
+    assert_eq!(
+        w.stage_on("bob-plan", day(11)),
+        Some(("m-curry".into(), Stage::Scheduled))
+    );
+    assert_eq!(w.state.credit("bob"), 0, "the credit pays for it again");
+
+    // A closure announced on Friday evening (Monday's cutoff has not passed
+    // yet) withdraws Monday's unproduced order; reopening on Sunday evening
+    // is too late for Monday, so it is not made again and stays credited.
+    w.day_passes(at(10, 6, 0));
+    w.day_passes(at(11, 6, 0));
+    assert_eq!(
+        w.stage_on("bob-plan", day(14)),
+        Some(("m-curry".into(), Stage::Scheduled))
+    );
+    let closure = CalendarDaySpec {
+        working: false,
+        kitchen_id: Some("k-spice".into()),
+        note: "again".into(),
+    };
+    let e = scheduler::set_calendar_day(
+        &w.state,
+        &w.menu,
+        day(14),
+        closure,
+        at(11, 19, 0),
+        &w.policy,
+    )
+    .unwrap();
+    w.record(&e);
+    assert_eq!(w.stage_on("bob-plan", day(14)), None);
+    assert_eq!(w.state.credit("bob"), 900);
+    let reopen = CalendarDaySpec {
+        working: true,
+        kitchen_id: Some("k-spice".into()),
+        note: String::new(),
+    };
+    let e =
+        scheduler::set_calendar_day(&w.state, &w.menu, day(14), reopen, at(13, 19, 0), &w.policy)
+            .unwrap();
+    w.record(&e);
+    w.day_passes(at(13, 19, 0));
+    assert_eq!(
+        w.stage_on("bob-plan", day(14)),
+        None,
+        "Monday's cutoff has passed"
+    );
+    assert_eq!(w.state.credit("bob"), 900);
+
+    // Monday 14th, 09:00: Alice cancels. From Tuesday on, the unproduced
+    // orders (Tue–Thu) and the prepaid Friday are credited.
+    w.day_passes(at(14, 6, 0));
+    assert_eq!(w.standing("alice-plan").last(), Some(&day(17)));
+    let credit_before = w.state.credit("alice");
+    let e = scheduler::cancel_plan(
+        &w.state,
+        "alice-plan",
+        Some("alice"),
+        None,
+        at(14, 9, 0),
+        &w.policy,
+    )
+    .unwrap();
+    let withdrawn = e
+        .iter()
+        .filter(|e| matches!(e, ScheduleEvent::OrderWithdrawn { .. }))
+        .count();
+    let credited_days = e
+        .iter()
+        .filter(|e| matches!(e, ScheduleEvent::DayCredited { .. }))
+        .count();
+    assert_eq!((withdrawn, credited_days), (3, 1), "{e:?}");
+    w.record(&e);
+    // Tue salad 1000 + Wed bowl 1200 + Thu bowl 1200 + Fri bowl 1200.
+    assert_eq!(
+        w.state.credit("alice") - credit_before,
+        1000 + 1200 + 1200 + 1200
+    );
+    assert_eq!(w.standing("alice-plan").last(), Some(&day(14)));
+
+    // The rest of the month: Bob's credit pays part of his next week; no
+    // order on a weekend or on Christmas; Alice is never charged again.
+    for d in 15..=31 {
+        w.day_passes(at(d, 6, 0));
+    }
+    assert_eq!(
+        w.state.charges["plan-bob-plan-2026-12-21"].credit_applied,
+        900
+    );
+    assert!(!w.state.charges.contains_key("plan-alice-plan-2026-12-21"));
+    let weekends_or_holiday = w.state.orders.values().filter(|o| {
+        o.stage != Stage::Withdrawn
+            && (!scheduler::calendar::default_working(o.date) || o.date == day(25))
+    });
+    assert_eq!(weekends_or_holiday.count(), 0);
+    assert_eq!(
+        w.standing("bob-plan"),
+        [
+            day(2),
+            day(4),
+            day(7),
+            day(9),
+            day(11),
+            day(16),
+            day(18),
+            day(21),
+            day(23),
+            day(28),
+            day(30)
+        ]
+    );
+    // Every Bob's day is paid exactly once: charges net of credits match orders.
+    let charged: i64 = w
+        .state
+        .charges
+        .values()
+        .filter(|c| c.plan_id == "bob-plan")
+        .map(|c| c.amount)
+        .sum();
+    let delivered: i64 = w
+        .state
+        .orders
+        .values()
+        .filter(|o| o.plan_id == "bob-plan" && o.stage != Stage::Withdrawn)
+        .map(|o| o.price)
+        .sum();
+    assert_eq!(charged - w.state.credit("bob"), delivered);
+}
+
+#[test]
+fn a_late_payment_credits_the_days_it_missed() {
+    let mut w = World::new();
+    w.create("p", "pat", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    let e = scheduler::tick(&w.state, &w.menu, at(1, 10, 0), &w.policy);
+    w.record(&e);
+    // The payment result arrives on Thursday evening, after Friday's cutoff
+    // (the earliest date is Monday): the paid Wednesday to Friday can no
+    // longer be cooked, so they are credited and nothing is made.
+    let e = scheduler::record_charge(&w.state, "plan-p-2026-11-30", true, "ref".into());
+    w.record(&e);
+    let e = scheduler::tick(&w.state, &w.menu, at(3, 19, 0), &w.policy);
+    w.record(&e);
+    assert!(!e
+        .iter()
+        .any(|e| matches!(e, ScheduleEvent::OrderScheduled { date, .. } if *date < day(7))));
+    assert_eq!(w.state.credit("pat"), 1000 + 1000 + 1200);
+    assert!(w.state.prepaid_days.is_empty());
+    // The next week is charged net of that credit.
+    w.day_passes(at(4, 6, 0));
+    assert_eq!(w.state.charges["plan-p-2026-12-07"].credit_applied, 3200);
+    assert!(scheduler::tick(&w.state, &w.menu, at(4, 6, 0), &w.policy).is_empty());
+}
+
+#[test]
+fn a_paused_week_is_credited_and_resuming_orders_again() {
+    let mut w = World::new();
+    w.create("p", "pia", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    w.day_passes(at(1, 10, 0));
+    w.day_passes(at(4, 6, 0)); // Wed 2 .. Mon 7 ordered; week of the 7th paid
+    let pause = |paused: bool, from: Option<NaiveDate>| PlanChange {
+        paused: Some(paused),
+        from,
+        ..PlanChange::default()
+    };
+    // Friday 4th, 09:00: pause from the earliest date (Monday 7th).
+    let e = scheduler::change_plan(
+        &w.state,
+        &w.menu,
+        "p",
+        Some("pia"),
+        pause(true, None),
+        at(4, 9, 0),
+        &w.policy,
+    )
+    .unwrap();
+    w.record(&e);
+    assert_eq!(
+        w.stage_on("p", day(4)).map(|s| s.1),
+        Some(Stage::Scheduled),
+        "Friday is kept"
+    );
+    assert_eq!(w.stage_on("p", day(7)), None, "Monday's order withdrawn");
+    assert_eq!(
+        w.state.credit("pia"),
+        4 * 1000 + 1200,
+        "the whole paid week"
+    );
+    for d in 5..=9 {
+        w.day_passes(at(d, 6, 0));
+    }
+    assert!(
+        w.standing("p").iter().all(|d| *d <= day(4)),
+        "nothing while paused"
+    );
+    // Wednesday 9th: resume from Monday 14th; the next week is paid from the credit.
+    let e = scheduler::change_plan(
+        &w.state,
+        &w.menu,
+        "p",
+        Some("pia"),
+        pause(false, Some(day(14))),
+        at(9, 9, 0),
+        &w.policy,
+    )
+    .unwrap();
+    w.record(&e);
+    for d in 10..=14 {
+        w.day_passes(at(d, 6, 0));
+    }
+    assert_eq!(w.standing("p").last(), Some(&day(17)));
+    assert!(
+        !w.standing("p").contains(&day(11)),
+        "still paused on the 11th"
+    );
+    let week = &w.state.charges["plan-p-2026-12-14"];
+    assert_eq!(
+        (week.gross, week.credit_applied, week.amount),
+        (5200, 5200, 0)
+    );
+}
+
+#[test]
+fn a_declined_week_makes_no_orders_and_gives_its_credit_back() {
+    let mut w = World::new();
+    w.state.apply(&ScheduleEvent::DayCredited {
+        plan_id: "old".into(),
+        customer: "dan".into(),
+        date: day(1),
+        amount: 500,
+        reason: protocol::schedule::WithdrawReason::PlanCancelled,
+    });
+    w.create("p", "dan", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    let e = scheduler::tick(&w.state, &w.menu, at(1, 10, 0), &w.policy);
+    w.record(&e);
+    let charge = &w.state.charges["plan-p-2026-11-30"];
+    assert_eq!((charge.credit_applied, charge.amount), (500, 3200 - 500));
+    assert_eq!(w.state.credit("dan"), 0);
+    let e = scheduler::record_charge(&w.state, "plan-p-2026-11-30", false, "declined".into());
+    w.record(&e);
+    assert_eq!(
+        w.state.credit("dan"),
+        500,
+        "the credit is the subscriber's again"
+    );
+    assert!(scheduler::tick(&w.state, &w.menu, at(1, 10, 1), &w.policy).is_empty());
+    assert!(w.standing("p").is_empty(), "an unpaid week is not cooked");
+    // A duplicate result changes nothing.
+    assert!(
+        scheduler::record_charge(&w.state, "plan-p-2026-11-30", true, "late".into()).is_empty()
+    );
+}
+
+#[test]
+fn bad_plans_are_refused() {
+    let w = World::new();
+    let now = at(1, 10, 0);
+    let spec = |d: &[(u8, &str)], fridge: &str, from: u32, to: u32| PlanSpec {
+        fridge_id: fridge.into(),
+        days: days(d),
+        start_date: day(from),
+        end_date: day(to),
+        payment_method: "tok_visa".into(),
+    };
+    let create =
+        |s| scheduler::create_plan(&w.state, &w.menu, "p".into(), "c".into(), s, now, &w.policy);
+    assert!(
+        matches!(create(spec(&[(1, "m-salad")], "f-lobby", 10, 9)), Err(ScheduleError::Invalid(m)) if m.contains("end_date"))
+    );
+    assert!(
+        matches!(create(spec(&[(8, "m-salad")], "f-lobby", 2, 9)), Err(ScheduleError::Invalid(m)) if m.contains("weekday"))
+    );
+    assert_eq!(
+        create(spec(&[(1, "m-nope")], "f-lobby", 2, 9)),
+        Err(ScheduleError::UnknownMeal("m-nope".into()))
+    );
+    assert_eq!(
+        create(spec(&[(1, "m-salad")], "f-nope", 2, 9)),
+        Err(ScheduleError::UnknownFridge("f-nope".into()))
+    );
+    let ok = create(spec(&[(1, "m-salad")], "f-lobby", 2, 9)).unwrap();
+    // The same plan id again (a retried create under one Idempotency-Key):
+    // the same plan is answered with nothing new, another one is refused.
+    let mut w2 = World::new();
+    w2.record(&ok);
+    let again = |s| {
+        scheduler::create_plan(
+            &w2.state,
+            &w2.menu,
+            "p".into(),
+            "c".into(),
+            s,
+            now,
+            &w2.policy,
+        )
+    };
+    assert_eq!(again(spec(&[(1, "m-salad")], "f-lobby", 2, 9)), Ok(vec![]));
+    assert_eq!(
+        again(spec(&[(2, "m-salad")], "f-lobby", 2, 9)),
+        Err(ScheduleError::IdempotencyKeyReused)
+    );
+}
+
+proptest! {
+    /// Whatever the plans and the times the job runs at, running it twice at
+    /// the same time equals running it once, and no plan day has two orders.
+    #[test]
+    fn materialising_twice_is_materialising_once(
+        plans in prop::collection::vec((1u32..20, 0u32..12, prop::collection::btree_set(1u8..=7, 1..=5)), 1..4),
+        runs in prop::collection::vec((1u32..=28, 0u32..24), 1..10),
+        closed in prop::option::of(2u32..=28),
+    ) {
+        let mut w = World::new();
+        if let Some(c) = closed {
+            let e = scheduler::set_calendar_day(&w.state, &w.menu, day(c), CalendarDaySpec { working: false, kitchen_id: None, note: String::new() }, at(1, 0, 0), &w.policy).unwrap();
+            w.record(&e);
+        }
+        for (i, (start, len, weekdays)) in plans.iter().enumerate() {
+            let d: Vec<(u8, &str)> = weekdays.iter().map(|wd| (*wd, "m-salad")).collect();
+            let spec = PlanSpec { fridge_id: "f-lobby".into(), days: days(&d), start_date: day(2 + start), end_date: day((2 + start + len).min(31)), payment_method: "t".into() };
+            if let Ok(e) = scheduler::create_plan(&w.state, &w.menu, format!("p{i}"), "c".into(), spec, at(1, 0, 0), &w.policy) {
+                w.record(&e);
+            }
+        }
+        let mut runs = runs;
+        runs.sort();
+        for (d, h) in runs {
+            let now = at(d, h, 0);
+            w.day_passes(now); // asserts a third run is empty
+            let mut seen = std::collections::BTreeSet::new();
+            for o in w.state.orders.values().filter(|o| o.stage != Stage::Withdrawn) {
+                prop_assert!(seen.insert((o.plan_id.clone(), o.date)), "two orders for one plan day");
+                prop_assert!(w.state.calendar.is_working(o.date, Some(&o.kitchen_id)));
+            }
+        }
+    }
+}
