@@ -24,6 +24,7 @@ impl System {
         let nats = Nats::start().await;
         let payments = Payments::start(&nats, &[]).await;
         let node = Node::start_with_nats(&nats, &[]).await;
+        step_off_the_cutoff(&node).await;
         System {
             _nats: nats,
             payments,
@@ -41,6 +42,27 @@ impl System {
         let first = format!("sub-{plan}-{start}");
         await_order(&customer, &first, "scheduled").await;
         (customer, start, plan, first)
+    }
+}
+
+/// The dev config's change cutoff: 18:00 at UTC−5 is 23:00 UTC.
+const CUTOFF_UTC_HOUR: u32 = 23;
+
+/// A story must not straddle the daily change cutoff (its "earliest date"
+/// would move mid-test): within a few minutes of it, move the node's clock
+/// past it first.
+async fn step_off_the_cutoff(node: &Node) {
+    use chrono::Timelike;
+    let now: chrono::DateTime<chrono::Utc> = node.anonymous().get("/v1/dev/clock").await.body
+        ["now"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("node clock");
+    let minutes_to_cutoff = (i64::from(CUTOFF_UTC_HOUR) * 60
+        - i64::from(now.hour() * 60 + now.minute()))
+    .rem_euclid(24 * 60);
+    if minutes_to_cutoff < 5 {
+        node.advance_clock((minutes_to_cutoff + 5) * 60).await;
     }
 }
 
@@ -323,6 +345,7 @@ async fn holidays_pauses_and_cancellations_credit_unproduced_days_and_reopening_
 async fn bad_plans_and_late_changes_get_a_clear_4xx_and_change_nothing() {
     // No NATS: nothing is charged, so nothing materialises behind our back.
     let node = Node::start(&["--demo", "--dev-clock"]).await;
+    step_off_the_cutoff(&node).await;
     let dave = node.as_role("customer", "dave");
     let start = earliest(&dave).await;
     let seq = node.log_seq().await;
