@@ -10,6 +10,11 @@ use payments::book::Book;
 use payments::provider::{Sandbox, SandboxRules};
 use payments::service::Service;
 
+/// Same reason as the region node: many small short-lived allocations from
+/// several threads, which glibc's allocator serves poorly under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "payments", version, about = "Larder payments service")]
 struct Cli {
