@@ -23,6 +23,11 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Barrier};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The 10,000 clients share the node's two cores; they should cost what
+/// real apps would, not what glibc malloc makes them cost.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FRIDGE: &str = "f-campus-martius";
 const MEAL: &str = "m-greek-salad";
 /// Connections opened at once while setting up (the listener's backlog).
