@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use protocol::catalog::{MealSpec, Nutrition};
 use protocol::events::StockSource;
 use protocol::{Event, EventEnvelope};
 use region_node::clock::Clock;
@@ -76,27 +75,10 @@ fn append_batches(c: &mut Criterion) {
     group.finish();
 }
 
-fn meal(price: i64) -> MealSpec {
-    MealSpec {
-        name: "Bowl".into(),
-        description: String::new(),
-        kitchen_id: "k-1".into(),
-        price,
-        currency: "USD".to_string().try_into().unwrap(),
-        nutrition: Nutrition {
-            kcal: 500,
-            protein_mg: 1,
-            fat_mg: 1,
-            carbs_mg: 2,
-            sugar_mg: 1,
-            salt_mg: 1,
-        },
-        allergens: vec![],
-        ingredients: vec![],
-        tags: vec![],
-        shelf_life_hours: 24,
-    }
-}
+// The same meal fixture as the in-process tests.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::meal_spec as meal;
 
 const CONCURRENT_COMMANDS: usize = 4096;
 

@@ -10,13 +10,15 @@ use fridge_acl::{Batch, DoorActor, DoorSession, Report, ReportBody, Scan, Secret
 use proptest::prelude::*;
 use protocol::catalog::FridgeStatus;
 use protocol::orders::{Channel, PlaceOrder};
-use protocol::{Event, EventEnvelope};
+use protocol::Event;
 use region_node::domain::{
     self, Command, Context, DistrictState, FridgeCommand, FridgePolicy, OrderCommand,
 };
 
 /// A frostline-json fridge of the demo district, and three of its meals
 /// (all from the k-midtown-greens kitchen).
+mod support;
+
 const FRIDGE: &str = "f-fox-theatre";
 const MEALS: [&str; 3] = ["m-kale-caesar", "m-quinoa-bowl", "m-greek-salad"];
 const KITCHEN: &str = "k-midtown-greens";
@@ -37,12 +39,7 @@ impl District {
             state: DistrictState::default(),
             ctx: Context {
                 district_id: "detroit-downtown".into(),
-                area: protocol::geo::DistrictArea::new(vec![
-                    "dpsbv".into(),
-                    "dpsby".into(),
-                    "dpscj".into(),
-                ])
-                .unwrap(),
+                area: support::demo_area(),
                 now: t0(),
                 policy: Default::default(),
                 fridges: FridgePolicy::default(),
@@ -56,22 +53,7 @@ impl District {
 
     fn run(&mut self, cmd: Command) -> Result<Vec<Event>, domain::DomainError> {
         let events = domain::decide(&self.state, cmd, &self.ctx)?;
-        for event in &events {
-            let env = EventEnvelope {
-                event_id: ulid::Ulid::new(),
-                seq: self.state.last_seq + 1,
-                stream_id: event.stream_id(),
-                stream_version: 1,
-                district_id: "d".into(),
-                recorded_at: self.ctx.now,
-                valid_from: self.ctx.now,
-                correlation_id: None,
-                causation_id: None,
-                schema_version: 1,
-                event: event.clone(),
-            };
-            domain::evolve(&mut self.state, &env);
-        }
+        support::apply(&mut self.state, &events, self.ctx.now);
         Ok(events)
     }
 

@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use protocol::catalog::{FridgeSpec, MealSpec, Nutrition, StockCount, StockSpec};
+use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
 use protocol::orders::{Channel, OrderItem, OrderStatus, PlaceOrder};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
-use protocol::{Event, EventEnvelope};
+use protocol::Event;
 use region_node::domain::{
     self, CatalogCommand, Command, Context, DistrictState, OrderCommand, OrderTimer,
 };
+
+mod support;
 
 const MEALS: [&str; 2] = ["m-a", "m-b"];
 const FRIDGE: &str = "f-1";
@@ -89,25 +91,7 @@ impl Harness {
             charges_requested: BTreeMap::new(),
         };
         for meal in MEALS {
-            let spec = MealSpec {
-                name: meal.into(),
-                description: String::new(),
-                kitchen_id: "k".into(),
-                price: 500,
-                currency: "USD".to_string().try_into().unwrap(),
-                nutrition: Nutrition {
-                    kcal: 1,
-                    protein_mg: 1,
-                    fat_mg: 1,
-                    carbs_mg: 1,
-                    sugar_mg: 1,
-                    salt_mg: 1,
-                },
-                allergens: vec![],
-                ingredients: vec![],
-                tags: vec![],
-                shelf_life_hours: 24,
-            };
+            let spec = support::meal_spec(500);
             h.run(Command::Catalog(CatalogCommand::DefineMeal {
                 meal_id: meal.into(),
                 spec,
@@ -155,21 +139,8 @@ impl Harness {
             if let Event::PurchaseRequested { order_id, .. } = event {
                 *self.charges_requested.entry(order_id.clone()).or_default() += 1;
             }
-            let env = EventEnvelope {
-                event_id: ulid::Ulid::new(),
-                seq: self.state.last_seq + 1,
-                stream_id: event.stream_id(),
-                stream_version: 1,
-                district_id: "d".into(),
-                recorded_at: self.ctx.now,
-                valid_from: self.ctx.now,
-                correlation_id: None,
-                causation_id: None,
-                schema_version: 1,
-                event: event.clone(),
-            };
-            domain::evolve(&mut self.state, &env);
         }
+        support::apply(&mut self.state, &events, self.ctx.now);
         events
     }
 

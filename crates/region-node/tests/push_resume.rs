@@ -10,39 +10,19 @@ use std::time::Duration;
 
 use protocol::catalog::{StockCount, StockSpec};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use region_node::clock::Clock;
 use region_node::domain::{CatalogCommand, Command};
 use region_node::metrics::Metrics;
 use region_node::push::hub::{Hub, HubConfig, Subscriber};
 use region_node::push::Interest;
-use region_node::store::EventLog;
-use region_node::writer::{District, WriterSetup};
+use region_node::writer::District;
 use serde_json::Value;
+
+mod support;
 
 const FRIDGE: &str = "f-fox-theatre";
 const MEALS: [&str; 3] = ["m-kale-caesar", "m-quinoa-bowl", "m-greek-salad"];
 /// How long a frame the hub has queued may take to show up.
 const FRAME_DEADLINE: Duration = Duration::from_secs(5);
-
-async fn demo_district(dir: &std::path::Path) -> District {
-    let district = District::start(WriterSetup {
-        district_id: "detroit-downtown".into(),
-        area: protocol::geo::DistrictArea::new(vec![
-            "dpsbv".into(),
-            "dpsby".into(),
-            "dpscj".into(),
-        ])
-        .unwrap(),
-        log: EventLog::open(dir).unwrap(),
-        clock: Clock::system(),
-        metrics: Arc::new(Metrics::default()),
-        policy: Default::default(),
-        fridge_policy: Default::default(),
-    })
-    .unwrap();
-    region_node::demo::seed_if_empty(&district).await.unwrap();
-    district
-}
 
 /// What a client app keeps: the last count per meal and the last version.
 #[derive(Default)]
@@ -105,7 +85,7 @@ async fn set(district: &District, meal: &str, units: u32) {
 async fn resuming_in_any_interleaving_gives_exactly_the_districts_counts() {
     for seed in 0..20u64 {
         let dir = tempfile::tempdir().unwrap();
-        let district = demo_district(dir.path()).await;
+        let district = support::demo_writer(dir.path()).await;
         let hub = Hub::start(
             district.clone(),
             HubConfig {

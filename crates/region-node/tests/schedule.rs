@@ -2,57 +2,29 @@
 //! charged, materialised, placed in the fridge and picked up; replaying the
 //! log after a restart gives the same state and materialises nothing twice.
 
-use std::sync::Arc;
-
 use chrono::Duration;
-use protocol::catalog::{FridgeSpec, MealSpec, Nutrition, StockLevel};
+use protocol::catalog::{FridgeSpec, MealSpec, StockLevel};
 use protocol::orders::OrderStatus;
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::schedule::{KitchenEventSpec, KitchenStage, PlanDay, PlanSpec};
 use region_node::clock::Clock;
 use region_node::domain::{CatalogCommand, Command, OrderCommand, ScheduleCommand};
-use region_node::metrics::Metrics;
 use region_node::store::EventLog;
-use region_node::writer::{District, WriterSetup};
+use region_node::writer::District;
 use scheduler::Policy;
+
+mod support;
 
 fn start(dir: &std::path::Path, clock: Clock) -> District {
     start_with(EventLog::open(dir).unwrap(), clock)
 }
 
 fn start_with(log: EventLog, clock: Clock) -> District {
-    District::start(WriterSetup {
-        district_id: "detroit-downtown".into(),
-        area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
-        log,
-        clock,
-        metrics: Arc::new(Metrics::default()),
-        policy: Default::default(),
-        fridge_policy: Default::default(),
-    })
-    .unwrap()
+    support::writer(log, clock)
 }
 
 fn meal() -> MealSpec {
-    MealSpec {
-        name: "Bowl".into(),
-        description: String::new(),
-        kitchen_id: "k-1".into(),
-        price: 1000,
-        currency: "USD".to_string().try_into().unwrap(),
-        nutrition: Nutrition {
-            kcal: 500,
-            protein_mg: 1,
-            fat_mg: 1,
-            carbs_mg: 2,
-            sugar_mg: 1,
-            salt_mg: 1,
-        },
-        allergens: vec![],
-        ingredients: vec![],
-        tags: vec![],
-        shelf_life_hours: 24,
-    }
+    support::meal_spec(1000)
 }
 
 #[tokio::test]

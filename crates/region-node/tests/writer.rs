@@ -2,47 +2,18 @@
 
 use std::sync::Arc;
 
-use protocol::catalog::{FridgeSpec, MealSpec, Nutrition, StockCount, StockSpec};
+use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
 use region_node::clock::Clock;
 use region_node::domain::{CatalogCommand, Command, DistrictState};
-use region_node::metrics::Metrics;
 use region_node::store::EventLog;
-use region_node::writer::{District, Expected, WriteError, WriterSetup};
+use region_node::writer::{District, Expected, WriteError};
 
-pub fn meal(price: i64) -> MealSpec {
-    MealSpec {
-        name: "Bowl".into(),
-        description: String::new(),
-        kitchen_id: "k-1".into(),
-        price,
-        currency: "USD".to_string().try_into().unwrap(),
-        nutrition: Nutrition {
-            kcal: 500,
-            protein_mg: 1,
-            fat_mg: 1,
-            carbs_mg: 2,
-            sugar_mg: 1,
-            salt_mg: 1,
-        },
-        allergens: vec![],
-        ingredients: vec![],
-        tags: vec![],
-        shelf_life_hours: 24,
-    }
-}
+mod support;
+
+use support::meal_spec as meal;
 
 fn start(dir: &std::path::Path) -> District {
-    let log = EventLog::open(dir).unwrap();
-    District::start(WriterSetup {
-        district_id: "detroit-downtown".into(),
-        area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
-        log,
-        clock: Clock::system(),
-        metrics: Arc::new(Metrics::default()),
-        policy: Default::default(),
-        fridge_policy: Default::default(),
-    })
-    .unwrap()
+    support::writer(EventLog::open(dir).unwrap(), Clock::system())
 }
 
 fn define(id: &str, price: i64) -> Command {
