@@ -281,19 +281,11 @@ impl Node {
     }
 }
 
-async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
-    let port_file = data_dir.join("http.addr");
-    let _ = std::fs::remove_file(&port_file);
-    let child = Command::new(bin("region-node"))
-        .arg("serve")
-        .arg("--config")
-        .arg(dev_config())
-        .arg("--data-dir")
-        .arg(data_dir.join("node"))
-        .args(["--http-addr", "127.0.0.1:0"])
-        .arg("--port-file")
-        .arg(&port_file)
-        .args(extra)
+/// Starts a service quietly (logs at `LARDER_TEST_LOG`, default warn) under
+/// a kill-on-drop guard, and waits for the address it writes to `port_file`.
+async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (ChildGuard, String) {
+    let _ = std::fs::remove_file(port_file);
+    let child = cmd
         .env(
             "LARDER_LOG",
             std::env::var("LARDER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -301,23 +293,25 @@ async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
-        .expect("spawn region-node");
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut guard = ChildGuard(Some(child));
-    let start = Instant::now();
-    let addr = loop {
-        if let Ok(addr) = std::fs::read_to_string(&port_file) {
-            break addr;
-        }
-        if let Some(Ok(Some(status))) = guard.0.as_mut().map(|c| c.try_wait()) {
-            panic!("region-node exited during start-up: {status}");
-        }
-        assert!(
-            start.elapsed() < START_DEADLINE,
-            "region-node did not start listening"
-        );
-        tokio::time::sleep(POLL_STEP).await;
-    };
+    let addr = await_file(port_file, &mut guard, what).await;
     (guard, format!("http://{}", addr.trim()))
+}
+
+async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
+    let port_file = data_dir.join("http.addr");
+    let mut cmd = Command::new(bin("region-node"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dev_config())
+        .arg("--data-dir")
+        .arg(data_dir.join("node"))
+        .args(["--http-addr", "127.0.0.1:0"])
+        .arg("--port-file")
+        .arg(&port_file)
+        .args(extra);
+    spawn_service(&mut cmd, &port_file, "region-node").await
 }
 
 /// Mints a token with the real binary and the dev config's key.
@@ -788,30 +782,19 @@ impl Payments {
 
 async fn spawn_payments(dir: &Path, nats_url: &str, extra: &[String]) -> (ChildGuard, String) {
     let port_file = dir.join("http.addr");
-    let _ = std::fs::remove_file(&port_file);
-    let child = Command::new(bin("payments"))
-        .args([
-            "--nats-url",
-            nats_url,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .arg("--port-file")
-        .arg(&port_file)
-        .args(extra)
-        .env(
-            "LARDER_LOG",
-            std::env::var("LARDER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn payments");
-    let mut guard = ChildGuard(Some(child));
-    let addr = await_file(&port_file, &mut guard, "payments").await;
-    (guard, format!("http://{}", addr.trim()))
+    let mut cmd = Command::new(bin("payments"));
+    cmd.args([
+        "--nats-url",
+        nats_url,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir.join("data"))
+    .arg("--port-file")
+    .arg(&port_file)
+    .args(extra);
+    spawn_service(&mut cmd, &port_file, "payments").await
 }
 
 /// Generous upper bound for a payment round trip in tests (CI machines are slow).
