@@ -150,14 +150,12 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
             on_hand,
             ..
         } => {
-            let mut per_meal = state.stock.get(fridge_id).cloned().unwrap_or_default();
-            let mut level = per_meal.get(meal_id).copied().unwrap_or_default();
-            level.on_hand = *on_hand;
-            // Expired units are among those on hand; fewer on hand means
-            // some of them may be gone (the next tagged scan says exactly).
-            level.expired = level.expired.min(*on_hand);
-            per_meal.insert(meal_id.clone(), level);
-            state.stock.insert(fridge_id.clone(), per_meal);
+            state.adjust_stock(fridge_id, meal_id, |level| {
+                level.on_hand = *on_hand;
+                // Expired units are among those on hand; fewer on hand means
+                // some of them may be gone (the next tagged scan says exactly).
+                level.expired = level.expired.min(*on_hand);
+            });
             true
         }
         _ => false,

@@ -201,19 +201,13 @@ fn set_lots(state: &mut DistrictState, key: (FridgeId, MealId), lots: Vector<Lot
     }
 }
 
+/// Sets the withheld count of a level `track` found in the stock; returns
+/// whether it changed.
 fn adjust_expired(state: &mut DistrictState, fridge_id: &str, meal_id: &str, expired: u32) -> bool {
-    let Some(mut per_meal) = state.stock.get(fridge_id).cloned() else {
-        return false;
-    };
-    let Some(mut level) = per_meal.get(meal_id).copied() else {
-        return false;
-    };
-    if level.expired == expired {
+    if state.stock_level(fridge_id, meal_id).expired == expired {
         return false;
     }
-    level.expired = expired;
-    per_meal.insert(meal_id.to_string(), level);
-    state.stock.insert(fridge_id.to_string(), per_meal);
+    state.adjust_stock(fridge_id, meal_id, |level| level.expired = expired);
     true
 }
 

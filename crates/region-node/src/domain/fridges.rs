@@ -421,11 +421,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
             meal_id,
             units,
         } => {
-            let mut per_meal = state.stock.get(fridge_id).cloned().unwrap_or_default();
-            let mut level = per_meal.get(meal_id).copied().unwrap_or_default();
-            level.expired = *units;
-            per_meal.insert(meal_id.clone(), level);
-            state.stock.insert(fridge_id.clone(), per_meal);
+            state.adjust_stock(fridge_id, meal_id, |level| level.expired = *units);
             true
         }
         Event::OrderFlagged {

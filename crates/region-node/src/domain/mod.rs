@@ -136,6 +136,16 @@ impl DistrictState {
             .copied()
             .unwrap_or_default()
     }
+
+    /// Changes one stock level (creating it at zero if new). The one way
+    /// `evolve` functions write a level, so a level is never half-updated.
+    pub fn adjust_stock(&mut self, fridge: &str, meal: &str, f: impl FnOnce(&mut StockLevel)) {
+        let mut per_meal = self.stock.get(fridge).cloned().unwrap_or_default();
+        let mut level = per_meal.get(meal).copied().unwrap_or_default();
+        f(&mut level);
+        per_meal.insert(meal.to_string(), level);
+        self.stock.insert(fridge.to_string(), per_meal);
+    }
 }
 
 /// Decide what a command means in the current state.

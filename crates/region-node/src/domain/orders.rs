@@ -410,19 +410,6 @@ pub(super) fn set_timer(
     order.timer = timer;
 }
 
-fn adjust_stock(
-    state: &mut DistrictState,
-    fridge: &str,
-    meal: &str,
-    f: impl FnOnce(&mut protocol::catalog::StockLevel),
-) {
-    let mut per_meal = state.stock.get(fridge).cloned().unwrap_or_default();
-    let mut level = per_meal.get(meal).copied().unwrap_or_default();
-    f(&mut level);
-    per_meal.insert(meal.to_string(), level);
-    state.stock.insert(fridge.to_string(), per_meal);
-}
-
 fn payment_request(
     order: &Order,
     kind: PaymentKind,
@@ -504,7 +491,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
             qty,
             ..
         } => {
-            adjust_stock(state, fridge_id, meal_id, |l| {
+            state.adjust_stock(fridge_id, meal_id, |l| {
                 l.reserved = l.reserved.saturating_add(*qty)
             });
             return true;
@@ -515,7 +502,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
             qty,
             ..
         } => {
-            adjust_stock(state, fridge_id, meal_id, |l| {
+            state.adjust_stock(fridge_id, meal_id, |l| {
                 l.reserved = l.reserved.saturating_sub(*qty)
             });
             return true;
@@ -608,7 +595,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
         Event::OrderPickedUp { .. } => {
             set_timer(state, &mut order, None);
             for line in &order.lines {
-                adjust_stock(state, &order.fridge_id, &line.meal_id, |l| {
+                state.adjust_stock(&order.fridge_id, &line.meal_id, |l| {
                     l.on_hand = l.on_hand.saturating_sub(line.qty);
                     l.reserved = l.reserved.saturating_sub(line.qty);
                 });
