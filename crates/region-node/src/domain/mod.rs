@@ -137,6 +137,15 @@ impl DistrictState {
             .unwrap_or_default()
     }
 
+    /// Records a new order and lists it under its customer (oldest first).
+    pub fn add_order(&mut self, order: Order) {
+        self.customer_orders
+            .entry(order.customer.clone())
+            .or_default()
+            .push_back(order.order_id.clone());
+        self.orders.insert(order.order_id.clone(), order);
+    }
+
     /// Changes one stock level (creating it at zero if new). The one way
     /// `evolve` functions write a level, so a level is never half-updated.
     pub fn adjust_stock(&mut self, fridge: &str, meal: &str, f: impl FnOnce(&mut StockLevel)) {

@@ -477,12 +477,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
                     (order_id.clone(), *fingerprint),
                 );
             }
-            state
-                .customer_orders
-                .entry(customer.clone())
-                .or_default()
-                .push_back(order_id.clone());
-            state.orders.insert(order_id.clone(), order);
+            state.add_order(order);
             return false;
         }
         Event::MealStockReserved {

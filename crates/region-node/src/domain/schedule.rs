@@ -290,12 +290,7 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
                     at,
                 }),
             };
-            state
-                .customer_orders
-                .entry(customer.clone())
-                .or_default()
-                .push_back(order_id.clone());
-            state.orders.insert(order_id.clone(), order);
+            state.add_order(order);
         }
         ScheduleEvent::OrderWithdrawn { order_id, .. } => {
             move_order(state, order_id, at, |_, _| OrderStatus::Cancelled)
