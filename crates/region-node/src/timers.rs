@@ -7,7 +7,7 @@
 //! here and exactly-once in effect. A timer that fell due while the node was
 //! down fires on the first tick after start-up.
 //!
-//! Every [`SILENCE_CHECK_TICKS`] ticks it also looks for fridges silent
+//! Every [`FRIDGE_CHECK_TICKS`] ticks it also looks for fridges silent
 //! longer than allowed (`CheckSilence`) and for units past their
 //! best-before (`ExpireUnits`), submitting only when there is something.
 
@@ -23,8 +23,8 @@ pub const TIMER_TICK_MS: u64 = 100;
 /// Most timers fired in one tick, so a backlog after downtime is worked off
 /// in bounded batches.
 pub const MAX_TIMERS_PER_TICK: usize = 2048;
-/// Ticks between two looks for silent fridges (1 s).
-pub const SILENCE_CHECK_TICKS: u64 = 10;
+/// Ticks between two looks for silent fridges and expired units (1 s).
+pub const FRIDGE_CHECK_TICKS: u64 = 10;
 
 pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) {
     let mut tick = tokio::time::interval(Duration::from_millis(TIMER_TICK_MS));
@@ -35,23 +35,8 @@ pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) 
         ticks += 1;
         let now = clock.now();
         let state = district.state();
-        if ticks.is_multiple_of(SILENCE_CHECK_TICKS)
-            && !fridges::silent_fridges(&state, now, &fridge_policy).is_empty()
-        {
-            if let Err(e) = district
-                .submit(Command::Fridge(FridgeCommand::CheckSilence))
-                .await
-            {
-                tracing::warn!(error = %e, "silence check refused");
-            }
-        }
-        if ticks.is_multiple_of(SILENCE_CHECK_TICKS) {
-            for (fridge_id, meal_id) in expiry::due(&state, now) {
-                let cmd = FridgeCommand::ExpireUnits { fridge_id, meal_id };
-                if let Err(e) = district.submit(Command::Fridge(cmd)).await {
-                    tracing::warn!(error = %e, "expiry refused");
-                }
-            }
+        if ticks.is_multiple_of(FRIDGE_CHECK_TICKS) {
+            check_fridges(&district, &state, now, &fridge_policy).await;
         }
         let due: Vec<_> = state
             .timers
@@ -84,6 +69,38 @@ pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) 
                 }
                 Err(e) => tracing::warn!(%order_id, ?timer, error = %e, "timer refused"),
             }
+        }
+    }
+}
+
+/// Marks silent fridges offline and withholds expired units, submitting
+/// only what is due; the expiries of many meals go to the writer together
+/// (one group commit), not one fsync after another.
+async fn check_fridges(
+    district: &District,
+    state: &crate::domain::DistrictState,
+    now: chrono::DateTime<chrono::Utc>,
+    policy: &FridgePolicy,
+) {
+    if !fridges::silent_fridges(state, now, policy).is_empty() {
+        if let Err(e) = district
+            .submit(Command::Fridge(FridgeCommand::CheckSilence))
+            .await
+        {
+            tracing::warn!(error = %e, "silence check refused");
+        }
+    }
+    let expiries = expiry::due(state, now)
+        .into_iter()
+        .map(|(fridge_id, meal_id)| {
+            district.submit(Command::Fridge(FridgeCommand::ExpireUnits {
+                fridge_id,
+                meal_id,
+            }))
+        });
+    for result in futures::future::join_all(expiries).await {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "expiry refused");
         }
     }
 }
