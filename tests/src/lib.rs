@@ -757,26 +757,21 @@ impl Payments {
 
     /// What the payments service saw and captured for an order.
     pub async fn ledger(&self, order_id: &str) -> Value {
-        self.http
-            .get(format!("{}/v1/ledger/{order_id}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json(&format!("/v1/ledger/{order_id}")).await
     }
 
     /// Totals over every order.
     pub async fn totals(&self) -> Value {
-        self.http
-            .get(format!("{}/v1/ledger", self.base))
-            .send()
+        self.get_json("/v1/ledger").await
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.get(&url).send().await;
+        let resp = resp.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        resp.json()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 }
 

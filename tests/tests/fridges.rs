@@ -201,15 +201,6 @@ async fn scanned(node: &Node, fridge: &mut fridge_sim::SimFridge, units: u32) {
     .await;
 }
 
-/// The node's clock (it may have been advanced with `--dev-clock`).
-async fn node_now(node: &Node) -> chrono::DateTime<chrono::Utc> {
-    let r = node.anonymous().get("/v1/dev/clock").await;
-    r.body["now"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("node clock")
-}
-
 #[tokio::test]
 async fn websocket_subscribers_see_a_scan_and_a_quarantine_at_once() {
     let node = Node::start_demo().await;
@@ -326,7 +317,7 @@ async fn a_silent_fridge_shows_offline_until_it_reports_again() {
     let id = "f-fox-theatre";
     let fridge = demo_fridge(id);
     let hello = fridge
-        .sign(vec![], node_now(&node).await, &SignOptions::default())
+        .sign(vec![], node.clock_now().await, &SignOptions::default())
         .expect("heartbeat");
     assert_eq!(node.telemetry(&hello).await.status, 202);
 
@@ -351,7 +342,7 @@ async fn a_silent_fridge_shows_offline_until_it_reports_again() {
     assert_eq!(r.status, 409, "{}", r.body);
 
     let again = fridge
-        .sign(vec![], node_now(&node).await, &SignOptions::default())
+        .sign(vec![], node.clock_now().await, &SignOptions::default())
         .expect("heartbeat");
     assert_eq!(node.telemetry(&again).await.status, 202);
     assert_eq!(status().await, "online");

@@ -53,11 +53,7 @@ const CUTOFF_UTC_HOUR: u32 = 23;
 /// past it first.
 async fn step_off_the_cutoff(node: &Node) {
     use chrono::Timelike;
-    let now: chrono::DateTime<chrono::Utc> = node.anonymous().get("/v1/dev/clock").await.body
-        ["now"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("node clock");
+    let now = node.clock_now().await;
     let minutes_to_cutoff = (i64::from(CUTOFF_UTC_HOUR) * 60
         - i64::from(now.hour() * 60 + now.minute()))
     .rem_euclid(24 * 60);
