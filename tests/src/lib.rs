@@ -21,6 +21,14 @@ pub const START_DEADLINE: Duration = Duration::from_secs(20);
 /// Polling step while awaiting a condition.
 pub const POLL_STEP: Duration = Duration::from_millis(20);
 
+/// Positional argument `i` of a bench binary as a number, or `default`.
+pub fn arg_or(i: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -30,21 +30,14 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 /// Units of every meal in every fridge before the run.
 const UNITS_PER_MEAL: u32 = 10_000;
 
-fn arg(i: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
 fn micros(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let clients = arg(1, 64) as usize;
-    let seconds = arg(2, 10);
+    let clients = larder_tests::arg_or(1, 64) as usize;
+    let seconds = larder_tests::arg_or(2, 10);
     let nats = Nats::start().await;
     let payments = Payments::start(&nats, &[]).await;
     // A long payment timeout: phase 1 builds a backlog on purpose, and its
@@ -168,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Closed loop: each client waits for its purchase before the next order.
-    let round_trip_clients = arg(3, 16) as usize;
+    let round_trip_clients = larder_tests::arg_or(3, 16) as usize;
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..round_trip_clients)
         .map(|c| {

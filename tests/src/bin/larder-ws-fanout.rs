@@ -43,13 +43,6 @@ struct StockMsg<'a> {
     available: u64,
 }
 
-fn arg(i: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
 /// CPU time (user, system) the process has used, in milliseconds.
 fn cpu_ms(pid: u32) -> (u64, u64) {
     let ticks_per_sec = 100; // USER_HZ on Linux
@@ -79,8 +72,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let clients = arg(1, 10_000) as usize;
-    let rounds = arg(2, 20) as u32;
+    let clients = larder_tests::arg_or(1, 10_000) as usize;
+    let rounds = larder_tests::arg_or(2, 20) as u32;
     let max = (clients + 100).to_string();
     let node = Node::start(&[
         "--demo",
