@@ -16,7 +16,9 @@
 //!
 //! It is pure: bytes, state and `now` in; new state, facts and an answer
 //! out. No IO, no clock, no async. The region node mounts it at
-//! `POST /v1/fridges/{fridge_id}/telemetry`, persists the returned
+//! `POST /v1/fridges/{fridge_id}/telemetry`: [`authenticate`] in the
+//! handler, [`translate`](translate()) in its writer against the current
+//! state ([`receive`] does both in one call). It persists the returned
 //! [`FridgeCursor`] together with the events it derives from the facts, and
 //! answers `202` with the [`BatchOutcome`]. Wire formats and the signing
 //! recipe are in `docs/fridge-dialects.md`.
@@ -147,16 +149,15 @@ pub struct Received {
     pub secret_used: SecretUsed,
 }
 
-/// The whole pipeline for one upload, in the order that keeps a forged or
-/// malformed batch from changing anything: size, signature (before any
-/// parsing), syntax, fridge identity, then translation.
-pub fn receive(
+/// The checks before translation, in the order that keeps a forged or
+/// malformed batch from costing anything: size, signature (before any
+/// parsing), syntax, fridge identity. Needs no state but the secrets, so an
+/// adapter can run it in parallel and translate later against fresh state.
+pub fn authenticate(
     upload: &Upload<'_>,
     secrets: &Secrets<'_>,
-    cursor: &FridgeCursor,
-    view: &FridgeView,
     now: DateTime<Utc>,
-) -> Result<Received, Rejection> {
+) -> Result<(Batch, SecretUsed), Rejection> {
     if upload.body.len() > report::MAX_BATCH_BYTES {
         return Err(ParseError::TooLarge {
             len: upload.body.len(),
@@ -172,6 +173,18 @@ pub fn receive(
     )?;
     let batch = upload.dialect.parse(upload.body)?;
     check_fridge(upload.fridge_id, &batch)?;
+    Ok((batch, secret_used))
+}
+
+/// The whole pipeline for one upload: [`authenticate`], then translation.
+pub fn receive(
+    upload: &Upload<'_>,
+    secrets: &Secrets<'_>,
+    cursor: &FridgeCursor,
+    view: &FridgeView,
+    now: DateTime<Utc>,
+) -> Result<Received, Rejection> {
+    let (batch, secret_used) = authenticate(upload, secrets, now)?;
     Ok(Received {
         translation: translate(cursor, view, &batch, now),
         secret_used,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use fridge_acl::{Dialect, Secrets};
+use fridge_acl::{Dialect, Secrets, Upload};
 use region_node::clock::Clock;
 use region_node::domain::{Command, FridgeCommand};
 use region_node::metrics::Metrics;
@@ -148,16 +148,19 @@ fn telemetry(c: &mut Criterion) {
                                 for (body, ts, sig) in signed {
                                     let state = district.state();
                                     let secret = state.fridge_secrets.get(&f.id).cloned().unwrap_or_default();
-                                    let used = fridge_acl::verify_signature(
+                                    let upload = Upload {
+                                        fridge_id: &f.id,
+                                        dialect: Dialect::FrostlineJson,
+                                        body: body.as_bytes(),
+                                        timestamp: &ts,
+                                        signature: &sig,
+                                    };
+                                    let (batch, used) = fridge_acl::authenticate(
+                                        &upload,
                                         &Secrets::new(secret.as_bytes()),
-                                        body.as_bytes(),
-                                        &ts,
-                                        &sig,
                                         chrono::Utc::now(),
                                     )
                                     .unwrap();
-                                    let batch = Dialect::FrostlineJson.parse(body.as_bytes()).unwrap();
-                                    fridge_acl::check_fridge(&f.id, &batch).unwrap();
                                     let committed = district
                                         .submit(Command::Fridge(FridgeCommand::Telemetry {
                                             fridge_id: f.id.clone(),

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fridge_acl::{Dialect, Rejection, Secrets};
+use fridge_acl::{Dialect, Rejection, Secrets, Upload};
 use protocol::Event;
 
 use super::error::ApiError;
@@ -67,11 +67,6 @@ pub async fn telemetry(
         .map_err(|e: fridge_acl::UnknownDialect| {
             ApiError::unprocessable("unknown_dialect", e.to_string())
         })?;
-    if body.len() > MAX_TELEMETRY_BYTES {
-        return Err(rejected(
-            fridge_acl::ParseError::TooLarge { len: body.len() }.into(),
-        ));
-    }
     let current = state
         .fridge_secrets
         .get(&fridge_id)
@@ -84,19 +79,20 @@ pub async fn telemetry(
             .get(&fridge_id)
             .map(String::as_bytes),
     };
-    let secret_used = fridge_acl::verify_signature(
-        &secrets,
-        &body,
-        header(&headers, fridge_acl::auth::TIMESTAMP_HEADER),
-        header(&headers, fridge_acl::auth::SIGNATURE_HEADER),
-        app.clock.now(),
-    )
-    .map_err(|e| {
-        tracing::warn!(fridge_id = %fridge_id, error = %e, "telemetry refused");
-        rejected(e.into())
-    })?;
-    let batch = dialect.parse(&body).map_err(|e| rejected(e.into()))?;
-    fridge_acl::check_fridge(&fridge_id, &batch).map_err(|e| rejected(e.into()))?;
+    let upload = Upload {
+        fridge_id: &fridge_id,
+        dialect,
+        body: &body,
+        timestamp: header(&headers, fridge_acl::auth::TIMESTAMP_HEADER),
+        signature: header(&headers, fridge_acl::auth::SIGNATURE_HEADER),
+    };
+    let (batch, secret_used) = fridge_acl::authenticate(&upload, &secrets, app.clock.now())
+        .map_err(|r| {
+            if matches!(r, Rejection::Auth(_)) {
+                tracing::warn!(fridge_id = %fridge_id, error = %r, "telemetry refused");
+            }
+            rejected(r)
+        })?;
     let reports = batch.reports.len();
 
     let committed = app
