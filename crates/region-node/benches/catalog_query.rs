@@ -2,8 +2,8 @@
 //! 30 meals): what `GET /v1/catalog` computes per request, without HTTP.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use district::{Context, DistrictState};
 use protocol::geo::{DistrictArea, GeoPoint};
-use region_node::domain::{self, Context, DistrictState};
 
 fn demo_state() -> DistrictState {
     let ctx = Context {
@@ -14,9 +14,9 @@ fn demo_state() -> DistrictState {
         fridges: Default::default(),
     };
     let mut state = DistrictState::default();
-    let data = region_node::demo::detroit().unwrap();
-    for cmd in region_node::demo::commands(data) {
-        for event in domain::decide(&state, cmd, &ctx).unwrap() {
+    let data = district::demo::detroit().unwrap();
+    for cmd in district::demo::commands(data) {
+        for event in district::decide(&state, cmd, &ctx).unwrap() {
             let env = protocol::EventEnvelope {
                 event_id: ulid::Ulid::new(),
                 seq: state.last_seq + 1,
@@ -30,7 +30,7 @@ fn demo_state() -> DistrictState {
                 schema_version: 1,
                 event,
             };
-            domain::evolve(&mut state, &env);
+            district::evolve(&mut state, &env);
         }
     }
     state
@@ -42,7 +42,7 @@ fn catalog(c: &mut Criterion) {
     let downtown = GeoPoint::new(42.3316, -83.0466).unwrap();
     c.bench_function("catalog_near/2km/12_fridges", |b| {
         b.iter(|| {
-            region_node::query::catalog_near(
+            district::query::catalog_near(
                 &state,
                 "detroit-downtown",
                 std::hint::black_box(&downtown),
@@ -52,7 +52,7 @@ fn catalog(c: &mut Criterion) {
     });
     c.bench_function("catalog_near/2km/12_fridges+json", |b| {
         b.iter(|| {
-            serde_json::to_vec(&region_node::query::catalog_near(
+            serde_json::to_vec(&district::query::catalog_near(
                 &state,
                 "detroit-downtown",
                 &downtown,

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use district::{CatalogCommand, Command};
 use protocol::events::StockSource;
 use protocol::{Event, EventEnvelope};
 use region_node::clock::Clock;
-use region_node::domain::{CatalogCommand, Command};
 use region_node::metrics::Metrics;
 use region_node::store::EventLog;
 use region_node::writer::{District, WriterSetup};

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use district::{Command, FridgeCommand};
 use fridge_acl::{Dialect, Secrets, Upload};
 use region_node::clock::Clock;
-use region_node::domain::{Command, FridgeCommand};
 use region_node::metrics::Metrics;
 use region_node::store::EventLog;
 use region_node::writer::{District, WriterSetup};

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use protocol::geo::DistrictArea;
 use serde::Deserialize;
 
-use crate::domain::orders::{
+use district::orders::{
     GRACE_WINDOW_DEFAULT_SECS, GRACE_WINDOW_MAX_SECS, GRACE_WINDOW_MIN_SECS,
     PAYMENT_TIMEOUT_DEFAULT_SECS, PICKUP_WINDOW_DEFAULT_SECS, POS_GRACE_WINDOW_DEFAULT_SECS,
 };
-use crate::domain::OrderPolicy;
+use district::OrderPolicy;
 
 /// Default request body limit, in bytes. Admin bodies are small JSON.
 pub const MAX_BODY_BYTES_DEFAULT: usize = 64 * 1024;
@@ -70,7 +70,7 @@ impl Default for FridgesConfig {
         FridgesConfig {
             temp_limit_c: f64::from(fridge_acl::translate::TEMP_LIMIT_DEFAULT_MILLI_C) / 1000.0,
             temp_allowed_secs: fridge_acl::translate::TEMP_ALLOWED_DEFAULT_SECS as u32,
-            silence_allowed_secs: crate::domain::fridges::SILENCE_ALLOWED_DEFAULT_SECS as u32,
+            silence_allowed_secs: district::fridges::SILENCE_ALLOWED_DEFAULT_SECS as u32,
         }
     }
 }
@@ -91,8 +91,8 @@ impl FridgesConfig {
         Ok(())
     }
 
-    pub fn policy(&self) -> crate::domain::FridgePolicy {
-        crate::domain::FridgePolicy {
+    pub fn policy(&self) -> district::FridgePolicy {
+        district::FridgePolicy {
             temperature: fridge_acl::TemperaturePolicy {
                 limit_milli_c: (self.temp_limit_c * 1000.0).round() as i32,
                 allowed: chrono::Duration::seconds(i64::from(self.temp_allowed_secs)),

@@ -12,7 +12,7 @@
 //!
 //! Plan charges (`ScheduleEvent::ChargeRequested`) are outbox rows like
 //! order charges, keyed by their charge id; their results are routed back to
-//! the schedule by `domain::decide`.
+//! the schedule by `district::decide`.
 //!
 //! With NATS down the node keeps taking orders; requests wait in the outbox.
 
@@ -30,8 +30,8 @@ use protocol::Event;
 use rand::Rng;
 use tokio::sync::broadcast;
 
-use crate::domain::{Command, OrderCommand};
 use crate::writer::{CommittedBatch, District, WriteError};
+use district::{Command, OrderCommand};
 
 /// Republish a pending request after this long without a result. Longer
 /// than a loaded round trip (so a backlog does not cause republish storms),

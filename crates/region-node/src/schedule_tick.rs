@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::schedule::StateCatalog;
-use crate::domain::{Command, ScheduleCommand};
 use crate::writer::{District, WriteError};
+use district::schedule::StateCatalog;
+use district::{Command, ScheduleCommand};
 
 /// How often the schedule is looked at, in milliseconds. Materialisation
 /// works in days; this only bounds how soon a paid week or a reopened day

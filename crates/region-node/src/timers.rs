@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{expiry, fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
 use crate::writer::{District, WriteError};
+use district::{expiry, fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
 
 /// How often due timers are looked for; the precision of grace windows and
 /// timeouts.
@@ -78,7 +78,7 @@ pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) 
 /// (one group commit), not one fsync after another.
 async fn check_fridges(
     district: &District,
-    state: &crate::domain::DistrictState,
+    state: &district::DistrictState,
     now: chrono::DateTime<chrono::Utc>,
     policy: &FridgePolicy,
 ) {

@@ -21,9 +21,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-use crate::domain::{self, Command, Context, DistrictState, DomainError};
 use crate::metrics::Metrics;
 use crate::store::{EventLog, StoreError};
+use district::{Command, Context, DistrictState, DomainError};
 use protocol::codec::LOG_SCHEMA_VERSION;
 use protocol::geo::DistrictArea;
 use protocol::{DistrictId, EventEnvelope};
@@ -52,8 +52,8 @@ pub struct WriterSetup {
     pub log: EventLog,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
-    pub policy: domain::OrderPolicy,
-    pub fridge_policy: domain::FridgePolicy,
+    pub policy: district::OrderPolicy,
+    pub fridge_policy: district::FridgePolicy,
 }
 
 /// The optimistic-concurrency expectation of a command, if any.
@@ -100,7 +100,7 @@ impl District {
     pub fn start(setup: WriterSetup) -> Result<Self, StoreError> {
         let mut state = DistrictState::default();
         for env in setup.log.replay() {
-            domain::evolve(&mut state, &env?);
+            district::evolve(&mut state, &env?);
         }
         tracing::info!(events = state.last_seq, district = %setup.district_id, "log replayed");
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
@@ -266,7 +266,7 @@ impl Writer {
             policy: self.setup.policy,
             fridges: self.setup.fridge_policy,
         };
-        let events = domain::decide(&self.state, command, &ctx)?;
+        let events = district::decide(&self.state, command, &ctx)?;
         let mut out = Vec::with_capacity(events.len());
         let mut cause = None;
         for event in events {
@@ -284,7 +284,7 @@ impl Writer {
                 schema_version: LOG_SCHEMA_VERSION,
                 event,
             };
-            domain::evolve(&mut self.state, &env);
+            district::evolve(&mut self.state, &env);
             cause = Some(env.event_id);
             out.push(env);
         }

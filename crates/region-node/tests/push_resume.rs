@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use district::{CatalogCommand, Command};
 use protocol::catalog::{StockCount, StockSpec};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use region_node::domain::{CatalogCommand, Command};
 use region_node::metrics::Metrics;
 use region_node::push::hub::{Hub, HubConfig, Subscriber};
 use region_node::push::Interest;

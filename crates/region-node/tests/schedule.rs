@@ -3,12 +3,12 @@
 //! log after a restart gives the same state and materialises nothing twice.
 
 use chrono::Duration;
+use district::{CatalogCommand, Command, OrderCommand, ScheduleCommand};
 use protocol::catalog::{FridgeSpec, MealSpec, StockLevel};
 use protocol::orders::OrderStatus;
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::schedule::{KitchenEventSpec, KitchenStage, PlanDay, PlanSpec};
 use region_node::clock::Clock;
-use region_node::domain::{CatalogCommand, Command, OrderCommand, ScheduleCommand};
 use region_node::store::EventLog;
 use region_node::writer::District;
 use scheduler::Policy;

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use district::{CatalogCommand, Command, DistrictState};
 use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
 use region_node::clock::Clock;
-use region_node::domain::{CatalogCommand, Command, DistrictState};
 use region_node::store::EventLog;
 use region_node::writer::{District, Expected, WriteError};
 
@@ -120,9 +120,10 @@ async fn optimistic_version_conflicts_are_refused() {
         .await;
     assert!(matches!(
         r,
-        Err(WriteError::Domain(
-            region_node::domain::DomainError::VersionConflict { actual: 1, .. }
-        ))
+        Err(WriteError::Domain(district::DomainError::VersionConflict {
+            actual: 1,
+            ..
+        }))
     ));
     let current = Expected {
         stream: "meal-m-a".into(),

@@ -14,8 +14,8 @@ use super::extract::{Json, Query};
 use super::AppState;
 use crate::auth::{Caller, Role};
 use crate::config::RADIUS_M_DEFAULT;
-use crate::domain::{CatalogCommand, Command};
-use crate::query;
+use district::query;
+use district::{CatalogCommand, Command};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

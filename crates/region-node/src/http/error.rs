@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthError;
-use crate::domain::DomainError;
 use crate::writer::WriteError;
+use district::DomainError;
 
 #[derive(Debug)]
 pub struct ApiError {

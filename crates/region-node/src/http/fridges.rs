@@ -5,7 +5,7 @@
 //! order that keeps a forged or malformed batch from costing anything: size,
 //! signature (before any parsing), syntax, fridge identity. Only an
 //! authenticated batch reaches the writer, which translates it against the
-//! current state (`domain::fridges`). The HMAC signature is the fridge's
+//! current state (`district::fridges`). The HMAC signature is the fridge's
 //! credential; no bearer token is involved.
 
 use axum::body::Bytes;
@@ -18,7 +18,7 @@ use protocol::Event;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{Caller, Role};
-use crate::domain::{Command, FridgeCommand};
+use district::{Command, FridgeCommand};
 
 /// Largest telemetry body accepted, in bytes (the ACL's limit).
 pub const MAX_TELEMETRY_BYTES: usize = fridge_acl::report::MAX_BATCH_BYTES;

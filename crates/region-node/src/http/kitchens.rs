@@ -17,8 +17,8 @@ use super::error::ApiError;
 use super::extract::{Json, Query};
 use super::AppState;
 use crate::auth::{Caller, Role};
-use crate::domain::schedule::PREPAID_PAYMENT_METHOD;
-use crate::domain::{Command, DistrictState, ScheduleCommand};
+use district::schedule::PREPAID_PAYMENT_METHOD;
+use district::{Command, DistrictState, ScheduleCommand};
 use scheduler::prep::{prep_report, to_csv, Sale, FORECAST_WEEKS};
 
 fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {

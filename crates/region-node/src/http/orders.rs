@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::extract::Json;
 use super::AppState;
 use crate::auth::{Caller, Role};
-use crate::domain::{Command, Order, OrderCommand};
+use district::{Command, Order, OrderCommand};
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Longest pickup code accepted, in bytes.

@@ -16,7 +16,7 @@ use super::extract::{Json, Query};
 use super::orders::idempotency_key;
 use super::AppState;
 use crate::auth::{Caller, Role};
-use crate::domain::{Command, DistrictState, ScheduleCommand};
+use district::{Command, DistrictState, ScheduleCommand};
 use scheduler::plan::{earliest_effective, Plan};
 use scheduler::state::ChargeStatus;
 

@@ -20,9 +20,9 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use super::{changes, version_after, Interest, Push, Route, ServerMessage};
-use crate::domain::DistrictState;
 use crate::metrics::Metrics;
 use crate::writer::District;
+use district::DistrictState;
 
 /// Control messages (connect, follow, disconnect) waiting for the hub.
 pub const CONTROL_QUEUE_CAPACITY: usize = 4096;

@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use district::{Command, Context, DistrictState, FridgeCommand, FridgePolicy, OrderCommand};
 use fridge_acl::{Batch, DoorActor, DoorSession, Report, ReportBody, Scan, SecretUsed};
 use proptest::prelude::*;
 use protocol::catalog::FridgeStatus;
 use protocol::orders::{Channel, PlaceOrder};
 use protocol::Event;
-use region_node::domain::{
-    self, Command, Context, DistrictState, FridgeCommand, FridgePolicy, OrderCommand,
-};
 
 /// A frostline-json fridge of the demo district, and three of its meals
 /// (all from the k-midtown-greens kitchen).
@@ -45,14 +43,14 @@ impl District {
                 fridges: FridgePolicy::default(),
             },
         };
-        for cmd in region_node::demo::commands(region_node::demo::detroit().unwrap()) {
+        for cmd in district::demo::commands(district::demo::detroit().unwrap()) {
             d.run(cmd).expect("demo district");
         }
         d
     }
 
-    fn run(&mut self, cmd: Command) -> Result<Vec<Event>, domain::DomainError> {
-        let events = domain::decide(&self.state, cmd, &self.ctx)?;
+    fn run(&mut self, cmd: Command) -> Result<Vec<Event>, district::DomainError> {
+        let events = district::decide(&self.state, cmd, &self.ctx)?;
         support::apply(&mut self.state, &events, self.ctx.now);
         Ok(events)
     }
@@ -259,12 +257,12 @@ fn units_past_their_best_before_leave_the_available_count_oldest_first() {
     // Six hours later two more arrive (a staff refill, then the count).
     d.ctx.now = scanned_at + Duration::hours(6);
     d.upload(vec![scan(2, &[(meal, 6)])]);
-    assert!(region_node::domain::expiry::due(&d.state, d.ctx.now).is_empty());
+    assert!(district::expiry::due(&d.state, d.ctx.now).is_empty());
 
     // The first four pass their best-before; the two newer ones do not.
     d.ctx.now = scanned_at + shelf_life;
     let ours = |d: &District| {
-        region_node::domain::expiry::due(&d.state, d.ctx.now)
+        district::expiry::due(&d.state, d.ctx.now)
             .into_iter()
             .filter(|(f, m)| f == FRIDGE && m == meal)
             .count()

@@ -9,9 +9,12 @@
 //! snapshot to readers after every batch with an O(1) clone.
 
 pub mod catalog;
+pub mod demo;
 pub mod expiry;
 pub mod fridges;
 pub mod orders;
+pub mod push;
+pub mod query;
 pub mod schedule;
 
 use chrono::{DateTime, Utc};

@@ -5,14 +5,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, TimeZone, Utc};
+use district::{CatalogCommand, Command, Context, DistrictState, OrderCommand, OrderTimer};
 use proptest::prelude::*;
 use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
 use protocol::orders::{Channel, OrderItem, OrderStatus, PlaceOrder};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::Event;
-use region_node::domain::{
-    self, CatalogCommand, Command, Context, DistrictState, OrderCommand, OrderTimer,
-};
 
 mod support;
 
@@ -77,7 +75,7 @@ impl Harness {
             district_id: "d".into(),
             area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
             now: Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap(),
-            policy: domain::OrderPolicy {
+            policy: district::OrderPolicy {
                 payment_timeout: Duration::seconds(30),
                 pickup_window: Duration::seconds(300),
                 ..Default::default()
@@ -132,7 +130,7 @@ impl Harness {
     }
 
     fn run(&mut self, cmd: Command) -> Vec<Event> {
-        let Ok(events) = domain::decide(&self.state, cmd, &self.ctx) else {
+        let Ok(events) = district::decide(&self.state, cmd, &self.ctx) else {
             return vec![];
         };
         for event in &events {

@@ -5,7 +5,7 @@
 use protocol::catalog::{CatalogView, FridgeView, MealAvailability};
 use protocol::geo::GeoPoint;
 
-use crate::domain::DistrictState;
+use crate::DistrictState;
 
 /// Fridges within `radius_m` of `at`, nearest first (ties by id, so the answer
 /// is stable), each with the meals a customer can buy there now.

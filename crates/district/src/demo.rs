@@ -1,0 +1,105 @@
+//! The demo district (downtown Detroit: fridges at real places, meals with
+//! full nutrition facts from three kitchens) as the commands an admin would
+//! send. Pure: the node's `demo` module submits them, tests apply them.
+
+use protocol::catalog::{FridgeSpec, MealSpec, Nutrition, StockSpec};
+use protocol::geo::DistrictArea;
+use serde::Deserialize;
+
+use crate::{CatalogCommand, Command};
+
+/// The demo district, as shipped in `deploy/demo/detroit.json`.
+pub const DETROIT_JSON: &str = include_str!("../../../deploy/demo/detroit.json");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoData {
+    pub meals: Vec<DemoMeal>,
+    pub fridges: Vec<DemoFridge>,
+    pub stock: Vec<DemoStock>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DemoMeal {
+    pub meal_id: String,
+    #[serde(flatten)]
+    pub spec: MealSpec,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DemoFridge {
+    pub fridge_id: String,
+    #[serde(flatten)]
+    pub spec: FridgeSpec,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DemoStock {
+    pub fridge_id: String,
+    #[serde(flatten)]
+    pub spec: StockSpec,
+}
+
+/// The shipped demo data; an error only if the file in `deploy/` is broken.
+pub fn detroit() -> Result<DemoData, serde_json::Error> {
+    serde_json::from_str(DETROIT_JSON)
+}
+
+/// Every command that builds the demo district, in order.
+pub fn commands(data: DemoData) -> Vec<Command> {
+    let meals = data.meals.into_iter().map(|m| CatalogCommand::DefineMeal {
+        meal_id: m.meal_id,
+        spec: m.spec,
+    });
+    let fridges = data
+        .fridges
+        .into_iter()
+        .map(|f| CatalogCommand::RegisterFridge {
+            fridge_id: f.fridge_id,
+            spec: f.spec,
+        });
+    let stock = data.stock.into_iter().map(|s| CatalogCommand::SetStock {
+        fridge_id: s.fridge_id,
+        spec: s.spec,
+    });
+    meals
+        .chain(fridges)
+        .chain(stock)
+        .map(Command::Catalog)
+        .collect()
+}
+
+/// The demo district's geohash prefixes (`deploy/dev/region-detroit.toml`).
+pub const PREFIXES: [&str; 3] = ["dpsbv", "dpsby", "dpscj"];
+
+/// The demo district's area.
+pub fn area() -> DistrictArea {
+    // The prefixes are constants that parse; a failure is a bug in this file.
+    DistrictArea::new(PREFIXES.iter().map(|p| p.to_string()).collect())
+        .expect("demo prefixes are valid geohashes")
+}
+
+/// A plain meal from kitchen `k-1` at `price` minor units, for tests and
+/// benchmarks that need a meal and do not care which.
+pub fn plain_meal(price: i64) -> MealSpec {
+    MealSpec {
+        name: "Bowl".into(),
+        description: String::new(),
+        kitchen_id: "k-1".into(),
+        price,
+        currency: protocol::money::Currency::try_from("USD".to_string())
+            .expect("USD is a currency code"),
+        nutrition: Nutrition {
+            kcal: 500,
+            protein_mg: 1,
+            fat_mg: 1,
+            carbs_mg: 2,
+            sugar_mg: 1,
+            salt_mg: 1,
+        },
+        allergens: vec![],
+        ingredients: vec![],
+        tags: vec![],
+        shelf_life_hours: 24,
+    }
+}

@@ -1,0 +1,467 @@
+//! Push to apps: what a committed batch means for WebSocket subscribers.
+//!
+//! This module is pure (no tokio, no sockets): [`changes`] compares the
+//! district state before and after a committed batch and says which messages
+//! go where; [`Interest`] says whether a connection wants a message;
+//! [`cover`] resolves an area to geohash cells. The [`hub`] task drives it
+//! from the writer's committed feed and fans the messages out; `http::ws`
+//! owns the sockets.
+//!
+//! **Versions.** Every pushed message carries a `version`: a number that
+//! strictly increases over the node's messages and is derived from the log
+//! (`seq << VERSION_SLOT_BITS | slot`, slot = the message's index within its
+//! batch), so resuming with `since` = the last version seen is exact. Stock
+//! messages carry absolute counts, so a client never has to add anything up.
+
+use std::collections::{BTreeSet, HashSet};
+
+use chrono::{DateTime, Utc};
+use protocol::geo::GeoPoint;
+use protocol::orders::{OrderStatus, RefusalReason};
+use protocol::{EventEnvelope, FridgeId, MealId};
+use serde::{Deserialize, Serialize};
+
+use crate::DistrictState;
+
+/// Bits of a version that number the messages of one batch.
+pub const VERSION_SLOT_BITS: u32 = 16;
+/// Most messages one batch may produce; the last slot is reserved to mean
+/// "everything of this seq" (see [`version_after`]).
+pub const MAX_MESSAGES_PER_BATCH: usize = (1 << VERSION_SLOT_BITS) - 1;
+/// Most geohash cells one area subscription may resolve to; bigger areas are
+/// covered by coarser cells.
+pub const MAX_CELLS_PER_AREA: usize = 32;
+/// Finest cell precision an area resolves to (≈ 153 m × 153 m).
+pub const FINEST_AREA_PRECISION: usize = 7;
+/// Precision of the cell named in a fridge's `catalog_updated` area.
+pub const CATALOG_AREA_PRECISION: usize = 6;
+const METERS_PER_DEGREE_LAT: f64 = 111_320.0;
+
+/// The version of message `slot` of the batch ending at `seq`.
+pub fn version_at(seq: u64, slot: usize) -> u64 {
+    (seq << VERSION_SLOT_BITS) | slot as u64
+}
+
+/// The version meaning "every message up to and including log `seq`".
+pub fn version_after(seq: u64) -> u64 {
+    version_at(seq, MAX_MESSAGES_PER_BATCH)
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// About one fridge: its subscribers and every area covering it.
+    Fridge {
+        fridge_id: FridgeId,
+        geohash: String,
+    },
+    /// About the whole district (a meal's definition): every connection with
+    /// an area or fridge subscription.
+    District,
+    /// An order's owner, and nobody else.
+    Customer(String),
+}
+
+/// Messages the server sends (`type` tagged JSON, see API.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The catalog changed in `area` (geohash prefixes): refetch it with the
+    /// ETag. `catalog_version` is the version the refetch will return.
+    CatalogUpdated {
+        catalog_id: String,
+        version: u64,
+        catalog_version: u64,
+        area: Vec<String>,
+    },
+    /// Units a customer can buy now.
+    Stock {
+        fridge_id: FridgeId,
+        meal_id: MealId,
+        available: u32,
+        version: u64,
+    },
+    /// A status change of one of the caller's orders.
+    Order {
+        order_id: String,
+        status: OrderStatus,
+        at: DateTime<Utc>,
+        version: u64,
+        fridge_id: FridgeId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pickup_code: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pickup_deadline: Option<DateTime<Utc>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refusal_reason: Option<RefusalReason>,
+        /// Meals the fridge holds too few of for this order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shortage: Vec<MealId>,
+    },
+    /// Answer to subscribe/unsubscribe: what the connection now follows and
+    /// the version it is at.
+    Subscribed {
+        version: u64,
+        areas: usize,
+        fridges: usize,
+        orders: bool,
+    },
+    /// `since` is older than what the node keeps (or from before a restart):
+    /// refetch over HTTP, then carry on from `version`.
+    Resync {
+        version: u64,
+    },
+    Pong,
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+/// A message ready to fan out: encoded once, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub version: u64,
+    pub route: Route,
+    /// UTF-8 JSON; `Bytes` so every connection shares one allocation.
+    pub frame: bytes::Bytes,
+}
+
+impl ServerMessage {
+    pub fn to_frame(&self) -> bytes::Bytes {
+        // Serializing these plain structs cannot fail; an empty object would
+        // only ever show a bug, never lose data.
+        serde_json::to_vec(self)
+            .unwrap_or_else(|_| b"{}".to_vec())
+            .into()
+    }
+}
+
+/// What a batch changed, as messages in version order. `prev` is the state
+/// the previous batch left, `next` the state after `events`.
+pub fn changes(
+    prev: &DistrictState,
+    next: &DistrictState,
+    events: &[EventEnvelope],
+    district_id: &str,
+    district_prefixes: &[String],
+) -> Vec<Push> {
+    let mut out: Vec<(Route, ServerMessage)> = Vec::new();
+
+    if !prev.meals.ptr_eq(&next.meals) {
+        out.push((
+            Route::District,
+            ServerMessage::CatalogUpdated {
+                catalog_id: district_id.to_string(),
+                version: 0,
+                catalog_version: next.catalog_version,
+                area: district_prefixes.to_vec(),
+            },
+        ));
+    }
+    if !prev.fridges.ptr_eq(&next.fridges) {
+        for (fridge_id, fridge) in next.fridges.iter() {
+            if prev.fridges.get(fridge_id) == Some(fridge) {
+                continue;
+            }
+            let cell: String = fridge
+                .geohash
+                .chars()
+                .take(CATALOG_AREA_PRECISION)
+                .collect();
+            out.push((
+                Route::Fridge {
+                    fridge_id: fridge_id.clone(),
+                    geohash: fridge.geohash.clone(),
+                },
+                ServerMessage::CatalogUpdated {
+                    catalog_id: district_id.to_string(),
+                    version: 0,
+                    catalog_version: next.catalog_version,
+                    area: vec![cell],
+                },
+            ));
+        }
+    }
+
+    if !prev.stock.ptr_eq(&next.stock) {
+        for (fridge_id, meals) in next.stock.iter() {
+            let before = prev.stock.get(fridge_id);
+            if before.is_some_and(|b| b.ptr_eq(meals)) {
+                continue;
+            }
+            let Some(fridge) = next.fridges.get(fridge_id) else {
+                continue;
+            };
+            let route = Route::Fridge {
+                fridge_id: fridge_id.clone(),
+                geohash: fridge.geohash.clone(),
+            };
+            let was = |meal: &str| {
+                before
+                    .and_then(|b| b.get(meal))
+                    .map(|l| l.available())
+                    .unwrap_or(0)
+            };
+            for (meal_id, level) in meals.iter() {
+                let available = level.available();
+                if available != was(meal_id) {
+                    out.push((
+                        route.clone(),
+                        ServerMessage::Stock {
+                            fridge_id: fridge_id.clone(),
+                            meal_id: meal_id.clone(),
+                            available,
+                            version: 0,
+                        },
+                    ));
+                }
+            }
+            for (meal_id, _) in before.into_iter().flat_map(|b| b.iter()) {
+                if !meals.contains_key(meal_id) && was(meal_id) > 0 {
+                    out.push((
+                        route.clone(),
+                        ServerMessage::Stock {
+                            fridge_id: fridge_id.clone(),
+                            meal_id: meal_id.clone(),
+                            available: 0,
+                            version: 0,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut seen_orders = HashSet::new();
+    for env in events {
+        let Some(order_id) = env.stream_id.strip_prefix("order-") else {
+            continue;
+        };
+        if !seen_orders.insert(order_id) {
+            continue;
+        }
+        let Some(order) = next.orders.get(order_id) else {
+            continue;
+        };
+        let grew = prev
+            .orders
+            .get(order_id)
+            .is_none_or(|p| p.history.len() != order.history.len() || p.shortage != order.shortage);
+        if !grew {
+            continue;
+        }
+        let at = order
+            .history
+            .last()
+            .map(|c| c.at)
+            .unwrap_or(env.recorded_at);
+        out.push((
+            Route::Customer(order.customer.clone()),
+            ServerMessage::Order {
+                order_id: order.order_id.clone(),
+                status: order.status,
+                at,
+                version: 0,
+                fridge_id: order.fridge_id.clone(),
+                pickup_code: order.pickup_code.clone(),
+                pickup_deadline: order.pickup_deadline,
+                refusal_reason: order.refusal_reason,
+                shortage: order.shortage.clone(),
+            },
+        ));
+    }
+
+    out.truncate(MAX_MESSAGES_PER_BATCH);
+    out.into_iter()
+        .enumerate()
+        .map(|(slot, (route, mut msg))| {
+            let version = version_at(next.last_seq, slot);
+            match &mut msg {
+                ServerMessage::CatalogUpdated { version: v, .. }
+                | ServerMessage::Stock { version: v, .. }
+                | ServerMessage::Order { version: v, .. } => *v = version,
+                _ => {}
+            }
+            Push {
+                version,
+                route,
+                frame: msg.to_frame(),
+            }
+        })
+        .collect()
+}
+
+/// An area a client asked to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AreaSpec {
+    pub lat: f64,
+    pub lon: f64,
+    pub radius_m: u32,
+}
+
+/// The geohash cells covering the circle around `center`: as fine as
+/// possible without exceeding [`MAX_CELLS_PER_AREA`]. Cells cover at least
+/// the circle (a fridge just outside it may be included, never one inside
+/// left out).
+pub fn cover(center: &GeoPoint, radius_m: u32) -> Vec<String> {
+    let r = f64::from(radius_m.max(1));
+    let dlat = r / METERS_PER_DEGREE_LAT;
+    let dlon = r / (METERS_PER_DEGREE_LAT * center.lat.to_radians().cos().max(0.01));
+    let (south, north) = (
+        (center.lat - dlat).max(-90.0),
+        (center.lat + dlat).min(90.0),
+    );
+    let (west, east) = (
+        (center.lon - dlon).max(-180.0),
+        (center.lon + dlon).min(180.0),
+    );
+    for precision in (1..=FINEST_AREA_PRECISION).rev() {
+        let bits = 5 * precision as i32;
+        let lat_bits = bits / 2;
+        let lon_bits = bits - lat_bits;
+        let cell_h = 180.0 / 2f64.powi(lat_bits);
+        let cell_w = 360.0 / 2f64.powi(lon_bits);
+        let rows = ((north - south) / cell_h).ceil() as usize + 1;
+        let cols = ((east - west) / cell_w).ceil() as usize + 1;
+        if rows * cols > MAX_CELLS_PER_AREA && precision > 1 {
+            continue;
+        }
+        let mut cells = BTreeSet::new();
+        for i in 0..=rows {
+            let lat = (south + i as f64 * cell_h).min(north);
+            for j in 0..=cols {
+                let lon = (west + j as f64 * cell_w).min(east);
+                cells.insert(GeoPoint { lat, lon }.geohash(precision));
+            }
+        }
+        return cells.into_iter().collect();
+    }
+    Vec::new()
+}
+
+/// What one connection follows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Interest {
+    /// Areas as asked, each with its cells.
+    pub areas: Vec<(AreaSpec, Vec<String>)>,
+    pub fridges: BTreeSet<FridgeId>,
+    /// The customer whose orders this connection receives (from its token).
+    pub customer: Option<String>,
+}
+
+impl Interest {
+    /// Number of area and fridge subscriptions (what the limit counts).
+    pub fn subscriptions(&self) -> usize {
+        self.areas.len() + self.fridges.len()
+    }
+
+    /// Every cell of every area.
+    pub fn cells(&self) -> BTreeSet<&str> {
+        self.areas
+            .iter()
+            .flat_map(|(_, cells)| cells.iter().map(String::as_str))
+            .collect()
+    }
+
+    pub fn wants(&self, route: &Route) -> bool {
+        match route {
+            Route::Fridge { fridge_id, geohash } => {
+                self.fridges.contains(fridge_id)
+                    || self
+                        .areas
+                        .iter()
+                        .any(|(_, cells)| cells.iter().any(|c| geohash.starts_with(c.as_str())))
+            }
+            Route::District => !self.areas.is_empty() || !self.fridges.is_empty(),
+            Route::Customer(c) => self.customer.as_deref() == Some(c.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gh(lat: f64, lon: f64, p: usize) -> String {
+        GeoPoint { lat, lon }.geohash(p)
+    }
+
+    #[test]
+    fn cover_contains_every_point_of_the_circle() {
+        let center = GeoPoint {
+            lat: 42.3314,
+            lon: -83.0458,
+        };
+        for radius in [50, 500, 2_000, 10_000, 50_000] {
+            let cells = cover(&center, radius);
+            assert!(!cells.is_empty() && cells.len() <= MAX_CELLS_PER_AREA);
+            let r = f64::from(radius) * 0.99;
+            for step in 0..64 {
+                let a = f64::from(step) * std::f64::consts::TAU / 64.0;
+                let dlat = r * a.sin() / METERS_PER_DEGREE_LAT;
+                let dlon = r * a.cos() / (METERS_PER_DEGREE_LAT * center.lat.to_radians().cos());
+                let p = gh(center.lat + dlat, center.lon + dlon, 9);
+                assert!(
+                    cells.iter().any(|c| p.starts_with(c.as_str())),
+                    "radius {radius}: {p} not covered by {cells:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cover_is_fine_for_small_areas_and_coarse_for_big_ones() {
+        let center = GeoPoint {
+            lat: 42.3314,
+            lon: -83.0458,
+        };
+        let small = cover(&center, 100);
+        let big = cover(&center, 50_000);
+        assert_eq!(small[0].len(), FINEST_AREA_PRECISION);
+        assert!(big[0].len() < 5);
+    }
+
+    #[test]
+    fn interest_routes_by_fridge_area_and_customer() {
+        let center = GeoPoint {
+            lat: 42.3314,
+            lon: -83.0458,
+        };
+        let mut i = Interest::default();
+        assert!(!i.wants(&Route::District));
+        i.areas.push((
+            AreaSpec {
+                lat: center.lat,
+                lon: center.lon,
+                radius_m: 300,
+            },
+            cover(&center, 300),
+        ));
+        let near = Route::Fridge {
+            fridge_id: "f-near".into(),
+            geohash: gh(42.3316, -83.0460, 9),
+        };
+        let far = Route::Fridge {
+            fridge_id: "f-far".into(),
+            geohash: gh(42.40, -83.20, 9),
+        };
+        assert!(i.wants(&near));
+        assert!(!i.wants(&far));
+        assert!(i.wants(&Route::District));
+        i.fridges.insert("f-far".into());
+        assert!(i.wants(&far));
+        assert!(!i.wants(&Route::Customer("alice".into())));
+        i.customer = Some("alice".into());
+        assert!(i.wants(&Route::Customer("alice".into())));
+        assert!(!i.wants(&Route::Customer("bob".into())));
+    }
+
+    #[test]
+    fn versions_increase_with_seq_then_slot() {
+        assert!(version_at(7, 3) < version_at(7, 4));
+        assert!(version_at(7, MAX_MESSAGES_PER_BATCH - 1) < version_after(7));
+        assert!(version_after(7) < version_at(8, 0));
+    }
+}
