@@ -1,11 +1,71 @@
-//! Catalog and stock decisions: meals, fridges, manual stock corrections.
+//! The catalog: meals and fridges, their definitions and the decisions that
+//! change them, and manual stock corrections (which are admin catalog
+//! commands, recorded as stock events).
 
+use chrono::Duration;
+use imbl::OrdMap;
 use protocol::catalog::{Fridge, FridgeSpec, FridgeStatus, Meal, MealSpec, StockSpec};
 use protocol::events::StockSource;
 use protocol::geo::FRIDGE_GEOHASH_PRECISION;
 use protocol::{Event, FridgeId, MealId};
 
 use super::{Context, DistrictState, DomainError};
+
+/// The district's meals and fridges.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    meals: OrdMap<MealId, Meal>,
+    fridges: OrdMap<FridgeId, Fridge>,
+}
+
+impl Catalog {
+    pub fn meal(&self, meal_id: &str) -> Option<&Meal> {
+        self.meals.get(meal_id)
+    }
+
+    pub fn meals(&self) -> &OrdMap<MealId, Meal> {
+        &self.meals
+    }
+
+    pub fn fridge(&self, fridge_id: &str) -> Option<&Fridge> {
+        self.fridges.get(fridge_id)
+    }
+
+    pub fn fridges(&self) -> &OrdMap<FridgeId, Fridge> {
+        &self.fridges
+    }
+
+    /// Whether the fridge exists and has `status`.
+    pub fn fridge_is(&self, fridge_id: &str, status: FridgeStatus) -> bool {
+        self.fridge(fridge_id).is_some_and(|f| f.status == status)
+    }
+
+    /// How long a unit of the meal keeps (zero for an unknown meal, so its
+    /// units count as expired at once rather than never).
+    pub fn shelf_life(&self, meal_id: &str) -> Duration {
+        self.meal(meal_id)
+            .map(|m| Duration::hours(i64::from(m.spec.shelf_life_hours)))
+            .unwrap_or_else(Duration::zero)
+    }
+
+    /// Whether any meal of the district is cooked by `kitchen_id`.
+    pub fn has_kitchen(&self, kitchen_id: &str) -> bool {
+        self.meals.values().any(|m| m.spec.kitchen_id == kitchen_id)
+    }
+
+    /// Sets a fridge's operational status; returns whether it changed.
+    pub(crate) fn set_fridge_status(&mut self, fridge_id: &str, status: FridgeStatus) -> bool {
+        let Some(mut fridge) = self.fridges.get(fridge_id).cloned() else {
+            return false;
+        };
+        if fridge.status == status {
+            return false;
+        }
+        fridge.status = status;
+        self.fridges.insert(fridge_id.to_string(), fridge);
+        true
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogCommand {
@@ -39,7 +99,7 @@ pub fn decide(
         CatalogCommand::DefineMeal { meal_id, spec } => {
             protocol::validate_id(&meal_id).map_err(invalid)?;
             spec.validate().map_err(invalid)?;
-            if state.meals.get(&meal_id).map(|m| &m.spec) == Some(&spec) {
+            if state.catalog.meal(&meal_id).map(|m| &m.spec) == Some(&spec) {
                 return Ok(vec![]); // Same definition again: nothing happened.
             }
             Ok(vec![Event::MealDefined {
@@ -47,7 +107,7 @@ pub fn decide(
             }])
         }
         CatalogCommand::DiscontinueMeal { meal_id } => {
-            if !state.meals.contains_key(&meal_id) {
+            if state.catalog.meal(&meal_id).is_none() {
                 return Err(DomainError::UnknownMeal(meal_id));
             }
             Ok(vec![Event::MealDiscontinued { meal_id }])
@@ -66,8 +126,8 @@ pub fn decide(
                 .map_err(|e| invalid(e.to_string()))?;
             // Re-registering keeps the operational status the fridge has.
             let status = state
-                .fridges
-                .get(&fridge_id)
+                .catalog
+                .fridge(&fridge_id)
                 .map(|f| f.status)
                 .unwrap_or(FridgeStatus::Online);
             let fridge = Fridge {
@@ -80,7 +140,7 @@ pub fn decide(
                 status,
             };
             let unchanged =
-                state.fridges.get(&fridge.fridge_id) == Some(&fridge) && spec.secret.is_none();
+                state.catalog.fridge(&fridge.fridge_id) == Some(&fridge) && spec.secret.is_none();
             if unchanged {
                 return Ok(vec![]);
             }
@@ -91,11 +151,11 @@ pub fn decide(
         }
         CatalogCommand::SetStock { fridge_id, spec } => {
             spec.validate().map_err(invalid)?;
-            if !state.fridges.contains_key(&fridge_id) {
+            if state.catalog.fridge(&fridge_id).is_none() {
                 return Err(DomainError::UnknownFridge(fridge_id));
             }
             for c in &spec.counts {
-                if !state.meals.contains_key(&c.meal_id) {
+                if state.catalog.meal(&c.meal_id).is_none() {
                     return Err(DomainError::UnknownMeal(c.meal_id.clone()));
                 }
             }
@@ -115,47 +175,28 @@ pub fn decide(
 }
 
 /// Applies catalog events; returns whether the catalog view changed.
-pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
+pub(crate) fn evolve(state: &mut DistrictState, event: &Event) -> bool {
     match event {
         Event::MealDefined { meal } => {
-            state.meals.insert(meal.meal_id.clone(), meal.clone());
+            state
+                .catalog
+                .meals
+                .insert(meal.meal_id.clone(), meal.clone());
             true
         }
         Event::MealDiscontinued { meal_id } => {
-            state.meals.remove(meal_id);
+            state.catalog.meals.remove(meal_id);
             true
         }
         Event::FridgeRegistered { fridge, secret } => {
             if let Some(secret) = secret {
-                // A rotation: the old secret stays valid until the fridge
-                // signs with the new one (see `FridgeTelemetryReceived`).
-                if let Some(old) = state
-                    .fridge_secrets
-                    .insert(fridge.fridge_id.clone(), secret.clone())
-                    .filter(|old| old != secret)
-                {
-                    state
-                        .fridge_previous_secrets
-                        .insert(fridge.fridge_id.clone(), old);
-                }
+                state.links.set_secret(&fridge.fridge_id, secret);
             }
+            state.links.forget_unreadable_cursor(&fridge.fridge_id);
             state
+                .catalog
                 .fridges
                 .insert(fridge.fridge_id.clone(), fridge.clone());
-            true
-        }
-        Event::MealStockUpdated {
-            fridge_id,
-            meal_id,
-            on_hand,
-            ..
-        } => {
-            state.adjust_stock(fridge_id, meal_id, |level| {
-                level.on_hand = *on_hand;
-                // Expired units are among those on hand; fewer on hand means
-                // some of them may be gone (the next tagged scan says exactly).
-                level.expired = level.expired.min(*on_hand);
-            });
             true
         }
         _ => false,
@@ -172,7 +213,7 @@ mod tests {
         Context {
             district_id: "d".into(),
             area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
-            now: chrono::Utc::now(),
+            now: crate::given::t0(),
             policy: Default::default(),
             fridges: Default::default(),
         }
@@ -201,9 +242,7 @@ mod tests {
     }
 
     fn apply(state: &mut DistrictState, events: Vec<Event>) {
-        for e in events {
-            evolve(state, &e);
-        }
+        crate::given::apply(state, events, crate::given::t0());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! maps the ACL's facts to the district's events. The ACL says what a report
 //! means; this module decides what the district does about it (quarantine on
 //! an excursion, flag orders on a shortage, complete a pickup). Pure, like
-//! the rest of `domain`.
+//! the rest of the crate. The fridge's secrets and cursor live in
+//! [`crate::links`]; its status in the catalog; its shelves in the stock.
 
 use std::collections::BTreeSet;
 
@@ -16,10 +17,11 @@ use fridge_acl::{
     Batch, DoorActor, FridgeCursor, FridgeFact, FridgeView, MealUnits, OpenOrder, SecretUsed,
     ShrinkageReason, TemperaturePolicy,
 };
-use protocol::catalog::FridgeStatus;
+use protocol::catalog::{Fridge, FridgeStatus};
 use protocol::events::{StockMovement, StockSource};
-use protocol::{Event, FridgeId};
+use protocol::{Event, FridgeId, MealId};
 
+use super::links::Cursor;
 use super::orders::OrderCommand;
 use super::{Context, DistrictState, DomainError};
 
@@ -82,8 +84,8 @@ pub fn decide(
             .collect()),
         FridgeCommand::LiftQuarantine { fridge_id } => {
             let fridge = state
-                .fridges
-                .get(&fridge_id)
+                .catalog
+                .fridge(&fridge_id)
                 .ok_or_else(|| DomainError::UnknownFridge(fridge_id.clone()))?;
             if fridge.status != FridgeStatus::Quarantined {
                 return Err(DomainError::Invalid(format!(
@@ -106,14 +108,9 @@ pub fn silent_fridges(
     policy: &FridgePolicy,
 ) -> Vec<(FridgeId, i64)> {
     state
-        .fridge_cursors
-        .iter()
-        .filter(|(id, _)| {
-            state
-                .fridges
-                .get(*id)
-                .is_some_and(|f| f.status == FridgeStatus::Online)
-        })
+        .links
+        .known_cursors()
+        .filter(|(id, _)| state.catalog.fridge_is(id, FridgeStatus::Online))
         .filter_map(|(id, cursor)| {
             match fridge_acl::check_silence(cursor.last_seen, now, policy.silence_allowed) {
                 Some(FridgeFact::FridgeOffline {
@@ -130,27 +127,14 @@ pub fn silent_fridges(
 pub fn fridge_view(state: &DistrictState, fridge_id: &str, policy: &FridgePolicy) -> FridgeView {
     let mut view = FridgeView {
         temperature: policy.temperature,
-        offline: state
-            .fridges
-            .get(fridge_id)
-            .is_some_and(|f| f.status == FridgeStatus::Offline),
+        offline: state.catalog.fridge_is(fridge_id, FridgeStatus::Offline),
         ..FridgeView::default()
     };
-    if let Some(per_meal) = state.stock.get(fridge_id) {
-        for (meal_id, level) in per_meal.iter() {
-            view.on_hand.insert(meal_id.clone(), level.on_hand);
-            view.reserved.insert(meal_id.clone(), level.reserved);
-        }
+    for (meal_id, level) in state.stock.fridge(fridge_id).into_iter().flatten() {
+        view.on_hand.insert(meal_id.clone(), level.on_hand);
+        view.reserved.insert(meal_id.clone(), level.reserved);
     }
-    for order_id in state
-        .open_orders_by_fridge
-        .get(fridge_id)
-        .into_iter()
-        .flatten()
-    {
-        let Some(order) = state.orders.get(order_id) else {
-            continue;
-        };
+    for order in state.orders.open_at(fridge_id) {
         view.open_orders.push(OpenOrder {
             order_id: order.order_id.clone(),
             // A code exists once the order may be collected (purchased, or
@@ -169,6 +153,16 @@ pub fn fridge_view(state: &DistrictState, fridge_id: &str, policy: &FridgePolicy
     view
 }
 
+/// What the facts of one batch have decided so far.
+struct Reaction<'a> {
+    fridge: &'a Fridge,
+    view: FridgeView,
+    events: Vec<Event>,
+    /// Orders already picked up in this batch (a fridge may repeat a fact).
+    picked: BTreeSet<String>,
+    quarantined: bool,
+}
+
 fn telemetry(
     state: &DistrictState,
     fridge_id: FridgeId,
@@ -177,183 +171,34 @@ fn telemetry(
     ctx: &Context,
 ) -> Result<Vec<Event>, DomainError> {
     let fridge = state
-        .fridges
-        .get(&fridge_id)
+        .catalog
+        .fridge(&fridge_id)
         .ok_or_else(|| DomainError::UnknownFridge(fridge_id.clone()))?;
-    let cursor: FridgeCursor = state
-        .fridge_cursors
-        .get(&fridge_id)
-        .map(|c| (**c).clone())
-        .unwrap_or_default();
+    let cursor: FridgeCursor = match state.links.cursor(&fridge_id) {
+        None => FridgeCursor::default(),
+        Some(Cursor::Known(c)) => (**c).clone(),
+        Some(Cursor::Unreadable { reason }) => {
+            return Err(DomainError::CursorUnreadable {
+                fridge_id,
+                reason: reason.clone(),
+            })
+        }
+    };
     let view = fridge_view(state, &fridge_id, &ctx.fridges);
     let translation = fridge_acl::translate(&cursor, &view, batch, ctx.now);
-
-    let mut events = Vec::new();
-    // A pickup changes the stock the facts after it are about, so the order
-    // decider sees the state with the events so far applied.
-    let mut picked: BTreeSet<String> = BTreeSet::new();
-    let mut quarantined = fridge.status == FridgeStatus::Quarantined;
+    let mut reaction = Reaction {
+        fridge,
+        view,
+        events: Vec::new(),
+        picked: BTreeSet::new(),
+        quarantined: fridge.status == FridgeStatus::Quarantined,
+    };
     for fact in translation.facts {
-        match fact {
-            FridgeFact::FridgeOnline { .. } => {
-                if fridge.status == FridgeStatus::Offline {
-                    events.push(Event::FridgeStatusChanged {
-                        fridge_id: fridge_id.clone(),
-                        status: FridgeStatus::Online,
-                        reason: "telemetry again".into(),
-                    });
-                }
-            }
-            FridgeFact::StockCounted {
-                meal_id, on_hand, ..
-            } => events.push(Event::MealStockUpdated {
-                fridge_id: fridge_id.clone(),
-                meal_id,
-                on_hand: on_hand.min(protocol::catalog::MAX_UNITS_PER_MEAL),
-                source: StockSource::Scan,
-            }),
-            FridgeFact::ExpiredOnShelf { meal_id, units, .. } => {
-                events.push(Event::MealUnitsExpired {
-                    fridge_id: fridge_id.clone(),
-                    meal_id,
-                    units,
-                })
-            }
-            FridgeFact::ShortageDetected {
-                meal_id,
-                on_hand,
-                committed,
-                orders,
-                ..
-            } => {
-                for order_id in orders {
-                    let already = state
-                        .orders
-                        .get(&order_id)
-                        .is_some_and(|o| o.shortage.contains(&meal_id));
-                    if !already {
-                        events.push(Event::OrderFlagged {
-                            order_id,
-                            meal_id: meal_id.clone(),
-                            reason: format!(
-                                "the fridge holds {on_hand} units of this meal for {committed} promised"
-                            ),
-                        });
-                    }
-                }
-            }
-            FridgeFact::PickedUp {
-                order_id,
-                pickup_code,
-                ..
-            } => {
-                if !picked.insert(order_id.clone()) {
-                    continue;
-                }
-                let pickup = OrderCommand::Pickup {
-                    order_id: order_id.clone(),
-                    pickup_code,
-                };
-                match super::orders::decide(state, pickup, ctx) {
-                    Ok(more) => events.extend(more),
-                    // The fridge saw a pickup the order book cannot take
-                    // (already picked up by hand, say): the count that
-                    // follows still sets the stock right.
-                    Err(e) => note_unapplied_pickup(&mut events, &fridge_id, &order_id, &e),
-                }
-            }
-            FridgeFact::PickupNothingTaken { .. } | FridgeFact::TemperatureRecovered { .. } => {}
-            FridgeFact::Refilled {
-                meal_id, units, by, ..
-            } => {
-                let (movement, detail) = match by {
-                    DoorActor::Staff(badge) => (StockMovement::Refill, badge),
-                    DoorActor::PickupCode(code) => (StockMovement::Returned, code),
-                    DoorActor::Unknown => (StockMovement::Returned, String::new()),
-                };
-                events.push(Event::StockMovementRecorded {
-                    fridge_id: fridge_id.clone(),
-                    meal_id,
-                    units: i64::from(units),
-                    movement,
-                    detail,
-                });
-            }
-            FridgeFact::Withdrawn {
-                meal_id,
-                units,
-                badge,
-                ..
-            } => events.push(Event::StockMovementRecorded {
-                fridge_id: fridge_id.clone(),
-                meal_id,
-                units: -i64::from(units),
-                movement: StockMovement::Withdrawal,
-                detail: badge,
-            }),
-            FridgeFact::Shrinkage {
-                meal_id,
-                units,
-                reason,
-                ..
-            } => events.push(Event::StockMovementRecorded {
-                fridge_id: fridge_id.clone(),
-                meal_id,
-                units: -i64::from(units),
-                movement: StockMovement::Shrinkage,
-                detail: match reason {
-                    ShrinkageReason::NoCredentials => "no credentials".into(),
-                    ShrinkageReason::UnknownCode { code } => format!("unknown code {code}"),
-                    ShrinkageReason::BeyondOrder { order_id } => {
-                        format!("beyond order {order_id}")
-                    }
-                },
-            }),
-            FridgeFact::TemperatureExcursion {
-                since,
-                max_milli_c,
-                limit_milli_c,
-                ..
-            } => {
-                if !quarantined {
-                    quarantined = true;
-                    let kitchens: BTreeSet<String> = state
-                        .stock
-                        .get(&fridge_id)
-                        .into_iter()
-                        .flat_map(|m| m.iter())
-                        .filter(|(_, level)| level.on_hand > 0)
-                        .filter_map(|(meal_id, _)| state.meals.get(meal_id))
-                        .map(|meal| meal.spec.kitchen_id.clone())
-                        .collect();
-                    events.push(Event::FridgeQuarantined {
-                        fridge_id: fridge_id.clone(),
-                        since,
-                        max_milli_c,
-                        limit_milli_c,
-                        kitchens: kitchens.into_iter().collect(),
-                    });
-                    // Customers holding meals in it are told before they
-                    // walk there (they can cancel; paid orders are refunded).
-                    for order in &view.open_orders {
-                        for item in &order.items {
-                            events.push(Event::OrderFlagged {
-                                order_id: order.order_id.clone(),
-                                meal_id: item.meal_id.clone(),
-                                reason: format!(
-                                    "fridge quarantined: above {:.1} °C for too long",
-                                    f64::from(limit_milli_c) / 1000.0
-                                ),
-                            });
-                        }
-                    }
-                }
-            }
-            FridgeFact::FridgeOffline { .. } => {}
-        }
+        react(state, &mut reaction, fact, ctx);
     }
-    let forget_previous_secret = secret_used == SecretUsed::Current
-        && state.fridge_previous_secrets.contains_key(&fridge_id);
+    let forget_previous_secret =
+        secret_used == SecretUsed::Current && state.links.previous_secret(&fridge_id).is_some();
+    let mut events = reaction.events;
     events.push(Event::FridgeTelemetryReceived {
         fridge_id,
         cursor_json: serde_json::to_string(&translation.cursor)
@@ -365,25 +210,227 @@ fn telemetry(
     Ok(events)
 }
 
-/// A pickup the fridge saw but the order book refused is kept as a
-/// movement record, so an operator can find it.
-fn note_unapplied_pickup(
-    events: &mut Vec<Event>,
-    fridge_id: &str,
-    order_id: &str,
-    e: &DomainError,
+/// One fact of the batch, by family.
+fn react(state: &DistrictState, r: &mut Reaction, fact: FridgeFact, ctx: &Context) {
+    let fridge_id = r.fridge.fridge_id.clone();
+    match fact {
+        FridgeFact::FridgeOnline { .. } => {
+            if r.fridge.status == FridgeStatus::Offline {
+                r.events.push(Event::FridgeStatusChanged {
+                    fridge_id,
+                    status: FridgeStatus::Online,
+                    reason: "telemetry again".into(),
+                });
+            }
+        }
+        FridgeFact::StockCounted {
+            meal_id, on_hand, ..
+        } => r.events.push(Event::MealStockUpdated {
+            fridge_id,
+            meal_id,
+            on_hand: on_hand.min(protocol::catalog::MAX_UNITS_PER_MEAL),
+            source: StockSource::Scan,
+        }),
+        FridgeFact::ExpiredOnShelf { meal_id, units, .. } => {
+            r.events.push(Event::MealUnitsExpired {
+                fridge_id,
+                meal_id,
+                units,
+            })
+        }
+        FridgeFact::ShortageDetected {
+            meal_id,
+            on_hand,
+            committed,
+            orders,
+            ..
+        } => flag_shortage(state, r, meal_id, on_hand, committed, orders),
+        FridgeFact::PickedUp {
+            order_id,
+            pickup_code,
+            ..
+        } => pick_up(state, r, order_id, pickup_code, ctx),
+        FridgeFact::PickupNothingTaken { .. }
+        | FridgeFact::TemperatureRecovered { .. }
+        | FridgeFact::FridgeOffline { .. } => {}
+        FridgeFact::Refilled {
+            meal_id, units, by, ..
+        } => {
+            let (movement, detail) = match by {
+                DoorActor::Staff(badge) => (StockMovement::Refill, badge),
+                DoorActor::PickupCode(code) => (StockMovement::Returned, code),
+                DoorActor::Unknown => (StockMovement::Returned, String::new()),
+            };
+            r.events.push(movement_event(
+                fridge_id,
+                meal_id,
+                i64::from(units),
+                movement,
+                detail,
+            ));
+        }
+        FridgeFact::Withdrawn {
+            meal_id,
+            units,
+            badge,
+            ..
+        } => r.events.push(movement_event(
+            fridge_id,
+            meal_id,
+            -i64::from(units),
+            StockMovement::Withdrawal,
+            badge,
+        )),
+        FridgeFact::Shrinkage {
+            meal_id,
+            units,
+            reason,
+            ..
+        } => {
+            let detail = match reason {
+                ShrinkageReason::NoCredentials => "no credentials".into(),
+                ShrinkageReason::UnknownCode { code } => format!("unknown code {code}"),
+                ShrinkageReason::BeyondOrder { order_id } => format!("beyond order {order_id}"),
+            };
+            r.events.push(movement_event(
+                fridge_id,
+                meal_id,
+                -i64::from(units),
+                StockMovement::Shrinkage,
+                detail,
+            ))
+        }
+        FridgeFact::TemperatureExcursion {
+            since,
+            max_milli_c,
+            limit_milli_c,
+            ..
+        } => {
+            if !r.quarantined {
+                r.quarantined = true;
+                quarantine(state, r, since, max_milli_c, limit_milli_c);
+            }
+        }
+    }
+}
+
+fn movement_event(
+    fridge_id: FridgeId,
+    meal_id: MealId,
+    units: i64,
+    movement: StockMovement,
+    detail: String,
+) -> Event {
+    Event::StockMovementRecorded {
+        fridge_id,
+        meal_id,
+        units,
+        movement,
+        detail,
+    }
+}
+
+/// Tells the customers of `orders` (once per order and meal) that the
+/// fridge holds fewer units than promised.
+fn flag_shortage(
+    state: &DistrictState,
+    r: &mut Reaction,
+    meal_id: MealId,
+    on_hand: u32,
+    committed: u32,
+    orders: Vec<String>,
 ) {
-    events.push(Event::StockMovementRecorded {
-        fridge_id: fridge_id.to_string(),
-        meal_id: String::new(),
-        units: 0,
-        movement: StockMovement::Shrinkage,
-        detail: format!("pickup of order {order_id} not applied: {e}"),
+    for order_id in orders {
+        let already = state
+            .orders
+            .get(&order_id)
+            .is_some_and(|o| o.shortage.contains(&meal_id));
+        if !already {
+            r.events.push(Event::OrderFlagged {
+                order_id,
+                meal_id: meal_id.clone(),
+                reason: format!(
+                    "the fridge holds {on_hand} units of this meal for {committed} promised"
+                ),
+            });
+        }
+    }
+}
+
+/// A door session opened with an order's code took its meals. The order
+/// decider judges it against the state before this batch: the ACL has
+/// already matched the code to an open order in its view, and an order is
+/// picked up at most once per batch (`picked`).
+fn pick_up(
+    state: &DistrictState,
+    r: &mut Reaction,
+    order_id: String,
+    pickup_code: String,
+    ctx: &Context,
+) {
+    if !r.picked.insert(order_id.clone()) {
+        return;
+    }
+    let pickup = OrderCommand::Pickup {
+        order_id: order_id.clone(),
+        pickup_code,
+    };
+    match super::orders::decide(state, pickup, ctx) {
+        Ok(more) => r.events.extend(more),
+        // The fridge saw a pickup the order book cannot take (already
+        // picked up by hand, say): the count that follows still sets the
+        // stock right, and the refusal is recorded for an operator.
+        Err(e) => r.events.push(Event::DoorPickupRefused {
+            fridge_id: r.fridge.fridge_id.clone(),
+            order_id,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Too warm for too long: withhold the fridge, name the kitchens whose
+/// meals are in it, and tell customers holding meals there before they
+/// walk over (they can cancel; paid orders are refunded).
+fn quarantine(
+    state: &DistrictState,
+    r: &mut Reaction,
+    since: chrono::DateTime<chrono::Utc>,
+    max_milli_c: i32,
+    limit_milli_c: i32,
+) {
+    let fridge_id = &r.fridge.fridge_id;
+    let kitchens: BTreeSet<String> = state
+        .stock
+        .fridge(fridge_id)
+        .into_iter()
+        .flat_map(|m| m.iter())
+        .filter(|(_, level)| level.on_hand > 0)
+        .filter_map(|(meal_id, _)| state.catalog.meal(meal_id))
+        .map(|meal| meal.spec.kitchen_id.clone())
+        .collect();
+    r.events.push(Event::FridgeQuarantined {
+        fridge_id: fridge_id.clone(),
+        since,
+        max_milli_c,
+        limit_milli_c,
+        kitchens: kitchens.into_iter().collect(),
     });
+    for order in &r.view.open_orders {
+        for item in &order.items {
+            r.events.push(Event::OrderFlagged {
+                order_id: order.order_id.clone(),
+                meal_id: item.meal_id.clone(),
+                reason: format!(
+                    "fridge quarantined: above {:.1} °C for too long",
+                    f64::from(limit_milli_c) / 1000.0
+                ),
+            });
+        }
+    }
 }
 
 /// Applies fridge events; returns whether what the catalog shows changed.
-pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
+pub(crate) fn evolve(state: &mut DistrictState, event: &Event) -> bool {
     match event {
         Event::FridgeTelemetryReceived {
             fridge_id,
@@ -391,77 +438,29 @@ pub fn evolve(state: &mut DistrictState, event: &Event) -> bool {
             forget_previous_secret,
             ..
         } => {
-            // The cursor was written by this node's ACL; an unreadable one
-            // (a future format) is replaced by a fresh cursor, which at worst
-            // treats the next reports as new.
-            let cursor: FridgeCursor = serde_json::from_str(cursor_json).unwrap_or_default();
             state
-                .fridge_cursors
-                .insert(fridge_id.clone(), std::sync::Arc::new(cursor));
-            if *forget_previous_secret {
-                state.fridge_previous_secrets.remove(fridge_id);
-            }
+                .links
+                .record_report(fridge_id, cursor_json, *forget_previous_secret);
             false
         }
+        Event::DoorPickupRefused { .. } => false,
         Event::FridgeStatusChanged {
             fridge_id, status, ..
-        } => set_status(state, fridge_id, *status),
+        } => state.catalog.set_fridge_status(fridge_id, *status),
         Event::FridgeQuarantined { fridge_id, .. } => {
-            set_status(state, fridge_id, FridgeStatus::Quarantined);
-            update_levels(state, fridge_id, |level| level.quarantined = level.on_hand);
+            state
+                .catalog
+                .set_fridge_status(fridge_id, FridgeStatus::Quarantined);
+            state.stock.withhold_fridge(fridge_id, true);
             true
         }
         Event::FridgeQuarantineLifted { fridge_id } => {
-            set_status(state, fridge_id, FridgeStatus::Online);
-            update_levels(state, fridge_id, |level| level.quarantined = 0);
+            state
+                .catalog
+                .set_fridge_status(fridge_id, FridgeStatus::Online);
+            state.stock.withhold_fridge(fridge_id, false);
             true
-        }
-        Event::MealUnitsExpired {
-            fridge_id,
-            meal_id,
-            units,
-        } => {
-            state.adjust_stock(fridge_id, meal_id, |level| level.expired = *units);
-            true
-        }
-        Event::OrderFlagged {
-            order_id, meal_id, ..
-        } => {
-            if let Some(mut order) = state.orders.get(order_id).cloned() {
-                if !order.shortage.contains(meal_id) {
-                    order.shortage.push(meal_id.clone());
-                }
-                state.orders.insert(order_id.clone(), order);
-            }
-            false
         }
         _ => false,
-    }
-}
-
-fn set_status(state: &mut DistrictState, fridge_id: &str, status: FridgeStatus) -> bool {
-    let Some(mut fridge) = state.fridges.get(fridge_id).cloned() else {
-        return false;
-    };
-    fridge.status = status;
-    state.fridges.insert(fridge_id.to_string(), fridge);
-    true
-}
-
-fn update_levels(
-    state: &mut DistrictState,
-    fridge_id: &str,
-    f: impl Fn(&mut protocol::catalog::StockLevel),
-) {
-    if let Some(per_meal) = state.stock.get(fridge_id) {
-        let updated = per_meal
-            .iter()
-            .map(|(meal, level)| {
-                let mut level = *level;
-                f(&mut level);
-                (meal.clone(), level)
-            })
-            .collect();
-        state.stock.insert(fridge_id.to_string(), updated);
     }
 }

@@ -5,27 +5,44 @@
 //! recorded fact. No tokio, sled, axum or NATS here: the writer task, the
 //! store and the HTTP layer call in, tests call in directly.
 //!
-//! `DistrictState` uses `imbl` (persistent) maps so the writer can publish a
-//! snapshot to readers after every batch with an O(1) clone.
+//! `DistrictState` is one small struct per area, each in its own module with
+//! private fields: the catalog ([`catalog::Catalog`]), the stock with its
+//! best-before lots ([`stock::Stock`]), the orders ([`orders::OrderBook`]),
+//! what is owed to the payments service ([`outbox::Outbox`]), the fridges'
+//! secrets and ACL cursors ([`links::FridgeLinks`]) and the schedule. Every
+//! event has exactly one handler (`evolve` dispatches by event family); a
+//! handler that touches two areas says so in its own code, so no handler
+//! depends on another having run first. The areas use `imbl` (persistent)
+//! maps so the writer can publish a snapshot to readers after every batch
+//! with an O(1) clone.
 
 pub mod catalog;
 pub mod demo;
 pub mod expiry;
 pub mod fridges;
+pub mod links;
 pub mod orders;
+pub mod outbox;
 pub mod push;
 pub mod query;
 pub mod schedule;
+pub mod stock;
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
-use imbl::{HashMap, OrdMap, OrdSet, Vector};
-use protocol::catalog::{Fridge, Meal, StockLevel};
+use imbl::HashMap;
+use protocol::catalog::StockLevel;
 use protocol::geo::DistrictArea;
 use protocol::orders::{OrderId, OrderStatus};
-use protocol::payments::PaymentRequest;
+use protocol::payments::PaymentResult;
 use protocol::{DistrictId, Event, EventEnvelope, FridgeId, MealId};
+
+use catalog::Catalog;
+use links::FridgeLinks;
+use orders::OrderBook;
+use outbox::Outbox;
+use stock::Stock;
 
 pub use catalog::CatalogCommand;
 pub use fridges::{FridgeCommand, FridgePolicy};
@@ -50,6 +67,14 @@ pub enum Command {
     Order(OrderCommand),
     Fridge(FridgeCommand),
     Schedule(ScheduleCommand),
+    /// A payment result from the payments service, for an order or a plan
+    /// charge (the outbox knows which). `pickup_code` is drawn by the
+    /// adapter (randomness is IO) and used if the result completes a
+    /// purchase.
+    RecordPayment {
+        result: PaymentResult,
+        pickup_code: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -83,80 +108,73 @@ pub enum DomainError {
         expected: u64,
         actual: u64,
     },
+    #[error("fridge {fridge_id}'s telemetry cursor cannot be read ({reason}); its reports are refused until an operator re-registers it")]
+    CursorUnreadable { fridge_id: FridgeId, reason: String },
     #[error(transparent)]
     Schedule(#[from] scheduler::ScheduleError),
 }
 
-/// In-memory state of one district, rebuilt from the log at start-up.
+/// In-memory state of one district, rebuilt from the log at start-up: one
+/// part per area, each written only by the handlers of its own events.
 #[derive(Debug, Clone, Default)]
 pub struct DistrictState {
     /// Sequence number of the last applied event (0 for an empty log).
-    pub last_seq: u64,
-    /// Version of the catalog: the seq of the last event that changed what
-    /// `GET /v1/catalog` shows. Drives ETags and WebSocket `catalog_updated`.
-    pub catalog_version: u64,
-    pub meals: OrdMap<MealId, Meal>,
-    pub fridges: OrdMap<FridgeId, Fridge>,
-    /// Fridge telemetry secrets; never served.
-    pub fridge_secrets: HashMap<FridgeId, String>,
-    /// The secret before the last rotation, until the fridge signs with the
-    /// new one.
-    pub fridge_previous_secrets: HashMap<FridgeId, String>,
-    /// The fridge ACL's cursor per fridge (sequence, stock model, temperature).
-    pub fridge_cursors: HashMap<FridgeId, Arc<fridge_acl::FridgeCursor>>,
-    /// Units on the shelf by arrival, for their best-before (see `expiry`).
-    pub lots: expiry::Lots,
-    /// Orders holding stock, per fridge; ULID order ids sort oldest first.
-    pub open_orders_by_fridge: HashMap<FridgeId, OrdSet<OrderId>>,
-    /// Stock per fridge, then per meal.
-    pub stock: OrdMap<FridgeId, OrdMap<MealId, StockLevel>>,
+    last_seq: u64,
+    /// The seq of the last event that changed what `GET /v1/catalog` shows.
+    /// Drives ETags and WebSocket `catalog_updated`.
+    catalog_version: u64,
     /// Current version of every stream, for optimistic concurrency.
-    pub stream_versions: HashMap<String, u64>,
-    pub orders: OrdMap<OrderId, Order>,
-    /// Each customer's orders, oldest first.
-    pub customer_orders: HashMap<String, Vector<OrderId>>,
-    /// `(customer, Idempotency-Key)` → (order, request fingerprint).
-    pub idempotency: HashMap<(String, String), (OrderId, u64)>,
-    /// Payment requests without a recorded result, by message id. Derived
-    /// from the log, so it is exactly as durable as the decisions behind it.
-    pub outbox: OrdMap<String, PaymentRequest>,
-    /// Open timers by due time.
-    pub timers: OrdMap<(DateTime<Utc>, OrderId), OrderTimer>,
+    stream_versions: HashMap<String, u64>,
+    catalog: Catalog,
+    stock: Stock,
+    orders: OrderBook,
+    outbox: Outbox,
+    links: FridgeLinks,
     /// Plans, calendar, charges and scheduled orders. Behind an `Arc` so
     /// snapshots stay O(1); a batch that changes it copies it once.
-    pub schedule: Arc<scheduler::ScheduleState>,
+    schedule: Arc<scheduler::ScheduleState>,
 }
 
 impl DistrictState {
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn catalog_version(&self) -> u64 {
+        self.catalog_version
+    }
+
     pub fn stream_version(&self, stream: &str) -> u64 {
         self.stream_versions.get(stream).copied().unwrap_or(0)
     }
 
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn stock(&self) -> &Stock {
+        &self.stock
+    }
+
+    pub fn orders(&self) -> &OrderBook {
+        &self.orders
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub fn links(&self) -> &FridgeLinks {
+        &self.links
+    }
+
+    pub fn schedule(&self) -> &scheduler::ScheduleState {
+        &self.schedule
+    }
+
+    /// Shorthand for `stock().level(..)`.
     pub fn stock_level(&self, fridge: &str, meal: &str) -> StockLevel {
-        self.stock
-            .get(fridge)
-            .and_then(|m| m.get(meal))
-            .copied()
-            .unwrap_or_default()
-    }
-
-    /// Records a new order and lists it under its customer (oldest first).
-    pub fn add_order(&mut self, order: Order) {
-        self.customer_orders
-            .entry(order.customer.clone())
-            .or_default()
-            .push_back(order.order_id.clone());
-        self.orders.insert(order.order_id.clone(), order);
-    }
-
-    /// Changes one stock level (creating it at zero if new). The one way
-    /// `evolve` functions write a level, so a level is never half-updated.
-    pub fn adjust_stock(&mut self, fridge: &str, meal: &str, f: impl FnOnce(&mut StockLevel)) {
-        let mut per_meal = self.stock.get(fridge).cloned().unwrap_or_default();
-        let mut level = per_meal.get(meal).copied().unwrap_or_default();
-        f(&mut level);
-        per_meal.insert(meal.to_string(), level);
-        self.stock.insert(fridge.to_string(), per_meal);
+        self.stock.level(fridge, meal)
     }
 }
 
@@ -168,61 +186,110 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     match cmd {
         Command::Catalog(c) => catalog::decide(state, c, ctx),
-        // Results for plan charges go to the schedule, the rest to orders.
-        Command::Order(OrderCommand::RecordPayment { result, .. })
-            if state.schedule.charges.contains_key(&result.order_id) =>
-        {
-            Ok(schedule::record_payment(state, result))
-        }
         Command::Order(c) => orders::decide(state, c, ctx),
         Command::Fridge(c) => fridges::decide(state, c, ctx),
         Command::Schedule(c) => schedule::decide(state, c, ctx),
+        Command::RecordPayment {
+            result,
+            pickup_code,
+        } => outbox::record_result(state, result, pickup_code, ctx),
     }
 }
 
+/// What every handler may know about the event it applies besides the
+/// event itself: where it sits in the log and when it was recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub district_id: &'a str,
+}
+
 /// Apply a recorded event. Total: an event in the log is a fact, so `evolve`
-/// never fails; it may only ignore what it cannot place.
+/// never fails; it may only ignore what it cannot place. Each event family
+/// has exactly one handler, chosen here without a catch-all, so a new
+/// variant must be given a home before the crate compiles.
 pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
     state.last_seq = env.seq;
     state
         .stream_versions
         .insert(env.stream_id.clone(), env.stream_version);
-    let stock_before = state.stock.clone();
-    let changed = catalog::evolve(state, &env.event)
-        | orders::evolve(state, &env.event, env.recorded_at, &env.district_id)
-        | fridges::evolve(state, &env.event)
-        | schedule::evolve(state, &env.event, env.recorded_at, &env.district_id)
-        | expiry::track(state, &stock_before, &env.event, env.recorded_at);
-    if let Some(order_id) = env.stream_id.strip_prefix("order-") {
-        index_open_order(state, order_id);
-    }
+    let rec = Recorded {
+        seq: env.seq,
+        at: env.recorded_at,
+        district_id: &env.district_id,
+    };
+    let event = &env.event;
+    let changed = match event {
+        Event::MealDefined { .. }
+        | Event::MealDiscontinued { .. }
+        | Event::FridgeRegistered { .. } => catalog::evolve(state, event),
+        Event::MealStockUpdated { .. }
+        | Event::MealStockReserved { .. }
+        | Event::MealStockReleased { .. }
+        | Event::MealUnitsExpired { .. }
+        | Event::StockMovementRecorded { .. } => stock::evolve(state, event, rec),
+        Event::OrderPlaced { .. }
+        | Event::OrderCancelled { .. }
+        | Event::OrderPickedUp { .. }
+        | Event::OrderUnclaimed { .. }
+        | Event::OrderFlagged { .. } => orders::evolve(state, event, rec),
+        Event::PurchaseRequested { .. }
+        | Event::OrderPurchaseConfirmed { .. }
+        | Event::OrderPurchased { .. }
+        | Event::OrderPurchaseRefused { .. }
+        | Event::RefundRequested { .. }
+        | Event::OrderRefunded { .. }
+        | Event::PaymentResultRecorded { .. } => orders::payment::evolve(state, event, rec),
+        Event::FridgeTelemetryReceived { .. }
+        | Event::DoorPickupRefused { .. }
+        | Event::FridgeStatusChanged { .. }
+        | Event::FridgeQuarantined { .. }
+        | Event::FridgeQuarantineLifted { .. } => fridges::evolve(state, event),
+        Event::Schedule(e) => schedule::evolve(state, e, rec),
+    };
     if changed {
         state.catalog_version = env.seq;
     }
 }
 
-/// Keeps `open_orders_by_fridge` in step with an order's status.
-fn index_open_order(state: &mut DistrictState, order_id: &str) {
-    let Some(order) = state.orders.get(order_id) else {
-        return;
-    };
-    let fridge_id = order.fridge_id.clone();
-    let holds = order.status.holds_stock();
-    let mut set = state
-        .open_orders_by_fridge
-        .get(&fridge_id)
-        .cloned()
-        .unwrap_or_default();
-    let changed = if holds {
-        set.insert(order_id.to_string()).is_none()
-    } else {
-        set.remove(order_id).is_some()
-    };
-    if changed {
-        if set.is_empty() {
-            state.open_orders_by_fridge.remove(&fridge_id);
-        } else {
-            state.open_orders_by_fridge.insert(fridge_id, set);
+/// Given/when/then helpers for the crate's unit tests: a state is built
+/// from events, as the log would build it.
+#[cfg(test)]
+pub(crate) mod given {
+    use super::*;
+
+    /// A fixed instant: tests never read the clock either.
+    pub fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    /// Applies `events` to `state` as the writer would (next seqs, `at`).
+    pub fn apply(state: &mut DistrictState, events: Vec<Event>, at: DateTime<Utc>) {
+        for event in events {
+            let env = EventEnvelope {
+                event_id: Default::default(),
+                seq: state.last_seq + 1,
+                stream_id: event.stream_id(),
+                stream_version: state.stream_version(&event.stream_id()) + 1,
+                district_id: "d".into(),
+                recorded_at: at,
+                valid_from: at,
+                correlation_id: None,
+                causation_id: None,
+                schema_version: 1,
+                event,
+            };
+            evolve(state, &env);
         }
+    }
+
+    /// The state the events leave.
+    pub fn state(events: Vec<Event>) -> DistrictState {
+        let mut state = DistrictState::default();
+        apply(&mut state, events, t0());
+        state
     }
 }

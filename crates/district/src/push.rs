@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 use protocol::geo::GeoPoint;
 use protocol::orders::{OrderStatus, RefusalReason};
-use protocol::{EventEnvelope, FridgeId, MealId};
+use protocol::{EventEnvelope, FridgeId, MealId, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::DistrictState;
@@ -148,20 +148,20 @@ pub fn changes(
 ) -> Vec<Push> {
     let mut out: Vec<(Route, ServerMessage)> = Vec::new();
 
-    if !prev.meals.ptr_eq(&next.meals) {
+    if !prev.catalog().meals().ptr_eq(next.catalog().meals()) {
         out.push((
             Route::District,
             ServerMessage::CatalogUpdated {
                 catalog_id: district_id.to_string(),
                 version: 0,
-                catalog_version: next.catalog_version,
+                catalog_version: next.catalog_version(),
                 area: district_prefixes.to_vec(),
             },
         ));
     }
-    if !prev.fridges.ptr_eq(&next.fridges) {
-        for (fridge_id, fridge) in next.fridges.iter() {
-            if prev.fridges.get(fridge_id) == Some(fridge) {
+    if !prev.catalog().fridges().ptr_eq(next.catalog().fridges()) {
+        for (fridge_id, fridge) in next.catalog().fridges().iter() {
+            if prev.catalog().fridge(fridge_id) == Some(fridge) {
                 continue;
             }
             let cell: String = fridge
@@ -177,20 +177,20 @@ pub fn changes(
                 ServerMessage::CatalogUpdated {
                     catalog_id: district_id.to_string(),
                     version: 0,
-                    catalog_version: next.catalog_version,
+                    catalog_version: next.catalog_version(),
                     area: vec![cell],
                 },
             ));
         }
     }
 
-    if !prev.stock.ptr_eq(&next.stock) {
-        for (fridge_id, meals) in next.stock.iter() {
-            let before = prev.stock.get(fridge_id);
+    if !prev.stock().levels().ptr_eq(next.stock().levels()) {
+        for (fridge_id, meals) in next.stock().levels().iter() {
+            let before = prev.stock().fridge(fridge_id);
             if before.is_some_and(|b| b.ptr_eq(meals)) {
                 continue;
             }
-            let Some(fridge) = next.fridges.get(fridge_id) else {
+            let Some(fridge) = next.catalog().fridge(fridge_id) else {
                 continue;
             };
             let route = Route::Fridge {
@@ -235,18 +235,18 @@ pub fn changes(
 
     let mut seen_orders = HashSet::new();
     for env in events {
-        let Some(order_id) = env.stream_id.strip_prefix("order-") else {
+        let StreamId::Order(order_id) = env.event.stream() else {
             continue;
         };
-        if !seen_orders.insert(order_id) {
+        if !seen_orders.insert(order_id.clone()) {
             continue;
         }
-        let Some(order) = next.orders.get(order_id) else {
+        let Some(order) = next.orders().get(&order_id) else {
             continue;
         };
         let grew = prev
-            .orders
-            .get(order_id)
+            .orders()
+            .get(&order_id)
             .is_none_or(|p| p.history.len() != order.history.len() || p.shortage != order.shortage);
         if !grew {
             continue;
@@ -276,7 +276,7 @@ pub fn changes(
     out.into_iter()
         .enumerate()
         .map(|(slot, (route, mut msg))| {
-            let version = version_at(next.last_seq, slot);
+            let version = version_at(next.last_seq(), slot);
             match &mut msg {
                 ServerMessage::CatalogUpdated { version: v, .. }
                 | ServerMessage::Stock { version: v, .. }

@@ -16,7 +16,8 @@ pub fn catalog_near(
     radius_m: u32,
 ) -> CatalogView {
     let mut fridges: Vec<(f64, FridgeView)> = state
-        .fridges
+        .catalog()
+        .fridges()
         .values()
         .filter_map(|fridge| {
             let distance = at.distance_m(&fridge.position);
@@ -24,12 +25,12 @@ pub fn catalog_near(
         })
         .map(|(distance, fridge)| {
             let meals = state
-                .stock
-                .get(&fridge.fridge_id)
+                .stock()
+                .fridge(&fridge.fridge_id)
                 .into_iter()
                 .flat_map(|per_meal| per_meal.iter())
                 .filter_map(|(meal_id, level)| {
-                    let meal = state.meals.get(meal_id)?;
+                    let meal = state.catalog().meal(meal_id)?;
                     let available = level.available();
                     (available > 0).then(|| MealAvailability {
                         meal_id: meal_id.clone(),
@@ -59,7 +60,7 @@ pub fn catalog_near(
     });
     CatalogView {
         district_id: district_id.to_string(),
-        version: state.catalog_version,
+        version: state.catalog_version(),
         fridges: fridges.into_iter().map(|(_, v)| v).collect(),
     }
 }

@@ -19,20 +19,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use imbl::Vector;
+use chrono::NaiveDate;
 use protocol::catalog::FridgeStatus;
 use protocol::events::StockSource;
-use protocol::orders::{Channel, OrderLine, OrderStatus, StatusChange};
-use protocol::payments::{msg_id, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
+use protocol::orders::{Channel, OrderLine, OrderStatus};
+use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, PlanChange, PlanId, PlanSpec, ScheduleEvent,
 };
 use protocol::Event;
 use scheduler::{Catalog, MealInfo, Policy};
 
-use super::orders::{set_timer, OrderTimer};
-use super::{Context, DistrictState, DomainError, Order};
+use super::orders::{NewOrder, Order};
+use super::outbox::OutboxKey;
+use super::{Context, DistrictState, DomainError, Recorded};
 
 /// Payment method recorded on scheduled orders (they are prepaid by plan).
 pub const PREPAID_PAYMENT_METHOD: &str = "prepaid";
@@ -79,7 +79,7 @@ pub struct StateCatalog<'a>(pub &'a DistrictState);
 
 impl Catalog for StateCatalog<'_> {
     fn meal(&self, meal_id: &str) -> Option<MealInfo> {
-        self.0.meals.get(meal_id).map(|m| MealInfo {
+        self.0.catalog.meal(meal_id).map(|m| MealInfo {
             name: m.spec.name.clone(),
             kitchen_id: m.spec.kitchen_id.clone(),
             price: m.spec.price,
@@ -87,13 +87,10 @@ impl Catalog for StateCatalog<'_> {
         })
     }
     fn has_fridge(&self, fridge_id: &str) -> bool {
-        self.0.fridges.contains_key(fridge_id)
+        self.0.catalog.fridge(fridge_id).is_some()
     }
     fn has_kitchen(&self, kitchen_id: &str) -> bool {
-        self.0
-            .meals
-            .values()
-            .any(|m| m.spec.kitchen_id == kitchen_id)
+        self.0.catalog.has_kitchen(kitchen_id)
     }
 }
 
@@ -165,8 +162,7 @@ pub fn decide(
                 if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = e {
                     let fridge_id = sched.orders.get(order_id).map(|o| o.fridge_id.as_str());
                     let quarantined = fridge_id
-                        .and_then(|f| state.fridges.get(f))
-                        .is_some_and(|f| f.status == FridgeStatus::Quarantined);
+                        .is_some_and(|f| state.catalog.fridge_is(f, FridgeStatus::Quarantined));
                     if let (true, Some(f)) = (quarantined, fridge_id) {
                         return Err(DomainError::FridgeUnavailable(f.to_string()));
                     }
@@ -228,27 +224,11 @@ pub fn record_payment(state: &DistrictState, result: PaymentResult) -> Vec<Event
         .collect()
 }
 
-fn move_order(
-    state: &mut DistrictState,
-    order_id: &str,
-    at: DateTime<Utc>,
-    f: impl FnOnce(&mut DistrictState, &mut Order) -> OrderStatus,
-) {
-    let Some(mut order) = state.orders.get(order_id).cloned() else {
-        return;
-    };
-    let status = f(state, &mut order);
-    order.status = status;
-    order.history.push_back(StatusChange { status, at });
-    state.orders.insert(order_id.to_string(), order);
-}
-
-/// Applies schedule events; never changes what the catalog shows by itself
-/// (the stock events that go with availability do).
-pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, district: &str) -> bool {
-    let Event::Schedule(e) = event else {
-        return false;
-    };
+/// Applies schedule events: the plan side to the scheduler's state, the
+/// order side to the order book, charges to the outbox. Never changes what
+/// the catalog shows by itself (the stock events that go with availability
+/// do).
+pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded) -> bool {
     Arc::make_mut(&mut state.schedule).apply(e);
     match e {
         ScheduleEvent::OrderScheduled {
@@ -262,59 +242,51 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
             currency,
             ..
         } => {
-            let order = Order {
-                order_id: order_id.clone(),
-                customer: customer.clone(),
-                channel: Channel::App,
-                fridge_id: fridge_id.clone(),
-                lines: vec![OrderLine {
-                    meal_id: meal_id.clone(),
-                    name: meal_name.clone(),
-                    qty: 1,
-                    unit_price: *price,
-                }],
-                total: *price,
-                currency: currency.clone(),
-                payment_method: PREPAID_PAYMENT_METHOD.into(),
-                hold_until: at,
-                status: OrderStatus::Scheduled,
-                pickup_code: None,
-                pickup_deadline: None,
-                refusal_reason: None,
-                refund_pending: false,
-                timer: None,
-                shortage: Vec::new(),
-                delivery_date: Some(*date),
-                history: Vector::unit(StatusChange {
+            let order = Order::new(
+                NewOrder {
+                    order_id: order_id.clone(),
+                    customer: customer.clone(),
+                    channel: Channel::App,
+                    fridge_id: fridge_id.clone(),
+                    lines: vec![OrderLine {
+                        meal_id: meal_id.clone(),
+                        name: meal_name.clone(),
+                        qty: 1,
+                        unit_price: *price,
+                    }],
+                    currency: currency.clone(),
+                    payment_method: PREPAID_PAYMENT_METHOD.into(),
+                    hold_until: rec.at,
                     status: OrderStatus::Scheduled,
-                    at,
-                }),
-            };
-            state.add_order(order);
+                    delivery_date: Some(*date),
+                },
+                rec.at,
+            );
+            state.orders.add(order, None);
         }
         ScheduleEvent::OrderWithdrawn { order_id, .. } => {
-            move_order(state, order_id, at, |_, _| OrderStatus::Cancelled)
+            advance(state, order_id, OrderStatus::Cancelled, rec)
         }
         ScheduleEvent::OrderPrepared { order_id } => {
-            move_order(state, order_id, at, |_, _| OrderStatus::Prepared)
+            advance(state, order_id, OrderStatus::Prepared, rec)
         }
         ScheduleEvent::OrderDispatched { order_id } => {
-            move_order(state, order_id, at, |_, _| OrderStatus::Dispatched)
+            advance(state, order_id, OrderStatus::Dispatched, rec)
         }
         ScheduleEvent::OrderAvailableForPicking {
             order_id,
             pickup_code,
             pickup_deadline,
-        } => move_order(state, order_id, at, |state, order| {
-            order.pickup_code = Some(pickup_code.clone());
-            order.pickup_deadline = Some(*pickup_deadline);
-            set_timer(
-                state,
-                order,
-                Some((*pickup_deadline, OrderTimer::PickupDeadline)),
-            );
-            OrderStatus::Available
-        }),
+        } => {
+            state.orders.update(order_id, |order| {
+                order.await_pickup(
+                    OrderStatus::Available,
+                    pickup_code,
+                    *pickup_deadline,
+                    rec.at,
+                )
+            });
+        }
         ScheduleEvent::ChargeRequested {
             charge_id,
             amount,
@@ -326,20 +298,31 @@ pub fn evolve(state: &mut DistrictState, event: &Event, at: DateTime<Utc>, distr
             let req = PaymentRequest {
                 kind: PaymentKind::Charge,
                 order_id: charge_id.clone(),
-                district_id: district.to_string(),
+                district_id: rec.district_id.to_string(),
                 amount: *amount,
                 currency: currency.clone(),
                 payment_method: payment_method.clone(),
                 deadline_unix_ms: deadline.timestamp_millis(),
             };
-            state.outbox.insert(req.msg_id(), req);
+            let key = OutboxKey::PlanCharge {
+                charge_id: charge_id.clone(),
+            };
+            state.outbox.owe(key, req, rec.seq);
         }
         ScheduleEvent::ChargeSettled { charge_id, .. } => {
-            state.outbox.remove(&msg_id(PaymentKind::Charge, charge_id));
+            state.outbox.settle(&OutboxKey::PlanCharge {
+                charge_id: charge_id.clone(),
+            });
         }
         _ => {}
     }
     false
+}
+
+fn advance(state: &mut DistrictState, order_id: &str, status: OrderStatus, rec: Recorded) {
+    state
+        .orders
+        .update(order_id, |order| order.advance(status, rec.at));
 }
 
 #[cfg(test)]
@@ -351,42 +334,41 @@ mod tests {
     use protocol::schedule::KitchenStage;
 
     fn state_with_order(fridge_status: FridgeStatus) -> DistrictState {
-        let mut state = DistrictState::default();
-        state.fridges.insert(
-            "f-1".into(),
-            Fridge {
-                fridge_id: "f-1".into(),
-                name: "Lobby".into(),
-                address: String::new(),
-                position: GeoPoint::new(42.3316, -83.0466).unwrap(),
-                geohash: "dpsby".into(),
-                vendor: "frostline-json".into(),
-                status: fridge_status,
-            },
-        );
-        let mut sched = scheduler::ScheduleState::default();
-        sched.apply(&ScheduleEvent::OrderScheduled {
-            order_id: "sub-p-2026-12-02".into(),
-            plan_id: "p".into(),
-            customer: "alice".into(),
-            date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+        let fridge = Fridge {
             fridge_id: "f-1".into(),
-            kitchen_id: "k-1".into(),
-            meal_id: "m-1".into(),
-            meal_name: "Bowl".into(),
-            price: 1000,
-            currency: "USD".to_string().try_into().unwrap(),
-            debit: 0,
-        });
-        state.schedule = Arc::new(sched);
-        state
+            name: "Lobby".into(),
+            address: String::new(),
+            position: GeoPoint::new(42.3316, -83.0466).unwrap(),
+            geohash: "dpsby".into(),
+            vendor: "frostline-json".into(),
+            status: fridge_status,
+        };
+        crate::given::state(vec![
+            Event::FridgeRegistered {
+                fridge,
+                secret: None,
+            },
+            Event::Schedule(ScheduleEvent::OrderScheduled {
+                order_id: "sub-p-2026-12-02".into(),
+                plan_id: "p".into(),
+                customer: "alice".into(),
+                date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                fridge_id: "f-1".into(),
+                kitchen_id: "k-1".into(),
+                meal_id: "m-1".into(),
+                meal_name: "Bowl".into(),
+                price: 1000,
+                currency: "USD".to_string().try_into().unwrap(),
+                debit: 0,
+            }),
+        ])
     }
 
     fn place(state: &DistrictState) -> Result<Vec<Event>, DomainError> {
         let ctx = Context {
             district_id: "d".into(),
             area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
-            now: chrono::Utc::now(),
+            now: crate::given::t0(),
             policy: Default::default(),
             fridges: Default::default(),
         };

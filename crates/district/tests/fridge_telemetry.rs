@@ -95,7 +95,7 @@ impl District {
     }
 
     fn status(&self) -> FridgeStatus {
-        self.state.fridges[FRIDGE].status
+        self.state.catalog().fridge(FRIDGE).unwrap().status
     }
 }
 
@@ -164,7 +164,10 @@ fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     assert_eq!(d.status(), FridgeStatus::Quarantined);
     assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 0);
     // Alice is told before she walks there.
-    assert_eq!(d.state.orders[&order].shortage, vec![MEALS[0].to_string()]);
+    assert_eq!(
+        d.state.orders().get(&order).unwrap().shortage,
+        vec![MEALS[0].to_string()]
+    );
     // Cooling down again does not make the meals safe.
     d.upload(vec![temp(4, d.ctx.now, 3_000)]);
     assert_eq!(d.status(), FridgeStatus::Quarantined);
@@ -250,19 +253,21 @@ proptest! {
 fn units_past_their_best_before_leave_the_available_count_oldest_first() {
     let mut d = District::new();
     let meal = MEALS[0];
-    let shelf_life = Duration::hours(i64::from(d.state.meals[meal].spec.shelf_life_hours));
+    let shelf_life = d.state.catalog().shelf_life(meal);
     d.upload(vec![scan(1, &[(meal, 4)])]);
     let scanned_at = d.ctx.now;
 
     // Six hours later two more arrive (a staff refill, then the count).
     d.ctx.now = scanned_at + Duration::hours(6);
     d.upload(vec![scan(2, &[(meal, 6)])]);
-    assert!(district::expiry::due(&d.state, d.ctx.now).is_empty());
+    assert!(d.state.stock().expiry_due(d.ctx.now).is_empty());
 
     // The first four pass their best-before; the two newer ones do not.
     d.ctx.now = scanned_at + shelf_life;
     let ours = |d: &District| {
-        district::expiry::due(&d.state, d.ctx.now)
+        d.state
+            .stock()
+            .expiry_due(d.ctx.now)
             .into_iter()
             .filter(|(f, m)| f == FRIDGE && m == meal)
             .count()

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, TimeZone, Utc};
+use district::outbox::OutboxKey;
 use district::{CatalogCommand, Command, Context, DistrictState, OrderCommand, OrderTimer};
 use proptest::prelude::*;
 use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
@@ -110,7 +111,11 @@ impl Harness {
         // `run` drops refused commands; the setup must not be refused, or
         // every later step would be vacuous.
         assert_eq!(registered.len(), 1, "fridge registration refused");
-        assert_eq!(h.state.meals.len(), MEALS.len(), "meal definitions refused");
+        assert_eq!(
+            h.state.catalog().meals().len(),
+            MEALS.len(),
+            "meal definitions refused"
+        );
         h.set_stock(0, 5);
         h.set_stock(1, 5);
         h
@@ -221,10 +226,10 @@ impl Harness {
                         district_id: "d".into(),
                         outcome,
                     };
-                    self.run(Command::Order(OrderCommand::RecordPayment {
+                    self.run(Command::RecordPayment {
                         result,
                         pickup_code: "123456".into(),
-                    }));
+                    });
                 }
             }
             Step::Pickup { order, right_code } => {
@@ -245,8 +250,8 @@ impl Harness {
         for meal in MEALS {
             let held: u32 = self
                 .state
-                .orders
-                .values()
+                .orders()
+                .iter()
                 .filter(|o| o.status.holds_stock())
                 .flat_map(|o| o.lines.iter())
                 .filter(|l| l.meal_id == meal)
@@ -263,30 +268,33 @@ impl Harness {
         for (order, n) in &self.charges_requested {
             prop_assert!(*n <= 1, "order {} asked for money {} times", order, n);
         }
-        for order in self.state.orders.values() {
+        for order in self.state.orders().iter() {
             // Money is only ever asked for by orders that went past the grace window.
             if order.status == OrderStatus::Purchased || order.status == OrderStatus::PickedUp {
                 prop_assert!(self.charges_requested.contains_key(&order.order_id));
                 prop_assert!(order.pickup_code.is_some());
             }
             if order.status == OrderStatus::Cancelled && !order.refund_pending {
-                let refund_row = format!("refund-{}", order.order_id);
-                prop_assert!(!self.state.outbox.contains_key(&refund_row));
+                let refund_row = OutboxKey::Order {
+                    order_id: order.order_id.clone(),
+                    kind: PaymentKind::Refund,
+                };
+                prop_assert!(!self.state.outbox().contains(&refund_row));
             }
         }
         // The outbox holds requests only for orders still waiting on a result.
-        for id in self.state.outbox.keys() {
-            let order_id = id
-                .trim_start_matches("charge-")
-                .trim_start_matches("refund-");
+        for (id, _) in self.state.outbox().iter() {
+            let OutboxKey::Order { order_id, .. } = id else {
+                panic!("only orders here, not {id:?}");
+            };
             let order = self
                 .state
-                .orders
+                .orders()
                 .get(order_id)
                 .expect("outbox row for a known order");
             prop_assert!(
                 order.status == OrderStatus::Paying || order.refund_pending,
-                "{} in outbox while {:?}",
+                "{:?} in outbox while {:?}",
                 id,
                 order.status
             );
@@ -307,7 +315,7 @@ proptest! {
             let placed_before = h.orders.len();
             h.apply(s);
             if h.orders.len() > placed_before {
-                let order = &h.state.orders[h.orders.last().unwrap()];
+                let order = h.state.orders().get(h.orders.last().unwrap()).unwrap();
                 let line = &order.lines[0];
                 let i = MEALS.iter().position(|m| *m == line.meal_id).unwrap();
                 prop_assert!(line.qty <= before[i].available(), "sold {} with {} available", line.qty, before[i].available());

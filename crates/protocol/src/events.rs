@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::StreamId;
+
 use chrono::{DateTime, Utc};
 
 use crate::catalog::{Fridge, FridgeStatus, Meal};
@@ -184,6 +186,17 @@ pub enum Event {
     },
     /// Subscriptions, the working-day calendar and scheduled orders.
     Schedule(crate::schedule::ScheduleEvent),
+    /// The fridge saw a pickup with an order's code that the order book
+    /// could not take (already picked up by hand, cancelled, unknown): kept
+    /// so an operator can find it. The stock count that follows in the same
+    /// report still sets the shelf right. (Before this variant existed, such
+    /// pickups were recorded as a `StockMovementRecorded` shrinkage with an
+    /// empty meal id; those records stay as they are.)
+    DoorPickupRefused {
+        fridge_id: FridgeId,
+        order_id: OrderId,
+        reason: String,
+    },
 }
 
 /// Kinds of stock movement a fridge reports.
@@ -200,12 +213,13 @@ pub enum StockMovement {
 impl Event {
     /// The stream (aggregate) this event belongs to; per-stream versions are
     /// what optimistic concurrency checks.
-    pub fn stream_id(&self) -> String {
+    /// The stream the event belongs to (optimistic concurrency is per stream).
+    pub fn stream(&self) -> StreamId {
         match self {
-            Event::MealDefined { meal } => format!("meal-{}", meal.meal_id),
-            Event::MealDiscontinued { meal_id } => format!("meal-{meal_id}"),
-            Event::FridgeRegistered { fridge, .. } => format!("fridge-{}", fridge.fridge_id),
-            Event::MealStockUpdated { fridge_id, .. } => format!("stock-{fridge_id}"),
+            Event::MealDefined { meal } => StreamId::Meal(meal.meal_id.clone()),
+            Event::MealDiscontinued { meal_id } => StreamId::Meal(meal_id.clone()),
+            Event::FridgeRegistered { fridge, .. } => StreamId::Fridge(fridge.fridge_id.clone()),
+            Event::MealStockUpdated { fridge_id, .. } => StreamId::Stock(fridge_id.clone()),
             Event::OrderPlaced { order_id, .. }
             | Event::MealStockReserved { order_id, .. }
             | Event::MealStockReleased { order_id, .. }
@@ -219,15 +233,21 @@ impl Event {
             | Event::PaymentResultRecorded { order_id, .. }
             | Event::OrderPickedUp { order_id }
             | Event::OrderUnclaimed { order_id }
-            | Event::OrderFlagged { order_id, .. } => format!("order-{order_id}"),
-            Event::FridgeTelemetryReceived { fridge_id, .. } => format!("telemetry-{fridge_id}"),
+            | Event::OrderFlagged { order_id, .. } => StreamId::Order(order_id.clone()),
+            Event::FridgeTelemetryReceived { fridge_id, .. }
+            | Event::DoorPickupRefused { fridge_id, .. } => StreamId::Telemetry(fridge_id.clone()),
             Event::FridgeStatusChanged { fridge_id, .. }
             | Event::FridgeQuarantined { fridge_id, .. }
-            | Event::FridgeQuarantineLifted { fridge_id } => format!("fridge-{fridge_id}"),
+            | Event::FridgeQuarantineLifted { fridge_id } => StreamId::Fridge(fridge_id.clone()),
             Event::MealUnitsExpired { fridge_id, .. }
-            | Event::StockMovementRecorded { fridge_id, .. } => format!("stock-{fridge_id}"),
-            Event::Schedule(e) => e.stream_id(),
+            | Event::StockMovementRecorded { fridge_id, .. } => StreamId::Stock(fridge_id.clone()),
+            Event::Schedule(e) => e.stream(),
         }
+    }
+
+    /// The stream id as recorded in envelopes.
+    pub fn stream_id(&self) -> String {
+        self.stream().to_string()
     }
 
     /// Short, stable name for logs and metrics.
@@ -257,6 +277,7 @@ impl Event {
             Event::MealUnitsExpired { .. } => "MealUnitsExpired",
             Event::StockMovementRecorded { .. } => "StockMovementRecorded",
             Event::OrderFlagged { .. } => "OrderFlagged",
+            Event::DoorPickupRefused { .. } => "DoorPickupRefused",
             Event::Schedule(e) => e.kind(),
         }
     }

@@ -22,9 +22,11 @@ pub mod money;
 pub mod orders;
 pub mod payments;
 pub mod schedule;
+pub mod stream;
 
 pub use envelope::EventEnvelope;
 pub use events::Event;
+pub use stream::StreamId;
 
 /// Identifier of a meal (chosen by the admin, e.g. `"m-bowl-teriyaki"`).
 pub type MealId = String;

@@ -25,7 +25,7 @@ pub fn result_subject(district: &str) -> String {
     format!("{RESULT_SUBJECT_PREFIX}.{district}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PaymentKind {
     Charge,
     Refund,

@@ -240,23 +240,27 @@ pub enum ScheduleEvent {
 }
 
 impl ScheduleEvent {
-    pub fn stream_id(&self) -> String {
+    pub fn stream(&self) -> crate::StreamId {
         match self {
             ScheduleEvent::PlanCreated { plan_id, .. }
             | ScheduleEvent::PlanChanged { plan_id, .. }
             | ScheduleEvent::PlanCancelled { plan_id, .. }
             | ScheduleEvent::ChargeRequested { plan_id, .. }
             | ScheduleEvent::ChargeSettled { plan_id, .. }
-            | ScheduleEvent::DayCredited { plan_id, .. } => format!("plan-{plan_id}"),
-            ScheduleEvent::CalendarDaySet { date, .. } => format!("calendar-{date}"),
+            | ScheduleEvent::DayCredited { plan_id, .. } => crate::StreamId::Plan(plan_id.clone()),
+            ScheduleEvent::CalendarDaySet { date, .. } => crate::StreamId::Calendar(*date),
             ScheduleEvent::OrderScheduled { order_id, .. }
             | ScheduleEvent::OrderWithdrawn { order_id, .. }
             | ScheduleEvent::OrderPrepared { order_id }
             | ScheduleEvent::OrderDispatched { order_id }
             | ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
-                format!("order-{order_id}")
+                crate::StreamId::Order(order_id.clone())
             }
         }
+    }
+
+    pub fn stream_id(&self) -> String {
+        self.stream().to_string()
     }
 
     pub fn kind(&self) -> &'static str {

@@ -19,7 +19,7 @@ fn demo_state() -> DistrictState {
         for event in district::decide(&state, cmd, &ctx).unwrap() {
             let env = protocol::EventEnvelope {
                 event_id: ulid::Ulid::new(),
-                seq: state.last_seq + 1,
+                seq: state.last_seq() + 1,
                 stream_id: event.stream_id(),
                 stream_version: 1,
                 district_id: ctx.district_id.clone(),
@@ -38,7 +38,7 @@ fn demo_state() -> DistrictState {
 
 fn catalog(c: &mut Criterion) {
     let state = demo_state();
-    assert_eq!(state.fridges.len(), 12);
+    assert_eq!(state.catalog().fridges().len(), 12);
     let downtown = GeoPoint::new(42.3316, -83.0466).unwrap();
     c.bench_function("catalog_near/2km/12_fridges", |b| {
         b.iter(|| {

@@ -93,13 +93,14 @@ fn telemetry(c: &mut Criterion) {
     });
     let state = district.state();
     let fridges: Vec<Arc<Fridge>> = state
-        .fridges
+        .catalog()
+        .fridges()
         .keys()
         .map(|id| {
             Arc::new(Fridge {
                 id: id.clone(),
-                secret: state.fridge_secrets.get(id).cloned().unwrap_or_default(),
-                meals: state.meals.keys().take(8).cloned().collect(),
+                secret: state.links().secret(id).unwrap_or_default().to_string(),
+                meals: state.catalog().meals().keys().take(8).cloned().collect(),
             })
         })
         .collect();
@@ -147,7 +148,7 @@ fn telemetry(c: &mut Criterion) {
                             tokio::spawn(async move {
                                 for (body, ts, sig) in signed {
                                     let state = district.state();
-                                    let secret = state.fridge_secrets.get(&f.id).cloned().unwrap_or_default();
+                                    let secret = state.links().secret(&f.id).unwrap_or_default().to_string();
                                     let upload = Upload {
                                         fridge_id: &f.id,
                                         dialect: Dialect::FrostlineJson,

@@ -10,7 +10,7 @@ pub use district::demo::DETROIT_JSON;
 
 /// Loads the demo district unless the log already has events.
 pub async fn seed_if_empty(district: &District) -> Result<bool, NodeError> {
-    if district.state().last_seq > 0 {
+    if district.state().last_seq() > 0 {
         return Ok(false);
     }
     for cmd in commands(detroit().map_err(|e| NodeError::Demo(e.to_string()))?) {
@@ -19,6 +19,6 @@ pub async fn seed_if_empty(district: &District) -> Result<bool, NodeError> {
             .await
             .map_err(|e| NodeError::Demo(e.to_string()))?;
     }
-    tracing::info!(events = district.state().last_seq, "demo district loaded");
+    tracing::info!(events = district.state().last_seq(), "demo district loaded");
     Ok(true)
 }

@@ -10,28 +10,26 @@
 //!   each result is committed through the writer *before* it is acked, so a
 //!   crash means redelivery, which the decider treats as a duplicate.
 //!
-//! Plan charges (`ScheduleEvent::ChargeRequested`) are outbox rows like
-//! order charges, keyed by their charge id; their results are routed back to
-//! the schedule by `district::decide`.
+//! The outbox (`district::outbox`) is the one list of what is owed: order
+//! charges and refunds and plan charges alike, each row keyed by what it
+//! pays for; the relay publishes rows by their key's message id and never
+//! looks at event kinds. Results go back as `Command::RecordPayment`, which
+//! the outbox routes by the row's key.
 //!
 //! With NATS down the node keeps taking orders; requests wait in the outbox.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::Publish};
 use futures::StreamExt;
-use protocol::payments::{
-    msg_id, request_subject, result_subject, PaymentKind, PaymentRequest, PaymentResult,
-};
-use protocol::schedule::ScheduleEvent;
-use protocol::Event;
+use protocol::payments::{request_subject, result_subject, PaymentRequest, PaymentResult};
 use rand::Rng;
 use tokio::sync::broadcast;
 
 use crate::writer::{CommittedBatch, District, WriteError};
-use district::{Command, OrderCommand};
+use district::Command;
 
 /// Republish a pending request after this long without a result. Longer
 /// than a loaded round trip (so a backlog does not cause republish storms),
@@ -86,23 +84,17 @@ impl NatsLink {
     }
 }
 
-/// New outbox rows in a committed batch: the requests it just asked for.
+/// New outbox rows in a committed batch: the requests it just asked for,
+/// as the outbox itself says (rows requested by the batch's events).
 fn new_requests(batch: &CommittedBatch) -> Vec<(String, PaymentRequest)> {
+    let Some(first) = batch.events.first() else {
+        return vec![];
+    };
     batch
-        .events
-        .iter()
-        .filter_map(|env| match &env.event {
-            Event::PurchaseRequested { order_id, .. } => {
-                Some(msg_id(PaymentKind::Charge, order_id))
-            }
-            Event::RefundRequested { order_id, .. } => Some(msg_id(PaymentKind::Refund, order_id)),
-            // Plan charges: the charge id is the request's order id.
-            Event::Schedule(ScheduleEvent::ChargeRequested { charge_id, .. }) => {
-                Some(msg_id(PaymentKind::Charge, charge_id))
-            }
-            _ => None,
-        })
-        .filter_map(|id| batch.state.outbox.get(&id).map(|req| (id, req.clone())))
+        .state
+        .outbox()
+        .requested_after(first.seq.saturating_sub(1))
+        .map(|(key, req)| (key.msg_id(), req.clone()))
         .collect()
 }
 
@@ -138,19 +130,20 @@ async fn relay(
             if rescan_due {
                 rescan_due = false;
                 let state = district.state();
-                published.retain(|id, _| state.outbox.contains_key(id));
+                let pending: HashSet<String> =
+                    state.outbox().iter().map(|(key, _)| key.msg_id()).collect();
+                published.retain(|id, _| pending.contains(id));
                 let republish = Duration::from_secs(REPUBLISH_SECS);
                 due.extend(
                     state
-                        .outbox
+                        .outbox()
                         .iter()
+                        .map(|(key, req)| (key.msg_id(), req))
                         .filter(|(id, _)| {
-                            published
-                                .get(*id)
-                                .is_none_or(|at| at.elapsed() >= republish)
+                            published.get(id).is_none_or(|at| at.elapsed() >= republish)
                         })
                         .take(MAX_PUBLISH_PER_ROUND)
-                        .map(|(id, req)| (id.clone(), req.clone())),
+                        .map(|(id, req)| (id, req.clone())),
                 );
             }
             // Send them all, then await the acks: one round trip per round,
@@ -250,7 +243,7 @@ async fn consume_results(js: jetstream::Context, district: District, district_id
                         }
                     };
                     let order_id = result.order_id.clone();
-                    let cmd = Command::Order(OrderCommand::RecordPayment { result, pickup_code: pickup_code() });
+                    let cmd = Command::RecordPayment { result, pickup_code: pickup_code() };
                     match district.submit(cmd).await {
                         Ok(_) => {}
                         // Durable already or meaningless here: either way done.

@@ -24,7 +24,7 @@ pub async fn run(district: District, clock: Clock, policy: scheduler::Policy) {
         tick.tick().await;
         let now = clock.now();
         let state = district.state();
-        if scheduler::tick(&state.schedule, &StateCatalog(&state), now, &policy).is_empty() {
+        if scheduler::tick(state.schedule(), &StateCatalog(&state), now, &policy).is_empty() {
             continue;
         }
         match district

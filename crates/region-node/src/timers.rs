@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::writer::{District, WriteError};
-use district::{expiry, fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
+use district::{fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
 
 /// How often due timers are looked for; the precision of grace windows and
 /// timeouts.
@@ -39,11 +39,10 @@ pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) 
             check_fridges(&district, &state, now, &fridge_policy).await;
         }
         let due: Vec<_> = state
-            .timers
-            .iter()
-            .take_while(|((at, _), _)| *at <= now)
+            .orders()
+            .due_timers(now)
             .take(MAX_TIMERS_PER_TICK)
-            .map(|((_, order_id), timer)| (order_id.clone(), *timer))
+            .map(|(order_id, timer)| (order_id.clone(), timer))
             .collect();
         if due.is_empty() {
             continue;
@@ -90,7 +89,9 @@ async fn check_fridges(
             tracing::warn!(error = %e, "silence check refused");
         }
     }
-    let expiries = expiry::due(state, now)
+    let expiries = state
+        .stock()
+        .expiry_due(now)
         .into_iter()
         .map(|(fridge_id, meal_id)| {
             district.submit(Command::Fridge(FridgeCommand::ExpireUnits {

@@ -102,10 +102,10 @@ impl District {
         for env in setup.log.replay() {
             district::evolve(&mut state, &env?);
         }
-        tracing::info!(events = state.last_seq, district = %setup.district_id, "log replayed");
+        tracing::info!(events = state.last_seq(), district = %setup.district_id, "log replayed");
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
-        let (committed_tx, committed) = watch::channel(state.last_seq);
+        let (committed_tx, committed) = watch::channel(state.last_seq());
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let writer = Writer {
             setup,
@@ -207,7 +207,7 @@ impl Writer {
             }
             let snapshot = Arc::new(self.state.clone());
             self.view.store(snapshot.clone());
-            self.committed.send_replace(self.state.last_seq);
+            self.committed.send_replace(self.state.last_seq());
             if !batch.is_empty() {
                 // No subscriber is fine: the feed is a notification, not a queue of record.
                 let _ = self.feed.send(Arc::new(CommittedBatch {
@@ -218,7 +218,7 @@ impl Writer {
             self.setup
                 .metrics
                 .record_batch(outcomes.len(), batch.len(), started.elapsed());
-            let seq = self.state.last_seq;
+            let seq = self.state.last_seq();
             for (reply, result) in outcomes {
                 let _ = reply.send(
                     result
@@ -273,7 +273,7 @@ impl Writer {
             let stream_id = event.stream_id();
             let env = EventEnvelope {
                 event_id: Ulid::new(),
-                seq: self.state.last_seq + 1,
+                seq: self.state.last_seq() + 1,
                 stream_version: self.state.stream_version(&stream_id) + 1,
                 stream_id,
                 district_id: self.setup.district_id.clone(),

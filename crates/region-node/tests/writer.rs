@@ -45,7 +45,7 @@ async fn concurrent_commands_share_batches_and_keep_a_dense_log() {
         (1..=500).collect::<Vec<u64>>(),
         "every event got its own dense seq"
     );
-    assert_eq!(district.state().meals.len(), 500);
+    assert_eq!(district.state().catalog().meals().len(), 500);
 }
 
 #[tokio::test]
@@ -85,12 +85,12 @@ async fn replay_rebuilds_exactly_the_published_state() {
     // Let the first writer's sled handle go before reopening.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let again = start(dir.path()).state();
-    assert_eq!(again.last_seq, before.last_seq);
-    assert_eq!(again.catalog_version, before.catalog_version);
-    assert_eq!(again.meals, before.meals);
-    assert_eq!(again.fridges, before.fridges);
-    assert_eq!(again.stock, before.stock);
-    assert_eq!(again.fridge_secrets, before.fridge_secrets);
+    assert_eq!(again.last_seq(), before.last_seq());
+    assert_eq!(again.catalog_version(), before.catalog_version());
+    assert_eq!(again.catalog().meals(), before.catalog().meals());
+    assert_eq!(again.catalog().fridges(), before.catalog().fridges());
+    assert_eq!(again.stock().levels(), before.stock().levels());
+    assert_eq!(again.links().secret("f-1"), before.links().secret("f-1"));
     assert_eq!(again.stock_level("f-1", "m-a").on_hand, 7);
 }
 
@@ -103,7 +103,7 @@ async fn refused_commands_append_nothing_and_do_not_poison_their_batch() {
     let (good, bad) = tokio::join!(good, bad);
     assert!(good.is_ok());
     assert!(matches!(bad, Err(WriteError::Domain(_))));
-    assert_eq!(district.state().last_seq, 1);
+    assert_eq!(district.state().last_seq(), 1);
 }
 
 #[tokio::test]

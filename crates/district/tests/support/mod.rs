@@ -16,7 +16,7 @@ pub fn apply(state: &mut DistrictState, events: &[Event], now: DateTime<Utc>) {
     for event in events {
         let env = EventEnvelope {
             event_id: ulid::Ulid::new(),
-            seq: state.last_seq + 1,
+            seq: state.last_seq() + 1,
             stream_id: event.stream_id(),
             stream_version: state.stream_version(&event.stream_id()) + 1,
             district_id: "detroit-downtown".into(),

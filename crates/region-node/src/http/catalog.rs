@@ -46,7 +46,7 @@ pub async fn catalog(
     }
     let state = app.district.state();
     // The answer for a given URL changes only when the catalog version does.
-    let etag = format!("\"{}-{}\"", app.config.district_id, state.catalog_version);
+    let etag = format!("\"{}-{}\"", app.config.district_id, state.catalog_version());
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -68,7 +68,7 @@ pub async fn meal(
     Path(meal_id): Path<String>,
 ) -> Result<axum::Json<MealView>, ApiError> {
     let state = app.district.state();
-    let meal = state.meals.get(&meal_id).ok_or_else(|| {
+    let meal = state.catalog().meals().get(&meal_id).ok_or_else(|| {
         ApiError::not_found("unknown_meal", format!("meal {meal_id} does not exist"))
     })?;
     Ok(axum::Json(MealView {
@@ -180,7 +180,7 @@ pub async fn register_fridge(
         }))
         .await?;
     let state = app.district.state();
-    let fridge = state.fridges.get(&fridge_id).ok_or_else(|| {
+    let fridge = state.catalog().fridges().get(&fridge_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -196,7 +196,7 @@ pub async fn register_fridge(
         "geohash": fridge.geohash,
         "vendor": fridge.vendor,
         "status": fridge.status,
-        "has_secret": state.fridge_secrets.contains_key(&fridge_id),
+        "has_secret": state.links().secret(&fridge_id).is_some(),
     })))
 }
 
@@ -214,7 +214,8 @@ pub async fn set_stock(
         let state = app.district.state();
         let foreign = spec.counts.iter().find(|c| {
             state
-                .meals
+                .catalog()
+                .meals()
                 .get(&c.meal_id)
                 .is_some_and(|m| &m.spec.kitchen_id != kitchen)
         });

@@ -55,7 +55,7 @@ pub async fn telemetry(
         }
     })?;
     let state = app.district.state();
-    let fridge = state.fridges.get(&fridge_id).ok_or_else(|| {
+    let fridge = state.catalog().fridges().get(&fridge_id).ok_or_else(|| {
         ApiError::not_found(
             "unknown_fridge",
             format!("fridge {fridge_id} does not exist"),
@@ -68,16 +68,13 @@ pub async fn telemetry(
             ApiError::unprocessable("unknown_dialect", e.to_string())
         })?;
     let current = state
-        .fridge_secrets
-        .get(&fridge_id)
-        .map(String::as_bytes)
+        .links()
+        .secret(&fridge_id)
+        .map(str::as_bytes)
         .unwrap_or_default();
     let secrets = Secrets {
         current,
-        previous: state
-            .fridge_previous_secrets
-            .get(&fridge_id)
-            .map(String::as_bytes),
+        previous: state.links().previous_secret(&fridge_id).map(str::as_bytes),
     };
     let upload = Upload {
         fridge_id: &fridge_id,

@@ -43,11 +43,12 @@ fn parse_date(s: &str) -> Result<NaiveDate, ApiError> {
 /// from when it had).
 fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<(), ApiError> {
     let known = state
-        .meals
+        .catalog()
+        .meals()
         .values()
         .any(|m| m.spec.kitchen_id == kitchen_id)
         || state
-            .schedule
+            .schedule()
             .orders
             .values()
             .any(|o| o.kitchen_id == kitchen_id);
@@ -78,7 +79,8 @@ pub async fn prep(
     own_kitchen(&caller, &kitchen_id)?;
     let state = app.district.state();
     let kitchen_meals: Vec<String> = state
-        .meals
+        .catalog()
+        .meals()
         .values()
         .filter(|m| m.spec.kitchen_id == kitchen_id)
         .map(|m| m.meal_id.clone())
@@ -90,8 +92,8 @@ pub async fn prep(
         .checked_sub_signed(chrono::Duration::weeks(FORECAST_WEEKS))
         .unwrap_or(NaiveDate::MIN);
     let sales: Vec<Sale> = state
-        .orders
-        .values()
+        .orders()
+        .iter()
         .filter(|o| o.payment_method != PREPAID_PAYMENT_METHOD)
         .filter(|o| {
             matches!(
@@ -114,13 +116,14 @@ pub async fn prep(
         .collect();
     let name = |meal_id: &str| {
         state
-            .meals
+            .catalog()
+            .meals()
             .get(meal_id)
             .map(|m| m.spec.name.clone())
             .unwrap_or_else(|| meal_id.to_string())
     };
     let report = prep_report(
-        &state.schedule,
+        state.schedule(),
         &kitchen_id,
         q.date,
         &name,
@@ -171,7 +174,7 @@ pub async fn event(
     moved.dedup();
     let orders: Vec<_> = moved
         .iter()
-        .filter_map(|id| state.orders.get(id))
+        .filter_map(|id| state.orders().get(id))
         .map(|o| json!({"order_id": o.order_id, "status": o.status, "fridge_id": o.fridge_id}))
         .collect();
     tracing::info!(%kitchen_id, stage = ?spec.stage, date = %spec.date, orders = orders.len(), "kitchen event");

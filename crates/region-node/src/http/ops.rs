@@ -32,8 +32,8 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         "ready": store_ok,
         "store": if store_ok { "ok" } else { "stopped" },
         "nats": app.nats.as_ref().map_or("not_configured", |n| n.state()),
-        "outbox_pending": app.district.state().outbox.len(),
-        "log_seq": app.district.state().last_seq,
+        "outbox_pending": app.district.state().outbox().len(),
+        "log_seq": app.district.state().last_seq(),
     });
     (status, axum::Json(body))
 }
@@ -44,22 +44,22 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         (
             "larder_log_seq",
             "Position of the last durable event.",
-            state.last_seq,
+            state.last_seq(),
         ),
         (
             "larder_catalog_version",
             "Current catalog version.",
-            state.catalog_version,
+            state.catalog_version(),
         ),
         (
             "larder_meals",
             "Meals in the catalog.",
-            state.meals.len() as u64,
+            state.catalog().meals().len() as u64,
         ),
         (
             "larder_fridges",
             "Registered fridges.",
-            state.fridges.len() as u64,
+            state.catalog().fridges().len() as u64,
         ),
         (
             "larder_ws_connections",
@@ -70,7 +70,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         (
             "larder_plans",
             "Subscription plans (all states).",
-            state.schedule.plans.len() as u64,
+            state.schedule().plans.len() as u64,
         ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

@@ -111,15 +111,15 @@ pub async fn place(
         // Same key, same request: answer with the order it created first.
         key.and_then(|k| {
             state
-                .idempotency
-                .get(&(customer, k))
+                .orders()
+                .by_idempotency_key(&customer, &k)
                 .map(|(id, _)| id.clone())
         })
     } else {
         Some(order_id)
     };
     let order = placed_id
-        .and_then(|id| state.orders.get(&id).cloned())
+        .and_then(|id| state.orders().get(&id).cloned())
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,7 +134,7 @@ fn visible_order(app: &AppState, caller: &Caller, order_id: &str) -> Result<Orde
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
     let state = app.district.state();
     state
-        .orders
+        .orders()
         .get(order_id)
         .filter(|o| claims.role == Role::Admin || o.customer == claims.sub)
         .cloned()
@@ -165,25 +165,20 @@ pub async fn list(
     let state = app.district.state();
     let orders: Vec<OrderView> = if claims.role == Role::Admin {
         state
-            .orders
-            .values()
+            .orders()
+            .iter()
             .rev()
             .take(MAX_ORDERS_LISTED)
             .map(|o| view(o, true))
             .collect()
     } else {
         state
-            .customer_orders
-            .get(&claims.sub)
-            .map(|ids| {
-                ids.iter()
-                    .rev()
-                    .take(MAX_ORDERS_LISTED)
-                    .filter_map(|id| state.orders.get(id))
-                    .map(|o| view(o, true))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .orders()
+            .of_customer(&claims.sub)
+            .rev()
+            .take(MAX_ORDERS_LISTED)
+            .map(|o| view(o, true))
+            .collect()
     };
     Ok(axum::Json(serde_json::json!({ "orders": orders })))
 }
@@ -227,7 +222,7 @@ pub async fn pickup(
         ));
     }
     let state = app.district.state();
-    let order = state.orders.get(&order_id).ok_or_else(|| {
+    let order = state.orders().get(&order_id).ok_or_else(|| {
         ApiError::not_found("unknown_order", format!("order {order_id} does not exist"))
     })?;
     if claims
@@ -249,7 +244,7 @@ pub async fn pickup(
         .await?;
     let state = app.district.state();
     let order = state
-        .orders
+        .orders()
         .get(&order_id)
         .ok_or_else(|| ApiError::not_found("unknown_order", "order vanished"))?;
     Ok(axum::Json(view(order, false)))

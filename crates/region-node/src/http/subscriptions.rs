@@ -22,7 +22,7 @@ use scheduler::state::ChargeStatus;
 
 /// A plan as the API shows it.
 pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value {
-    let sched = &state.schedule;
+    let sched = &state.schedule();
     let current = plan.current_terms();
     let status = if plan.is_cancelled() {
         "cancelled"
@@ -58,7 +58,7 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
         .values()
         .filter(|o| o.plan_id == plan.plan_id)
         .map(|o| {
-            let status = state.orders.get(&o.order_id).map(|x| x.status);
+            let status = state.orders().get(&o.order_id).map(|x| x.status);
             json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "status": status})
         })
         .collect();
@@ -90,7 +90,7 @@ fn visible_plan(app: &AppState, caller: &Caller, plan_id: &str) -> Result<Value,
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
     let state = app.district.state();
     state
-        .schedule
+        .schedule()
         .plans
         .get(plan_id)
         .filter(|p| claims.role == Role::Admin || p.customer == claims.sub)
@@ -153,7 +153,7 @@ pub async fn list(
     let now = app.clock.now();
     let today = scheduler::local_date(now, &policy);
     let plans: Vec<Value> = state
-        .schedule
+        .schedule()
         .plans
         .values()
         .filter(|p| claims.role == Role::Admin || p.customer == claims.sub)
@@ -161,9 +161,9 @@ pub async fn list(
         .collect();
     Ok(axum::Json(json!({
         "plans": plans,
-        "credit": state.schedule.credit(&claims.sub),
+        "credit": state.schedule().credit(&claims.sub),
         "today": today,
-        "earliest_change_date": earliest_effective(now, &state.schedule.calendar, &policy),
+        "earliest_change_date": earliest_effective(now, &state.schedule().calendar, &policy),
     })))
 }
 

@@ -183,7 +183,7 @@ fn next_interest(
             if f.is_empty() || f.len() > MAX_FRIDGE_ID_LEN {
                 return Err(refuse("invalid_fridge", "fridge ids are 1 to 64 bytes"));
             }
-            if !state.fridges.contains_key(f) {
+            if !state.catalog().fridges().contains_key(f) {
                 return Err(refuse("unknown_fridge", format!("no fridge {f:?} here")));
             }
         }

@@ -90,7 +90,7 @@ impl Hub {
             next_id: Arc::new(AtomicU64::new(1)),
             queue_frames: config.queue_frames,
         };
-        let head = version_after(state.last_seq);
+        let head = version_after(state.last_seq());
         let task = HubTask {
             config,
             metrics,
@@ -193,7 +193,7 @@ impl HubTask {
     }
 
     fn on_batch(&mut self, state: &Arc<DistrictState>, events: &[protocol::EventEnvelope]) {
-        if state.last_seq <= self.prev.last_seq {
+        if state.last_seq() <= self.prev.last_seq() {
             return; // Already part of the state the hub started from.
         }
         let pushes = changes(
@@ -204,7 +204,7 @@ impl HubTask {
             &self.config.district_prefixes,
         );
         self.prev = state.clone();
-        self.head = version_after(state.last_seq);
+        self.head = version_after(state.last_seq());
         for push in pushes {
             for id in self.targets(&push.route) {
                 self.deliver(id, &push.frame);
@@ -226,7 +226,7 @@ impl HubTask {
             "push hub lagged behind the feed; resync all"
         );
         self.prev = self.district.state();
-        self.head = version_after(self.prev.last_seq);
+        self.head = version_after(self.prev.last_seq());
         self.floor = self.head;
         self.ring.clear();
         let frame = ServerMessage::Resync { version: self.head }.to_frame();

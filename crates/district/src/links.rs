@@ -1,0 +1,94 @@
+//! What links the district to each physical fridge: its telemetry secret
+//! (and the one before a rotation), and the ACL's cursor over its reports.
+//!
+//! The cursor travels in the log as JSON (`FridgeTelemetryReceived`), in the
+//! same batch as the events its report caused. An unreadable cursor is kept
+//! as [`Cursor::Unreadable`] and refuses further reports with an error: a
+//! silent reset would re-apply every report the fridge sends again.
+
+use std::sync::Arc;
+
+use fridge_acl::FridgeCursor;
+use imbl::HashMap;
+use protocol::FridgeId;
+
+/// The ACL's position in one fridge's reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cursor {
+    Known(Arc<FridgeCursor>),
+    /// The recorded cursor could not be read (a future format, say).
+    Unreadable {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FridgeLinks {
+    secrets: HashMap<FridgeId, String>,
+    /// The secret before the last rotation, until the fridge signs with the
+    /// new one.
+    previous_secrets: HashMap<FridgeId, String>,
+    cursors: HashMap<FridgeId, Cursor>,
+}
+
+impl FridgeLinks {
+    /// The fridge's current telemetry secret; never served.
+    pub fn secret(&self, fridge_id: &str) -> Option<&str> {
+        self.secrets.get(fridge_id).map(String::as_str)
+    }
+
+    pub fn previous_secret(&self, fridge_id: &str) -> Option<&str> {
+        self.previous_secrets.get(fridge_id).map(String::as_str)
+    }
+
+    pub fn cursor(&self, fridge_id: &str) -> Option<&Cursor> {
+        self.cursors.get(fridge_id)
+    }
+
+    /// Fridges heard from, with their readable cursors.
+    pub fn known_cursors(&self) -> impl Iterator<Item = (&FridgeId, &FridgeCursor)> {
+        self.cursors.iter().filter_map(|(id, c)| match c {
+            Cursor::Known(c) => Some((id, &**c)),
+            Cursor::Unreadable { .. } => None,
+        })
+    }
+
+    /// A (re-)registration with a secret. On a rotation the old secret stays
+    /// valid until the fridge signs with the new one.
+    pub(crate) fn set_secret(&mut self, fridge_id: &str, secret: &str) {
+        let old = self
+            .secrets
+            .insert(fridge_id.to_string(), secret.to_string());
+        if let Some(old) = old.filter(|old| old != secret) {
+            self.previous_secrets.insert(fridge_id.to_string(), old);
+        }
+    }
+
+    /// A report was taken: the cursor after it, and whether the fridge has
+    /// now used its new secret.
+    pub(crate) fn record_report(
+        &mut self,
+        fridge_id: &str,
+        cursor_json: &str,
+        forget_previous: bool,
+    ) {
+        let cursor = match serde_json::from_str::<FridgeCursor>(cursor_json) {
+            Ok(c) => Cursor::Known(Arc::new(c)),
+            Err(e) => Cursor::Unreadable {
+                reason: e.to_string(),
+            },
+        };
+        self.cursors.insert(fridge_id.to_string(), cursor);
+        if forget_previous {
+            self.previous_secrets.remove(fridge_id);
+        }
+    }
+
+    /// An operator re-registered the fridge: a cursor that could not be
+    /// read is dropped, so the fridge's next reports count as new.
+    pub(crate) fn forget_unreadable_cursor(&mut self, fridge_id: &str) {
+        if matches!(self.cursors.get(fridge_id), Some(Cursor::Unreadable { .. })) {
+            self.cursors.remove(fridge_id);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The order book: every order of the district (app, POS and subscription
+//! alike) with its lifecycle, and the indexes that answer whose an order
+//! is, which request an `Idempotency-Key` made, which timer is due next and
+//! which orders hold a fridge's stock.
+//!
+//! The indexes are kept by [`OrderBook::add`] and [`OrderBook::update`]
+//! only, from the order as it is after a change, so they cannot drift from
+//! the orders they index.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use imbl::{HashMap, OrdMap, OrdSet, Vector};
+use protocol::money::Currency;
+use protocol::orders::{Channel, OrderId, OrderLine, OrderStatus, RefusalReason, StatusChange};
+use protocol::{FridgeId, MealId};
+
+/// What an order is waiting for next; at most one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OrderTimer {
+    /// The grace window ends: start the purchase.
+    GraceWindowEnd,
+    /// No payment result by now: refuse.
+    PaymentTimeout,
+    /// Not picked up by now: unclaimed.
+    PickupDeadline,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub customer: String,
+    pub channel: Channel,
+    pub fridge_id: FridgeId,
+    pub lines: Vec<OrderLine>,
+    pub total: i64,
+    pub currency: Currency,
+    pub payment_method: String,
+    pub hold_until: DateTime<Utc>,
+    pub status: OrderStatus,
+    pub pickup_code: Option<String>,
+    pub pickup_deadline: Option<DateTime<Utc>>,
+    pub refusal_reason: Option<RefusalReason>,
+    pub refund_pending: bool,
+    pub timer: Option<(DateTime<Utc>, OrderTimer)>,
+    pub history: Vector<StatusChange>,
+    /// Meals the fridge turned out not to hold enough of for this order.
+    pub shortage: Vec<MealId>,
+    /// For a subscription order: the day it is for.
+    pub delivery_date: Option<NaiveDate>,
+}
+
+/// What every order starts from, whichever way it was made: placed by an
+/// app or a POS terminal (`Held`, with its grace window), or made by the
+/// schedule for a plan day (`Scheduled`, prepaid).
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub order_id: OrderId,
+    pub customer: String,
+    pub channel: Channel,
+    pub fridge_id: FridgeId,
+    pub lines: Vec<OrderLine>,
+    pub currency: Currency,
+    pub payment_method: String,
+    pub hold_until: DateTime<Utc>,
+    pub status: OrderStatus,
+    pub delivery_date: Option<NaiveDate>,
+}
+
+impl Order {
+    /// The one constructor: the total is the lines' sum, the history starts
+    /// with the first status at `at`.
+    pub fn new(new: NewOrder, at: DateTime<Utc>) -> Order {
+        // Prices and quantities are bounded by validation
+        // (MAX_MEAL_PRICE_MINOR × MAX_QTY × MAX_LINES), so this cannot overflow.
+        let total = new
+            .lines
+            .iter()
+            .map(|l| l.unit_price * i64::from(l.qty))
+            .sum();
+        Order {
+            order_id: new.order_id,
+            customer: new.customer,
+            channel: new.channel,
+            fridge_id: new.fridge_id,
+            lines: new.lines,
+            total,
+            currency: new.currency,
+            payment_method: new.payment_method,
+            hold_until: new.hold_until,
+            status: new.status,
+            pickup_code: None,
+            pickup_deadline: None,
+            refusal_reason: None,
+            refund_pending: false,
+            timer: None,
+            history: Vector::unit(StatusChange {
+                status: new.status,
+                at,
+            }),
+            shortage: Vec::new(),
+            delivery_date: new.delivery_date,
+        }
+    }
+
+    /// Moves the order to `status` at `at`, in its history too.
+    pub(crate) fn advance(&mut self, status: OrderStatus, at: DateTime<Utc>) {
+        self.status = status;
+        self.history.push_back(StatusChange { status, at });
+    }
+
+    /// The order becomes `status` (purchased, or a prepaid order placed in
+    /// the fridge) at `at`: it may be collected with `pickup_code` until
+    /// `deadline`, when its unclaimed timer fires.
+    pub(crate) fn await_pickup(
+        &mut self,
+        status: OrderStatus,
+        pickup_code: &str,
+        deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) {
+        self.pickup_code = Some(pickup_code.to_string());
+        self.pickup_deadline = Some(deadline);
+        self.timer = Some((deadline, OrderTimer::PickupDeadline));
+        self.advance(status, at);
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrderBook {
+    orders: OrdMap<OrderId, Order>,
+    /// Each customer's orders, oldest first.
+    by_customer: HashMap<String, Vector<OrderId>>,
+    /// `(customer, Idempotency-Key)` → (order, request fingerprint).
+    idempotency: HashMap<(String, String), (OrderId, u64)>,
+    /// Open timers by due time.
+    timers: OrdMap<(DateTime<Utc>, OrderId), OrderTimer>,
+    /// Orders holding stock, per fridge; ULID order ids sort oldest first.
+    open_by_fridge: HashMap<FridgeId, OrdSet<OrderId>>,
+}
+
+impl OrderBook {
+    pub fn get(&self, order_id: &str) -> Option<&Order> {
+        self.orders.get(order_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    /// Every order, by id.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Order> {
+        self.orders.values()
+    }
+
+    /// A customer's orders, oldest first.
+    pub fn of_customer<'a>(&'a self, customer: &str) -> impl DoubleEndedIterator<Item = &'a Order> {
+        self.by_customer
+            .get(customer)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.orders.get(id))
+    }
+
+    /// The order a customer's `Idempotency-Key` made, with the fingerprint
+    /// of the request that made it.
+    pub fn by_idempotency_key(&self, customer: &str, key: &str) -> Option<&(OrderId, u64)> {
+        self.idempotency
+            .get(&(customer.to_string(), key.to_string()))
+    }
+
+    /// Timers due at `now`, earliest first.
+    pub fn due_timers(&self, now: DateTime<Utc>) -> impl Iterator<Item = (&OrderId, OrderTimer)> {
+        self.timers
+            .iter()
+            .take_while(move |((at, _), _)| *at <= now)
+            .map(|((_, id), timer)| (id, *timer))
+    }
+
+    /// Orders holding stock in the fridge, oldest first.
+    pub fn open_at<'a>(&'a self, fridge_id: &str) -> impl Iterator<Item = &'a Order> {
+        self.open_by_fridge
+            .get(fridge_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.orders.get(id))
+    }
+
+    /// Records a new order (made by whichever channel) and its key.
+    pub(crate) fn add(&mut self, order: Order, idempotency: Option<&(String, u64)>) {
+        if let Some((key, fingerprint)) = idempotency {
+            self.idempotency.insert(
+                (order.customer.clone(), key.clone()),
+                (order.order_id.clone(), *fingerprint),
+            );
+        }
+        self.by_customer
+            .entry(order.customer.clone())
+            .or_default()
+            .push_back(order.order_id.clone());
+        self.reindex(None, &order);
+        self.orders.insert(order.order_id.clone(), order);
+    }
+
+    /// Changes an order; its timer and stock indexes follow. Returns whether
+    /// the order exists.
+    pub(crate) fn update(&mut self, order_id: &str, f: impl FnOnce(&mut Order)) -> bool {
+        let Some(before) = self.orders.get(order_id).cloned() else {
+            return false;
+        };
+        let mut after = before.clone();
+        f(&mut after);
+        self.reindex(Some(&before), &after);
+        self.orders.insert(order_id.to_string(), after);
+        true
+    }
+
+    fn reindex(&mut self, before: Option<&Order>, after: &Order) {
+        let id = &after.order_id;
+        let old_timer = before.and_then(|b| b.timer);
+        if old_timer != after.timer {
+            if let Some((at, _)) = old_timer {
+                self.timers.remove(&(at, id.clone()));
+            }
+            if let Some((at, kind)) = after.timer {
+                self.timers.insert((at, id.clone()), kind);
+            }
+        }
+        let held = before.is_some_and(|b| b.status.holds_stock());
+        let holds = after.status.holds_stock();
+        if held == holds {
+            return;
+        }
+        let mut set = self
+            .open_by_fridge
+            .get(&after.fridge_id)
+            .cloned()
+            .unwrap_or_default();
+        if holds {
+            set.insert(id.clone());
+        } else {
+            set.remove(id);
+        }
+        if set.is_empty() {
+            self.open_by_fridge.remove(&after.fridge_id);
+        } else {
+            self.open_by_fridge.insert(after.fridge_id.clone(), set);
+        }
+    }
+}

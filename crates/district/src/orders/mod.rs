@@ -1,0 +1,379 @@
+//! Orders as a pure decider: confirm with reservation, grace window,
+//! cancel, timers, pickup, unclaimed. The money half of an order's life
+//! (purchase, results, refunds) is [`payment`]; the book with its indexes
+//! and the one `Order` constructor is [`book`].
+//!
+//! The payment requests an order needs (the outbox) and the timers it waits on
+//! are part of the state derived from events, so one atomic log append
+//! records a decision, its outbox row and its timer together.
+
+pub mod book;
+pub mod payment;
+
+use chrono::Duration;
+use protocol::catalog::FridgeStatus;
+use protocol::orders::{
+    Channel, OrderId, OrderLine, OrderStatus, PlaceOrder, RefundReason, RefusalReason,
+};
+use protocol::{Event, MealId};
+
+use super::{Context, DistrictState, DomainError, Recorded};
+
+pub use book::{NewOrder, Order, OrderBook, OrderTimer};
+
+/// Default grace window for app orders, in seconds (undo-send style).
+pub const GRACE_WINDOW_DEFAULT_SECS: u32 = 20;
+/// Configurable range of the app grace window, in seconds.
+pub const GRACE_WINDOW_MIN_SECS: u32 = 10;
+pub const GRACE_WINDOW_MAX_SECS: u32 = 30;
+/// POS terminals stand next to the fridge: the customer pays right away.
+pub const POS_GRACE_WINDOW_DEFAULT_SECS: u32 = 0;
+/// How long a purchase may wait for its payment result, in seconds.
+pub const PAYMENT_TIMEOUT_DEFAULT_SECS: u32 = 60;
+/// How long purchased units stay reserved for pickup, in seconds (4 h:
+/// long enough for a lunch bought in the morning, short enough that unclaimed
+/// fresh food goes back on sale the same day).
+pub const PICKUP_WINDOW_DEFAULT_SECS: u32 = 4 * 3600;
+
+/// Order rules from the node's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderPolicy {
+    pub grace_window_app: Duration,
+    pub grace_window_pos: Duration,
+    pub payment_timeout: Duration,
+    pub pickup_window: Duration,
+}
+
+impl Default for OrderPolicy {
+    fn default() -> Self {
+        OrderPolicy {
+            grace_window_app: Duration::seconds(GRACE_WINDOW_DEFAULT_SECS.into()),
+            grace_window_pos: Duration::seconds(POS_GRACE_WINDOW_DEFAULT_SECS.into()),
+            payment_timeout: Duration::seconds(PAYMENT_TIMEOUT_DEFAULT_SECS.into()),
+            pickup_window: Duration::seconds(PICKUP_WINDOW_DEFAULT_SECS.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderCommand {
+    Place {
+        order_id: OrderId,
+        customer: String,
+        channel: Channel,
+        request: PlaceOrder,
+        idempotency: Option<(String, u64)>,
+    },
+    /// `customer` is `None` when an admin cancels.
+    Cancel {
+        order_id: OrderId,
+        customer: Option<String>,
+    },
+    FireTimer {
+        order_id: OrderId,
+        timer: OrderTimer,
+    },
+    Pickup {
+        order_id: OrderId,
+        pickup_code: String,
+    },
+}
+
+pub fn decide(
+    state: &DistrictState,
+    cmd: OrderCommand,
+    ctx: &Context,
+) -> Result<Vec<Event>, DomainError> {
+    match cmd {
+        OrderCommand::Place {
+            order_id,
+            customer,
+            channel,
+            request,
+            idempotency,
+        } => place(
+            state,
+            order_id,
+            customer,
+            channel,
+            request,
+            idempotency,
+            ctx,
+        ),
+        OrderCommand::Cancel { order_id, customer } => {
+            let order = find(state, &order_id, customer.as_deref())?;
+            match order.status {
+                OrderStatus::Held => Ok(with_release(
+                    order,
+                    vec![Event::OrderCancelled { order_id }],
+                )),
+                OrderStatus::Purchased => {
+                    let mut events = with_release(
+                        order,
+                        vec![Event::OrderCancelled {
+                            order_id: order_id.clone(),
+                        }],
+                    );
+                    events.push(Event::RefundRequested {
+                        order_id,
+                        amount: order.total,
+                        currency: order.currency.clone(),
+                        reason: RefundReason::Cancelled,
+                    });
+                    Ok(events)
+                }
+                OrderStatus::Paying => Err(DomainError::WrongState {
+                    status: order.status,
+                    message: "the payment is in progress; try again in a moment".into(),
+                }),
+                status => Err(DomainError::WrongState {
+                    status,
+                    message: "the order can no longer be cancelled".into(),
+                }),
+            }
+        }
+        OrderCommand::FireTimer { order_id, timer } => {
+            let order = find(state, &order_id, None)?;
+            // A timer is acted on only if it is still the order's current one
+            // and due: firing twice, late or after the state moved is a no-op.
+            let due = matches!(order.timer, Some((at, t)) if t == timer && at <= ctx.now);
+            if !due {
+                return Ok(vec![]);
+            }
+            Ok(match timer {
+                OrderTimer::GraceWindowEnd => vec![Event::PurchaseRequested {
+                    order_id,
+                    amount: order.total,
+                    currency: order.currency.clone(),
+                    deadline: ctx.now + ctx.policy.payment_timeout,
+                }],
+                OrderTimer::PaymentTimeout => with_release(
+                    order,
+                    vec![Event::OrderPurchaseRefused {
+                        order_id,
+                        reason: RefusalReason::Timeout,
+                    }],
+                ),
+                OrderTimer::PickupDeadline => {
+                    with_release(order, vec![Event::OrderUnclaimed { order_id }])
+                }
+            })
+        }
+        OrderCommand::Pickup {
+            order_id,
+            pickup_code,
+        } => {
+            let order = find(state, &order_id, None)?;
+            if !order.status.awaits_pickup() {
+                return Err(DomainError::WrongState {
+                    status: order.status,
+                    message: "only purchased or available orders can be picked up".into(),
+                });
+            }
+            if order.pickup_code.as_deref() != Some(pickup_code.as_str()) {
+                return Err(DomainError::WrongPickupCode);
+            }
+            Ok(vec![Event::OrderPickedUp { order_id }])
+        }
+    }
+}
+
+pub(crate) fn find<'a>(
+    state: &'a DistrictState,
+    order_id: &str,
+    customer: Option<&str>,
+) -> Result<&'a Order, DomainError> {
+    match state.orders.get(order_id) {
+        // Someone else's order is reported as missing: existence must not leak.
+        Some(order) if customer.is_none_or(|c| c == order.customer) => Ok(order),
+        _ => Err(DomainError::UnknownOrder(order_id.to_string())),
+    }
+}
+
+/// Appends the releases of every reserved line after `events`.
+pub(crate) fn with_release(order: &Order, mut events: Vec<Event>) -> Vec<Event> {
+    events.extend(order.lines.iter().map(|line| Event::MealStockReleased {
+        order_id: order.order_id.clone(),
+        fridge_id: order.fridge_id.clone(),
+        meal_id: line.meal_id.clone(),
+        qty: line.qty,
+    }));
+    events
+}
+
+fn place(
+    state: &DistrictState,
+    order_id: OrderId,
+    customer: String,
+    channel: Channel,
+    request: PlaceOrder,
+    idempotency: Option<(String, u64)>,
+    ctx: &Context,
+) -> Result<Vec<Event>, DomainError> {
+    if let Some((key, fingerprint)) = &idempotency {
+        if let Some((_, first)) = state.orders.by_idempotency_key(&customer, key) {
+            return if first == fingerprint {
+                Ok(vec![]) // The first answer stands; the adapter reads it back.
+            } else {
+                Err(DomainError::IdempotencyKeyReused)
+            };
+        }
+    }
+    request.validate().map_err(DomainError::Invalid)?;
+    let fridge = state
+        .catalog
+        .fridge(&request.fridge_id)
+        .ok_or_else(|| DomainError::UnknownFridge(request.fridge_id.clone()))?;
+    if fridge.status != FridgeStatus::Online {
+        return Err(DomainError::FridgeUnavailable(fridge.fridge_id.clone()));
+    }
+    let mut lines = Vec::with_capacity(request.items.len());
+    let mut shortfall = false;
+    let mut available: Vec<(MealId, u32)> = vec![];
+    for item in &request.items {
+        let meal = state
+            .catalog
+            .meal(&item.meal_id)
+            .ok_or_else(|| DomainError::UnknownMeal(item.meal_id.clone()))?;
+        let free = state
+            .stock_level(&request.fridge_id, &item.meal_id)
+            .available();
+        shortfall |= free < item.qty;
+        available.push((item.meal_id.clone(), free));
+        lines.push(OrderLine {
+            meal_id: item.meal_id.clone(),
+            name: meal.spec.name.clone(),
+            qty: item.qty,
+            unit_price: meal.spec.price,
+        });
+    }
+    if shortfall {
+        return Err(DomainError::InsufficientStock { available });
+    }
+    let currency = state
+        .catalog
+        .meal(&request.items[0].meal_id)
+        .map(|m| m.spec.currency.clone());
+    let currency =
+        currency.ok_or_else(|| DomainError::UnknownMeal(request.items[0].meal_id.clone()))?;
+    if request.items.iter().any(|i| {
+        state
+            .catalog
+            .meal(&i.meal_id)
+            .is_some_and(|m| m.spec.currency != currency)
+    }) {
+        return Err(DomainError::Invalid(
+            "all meals of an order must share one currency".into(),
+        ));
+    }
+    // Prices are bounded (MAX_MEAL_PRICE_MINOR × MAX_QTY × MAX_LINES), so this cannot overflow.
+    let total = lines.iter().map(|l| l.unit_price * i64::from(l.qty)).sum();
+    let grace = match channel {
+        Channel::App => ctx.policy.grace_window_app,
+        Channel::Pos => ctx.policy.grace_window_pos,
+    };
+    let mut events = vec![Event::OrderPlaced {
+        order_id: order_id.clone(),
+        customer,
+        channel,
+        fridge_id: request.fridge_id.clone(),
+        lines: lines.clone(),
+        total,
+        currency,
+        payment_method: request.payment_method,
+        hold_until: ctx.now + grace,
+        idempotency,
+    }];
+    events.extend(lines.into_iter().map(|l| Event::MealStockReserved {
+        order_id: order_id.clone(),
+        fridge_id: request.fridge_id.clone(),
+        meal_id: l.meal_id,
+        qty: l.qty,
+    }));
+    Ok(events)
+}
+
+/// Applies the placement and fulfilment events of an order; returns
+/// whether what the catalog shows changed (a pickup empties a shelf).
+pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) -> bool {
+    match event {
+        Event::OrderPlaced {
+            order_id,
+            customer,
+            channel,
+            fridge_id,
+            lines,
+            currency,
+            payment_method,
+            hold_until,
+            idempotency,
+            ..
+        } => {
+            let mut order = Order::new(
+                NewOrder {
+                    order_id: order_id.clone(),
+                    customer: customer.clone(),
+                    channel: *channel,
+                    fridge_id: fridge_id.clone(),
+                    lines: lines.clone(),
+                    currency: currency.clone(),
+                    payment_method: payment_method.clone(),
+                    hold_until: *hold_until,
+                    status: OrderStatus::Held,
+                    delivery_date: None,
+                },
+                rec.at,
+            );
+            order.timer = Some((*hold_until, OrderTimer::GraceWindowEnd));
+            state.orders.add(order, idempotency.as_ref());
+            false
+        }
+        Event::OrderCancelled { order_id } => {
+            end(state, order_id, OrderStatus::Cancelled, rec);
+            false
+        }
+        Event::OrderUnclaimed { order_id } => {
+            end(state, order_id, OrderStatus::Unclaimed, rec);
+            false
+        }
+        Event::OrderPickedUp { order_id } => picked_up(state, order_id, rec),
+        Event::OrderFlagged {
+            order_id, meal_id, ..
+        } => {
+            state.orders.update(order_id, |order| {
+                if !order.shortage.contains(meal_id) {
+                    order.shortage.push(meal_id.clone());
+                }
+            });
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The order ends without a pickup; its timer goes with it.
+fn end(state: &mut DistrictState, order_id: &str, status: OrderStatus, rec: Recorded) {
+    state.orders.update(order_id, |order| {
+        order.timer = None;
+        order.advance(status, rec.at);
+    });
+}
+
+/// The reserved units leave the fridge with the customer.
+fn picked_up(state: &mut DistrictState, order_id: &str, rec: Recorded) -> bool {
+    let Some(order) = state.orders.get(order_id).cloned() else {
+        return false;
+    };
+    for line in &order.lines {
+        let shelf_life = state.catalog.shelf_life(&line.meal_id);
+        state.stock.hand_out(
+            &order.fridge_id,
+            &line.meal_id,
+            line.qty,
+            rec.at,
+            shelf_life,
+        );
+    }
+    end(state, order_id, OrderStatus::PickedUp, rec);
+    true
+}

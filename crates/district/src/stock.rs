@@ -1,0 +1,228 @@
+//! Stock per fridge and meal (`on_hand`, `reserved`, `quarantined`,
+//! `expired`), with the lots that give its units a best-before
+//! ([`crate::expiry`]).
+//!
+//! The one place a stock level is written: every change goes through a
+//! method here that keeps the level and its lots in step, so a level is
+//! never half-updated and lots always follow `on_hand`.
+
+use chrono::{DateTime, Duration, Utc};
+use imbl::{OrdMap, Vector};
+use protocol::catalog::StockLevel;
+use protocol::{Event, FridgeId, MealId};
+
+use crate::expiry::{self, Lot, Lots};
+use crate::{DistrictState, Recorded};
+
+/// Levels per fridge, then per meal.
+pub type Levels = OrdMap<FridgeId, OrdMap<MealId, StockLevel>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct Stock {
+    levels: Levels,
+    /// Units on the shelf by arrival, for their best-before.
+    lots: Lots,
+}
+
+impl Stock {
+    pub fn level(&self, fridge_id: &str, meal_id: &str) -> StockLevel {
+        self.levels
+            .get(fridge_id)
+            .and_then(|m| m.get(meal_id))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// One fridge's levels by meal.
+    pub fn fridge(&self, fridge_id: &str) -> Option<&OrdMap<MealId, StockLevel>> {
+        self.levels.get(fridge_id)
+    }
+
+    /// Every level; persistent, so `ptr_eq` tells two snapshots apart cheaply.
+    pub fn levels(&self) -> &Levels {
+        &self.levels
+    }
+
+    pub fn lots(&self, fridge_id: &str, meal_id: &str) -> Option<&Vector<Lot>> {
+        self.lots.get(&(fridge_id.to_string(), meal_id.to_string()))
+    }
+
+    /// Units of a meal in a fridge whose best-before has passed at `now`.
+    pub fn expired_by(&self, fridge_id: &str, meal_id: &str, now: DateTime<Utc>) -> u32 {
+        self.lots(fridge_id, meal_id)
+            .map(|lots| expiry::expired_at(lots, now))
+            .unwrap_or(0)
+    }
+
+    /// Pairs whose lots say more units are expired at `now` than are withheld.
+    pub fn expiry_due(&self, now: DateTime<Utc>) -> Vec<(FridgeId, MealId)> {
+        self.lots
+            .iter()
+            .filter(|((fridge, meal), lots)| {
+                expiry::expired_at(lots, now) > self.level(fridge, meal).expired
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The shelf now holds `on_hand` units (a count, a correction, a unit
+    /// placed by a kitchen). Units that vanished take expired ones with them
+    /// (the next tagged scan says exactly which).
+    pub(crate) fn count(
+        &mut self,
+        fridge_id: &str,
+        meal_id: &str,
+        on_hand: u32,
+        at: DateTime<Utc>,
+        shelf_life: Duration,
+    ) {
+        let was = self.level(fridge_id, meal_id).on_hand;
+        self.adjust(fridge_id, meal_id, |level| {
+            level.on_hand = on_hand;
+            level.expired = level.expired.min(on_hand);
+        });
+        self.follow_lots(fridge_id, meal_id, was, at, shelf_life);
+    }
+
+    pub(crate) fn reserve(&mut self, fridge_id: &str, meal_id: &str, qty: u32) {
+        self.adjust(fridge_id, meal_id, |l| {
+            l.reserved = l.reserved.saturating_add(qty)
+        });
+    }
+
+    pub(crate) fn release(&mut self, fridge_id: &str, meal_id: &str, qty: u32) {
+        self.adjust(fridge_id, meal_id, |l| {
+            l.reserved = l.reserved.saturating_sub(qty)
+        });
+    }
+
+    /// `qty` reserved units left the fridge with their customer.
+    pub(crate) fn hand_out(
+        &mut self,
+        fridge_id: &str,
+        meal_id: &str,
+        qty: u32,
+        at: DateTime<Utc>,
+        shelf_life: Duration,
+    ) {
+        let was = self.level(fridge_id, meal_id).on_hand;
+        self.adjust(fridge_id, meal_id, |l| {
+            l.on_hand = l.on_hand.saturating_sub(qty);
+            l.reserved = l.reserved.saturating_sub(qty);
+        });
+        self.follow_lots(fridge_id, meal_id, was, at, shelf_life);
+    }
+
+    /// `units` of the meal are past their best-before as of `at` (the
+    /// node's lots said so, or the fridge read their tags).
+    pub(crate) fn expire(&mut self, fridge_id: &str, meal_id: &str, units: u32, at: DateTime<Utc>) {
+        self.adjust(fridge_id, meal_id, |level| level.expired = units);
+        let key = (fridge_id.to_string(), meal_id.to_string());
+        if let Some(lots) = self.lots.get(&key).cloned() {
+            self.set_lots(key, expiry::relabel(lots, units, at));
+        }
+    }
+
+    /// Withholds everything on the fridge's shelves (quarantine), or
+    /// releases it again.
+    pub(crate) fn withhold_fridge(&mut self, fridge_id: &str, withhold: bool) {
+        if let Some(per_meal) = self.levels.get(fridge_id) {
+            let updated = per_meal
+                .iter()
+                .map(|(meal, level)| {
+                    let mut level = *level;
+                    level.quarantined = if withhold { level.on_hand } else { 0 };
+                    (meal.clone(), level)
+                })
+                .collect();
+            self.levels.insert(fridge_id.to_string(), updated);
+        }
+    }
+
+    fn adjust(&mut self, fridge_id: &str, meal_id: &str, f: impl FnOnce(&mut StockLevel)) {
+        let mut per_meal = self.levels.get(fridge_id).cloned().unwrap_or_default();
+        let mut level = per_meal.get(meal_id).copied().unwrap_or_default();
+        f(&mut level);
+        per_meal.insert(meal_id.to_string(), level);
+        self.levels.insert(fridge_id.to_string(), per_meal);
+    }
+
+    /// Lots follow an `on_hand` that was `was` before; the withheld count
+    /// is what the lots say has expired at `at`.
+    fn follow_lots(
+        &mut self,
+        fridge_id: &str,
+        meal_id: &str,
+        was: u32,
+        at: DateTime<Utc>,
+        shelf_life: Duration,
+    ) {
+        let on_hand = self.level(fridge_id, meal_id).on_hand;
+        if on_hand == was {
+            return;
+        }
+        let key = (fridge_id.to_string(), meal_id.to_string());
+        let lots = self.lots.get(&key).cloned().unwrap_or_default();
+        let lots = expiry::follow(lots, was, on_hand, at, shelf_life);
+        let expired = expiry::expired_at(&lots, at);
+        self.set_lots(key, lots);
+        if self.level(fridge_id, meal_id).expired != expired {
+            self.adjust(fridge_id, meal_id, |level| level.expired = expired);
+        }
+    }
+
+    fn set_lots(&mut self, key: (FridgeId, MealId), lots: Vector<Lot>) {
+        if lots.is_empty() {
+            self.lots.remove(&key);
+        } else {
+            self.lots.insert(key, lots);
+        }
+    }
+}
+
+/// Applies stock events; returns whether what the catalog shows changed.
+pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) -> bool {
+    match event {
+        Event::MealStockUpdated {
+            fridge_id,
+            meal_id,
+            on_hand,
+            ..
+        } => {
+            let shelf_life = state.catalog.shelf_life(meal_id);
+            state
+                .stock
+                .count(fridge_id, meal_id, *on_hand, rec.at, shelf_life);
+            true
+        }
+        Event::MealStockReserved {
+            fridge_id,
+            meal_id,
+            qty,
+            ..
+        } => {
+            state.stock.reserve(fridge_id, meal_id, *qty);
+            true
+        }
+        Event::MealStockReleased {
+            fridge_id,
+            meal_id,
+            qty,
+            ..
+        } => {
+            state.stock.release(fridge_id, meal_id, *qty);
+            true
+        }
+        Event::MealUnitsExpired {
+            fridge_id,
+            meal_id,
+            units,
+        } => {
+            state.stock.expire(fridge_id, meal_id, *units, rec.at);
+            true
+        }
+        // A movement explains a count; the count that follows it sets the level.
+        Event::StockMovementRecorded { .. } => false,
+        _ => false,
+    }
+}

@@ -1,0 +1,61 @@
+//! Stream ids: which aggregate an event belongs to. Envelopes record them
+//! as strings (`order-01J…`, `plan-p1`, `calendar-2026-12-01`); code uses
+//! [`StreamId`] so nobody parses an id back out of its string shape.
+
+use std::fmt;
+
+use chrono::NaiveDate;
+
+use crate::orders::OrderId;
+use crate::schedule::PlanId;
+use crate::{FridgeId, MealId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamId {
+    Meal(MealId),
+    /// A fridge's registration and operational status.
+    Fridge(FridgeId),
+    /// A fridge's shelves.
+    Stock(FridgeId),
+    /// A fridge's telemetry (the ACL cursor and door anomalies).
+    Telemetry(FridgeId),
+    Order(OrderId),
+    Plan(PlanId),
+    Calendar(NaiveDate),
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamId::Meal(id) => write!(f, "meal-{id}"),
+            StreamId::Fridge(id) => write!(f, "fridge-{id}"),
+            StreamId::Stock(id) => write!(f, "stock-{id}"),
+            StreamId::Telemetry(id) => write!(f, "telemetry-{id}"),
+            StreamId::Order(id) => write!(f, "order-{id}"),
+            StreamId::Plan(id) => write!(f, "plan-{id}"),
+            StreamId::Calendar(date) => write!(f, "calendar-{date}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_shapes_stay_as_released() {
+        let date = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let cases = [
+            (StreamId::Meal("m-1".into()), "meal-m-1"),
+            (StreamId::Fridge("f-1".into()), "fridge-f-1"),
+            (StreamId::Stock("f-1".into()), "stock-f-1"),
+            (StreamId::Telemetry("f-1".into()), "telemetry-f-1"),
+            (StreamId::Order("01J".into()), "order-01J"),
+            (StreamId::Plan("p-1".into()), "plan-p-1"),
+            (StreamId::Calendar(date), "calendar-2026-12-01"),
+        ];
+        for (id, text) in cases {
+            assert_eq!(id.to_string(), text);
+        }
+    }
+}
