@@ -258,7 +258,9 @@ fn place(
             };
         }
     }
-    request.validate().map_err(DomainError::Invalid)?;
+    request
+        .validate()
+        .map_err(|e| DomainError::Invalid(e.to_string()))?;
     let fridge = state
         .fridges
         .get(&request.fridge_id)
