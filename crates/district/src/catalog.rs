@@ -86,8 +86,8 @@ pub enum CatalogCommand {
     },
 }
 
-fn invalid(e: impl Into<String>) -> DomainError {
-    DomainError::Invalid(e.into())
+fn invalid(e: impl std::fmt::Display) -> DomainError {
+    DomainError::Invalid(e.to_string())
 }
 
 pub fn decide(

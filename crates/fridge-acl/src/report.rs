@@ -144,7 +144,10 @@ impl ParseError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     #[error("{field}: {reason}")]
-    BadId { field: &'static str, reason: String },
+    BadId {
+        field: &'static str,
+        reason: protocol::IdError,
+    },
     #[error("seq must be at least 1")]
     ZeroSeq,
     #[error("{field}: not a valid timestamp")]

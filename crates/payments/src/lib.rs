@@ -8,14 +8,12 @@
 //! duplicate window (2 min) is only the first line of defence; the book is the
 //! one that holds.
 //!
-//! - [`bus`]: stream and consumer definitions shared with region nodes.
 //! - [`book`]: the durable record of outcomes, keyed by request id.
 //! - [`provider`]: the processor port and the sandbox provider.
 //! - [`service`]: the consume → decide → record → publish → ack loop.
 //! - [`http`]: read-only operator API (health, ledger per order).
 
 pub mod book;
-pub mod bus;
 pub mod http;
 pub mod provider;
 pub mod service;

@@ -14,14 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::Publish};
+use bus::{result_subject, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use futures::StreamExt;
-use protocol::payments::{
-    result_subject, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult,
-    REQUEST_SUBJECT_PREFIX,
-};
 
 use crate::book::Book;
-use crate::bus;
 use crate::provider::{Provider, ProviderError, ProviderOutcome};
 
 /// Requests handled at once (each mostly waits on the provider).
@@ -69,7 +65,7 @@ impl<P: Provider> Service<P> {
                 bus::durable_consumer(
                     &requests,
                     bus::REQUEST_CONSUMER,
-                    format!("{REQUEST_SUBJECT_PREFIX}.>"),
+                    bus::all_requests_subject(),
                 )
                 .await
             };

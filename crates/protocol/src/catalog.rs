@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::geo::GeoPoint;
 use crate::money::{Currency, MAX_MEAL_PRICE_MINOR};
+use crate::ValidationError;
 use crate::{FridgeId, KitchenId, MealId};
 
 /// Longest meal/fridge name, in bytes.
@@ -183,19 +184,27 @@ pub struct MealAvailability {
     pub available: u32,
 }
 
-fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), String> {
+fn check_text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), ValidationError> {
     if required && value.trim().is_empty() {
-        return Err(format!("{field} must not be empty"));
+        return Err(ValidationError::Empty { field });
     }
     if value.len() > max {
-        return Err(format!("{field} must be at most {max} bytes"));
+        return Err(ValidationError::TooLong { field, max });
     }
     Ok(())
 }
 
-fn check_list(field: &str, items: &[String]) -> Result<(), String> {
+fn check_list(field: &'static str, items: &[String]) -> Result<(), ValidationError> {
     if items.len() > MAX_LIST_ITEMS {
-        return Err(format!("{field} may have at most {MAX_LIST_ITEMS} entries"));
+        return Err(ValidationError::TooManyEntries {
+            field,
+            max: MAX_LIST_ITEMS,
+        });
     }
     for item in items {
         check_text(field, item, MAX_NAME_LEN, true)?;
@@ -205,42 +214,37 @@ fn check_list(field: &str, items: &[String]) -> Result<(), String> {
 
 impl MealSpec {
     /// Rules every meal obeys, whoever sends it.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         check_text("name", &self.name, MAX_NAME_LEN, true)?;
         check_text("description", &self.description, MAX_TEXT_LEN, false)?;
-        crate::validate_id(&self.kitchen_id).map_err(|e| format!("kitchen_id: {e}"))?;
+        ValidationError::check_id("kitchen_id", &self.kitchen_id)?;
         if !(1..=MAX_MEAL_PRICE_MINOR).contains(&self.price) {
-            return Err(format!(
-                "price must be between 1 and {MAX_MEAL_PRICE_MINOR} minor units"
-            ));
+            return Err(ValidationError::Price { field: "price" });
         }
         let n = &self.nutrition;
-        if n.kcal > MAX_KCAL {
-            return Err(format!("nutrition.kcal must be at most {MAX_KCAL}"));
-        }
-        for (field, v) in [
-            ("protein_mg", n.protein_mg),
-            ("fat_mg", n.fat_mg),
-            ("carbs_mg", n.carbs_mg),
-            ("sugar_mg", n.sugar_mg),
-            ("salt_mg", n.salt_mg),
+        for (field, v, max) in [
+            ("nutrition.kcal", n.kcal, MAX_KCAL),
+            ("nutrition.protein_mg", n.protein_mg, MAX_NUTRIENT_MG),
+            ("nutrition.fat_mg", n.fat_mg, MAX_NUTRIENT_MG),
+            ("nutrition.carbs_mg", n.carbs_mg, MAX_NUTRIENT_MG),
+            ("nutrition.sugar_mg", n.sugar_mg, MAX_NUTRIENT_MG),
+            ("nutrition.salt_mg", n.salt_mg, MAX_NUTRIENT_MG),
         ] {
-            if v > MAX_NUTRIENT_MG {
-                return Err(format!(
-                    "nutrition.{field} must be at most {MAX_NUTRIENT_MG}"
-                ));
+            if v > max {
+                return Err(ValidationError::TooLarge { field, max });
             }
         }
         if n.sugar_mg > n.carbs_mg {
-            return Err("nutrition.sugar_mg cannot exceed carbs_mg".into());
+            return Err(ValidationError::SugarExceedsCarbs);
         }
         check_list("allergens", &self.allergens)?;
         check_list("ingredients", &self.ingredients)?;
         check_list("tags", &self.tags)?;
         if !(1..=MAX_SHELF_LIFE_HOURS).contains(&self.shelf_life_hours) {
-            return Err(format!(
-                "shelf_life_hours must be between 1 and {MAX_SHELF_LIFE_HOURS}"
-            ));
+            return Err(ValidationError::NotBetweenOneAnd {
+                field: "shelf_life_hours",
+                max: MAX_SHELF_LIFE_HOURS,
+            });
         }
         Ok(())
     }
@@ -252,37 +256,44 @@ pub const MAX_SECRET_LEN: usize = 256;
 pub const MIN_SECRET_LEN: usize = 16;
 
 impl FridgeSpec {
-    pub fn validate(&self) -> Result<GeoPoint, String> {
+    pub fn validate(&self) -> Result<GeoPoint, ValidationError> {
         check_text("name", &self.name, MAX_NAME_LEN, true)?;
         check_text("address", &self.address, MAX_TEXT_LEN, false)?;
-        crate::validate_id(&self.vendor).map_err(|e| format!("vendor: {e}"))?;
+        ValidationError::check_id("vendor", &self.vendor)?;
         if let Some(secret) = &self.secret {
             if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len()) {
-                return Err(format!(
-                    "secret must be {MIN_SECRET_LEN}..={MAX_SECRET_LEN} bytes"
-                ));
+                return Err(ValidationError::Length {
+                    field: "secret",
+                    min: MIN_SECRET_LEN,
+                    max: MAX_SECRET_LEN,
+                });
             }
         }
-        GeoPoint::new(self.lat, self.lon).map_err(|e| e.to_string())
+        Ok(GeoPoint::new(self.lat, self.lon)?)
     }
 }
 
 impl StockSpec {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if self.counts.is_empty() {
-            return Err("counts must list at least one meal".into());
+            return Err(ValidationError::NoCounts);
         }
         if self.counts.len() > MAX_LIST_ITEMS * 4 {
-            return Err("too many counts in one correction".into());
+            return Err(ValidationError::TooManyCounts);
         }
         let mut seen = std::collections::BTreeSet::new();
         for c in &self.counts {
-            crate::validate_id(&c.meal_id).map_err(|e| format!("meal_id: {e}"))?;
+            ValidationError::check_id("meal_id", &c.meal_id)?;
             if c.units > MAX_UNITS_PER_MEAL {
-                return Err(format!("units must be at most {MAX_UNITS_PER_MEAL}"));
+                return Err(ValidationError::TooLarge {
+                    field: "units",
+                    max: MAX_UNITS_PER_MEAL,
+                });
             }
             if !seen.insert(c.meal_id.as_str()) {
-                return Err(format!("meal {} is listed twice", c.meal_id));
+                return Err(ValidationError::CountedTwice {
+                    meal_id: c.meal_id.clone(),
+                });
             }
         }
         Ok(())

@@ -15,6 +15,9 @@
 //! 3. `tests/golden.rs` holds records written by every released version;
 //!    they must keep decoding to the same events. A failing golden test means
 //!    an upcaster is missing — never regenerate the bytes to make it pass.
+//!    It holds one record per `Event` variant, listed by an exhaustive
+//!    `match`, so a new variant does not compile there until its golden line
+//!    is appended.
 
 use crate::envelope::EventEnvelope;
 

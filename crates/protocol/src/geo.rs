@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ValidationError;
+
 /// Precision used to store a fridge's position (≈ 4.8 m × 4.8 m cells);
 /// DESIGN.md asks for at least 8.
 pub const FRIDGE_GEOHASH_PRECISION: usize = 9;
@@ -67,9 +69,9 @@ pub struct DistrictArea {
 }
 
 impl DistrictArea {
-    pub fn new(prefixes: Vec<String>) -> Result<Self, String> {
+    pub fn new(prefixes: Vec<String>) -> Result<Self, ValidationError> {
         if prefixes.is_empty() {
-            return Err("a district needs at least one geohash prefix".into());
+            return Err(ValidationError::NoGeohashPrefix);
         }
         for p in &prefixes {
             let ok = !p.is_empty()
@@ -77,9 +79,7 @@ impl DistrictArea {
                 && p.bytes()
                     .all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b));
             if !ok {
-                return Err(format!(
-                    "{p:?} is not a geohash prefix (base32, 1..=9 chars)"
-                ));
+                return Err(ValidationError::GeohashPrefix { prefix: p.clone() });
             }
         }
         Ok(DistrictArea { prefixes })
@@ -123,7 +123,15 @@ mod tests {
         assert!(!detroit.contains(&dearborn));
         let nyc = GeoPoint::new(40.7128, -74.0060).unwrap();
         assert!(!detroit.contains(&nyc));
-        assert!(DistrictArea::new(vec!["DPS".into()]).is_err());
-        assert!(DistrictArea::new(vec![]).is_err());
+        assert_eq!(
+            DistrictArea::new(vec!["DPS".into()]),
+            Err(ValidationError::GeohashPrefix {
+                prefix: "DPS".into()
+            })
+        );
+        assert_eq!(
+            DistrictArea::new(vec![]),
+            Err(ValidationError::NoGeohashPrefix)
+        );
     }
 }

@@ -23,10 +23,12 @@ pub mod orders;
 pub mod payments;
 pub mod schedule;
 pub mod stream;
+pub mod validation;
 
 pub use envelope::EventEnvelope;
 pub use events::Event;
 pub use stream::StreamId;
+pub use validation::{IdError, ValidationError};
 
 /// Identifier of a meal (chosen by the admin, e.g. `"m-bowl-teriyaki"`).
 pub type MealId = String;
@@ -42,15 +44,15 @@ pub const MAX_ID_LEN: usize = 64;
 
 /// Ids are short ASCII slugs so they can be used in URLs, NATS subjects and
 /// sled keys without escaping.
-pub fn validate_id(id: &str) -> Result<(), String> {
+pub fn validate_id(id: &str) -> Result<(), IdError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(format!("id must be 1..={MAX_ID_LEN} characters"));
+        return Err(IdError::Length);
     }
     if !id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err("id may contain only ASCII letters, digits, '-' and '_'".into());
+        return Err(IdError::Characters);
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ValidationError;
+
 /// Largest price of a single meal, in minor units (10,000.00 in a 2-decimal
 /// currency). Anything above is a typo, not a meal.
 pub const MAX_MEAL_PRICE_MINOR: i64 = 1_000_000;
@@ -18,14 +20,12 @@ impl Currency {
 }
 
 impl TryFrom<String> for Currency {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = ValidationError;
+    fn try_from(s: String) -> Result<Self, ValidationError> {
         if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Currency(s))
         } else {
-            Err(format!(
-                "currency must be a 3-letter ISO 4217 code like USD, got {s:?}"
-            ))
+            Err(ValidationError::Currency { value: s })
         }
     }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
+use crate::ValidationError;
 use crate::{FridgeId, MealId};
 
 /// Identifier of an order (a ULID string).
@@ -42,28 +43,37 @@ pub struct PlaceOrder {
 }
 
 impl PlaceOrder {
-    pub fn validate(&self) -> Result<(), String> {
-        crate::validate_id(&self.fridge_id).map_err(|e| format!("fridge_id: {e}"))?;
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        ValidationError::check_id("fridge_id", &self.fridge_id)?;
         if self.items.is_empty() || self.items.len() > MAX_ORDER_LINES {
-            return Err(format!("items must have 1..={MAX_ORDER_LINES} lines"));
+            return Err(ValidationError::LineCount {
+                max: MAX_ORDER_LINES,
+            });
         }
         let mut seen = std::collections::BTreeSet::new();
         for item in &self.items {
-            crate::validate_id(&item.meal_id).map_err(|e| format!("meal_id: {e}"))?;
+            ValidationError::check_id("meal_id", &item.meal_id)?;
             if !(1..=MAX_QTY_PER_LINE).contains(&item.qty) {
-                return Err(format!("qty must be between 1 and {MAX_QTY_PER_LINE}"));
+                return Err(ValidationError::NotBetweenOneAnd {
+                    field: "qty",
+                    max: MAX_QTY_PER_LINE,
+                });
             }
             if !seen.insert(item.meal_id.as_str()) {
-                return Err(format!("meal {} is listed twice; use qty", item.meal_id));
+                return Err(ValidationError::OrderedTwice {
+                    meal_id: item.meal_id.clone(),
+                });
             }
         }
         if self.payment_method.is_empty() || self.payment_method.len() > MAX_PAYMENT_METHOD_LEN {
-            return Err(format!(
-                "payment_method must be 1..={MAX_PAYMENT_METHOD_LEN} bytes"
-            ));
+            return Err(ValidationError::Length {
+                field: "payment_method",
+                min: 1,
+                max: MAX_PAYMENT_METHOD_LEN,
+            });
         }
         if self.coupon.is_some() || self.share_code.is_some() {
-            return Err("coupons and share codes are not accepted yet".into());
+            return Err(ValidationError::CouponsNotAccepted);
         }
         Ok(())
     }

@@ -1,29 +1,19 @@
 //! Messages between region nodes and the global payments service over NATS
 //! JetStream (postcard-encoded, each well under 1 KB).
 //!
-//! Subjects: a node publishes requests on `larder.payments.request.{district}`
-//! with `Nats-Msg-Id` = [`PaymentRequest::msg_id`]; the payments service
-//! publishes results on `larder.payments.result.{district}`. Both sides are
-//! idempotent per `(kind, order_id)`, so redelivery is harmless.
+//! A node publishes a [`PaymentRequest`] with `Nats-Msg-Id` =
+//! [`PaymentRequest::msg_id`]; the payments service answers with a
+//! [`PaymentResult`]. Both sides are idempotent per `(kind, order_id)`, so
+//! redelivery is harmless. The shapes live here because the log and the
+//! pure decider use them (the outbox is keyed by [`msg_id`]); subjects,
+//! streams and consumers are the broker's business and live in the `bus`
+//! crate.
 
 use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
 use crate::orders::OrderId;
 use crate::DistrictId;
-
-pub const REQUEST_STREAM: &str = "LARDER_PAYMENT_REQUESTS";
-pub const RESULT_STREAM: &str = "LARDER_PAYMENT_RESULTS";
-pub const REQUEST_SUBJECT_PREFIX: &str = "larder.payments.request";
-pub const RESULT_SUBJECT_PREFIX: &str = "larder.payments.result";
-
-pub fn request_subject(district: &str) -> String {
-    format!("{REQUEST_SUBJECT_PREFIX}.{district}")
-}
-
-pub fn result_subject(district: &str) -> String {
-    format!("{RESULT_SUBJECT_PREFIX}.{district}")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PaymentKind {

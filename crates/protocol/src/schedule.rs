@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
 use crate::orders::OrderId;
-use crate::{FridgeId, KitchenId, MealId};
+use crate::{FridgeId, KitchenId, MealId, ValidationError};
 
 /// Identifier of a weekly plan (a ULID string).
 pub type PlanId = String;
@@ -283,22 +283,19 @@ impl ScheduleEvent {
 
 /// Checks a list of plan days: 1..=7 entries, weekdays 1..=7, each once,
 /// valid meal ids.
-pub fn validate_days(days: &[PlanDay]) -> Result<(), String> {
+pub fn validate_days(days: &[PlanDay]) -> Result<(), ValidationError> {
     if days.is_empty() || days.len() > 7 {
-        return Err("days must list 1..=7 weekdays".into());
+        return Err(ValidationError::DayCount);
     }
     let mut seen = BTreeSet::new();
     for d in days {
         if !(1..=7).contains(&d.weekday) {
-            return Err(format!(
-                "weekday must be 1 (Monday) ..= 7 (Sunday), got {}",
-                d.weekday
-            ));
+            return Err(ValidationError::Weekday { weekday: d.weekday });
         }
         if !seen.insert(d.weekday) {
-            return Err(format!("weekday {} is listed twice", d.weekday));
+            return Err(ValidationError::WeekdayTwice { weekday: d.weekday });
         }
-        crate::validate_id(&d.meal_id).map_err(|e| format!("meal_id: {e}"))?;
+        ValidationError::check_id("meal_id", &d.meal_id)?;
     }
     Ok(())
 }
@@ -306,29 +303,33 @@ pub fn validate_days(days: &[PlanDay]) -> Result<(), String> {
 impl PlanSpec {
     /// Shape rules; the scheduler checks dates against the cutoff and the
     /// catalog.
-    pub fn validate(&self) -> Result<(), String> {
-        crate::validate_id(&self.fridge_id).map_err(|e| format!("fridge_id: {e}"))?;
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        ValidationError::check_id("fridge_id", &self.fridge_id)?;
         validate_days(&self.days)?;
         if self.end_date < self.start_date {
-            return Err("end_date must not be before start_date".into());
+            return Err(ValidationError::EndBeforeStart);
         }
         if (self.end_date - self.start_date).num_days() >= MAX_PLAN_DAYS {
-            return Err(format!("a plan may last at most {MAX_PLAN_DAYS} days"));
+            return Err(ValidationError::PlanTooLong {
+                max_days: MAX_PLAN_DAYS,
+            });
         }
         if self.payment_method.is_empty() || self.payment_method.len() > MAX_PLAN_PAYMENT_METHOD_LEN
         {
-            return Err(format!(
-                "payment_method must be 1..={MAX_PLAN_PAYMENT_METHOD_LEN} bytes"
-            ));
+            return Err(ValidationError::Length {
+                field: "payment_method",
+                min: 1,
+                max: MAX_PLAN_PAYMENT_METHOD_LEN,
+            });
         }
         Ok(())
     }
 }
 
 impl PlanChange {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if let Some(f) = &self.fridge_id {
-            crate::validate_id(f).map_err(|e| format!("fridge_id: {e}"))?;
+            ValidationError::check_id("fridge_id", f)?;
         }
         if let Some(days) = &self.days {
             validate_days(days)?;
@@ -338,19 +339,22 @@ impl PlanChange {
             && self.paused.is_none()
             && self.end_date.is_none()
         {
-            return Err("nothing to change".into());
+            return Err(ValidationError::NothingToChange);
         }
         Ok(())
     }
 }
 
 impl CalendarDaySpec {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if let Some(k) = &self.kitchen_id {
-            crate::validate_id(k).map_err(|e| format!("kitchen_id: {e}"))?;
+            ValidationError::check_id("kitchen_id", k)?;
         }
         if self.note.len() > MAX_NOTE_LEN {
-            return Err(format!("note must be at most {MAX_NOTE_LEN} bytes"));
+            return Err(ValidationError::TooLong {
+                field: "note",
+                max: MAX_NOTE_LEN,
+            });
         }
         Ok(())
     }
@@ -360,18 +364,18 @@ impl CalendarDaySpec {
 pub const MAX_KITCHEN_EVENT_ORDERS: usize = 1_000;
 
 impl KitchenEventSpec {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if let Some(f) = &self.fridge_id {
-            crate::validate_id(f).map_err(|e| format!("fridge_id: {e}"))?;
+            ValidationError::check_id("fridge_id", f)?;
         }
         if let Some(ids) = &self.order_ids {
             if ids.is_empty() || ids.len() > MAX_KITCHEN_EVENT_ORDERS {
-                return Err(format!(
-                    "order_ids must list 1..={MAX_KITCHEN_EVENT_ORDERS} orders"
-                ));
+                return Err(ValidationError::OrderIdCount {
+                    max: MAX_KITCHEN_EVENT_ORDERS,
+                });
             }
             for id in ids {
-                crate::validate_id(id).map_err(|e| format!("order_id: {e}"))?;
+                ValidationError::check_id("order_id", id)?;
             }
         }
         Ok(())
@@ -400,17 +404,23 @@ mod tests {
         assert!(spec().validate().is_ok());
         let mut s = spec();
         s.end_date = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-        assert!(s.validate().unwrap_err().contains("end_date"));
+        assert_eq!(s.validate(), Err(ValidationError::EndBeforeStart));
         let mut s = spec();
         s.days[0].weekday = 8;
-        assert!(s.validate().unwrap_err().contains("weekday"));
+        assert_eq!(s.validate(), Err(ValidationError::Weekday { weekday: 8 }));
         let mut s = spec();
         s.days[0].weekday = 0;
-        assert!(s.validate().is_err());
+        assert_eq!(s.validate(), Err(ValidationError::Weekday { weekday: 0 }));
         let mut s = spec();
         s.days.push(s.days[0].clone());
-        assert!(s.validate().unwrap_err().contains("twice"));
-        assert!(PlanChange::default().validate().is_err());
+        assert_eq!(
+            s.validate(),
+            Err(ValidationError::WeekdayTwice { weekday: 1 })
+        );
+        assert_eq!(
+            PlanChange::default().validate(),
+            Err(ValidationError::NothingToChange)
+        );
     }
 
     #[test]

@@ -1,12 +1,28 @@
 //! Records written by released schema versions must keep decoding to the same
 //! events. If this fails, add an upcaster (see `protocol::codec`); never
 //! regenerate these bytes.
+//!
+//! `golden/v1_events.hex` holds one schema-v1 log record per `Event`
+//! variant, captured when the goldens were introduced. The variant list is an
+//! exhaustive `match` ([`variant`]), so a new variant does not compile until
+//! it is given its index here; the test then prints the record to append.
+//! Appending a line for a new variant is the only edit the file ever gets.
 
-use protocol::codec::decode_log_record;
-use protocol::Event;
+use chrono::{DateTime, TimeZone, Utc};
+use protocol::catalog::{Fridge, FridgeStatus, Meal, MealSpec, Nutrition};
+use protocol::codec::{decode_log_record, encode_log_record};
+use protocol::events::{StockMovement, StockSource};
+use protocol::geo::GeoPoint;
+use protocol::money::Currency;
+use protocol::orders::{Channel, OrderLine, RefundReason, RefusalReason};
+use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
+use protocol::schedule::{ScheduleEvent, WithdrawReason};
+use protocol::{Event, EventEnvelope};
 
 /// A `MealStockUpdated` written with schema version 1.
 const V1_STOCK_UPDATED_HEX: &str = include_str!("golden/v1_stock_updated.hex");
+/// `name hex` per line: one schema-v1 record per `Event` variant.
+const V1_EVENTS: &str = include_str!("golden/v1_events.hex");
 
 fn unhex(s: &str) -> Vec<u8> {
     let s = s.trim();
@@ -14,6 +30,10 @@ fn unhex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -35,4 +55,410 @@ fn schema_v1_stock_update_still_decodes() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// Postcard's index of the variant and the name its golden is filed under.
+/// Exhaustive on purpose (no `_` arm): a new variant must be listed, at the
+/// next index, before this test compiles.
+fn variant(event: &Event) -> (u32, &'static str) {
+    match event {
+        Event::MealDefined { .. } => (0, "MealDefined"),
+        Event::MealDiscontinued { .. } => (1, "MealDiscontinued"),
+        Event::FridgeRegistered { .. } => (2, "FridgeRegistered"),
+        Event::MealStockUpdated { .. } => (3, "MealStockUpdated"),
+        Event::OrderPlaced { .. } => (4, "OrderPlaced"),
+        Event::MealStockReserved { .. } => (5, "MealStockReserved"),
+        Event::MealStockReleased { .. } => (6, "MealStockReleased"),
+        Event::OrderCancelled { .. } => (7, "OrderCancelled"),
+        Event::PurchaseRequested { .. } => (8, "PurchaseRequested"),
+        Event::OrderPurchaseConfirmed { .. } => (9, "OrderPurchaseConfirmed"),
+        Event::OrderPurchased { .. } => (10, "OrderPurchased"),
+        Event::OrderPurchaseRefused { .. } => (11, "OrderPurchaseRefused"),
+        Event::RefundRequested { .. } => (12, "RefundRequested"),
+        Event::OrderRefunded { .. } => (13, "OrderRefunded"),
+        Event::PaymentResultRecorded { .. } => (14, "PaymentResultRecorded"),
+        Event::OrderPickedUp { .. } => (15, "OrderPickedUp"),
+        Event::OrderUnclaimed { .. } => (16, "OrderUnclaimed"),
+        Event::FridgeTelemetryReceived { .. } => (17, "FridgeTelemetryReceived"),
+        Event::FridgeStatusChanged { .. } => (18, "FridgeStatusChanged"),
+        Event::FridgeQuarantined { .. } => (19, "FridgeQuarantined"),
+        Event::FridgeQuarantineLifted { .. } => (20, "FridgeQuarantineLifted"),
+        Event::MealUnitsExpired { .. } => (21, "MealUnitsExpired"),
+        Event::StockMovementRecorded { .. } => (22, "StockMovementRecorded"),
+        Event::OrderFlagged { .. } => (23, "OrderFlagged"),
+        Event::Schedule(_) => (24, "Schedule"),
+        Event::DoorPickupRefused { .. } => (25, "DoorPickupRefused"),
+    }
+}
+
+fn at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+fn usd() -> Currency {
+    "USD".to_string().try_into().unwrap()
+}
+
+/// One sample per variant. Frozen: the goldens were written from these
+/// values, so changing one is changing a golden.
+fn samples() -> Vec<Event> {
+    let order = || "01HF7YAT00000000000000000A".to_string();
+    vec![
+        Event::MealDefined {
+            meal: Meal {
+                meal_id: "m-teriyaki".into(),
+                spec: MealSpec {
+                    name: "Teriyaki bowl".into(),
+                    description: "Rice, salmon, greens".into(),
+                    kitchen_id: "k-midtown".into(),
+                    price: 1295,
+                    currency: usd(),
+                    nutrition: Nutrition {
+                        kcal: 640,
+                        protein_mg: 32_000,
+                        fat_mg: 18_000,
+                        carbs_mg: 80_000,
+                        sugar_mg: 9_000,
+                        salt_mg: 2_100,
+                    },
+                    allergens: vec!["fish".into(), "soy".into()],
+                    ingredients: vec!["rice".into(), "salmon".into()],
+                    tags: vec!["high-protein".into()],
+                    shelf_life_hours: 72,
+                },
+            },
+        },
+        Event::MealDiscontinued {
+            meal_id: "m-teriyaki".into(),
+        },
+        Event::FridgeRegistered {
+            fridge: Fridge {
+                fridge_id: "f-campus".into(),
+                name: "Campus Martius".into(),
+                address: "800 Woodward Ave".into(),
+                position: GeoPoint::new(42.3316, -83.0466).unwrap(),
+                geohash: "dpsby4pr3".into(),
+                vendor: "frostline-json".into(),
+                status: FridgeStatus::Online,
+            },
+            secret: Some("0123456789abcdef".into()),
+        },
+        Event::MealStockUpdated {
+            fridge_id: "f-campus".into(),
+            meal_id: "m-teriyaki".into(),
+            on_hand: 7,
+            source: StockSource::Scan,
+        },
+        Event::OrderPlaced {
+            order_id: order(),
+            customer: "alice".into(),
+            channel: Channel::Pos,
+            fridge_id: "f-campus".into(),
+            lines: vec![OrderLine {
+                meal_id: "m-teriyaki".into(),
+                name: "Teriyaki bowl".into(),
+                qty: 2,
+                unit_price: 1295,
+            }],
+            total: 2590,
+            currency: usd(),
+            payment_method: "tok_visa".into(),
+            hold_until: at(),
+            idempotency: Some(("key-1".into(), 0xdead_beef)),
+        },
+        Event::MealStockReserved {
+            order_id: order(),
+            fridge_id: "f-campus".into(),
+            meal_id: "m-teriyaki".into(),
+            qty: 2,
+        },
+        Event::MealStockReleased {
+            order_id: order(),
+            fridge_id: "f-campus".into(),
+            meal_id: "m-teriyaki".into(),
+            qty: 2,
+        },
+        Event::OrderCancelled { order_id: order() },
+        Event::PurchaseRequested {
+            order_id: order(),
+            amount: 2590,
+            currency: usd(),
+            deadline: at(),
+        },
+        Event::OrderPurchaseConfirmed {
+            order_id: order(),
+            reference: "sbx-1".into(),
+        },
+        Event::OrderPurchased {
+            order_id: order(),
+            pickup_code: "123456".into(),
+            pickup_deadline: at(),
+        },
+        Event::OrderPurchaseRefused {
+            order_id: order(),
+            reason: RefusalReason::Timeout,
+        },
+        Event::RefundRequested {
+            order_id: order(),
+            amount: 2590,
+            currency: usd(),
+            reason: RefundReason::LateConfirmation,
+        },
+        Event::OrderRefunded {
+            order_id: order(),
+            reference: "sbx-2".into(),
+        },
+        Event::PaymentResultRecorded {
+            order_id: order(),
+            kind: PaymentKind::Refund,
+            approved: false,
+        },
+        Event::OrderPickedUp { order_id: order() },
+        Event::OrderUnclaimed { order_id: order() },
+        Event::FridgeTelemetryReceived {
+            fridge_id: "f-campus".into(),
+            cursor_json: r#"{"seq":3}"#.into(),
+            outcome_json: r#"{"accepted":3}"#.into(),
+            forget_previous_secret: true,
+        },
+        Event::FridgeStatusChanged {
+            fridge_id: "f-campus".into(),
+            status: FridgeStatus::Offline,
+            reason: "silent for 300 s".into(),
+        },
+        Event::FridgeQuarantined {
+            fridge_id: "f-campus".into(),
+            since: at(),
+            max_milli_c: 9_500,
+            limit_milli_c: 5_000,
+            kitchens: vec!["k-midtown".into()],
+        },
+        Event::FridgeQuarantineLifted {
+            fridge_id: "f-campus".into(),
+        },
+        Event::MealUnitsExpired {
+            fridge_id: "f-campus".into(),
+            meal_id: "m-teriyaki".into(),
+            units: 3,
+        },
+        Event::StockMovementRecorded {
+            fridge_id: "f-campus".into(),
+            meal_id: "m-teriyaki".into(),
+            units: -2,
+            movement: StockMovement::Shrinkage,
+            detail: "door session 9".into(),
+        },
+        Event::OrderFlagged {
+            order_id: order(),
+            meal_id: "m-teriyaki".into(),
+            reason: "fridge holds 1 of 2".into(),
+        },
+        Event::Schedule(ScheduleEvent::OrderWithdrawn {
+            order_id: "sub-p-2026-12-02".into(),
+            plan_id: "p".into(),
+            customer: "alice".into(),
+            credit: 1000,
+            reason: WithdrawReason::PlanCancelled,
+        }),
+        Event::DoorPickupRefused {
+            fridge_id: "f-campus".into(),
+            order_id: order(),
+            reason: "order 01HF7YAT00000000000000000A does not exist".into(),
+        },
+    ]
+}
+
+fn envelope(seq: u64, event: Event) -> EventEnvelope {
+    EventEnvelope {
+        event_id: ulid::Ulid::from_parts(1_700_000_000_000, seq as u128),
+        seq,
+        stream_id: event.stream_id(),
+        stream_version: 1,
+        district_id: "detroit-downtown".into(),
+        recorded_at: at(),
+        valid_from: at(),
+        correlation_id: Some(ulid::Ulid::from_parts(1, 1)),
+        causation_id: Some(ulid::Ulid::from_parts(1, 2)),
+        schema_version: 1,
+        event,
+    }
+}
+
+fn goldens() -> Vec<(&'static str, Vec<u8>)> {
+    V1_EVENTS
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, hex) = l.split_once(' ').expect("`name hex` per line");
+            (name, unhex(hex))
+        })
+        .collect()
+}
+
+#[test]
+fn every_event_variant_has_a_golden_record_that_decodes_and_reencodes_identically() {
+    let goldens = goldens();
+    let samples = samples();
+    // The samples cover every variant once, in declaration order, so the
+    // goldens do too.
+    for (i, event) in samples.iter().enumerate() {
+        let (index, name) = variant(event);
+        assert_eq!(index as usize, i, "samples() must list {name} at its index");
+        let event_bytes = postcard::to_stdvec(event).unwrap();
+        assert_eq!(
+            event_bytes[0] as usize, i,
+            "{name}: postcard variant index moved; variants are append-only"
+        );
+    }
+    let last = samples.last().map(variant).unwrap().0 as usize;
+    assert_eq!(last + 1, samples.len());
+
+    for (i, event) in samples.into_iter().enumerate() {
+        let (_, name) = variant(&event);
+        let env = envelope(i as u64 + 1, event);
+        let written = encode_log_record(&env).unwrap();
+        let Some((golden_name, golden)) = goldens.get(i) else {
+            panic!(
+                "no golden for {name}; append this line to tests/golden/v1_events.hex:\n{name} {}",
+                hex(&written)
+            );
+        };
+        assert_eq!(*golden_name, name, "golden line {} is not {name}", i + 1);
+        let decoded = decode_log_record(golden)
+            .unwrap_or_else(|e| panic!("{name}: golden no longer decodes ({e}); add an upcaster"));
+        assert_eq!(
+            decoded, env,
+            "{name}: golden decodes to something else; add an upcaster"
+        );
+        assert_eq!(
+            hex(&encode_log_record(&decoded).unwrap()),
+            hex(golden),
+            "{name}: re-encoding differs; variant or field order changed"
+        );
+    }
+    assert_eq!(goldens.len(), last + 1, "a golden without a variant");
+}
+
+/// Unit enums nested in events: postcard writes their variant index, so
+/// reordering one would silently change every stored record that uses it.
+/// The matches are exhaustive for the same reason as [`variant`].
+#[test]
+fn nested_enum_indices_are_stable() {
+    fn check<T: serde::Serialize + std::fmt::Debug>(values: &[T], index: impl Fn(&T) -> u8) {
+        for v in values {
+            assert_eq!(postcard::to_stdvec(v).unwrap(), [index(v)], "{v:?}");
+        }
+    }
+    check(&[StockSource::Manual, StockSource::Scan], |v| match v {
+        StockSource::Manual => 0,
+        StockSource::Scan => 1,
+    });
+    check(
+        &[
+            FridgeStatus::Online,
+            FridgeStatus::Offline,
+            FridgeStatus::Quarantined,
+        ],
+        |v| match v {
+            FridgeStatus::Online => 0,
+            FridgeStatus::Offline => 1,
+            FridgeStatus::Quarantined => 2,
+        },
+    );
+    check(&[Channel::App, Channel::Pos], |v| match v {
+        Channel::App => 0,
+        Channel::Pos => 1,
+    });
+    check(
+        &[RefusalReason::Declined, RefusalReason::Timeout],
+        |v| match v {
+            RefusalReason::Declined => 0,
+            RefusalReason::Timeout => 1,
+        },
+    );
+    check(
+        &[RefundReason::Cancelled, RefundReason::LateConfirmation],
+        |v| match v {
+            RefundReason::Cancelled => 0,
+            RefundReason::LateConfirmation => 1,
+        },
+    );
+    check(&[PaymentKind::Charge, PaymentKind::Refund], |v| match v {
+        PaymentKind::Charge => 0,
+        PaymentKind::Refund => 1,
+    });
+    check(
+        &[
+            StockMovement::Refill,
+            StockMovement::Withdrawal,
+            StockMovement::Shrinkage,
+            StockMovement::Returned,
+        ],
+        |v| match v {
+            StockMovement::Refill => 0,
+            StockMovement::Withdrawal => 1,
+            StockMovement::Shrinkage => 2,
+            StockMovement::Returned => 3,
+        },
+    );
+    check(
+        &[
+            WithdrawReason::PlanChanged,
+            WithdrawReason::PlanCancelled,
+            WithdrawReason::NonWorkingDay,
+            WithdrawReason::NotDelivered,
+        ],
+        |v| match v {
+            WithdrawReason::PlanChanged => 0,
+            WithdrawReason::PlanCancelled => 1,
+            WithdrawReason::NonWorkingDay => 2,
+            WithdrawReason::NotDelivered => 3,
+        },
+    );
+}
+
+/// The payment messages on JetStream: a node and the payments service of
+/// different builds must still understand each other.
+#[test]
+fn payment_messages_are_stable() {
+    let request = PaymentRequest {
+        kind: PaymentKind::Charge,
+        order_id: "o1".into(),
+        district_id: "detroit".into(),
+        amount: 2590,
+        currency: usd(),
+        payment_method: "tok_visa".into(),
+        deadline_unix_ms: 1_700_000_000_000,
+    };
+    let approved = PaymentResult {
+        kind: PaymentKind::Refund,
+        order_id: "o1".into(),
+        district_id: "detroit".into(),
+        outcome: PaymentOutcome::Approved {
+            reference: "r".into(),
+        },
+    };
+    let declined = PaymentResult {
+        outcome: PaymentOutcome::Declined {
+            reason: "no".into(),
+        },
+        ..approved.clone()
+    };
+    fn pinned<T>(value: &T, golden: &str)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(
+            hex(&postcard::to_stdvec(value).unwrap()),
+            golden,
+            "{value:?}"
+        );
+        assert_eq!(&postcard::from_bytes::<T>(&unhex(golden)).unwrap(), value);
+    }
+    pinned(
+        &request,
+        "00026f3107646574726f6974bc280355534408746f6b5f7669736180a0abfef962",
+    );
+    pinned(&approved, "01026f3107646574726f6974000172");
+    pinned(&declined, "01026f3107646574726f697401026e6f");
 }

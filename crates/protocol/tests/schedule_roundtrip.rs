@@ -145,8 +145,7 @@ fn scheduled_orders_share_the_order_stream() {
 
 /// `ScheduleEvent`s as postcard writes them since they were introduced; the
 /// bytes pin the variant order (append-only) and the field order. The index
-/// of `Event::Schedule` itself belongs in `golden.rs` once the enum is
-/// released (until then other variants may still land before it).
+/// of `Event::Schedule` itself is pinned in `golden.rs`.
 const GOLDEN_HEX: [&str; 12] = [
     "00017005616c6963650a323032362d31322d30320a323032362d31322d303203662d310103036d2d31000355534408746f6b5f76697361",
     "0101700a323032362d31322d303203662d310103036d2d31000a323032362d31322d3032",
@@ -162,10 +161,37 @@ const GOLDEN_HEX: [&str; 12] = [
     "0b016f0631323334353614323032362d31322d30315431323a30303a30305a",
 ];
 
+/// Postcard's index of each variant. Exhaustive on purpose (no `_` arm): a
+/// new variant does not compile until it is listed here, and then the test
+/// below wants a sample and a golden for it.
+fn variant_index(event: &ScheduleEvent) -> usize {
+    match event {
+        ScheduleEvent::PlanCreated { .. } => 0,
+        ScheduleEvent::PlanChanged { .. } => 1,
+        ScheduleEvent::PlanCancelled { .. } => 2,
+        ScheduleEvent::CalendarDaySet { .. } => 3,
+        ScheduleEvent::ChargeRequested { .. } => 4,
+        ScheduleEvent::ChargeSettled { .. } => 5,
+        ScheduleEvent::OrderScheduled { .. } => 6,
+        ScheduleEvent::OrderWithdrawn { .. } => 7,
+        ScheduleEvent::DayCredited { .. } => 8,
+        ScheduleEvent::OrderPrepared { .. } => 9,
+        ScheduleEvent::OrderDispatched { .. } => 10,
+        ScheduleEvent::OrderAvailableForPicking { .. } => 11,
+    }
+}
+
 #[test]
 fn schedule_event_bytes_are_stable() {
     let hex = |bytes: Vec<u8>| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
-    for (event, golden) in all_schedule_events().into_iter().zip(GOLDEN_HEX) {
+    let events = all_schedule_events();
+    let last = events.last().map(variant_index).unwrap();
+    assert_eq!(events.len(), last + 1, "one sample per variant");
+    assert_eq!(GOLDEN_HEX.len(), events.len(), "one golden per variant");
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(variant_index(event), i, "{event:?} is not at its index");
+    }
+    for (event, golden) in events.into_iter().zip(GOLDEN_HEX) {
         assert_eq!(
             hex(postcard::to_stdvec(&event).unwrap()),
             golden,

@@ -432,6 +432,7 @@ impl Config {
     }
 
     pub fn area(&self) -> Result<DistrictArea, ConfigError> {
-        DistrictArea::new(self.geohash_prefixes.clone()).map_err(ConfigError::Invalid)
+        DistrictArea::new(self.geohash_prefixes.clone())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::Publish};
+use bus::{request_subject, result_subject, PaymentRequest, PaymentResult};
 use futures::StreamExt;
-use protocol::payments::{request_subject, result_subject, PaymentRequest, PaymentResult};
 use rand::Rng;
 use tokio::sync::broadcast;
 
@@ -116,7 +116,7 @@ async fn relay(
     loop {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         if connected && !streams_ready {
-            match payments::bus::ensure_streams(&js).await {
+            match bus::ensure_streams(&js).await {
                 Ok(_) => streams_ready = true,
                 Err(e) => tracing::warn!(error = %e, "relay: streams not ready"),
             }
@@ -202,16 +202,13 @@ fn pickup_code() -> String {
 }
 
 async fn consume_results(js: jetstream::Context, district: District, district_id: String) {
-    let consumer_name = format!("region-{district_id}");
+    let consumer_name = bus::result_consumer(&district_id);
     loop {
         let messages = async {
-            let (_, results) = payments::bus::ensure_streams(&js).await?;
-            let consumer = payments::bus::durable_consumer(
-                &results,
-                &consumer_name,
-                result_subject(&district_id),
-            )
-            .await?;
+            let (_, results) = bus::ensure_streams(&js).await?;
+            let consumer =
+                bus::durable_consumer(&results, &consumer_name, result_subject(&district_id))
+                    .await?;
             Ok::<_, async_nats::Error>(consumer.messages().await?)
         };
         let messages = match messages.await {

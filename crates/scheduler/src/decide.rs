@@ -75,7 +75,7 @@ pub fn create_plan(
     now: DateTime<Utc>,
     policy: &Policy,
 ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
-    spec.validate().map_err(ScheduleError::Invalid)?;
+    spec.validate()?;
     let terms = PlanTerms {
         fridge_id: spec.fridge_id,
         days: canonical_days(spec.days),
@@ -187,7 +187,7 @@ pub fn change_plan(
     policy: &Policy,
 ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
     let plan = own_plan(state, plan_id, customer)?;
-    change.validate().map_err(ScheduleError::Invalid)?;
+    change.validate()?;
     if plan.is_cancelled() {
         return Err(ScheduleError::WrongState("the plan is cancelled".into()));
     }
@@ -280,7 +280,7 @@ pub fn set_calendar_day(
     now: DateTime<Utc>,
     policy: &Policy,
 ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
-    spec.validate().map_err(ScheduleError::Invalid)?;
+    spec.validate()?;
     let today = local_date(now, policy);
     if date < today {
         return Err(ScheduleError::Invalid(format!(
@@ -564,7 +564,7 @@ pub fn kitchen_event(
     policy: &Policy,
     pickup_code: &mut dyn FnMut() -> String,
 ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
-    spec.validate().map_err(ScheduleError::Invalid)?;
+    spec.validate()?;
     let target = match spec.stage {
         KitchenStage::Prepared => Stage::Prepared,
         KitchenStage::Dispatched => Stage::Dispatched,

@@ -90,6 +90,9 @@ pub trait Catalog {
 pub enum ScheduleError {
     #[error("{0}")]
     Invalid(String),
+    /// The spec breaks a shape rule of `protocol` (before any state is read).
+    #[error(transparent)]
+    Spec(#[from] protocol::ValidationError),
     #[error("plan {0} does not exist")]
     UnknownPlan(String),
     #[error("meal {0} does not exist")]

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, KitchenStage, PlanChange, PlanDay, PlanSpec, ScheduleEvent,
 };
+use protocol::ValidationError;
 use scheduler::state::ChargeStatus;
 use scheduler::{Catalog, MealInfo, Policy, ScheduleError, ScheduleState, Stage};
 
@@ -654,12 +655,14 @@ fn bad_plans_are_refused() {
     };
     let create =
         |s| scheduler::create_plan(&w.state, &w.menu, "p".into(), "c".into(), s, now, &w.policy);
-    assert!(
-        matches!(create(spec(&[(1, "m-salad")], "f-lobby", 10, 9)), Err(ScheduleError::Invalid(m)) if m.contains("end_date"))
-    );
-    assert!(
-        matches!(create(spec(&[(8, "m-salad")], "f-lobby", 2, 9)), Err(ScheduleError::Invalid(m)) if m.contains("weekday"))
-    );
+    assert!(matches!(
+        create(spec(&[(1, "m-salad")], "f-lobby", 10, 9)),
+        Err(ScheduleError::Spec(ValidationError::EndBeforeStart))
+    ));
+    assert!(matches!(
+        create(spec(&[(8, "m-salad")], "f-lobby", 2, 9)),
+        Err(ScheduleError::Spec(ValidationError::Weekday { weekday: 8 }))
+    ));
     assert_eq!(
         create(spec(&[(1, "m-nope")], "f-lobby", 2, 9)),
         Err(ScheduleError::UnknownMeal("m-nope".into()))

@@ -219,7 +219,9 @@ fn place(
             };
         }
     }
-    request.validate().map_err(DomainError::Invalid)?;
+    request
+        .validate()
+        .map_err(|e| DomainError::Invalid(e.to_string()))?;
     let fridge = state
         .catalog
         .fridge(&request.fridge_id)

@@ -124,7 +124,7 @@ pub async fn locate(
 }
 
 fn check_path_id(id: &str) -> Result<(), ApiError> {
-    protocol::validate_id(id).map_err(|e| ApiError::bad_request("invalid_id", e))
+    protocol::validate_id(id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
 }
 
 /// `PUT /v1/admin/meals/{id}`.

@@ -127,7 +127,7 @@ impl From<scheduler::ScheduleError> for ApiError {
         use scheduler::ScheduleError as S;
         let message = e.to_string();
         match e {
-            S::Invalid(_) => Self::unprocessable("invalid", message),
+            S::Invalid(_) | S::Spec(_) => Self::unprocessable("invalid", message),
             S::UnknownPlan(_) => Self::not_found("unknown_plan", message),
             S::UnknownMeal(_) => Self::not_found("unknown_meal", message),
             S::UnknownFridge(_) => Self::not_found("unknown_fridge", message),

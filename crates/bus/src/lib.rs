@@ -1,0 +1,153 @@
+//! The NATS JetStream contract between region nodes and the payments
+//! service: subjects, streams, their retention and de-duplication, and the
+//! durable consumer names. Both sides call [`ensure_streams`] and
+//! [`durable_consumer`] from here, so their configs cannot drift, and a
+//! region node reaches the bus without depending on the payments service.
+//!
+//! # Where the message types live
+//! [`PaymentRequest`], [`PaymentResult`], [`PaymentKind`], [`PaymentOutcome`]
+//! and [`msg_id`] stay in `protocol::payments` and are only re-exported here.
+//! They are not transport details: `PaymentKind` is a field of a logged event
+//! (`Event::PaymentResultRecorded`), the outbox of payment requests is
+//! derived from the log by the pure decider, and `msg_id` is the key of that
+//! outbox. The decider must not depend on this crate (it pulls in
+//! async-nats and tokio), so the shapes stay with the other logged shapes
+//! and this crate adds only what exists because there is a broker.
+//!
+//! # Compatibility
+//! Stream names, subjects, consumer names and message ids are persistent
+//! state in a running JetStream: changing one orphans messages or consumers
+//! already there. The unit tests below pin them.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+
+pub use protocol::payments::{msg_id, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
+
+/// Stream holding every district's payment requests.
+pub const REQUEST_STREAM: &str = "LARDER_PAYMENT_REQUESTS";
+/// Stream holding every district's payment results.
+pub const RESULT_STREAM: &str = "LARDER_PAYMENT_RESULTS";
+/// A node publishes requests on `{REQUEST_SUBJECT_PREFIX}.{district}`.
+pub const REQUEST_SUBJECT_PREFIX: &str = "larder.payments.request";
+/// The payments service publishes results on `{RESULT_SUBJECT_PREFIX}.{district}`.
+pub const RESULT_SUBJECT_PREFIX: &str = "larder.payments.result";
+
+/// How long JetStream keeps payment messages: long enough to outlive any
+/// outage a node or the service recovers from, short enough to stay small.
+pub const RETENTION_SECS: u64 = 7 * 24 * 3600;
+/// JetStream de-duplication window for `Nats-Msg-Id`.
+pub const DUPLICATE_WINDOW_SECS: u64 = 120;
+/// Durable consumer of requests, shared by every payments service instance.
+pub const REQUEST_CONSUMER: &str = "payments";
+/// How long a delivered message may stay unacknowledged before redelivery.
+pub const ACK_WAIT_SECS: u64 = 30;
+
+/// Subject a district's payment requests are published on.
+pub fn request_subject(district: &str) -> String {
+    format!("{REQUEST_SUBJECT_PREFIX}.{district}")
+}
+
+/// Subject the payments service answers a district on.
+pub fn result_subject(district: &str) -> String {
+    format!("{RESULT_SUBJECT_PREFIX}.{district}")
+}
+
+/// Filter for the requests of every district (what the payments service
+/// consumes).
+pub fn all_requests_subject() -> String {
+    format!("{REQUEST_SUBJECT_PREFIX}.>")
+}
+
+/// Durable consumer of one district's results. One per district, not per
+/// process: a restarted node resumes where its previous run stopped acking.
+pub fn result_consumer(district: &str) -> String {
+    format!("region-{district}")
+}
+
+fn stream_config(name: &str, prefix: &str) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{prefix}.>")],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(RETENTION_SECS),
+        duplicate_window: Duration::from_secs(DUPLICATE_WINDOW_SECS),
+        ..Default::default()
+    }
+}
+
+/// Creates both payment streams if they do not exist yet.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+) -> Result<(stream::Stream, stream::Stream), async_nats::Error> {
+    let requests = js
+        .get_or_create_stream(stream_config(REQUEST_STREAM, REQUEST_SUBJECT_PREFIX))
+        .await?;
+    let results = js
+        .get_or_create_stream(stream_config(RESULT_STREAM, RESULT_SUBJECT_PREFIX))
+        .await?;
+    Ok((requests, results))
+}
+
+fn consumer_config(name: &str, filter_subject: String) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(name.to_string()),
+        filter_subject,
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(ACK_WAIT_SECS),
+        ..Default::default()
+    }
+}
+
+/// A durable pull consumer with explicit acks.
+pub async fn durable_consumer(
+    stream: &stream::Stream,
+    name: &str,
+    filter_subject: String,
+) -> Result<consumer::Consumer<consumer::pull::Config>, async_nats::Error> {
+    Ok(stream
+        .get_or_create_consumer(name, consumer_config(name, filter_subject))
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_subjects_are_the_ones_already_in_jetstream() {
+        assert_eq!(
+            request_subject("detroit"),
+            "larder.payments.request.detroit"
+        );
+        assert_eq!(result_subject("detroit"), "larder.payments.result.detroit");
+        assert_eq!(all_requests_subject(), "larder.payments.request.>");
+        assert_eq!(result_consumer("detroit"), "region-detroit");
+        assert_eq!(REQUEST_CONSUMER, "payments");
+        assert_eq!(msg_id(PaymentKind::Charge, "o1"), "charge-o1");
+        assert_eq!(msg_id(PaymentKind::Refund, "o1"), "refund-o1");
+    }
+
+    #[test]
+    fn stream_configs_keep_retention_and_dedupe() {
+        let s = stream_config(REQUEST_STREAM, REQUEST_SUBJECT_PREFIX);
+        assert_eq!(s.name, "LARDER_PAYMENT_REQUESTS");
+        assert_eq!(s.subjects, vec!["larder.payments.request.>".to_string()]);
+        assert_eq!(s.storage, stream::StorageType::File);
+        assert_eq!(s.max_age, Duration::from_secs(604_800));
+        assert_eq!(s.duplicate_window, Duration::from_secs(120));
+        let r = stream_config(RESULT_STREAM, RESULT_SUBJECT_PREFIX);
+        assert_eq!(r.name, "LARDER_PAYMENT_RESULTS");
+        assert_eq!(r.subjects, vec!["larder.payments.result.>".to_string()]);
+    }
+
+    #[test]
+    fn consumers_ack_explicitly() {
+        let c = consumer_config("region-detroit", result_subject("detroit"));
+        assert_eq!(c.durable_name.as_deref(), Some("region-detroit"));
+        assert_eq!(c.filter_subject, "larder.payments.result.detroit");
+        assert_eq!(c.ack_policy, consumer::AckPolicy::Explicit);
+        assert_eq!(c.ack_wait, Duration::from_secs(30));
+    }
+}
