@@ -322,11 +322,17 @@ async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
     spawn_service(&mut cmd, &port_file, "region-node").await
 }
 
+/// Lifetime of the tokens the harness mints. Nodes judge `exp` by their own
+/// clock, and tests move a `--dev-clock` by days (plan weeks, shelf lives):
+/// the CLI's longest lifetime keeps expiry out of every test not about it.
+pub const TEST_TOKEN_TTL: &str = "30d";
+
 /// Mints a token with the real binary and the dev config's key.
 pub fn token(role: &str, sub: &str, extra: &[&str]) -> String {
     let out = Command::new(bin("region-node"))
         .args(["token", "--role", role, "--sub", sub, "--config"])
         .arg(dev_config())
+        .args(["--ttl", TEST_TOKEN_TTL])
         .args(extra)
         .output()
         .expect("run region-node token");

@@ -123,7 +123,11 @@ pub async fn serve(
         },
         metrics.clone(),
     );
-    let verifier = auth::Verifier::from_pem(&config.auth.public_key_pem, config.auth.leeway_secs)?;
+    let verifier = auth::Verifier::from_pem(
+        &config.auth.public_key_pem,
+        config.auth.leeway_secs,
+        opts.clock.clone(),
+    )?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
     let bound: SocketAddr = listener.local_addr()?;
     let state = http::AppState {

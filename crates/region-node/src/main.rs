@@ -1,7 +1,6 @@
 //! `region-node`: serve a district, mint development tokens, load demo data.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -234,7 +233,7 @@ fn main() -> anyhow::Result<()> {
                 .auth
                 .private_key_pem
                 .context("this config has no private_key_pem: tokens are minted only with development configs")?;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+            let now = u64::try_from(Clock::system().now().timestamp())?;
             let claims = Claims {
                 sub,
                 role,

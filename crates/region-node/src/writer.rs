@@ -272,7 +272,8 @@ impl Writer {
         for event in events {
             let stream_id = event.stream_id();
             let env = EventEnvelope {
-                event_id: Ulid::new(),
+                // Ids carry the node clock's time, so they sort with it.
+                event_id: Ulid::from_datetime(now.into()),
                 seq: self.state.last_seq + 1,
                 stream_version: self.state.stream_version(&stream_id) + 1,
                 stream_id,
