@@ -11,6 +11,7 @@ use protocol::catalog::{MealSpec, Nutrition};
 use protocol::{Event, EventEnvelope};
 use region_node::clock::Clock;
 use region_node::domain::{self, DistrictState};
+use region_node::lifecycle::Shutdown;
 use region_node::metrics::Metrics;
 use region_node::store::EventLog;
 use region_node::writer::{District, WriterSetup};
@@ -45,17 +46,26 @@ pub fn demo_area() -> protocol::geo::DistrictArea {
     protocol::geo::DistrictArea::new(DEMO_PREFIXES.iter().map(|p| p.to_string()).collect()).unwrap()
 }
 
-/// The writer of district `detroit-downtown` on `log`.
+/// The writer of district `detroit-downtown` on `log`, running until every
+/// handle is dropped.
 pub fn writer(log: EventLog, clock: Clock) -> District {
-    District::start(WriterSetup {
-        district_id: "detroit-downtown".into(),
-        area: demo_area(),
-        log,
-        clock,
-        metrics: Arc::new(Metrics::default()),
-        policy: Default::default(),
-        fridge_policy: Default::default(),
-    })
+    writer_until(log, clock, Shutdown::never())
+}
+
+/// The same writer, stopped by `shutdown`.
+pub fn writer_until(log: EventLog, clock: Clock, shutdown: Shutdown) -> District {
+    District::start(
+        WriterSetup {
+            district_id: "detroit-downtown".into(),
+            area: demo_area(),
+            log,
+            clock,
+            metrics: Arc::new(Metrics::default()),
+            policy: Default::default(),
+            fridge_policy: Default::default(),
+        },
+        shutdown,
+    )
     .unwrap()
 }
 
