@@ -1,7 +1,8 @@
 //! `region-node dev`: the whole system on one machine, for development and
 //! demos. Finds or installs nats-server (via `scripts/ensure-nats`), starts it
 //! with JetStream, starts the payments service, runs this node with demo
-//! data, prints where everything is, and stops it all on Ctrl-C.
+//! data, prints where everything is, and stops it all on Ctrl-C (or SIGTERM;
+//! the node stops gracefully, the children are killed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -224,9 +225,7 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
                 demo: true,
                 port_file: Some(node_addr_file.clone()),
             },
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
+            crate::shutdown_signal(),
         );
         let announce = async {
             while !node_addr_file.exists() {
