@@ -68,6 +68,29 @@ impl ChildGuard {
             let _ = child.wait();
         }
     }
+
+    /// Sends SIGTERM and awaits the exit (up to `deadline`); the status.
+    /// `kill(1)` sends the signal: one command, no signal-handling crate.
+    pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("the child is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed: {sent}");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("child status") {
+                return status;
+            }
+            if start.elapsed() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("still running {deadline:?} after SIGTERM");
+            }
+            tokio::time::sleep(POLL_STEP).await;
+        }
+    }
 }
 
 impl Drop for ChildGuard {
@@ -138,6 +161,12 @@ impl Node {
     /// SIGKILL: no shutdown hook runs, like a power cut.
     pub fn kill(&mut self) {
         self.child.kill();
+    }
+
+    /// SIGTERM, as an orchestrator stops a node: awaits its exit (panics
+    /// after `deadline`) and returns the exit status. `restart` works after.
+    pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        self.child.terminate(deadline).await
     }
 
     /// Starts the node again on the same data directory (a new port).
@@ -322,11 +351,17 @@ async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
     spawn_service(&mut cmd, &port_file, "region-node").await
 }
 
+/// Lifetime of the tokens the harness mints. Nodes judge `exp` by their own
+/// clock, and tests move a `--dev-clock` by days (plan weeks, shelf lives):
+/// the CLI's longest lifetime keeps expiry out of every test not about it.
+pub const TEST_TOKEN_TTL: &str = "30d";
+
 /// Mints a token with the real binary and the dev config's key.
 pub fn token(role: &str, sub: &str, extra: &[&str]) -> String {
     let out = Command::new(bin("region-node"))
         .args(["token", "--role", role, "--sub", sub, "--config"])
         .arg(dev_config())
+        .args(["--ttl", TEST_TOKEN_TTL])
         .args(extra)
         .output()
         .expect("run region-node token");

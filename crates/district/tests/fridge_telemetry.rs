@@ -71,7 +71,11 @@ impl District {
 
     /// A customer order for `qty` of `meal` at FRIDGE; returns its id.
     fn place(&mut self, customer: &str, meal: &str, qty: u32) -> String {
-        let order_id = ulid::Ulid::new().to_string();
+        let order_id = ulid::Ulid::from_parts(
+            self.ctx.now.timestamp_millis() as u64,
+            u128::from(self.state.last_seq()),
+        )
+        .to_string();
         let request: PlaceOrder = serde_json::from_value(serde_json::json!({
             "fridge_id": FRIDGE, "items": [{"meal_id": meal, "qty": qty}], "payment_method": "tok_visa"
         }))

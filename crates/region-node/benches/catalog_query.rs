@@ -18,7 +18,7 @@ fn demo_state() -> DistrictState {
     for cmd in district::demo::commands(data) {
         for event in district::decide(&state, cmd, &ctx).unwrap() {
             let env = protocol::EventEnvelope {
-                event_id: ulid::Ulid::new(),
+                event_id: region_node::clock::ulid_at(ctx.now),
                 seq: state.last_seq() + 1,
                 stream_id: event.stream_id(),
                 stream_version: 1,

@@ -25,7 +25,7 @@ fn envelope(seq: u64) -> EventEnvelope {
         source: StockSource::Scan,
     };
     EventEnvelope {
-        event_id: ulid::Ulid::new(),
+        event_id: region_node::clock::ulid_at(Utc::now()),
         seq,
         stream_id: event.stream_id(),
         stream_version: seq,
@@ -86,15 +86,18 @@ fn writer_group_commit(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let district = rt.block_on(async {
-        District::start(WriterSetup {
-            district_id: "detroit-downtown".into(),
-            area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
-            log: EventLog::open(dir.path()).unwrap(),
-            clock: Clock::system(),
-            metrics: Arc::new(Metrics::default()),
-            policy: Default::default(),
-            fridge_policy: Default::default(),
-        })
+        District::start(
+            WriterSetup {
+                district_id: "detroit-downtown".into(),
+                area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
+                log: EventLog::open(dir.path()).unwrap(),
+                clock: Clock::system(),
+                metrics: Arc::new(Metrics::default()),
+                policy: Default::default(),
+                fridge_policy: Default::default(),
+            },
+            region_node::lifecycle::Shutdown::never(),
+        )
         .unwrap()
     });
     let mut price = 1i64;

@@ -78,15 +78,18 @@ fn telemetry(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let district = rt.block_on(async {
-        let d = District::start(WriterSetup {
-            district_id: "detroit-downtown".into(),
-            area: protocol::geo::DistrictArea::new(vec!["dpsb".into(), "dpsc".into()]).unwrap(),
-            log: EventLog::open(dir.path()).unwrap(),
-            clock: Clock::system(),
-            metrics: Arc::new(Metrics::default()),
-            policy: Default::default(),
-            fridge_policy: Default::default(),
-        })
+        let d = District::start(
+            WriterSetup {
+                district_id: "detroit-downtown".into(),
+                area: protocol::geo::DistrictArea::new(vec!["dpsb".into(), "dpsc".into()]).unwrap(),
+                log: EventLog::open(dir.path()).unwrap(),
+                clock: Clock::system(),
+                metrics: Arc::new(Metrics::default()),
+                policy: Default::default(),
+                fridge_policy: Default::default(),
+            },
+            region_node::lifecycle::Shutdown::never(),
+        )
         .unwrap();
         region_node::demo::seed_if_empty(&d).await.unwrap();
         d

@@ -3,9 +3,13 @@
 //!
 //! Owns the claims shape, minting (development only) and verification. Route
 //! handlers state which roles they accept through [`Caller::require`].
+//! Expiry is judged by the node's [`Clock`], not the system's: a node on an
+//! advanced `--dev-clock` expires tokens as its timers see time.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
 
 /// Longest lifetime `region-node token` will mint, in seconds (30 days).
 pub const MAX_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -54,31 +58,35 @@ pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
     leeway_secs: u64,
+    clock: Clock,
     /// Token → its claims, for tokens whose signature checked out. Keyed by
     /// the whole token, so only a byte-identical token can hit.
     verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Box<str>, Claims>>>,
 }
 
 impl Verifier {
-    pub fn from_pem(public_pem: &str, leeway_secs: u64) -> Result<Self, AuthError> {
+    /// `clock` is the node's: every expiry check reads it.
+    pub fn from_pem(public_pem: &str, leeway_secs: u64, clock: Clock) -> Result<Self, AuthError> {
         let key = DecodingKey::from_ed_pem(public_pem.as_bytes())
             .map_err(|e| AuthError::Key(e.to_string()))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = leeway_secs;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken would compare `exp` with the system clock; expiry is
+        // checked below against the node's clock instead.
+        validation.validate_exp = false;
         Ok(Verifier {
             key,
             validation,
             leeway_secs,
+            clock,
             verified: Default::default(),
         })
     }
 
+    /// Verifies `token` at the node clock's now.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or(0);
         self.verify_at(token, now)
     }
 
@@ -160,14 +168,15 @@ mod tests {
         )
     }
 
+    fn unix_secs(clock: &Clock) -> u64 {
+        u64::try_from(clock.now().timestamp()).unwrap()
+    }
+
     #[test]
     fn a_remembered_token_still_expires() {
         let (public, private) = keys();
-        let v = Verifier::from_pem(&public, 0).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let v = Verifier::from_pem(&public, 0, Clock::system()).unwrap();
+        let now = unix_secs(&Clock::system());
         let claims = Claims {
             sub: "alice".into(),
             role: Role::Customer,
@@ -190,9 +199,34 @@ mod tests {
     }
 
     #[test]
+    fn expiry_follows_the_node_clock_not_the_system_clock() {
+        let (public, private) = keys();
+        let clock = Clock::adjustable();
+        let v = Verifier::from_pem(&public, 30, clock.clone()).unwrap();
+        let now = unix_secs(&clock);
+        let claims = Claims {
+            sub: "alice".into(),
+            role: Role::Customer,
+            exp: now + 60,
+            iat: now,
+            fridge_id: None,
+            kitchen_id: None,
+        };
+        let token = mint(&private, &claims).unwrap();
+        assert_eq!(v.verify(&token).unwrap(), claims);
+        clock.advance(chrono::Duration::seconds(80)).unwrap();
+        assert!(v.verify(&token).is_ok(), "past exp, within the 30 s leeway");
+        clock.advance(chrono::Duration::seconds(20)).unwrap();
+        assert!(
+            matches!(v.verify(&token), Err(AuthError::Invalid(_))),
+            "expired by the node's clock although the system's is before exp"
+        );
+    }
+
+    #[test]
     fn a_token_differing_in_one_byte_is_checked_again() {
         let (public, private) = keys();
-        let v = Verifier::from_pem(&public, 0).unwrap();
+        let v = Verifier::from_pem(&public, 0, Clock::system()).unwrap();
         let claims = Claims {
             sub: "alice".into(),
             role: Role::Customer,

@@ -1,11 +1,12 @@
 //! `region-node dev`: the whole system on one machine, for development and
 //! demos. Finds or installs nats-server (via `scripts/ensure-nats`), starts it
 //! with JetStream, starts the payments service, runs this node with demo
-//! data, prints where everything is, and stops it all on Ctrl-C.
+//! data, prints where everything is, and stops it all on Ctrl-C (or SIGTERM;
+//! the node stops gracefully, the children are killed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use region_node::auth::{self, Claims, Role};
@@ -64,8 +65,8 @@ fn nats_server_binary() -> anyhow::Result<String> {
     Ok(std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into()))
 }
 
-fn token(pem: &str, role: Role, sub: &str) -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+fn token(pem: &str, clock: &Clock, role: Role, sub: &str) -> anyhow::Result<String> {
+    let now = u64::try_from(clock.now().timestamp())?;
     let claims = Claims {
         sub: sub.into(),
         role,
@@ -188,6 +189,7 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
     cfg.data_dir = state_dir.join("region");
     let node_addr_file = state_dir.join("region.addr");
     let _ = std::fs::remove_file(&node_addr_file);
+    let clock = Clock::system();
     let rt = tokio::runtime::Runtime::new()?;
     let node_url = format!("http://{}", cfg.http_addr);
     let banner = format!(
@@ -211,21 +213,19 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
         pay = pay_addr.trim(),
         dir = state_dir.display(),
         hours = DEMO_TOKEN_TTL_SECS / 3600,
-        customer = token(&pem, Role::Customer, "demo-customer")?,
-        pos = token(&pem, Role::Pos, "demo-pos")?,
-        admin = token(&pem, Role::Admin, "demo-admin")?,
+        customer = token(&pem, &clock, Role::Customer, "demo-customer")?,
+        pos = token(&pem, &clock, Role::Pos, "demo-pos")?,
+        admin = token(&pem, &clock, Role::Admin, "demo-admin")?,
     );
     rt.block_on(async {
         let serve = region_node::serve(
             cfg,
             region_node::ServeOptions {
-                clock: Clock::system(),
+                clock,
                 demo: true,
                 port_file: Some(node_addr_file.clone()),
             },
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
+            crate::shutdown_signal(),
         );
         let announce = async {
             while !node_addr_file.exists() {

@@ -12,6 +12,8 @@
 //! - [`timers`]: fires due order timers; [`schedule_tick`]: plan charges
 //!   and materialisation; [`nats`]: outbox relay and payment results over
 //!   JetStream.
+//! - [`lifecycle`]: the stop signal every background task receives, and
+//!   the wait for them at shutdown.
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
 
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod nats;
 pub mod push;
@@ -27,13 +30,15 @@ pub mod store;
 pub mod timers;
 pub mod writer;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clock::Clock;
 use config::Config;
+use lifecycle::{Lifecycle, Shutdown, SHUTDOWN_GRACE_MS};
 use metrics::Metrics;
 use store::EventLog;
 use writer::{District, WriterSetup};
@@ -52,26 +57,37 @@ pub enum NodeError {
     Nats(String),
     #[error("demo data: {0}")]
     Demo(String),
+    #[error(transparent)]
+    Unfinished(#[from] lifecycle::Unfinished),
 }
 
-/// Opens the store, replays it and starts the writer.
+/// Opens the store, replays it and starts the writer, which runs until
+/// `shutdown`.
 pub fn open_district(
     config: &Config,
     clock: Clock,
     metrics: Arc<Metrics>,
+    shutdown: Shutdown,
 ) -> Result<District, NodeError> {
     std::fs::create_dir_all(&config.data_dir)?;
     let log = EventLog::open(&config.data_dir.join("log"))?;
-    Ok(District::start(WriterSetup {
-        district_id: config.district_id.clone(),
-        area: config.area()?,
-        log,
-        clock,
-        metrics,
-        policy: config.orders.policy(),
-        fridge_policy: config.fridges.policy(),
-    })?)
+    Ok(District::start(
+        WriterSetup {
+            district_id: config.district_id.clone(),
+            area: config.area()?,
+            log,
+            clock,
+            metrics,
+            policy: config.orders.policy(),
+            fridge_policy: config.fridges.policy(),
+        },
+        shutdown,
+    )?)
 }
+
+/// The writer always gets this long to commit its last batch and close the
+/// log, even when other tasks used up [`SHUTDOWN_GRACE_MS`].
+pub const WRITER_CLOSE_MS: u64 = 2_000;
 
 /// What `serve` needs besides the config.
 pub struct ServeOptions {
@@ -82,32 +98,60 @@ pub struct ServeOptions {
     pub port_file: Option<PathBuf>,
 }
 
-/// Runs the node until `shutdown` resolves.
+/// Runs the node until `shutdown` resolves, then stops it in two steps,
+/// within [`SHUTDOWN_GRACE_MS`] (plus at most [`WRITER_CLOSE_MS`]):
+/// 1. stop accepting connections and signal every task: requests in flight
+///    are answered, sockets close with 1001, timers and the relay end their
+///    round, the result consumer finishes the results it holds;
+/// 2. then the writer, which nothing submits to any more: it commits the
+///    batch in flight and closes the log.
+///
+/// `Err(Unfinished)` names what did not stop in time.
 pub async fn serve(
     config: Config,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let metrics = Arc::new(Metrics::default());
-    let district = open_district(&config, opts.clock.clone(), metrics.clone())?;
+    // The writer has its own lifecycle: it stops last, after everything
+    // that submits to it.
+    let writer = Lifecycle::new();
+    let tasks = Lifecycle::new();
+    let district = open_district(
+        &config,
+        opts.clock.clone(),
+        metrics.clone(),
+        writer.shutdown(),
+    )?;
     if opts.demo {
         demo::seed_if_empty(&district).await?;
     }
-    tokio::spawn(timers::run(
-        district.clone(),
-        opts.clock.clone(),
-        config.fridges.policy(),
-    ));
-    tokio::spawn(schedule_tick::run(
-        district.clone(),
-        opts.clock.clone(),
-        config.schedule_policy(),
-    ));
+    tasks.spawn("timers", |s| {
+        timers::run(
+            district.clone(),
+            opts.clock.clone(),
+            config.fridges.policy(),
+            s,
+        )
+    });
+    tasks.spawn("schedule-tick", |s| {
+        schedule_tick::run(
+            district.clone(),
+            opts.clock.clone(),
+            config.schedule_policy(),
+            s,
+        )
+    });
     let nats = match &config.nats {
         Some(n) => Some(
-            nats::NatsLink::start(&n.url, district.clone(), config.district_id.clone())
-                .await
-                .map_err(|e| NodeError::Nats(e.to_string()))?,
+            nats::NatsLink::start(
+                &n.url,
+                district.clone(),
+                config.district_id.clone(),
+                &tasks.shutdown(),
+            )
+            .await
+            .map_err(|e| NodeError::Nats(e.to_string()))?,
         ),
         None => None,
     };
@@ -120,8 +164,13 @@ pub async fn serve(
             resume_messages: config.ws.resume_messages,
         },
         metrics.clone(),
+        &tasks.shutdown(),
     );
-    let verifier = auth::Verifier::from_pem(&config.auth.public_key_pem, config.auth.leeway_secs)?;
+    let verifier = auth::Verifier::from_pem(
+        &config.auth.public_key_pem,
+        config.auth.leeway_secs,
+        opts.clock.clone(),
+    )?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
     let bound: SocketAddr = listener.local_addr()?;
     let state = http::AppState {
@@ -134,6 +183,7 @@ pub async fn serve(
         nats,
         hub,
         ws_connections: Arc::default(),
+        shutdown: tasks.shutdown(),
     };
     let app = http::router(state);
     if let Some(path) = &opts.port_file {
@@ -150,9 +200,42 @@ pub async fn serve(
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!("stopped");
-    Ok(())
+    let mut stop_accepting = tasks.shutdown();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop_accepting.triggered().await })
+        .into_future();
+    let mut server = std::pin::pin!(server);
+    let served = tokio::select! {
+        r = &mut server => Some(r),
+        () = shutdown => None,
+    };
+    tracing::info!("shutting down");
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    tasks.trigger();
+    let served = match served {
+        Some(r) => Ok(r),
+        // Stops accepting at once; returns when every connection is done.
+        None => tokio::time::timeout_at(deadline, server).await,
+    };
+    let mut unfinished = vec![];
+    if let Err(e) = tasks.stop(deadline).await {
+        unfinished.extend(e.0);
+    }
+    let writer_deadline =
+        deadline.max(tokio::time::Instant::now() + Duration::from_millis(WRITER_CLOSE_MS));
+    if let Err(e) = writer.stop(writer_deadline).await {
+        unfinished.extend(e.0);
+    }
+    match served {
+        Ok(r) => r?,
+        Err(_) => tracing::warn!("HTTP connections still open at the shutdown deadline"),
+    }
+    if unfinished.is_empty() {
+        tracing::info!("stopped");
+        Ok(())
+    } else {
+        let e = lifecycle::Unfinished(unfinished);
+        tracing::error!(error = %e, "shutdown incomplete");
+        Err(e.into())
+    }
 }

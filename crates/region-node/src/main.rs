@@ -1,15 +1,20 @@
 //! `region-node`: serve a district, mint development tokens, load demo data.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use region_node::auth::{self, Claims, Role, MAX_TOKEN_TTL_SECS};
 use region_node::clock::Clock;
 use region_node::config::Config;
+use region_node::lifecycle::{Lifecycle, SHUTDOWN_GRACE_MS};
 
 mod dev;
+
+/// After `serve` returns, how long tasks it did not own (connection
+/// handlers, the NATS client) may take to be dropped.
+const RUNTIME_DROP_MS: u64 = 1_000;
 
 /// The node's hot path allocates and frees many small, short-lived objects
 /// (persistent-map nodes, envelopes, HTTP buffers) from several threads;
@@ -169,16 +174,18 @@ fn init_tracing() {
         .init();
 }
 
+/// Resolves at SIGTERM (what orchestrators send) or Ctrl-C (SIGINT).
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "stop requested"),
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
             }
         }
-        Err(_) => {
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGTERM handler; only Ctrl-C stops the node gracefully");
             let _ = tokio::signal::ctrl_c().await;
         }
     }
@@ -211,7 +218,7 @@ fn main() -> anyhow::Result<()> {
                 Clock::system()
             };
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(region_node::serve(
+            let served = rt.block_on(region_node::serve(
                 cfg,
                 region_node::ServeOptions {
                     clock,
@@ -219,7 +226,11 @@ fn main() -> anyhow::Result<()> {
                     port_file,
                 },
                 shutdown_signal(),
-            ))?;
+            ));
+            // `serve` awaited its own tasks (bounded by SHUTDOWN_GRACE_MS);
+            // what is left must not hold the exit either.
+            rt.shutdown_timeout(Duration::from_millis(RUNTIME_DROP_MS));
+            served?;
         }
         Cmd::Token {
             config,
@@ -234,7 +245,7 @@ fn main() -> anyhow::Result<()> {
                 .auth
                 .private_key_pem
                 .context("this config has no private_key_pem: tokens are minted only with development configs")?;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+            let now = u64::try_from(Clock::system().now().timestamp())?;
             let claims = Claims {
                 sub,
                 role,
@@ -264,8 +275,14 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let metrics = std::sync::Arc::new(region_node::metrics::Metrics::default());
-                let district = region_node::open_district(&cfg, Clock::system(), metrics)?;
+                let writer = Lifecycle::new();
+                let district =
+                    region_node::open_district(&cfg, Clock::system(), metrics, writer.shutdown())?;
                 let loaded = region_node::demo::seed_if_empty(&district).await?;
+                // Close the log before exiting, not whenever the runtime drops it.
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+                writer.stop(deadline).await?;
                 tracing::info!(loaded, "seed finished");
                 Ok::<_, anyhow::Error>(())
             })?;

@@ -17,17 +17,24 @@
 //! the outbox routes by the row's key.
 //!
 //! With NATS down the node keeps taking orders; requests wait in the outbox.
+//!
+//! On shutdown the relay abandons its round (what it did not publish is
+//! still in the outbox after the restart) and the consumer stops pulling,
+//! finishes the results in flight and flushes its acks.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, context::Publish};
 use bus::{request_subject, result_subject, PaymentRequest, PaymentResult};
 use futures::StreamExt;
 use rand::Rng;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
+use crate::lifecycle::Shutdown;
 use crate::writer::{CommittedBatch, District, WriteError};
 use district::Command;
 
@@ -42,6 +49,8 @@ pub const RESCAN_MS: u64 = 1_000;
 pub const MAX_PUBLISH_PER_ROUND: usize = 4096;
 /// Results committed at once (they share group commits).
 pub const RESULT_CONCURRENCY: usize = 512;
+/// Longest wait for buffered acks to reach NATS at shutdown.
+const FINAL_FLUSH_MS: u64 = 1_000;
 /// Pause before retrying NATS setup.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 
@@ -52,11 +61,13 @@ pub struct NatsLink {
 
 impl NatsLink {
     /// Connects in the background (the node starts even if NATS is down)
-    /// and spawns the relay and the result consumer.
+    /// and spawns the relay and the result consumer, both stopped by
+    /// `shutdown`.
     pub async fn start(
         url: &str,
         district: District,
         district_id: String,
+        shutdown: &Shutdown,
     ) -> Result<Self, async_nats::ConnectError> {
         let client = async_nats::ConnectOptions::new()
             .name(format!("larder-region-{district_id}"))
@@ -64,13 +75,18 @@ impl NatsLink {
             .connect(url)
             .await?;
         let js = jetstream::new(client.clone());
-        tokio::spawn(relay(
-            client.clone(),
-            js.clone(),
-            district.clone(),
-            district_id.clone(),
-        ));
-        tokio::spawn(consume_results(js, district, district_id));
+        let outlet = JetStream {
+            client: client.clone(),
+            js: js.clone(),
+            subject: request_subject(&district_id),
+            streams_ready: false,
+        };
+        let relay_district = district.clone();
+        shutdown.spawn("payment-relay", |s| relay(outlet, relay_district, s));
+        let results_client = client.clone();
+        shutdown.spawn("payment-results", |s| {
+            consume_results(results_client, js, district, district_id, s)
+        });
         Ok(NatsLink { client })
     }
 
@@ -98,101 +114,149 @@ fn new_requests(batch: &CommittedBatch) -> Vec<(String, PaymentRequest)> {
         .collect()
 }
 
-async fn relay(
+/// Where the relay sends payment requests: JetStream in the node, a
+/// recorder in tests (which run the relay under paused time).
+pub trait Outlet: Send {
+    /// Whether requests can be sent now.
+    fn ready(&mut self) -> impl Future<Output = bool> + Send;
+    /// Publishes one request under its message id; `Ok` once the broker
+    /// has stored it.
+    fn publish(
+        &self,
+        id: &str,
+        request: &PaymentRequest,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// The district's request subject on JetStream.
+struct JetStream {
     client: async_nats::Client,
     js: jetstream::Context,
-    district: District,
-    district_id: String,
-) {
-    let subject = request_subject(&district_id);
-    let mut feed = district.subscribe_feed();
-    let mut published: HashMap<String, Instant> = HashMap::new();
-    let mut streams_ready = false;
-    // Requests from the feed are published promptly; everything else is
-    // found by the periodic rescan (start-up, reconnects, lag, republish).
-    let mut fresh: Vec<(String, PaymentRequest)> = vec![];
-    let mut rescan_due = true;
-    let mut rescan = tokio::time::interval(Duration::from_millis(RESCAN_MS));
-    loop {
-        let connected = client.connection_state() == async_nats::connection::State::Connected;
-        if connected && !streams_ready {
-            match bus::ensure_streams(&js).await {
-                Ok(_) => streams_ready = true,
+    subject: String,
+    streams_ready: bool,
+}
+
+impl Outlet for JetStream {
+    async fn ready(&mut self) -> bool {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if connected && !self.streams_ready {
+            match bus::ensure_streams(&self.js).await {
+                Ok(_) => self.streams_ready = true,
                 Err(e) => tracing::warn!(error = %e, "relay: streams not ready"),
             }
         }
-        if !(connected && streams_ready) {
-            // Nothing can be sent; the rescan after reconnecting finds it all.
-            fresh.clear();
-            rescan_due = true;
-        } else {
-            let mut due = std::mem::take(&mut fresh);
-            if rescan_due {
-                rescan_due = false;
-                let state = district.state();
-                let pending: HashSet<String> =
-                    state.outbox().iter().map(|(key, _)| key.msg_id()).collect();
-                published.retain(|id, _| pending.contains(id));
-                let republish = Duration::from_secs(REPUBLISH_SECS);
-                due.extend(
-                    state
-                        .outbox()
-                        .iter()
-                        .map(|(key, req)| (key.msg_id(), req))
-                        .filter(|(id, _)| {
-                            published.get(id).is_none_or(|at| at.elapsed() >= republish)
-                        })
-                        .take(MAX_PUBLISH_PER_ROUND)
-                        .map(|(id, req)| (id, req.clone())),
-                );
-            }
-            // Send them all, then await the acks: one round trip per round,
-            // not per request.
-            let sends = due.into_iter().map(|(id, req)| {
-                let js = js.clone();
-                let subject = subject.clone();
-                async move {
-                    let bytes = protocol::codec::to_postcard(&req).map_err(|e| e.to_string())?;
-                    let ack = js
-                        .send_publish(
-                            subject,
-                            Publish::build().payload(bytes.into()).message_id(&id),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    ack.await.map_err(|e| e.to_string())?;
-                    Ok::<_, String>(id)
-                }
-            });
-            let round = futures::future::join_all(sends).await;
-            tracing::debug!(
-                requests = round.len(),
-                published = published.len(),
-                "relay round"
-            );
-            for result in round {
-                match result {
-                    Ok(id) => {
-                        published.insert(id, Instant::now());
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "relay: publish failed; will retry");
-                        rescan_due = true;
-                    }
-                }
-            }
+        connected && self.streams_ready
+    }
+
+    async fn publish(&self, id: &str, request: &PaymentRequest) -> Result<(), String> {
+        let bytes = protocol::codec::to_postcard(request).map_err(|e| e.to_string())?;
+        let ack = self
+            .js
+            .send_publish(
+                self.subject.clone(),
+                Publish::build().payload(bytes.into()).message_id(id),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Publishes the outbox through `outlet` until `shutdown`.
+pub async fn relay<O: Outlet>(outlet: O, district: District, mut shutdown: Shutdown) {
+    let mut feed = district.subscribe_feed();
+    let mut relay = Relay {
+        outlet,
+        district,
+        published: HashMap::new(),
+        fresh: vec![],
+        rescan_due: true,
+    };
+    let mut rescan = tokio::time::interval(Duration::from_millis(RESCAN_MS));
+    loop {
+        // A round cut short loses nothing: unpublished rows stay in the
+        // outbox, and a publish that did land is deduplicated by its id.
+        tokio::select! {
+            () = relay.round() => {}
+            () = shutdown.triggered() => return,
         }
         tokio::select! {
             batch = feed.recv() => match batch {
-                Ok(batch) => fresh.extend(new_requests(&batch)),
-                Err(broadcast::error::RecvError::Lagged(_)) => rescan_due = true,
+                Ok(batch) => relay.fresh.extend(new_requests(&batch)),
+                Err(broadcast::error::RecvError::Lagged(_)) => relay.rescan_due = true,
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = rescan.tick() => rescan_due = true,
+            _ = rescan.tick() => relay.rescan_due = true,
+            () = shutdown.triggered() => return,
         }
         // Take whatever else is already waiting, so one round serves many batches.
         while let Ok(batch) = feed.try_recv() {
-            fresh.extend(new_requests(&batch));
+            relay.fresh.extend(new_requests(&batch));
+        }
+    }
+}
+
+struct Relay<O> {
+    outlet: O,
+    district: District,
+    /// When each pending request was last published.
+    published: HashMap<String, Instant>,
+    /// Requests from the feed, published promptly; everything else is
+    /// found by the periodic rescan (start-up, reconnects, lag, republish).
+    fresh: Vec<(String, PaymentRequest)>,
+    rescan_due: bool,
+}
+
+impl<O: Outlet> Relay<O> {
+    async fn round(&mut self) {
+        if !self.outlet.ready().await {
+            // Nothing can be sent; the rescan after reconnecting finds it all.
+            self.fresh.clear();
+            self.rescan_due = true;
+            return;
+        }
+        let mut due = std::mem::take(&mut self.fresh);
+        if self.rescan_due {
+            self.rescan_due = false;
+            let state = self.district.state();
+            let pending: HashSet<String> =
+                state.outbox().iter().map(|(key, _)| key.msg_id()).collect();
+            self.published.retain(|id, _| pending.contains(id));
+            let republish = Duration::from_secs(REPUBLISH_SECS);
+            let published = &self.published;
+            due.extend(
+                state
+                    .outbox()
+                    .iter()
+                    .map(|(key, req)| (key.msg_id(), req))
+                    .filter(|(id, _)| published.get(id).is_none_or(|at| at.elapsed() >= republish))
+                    .take(MAX_PUBLISH_PER_ROUND)
+                    .map(|(id, req)| (id, req.clone())),
+            );
+        }
+        // Send them all, then await the acks: one round trip per round,
+        // not per request.
+        let outlet = &self.outlet;
+        let sends = due
+            .into_iter()
+            .map(|(id, req)| async move { outlet.publish(&id, &req).await.map(|()| id) });
+        let round = futures::future::join_all(sends).await;
+        tracing::debug!(
+            requests = round.len(),
+            published = self.published.len(),
+            "relay round"
+        );
+        for result in round {
+            match result {
+                Ok(id) => {
+                    self.published.insert(id, Instant::now());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay: publish failed; will retry");
+                    self.rescan_due = true;
+                }
+            }
         }
     }
 }
@@ -201,7 +265,13 @@ fn pickup_code() -> String {
     format!("{:06}", rand::thread_rng().gen_range(0..1_000_000))
 }
 
-async fn consume_results(js: jetstream::Context, district: District, district_id: String) {
+async fn consume_results(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    district: District,
+    district_id: String,
+    mut shutdown: Shutdown,
+) {
     let consumer_name = bus::result_consumer(&district_id);
     loop {
         let messages = async {
@@ -211,16 +281,26 @@ async fn consume_results(js: jetstream::Context, district: District, district_id
                     .await?;
             Ok::<_, async_nats::Error>(consumer.messages().await?)
         };
-        let messages = match messages.await {
+        let messages = tokio::select! {
+            m = messages => m,
+            () = shutdown.triggered() => break,
+        };
+        let messages = match messages {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "results: NATS not ready");
-                tokio::time::sleep(RETRY_DELAY).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_DELAY) => continue,
+                    () = shutdown.triggered() => break,
+                }
             }
         };
         let district = Arc::new(district.clone());
+        // At the signal the stream ends: no new result is pulled, and the
+        // ones in flight are committed and acked before this returns.
+        let mut stop = shutdown.clone();
         messages
+            .take_until(async move { stop.triggered().await })
             .for_each_concurrent(RESULT_CONCURRENCY, |msg| {
                 let district = district.clone();
                 async move {
@@ -245,7 +325,7 @@ async fn consume_results(js: jetstream::Context, district: District, district_id
                         Ok(_) => {}
                         // Durable already or meaningless here: either way done.
                         Err(WriteError::Domain(e)) => tracing::warn!(%order_id, error = %e, "results: result refused"),
-                        Err(WriteError::Unavailable(e)) => {
+                        Err(e @ (WriteError::Unavailable(_) | WriteError::ShuttingDown)) => {
                             tracing::error!(%order_id, error = %e, "results: not recorded; left for redelivery");
                             return;
                         }
@@ -256,6 +336,18 @@ async fn consume_results(js: jetstream::Context, district: District, district_id
                 }
             })
             .await;
-        tokio::time::sleep(RETRY_DELAY).await;
+        tokio::select! {
+            () = tokio::time::sleep(RETRY_DELAY) => {}
+            () = shutdown.triggered() => break,
+        }
+    }
+    // Acks are buffered by the client; send them before the process exits
+    // (one lost is only a redelivery, which the decider ignores), but do not
+    // hold the shutdown for a broker that is not there.
+    if client.connection_state() == async_nats::connection::State::Connected {
+        let flush = tokio::time::timeout(Duration::from_millis(FINAL_FLUSH_MS), client.flush());
+        if !matches!(flush.await, Ok(Ok(()))) {
+            tracing::debug!("results: final flush of acks did not complete");
+        }
     }
 }

@@ -10,10 +10,14 @@
 //! Every [`FRIDGE_CHECK_TICKS`] ticks it also looks for fridges silent
 //! longer than allowed (`CheckSilence`) and for units past their
 //! best-before (`ExpireUnits`), submitting only when there is something.
+//!
+//! On shutdown the loop finishes the round it is in (its commands are
+//! answered by the still-running writer) and returns.
 
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::lifecycle::Shutdown;
 use crate::writer::{District, WriteError};
 use district::{fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
 
@@ -26,12 +30,20 @@ pub const MAX_TIMERS_PER_TICK: usize = 2048;
 /// Ticks between two looks for silent fridges and expired units (1 s).
 pub const FRIDGE_CHECK_TICKS: u64 = 10;
 
-pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) {
+pub async fn run(
+    district: District,
+    clock: Clock,
+    fridge_policy: FridgePolicy,
+    mut shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(TIMER_TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.triggered() => return,
+        }
         ticks += 1;
         let now = clock.now();
         let state = district.state();
@@ -66,6 +78,7 @@ pub async fn run(district: District, clock: Clock, fridge_policy: FridgePolicy) 
                     tracing::error!(error = %e, "timers: writer stopped");
                     return;
                 }
+                Err(WriteError::ShuttingDown) => return,
                 Err(e) => tracing::warn!(%order_id, ?timer, error = %e, "timer refused"),
             }
         }

@@ -11,16 +11,22 @@
 //! If an append fails the in-memory state is ahead of the disk: the writer
 //! answers every waiter with an error and stops, and the node reports not
 //! ready. Restarting replays the log, which is the truth.
+//!
+//! On shutdown the writer stops taking commands, finishes (fsyncs and
+//! answers) the batch in flight, answers whatever is still queued with
+//! [`WriteError::ShuttingDown`], and closes the log before it ends.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use ulid::Ulid;
 
 use crate::clock::Clock;
+use crate::lifecycle::Shutdown;
 use crate::metrics::Metrics;
 use crate::store::{EventLog, StoreError};
 use district::{Command, Context, DistrictState, DomainError};
@@ -77,6 +83,10 @@ pub enum WriteError {
     Domain(#[from] DomainError),
     #[error("the event log is unavailable: {0}")]
     Unavailable(String),
+    /// The node is stopping; the command was not decided. Retrying against
+    /// the restarted node is safe.
+    #[error("the node is shutting down; the command was not applied")]
+    ShuttingDown,
 }
 
 struct Submission {
@@ -91,13 +101,16 @@ struct Submission {
 pub struct District {
     tx: mpsc::Sender<Submission>,
     view: Arc<ArcSwap<DistrictState>>,
-    committed: watch::Receiver<u64>,
     feed: broadcast::Sender<Arc<CommittedBatch>>,
+    /// Set by the writer when it stops on the shutdown signal, so a refused
+    /// submit says why.
+    stopping: Arc<AtomicBool>,
 }
 
 impl District {
-    /// Replays the log into memory and starts the writer task.
-    pub fn start(setup: WriterSetup) -> Result<Self, StoreError> {
+    /// Replays the log into memory and starts the writer task, which runs
+    /// until `shutdown` is signalled or every handle is dropped.
+    pub fn start(setup: WriterSetup, shutdown: Shutdown) -> Result<Self, StoreError> {
         let mut state = DistrictState::default();
         for env in setup.log.replay() {
             district::evolve(&mut state, &env?);
@@ -105,21 +118,21 @@ impl District {
         tracing::info!(events = state.last_seq(), district = %setup.district_id, "log replayed");
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
-        let (committed_tx, committed) = watch::channel(state.last_seq());
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        let stopping = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             setup,
             state,
             view: view.clone(),
-            committed: committed_tx,
             feed: feed.clone(),
+            stopping: stopping.clone(),
         };
-        tokio::spawn(writer.run(rx));
+        tokio::spawn(writer.run(rx, shutdown.enlist("writer")));
         Ok(District {
             tx,
             view,
-            committed,
             feed,
+            stopping,
         })
     }
 
@@ -141,12 +154,15 @@ impl District {
             correlation_id,
             reply,
         };
-        self.tx
-            .send(sub)
-            .await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
-        rx.await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?
+        let stopped = || {
+            if self.stopping.load(Ordering::Acquire) {
+                WriteError::ShuttingDown
+            } else {
+                WriteError::Unavailable("writer stopped".into())
+            }
+        };
+        self.tx.send(sub).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// The latest durable state. Never waits on the writer.
@@ -157,11 +173,6 @@ impl District {
     /// Whether the writer is still accepting commands.
     pub fn is_writable(&self) -> bool {
         !self.tx.is_closed()
-    }
-
-    /// Notified with the log position after every durable batch.
-    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
-        self.committed.clone()
     }
 
     /// Every durable batch with events, in order. A subscriber that falls
@@ -176,8 +187,8 @@ struct Writer {
     setup: WriterSetup,
     state: DistrictState,
     view: Arc<ArcSwap<DistrictState>>,
-    committed: watch::Sender<u64>,
     feed: broadcast::Sender<Arc<CommittedBatch>>,
+    stopping: Arc<AtomicBool>,
 }
 
 type Outcome = (
@@ -185,48 +196,106 @@ type Outcome = (
     Result<Vec<EventEnvelope>, DomainError>,
 );
 
+/// Why the writer stopped committing.
+enum Ended {
+    /// The shutdown signal.
+    Signalled,
+    /// Every handle was dropped: nothing can be submitted any more.
+    Abandoned,
+    /// An append failed: memory is ahead of the disk.
+    AppendFailed,
+}
+
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
+    /// `shutdown` is held until the log is closed, so whoever awaits the
+    /// writer's lifecycle may reopen the log at once.
+    async fn run(self, mut rx: mpsc::Receiver<Submission>, mut shutdown: Shutdown) {
+        let stopping = self.stopping.clone();
+        let ended = self.commit_until(&mut rx, &mut shutdown).await;
+        // The writer, and with it the log, is gone. Queued commands are
+        // answered here; later submits fail at once on the closed channel.
+        let refusal: fn() -> WriteError = match ended {
+            Ended::AppendFailed => || WriteError::Unavailable("writer stopped".into()),
+            Ended::Signalled | Ended::Abandoned => {
+                stopping.store(true, Ordering::Release);
+                || WriteError::ShuttingDown
+            }
+        };
+        rx.close();
+        let mut refused = 0usize;
+        while let Some(sub) = rx.recv().await {
+            let _ = sub.reply.send(Err(refusal()));
+            refused += 1;
+        }
+        tracing::info!(refused, "writer stopped");
+        drop(shutdown);
+    }
+
+    /// Commits batches until it must stop. Consumes the writer, so the log
+    /// is closed when this returns.
+    async fn commit_until(
+        mut self,
+        rx: &mut mpsc::Receiver<Submission>,
+        shutdown: &mut Shutdown,
+    ) -> Ended {
         let mut inbox = Vec::with_capacity(MAX_BATCH_COMMANDS);
-        while rx.recv_many(&mut inbox, MAX_BATCH_COMMANDS).await > 0 {
-            let started = Instant::now();
-            let now = self.setup.clock.now();
-            let outcomes: Vec<Outcome> = inbox.drain(..).map(|s| self.decide_one(s, now)).collect();
-            let batch: Vec<EventEnvelope> = outcomes
-                .iter()
-                .filter_map(|(_, r)| r.as_ref().ok())
-                .flatten()
-                .cloned()
-                .collect();
-            if let Err(e) = self.setup.log.append_batch(&batch).await {
-                tracing::error!(error = %e, events = batch.len(), "append failed; writer stops");
-                for (reply, _) in outcomes {
-                    let _ = reply.send(Err(WriteError::Unavailable(e.to_string())));
-                }
-                return;
+        loop {
+            // The signal wins over waiting commands: a stopping writer takes
+            // nothing new. A batch already taken is never raced with it.
+            let taken = tokio::select! {
+                biased;
+                () = shutdown.triggered() => return Ended::Signalled,
+                n = rx.recv_many(&mut inbox, MAX_BATCH_COMMANDS) => n,
+            };
+            if taken == 0 {
+                return Ended::Abandoned;
             }
-            let snapshot = Arc::new(self.state.clone());
-            self.view.store(snapshot.clone());
-            self.committed.send_replace(self.state.last_seq());
-            if !batch.is_empty() {
-                // No subscriber is fine: the feed is a notification, not a queue of record.
-                let _ = self.feed.send(Arc::new(CommittedBatch {
-                    events: batch.clone(),
-                    state: snapshot,
-                }));
-            }
-            self.setup
-                .metrics
-                .record_batch(outcomes.len(), batch.len(), started.elapsed());
-            let seq = self.state.last_seq();
-            for (reply, result) in outcomes {
-                let _ = reply.send(
-                    result
-                        .map(|events| Committed { events, seq })
-                        .map_err(WriteError::Domain),
-                );
+            if !self.commit(&mut inbox).await {
+                return Ended::AppendFailed;
             }
         }
+    }
+
+    /// Decides, appends with one fsync, publishes, answers. `false` when the
+    /// append failed (everyone in the batch was answered with an error).
+    async fn commit(&mut self, inbox: &mut Vec<Submission>) -> bool {
+        let started = Instant::now();
+        let now = self.setup.clock.now();
+        let outcomes: Vec<Outcome> = inbox.drain(..).map(|s| self.decide_one(s, now)).collect();
+        let batch: Vec<EventEnvelope> = outcomes
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        if let Err(e) = self.setup.log.append_batch(&batch).await {
+            tracing::error!(error = %e, events = batch.len(), "append failed; writer stops");
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(WriteError::Unavailable(e.to_string())));
+            }
+            return false;
+        }
+        let snapshot = Arc::new(self.state.clone());
+        self.view.store(snapshot.clone());
+        if !batch.is_empty() {
+            // No subscriber is fine: the feed is a notification, not a queue of record.
+            let _ = self.feed.send(Arc::new(CommittedBatch {
+                events: batch.clone(),
+                state: snapshot,
+            }));
+        }
+        self.setup
+            .metrics
+            .record_batch(outcomes.len(), batch.len(), started.elapsed());
+        let seq = self.state.last_seq();
+        for (reply, result) in outcomes {
+            let _ = reply.send(
+                result
+                    .map(|events| Committed { events, seq })
+                    .map_err(WriteError::Domain),
+            );
+        }
+        true
     }
 
     fn decide_one(&mut self, sub: Submission, now: DateTime<Utc>) -> Outcome {
@@ -272,7 +341,8 @@ impl Writer {
         for event in events {
             let stream_id = event.stream_id();
             let env = EventEnvelope {
-                event_id: Ulid::new(),
+                // Ids carry the node clock's time, so they sort with it.
+                event_id: crate::clock::ulid_at(now),
                 seq: self.state.last_seq() + 1,
                 stream_version: self.state.stream_version(&stream_id) + 1,
                 stream_id,

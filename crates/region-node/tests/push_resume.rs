@@ -95,6 +95,7 @@ async fn resuming_in_any_interleaving_gives_exactly_the_districts_counts() {
                 resume_messages: 4096,
             },
             Arc::new(Metrics::default()),
+            &region_node::lifecycle::Shutdown::never(),
         );
         let interest = Interest {
             fridges: [FRIDGE.to_string()].into(),

@@ -9,18 +9,19 @@ use protocol::orders::OrderStatus;
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::schedule::{KitchenEventSpec, KitchenStage, PlanDay, PlanSpec};
 use region_node::clock::Clock;
+use region_node::lifecycle::Lifecycle;
 use region_node::store::EventLog;
 use region_node::writer::District;
 use scheduler::Policy;
 
 mod support;
 
-fn start(dir: &std::path::Path, clock: Clock) -> District {
-    start_with(EventLog::open(dir).unwrap(), clock)
-}
-
-fn start_with(log: EventLog, clock: Clock) -> District {
-    support::writer(log, clock)
+/// A writer on `dir` and the lifecycle that stops it.
+fn start(dir: &std::path::Path, clock: Clock) -> (District, Lifecycle) {
+    let lifecycle = Lifecycle::new();
+    let log = EventLog::open(dir).unwrap();
+    let district = support::writer_until(log, clock, lifecycle.shutdown());
+    (district, lifecycle)
 }
 
 fn meal() -> MealSpec {
@@ -31,7 +32,7 @@ fn meal() -> MealSpec {
 async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::adjustable();
-    let d = start(dir.path(), clock.clone());
+    let (d, writer) = start(dir.path(), clock.clone());
     let policy = Policy::default();
     d.submit(Command::Catalog(CatalogCommand::DefineMeal {
         meal_id: "m-1".into(),
@@ -162,19 +163,11 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     // Restart: the log replays into the same orders and schedule, and the
     // job run again makes nothing new.
     let before = d.state();
+    // Stopping the writer's lifecycle waits until it has closed the log.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    writer.stop(deadline).await.unwrap();
     drop(d);
-    // The old writer task lets its sled handle go asynchronously: await the lock.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let log = loop {
-        match EventLog::open(dir.path()) {
-            Ok(log) => break log,
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("log never reopened: {e}"),
-        }
-    };
-    let d = start_with(log, clock.clone());
+    let (d, _writer) = start(dir.path(), clock.clone());
     let after = d.state();
     assert_eq!(after.schedule(), before.schedule());
     assert!(after.orders().iter().eq(before.orders().iter()));

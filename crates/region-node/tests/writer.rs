@@ -5,6 +5,7 @@ use std::sync::Arc;
 use district::{CatalogCommand, Command, DistrictState};
 use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
 use region_node::clock::Clock;
+use region_node::lifecycle::Lifecycle;
 use region_node::store::EventLog;
 use region_node::writer::{District, Expected, WriteError};
 
@@ -14,6 +15,19 @@ use support::meal_spec as meal;
 
 fn start(dir: &std::path::Path) -> District {
     support::writer(EventLog::open(dir).unwrap(), Clock::system())
+}
+
+/// A writer that `lifecycle` stops.
+fn start_until(dir: &std::path::Path, lifecycle: &Lifecycle) -> District {
+    support::writer_until(
+        EventLog::open(dir).unwrap(),
+        Clock::system(),
+        lifecycle.shutdown(),
+    )
+}
+
+fn in_secs(secs: u64) -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(secs)
 }
 
 fn define(id: &str, price: i64) -> Command {
@@ -51,8 +65,9 @@ async fn concurrent_commands_share_batches_and_keep_a_dense_log() {
 #[tokio::test]
 async fn replay_rebuilds_exactly_the_published_state() {
     let dir = tempfile::tempdir().unwrap();
+    let writer = Lifecycle::new();
     let before: Arc<DistrictState> = {
-        let district = start(dir.path());
+        let district = start_until(dir.path(), &writer);
         district.submit(define("m-a", 100)).await.unwrap();
         district
             .submit(Command::Catalog(CatalogCommand::RegisterFridge {
@@ -82,8 +97,8 @@ async fn replay_rebuilds_exactly_the_published_state() {
             .unwrap();
         district.state()
     };
-    // Let the first writer's sled handle go before reopening.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Returns once the writer has closed the log.
+    writer.stop(in_secs(10)).await.unwrap();
     let again = start(dir.path()).state();
     assert_eq!(again.last_seq(), before.last_seq());
     assert_eq!(again.catalog_version(), before.catalog_version());
@@ -134,4 +149,81 @@ async fn optimistic_version_conflicts_are_refused() {
         .await
         .unwrap();
     assert_eq!(ok.events[0].stream_version, 2);
+}
+
+#[tokio::test]
+async fn a_stop_mid_burst_answers_every_waiter_and_keeps_exactly_the_acknowledged() {
+    const COMMANDS: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Lifecycle::new();
+    let district = start_until(dir.path(), &writer);
+    let mut feed = district.subscribe_feed();
+    let submits: Vec<_> = (0..COMMANDS)
+        .map(|i| {
+            let d = district.clone();
+            tokio::spawn(async move { d.submit(define(&format!("m-{i}"), 100)).await })
+        })
+        .collect();
+    // A batch is durable; the rest are queued or being committed (how many
+    // of each depends on fsync timing): stop now.
+    feed.recv().await.unwrap();
+    writer.stop(in_secs(10)).await.expect("the writer stops");
+
+    let mut acknowledged = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for submit in submits {
+        match submit.await.unwrap() {
+            Ok(committed) => {
+                acknowledged.insert(committed.events[0].stream_id.clone());
+            }
+            Err(WriteError::ShuttingDown) => refused += 1,
+            Err(e) => panic!("neither committed nor refused for shutdown: {e}"),
+        }
+    }
+    assert!(!acknowledged.is_empty());
+    assert_eq!(acknowledged.len() + refused, COMMANDS);
+    // A batch taken but abandoned, or refused after its append, would show
+    // here as a difference.
+    let again = start(dir.path()).state();
+    let replayed: std::collections::BTreeSet<String> = again
+        .catalog()
+        .meals()
+        .keys()
+        .map(|m| format!("meal-{m}"))
+        .collect();
+    assert_eq!(replayed, acknowledged);
+}
+
+#[tokio::test]
+async fn a_stopping_writer_takes_nothing_new_and_refuses_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Lifecycle::new();
+    let district = start_until(dir.path(), &writer);
+    district.submit(define("m-before", 100)).await.unwrap();
+    let queued: Vec<_> = (0..100)
+        .map(|i| {
+            let d = district.clone();
+            tokio::spawn(async move { d.submit(define(&format!("m-{i}"), 100)).await })
+        })
+        .collect();
+    // Signalled before the writer could take the queued commands (this
+    // runtime has one thread, and it is here).
+    writer.trigger();
+    writer.stop(in_secs(10)).await.expect("the writer stops");
+    for submit in queued {
+        assert!(matches!(
+            submit.await.unwrap(),
+            Err(WriteError::ShuttingDown)
+        ));
+    }
+    assert!(!district.is_writable());
+    assert!(matches!(
+        district.submit(define("m-late", 100)).await,
+        Err(WriteError::ShuttingDown)
+    ));
+    let again = start(dir.path()).state();
+    assert_eq!(
+        again.catalog().meals().keys().collect::<Vec<_>>(),
+        vec!["m-before"]
+    );
 }

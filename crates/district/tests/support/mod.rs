@@ -15,7 +15,10 @@ pub use district::demo::{area as demo_area, plain_meal as meal_spec};
 pub fn apply(state: &mut DistrictState, events: &[Event], now: DateTime<Utc>) {
     for event in events {
         let env = EventEnvelope {
-            event_id: ulid::Ulid::new(),
+            event_id: ulid::Ulid::from_parts(
+                now.timestamp_millis() as u64,
+                u128::from(state.last_seq()),
+            ),
             seq: state.last_seq() + 1,
             stream_id: event.stream_id(),
             stream_version: state.stream_version(&event.stream_id()) + 1,

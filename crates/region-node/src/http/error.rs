@@ -155,6 +155,11 @@ impl From<WriteError> for ApiError {
             WriteError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m)
             }
+            WriteError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct AppState {
     pub hub: crate::push::hub::Hub,
     /// Open WebSocket connections (the limit is `config.ws.max_connections`).
     pub ws_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// The node's stop signal. Held by every request and socket session, so
+    /// the node's shutdown waits for them.
+    pub shutdown: crate::lifecycle::Shutdown,
 }
 
 /// Telemetry bodies just over the ACL's limit still reach it, so the fridge

@@ -94,7 +94,7 @@ pub async fn place(
     };
     let key = idempotency_key(&headers)?;
     let idempotency = key.clone().map(|k| (k, fingerprint(&request)));
-    let order_id = ulid::Ulid::new().to_string();
+    let order_id = app.clock.ulid().to_string();
     let customer = claims.sub.clone();
     let committed = app
         .district

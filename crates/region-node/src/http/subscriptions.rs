@@ -124,7 +124,7 @@ pub async fn create(
     let claims = caller.require(&[Role::Customer])?;
     let plan_id = match idempotency_key(&headers)? {
         Some(key) => keyed_plan_id(&claims.sub, &key),
-        None => ulid::Ulid::new().to_string(),
+        None => app.clock.ulid().to_string(),
     };
     app.district
         .submit(Command::Schedule(ScheduleCommand::CreatePlan {

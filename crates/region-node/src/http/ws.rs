@@ -5,7 +5,8 @@
 //! connection alive (ping, idle timeout), and writes the frames the push hub
 //! queues for it. It never decides what to push (that is `push::changes`)
 //! and never blocks the hub: the hub drops a connection whose queue is full,
-//! and this task then closes it with a reason.
+//! and this task then closes it with a reason. At shutdown it closes with
+//! 1001 (going away), and the node waits for that before it exits.
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -314,7 +315,10 @@ fn text(msg: &ServerMessage) -> Message {
 }
 
 async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller>, _slot: Slot) {
+    let mut shutdown = app.shutdown.enlist("websocket");
     let Some(mut sub) = app.hub.connect().await else {
+        // The hub has stopped: the node is going away.
+        close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
         return;
     };
     let limits = app.config.ws.clone();
@@ -340,6 +344,10 @@ async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller
                 }
             },
             _ = sub.kick.notify.notified() => Err(Stop::Kicked),
+            () = shutdown.triggered() => {
+                close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
+                break Stop::Gone;
+            }
             _ = idle.as_mut() => Err(Stop::Idle),
             _ = ping.tick() => {
                 deliver(&mut socket, Message::Ping(Default::default()), &sub.kick, &mut idle).await

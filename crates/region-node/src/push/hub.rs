@@ -11,6 +11,9 @@
 //!
 //! Subscribing goes through the same task as fan-out, so "replay what was
 //! missed, then continue live" has no gap and no duplicate.
+//!
+//! At shutdown the hub stops and drops every queue; a connection task that
+//! finds its queue closed (and was not kicked) closes with 1001.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use super::{changes, version_after, Interest, Push, Route, ServerMessage};
+use crate::lifecycle::Shutdown;
 use crate::metrics::Metrics;
 use crate::writer::District;
 use district::DistrictState;
@@ -78,8 +82,14 @@ enum Control {
 }
 
 impl Hub {
-    /// Starts the hub task on the district's feed.
-    pub fn start(district: District, config: HubConfig, metrics: Arc<Metrics>) -> Hub {
+    /// Starts the hub task on the district's feed; it runs until
+    /// `shutdown` or until the feed ends.
+    pub fn start(
+        district: District,
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+        shutdown: &Shutdown,
+    ) -> Hub {
         // Subscribe before reading the state: a batch committed in between is
         // then seen (and skipped by seq) rather than lost.
         let feed = district.subscribe_feed();
@@ -105,7 +115,7 @@ impl Hub {
             by_customer: HashMap::new(),
             listeners: HashSet::new(),
         };
-        tokio::spawn(task.run(feed, inbox));
+        shutdown.spawn("push-hub", |s| task.run(feed, inbox, s));
         hub
     }
 
@@ -175,9 +185,11 @@ impl HubTask {
         mut self,
         mut feed: broadcast::Receiver<Arc<crate::writer::CommittedBatch>>,
         mut inbox: mpsc::Receiver<Control>,
+        mut shutdown: Shutdown,
     ) {
         loop {
             tokio::select! {
+                () = shutdown.triggered() => break,
                 batch = feed.recv() => match batch {
                     Ok(batch) => self.on_batch(&batch.state, &batch.events),
                     Err(broadcast::error::RecvError::Lagged(missed)) => self.on_lag(missed),

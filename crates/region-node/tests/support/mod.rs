@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use region_node::clock::Clock;
+use region_node::lifecycle::Shutdown;
 use region_node::metrics::Metrics;
 use region_node::store::EventLog;
 use region_node::writer::{District, WriterSetup};
@@ -14,17 +15,26 @@ use region_node::writer::{District, WriterSetup};
 #[allow(unused_imports)] // each test file uses a part
 pub use district::demo::{area as demo_area, plain_meal as meal_spec};
 
-/// The writer of district `detroit-downtown` on `log`.
+/// The writer of district `detroit-downtown` on `log`, running until every
+/// handle is dropped.
 pub fn writer(log: EventLog, clock: Clock) -> District {
-    District::start(WriterSetup {
-        district_id: "detroit-downtown".into(),
-        area: demo_area(),
-        log,
-        clock,
-        metrics: Arc::new(Metrics::default()),
-        policy: Default::default(),
-        fridge_policy: Default::default(),
-    })
+    writer_until(log, clock, Shutdown::never())
+}
+
+/// The same writer, stopped by `shutdown`.
+pub fn writer_until(log: EventLog, clock: Clock, shutdown: Shutdown) -> District {
+    District::start(
+        WriterSetup {
+            district_id: "detroit-downtown".into(),
+            area: demo_area(),
+            log,
+            clock,
+            metrics: Arc::new(Metrics::default()),
+            policy: Default::default(),
+            fridge_policy: Default::default(),
+        },
+        shutdown,
+    )
     .unwrap()
 }
 
