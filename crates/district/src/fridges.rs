@@ -253,53 +253,9 @@ fn react(state: &DistrictState, r: &mut Reaction, fact: FridgeFact, ctx: &Contex
         FridgeFact::PickupNothingTaken { .. }
         | FridgeFact::TemperatureRecovered { .. }
         | FridgeFact::FridgeOffline { .. } => {}
-        FridgeFact::Refilled {
-            meal_id, units, by, ..
-        } => {
-            let (movement, detail) = match by {
-                DoorActor::Staff(badge) => (StockMovement::Refill, badge),
-                DoorActor::PickupCode(code) => (StockMovement::Returned, code),
-                DoorActor::Unknown => (StockMovement::Returned, String::new()),
-            };
-            r.events.push(movement_event(
-                fridge_id,
-                meal_id,
-                i64::from(units),
-                movement,
-                detail,
-            ));
-        }
-        FridgeFact::Withdrawn {
-            meal_id,
-            units,
-            badge,
-            ..
-        } => r.events.push(movement_event(
-            fridge_id,
-            meal_id,
-            -i64::from(units),
-            StockMovement::Withdrawal,
-            badge,
-        )),
-        FridgeFact::Shrinkage {
-            meal_id,
-            units,
-            reason,
-            ..
-        } => {
-            let detail = match reason {
-                ShrinkageReason::NoCredentials => "no credentials".into(),
-                ShrinkageReason::UnknownCode { code } => format!("unknown code {code}"),
-                ShrinkageReason::BeyondOrder { order_id } => format!("beyond order {order_id}"),
-            };
-            r.events.push(movement_event(
-                fridge_id,
-                meal_id,
-                -i64::from(units),
-                StockMovement::Shrinkage,
-                detail,
-            ))
-        }
+        fact @ (FridgeFact::Refilled { .. }
+        | FridgeFact::Withdrawn { .. }
+        | FridgeFact::Shrinkage { .. }) => r.events.extend(movement(fridge_id, fact)),
         FridgeFact::TemperatureExcursion {
             since,
             max_milli_c,
@@ -314,20 +270,48 @@ fn react(state: &DistrictState, r: &mut Reaction, fact: FridgeFact, ctx: &Contex
     }
 }
 
-fn movement_event(
-    fridge_id: FridgeId,
-    meal_id: MealId,
-    units: i64,
-    movement: StockMovement,
-    detail: String,
-) -> Event {
-    Event::StockMovementRecorded {
+/// A door session moved units other than by a pickup: the record that
+/// explains the count that follows.
+fn movement(fridge_id: FridgeId, fact: FridgeFact) -> Option<Event> {
+    let (meal_id, units, movement, detail) = match fact {
+        FridgeFact::Refilled {
+            meal_id, units, by, ..
+        } => {
+            let (movement, detail) = match by {
+                DoorActor::Staff(badge) => (StockMovement::Refill, badge),
+                DoorActor::PickupCode(code) => (StockMovement::Returned, code),
+                DoorActor::Unknown => (StockMovement::Returned, String::new()),
+            };
+            (meal_id, i64::from(units), movement, detail)
+        }
+        FridgeFact::Withdrawn {
+            meal_id,
+            units,
+            badge,
+            ..
+        } => (meal_id, -i64::from(units), StockMovement::Withdrawal, badge),
+        FridgeFact::Shrinkage {
+            meal_id,
+            units,
+            reason,
+            ..
+        } => {
+            let detail = match reason {
+                ShrinkageReason::NoCredentials => "no credentials".into(),
+                ShrinkageReason::UnknownCode { code } => format!("unknown code {code}"),
+                ShrinkageReason::BeyondOrder { order_id } => format!("beyond order {order_id}"),
+            };
+            (meal_id, -i64::from(units), StockMovement::Shrinkage, detail)
+        }
+        _ => return None,
+    };
+    Some(Event::StockMovementRecorded {
         fridge_id,
         meal_id,
         units,
         movement,
         detail,
-    }
+    })
 }
 
 /// Tells the customers of `orders` (once per order and meal) that the

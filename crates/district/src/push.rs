@@ -147,92 +147,122 @@ pub fn changes(
     district_prefixes: &[String],
 ) -> Vec<Push> {
     let mut out: Vec<(Route, ServerMessage)> = Vec::new();
+    catalog_changes(prev, next, district_id, district_prefixes, &mut out);
+    stock_changes(prev, next, &mut out);
+    order_changes(prev, next, events, &mut out);
+    out.truncate(MAX_MESSAGES_PER_BATCH);
+    out.into_iter()
+        .enumerate()
+        .map(|(slot, (route, mut msg))| {
+            let version = version_at(next.last_seq(), slot);
+            match &mut msg {
+                ServerMessage::CatalogUpdated { version: v, .. }
+                | ServerMessage::Stock { version: v, .. }
+                | ServerMessage::Order { version: v, .. } => *v = version,
+                _ => {}
+            }
+            Push {
+                version,
+                route,
+                frame: msg.to_frame(),
+            }
+        })
+        .collect()
+}
 
+/// A meal's definition changed: the whole district's catalog; a fridge
+/// changed: the cell around it.
+fn catalog_changes(
+    prev: &DistrictState,
+    next: &DistrictState,
+    district_id: &str,
+    district_prefixes: &[String],
+    out: &mut Vec<(Route, ServerMessage)>,
+) {
+    let updated = |area: Vec<String>| ServerMessage::CatalogUpdated {
+        catalog_id: district_id.to_string(),
+        version: 0,
+        catalog_version: next.catalog_version(),
+        area,
+    };
     if !prev.catalog().meals().ptr_eq(next.catalog().meals()) {
-        out.push((
-            Route::District,
-            ServerMessage::CatalogUpdated {
-                catalog_id: district_id.to_string(),
-                version: 0,
-                catalog_version: next.catalog_version(),
-                area: district_prefixes.to_vec(),
-            },
-        ));
+        out.push((Route::District, updated(district_prefixes.to_vec())));
     }
-    if !prev.catalog().fridges().ptr_eq(next.catalog().fridges()) {
-        for (fridge_id, fridge) in next.catalog().fridges().iter() {
-            if prev.catalog().fridge(fridge_id) == Some(fridge) {
-                continue;
-            }
-            let cell: String = fridge
-                .geohash
-                .chars()
-                .take(CATALOG_AREA_PRECISION)
-                .collect();
-            out.push((
-                Route::Fridge {
-                    fridge_id: fridge_id.clone(),
-                    geohash: fridge.geohash.clone(),
-                },
-                ServerMessage::CatalogUpdated {
-                    catalog_id: district_id.to_string(),
-                    version: 0,
-                    catalog_version: next.catalog_version(),
-                    area: vec![cell],
-                },
-            ));
+    if prev.catalog().fridges().ptr_eq(next.catalog().fridges()) {
+        return;
+    }
+    for (fridge_id, fridge) in next.catalog().fridges().iter() {
+        if prev.catalog().fridge(fridge_id) == Some(fridge) {
+            continue;
         }
+        let cell: String = fridge
+            .geohash
+            .chars()
+            .take(CATALOG_AREA_PRECISION)
+            .collect();
+        let route = Route::Fridge {
+            fridge_id: fridge_id.clone(),
+            geohash: fridge.geohash.clone(),
+        };
+        out.push((route, updated(vec![cell])));
     }
+}
 
-    if !prev.stock().levels().ptr_eq(next.stock().levels()) {
-        for (fridge_id, meals) in next.stock().levels().iter() {
-            let before = prev.stock().fridge(fridge_id);
-            if before.is_some_and(|b| b.ptr_eq(meals)) {
-                continue;
+/// Every (fridge, meal) whose available count changed, with the new count;
+/// a level that disappeared reads as 0.
+fn stock_changes(
+    prev: &DistrictState,
+    next: &DistrictState,
+    out: &mut Vec<(Route, ServerMessage)>,
+) {
+    if prev.stock().levels().ptr_eq(next.stock().levels()) {
+        return;
+    }
+    for (fridge_id, meals) in next.stock().levels().iter() {
+        let before = prev.stock().fridge(fridge_id);
+        if before.is_some_and(|b| b.ptr_eq(meals)) {
+            continue;
+        }
+        let Some(fridge) = next.catalog().fridge(fridge_id) else {
+            continue;
+        };
+        let route = Route::Fridge {
+            fridge_id: fridge_id.clone(),
+            geohash: fridge.geohash.clone(),
+        };
+        let was = |meal: &str| {
+            before
+                .and_then(|b| b.get(meal))
+                .map(|l| l.available())
+                .unwrap_or(0)
+        };
+        let stock = |meal_id: &MealId, available: u32| ServerMessage::Stock {
+            fridge_id: fridge_id.clone(),
+            meal_id: meal_id.clone(),
+            available,
+            version: 0,
+        };
+        for (meal_id, level) in meals.iter() {
+            let available = level.available();
+            if available != was(meal_id) {
+                out.push((route.clone(), stock(meal_id, available)));
             }
-            let Some(fridge) = next.catalog().fridge(fridge_id) else {
-                continue;
-            };
-            let route = Route::Fridge {
-                fridge_id: fridge_id.clone(),
-                geohash: fridge.geohash.clone(),
-            };
-            let was = |meal: &str| {
-                before
-                    .and_then(|b| b.get(meal))
-                    .map(|l| l.available())
-                    .unwrap_or(0)
-            };
-            for (meal_id, level) in meals.iter() {
-                let available = level.available();
-                if available != was(meal_id) {
-                    out.push((
-                        route.clone(),
-                        ServerMessage::Stock {
-                            fridge_id: fridge_id.clone(),
-                            meal_id: meal_id.clone(),
-                            available,
-                            version: 0,
-                        },
-                    ));
-                }
-            }
-            for (meal_id, _) in before.into_iter().flat_map(|b| b.iter()) {
-                if !meals.contains_key(meal_id) && was(meal_id) > 0 {
-                    out.push((
-                        route.clone(),
-                        ServerMessage::Stock {
-                            fridge_id: fridge_id.clone(),
-                            meal_id: meal_id.clone(),
-                            available: 0,
-                            version: 0,
-                        },
-                    ));
-                }
+        }
+        for (meal_id, _) in before.into_iter().flat_map(|b| b.iter()) {
+            if !meals.contains_key(meal_id) && was(meal_id) > 0 {
+                out.push((route.clone(), stock(meal_id, 0)));
             }
         }
     }
+}
 
+/// Each order the batch moved (status or shortage), once, to its customer.
+fn order_changes(
+    prev: &DistrictState,
+    next: &DistrictState,
+    events: &[EventEnvelope],
+    out: &mut Vec<(Route, ServerMessage)>,
+) {
     let mut seen_orders = HashSet::new();
     for env in events {
         let StreamId::Order(order_id) = env.event.stream() else {
@@ -271,25 +301,6 @@ pub fn changes(
             },
         ));
     }
-
-    out.truncate(MAX_MESSAGES_PER_BATCH);
-    out.into_iter()
-        .enumerate()
-        .map(|(slot, (route, mut msg))| {
-            let version = version_at(next.last_seq(), slot);
-            match &mut msg {
-                ServerMessage::CatalogUpdated { version: v, .. }
-                | ServerMessage::Stock { version: v, .. }
-                | ServerMessage::Order { version: v, .. } => *v = version,
-                _ => {}
-            }
-            Push {
-                version,
-                route,
-                frame: msg.to_frame(),
-            }
-        })
-        .collect()
 }
 
 /// An area a client asked to follow.

@@ -123,8 +123,51 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
         "dev needs a config with a development private key (deploy/dev/region-detroit.toml)",
     )?;
     std::fs::create_dir_all(&state_dir)?;
+    let (nats, nats_url) = start_nats(&state_dir)?;
+    let (payments, pay_addr) = start_payments(&state_dir, &nats_url)?;
 
-    // 1. NATS with JetStream on a free port.
+    // This node, in process, with demo data.
+    cfg.nats = Some(NatsConfig {
+        url: nats_url.clone(),
+    });
+    cfg.data_dir = state_dir.join("region");
+    let node_addr_file = state_dir.join("region.addr");
+    let _ = std::fs::remove_file(&node_addr_file);
+    let clock = Clock::system();
+    let rt = tokio::runtime::Runtime::new()?;
+    let node_url = format!("http://{}", cfg.http_addr);
+    let banner = banner(&cfg, &state_dir, &nats_url, &pay_addr, &pem, &clock)?;
+    rt.block_on(async {
+        let serve = region_node::serve(
+            cfg,
+            region_node::ServeOptions {
+                clock,
+                demo: true,
+                port_file: Some(node_addr_file.clone()),
+            },
+            crate::shutdown_signal(),
+        );
+        let announce = async {
+            while !node_addr_file.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // The banner is this command's output for the person at the terminal.
+            println!("{banner}");
+            fridges
+                .then(|| start_fridges(&state_dir, &node_url))
+                .flatten()
+        };
+        let (served, fridges) = tokio::join!(serve, announce);
+        drop(fridges);
+        served
+    })?;
+    drop(payments);
+    drop(nats);
+    Ok(())
+}
+
+/// NATS with JetStream on a free port; its client URL.
+fn start_nats(state_dir: &Path) -> anyhow::Result<(Guard, String)> {
     let nats_bin = nats_server_binary()?;
     let nats_dir = state_dir.join("nats");
     let ports_dir = state_dir.join("nats-ports");
@@ -154,8 +197,11 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
         .as_str()
         .context("no client URL in the ports file")?
         .to_string();
+    Ok((nats, nats_url))
+}
 
-    // 2. The payments service, next to this binary.
+/// The payments service, next to this binary; its HTTP address.
+fn start_payments(state_dir: &Path, nats_url: &str) -> anyhow::Result<(Guard, String)> {
     let payments_bin = std::env::current_exe()?.with_file_name("payments");
     if !payments_bin.exists() {
         bail!(
@@ -168,7 +214,7 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
     let payments = Command::new(&payments_bin)
         .args([
             "--nats-url",
-            &nats_url,
+            nats_url,
             "--http-addr",
             "127.0.0.1:0",
             "--data-dir",
@@ -181,18 +227,19 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
         .context("starting payments")?;
     let mut payments = Guard(payments, "payments");
     let pay_addr = wait_for_file(&pay_addr_file, &mut payments.0, "payments")?;
+    Ok((payments, pay_addr.trim().to_string()))
+}
 
-    // 3. This node, in process, with demo data.
-    cfg.nats = Some(NatsConfig {
-        url: nats_url.clone(),
-    });
-    cfg.data_dir = state_dir.join("region");
-    let node_addr_file = state_dir.join("region.addr");
-    let _ = std::fs::remove_file(&node_addr_file);
-    let clock = Clock::system();
-    let rt = tokio::runtime::Runtime::new()?;
-    let node_url = format!("http://{}", cfg.http_addr);
-    let banner = format!(
+/// What the person at the terminal needs: URLs, tokens, a first order.
+fn banner(
+    cfg: &Config,
+    state_dir: &Path,
+    nats_url: &str,
+    pay_addr: &str,
+    pem: &str,
+    clock: &Clock,
+) -> anyhow::Result<String> {
+    Ok(format!(
         "\nLarder is running (district {district}).\n\
          \n  region node  http://{http}   (catalog: /v1/catalog?lat=42.3316&lon=-83.0466&radius_m=1500)\
          \n  websocket    ws://{http}/v1/ws   (send {{\"type\":\"subscribe\",\"fridges\":[\"f-campus-martius\"]}})\
@@ -210,38 +257,11 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
          \n\nCtrl-C stops everything.\n",
         district = cfg.district_id,
         http = cfg.http_addr,
-        pay = pay_addr.trim(),
+        pay = pay_addr,
         dir = state_dir.display(),
         hours = DEMO_TOKEN_TTL_SECS / 3600,
-        customer = token(&pem, &clock, Role::Customer, "demo-customer")?,
-        pos = token(&pem, &clock, Role::Pos, "demo-pos")?,
-        admin = token(&pem, &clock, Role::Admin, "demo-admin")?,
-    );
-    rt.block_on(async {
-        let serve = region_node::serve(
-            cfg,
-            region_node::ServeOptions {
-                clock,
-                demo: true,
-                port_file: Some(node_addr_file.clone()),
-            },
-            crate::shutdown_signal(),
-        );
-        let announce = async {
-            while !node_addr_file.exists() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            // The banner is this command's output for the person at the terminal.
-            println!("{banner}");
-            fridges
-                .then(|| start_fridges(&state_dir, &node_url))
-                .flatten()
-        };
-        let (served, fridges) = tokio::join!(serve, announce);
-        drop(fridges);
-        served
-    })?;
-    drop(payments);
-    drop(nats);
-    Ok(())
+        customer = token(pem, clock, Role::Customer, "demo-customer")?,
+        pos = token(pem, clock, Role::Pos, "demo-pos")?,
+        admin = token(pem, clock, Role::Admin, "demo-admin")?,
+    ))
 }

@@ -126,22 +126,59 @@ pub async fn serve(
     if opts.demo {
         demo::seed_if_empty(&district).await?;
     }
-    tasks.spawn("timers", |s| {
-        timers::run(
-            district.clone(),
-            opts.clock.clone(),
-            config.fridges.policy(),
-            s,
-        )
-    });
-    tasks.spawn("schedule-tick", |s| {
-        schedule_tick::run(
-            district.clone(),
-            opts.clock.clone(),
-            config.schedule_policy(),
-            s,
-        )
-    });
+    let (nats, hub) = start_tasks(&config, &opts, &district, &metrics, &tasks).await?;
+    let verifier = auth::Verifier::from_pem(
+        &config.auth.public_key_pem,
+        config.auth.leeway_secs,
+        opts.clock.clone(),
+    )?;
+    let listener = listen(config.http_addr, opts.port_file.as_deref()).await?;
+    let state = http::AppState {
+        area: config.area()?,
+        config: Arc::new(config),
+        district,
+        verifier,
+        metrics,
+        clock: opts.clock,
+        nats,
+        hub,
+        ws_connections: Arc::default(),
+        shutdown: tasks.shutdown(),
+    };
+    let app = http::router(state);
+    let mut stop_accepting = tasks.shutdown();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop_accepting.triggered().await })
+        .into_future();
+    let mut server = std::pin::pin!(server);
+    let served = tokio::select! {
+        r = &mut server => Some(r),
+        () = shutdown => None,
+    };
+    stop(served, server, tasks, writer).await
+}
+
+/// The background tasks that feed the writer or read its feed: timers,
+/// the schedule tick, NATS (relay and results) and the push hub.
+async fn start_tasks(
+    config: &Config,
+    opts: &ServeOptions,
+    district: &District,
+    metrics: &Arc<Metrics>,
+    tasks: &Lifecycle,
+) -> Result<(Option<nats::NatsLink>, push::hub::Hub), NodeError> {
+    let (d, clock, policy) = (
+        district.clone(),
+        opts.clock.clone(),
+        config.fridges.policy(),
+    );
+    tasks.spawn("timers", |s| timers::run(d, clock, policy, s));
+    let (d, clock, policy) = (
+        district.clone(),
+        opts.clock.clone(),
+        config.schedule_policy(),
+    );
+    tasks.spawn("schedule-tick", |s| schedule_tick::run(d, clock, policy, s));
     let nats = match &config.nats {
         Some(n) => Some(
             nats::NatsLink::start(
@@ -166,27 +203,18 @@ pub async fn serve(
         metrics.clone(),
         &tasks.shutdown(),
     );
-    let verifier = auth::Verifier::from_pem(
-        &config.auth.public_key_pem,
-        config.auth.leeway_secs,
-        opts.clock.clone(),
-    )?;
-    let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
+    Ok((nats, hub))
+}
+
+/// Binds the HTTP listener (no Nagle) and announces its address in
+/// `port_file`, if any.
+async fn listen(
+    addr: SocketAddr,
+    port_file: Option<&std::path::Path>,
+) -> Result<impl axum::serve::Listener<Addr = SocketAddr>, NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound: SocketAddr = listener.local_addr()?;
-    let state = http::AppState {
-        area: config.area()?,
-        config: Arc::new(config),
-        district,
-        verifier,
-        metrics,
-        clock: opts.clock,
-        nats,
-        hub,
-        ws_connections: Arc::default(),
-        shutdown: tasks.shutdown(),
-    };
-    let app = http::router(state);
-    if let Some(path) = &opts.port_file {
+    if let Some(path) = port_file {
         // Write then rename so a reader never sees a half-written address.
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bound.to_string())?;
@@ -200,15 +228,17 @@ pub async fn serve(
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
-    let mut stop_accepting = tasks.shutdown();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop_accepting.triggered().await })
-        .into_future();
-    let mut server = std::pin::pin!(server);
-    let served = tokio::select! {
-        r = &mut server => Some(r),
-        () = shutdown => None,
-    };
+    Ok(listener)
+}
+
+/// The two shutdown steps of [`serve`]: every task (and the HTTP server),
+/// then the writer.
+async fn stop(
+    served: Option<std::io::Result<()>>,
+    server: std::pin::Pin<&mut (impl Future<Output = std::io::Result<()>> + ?Sized)>,
+    tasks: Lifecycle,
+    writer: Lifecycle,
+) -> Result<(), NodeError> {
     tracing::info!("shutting down");
     let deadline = tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
     tasks.trigger();
