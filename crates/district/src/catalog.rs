@@ -206,7 +206,7 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::catalog::{Nutrition, StockCount};
+    use protocol::catalog::StockCount;
     use protocol::geo::DistrictArea;
 
     fn ctx() -> Context {
@@ -220,25 +220,7 @@ mod tests {
     }
 
     fn spec() -> MealSpec {
-        MealSpec {
-            name: "Bowl".into(),
-            description: String::new(),
-            kitchen_id: "k-1".into(),
-            price: 1000,
-            currency: "USD".to_string().try_into().unwrap(),
-            nutrition: Nutrition {
-                kcal: 1,
-                protein_mg: 1,
-                fat_mg: 1,
-                carbs_mg: 1,
-                sugar_mg: 1,
-                salt_mg: 1,
-            },
-            allergens: vec![],
-            ingredients: vec![],
-            tags: vec![],
-            shelf_life_hours: 24,
-        }
+        crate::demo::plain_meal(1000)
     }
 
     fn apply(state: &mut DistrictState, events: Vec<Event>) {

@@ -172,19 +172,24 @@ mod tests {
         u64::try_from(clock.now().timestamp()).unwrap()
     }
 
-    #[test]
-    fn a_remembered_token_still_expires() {
-        let (public, private) = keys();
-        let v = Verifier::from_pem(&public, 0, Clock::system()).unwrap();
-        let now = unix_secs(&Clock::system());
-        let claims = Claims {
+    /// A customer token issued at `now`, valid for 60 s.
+    fn alice_for_a_minute(now: u64) -> Claims {
+        Claims {
             sub: "alice".into(),
             role: Role::Customer,
             exp: now + 60,
             iat: now,
             fridge_id: None,
             kitchen_id: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let (public, private) = keys();
+        let v = Verifier::from_pem(&public, 0, Clock::system()).unwrap();
+        let now = unix_secs(&Clock::system());
+        let claims = alice_for_a_minute(now);
         let token = mint(&private, &claims).unwrap();
         assert_eq!(v.verify_at(&token, now).unwrap(), claims);
         assert_eq!(
@@ -204,14 +209,7 @@ mod tests {
         let clock = Clock::adjustable();
         let v = Verifier::from_pem(&public, 30, clock.clone()).unwrap();
         let now = unix_secs(&clock);
-        let claims = Claims {
-            sub: "alice".into(),
-            role: Role::Customer,
-            exp: now + 60,
-            iat: now,
-            fridge_id: None,
-            kitchen_id: None,
-        };
+        let claims = alice_for_a_minute(now);
         let token = mint(&private, &claims).unwrap();
         assert_eq!(v.verify(&token).unwrap(), claims);
         clock.advance(chrono::Duration::seconds(80)).unwrap();
