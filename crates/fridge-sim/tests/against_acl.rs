@@ -303,6 +303,7 @@ async fn run_plays_demo_fridges_until_stopped() {
     let node = MockNode::start().await;
     let demo = Demo::load(std::path::Path::new(DEMO)).expect("demo");
     let fridges: Vec<_> = demo.fridges.into_iter().take(3).collect();
+    let ids: Vec<_> = fridges.iter().map(|d| d.fridge.id.clone()).collect();
     let (stop_tx, stop) = watch::channel(false);
     let config = RunConfig {
         node_url: node.url.clone(),
@@ -312,7 +313,21 @@ async fn run_plays_demo_fridges_until_stopped() {
         resume_from_node: true,
     };
     let running = tokio::spawn(run(fridges, config, stop));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Stop once every fridge has been heard from at least once (its cursor
+    // moved), within a deadline.
+    let heard_from_all = || {
+        let known = node.fridges.lock().unwrap();
+        ids.iter()
+            .all(|id| known.get(id).is_some_and(|f| f.cursor.last_seen.is_some()))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !heard_from_all() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no report from every fridge"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = stop_tx.send(true);
     let totals = tokio::time::timeout(Duration::from_secs(5), running)
         .await
