@@ -26,6 +26,7 @@ use protocol::schedule::{
 };
 
 use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
+use crate::calendar::Calendar;
 use crate::plan::{canonical_days, earliest_effective, Plan};
 use crate::state::{ChargeStatus, ScheduleState, Stage};
 use crate::{local_date, Catalog, Policy, ScheduleError};
@@ -301,10 +302,22 @@ pub fn set_calendar_day(
         working: spec.working,
         note: spec.note,
     }];
-    if spec.working {
-        return Ok(events);
+    if !spec.working {
+        events.extend(settle_closed_day(state, catalog, &after, date));
     }
+    Ok(events)
+}
+
+/// Withdraws the unproduced orders and credits the prepaid days of `date`
+/// whose kitchen does not work that day under the calendar `after`.
+fn settle_closed_day(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    after: &Calendar,
+    date: NaiveDate,
+) -> Vec<ScheduleEvent> {
     let reason = WithdrawReason::NonWorkingDay;
+    let mut events = vec![];
     for o in state.orders.values() {
         if o.date == date
             && o.stage == Stage::Scheduled
@@ -340,7 +353,7 @@ pub fn set_calendar_day(
             });
         }
     }
-    Ok(events)
+    events
 }
 
 /// Days of `plan` in `[from, to]` it delivers on working days, with their

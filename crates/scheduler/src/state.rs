@@ -116,7 +116,38 @@ impl ScheduleState {
         }
     }
 
+    /// Folds one recorded event in, routed by family (plans, calendar,
+    /// charges, orders and credits, kitchen stages) to one short function
+    /// each. The match is exhaustive so a new event cannot be forgotten.
     pub fn apply(&mut self, event: &ScheduleEvent) {
+        match event {
+            ScheduleEvent::PlanCreated { .. }
+            | ScheduleEvent::PlanChanged { .. }
+            | ScheduleEvent::PlanCancelled { .. } => self.apply_plan(event),
+            ScheduleEvent::CalendarDaySet {
+                date,
+                kitchen_id,
+                working,
+                ..
+            } => self.calendar.set(*date, kitchen_id.as_deref(), *working),
+            ScheduleEvent::ChargeRequested { .. } | ScheduleEvent::ChargeSettled { .. } => {
+                self.apply_charge(event)
+            }
+            ScheduleEvent::OrderScheduled { .. }
+            | ScheduleEvent::OrderWithdrawn { .. }
+            | ScheduleEvent::DayCredited { .. } => self.apply_order_or_credit(event),
+            ScheduleEvent::OrderPrepared { order_id } => self.set_stage(order_id, Stage::Prepared),
+            ScheduleEvent::OrderDispatched { order_id } => {
+                self.set_stage(order_id, Stage::Dispatched)
+            }
+            ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
+                self.set_stage(order_id, Stage::Available)
+            }
+        }
+    }
+
+    /// `PlanCreated`, `PlanChanged`, `PlanCancelled`.
+    fn apply_plan(&mut self, event: &ScheduleEvent) {
         match event {
             ScheduleEvent::PlanCreated {
                 plan_id,
@@ -127,25 +158,23 @@ impl ScheduleState {
                 currency,
                 payment_method,
             } => {
-                self.plans.insert(
-                    plan_id.clone(),
-                    Plan {
-                        plan_id: plan_id.clone(),
-                        customer: customer.clone(),
-                        start_date: *start_date,
-                        end_date: *end_date,
-                        versions: vec![(*start_date, terms.clone())],
-                        currency: currency.clone(),
-                        payment_method: payment_method.clone(),
-                        cancelled_from: None,
-                        created: (
-                            *start_date,
-                            *end_date,
-                            terms.clone(),
-                            payment_method.clone(),
-                        ),
-                    },
-                );
+                let plan = Plan {
+                    plan_id: plan_id.clone(),
+                    customer: customer.clone(),
+                    start_date: *start_date,
+                    end_date: *end_date,
+                    versions: vec![(*start_date, terms.clone())],
+                    currency: currency.clone(),
+                    payment_method: payment_method.clone(),
+                    cancelled_from: None,
+                    created: (
+                        *start_date,
+                        *end_date,
+                        terms.clone(),
+                        payment_method.clone(),
+                    ),
+                };
+                self.plans.insert(plan_id.clone(), plan);
                 self.customer_plans
                     .entry(customer.clone())
                     .or_default()
@@ -166,12 +195,13 @@ impl ScheduleState {
                     p.apply_cancel(*from);
                 }
             }
-            ScheduleEvent::CalendarDaySet {
-                date,
-                kitchen_id,
-                working,
-                ..
-            } => self.calendar.set(*date, kitchen_id.as_deref(), *working),
+            _ => unreachable!("apply routes only plan events here"),
+        }
+    }
+
+    /// `ChargeRequested`, `ChargeSettled`.
+    fn apply_charge(&mut self, event: &ScheduleEvent) {
+        match event {
             ScheduleEvent::ChargeRequested {
                 charge_id,
                 plan_id,
@@ -183,20 +213,18 @@ impl ScheduleState {
                 amount,
                 ..
             } => {
-                self.charges.insert(
-                    charge_id.clone(),
-                    Charge {
-                        charge_id: charge_id.clone(),
-                        plan_id: plan_id.clone(),
-                        customer: customer.clone(),
-                        period_start: *period_start,
-                        days: days.iter().map(|d| (d.date, d.amount)).collect(),
-                        gross: *gross,
-                        credit_applied: *credit_applied,
-                        amount: *amount,
-                        status: ChargeStatus::Pending,
-                    },
-                );
+                let charge = Charge {
+                    charge_id: charge_id.clone(),
+                    plan_id: plan_id.clone(),
+                    customer: customer.clone(),
+                    period_start: *period_start,
+                    days: days.iter().map(|d| (d.date, d.amount)).collect(),
+                    gross: *gross,
+                    credit_applied: *credit_applied,
+                    amount: *amount,
+                    status: ChargeStatus::Pending,
+                };
+                self.charges.insert(charge_id.clone(), charge);
                 self.add_credit(customer, -credit_applied);
                 if *amount == 0 {
                     self.mark_paid(charge_id);
@@ -206,24 +234,34 @@ impl ScheduleState {
                 charge_id,
                 approved,
                 ..
-            } => {
-                let pending = self
-                    .charges
-                    .get(charge_id)
-                    .filter(|c| c.status == ChargeStatus::Pending)
-                    .map(|c| (c.customer.clone(), c.credit_applied));
-                if let Some((customer, credit_applied)) = pending {
-                    if *approved {
-                        self.mark_paid(charge_id);
-                    } else {
-                        // The credit it would have used is the customer's again.
-                        self.add_credit(&customer, credit_applied);
-                        if let Some(c) = self.charges.get_mut(charge_id) {
-                            c.status = ChargeStatus::Declined;
-                        }
-                    }
-                }
-            }
+            } => self.settle_charge(charge_id, *approved),
+            _ => unreachable!("apply routes only charge events here"),
+        }
+    }
+
+    /// A payment result; only a pending charge moves (a duplicate result
+    /// changes nothing).
+    fn settle_charge(&mut self, charge_id: &str, approved: bool) {
+        let Some(charge) = self.charges.get_mut(charge_id) else {
+            return;
+        };
+        if charge.status != ChargeStatus::Pending {
+            return;
+        }
+        if approved {
+            self.mark_paid(charge_id);
+        } else {
+            charge.status = ChargeStatus::Declined;
+            // The credit it would have used is the customer's again.
+            let (customer, credit_applied) = (charge.customer.clone(), charge.credit_applied);
+            self.add_credit(&customer, credit_applied);
+        }
+    }
+
+    /// `OrderScheduled`, `OrderWithdrawn`, `DayCredited`: a prepaid day
+    /// becomes an order or credit, an order is withdrawn and credited.
+    fn apply_order_or_credit(&mut self, event: &ScheduleEvent) {
+        match event {
             ScheduleEvent::OrderScheduled {
                 order_id,
                 plan_id,
@@ -238,20 +276,18 @@ impl ScheduleState {
             } => {
                 self.prepaid_days.remove(&(plan_id.clone(), *date));
                 self.add_credit(customer, -debit);
-                self.orders.insert(
-                    order_id.clone(),
-                    ScheduledOrder {
-                        order_id: order_id.clone(),
-                        plan_id: plan_id.clone(),
-                        customer: customer.clone(),
-                        date: *date,
-                        fridge_id: fridge_id.clone(),
-                        kitchen_id: kitchen_id.clone(),
-                        meal_id: meal_id.clone(),
-                        price: *price,
-                        stage: Stage::Scheduled,
-                    },
-                );
+                let order = ScheduledOrder {
+                    order_id: order_id.clone(),
+                    plan_id: plan_id.clone(),
+                    customer: customer.clone(),
+                    date: *date,
+                    fridge_id: fridge_id.clone(),
+                    kitchen_id: kitchen_id.clone(),
+                    meal_id: meal_id.clone(),
+                    price: *price,
+                    stage: Stage::Scheduled,
+                };
+                self.orders.insert(order_id.clone(), order);
                 self.day_orders
                     .entry((plan_id.clone(), *date))
                     .or_default()
@@ -278,13 +314,7 @@ impl ScheduleState {
                 self.prepaid_days.remove(&(plan_id.clone(), *date));
                 self.add_credit(customer, *amount);
             }
-            ScheduleEvent::OrderPrepared { order_id } => self.set_stage(order_id, Stage::Prepared),
-            ScheduleEvent::OrderDispatched { order_id } => {
-                self.set_stage(order_id, Stage::Dispatched)
-            }
-            ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
-                self.set_stage(order_id, Stage::Available)
-            }
+            _ => unreachable!("apply routes only order and credit events here"),
         }
     }
 }
