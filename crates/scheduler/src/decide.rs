@@ -137,6 +137,7 @@ fn effective_from(
 /// `from` on wherever `next` no longer delivers the same thing.
 fn settle_from(
     state: &ScheduleState,
+    catalog: &dyn Catalog,
     plan: &Plan,
     next: &Plan,
     from: NaiveDate,
@@ -149,7 +150,7 @@ fn settle_from(
         }
         for o in ids.iter().filter_map(|id| state.orders.get(id)) {
             let keeps = next.meal_on(*date) == Some((o.fridge_id.as_str(), o.meal_id.as_str()));
-            if o.stage == Stage::Scheduled && !keeps {
+            if !keeps && o.stage(catalog) == Stage::Scheduled {
                 events.push(ScheduleEvent::OrderWithdrawn {
                     order_id: o.order_id.clone(),
                     plan_id: plan.plan_id.clone(),
@@ -227,6 +228,7 @@ pub fn change_plan(
     }];
     events.extend(settle_from(
         state,
+        catalog,
         plan,
         &next,
         from,
@@ -240,6 +242,7 @@ pub fn change_plan(
 /// prepaid days from then on are credited.
 pub fn cancel_plan(
     state: &ScheduleState,
+    catalog: &dyn Catalog,
     plan_id: &str,
     customer: Option<&str>,
     from: Option<NaiveDate>,
@@ -262,6 +265,7 @@ pub fn cancel_plan(
     }];
     events.extend(settle_from(
         state,
+        catalog,
         plan,
         &next,
         from,
@@ -320,8 +324,8 @@ fn settle_closed_day(
     let mut events = vec![];
     for o in state.orders.values() {
         if o.date == date
-            && o.stage == Stage::Scheduled
             && !after.is_working(date, Some(&o.kitchen_id))
+            && o.stage(catalog) == Stage::Scheduled
         {
             events.push(ScheduleEvent::OrderWithdrawn {
                 order_id: o.order_id.clone(),
@@ -469,7 +473,7 @@ fn orders_due(
                 .charges
                 .get(&charge_id(&plan.plan_id, period_start(date)))
                 .is_some_and(|c| c.status == ChargeStatus::Paid);
-            if !paid || state.active_order(&plan.plan_id, date).is_some() {
+            if !paid || state.active_order(catalog, &plan.plan_id, date).is_some() {
                 continue;
             }
             if !catalog.has_fridge(&fridge_id) {
@@ -568,9 +572,12 @@ pub fn record_charge(
 /// `POST /v1/kitchens/{kitchen_id}/events`: moves the kitchen's orders for a
 /// date forward to `stage`, with every stage in between, so the history is
 /// complete. Placing in the fridge draws a pickup code from `pickup_code`
-/// (randomness is the caller's). Orders at or past `stage` are left alone.
+/// (randomness is the caller's). Orders at or past `stage` in the district's
+/// order book (picked up and unclaimed ones are past every stage) and
+/// withdrawn ones are left alone.
 pub fn kitchen_event(
     state: &ScheduleState,
+    catalog: &dyn Catalog,
     kitchen_id: &str,
     spec: &KitchenEventSpec,
     now: DateTime<Utc>,
@@ -605,14 +612,15 @@ pub fn kitchen_event(
         if spec.fridge_id.as_ref().is_some_and(|f| *f != o.fridge_id) {
             continue;
         }
-        if o.stage >= target {
-            continue; // Already there, or withdrawn.
+        let stage = o.stage(catalog);
+        if stage >= target {
+            continue; // Already there (or past it: picked up, unclaimed), or withdrawn.
         }
         let id = || o.order_id.clone();
-        if o.stage < Stage::Prepared {
+        if stage < Stage::Prepared {
             events.push(ScheduleEvent::OrderPrepared { order_id: id() });
         }
-        if target >= Stage::Dispatched && o.stage < Stage::Dispatched {
+        if target >= Stage::Dispatched && stage < Stage::Dispatched {
             events.push(ScheduleEvent::OrderDispatched { order_id: id() });
         }
         if target == Stage::Available {

@@ -2,15 +2,20 @@
 //! prepaid days and credit balances, folded from
 //! [`ScheduleEvent`]s. [`ScheduleState::apply`] is total: a recorded event is
 //! a fact and is never refused.
+//!
+//! What an order is and whom it is for lives here; how far it got does not:
+//! the district's order book is the one record of an order's lifecycle, and
+//! [`ScheduledOrder::stage`] reads it through [`Catalog::order_status`].
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use protocol::orders::OrderId;
+use protocol::orders::{OrderId, OrderStatus};
 use protocol::schedule::{PlanId, ScheduleEvent};
 
 use crate::calendar::Calendar;
 use crate::plan::Plan;
+use crate::Catalog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChargeStatus {
@@ -33,7 +38,9 @@ pub struct Charge {
     pub status: ChargeStatus,
 }
 
-/// How far a scheduled order got. Ordered: later stages compare greater.
+/// How far a scheduled order got, as the scheduler reads the district's
+/// order status (it is never stored here). Ordered: later stages compare
+/// greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
     Scheduled,
@@ -50,6 +57,36 @@ impl Stage {
     pub fn produced(self) -> bool {
         matches!(self, Stage::Prepared | Stage::Dispatched | Stage::Available)
     }
+
+    /// The stage of a scheduled order whose status in the district is
+    /// `status`. The district makes an order from every `OrderScheduled`,
+    /// and a scheduled order can only be cancelled by its withdrawal, so
+    /// `Cancelled` is `Withdrawn`. Anything else (no order, or a status
+    /// only one-off orders reach) breaks that and is read as `Available`:
+    /// past the kitchen, so nothing withdraws it, moves it or makes its day
+    /// again.
+    pub fn of(status: Option<OrderStatus>) -> Stage {
+        match status {
+            Some(OrderStatus::Scheduled) => Stage::Scheduled,
+            Some(OrderStatus::Prepared) => Stage::Prepared,
+            Some(OrderStatus::Dispatched) => Stage::Dispatched,
+            Some(OrderStatus::Available | OrderStatus::PickedUp | OrderStatus::Unclaimed) => {
+                Stage::Available
+            }
+            Some(OrderStatus::Cancelled) => Stage::Withdrawn,
+            Some(
+                OrderStatus::Held
+                | OrderStatus::Paying
+                | OrderStatus::Purchased
+                | OrderStatus::Refused
+                | OrderStatus::Refunded,
+            )
+            | None => {
+                debug_assert!(false, "not a scheduled order's status: {status:?}");
+                Stage::Available
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +99,13 @@ pub struct ScheduledOrder {
     pub kitchen_id: String,
     pub meal_id: String,
     pub price: i64,
-    pub stage: Stage,
+}
+
+impl ScheduledOrder {
+    /// How far the order got, as the district's order book has it.
+    pub fn stage(&self, catalog: &dyn Catalog) -> Stage {
+        Stage::of(catalog.order_status(&self.order_id))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,13 +127,18 @@ pub struct ScheduleState {
 
 impl ScheduleState {
     /// The order currently standing for a plan day (not withdrawn), if any.
-    pub fn active_order(&self, plan_id: &str, date: NaiveDate) -> Option<&ScheduledOrder> {
+    pub fn active_order(
+        &self,
+        catalog: &dyn Catalog,
+        plan_id: &str,
+        date: NaiveDate,
+    ) -> Option<&ScheduledOrder> {
         self.day_orders
             .get(&(plan_id.to_string(), date))
             .into_iter()
             .flatten()
             .filter_map(|id| self.orders.get(id))
-            .find(|o| o.stage != Stage::Withdrawn)
+            .find(|o| o.stage(catalog) != Stage::Withdrawn)
     }
 
     pub fn credit(&self, customer: &str) -> i64 {
@@ -110,15 +158,21 @@ impl ScheduleState {
         }
     }
 
-    fn set_stage(&mut self, order_id: &str, stage: Stage) {
-        if let Some(o) = self.orders.get_mut(order_id) {
-            o.stage = o.stage.max(stage);
-        }
+    /// Whether [`ScheduleState::apply`] keeps anything of `event`. Kitchen
+    /// stages it does not: they move the order in the district's order book
+    /// only, as the scheduler keeps no copy of an order's lifecycle.
+    pub fn keeps(event: &ScheduleEvent) -> bool {
+        !matches!(
+            event,
+            ScheduleEvent::OrderPrepared { .. }
+                | ScheduleEvent::OrderDispatched { .. }
+                | ScheduleEvent::OrderAvailableForPicking { .. }
+        )
     }
 
     /// Folds one recorded event in, routed by family (plans, calendar,
-    /// charges, orders and credits, kitchen stages) to one short function
-    /// each. The match is exhaustive so a new event cannot be forgotten.
+    /// charges, orders and credits) to one short function each. The match
+    /// is exhaustive so a new event cannot be forgotten.
     pub fn apply(&mut self, event: &ScheduleEvent) {
         match event {
             ScheduleEvent::PlanCreated { .. }
@@ -136,13 +190,10 @@ impl ScheduleState {
             ScheduleEvent::OrderScheduled { .. }
             | ScheduleEvent::OrderWithdrawn { .. }
             | ScheduleEvent::DayCredited { .. } => self.apply_order_or_credit(event),
-            ScheduleEvent::OrderPrepared { order_id } => self.set_stage(order_id, Stage::Prepared),
-            ScheduleEvent::OrderDispatched { order_id } => {
-                self.set_stage(order_id, Stage::Dispatched)
-            }
-            ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
-                self.set_stage(order_id, Stage::Available)
-            }
+            // Not kept here (see `keeps`).
+            ScheduleEvent::OrderPrepared { .. }
+            | ScheduleEvent::OrderDispatched { .. }
+            | ScheduleEvent::OrderAvailableForPicking { .. } => {}
         }
     }
 
@@ -285,7 +336,6 @@ impl ScheduleState {
                     kitchen_id: kitchen_id.clone(),
                     meal_id: meal_id.clone(),
                     price: *price,
-                    stage: Stage::Scheduled,
                 };
                 self.orders.insert(order_id.clone(), order);
                 self.day_orders
@@ -293,17 +343,10 @@ impl ScheduleState {
                     .or_default()
                     .push(order_id.clone());
             }
+            // The order itself is cancelled in the district's order book.
             ScheduleEvent::OrderWithdrawn {
-                order_id,
-                customer,
-                credit,
-                ..
-            } => {
-                if let Some(o) = self.orders.get_mut(order_id) {
-                    o.stage = Stage::Withdrawn;
-                }
-                self.add_credit(customer, *credit);
-            }
+                customer, credit, ..
+            } => self.add_credit(customer, *credit),
             ScheduleEvent::DayCredited {
                 plan_id,
                 customer,
