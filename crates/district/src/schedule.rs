@@ -4,12 +4,17 @@
 //! from a seed in the command), no IO.
 //!
 //! It owns what the scheduler cannot know about the district:
-//! - the catalog view the scheduler checks plans against ([`StateCatalog`]);
+//! - the catalog view the scheduler checks plans against, and the status of
+//!   its orders ([`StateCatalog`]);
 //! - how scheduled orders live among all orders: `OrderScheduled` creates an
 //!   [`Order`] (status `scheduled`, stream `order-{id}`, in the customer's
-//!   list), kitchen events move its status, `OrderAvailableForPicking`
-//!   issues the pickup code and arms the pickup-deadline timer, so the
-//!   existing pickup route and unclaimed timer serve it unchanged;
+//!   list), kitchen events and `OrderWithdrawn` move its status,
+//!   `OrderAvailableForPicking` issues the pickup code and arms the
+//!   pickup-deadline timer, so the existing pickup route and unclaimed timer
+//!   serve it unchanged. The order book is the one record of that
+//!   lifecycle: the scheduler keeps no copy and asks
+//!   [`StateCatalog::order_status`], so a pickup or an unclaimed timer is
+//!   seen by the scheduler without telling it;
 //! - stock at "placed in fridge": the kitchen brings the units, so on-hand
 //!   rises (`MealStockUpdated`) and they are reserved for the order
 //!   (`MealStockReserved`) in the same batch as the availability;
@@ -28,7 +33,7 @@ use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, PlanChange, PlanId, PlanSpec, ScheduleEvent,
 };
 use protocol::Event;
-use scheduler::{Catalog, MealInfo, Policy};
+use scheduler::{Catalog, MealInfo, Policy, ScheduleState};
 
 use super::orders::{NewOrder, Order};
 use super::outbox::OutboxKey;
@@ -74,7 +79,7 @@ pub enum ScheduleCommand {
     },
 }
 
-/// The district's catalog as the scheduler sees it.
+/// The district as the scheduler sees it: its catalog and its order book.
 pub struct StateCatalog<'a>(pub &'a DistrictState);
 
 impl Catalog for StateCatalog<'_> {
@@ -91,6 +96,9 @@ impl Catalog for StateCatalog<'_> {
     }
     fn has_kitchen(&self, kitchen_id: &str) -> bool {
         self.0.catalog.has_kitchen(kitchen_id)
+    }
+    fn order_status(&self, order_id: &str) -> Option<OrderStatus> {
+        self.0.orders.get(order_id).map(|o| o.status)
     }
 }
 
@@ -138,7 +146,15 @@ pub fn decide(
             customer,
             from,
             policy,
-        } => scheduler::cancel_plan(sched, &plan_id, customer.as_deref(), from, now, &policy)?,
+        } => scheduler::cancel_plan(
+            sched,
+            &catalog,
+            &plan_id,
+            customer.as_deref(),
+            from,
+            now,
+            &policy,
+        )?,
         ScheduleCommand::SetCalendarDay { date, spec, policy } => {
             scheduler::set_calendar_day(sched, &catalog, date, spec, now, &policy)?
         }
@@ -153,10 +169,16 @@ pub fn decide(
                 pickup_window: ctx.policy.pickup_window,
                 ..policy
             };
-            let events =
-                scheduler::kitchen_event(sched, &kitchen_id, &spec, now, &policy, &mut || {
-                    next_code(&mut seed)
-                })?;
+            let mut code = || next_code(&mut seed);
+            let events = scheduler::kitchen_event(
+                sched,
+                &catalog,
+                &kitchen_id,
+                &spec,
+                now,
+                &policy,
+                &mut code,
+            )?;
             // Food must not go into a fridge whose meals are withheld as unsafe.
             for e in &events {
                 if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = e {
@@ -229,7 +251,11 @@ pub fn record_payment(state: &DistrictState, result: PaymentResult) -> Vec<Event
 /// the catalog shows by itself (the stock events that go with availability
 /// do).
 pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded) -> bool {
-    Arc::make_mut(&mut state.schedule).apply(e);
+    // Events the schedule does not keep (kitchen stages) leave its `Arc`
+    // shared instead of copying it.
+    if ScheduleState::keeps(e) {
+        Arc::make_mut(&mut state.schedule).apply(e);
+    }
     match e {
         ScheduleEvent::OrderScheduled {
             order_id,

@@ -113,18 +113,21 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
         .of_customer("alice")
         .any(|o| o.order_id == order_id));
 
-    let placed = d
-        .submit(Command::Schedule(ScheduleCommand::KitchenEvent {
+    let place = |order_ids: Option<Vec<String>>, seed| {
+        Command::Schedule(ScheduleCommand::KitchenEvent {
             kitchen_id: "k-1".into(),
             spec: KitchenEventSpec {
                 stage: KitchenStage::PlacedInFridge,
                 date: start_date,
                 fridge_id: None,
-                order_ids: Some(vec![order_id.clone()]),
+                order_ids,
             },
-            seed: 42,
+            seed,
             policy,
-        }))
+        })
+    };
+    let placed = d
+        .submit(place(Some(vec![order_id.clone()]), 42))
         .await
         .unwrap();
     let kinds: Vec<_> = placed.events.iter().map(|e| e.event.kind()).collect();
@@ -159,6 +162,10 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     .await
     .unwrap();
     assert_eq!(d.state().stock_level("f-1", "m-1"), StockLevel::default());
+    // The scheduler reads the pickup from the order book: placing the day
+    // again moves nothing (and draws no second unit).
+    let again = d.submit(place(None, 43)).await.unwrap();
+    assert!(again.events.is_empty(), "{:?}", again.events);
 
     // Restart: the log replays into the same orders and schedule, and the
     // job run again makes nothing new.

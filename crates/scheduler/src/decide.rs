@@ -26,6 +26,7 @@ use protocol::schedule::{
 };
 
 use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
+use crate::calendar::Calendar;
 use crate::plan::{canonical_days, earliest_effective, Plan};
 use crate::state::{ChargeStatus, ScheduleState, Stage};
 use crate::{local_date, Catalog, Policy, ScheduleError};
@@ -136,6 +137,7 @@ fn effective_from(
 /// `from` on wherever `next` no longer delivers the same thing.
 fn settle_from(
     state: &ScheduleState,
+    catalog: &dyn Catalog,
     plan: &Plan,
     next: &Plan,
     from: NaiveDate,
@@ -148,7 +150,7 @@ fn settle_from(
         }
         for o in ids.iter().filter_map(|id| state.orders.get(id)) {
             let keeps = next.meal_on(*date) == Some((o.fridge_id.as_str(), o.meal_id.as_str()));
-            if o.stage == Stage::Scheduled && !keeps {
+            if !keeps && o.stage(catalog) == Stage::Scheduled {
                 events.push(ScheduleEvent::OrderWithdrawn {
                     order_id: o.order_id.clone(),
                     plan_id: plan.plan_id.clone(),
@@ -226,6 +228,7 @@ pub fn change_plan(
     }];
     events.extend(settle_from(
         state,
+        catalog,
         plan,
         &next,
         from,
@@ -239,6 +242,7 @@ pub fn change_plan(
 /// prepaid days from then on are credited.
 pub fn cancel_plan(
     state: &ScheduleState,
+    catalog: &dyn Catalog,
     plan_id: &str,
     customer: Option<&str>,
     from: Option<NaiveDate>,
@@ -261,6 +265,7 @@ pub fn cancel_plan(
     }];
     events.extend(settle_from(
         state,
+        catalog,
         plan,
         &next,
         from,
@@ -301,14 +306,26 @@ pub fn set_calendar_day(
         working: spec.working,
         note: spec.note,
     }];
-    if spec.working {
-        return Ok(events);
+    if !spec.working {
+        events.extend(settle_closed_day(state, catalog, &after, date));
     }
+    Ok(events)
+}
+
+/// Withdraws the unproduced orders and credits the prepaid days of `date`
+/// whose kitchen does not work that day under the calendar `after`.
+fn settle_closed_day(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    after: &Calendar,
+    date: NaiveDate,
+) -> Vec<ScheduleEvent> {
     let reason = WithdrawReason::NonWorkingDay;
+    let mut events = vec![];
     for o in state.orders.values() {
         if o.date == date
-            && o.stage == Stage::Scheduled
             && !after.is_working(date, Some(&o.kitchen_id))
+            && o.stage(catalog) == Stage::Scheduled
         {
             events.push(ScheduleEvent::OrderWithdrawn {
                 order_id: o.order_id.clone(),
@@ -340,7 +357,7 @@ pub fn set_calendar_day(
             });
         }
     }
-    Ok(events)
+    events
 }
 
 /// Days of `plan` in `[from, to]` it delivers on working days, with their
@@ -456,7 +473,7 @@ fn orders_due(
                 .charges
                 .get(&charge_id(&plan.plan_id, period_start(date)))
                 .is_some_and(|c| c.status == ChargeStatus::Paid);
-            if !paid || state.active_order(&plan.plan_id, date).is_some() {
+            if !paid || state.active_order(catalog, &plan.plan_id, date).is_some() {
                 continue;
             }
             if !catalog.has_fridge(&fridge_id) {
@@ -555,9 +572,12 @@ pub fn record_charge(
 /// `POST /v1/kitchens/{kitchen_id}/events`: moves the kitchen's orders for a
 /// date forward to `stage`, with every stage in between, so the history is
 /// complete. Placing in the fridge draws a pickup code from `pickup_code`
-/// (randomness is the caller's). Orders at or past `stage` are left alone.
+/// (randomness is the caller's). Orders at or past `stage` in the district's
+/// order book (picked up and unclaimed ones are past every stage) and
+/// withdrawn ones are left alone.
 pub fn kitchen_event(
     state: &ScheduleState,
+    catalog: &dyn Catalog,
     kitchen_id: &str,
     spec: &KitchenEventSpec,
     now: DateTime<Utc>,
@@ -592,14 +612,15 @@ pub fn kitchen_event(
         if spec.fridge_id.as_ref().is_some_and(|f| *f != o.fridge_id) {
             continue;
         }
-        if o.stage >= target {
-            continue; // Already there, or withdrawn.
+        let stage = o.stage(catalog);
+        if stage >= target {
+            continue; // Already there (or past it: picked up, unclaimed), or withdrawn.
         }
         let id = || o.order_id.clone();
-        if o.stage < Stage::Prepared {
+        if stage < Stage::Prepared {
             events.push(ScheduleEvent::OrderPrepared { order_id: id() });
         }
-        if target >= Stage::Dispatched && o.stage < Stage::Dispatched {
+        if target >= Stage::Dispatched && stage < Stage::Dispatched {
             events.push(ScheduleEvent::OrderDispatched { order_id: id() });
         }
         if target == Stage::Available {

@@ -25,6 +25,7 @@ pub mod state;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use protocol::money::Currency;
+use protocol::orders::OrderStatus;
 
 pub use calendar::Calendar;
 pub use decide::{
@@ -78,12 +79,17 @@ pub struct MealInfo {
     pub currency: Currency,
 }
 
-/// The catalog as the scheduler sees it (the node implements it over its
-/// state, tests over a map).
+/// The district as the scheduler sees it: its catalog and its orders'
+/// lifecycles (the district implements it over its state, tests over maps).
 pub trait Catalog {
     fn meal(&self, meal_id: &str) -> Option<MealInfo>;
     fn has_fridge(&self, fridge_id: &str) -> bool;
     fn has_kitchen(&self, kitchen_id: &str) -> bool;
+    /// An order's status in the district's order book (`None`: unknown).
+    /// The scheduler keeps no copy of an order's lifecycle: how far one of
+    /// its orders got ([`Stage::of`]) is read from here, so pickups,
+    /// unclaimed timers and withdrawals all count as the district saw them.
+    fn order_status(&self, order_id: &str) -> Option<OrderStatus>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,6 +15,7 @@ use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{ScheduleState, Stage};
+use crate::Catalog;
 
 /// Weeks of same-weekday history the one-off forecast averages.
 pub const FORECAST_WEEKS: i64 = 4;
@@ -67,11 +68,13 @@ pub fn forecast(sales: &[Sale], date: NaiveDate) -> BTreeMap<(String, String), u
         .collect()
 }
 
-/// The report for `kitchen_id` on `date`. `meal_name` resolves names;
+/// The report for `kitchen_id` on `date`: `catalog` tells which orders
+/// were withdrawn (they are not cooked); `meal_name` resolves names;
 /// `kitchen_meals` are the kitchen's meal ids (to keep forecast rows to the
 /// kitchen's own meals); `sales` is one-off history (any range).
 pub fn prep_report(
     state: &ScheduleState,
+    catalog: &dyn Catalog,
     kitchen_id: &str,
     date: NaiveDate,
     meal_name: &dyn Fn(&str) -> String,
@@ -95,7 +98,7 @@ pub fn prep_report(
             })
     }
     for o in state.orders.values() {
-        if o.kitchen_id == kitchen_id && o.date == date && o.stage != Stage::Withdrawn {
+        if o.kitchen_id == kitchen_id && o.date == date && o.stage(catalog) != Stage::Withdrawn {
             row(&mut rows, meal_name, &o.meal_id, &o.fridge_id).subscription_units += 1;
         }
     }

@@ -2,15 +2,20 @@
 //! prepaid days and credit balances, folded from
 //! [`ScheduleEvent`]s. [`ScheduleState::apply`] is total: a recorded event is
 //! a fact and is never refused.
+//!
+//! What an order is and whom it is for lives here; how far it got does not:
+//! the district's order book is the one record of an order's lifecycle, and
+//! [`ScheduledOrder::stage`] reads it through [`Catalog::order_status`].
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use protocol::orders::OrderId;
+use protocol::orders::{OrderId, OrderStatus};
 use protocol::schedule::{PlanId, ScheduleEvent};
 
 use crate::calendar::Calendar;
 use crate::plan::Plan;
+use crate::Catalog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChargeStatus {
@@ -33,7 +38,9 @@ pub struct Charge {
     pub status: ChargeStatus,
 }
 
-/// How far a scheduled order got. Ordered: later stages compare greater.
+/// How far a scheduled order got, as the scheduler reads the district's
+/// order status (it is never stored here). Ordered: later stages compare
+/// greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
     Scheduled,
@@ -50,6 +57,36 @@ impl Stage {
     pub fn produced(self) -> bool {
         matches!(self, Stage::Prepared | Stage::Dispatched | Stage::Available)
     }
+
+    /// The stage of a scheduled order whose status in the district is
+    /// `status`. The district makes an order from every `OrderScheduled`,
+    /// and a scheduled order can only be cancelled by its withdrawal, so
+    /// `Cancelled` is `Withdrawn`. Anything else (no order, or a status
+    /// only one-off orders reach) breaks that and is read as `Available`:
+    /// past the kitchen, so nothing withdraws it, moves it or makes its day
+    /// again.
+    pub fn of(status: Option<OrderStatus>) -> Stage {
+        match status {
+            Some(OrderStatus::Scheduled) => Stage::Scheduled,
+            Some(OrderStatus::Prepared) => Stage::Prepared,
+            Some(OrderStatus::Dispatched) => Stage::Dispatched,
+            Some(OrderStatus::Available | OrderStatus::PickedUp | OrderStatus::Unclaimed) => {
+                Stage::Available
+            }
+            Some(OrderStatus::Cancelled) => Stage::Withdrawn,
+            Some(
+                OrderStatus::Held
+                | OrderStatus::Paying
+                | OrderStatus::Purchased
+                | OrderStatus::Refused
+                | OrderStatus::Refunded,
+            )
+            | None => {
+                debug_assert!(false, "not a scheduled order's status: {status:?}");
+                Stage::Available
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +99,13 @@ pub struct ScheduledOrder {
     pub kitchen_id: String,
     pub meal_id: String,
     pub price: i64,
-    pub stage: Stage,
+}
+
+impl ScheduledOrder {
+    /// How far the order got, as the district's order book has it.
+    pub fn stage(&self, catalog: &dyn Catalog) -> Stage {
+        Stage::of(catalog.order_status(&self.order_id))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,13 +127,18 @@ pub struct ScheduleState {
 
 impl ScheduleState {
     /// The order currently standing for a plan day (not withdrawn), if any.
-    pub fn active_order(&self, plan_id: &str, date: NaiveDate) -> Option<&ScheduledOrder> {
+    pub fn active_order(
+        &self,
+        catalog: &dyn Catalog,
+        plan_id: &str,
+        date: NaiveDate,
+    ) -> Option<&ScheduledOrder> {
         self.day_orders
             .get(&(plan_id.to_string(), date))
             .into_iter()
             .flatten()
             .filter_map(|id| self.orders.get(id))
-            .find(|o| o.stage != Stage::Withdrawn)
+            .find(|o| o.stage(catalog) != Stage::Withdrawn)
     }
 
     pub fn credit(&self, customer: &str) -> i64 {
@@ -110,13 +158,47 @@ impl ScheduleState {
         }
     }
 
-    fn set_stage(&mut self, order_id: &str, stage: Stage) {
-        if let Some(o) = self.orders.get_mut(order_id) {
-            o.stage = o.stage.max(stage);
+    /// Whether [`ScheduleState::apply`] keeps anything of `event`. Kitchen
+    /// stages it does not: they move the order in the district's order book
+    /// only, as the scheduler keeps no copy of an order's lifecycle.
+    pub fn keeps(event: &ScheduleEvent) -> bool {
+        !matches!(
+            event,
+            ScheduleEvent::OrderPrepared { .. }
+                | ScheduleEvent::OrderDispatched { .. }
+                | ScheduleEvent::OrderAvailableForPicking { .. }
+        )
+    }
+
+    /// Folds one recorded event in, routed by family (plans, calendar,
+    /// charges, orders and credits) to one short function each. The match
+    /// is exhaustive so a new event cannot be forgotten.
+    pub fn apply(&mut self, event: &ScheduleEvent) {
+        match event {
+            ScheduleEvent::PlanCreated { .. }
+            | ScheduleEvent::PlanChanged { .. }
+            | ScheduleEvent::PlanCancelled { .. } => self.apply_plan(event),
+            ScheduleEvent::CalendarDaySet {
+                date,
+                kitchen_id,
+                working,
+                ..
+            } => self.calendar.set(*date, kitchen_id.as_deref(), *working),
+            ScheduleEvent::ChargeRequested { .. } | ScheduleEvent::ChargeSettled { .. } => {
+                self.apply_charge(event)
+            }
+            ScheduleEvent::OrderScheduled { .. }
+            | ScheduleEvent::OrderWithdrawn { .. }
+            | ScheduleEvent::DayCredited { .. } => self.apply_order_or_credit(event),
+            // Not kept here (see `keeps`).
+            ScheduleEvent::OrderPrepared { .. }
+            | ScheduleEvent::OrderDispatched { .. }
+            | ScheduleEvent::OrderAvailableForPicking { .. } => {}
         }
     }
 
-    pub fn apply(&mut self, event: &ScheduleEvent) {
+    /// `PlanCreated`, `PlanChanged`, `PlanCancelled`.
+    fn apply_plan(&mut self, event: &ScheduleEvent) {
         match event {
             ScheduleEvent::PlanCreated {
                 plan_id,
@@ -127,25 +209,23 @@ impl ScheduleState {
                 currency,
                 payment_method,
             } => {
-                self.plans.insert(
-                    plan_id.clone(),
-                    Plan {
-                        plan_id: plan_id.clone(),
-                        customer: customer.clone(),
-                        start_date: *start_date,
-                        end_date: *end_date,
-                        versions: vec![(*start_date, terms.clone())],
-                        currency: currency.clone(),
-                        payment_method: payment_method.clone(),
-                        cancelled_from: None,
-                        created: (
-                            *start_date,
-                            *end_date,
-                            terms.clone(),
-                            payment_method.clone(),
-                        ),
-                    },
-                );
+                let plan = Plan {
+                    plan_id: plan_id.clone(),
+                    customer: customer.clone(),
+                    start_date: *start_date,
+                    end_date: *end_date,
+                    versions: vec![(*start_date, terms.clone())],
+                    currency: currency.clone(),
+                    payment_method: payment_method.clone(),
+                    cancelled_from: None,
+                    created: (
+                        *start_date,
+                        *end_date,
+                        terms.clone(),
+                        payment_method.clone(),
+                    ),
+                };
+                self.plans.insert(plan_id.clone(), plan);
                 self.customer_plans
                     .entry(customer.clone())
                     .or_default()
@@ -166,12 +246,13 @@ impl ScheduleState {
                     p.apply_cancel(*from);
                 }
             }
-            ScheduleEvent::CalendarDaySet {
-                date,
-                kitchen_id,
-                working,
-                ..
-            } => self.calendar.set(*date, kitchen_id.as_deref(), *working),
+            _ => unreachable!("apply routes only plan events here"),
+        }
+    }
+
+    /// `ChargeRequested`, `ChargeSettled`.
+    fn apply_charge(&mut self, event: &ScheduleEvent) {
+        match event {
             ScheduleEvent::ChargeRequested {
                 charge_id,
                 plan_id,
@@ -183,20 +264,18 @@ impl ScheduleState {
                 amount,
                 ..
             } => {
-                self.charges.insert(
-                    charge_id.clone(),
-                    Charge {
-                        charge_id: charge_id.clone(),
-                        plan_id: plan_id.clone(),
-                        customer: customer.clone(),
-                        period_start: *period_start,
-                        days: days.iter().map(|d| (d.date, d.amount)).collect(),
-                        gross: *gross,
-                        credit_applied: *credit_applied,
-                        amount: *amount,
-                        status: ChargeStatus::Pending,
-                    },
-                );
+                let charge = Charge {
+                    charge_id: charge_id.clone(),
+                    plan_id: plan_id.clone(),
+                    customer: customer.clone(),
+                    period_start: *period_start,
+                    days: days.iter().map(|d| (d.date, d.amount)).collect(),
+                    gross: *gross,
+                    credit_applied: *credit_applied,
+                    amount: *amount,
+                    status: ChargeStatus::Pending,
+                };
+                self.charges.insert(charge_id.clone(), charge);
                 self.add_credit(customer, -credit_applied);
                 if *amount == 0 {
                     self.mark_paid(charge_id);
@@ -206,24 +285,34 @@ impl ScheduleState {
                 charge_id,
                 approved,
                 ..
-            } => {
-                let pending = self
-                    .charges
-                    .get(charge_id)
-                    .filter(|c| c.status == ChargeStatus::Pending)
-                    .map(|c| (c.customer.clone(), c.credit_applied));
-                if let Some((customer, credit_applied)) = pending {
-                    if *approved {
-                        self.mark_paid(charge_id);
-                    } else {
-                        // The credit it would have used is the customer's again.
-                        self.add_credit(&customer, credit_applied);
-                        if let Some(c) = self.charges.get_mut(charge_id) {
-                            c.status = ChargeStatus::Declined;
-                        }
-                    }
-                }
-            }
+            } => self.settle_charge(charge_id, *approved),
+            _ => unreachable!("apply routes only charge events here"),
+        }
+    }
+
+    /// A payment result; only a pending charge moves (a duplicate result
+    /// changes nothing).
+    fn settle_charge(&mut self, charge_id: &str, approved: bool) {
+        let Some(charge) = self.charges.get_mut(charge_id) else {
+            return;
+        };
+        if charge.status != ChargeStatus::Pending {
+            return;
+        }
+        if approved {
+            self.mark_paid(charge_id);
+        } else {
+            charge.status = ChargeStatus::Declined;
+            // The credit it would have used is the customer's again.
+            let (customer, credit_applied) = (charge.customer.clone(), charge.credit_applied);
+            self.add_credit(&customer, credit_applied);
+        }
+    }
+
+    /// `OrderScheduled`, `OrderWithdrawn`, `DayCredited`: a prepaid day
+    /// becomes an order or credit, an order is withdrawn and credited.
+    fn apply_order_or_credit(&mut self, event: &ScheduleEvent) {
+        match event {
             ScheduleEvent::OrderScheduled {
                 order_id,
                 plan_id,
@@ -238,36 +327,26 @@ impl ScheduleState {
             } => {
                 self.prepaid_days.remove(&(plan_id.clone(), *date));
                 self.add_credit(customer, -debit);
-                self.orders.insert(
-                    order_id.clone(),
-                    ScheduledOrder {
-                        order_id: order_id.clone(),
-                        plan_id: plan_id.clone(),
-                        customer: customer.clone(),
-                        date: *date,
-                        fridge_id: fridge_id.clone(),
-                        kitchen_id: kitchen_id.clone(),
-                        meal_id: meal_id.clone(),
-                        price: *price,
-                        stage: Stage::Scheduled,
-                    },
-                );
+                let order = ScheduledOrder {
+                    order_id: order_id.clone(),
+                    plan_id: plan_id.clone(),
+                    customer: customer.clone(),
+                    date: *date,
+                    fridge_id: fridge_id.clone(),
+                    kitchen_id: kitchen_id.clone(),
+                    meal_id: meal_id.clone(),
+                    price: *price,
+                };
+                self.orders.insert(order_id.clone(), order);
                 self.day_orders
                     .entry((plan_id.clone(), *date))
                     .or_default()
                     .push(order_id.clone());
             }
+            // The order itself is cancelled in the district's order book.
             ScheduleEvent::OrderWithdrawn {
-                order_id,
-                customer,
-                credit,
-                ..
-            } => {
-                if let Some(o) = self.orders.get_mut(order_id) {
-                    o.stage = Stage::Withdrawn;
-                }
-                self.add_credit(customer, *credit);
-            }
+                customer, credit, ..
+            } => self.add_credit(customer, *credit),
             ScheduleEvent::DayCredited {
                 plan_id,
                 customer,
@@ -278,13 +357,7 @@ impl ScheduleState {
                 self.prepaid_days.remove(&(plan_id.clone(), *date));
                 self.add_credit(customer, *amount);
             }
-            ScheduleEvent::OrderPrepared { order_id } => self.set_stage(order_id, Stage::Prepared),
-            ScheduleEvent::OrderDispatched { order_id } => {
-                self.set_stage(order_id, Stage::Dispatched)
-            }
-            ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
-                self.set_stage(order_id, Stage::Available)
-            }
+            _ => unreachable!("apply routes only order and credit events here"),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
+use protocol::orders::OrderStatus;
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, KitchenStage, PlanChange, PlanDay, PlanSpec, ScheduleEvent,
 };
@@ -13,21 +14,44 @@ use protocol::ValidationError;
 use scheduler::state::ChargeStatus;
 use scheduler::{Catalog, MealInfo, Policy, ScheduleError, ScheduleState, Stage};
 
-struct Menu(BTreeMap<&'static str, (&'static str, i64)>);
+/// The district as the scheduler sees it: a menu, and a tiny order book fed
+/// from the same events as the schedule, as the district's is.
+struct Menu {
+    meals: BTreeMap<&'static str, (&'static str, i64)>,
+    book: BTreeMap<String, OrderStatus>,
+}
 
 impl Menu {
     fn new() -> Menu {
-        Menu(BTreeMap::from([
-            ("m-salad", ("k-greens", 1000)),
-            ("m-bowl", ("k-greens", 1200)),
-            ("m-curry", ("k-spice", 900)),
-        ]))
+        Menu {
+            meals: BTreeMap::from([
+                ("m-salad", ("k-greens", 1000)),
+                ("m-bowl", ("k-greens", 1200)),
+                ("m-curry", ("k-spice", 900)),
+            ]),
+            book: BTreeMap::new(),
+        }
+    }
+
+    /// What the district's order book does with a schedule event.
+    fn apply(&mut self, e: &ScheduleEvent) {
+        let (order_id, status) = match e {
+            ScheduleEvent::OrderScheduled { order_id, .. } => (order_id, OrderStatus::Scheduled),
+            ScheduleEvent::OrderWithdrawn { order_id, .. } => (order_id, OrderStatus::Cancelled),
+            ScheduleEvent::OrderPrepared { order_id } => (order_id, OrderStatus::Prepared),
+            ScheduleEvent::OrderDispatched { order_id } => (order_id, OrderStatus::Dispatched),
+            ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
+                (order_id, OrderStatus::Available)
+            }
+            _ => return,
+        };
+        self.book.insert(order_id.clone(), status);
     }
 }
 
 impl Catalog for Menu {
     fn meal(&self, meal_id: &str) -> Option<MealInfo> {
-        self.0.get(meal_id).map(|(k, price)| MealInfo {
+        self.meals.get(meal_id).map(|(k, price)| MealInfo {
             name: meal_id.trim_start_matches("m-").to_string(),
             kitchen_id: k.to_string(),
             price: *price,
@@ -38,7 +62,10 @@ impl Catalog for Menu {
         fridge_id == "f-lobby"
     }
     fn has_kitchen(&self, kitchen_id: &str) -> bool {
-        self.0.values().any(|(k, _)| *k == kitchen_id)
+        self.meals.values().any(|(k, _)| *k == kitchen_id)
+    }
+    fn order_status(&self, order_id: &str) -> Option<OrderStatus> {
+        self.book.get(order_id).copied()
     }
 }
 
@@ -77,6 +104,7 @@ impl World {
     fn record(&mut self, events: &[ScheduleEvent]) {
         for e in events {
             self.state.apply(e);
+            self.menu.apply(e);
         }
     }
 
@@ -167,15 +195,15 @@ impl World {
 
     fn stage_on(&self, plan: &str, d: NaiveDate) -> Option<(String, Stage)> {
         self.state
-            .active_order(plan, d)
-            .map(|o| (o.meal_id.clone(), o.stage))
+            .active_order(&self.menu, plan, d)
+            .map(|o| (o.meal_id.clone(), o.stage(&self.menu)))
     }
 
     fn standing(&self, plan: &str) -> Vec<NaiveDate> {
         self.state
             .orders
             .values()
-            .filter(|o| o.plan_id == plan && o.stage != Stage::Withdrawn)
+            .filter(|o| o.plan_id == plan && o.stage(&self.menu) != Stage::Withdrawn)
             .map(|o| o.date)
             .collect()
     }
@@ -259,9 +287,9 @@ fn a_month_of_plans() {
     );
 
     // The job runs again (a restart mid-run, a second timer): nothing new.
-    let before = w.state.clone();
+    let before = (w.state.clone(), w.menu.book.clone());
     assert!(w.day_passes(at(1, 10, 6)).is_empty());
-    assert_eq!(w.state, before);
+    assert_eq!((w.state.clone(), w.menu.book.clone()), before);
 
     // Through the weekend: Saturday and Sunday are never materialised.
     for d in 2..=7 {
@@ -289,7 +317,10 @@ fn a_month_of_plans() {
         Some(("m-bowl".into(), Stage::Scheduled))
     );
     assert_eq!(
-        w.state.active_order("alice-plan", day(9)).unwrap().order_id,
+        w.state
+            .active_order(&w.menu, "alice-plan", day(9))
+            .unwrap()
+            .order_id,
         "sub-alice-plan-2026-12-09-2",
         "made again under the next id"
     );
@@ -308,6 +339,7 @@ fn a_month_of_plans() {
     assert_eq!(
         scheduler::cancel_plan(
             &w.state,
+            &w.menu,
             "alice-plan",
             Some("bob"),
             None,
@@ -332,6 +364,7 @@ fn a_month_of_plans() {
     };
     let e = scheduler::kitchen_event(
         &w.state,
+        &w.menu,
         "k-greens",
         &cooked,
         at(9, 7, 0),
@@ -446,6 +479,7 @@ fn a_month_of_plans() {
     let credit_before = w.state.credit("alice");
     let e = scheduler::cancel_plan(
         &w.state,
+        &w.menu,
         "alice-plan",
         Some("alice"),
         None,
@@ -481,7 +515,7 @@ fn a_month_of_plans() {
     );
     assert!(!w.state.charges.contains_key("plan-alice-plan-2026-12-21"));
     let weekends_or_holiday = w.state.orders.values().filter(|o| {
-        o.stage != Stage::Withdrawn
+        o.stage(&w.menu) != Stage::Withdrawn
             && (!scheduler::calendar::default_working(o.date) || o.date == day(25))
     });
     assert_eq!(weekends_or_holiday.count(), 0);
@@ -513,7 +547,7 @@ fn a_month_of_plans() {
         .state
         .orders
         .values()
-        .filter(|o| o.plan_id == "bob-plan" && o.stage != Stage::Withdrawn)
+        .filter(|o| o.plan_id == "bob-plan" && o.stage(&w.menu) != Stage::Withdrawn)
         .map(|o| o.price)
         .sum();
     assert_eq!(charged - w.state.credit("bob"), delivered);
@@ -643,6 +677,77 @@ fn a_declined_week_makes_no_orders_and_gives_its_credit_back() {
 }
 
 #[test]
+fn orders_past_the_fridge_are_read_from_the_district() {
+    let mut w = World::new();
+    w.create("p", "pat", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    w.day_passes(at(1, 10, 0)); // Wed 2 to Fri 4 ordered.
+    let place = |w: &World, d: u32| {
+        let spec = KitchenEventSpec {
+            stage: KitchenStage::PlacedInFridge,
+            date: day(d),
+            fridge_id: None,
+            order_ids: None,
+        };
+        scheduler::kitchen_event(
+            &w.state,
+            &w.menu,
+            "k-greens",
+            &spec,
+            at(2, 8, 0),
+            &w.policy,
+            &mut || "123456".into(),
+        )
+        .unwrap()
+    };
+    // Wednesday: the kitchen places Thursday's and Friday's meals early.
+    for d in [3, 4] {
+        let e = place(&w, d);
+        assert_eq!(e.len(), 3, "prepared, dispatched, available");
+        w.record(&e);
+    }
+    // The district's book moves on without a schedule event: Thursday's is
+    // picked up, Friday's goes unclaimed.
+    w.menu
+        .book
+        .insert("sub-p-2026-12-03".into(), OrderStatus::PickedUp);
+    w.menu
+        .book
+        .insert("sub-p-2026-12-04".into(), OrderStatus::Unclaimed);
+    assert!(place(&w, 3).is_empty() && place(&w, 4).is_empty());
+    assert_eq!(
+        w.stage_on("p", day(4)),
+        Some(("m-bowl".into(), Stage::Available)),
+        "an unclaimed meal still stands for its day"
+    );
+    assert!(w.day_passes(at(2, 9, 0)).is_empty(), "nothing made again");
+    let prep = scheduler::prep::prep_report(
+        &w.state,
+        &w.menu,
+        "k-greens",
+        day(4),
+        &|m| m.into(),
+        &[],
+        &[],
+    );
+    assert_eq!(prep.total_subscription_units, 1);
+    // Cancelling from Thursday (the earliest date) withdraws neither.
+    let e = scheduler::cancel_plan(
+        &w.state,
+        &w.menu,
+        "p",
+        Some("pat"),
+        None,
+        at(2, 9, 0),
+        &w.policy,
+    )
+    .unwrap();
+    assert!(
+        matches!(&e[..], [ScheduleEvent::PlanCancelled { from, .. }] if *from == day(3)),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn bad_plans_are_refused() {
     let w = World::new();
     let now = at(1, 10, 0);
@@ -721,7 +826,7 @@ proptest! {
             let now = at(d, h, 0);
             w.day_passes(now); // asserts a third run is empty
             let mut seen = std::collections::BTreeSet::new();
-            for o in w.state.orders.values().filter(|o| o.stage != Stage::Withdrawn) {
+            for o in w.state.orders.values().filter(|o| o.stage(&w.menu) != Stage::Withdrawn) {
                 prop_assert!(seen.insert((o.plan_id.clone(), o.date)), "two orders for one plan day");
                 prop_assert!(w.state.calendar.is_working(o.date, Some(&o.kitchen_id)));
             }

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::extract::{Json, Query};
 use super::AppState;
 use crate::auth::{Caller, Role};
-use district::schedule::PREPAID_PAYMENT_METHOD;
+use district::schedule::{StateCatalog, PREPAID_PAYMENT_METHOD};
 use district::{Command, DistrictState, ScheduleCommand};
 use scheduler::prep::{prep_report, to_csv, Sale, FORECAST_WEEKS};
 
@@ -124,6 +124,7 @@ pub async fn prep(
     };
     let report = prep_report(
         state.schedule(),
+        &StateCatalog(&state),
         &kitchen_id,
         q.date,
         &name,
