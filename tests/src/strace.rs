@@ -56,10 +56,19 @@ pub(crate) fn command(program: &Path, trace: Option<&Strace>) -> Command {
         None => Command::new(program),
         Some(t) => {
             let mut cmd = Command::new(STRACE);
-            cmd.args(["-f", "-y", "-xx", "-s", "1048576", "-e", Strace::CALLS, "-o"])
-                .arg(&t.log)
-                .arg("--")
-                .arg(program);
+            cmd.args([
+                "-f",
+                "-y",
+                "-xx",
+                "-s",
+                "1048576",
+                "-e",
+                Strace::CALLS,
+                "-o",
+            ])
+            .arg(&t.log)
+            .arg("--")
+            .arg(program);
             cmd
         }
     }
