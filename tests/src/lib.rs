@@ -13,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod strace;
 pub mod ws;
+pub use strace::Strace;
+use strace::{command, STRACE};
 pub use ws::WsClient;
 
 /// How long a node may take to start listening.
@@ -59,11 +62,29 @@ pub fn dev_config() -> PathBuf {
 }
 
 /// Kills the child on drop, whatever happened in the test.
-pub struct ChildGuard(pub Option<Child>);
+pub struct ChildGuard {
+    pub child: Option<Child>,
+    /// The child leads its own process group, and the whole group is killed:
+    /// a service started under `strace` is strace's child, and killing
+    /// strace alone would only detach it and leave it running.
+    group: bool,
+}
 
 impl ChildGuard {
+    pub fn new(child: Child) -> Self {
+        ChildGuard {
+            child: Some(child),
+            group: false,
+        }
+    }
+
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
+            if self.group {
+                // SAFETY: kill(2) with a negative pid signals a process group;
+                // it touches no memory of ours.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            }
             let _ = child.kill(); // SIGKILL on Unix: no graceful shutdown.
             let _ = child.wait();
         }
@@ -72,7 +93,7 @@ impl ChildGuard {
     /// Sends SIGTERM and awaits the exit (up to `deadline`); the status.
     /// `kill(1)` sends the signal: one command, no signal-handling crate.
     pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let mut child = self.0.take().expect("the child is running");
+        let mut child = self.child.take().expect("the child is running");
         let sent = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -141,9 +162,14 @@ impl Node {
     }
 
     pub async fn start(args: &[&str]) -> Node {
+        Node::start_traced(args, None).await
+    }
+
+    /// A fresh node with `args`, run under `strace` when `trace` is given.
+    pub async fn start_traced(args: &[&str], trace: Option<&Strace>) -> Node {
         let data = tempfile::tempdir().expect("tempdir");
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn_node(data.path(), &extra_args).await;
+        let (child, base) = spawn_node(data.path(), &extra_args, trace).await;
         Node {
             base,
             data,
@@ -155,7 +181,7 @@ impl Node {
 
     /// The node's process id (for benchmarks reading its memory).
     pub fn pid(&self) -> Option<u32> {
-        self.child.0.as_ref().map(|c| c.id())
+        self.child.child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL: no shutdown hook runs, like a power cut.
@@ -178,7 +204,7 @@ impl Node {
             .filter(|a| *a != "--demo")
             .cloned()
             .collect();
-        let (child, base) = spawn_node(self.data.path(), &args).await;
+        let (child, base) = spawn_node(self.data.path(), &args, None).await;
         self.child = child;
         self.base = base;
     }
@@ -322,6 +348,10 @@ impl Node {
 /// a kill-on-drop guard, and waits for the address it writes to `port_file`.
 async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (ChildGuard, String) {
     let _ = std::fs::remove_file(port_file);
+    let traced = cmd.get_program() == STRACE;
+    if traced {
+        std::os::unix::process::CommandExt::process_group(cmd, 0);
+    }
     let child = cmd
         .env(
             "LARDER_LOG",
@@ -331,14 +361,19 @@ async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (Chil
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let mut guard = ChildGuard(Some(child));
+    let mut guard = ChildGuard::new(child);
+    guard.group = traced;
     let addr = await_file(port_file, &mut guard, what).await;
     (guard, format!("http://{}", addr.trim()))
 }
 
-async fn spawn_node(data_dir: &Path, extra: &[String]) -> (ChildGuard, String) {
+async fn spawn_node(
+    data_dir: &Path,
+    extra: &[String],
+    trace: Option<&Strace>,
+) -> (ChildGuard, String) {
     let port_file = data_dir.join("http.addr");
-    let mut cmd = Command::new(bin("region-node"));
+    let mut cmd = command(&bin("region-node"), trace);
     cmd.arg("serve")
         .arg("--config")
         .arg(dev_config())
@@ -679,7 +714,7 @@ async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
                 return s;
             }
         }
-        if let Some(Ok(Some(status))) = child.0.as_mut().map(|c| c.try_wait()) {
+        if let Some(Ok(Some(status))) = child.child.as_mut().map(|c| c.try_wait()) {
             panic!("{what} exited during start-up: {status}");
         }
         assert!(start.elapsed() < START_DEADLINE, "{what} did not start");
@@ -740,8 +775,8 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
         .unwrap_or_else(|e| {
             panic!("cannot start {bin} ({e}); run scripts/ensure-nats or set NATS_SERVER")
         });
-    let mut guard = ChildGuard(Some(child));
-    let pid = guard.0.as_ref().map(|c| c.id()).unwrap_or(0);
+    let mut guard = ChildGuard::new(child);
+    let pid = guard.child.as_ref().map(|c| c.id()).unwrap_or(0);
     let ports = await_file(
         &ports_dir.join(format!("nats-server_{pid}.ports")),
         &mut guard,
@@ -770,9 +805,14 @@ pub struct Payments {
 
 impl Payments {
     pub async fn start(nats: &Nats, extra: &[&str]) -> Payments {
+        Payments::start_traced(nats, extra, None).await
+    }
+
+    /// The service with `extra` flags, run under `strace` when `trace` is given.
+    pub async fn start_traced(nats: &Nats, extra: &[&str], trace: Option<&Strace>) -> Payments {
         let dir = tempfile::tempdir().expect("tempdir");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn_payments(dir.path(), &nats.url, &extra).await;
+        let (child, base) = spawn_payments(dir.path(), &nats.url, &extra, trace).await;
         Payments {
             base,
             http: reqwest::Client::new(),
@@ -793,7 +833,8 @@ impl Payments {
         if let Some(e) = extra {
             self.extra = e.iter().map(|s| s.to_string()).collect();
         }
-        let (child, base) = spawn_payments(self.dir.path(), &self.nats_url, &self.extra).await;
+        let (child, base) =
+            spawn_payments(self.dir.path(), &self.nats_url, &self.extra, None).await;
         self.child = child;
         self.base = base;
     }
@@ -818,9 +859,14 @@ impl Payments {
     }
 }
 
-async fn spawn_payments(dir: &Path, nats_url: &str, extra: &[String]) -> (ChildGuard, String) {
+async fn spawn_payments(
+    dir: &Path,
+    nats_url: &str,
+    extra: &[String],
+    trace: Option<&Strace>,
+) -> (ChildGuard, String) {
     let port_file = dir.join("http.addr");
-    let mut cmd = Command::new(bin("payments"));
+    let mut cmd = command(&bin("payments"), trace);
     cmd.args([
         "--nats-url",
         nats_url,

@@ -130,8 +130,8 @@ impl Sandbox {
                 serde_json::to_vec(&LedgerJson::from(&e)).ok()
             })
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        // No flush of its own: the service records the outcome in the book
-        // (same sled database) and that flush_async makes both durable.
+        // No sync of its own: the service records the outcome in the book
+        // (same sled database) and that flush and sync makes both durable.
         Ok(out
             .and_then(|b| serde_json::from_slice::<LedgerJson>(&b).ok())
             .map(LedgerEntry::from)

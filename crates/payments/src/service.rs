@@ -1,9 +1,10 @@
 //! The consume → decide → record → publish → ack loop.
 //!
 //! Order of effects per request, and why it is safe to crash anywhere:
-//! 1. outcome already in the book → skip to 4 (redelivery, replay);
+//! 1. outcome already in the book → make it durable, skip to 4 (redelivery,
+//!    replay);
 //! 2. ask the provider (idempotent per order id);
-//! 3. record the outcome in the book (fsync);
+//! 3. record the outcome in the book (sled flush + `fdatasync`);
 //! 4. publish the result with `Nats-Msg-Id` and await JetStream's ack;
 //! 5. ack the request.
 //!
@@ -119,7 +120,9 @@ impl<P: Provider> Service<P> {
                 .unwrap_or(0);
             Some((n + 1).to_be_bytes().to_vec())
         });
-        let result = match self.book.get(&msg_id) {
+        // Durable, not merely present: a duplicate delivery can find the
+        // record of a first one that is still waiting for its sync.
+        let result = match self.book.get_durable(&msg_id).await {
             Ok(Some(recorded)) => recorded,
             Ok(None) => match self.decide(&req).await {
                 Ok(result) => match self.book.record(&msg_id, &result).await {

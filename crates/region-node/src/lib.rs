@@ -70,7 +70,7 @@ pub fn open_district(
     shutdown: Shutdown,
 ) -> Result<District, NodeError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let log = EventLog::open(&config.data_dir.join("log"))?;
+    let log = EventLog::open_with_stats(&config.data_dir.join("log"), metrics.store.clone())?;
     Ok(District::start(
         WriterSetup {
             district_id: config.district_id.clone(),

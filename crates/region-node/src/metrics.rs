@@ -3,7 +3,10 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+
+use storage::SyncStats;
 
 /// Upper bounds of the commit-latency histogram, in seconds.
 const COMMIT_BUCKETS_SECS: [f64; 8] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1];
@@ -27,6 +30,8 @@ pub struct Metrics {
     pub ws_resyncs: AtomicU64,
     /// Connections refused at the connection limit.
     pub ws_refused: AtomicU64,
+    /// Syncs of the event log, counted by the store itself.
+    pub store: Arc<SyncStats>,
 }
 
 impl Metrics {
@@ -67,8 +72,20 @@ impl Metrics {
         counter(
             &mut out,
             "larder_commit_batches_total",
-            "Group commits (one fsync each).",
+            "Group commits (one sync each when they append events).",
             self.batches.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "larder_store_syncs_total",
+            "Event log flushes that ended in an fdatasync (one per appending batch).",
+            self.store.commits(),
+        );
+        counter(
+            &mut out,
+            "larder_store_fsyncs_total",
+            "fsync/fdatasync calls on the event log's files and directories.",
+            self.store.fsyncs(),
         );
         counter(
             &mut out,

@@ -3,16 +3,19 @@
 //! Owns the on-disk format: tree `log` maps the big-endian event sequence
 //! number to an encoded record (`protocol::codec`). Append-only: records are
 //! never rewritten. Appends go through [`EventLog::append_batch`], one sled
-//! batch plus one `flush_async` — the writer calls it once per group of
-//! commands. Everything else (projections, timers, outbox, idempotency keys)
-//! is derived by replaying the log, so one atomic append covers them all.
+//! batch plus one flush and `fdatasync` (`storage::SyncedDb`) — the writer
+//! calls it once per group of commands. Everything else (projections,
+//! timers, outbox, idempotency keys) is derived by replaying the log, so one
+//! atomic append covers them all.
 //!
 //! Must not: decide anything, or be written by anyone but the writer task.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use protocol::codec::{self, CodecError};
 use protocol::EventEnvelope;
+use storage::{StorageError, SyncStats, SyncedDb};
 
 const LOG_TREE: &str = "log";
 
@@ -20,6 +23,8 @@ const LOG_TREE: &str = "log";
 pub enum StoreError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
     #[error("record {seq} cannot be decoded: {source}")]
     Corrupt { seq: u64, source: CodecError },
     #[error("log has a gap: expected seq {expected}, found {found}")]
@@ -30,23 +35,34 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct EventLog {
-    db: sled::Db,
+    db: SyncedDb,
     log: sled::Tree,
 }
 
 impl EventLog {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        Self::open_with_stats(dir, Arc::default())
+    }
+
+    /// Opens the log, counting its syncs in `stats` (the node's metrics).
+    pub fn open_with_stats(dir: &Path, stats: Arc<SyncStats>) -> Result<Self, StoreError> {
+        let config = sled::Config::new()
             .path(dir)
-            // We flush explicitly after every batch; sled's background
+            // We sync explicitly after every batch; sled's background
             // flusher would only add fsyncs nobody waits for.
-            .flush_every_ms(None)
-            .open()?;
-        let log = db.open_tree(LOG_TREE)?;
+            .flush_every_ms(None);
+        let db = SyncedDb::open_with_stats(config, stats)?;
+        let log = db.db().open_tree(LOG_TREE)?;
         Ok(EventLog { db, log })
     }
 
-    /// Appends a batch atomically and returns once it is on disk (fsync).
+    /// How often the log was made durable (tests, metrics).
+    pub fn sync_stats(&self) -> &Arc<SyncStats> {
+        self.db.stats()
+    }
+
+    /// Appends a batch atomically and returns once it is on stable storage
+    /// (sled's flush, then `fdatasync` of the data file).
     /// Envelopes must carry consecutive `seq` numbers following the log's end.
     pub async fn append_batch(&self, batch: &[EventEnvelope]) -> Result<(), StoreError> {
         if batch.is_empty() {
@@ -58,7 +74,7 @@ impl EventLog {
             sled_batch.insert(&env.seq.to_be_bytes(), bytes);
         }
         self.log.apply_batch(sled_batch)?;
-        self.db.flush_async().await?;
+        self.db.flush_and_sync().await?;
         Ok(())
     }
 
@@ -79,21 +95,6 @@ impl EventLog {
             expected += 1;
             Ok(env)
         })
-    }
-
-    /// Records with `seq > after`, in order (event export, WebSocket resume).
-    pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
-        let start = after.saturating_add(1).to_be_bytes();
-        self.log
-            .range(start..)
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                let seq = key.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                codec::decode_log_record(&value)
-                    .map_err(|source| StoreError::Corrupt { seq, source })
-            })
-            .collect()
     }
 
     pub fn len(&self) -> usize {

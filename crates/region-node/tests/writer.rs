@@ -62,6 +62,47 @@ async fn concurrent_commands_share_batches_and_keep_a_dense_log() {
     assert_eq!(district.state().catalog().meals().len(), 500);
 }
 
+/// The in-process half of the durability proof (the black-box half, with
+/// strace, is `tests/tests/durability.rs`): the log's own sync counter has
+/// moved on before a command is answered, and concurrent commands share syncs.
+#[tokio::test]
+async fn every_appending_batch_is_synced_before_its_commands_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path()).unwrap();
+    let syncs = log.sync_stats().clone();
+    let district = support::writer(log, Clock::system());
+    for i in 0..20 {
+        let before = syncs.commits();
+        district
+            .submit(define(&format!("m-{i}"), 100))
+            .await
+            .unwrap();
+        assert!(
+            syncs.commits() > before,
+            "command {i} answered before a sync"
+        );
+    }
+    // A refusal appends nothing, so it needs no sync.
+    let before = syncs.commits();
+    assert!(district.submit(define("m-bad", -1)).await.is_err());
+    assert_eq!(syncs.commits(), before);
+
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let d = district.clone();
+            tokio::spawn(async move { d.submit(define(&format!("m-{i}"), 200)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let shared = syncs.commits() - before;
+    assert!(
+        (1..500).contains(&shared),
+        "500 concurrent commands took {shared} syncs: one per batch, not per command"
+    );
+}
+
 #[tokio::test]
 async fn replay_rebuilds_exactly_the_published_state() {
     let dir = tempfile::tempdir().unwrap();
