@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use protocol::orders::OrderId;
 use protocol::schedule::{PlanId, ScheduleEvent};
+use protocol::{ChargeId, FridgeId, KitchenId, MealId};
 
 use crate::calendar::Calendar;
 use crate::plan::Plan;
@@ -21,7 +22,7 @@ pub enum ChargeStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
-    pub charge_id: String,
+    pub charge_id: ChargeId,
     pub plan_id: PlanId,
     pub customer: String,
     pub period_start: NaiveDate,
@@ -58,9 +59,9 @@ pub struct ScheduledOrder {
     pub plan_id: PlanId,
     pub customer: String,
     pub date: NaiveDate,
-    pub fridge_id: String,
-    pub kitchen_id: String,
-    pub meal_id: String,
+    pub fridge_id: FridgeId,
+    pub kitchen_id: KitchenId,
+    pub meal_id: MealId,
     pub price: i64,
     pub stage: Stage,
 }
@@ -71,7 +72,7 @@ pub struct ScheduleState {
     /// Each customer's plans, oldest first.
     pub customer_plans: BTreeMap<String, Vec<PlanId>>,
     pub calendar: Calendar,
-    pub charges: BTreeMap<String, Charge>,
+    pub charges: BTreeMap<ChargeId, Charge>,
     pub orders: BTreeMap<OrderId, ScheduledOrder>,
     /// Every order made for a plan day, oldest first (a day is made again
     /// under a new id after a withdrawal).
@@ -84,9 +85,9 @@ pub struct ScheduleState {
 
 impl ScheduleState {
     /// The order currently standing for a plan day (not withdrawn), if any.
-    pub fn active_order(&self, plan_id: &str, date: NaiveDate) -> Option<&ScheduledOrder> {
+    pub fn active_order(&self, plan_id: &PlanId, date: NaiveDate) -> Option<&ScheduledOrder> {
         self.day_orders
-            .get(&(plan_id.to_string(), date))
+            .get(&(plan_id.clone(), date))
             .into_iter()
             .flatten()
             .filter_map(|id| self.orders.get(id))
@@ -171,7 +172,7 @@ impl ScheduleState {
                 kitchen_id,
                 working,
                 ..
-            } => self.calendar.set(*date, kitchen_id.as_deref(), *working),
+            } => self.calendar.set(*date, kitchen_id.as_ref(), *working),
             ScheduleEvent::ChargeRequested {
                 charge_id,
                 plan_id,

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
+use protocol::money::Money;
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, KitchenStage, PlanChange, PlanDay, PlanSpec, ScheduleEvent,
 };
-use protocol::ValidationError;
+use protocol::{ChargeId, FridgeId, KitchenId, MealId, OrderId, PlanId, ValidationError};
 use scheduler::state::ChargeStatus;
 use scheduler::{Catalog, MealInfo, Policy, ScheduleError, ScheduleState, Stage};
 
@@ -29,9 +30,8 @@ impl Catalog for Menu {
     fn meal(&self, meal_id: &str) -> Option<MealInfo> {
         self.0.get(meal_id).map(|(k, price)| MealInfo {
             name: meal_id.trim_start_matches("m-").to_string(),
-            kitchen_id: k.to_string(),
-            price: *price,
-            currency: "USD".to_string().try_into().unwrap(),
+            kitchen_id: KitchenId::from_static(k),
+            price: Money::new(*price, "USD".to_string().try_into().unwrap()),
         })
     }
     fn has_fridge(&self, fridge_id: &str) -> bool {
@@ -50,11 +50,11 @@ fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, d, h, m, 0).unwrap()
 }
 
-fn days(spec: &[(u8, &str)]) -> Vec<PlanDay> {
+fn days(spec: &[(u8, &'static str)]) -> Vec<PlanDay> {
     spec.iter()
         .map(|(w, m)| PlanDay {
             weekday: *w,
-            meal_id: m.to_string(),
+            meal_id: MealId::from_static(m),
         })
         .collect()
 }
@@ -82,10 +82,10 @@ impl World {
 
     /// Runs the job at `now`, pays every charge it asks for, runs it again
     /// (the orders of paid weeks), and returns the new order ids.
-    fn day_passes(&mut self, now: DateTime<Utc>) -> Vec<String> {
+    fn day_passes(&mut self, now: DateTime<Utc>) -> Vec<OrderId> {
         let events = scheduler::tick(&self.state, &self.menu, now, &self.policy);
         self.record(&events);
-        let pending: Vec<String> = self
+        let pending: Vec<ChargeId> = self
             .state
             .charges
             .values()
@@ -114,15 +114,15 @@ impl World {
 
     fn create(
         &mut self,
-        id: &str,
+        id: &'static str,
         who: &str,
-        d: &[(u8, &str)],
+        d: &[(u8, &'static str)],
         from: u32,
         to: u32,
         now: DateTime<Utc>,
     ) {
         let spec = PlanSpec {
-            fridge_id: "f-lobby".into(),
+            fridge_id: FridgeId::from_static("f-lobby"),
             days: days(d),
             start_date: day(from),
             end_date: day(to),
@@ -131,7 +131,7 @@ impl World {
         let e = scheduler::create_plan(
             &self.state,
             &self.menu,
-            id.into(),
+            PlanId::from_static(id),
             who.into(),
             spec,
             now,
@@ -144,11 +144,11 @@ impl World {
     /// Alice replaces her week with `week` (meals Monday to Friday).
     fn alice_changes(
         &self,
-        week: [&str; 5],
+        week: [&'static str; 5],
         from: Option<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
-        let d: Vec<(u8, &str)> = (1..=5).zip(week).collect();
+        let d: Vec<(u8, &'static str)> = (1..=5).zip(week).collect();
         let change = PlanChange {
             days: Some(days(&d)),
             from,
@@ -157,7 +157,7 @@ impl World {
         scheduler::change_plan(
             &self.state,
             &self.menu,
-            "alice-plan",
+            &PlanId::from_static("alice-plan"),
             Some("alice"),
             change,
             now,
@@ -165,9 +165,9 @@ impl World {
         )
     }
 
-    fn stage_on(&self, plan: &str, d: NaiveDate) -> Option<(String, Stage)> {
+    fn stage_on(&self, plan: &'static str, d: NaiveDate) -> Option<(MealId, Stage)> {
         self.state
-            .active_order(plan, d)
+            .active_order(&PlanId::from_static(plan), d)
             .map(|o| (o.meal_id.clone(), o.stage))
     }
 
@@ -220,7 +220,7 @@ fn a_month_of_plans() {
 
     // Starting tomorrow needs the change before today's cutoff.
     let late = PlanSpec {
-        fridge_id: "f-lobby".into(),
+        fridge_id: FridgeId::from_static("f-lobby"),
         days: days(&[(4, "m-salad")]),
         start_date: day(2),
         end_date: day(31),
@@ -230,7 +230,7 @@ fn a_month_of_plans() {
         scheduler::create_plan(
             &w.state,
             &w.menu,
-            "late".into(),
+            PlanId::from_static("late"),
             "carol".into(),
             late,
             at(1, 18, 30),
@@ -286,10 +286,13 @@ fn a_month_of_plans() {
     w.day_passes(at(8, 17, 59));
     assert_eq!(
         w.stage_on("alice-plan", day(9)),
-        Some(("m-bowl".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-bowl"), Stage::Scheduled))
     );
     assert_eq!(
-        w.state.active_order("alice-plan", day(9)).unwrap().order_id,
+        w.state
+            .active_order(&PlanId::from_static("alice-plan"), day(9))
+            .unwrap()
+            .order_id,
         "sub-alice-plan-2026-12-09-2",
         "made again under the next id"
     );
@@ -308,20 +311,22 @@ fn a_month_of_plans() {
     assert_eq!(
         scheduler::cancel_plan(
             &w.state,
-            "alice-plan",
+            &PlanId::from_static("alice-plan"),
             Some("bob"),
             None,
             at(8, 18, 0),
             &w.policy
         ),
-        Err(ScheduleError::UnknownPlan("alice-plan".into()))
+        Err(ScheduleError::UnknownPlan(PlanId::from_static(
+            "alice-plan"
+        )))
     );
 
     // Wednesday 9th: the spice kitchen announces it is closed on Friday 11th.
     w.day_passes(at(9, 6, 0));
     assert_eq!(
         w.stage_on("bob-plan", day(11)),
-        Some(("m-curry".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-curry"), Stage::Scheduled))
     );
     // The greens kitchen already cooked Thursday's and Friday's salads.
     let cooked = KitchenEventSpec {
@@ -332,7 +337,7 @@ fn a_month_of_plans() {
     };
     let e = scheduler::kitchen_event(
         &w.state,
-        "k-greens",
+        &KitchenId::from_static("k-greens"),
         &cooked,
         at(9, 7, 0),
         &w.policy,
@@ -343,7 +348,7 @@ fn a_month_of_plans() {
     w.record(&e);
     let closure = CalendarDaySpec {
         working: false,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: "boiler".into(),
     };
     let e =
@@ -375,14 +380,14 @@ fn a_month_of_plans() {
     w.day_passes(at(9, 11, 0));
     assert_eq!(
         w.stage_on("alice-plan", day(10)),
-        Some(("m-salad".into(), Stage::Prepared)),
+        Some((MealId::from_static("m-salad"), Stage::Prepared)),
         "produced meals are never touched"
     );
 
     // Noon: the boiler is fixed; Friday is still before its cutoff, so Bob's curry is made again.
     let reopen = CalendarDaySpec {
         working: true,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: String::new(),
     };
     let e =
@@ -392,7 +397,7 @@ fn a_month_of_plans() {
     w.day_passes(at(9, 12, 0));
     assert_eq!(
         w.stage_on("bob-plan", day(11)),
-        Some(("m-curry".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-curry"), Stage::Scheduled))
     );
     assert_eq!(w.state.credit("bob"), 0, "the credit pays for it again");
 
@@ -403,11 +408,11 @@ fn a_month_of_plans() {
     w.day_passes(at(11, 6, 0));
     assert_eq!(
         w.stage_on("bob-plan", day(14)),
-        Some(("m-curry".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-curry"), Stage::Scheduled))
     );
     let closure = CalendarDaySpec {
         working: false,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: "again".into(),
     };
     let e = scheduler::set_calendar_day(
@@ -424,7 +429,7 @@ fn a_month_of_plans() {
     assert_eq!(w.state.credit("bob"), 900);
     let reopen = CalendarDaySpec {
         working: true,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: String::new(),
     };
     let e =
@@ -446,7 +451,7 @@ fn a_month_of_plans() {
     let credit_before = w.state.credit("alice");
     let e = scheduler::cancel_plan(
         &w.state,
-        "alice-plan",
+        &PlanId::from_static("alice-plan"),
         Some("alice"),
         None,
         at(14, 9, 0),
@@ -558,7 +563,7 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     let e = scheduler::change_plan(
         &w.state,
         &w.menu,
-        "p",
+        &PlanId::from_static("p"),
         Some("pia"),
         pause(true, None),
         at(4, 9, 0),
@@ -588,7 +593,7 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     let e = scheduler::change_plan(
         &w.state,
         &w.menu,
-        "p",
+        &PlanId::from_static("p"),
         Some("pia"),
         pause(false, Some(day(14))),
         at(9, 9, 0),
@@ -615,7 +620,7 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
 fn a_declined_week_makes_no_orders_and_gives_its_credit_back() {
     let mut w = World::new();
     w.state.apply(&ScheduleEvent::DayCredited {
-        plan_id: "old".into(),
+        plan_id: PlanId::from_static("old"),
         customer: "dan".into(),
         date: day(1),
         amount: 500,
@@ -646,15 +651,24 @@ fn a_declined_week_makes_no_orders_and_gives_its_credit_back() {
 fn bad_plans_are_refused() {
     let w = World::new();
     let now = at(1, 10, 0);
-    let spec = |d: &[(u8, &str)], fridge: &str, from: u32, to: u32| PlanSpec {
-        fridge_id: fridge.into(),
+    let spec = |d: &[(u8, &'static str)], fridge: &'static str, from: u32, to: u32| PlanSpec {
+        fridge_id: FridgeId::from_static(fridge),
         days: days(d),
         start_date: day(from),
         end_date: day(to),
         payment_method: "tok_visa".into(),
     };
-    let create =
-        |s| scheduler::create_plan(&w.state, &w.menu, "p".into(), "c".into(), s, now, &w.policy);
+    let create = |s| {
+        scheduler::create_plan(
+            &w.state,
+            &w.menu,
+            PlanId::from_static("p"),
+            "c".into(),
+            s,
+            now,
+            &w.policy,
+        )
+    };
     assert!(matches!(
         create(spec(&[(1, "m-salad")], "f-lobby", 10, 9)),
         Err(ScheduleError::Spec(ValidationError::EndBeforeStart))
@@ -665,11 +679,13 @@ fn bad_plans_are_refused() {
     ));
     assert_eq!(
         create(spec(&[(1, "m-nope")], "f-lobby", 2, 9)),
-        Err(ScheduleError::UnknownMeal("m-nope".into()))
+        Err(ScheduleError::UnknownMeal(MealId::from_static("m-nope")))
     );
     assert_eq!(
         create(spec(&[(1, "m-salad")], "f-nope", 2, 9)),
-        Err(ScheduleError::UnknownFridge("f-nope".into()))
+        Err(ScheduleError::UnknownFridge(FridgeId::from_static(
+            "f-nope"
+        )))
     );
     let ok = create(spec(&[(1, "m-salad")], "f-lobby", 2, 9)).unwrap();
     // The same plan id again (a retried create under one Idempotency-Key):
@@ -680,7 +696,7 @@ fn bad_plans_are_refused() {
         scheduler::create_plan(
             &w2.state,
             &w2.menu,
-            "p".into(),
+            PlanId::from_static("p"),
             "c".into(),
             s,
             now,
@@ -709,9 +725,9 @@ proptest! {
             w.record(&e);
         }
         for (i, (start, len, weekdays)) in plans.iter().enumerate() {
-            let d: Vec<(u8, &str)> = weekdays.iter().map(|wd| (*wd, "m-salad")).collect();
-            let spec = PlanSpec { fridge_id: "f-lobby".into(), days: days(&d), start_date: day(2 + start), end_date: day((2 + start + len).min(31)), payment_method: "t".into() };
-            if let Ok(e) = scheduler::create_plan(&w.state, &w.menu, format!("p{i}"), "c".into(), spec, at(1, 0, 0), &w.policy) {
+            let d: Vec<(u8, &'static str)> = weekdays.iter().map(|wd| (*wd, "m-salad")).collect();
+            let spec = PlanSpec { fridge_id: FridgeId::from_static("f-lobby"), days: days(&d), start_date: day(2 + start), end_date: day((2 + start + len).min(31)), payment_method: "t".into() };
+            if let Ok(e) = scheduler::create_plan(&w.state, &w.menu, PlanId::parse(format!("p{i}")).unwrap(), "c".into(), spec, at(1, 0, 0), &w.policy) {
                 w.record(&e);
             }
         }
