@@ -62,7 +62,7 @@ impl Catalog {
             return false;
         }
         fridge.status = status;
-        self.fridges.insert(fridge_id.to_string(), fridge);
+        self.fridges.insert(fridge.fridge_id.clone(), fridge);
         true
     }
 }
@@ -97,7 +97,6 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     match cmd {
         CatalogCommand::DefineMeal { meal_id, spec } => {
-            protocol::validate_id(&meal_id).map_err(invalid)?;
             spec.validate().map_err(invalid)?;
             if state.catalog.meal(&meal_id).map(|m| &m.spec) == Some(&spec) {
                 return Ok(vec![]); // Same definition again: nothing happened.
@@ -113,7 +112,6 @@ pub fn decide(
             Ok(vec![Event::MealDiscontinued { meal_id }])
         }
         CatalogCommand::RegisterFridge { fridge_id, spec } => {
-            protocol::validate_id(&fridge_id).map_err(invalid)?;
             let position = spec.validate().map_err(invalid)?;
             if !ctx.area.contains(&position) {
                 return Err(DomainError::OutsideDistrict {
@@ -208,10 +206,11 @@ mod tests {
     use super::*;
     use protocol::catalog::{Nutrition, StockCount};
     use protocol::geo::DistrictArea;
+    use protocol::{DistrictId, KitchenId};
 
     fn ctx() -> Context {
         Context {
-            district_id: "d".into(),
+            district_id: DistrictId::from_static("d"),
             area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
             now: crate::given::t0(),
             policy: Default::default(),
@@ -223,7 +222,7 @@ mod tests {
         MealSpec {
             name: "Bowl".into(),
             description: String::new(),
-            kitchen_id: "k-1".into(),
+            kitchen_id: KitchenId::from_static("k-1"),
             price: 1000,
             currency: "USD".to_string().try_into().unwrap(),
             nutrition: Nutrition {
@@ -249,7 +248,7 @@ mod tests {
     fn defining_the_same_meal_twice_records_nothing_new() {
         let mut s = DistrictState::default();
         let cmd = CatalogCommand::DefineMeal {
-            meal_id: "m-1".into(),
+            meal_id: MealId::from_static("m-1"),
             spec: spec(),
         };
         let events = decide(&s, cmd.clone(), &ctx()).unwrap();
@@ -264,7 +263,7 @@ mod tests {
         let defined = decide(
             &s,
             CatalogCommand::DefineMeal {
-                meal_id: "m-1".into(),
+                meal_id: MealId::from_static("m-1"),
                 spec: spec(),
             },
             &ctx(),
@@ -282,7 +281,7 @@ mod tests {
         let registered = decide(
             &s,
             CatalogCommand::RegisterFridge {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec: fridge,
             },
             &ctx(),
@@ -290,10 +289,10 @@ mod tests {
         .unwrap();
         apply(&mut s, registered);
         let set = |units| CatalogCommand::SetStock {
-            fridge_id: "f-1".into(),
+            fridge_id: FridgeId::from_static("f-1"),
             spec: StockSpec {
                 counts: vec![StockCount {
-                    meal_id: "m-1".into(),
+                    meal_id: MealId::from_static("m-1"),
                     units,
                 }],
             },
@@ -319,7 +318,7 @@ mod tests {
         let r = decide(
             &s,
             CatalogCommand::RegisterFridge {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec: nyc,
             },
             &ctx(),
@@ -340,7 +339,7 @@ mod tests {
         let r = decide(
             &DistrictState::default(),
             CatalogCommand::RegisterFridge {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec,
             },
             &ctx(),
@@ -356,10 +355,10 @@ mod tests {
         let r = decide(
             &DistrictState::default(),
             CatalogCommand::DiscontinueMeal {
-                meal_id: "m-x".into(),
+                meal_id: MealId::from_static("m-x"),
             },
             &ctx(),
         );
-        assert_eq!(r, Err(DomainError::UnknownMeal("m-x".into())));
+        assert_eq!(r, Err(DomainError::UnknownMeal(MealId::from_static("m-x"))));
     }
 }

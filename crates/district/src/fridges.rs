@@ -19,7 +19,8 @@ use fridge_acl::{
 };
 use protocol::catalog::{Fridge, FridgeStatus};
 use protocol::events::{StockMovement, StockSource};
-use protocol::{Event, FridgeId, MealId};
+use protocol::orders::OrderId;
+use protocol::{Event, FridgeId, KitchenId, MealId};
 
 use super::links::Cursor;
 use super::orders::OrderCommand;
@@ -59,7 +60,7 @@ pub enum FridgeCommand {
     /// Withhold the units of a meal whose best-before has passed.
     ExpireUnits {
         fridge_id: FridgeId,
-        meal_id: String,
+        meal_id: MealId,
     },
 }
 
@@ -159,7 +160,7 @@ struct Reaction<'a> {
     view: FridgeView,
     events: Vec<Event>,
     /// Orders already picked up in this batch (a fridge may repeat a fact).
-    picked: BTreeSet<String>,
+    picked: BTreeSet<OrderId>,
     quarantined: bool,
 }
 
@@ -323,7 +324,7 @@ fn movement_event(
 ) -> Event {
     Event::StockMovementRecorded {
         fridge_id,
-        meal_id,
+        meal_id: Some(meal_id),
         units,
         movement,
         detail,
@@ -338,7 +339,7 @@ fn flag_shortage(
     meal_id: MealId,
     on_hand: u32,
     committed: u32,
-    orders: Vec<String>,
+    orders: Vec<OrderId>,
 ) {
     for order_id in orders {
         let already = state
@@ -364,7 +365,7 @@ fn flag_shortage(
 fn pick_up(
     state: &DistrictState,
     r: &mut Reaction,
-    order_id: String,
+    order_id: OrderId,
     pickup_code: String,
     ctx: &Context,
 ) {
@@ -399,7 +400,7 @@ fn quarantine(
     limit_milli_c: i32,
 ) {
     let fridge_id = &r.fridge.fridge_id;
-    let kitchens: BTreeSet<String> = state
+    let kitchens: BTreeSet<KitchenId> = state
         .stock
         .fridge(fridge_id)
         .into_iter()

@@ -273,6 +273,21 @@ impl ChargeId {
     }
 }
 
+/// App and POS orders are named by a ULID: 26 letters and digits.
+impl From<ulid::Ulid> for OrderId {
+    fn from(id: ulid::Ulid) -> OrderId {
+        OrderId(id.to_string())
+    }
+}
+
+/// Plans made without an `Idempotency-Key` are named by a ULID (26 bytes,
+/// within [`MAX_PLAN_ID_LEN`]).
+impl From<ulid::Ulid> for PlanId {
+    fn from(id: ulid::Ulid) -> PlanId {
+        PlanId(id.to_string())
+    }
+}
+
 /// A plan charge is requested from the payments service under its id (the
 /// message's `order_id` field); both kinds follow the same rule.
 impl From<ChargeId> for OrderId {
@@ -343,6 +358,17 @@ mod tests {
         assert_eq!(ChargeId::for_period(&plan, date), "plan-p1-2026-12-02");
         let far = NaiveDate::from_ymd_opt(12_345, 1, 1).unwrap();
         assert_eq!(ChargeId::for_period(&plan, far), "plan-p1-12345-01-01");
+    }
+
+    #[test]
+    fn ulids_are_ids() {
+        for id in [
+            ulid::Ulid::nil(),
+            ulid::Ulid::from_parts(u64::MAX, u128::MAX),
+        ] {
+            assert_eq!(OrderId::from(id), OrderId::parse(id.to_string()).unwrap());
+            assert_eq!(PlanId::from(id), PlanId::parse(id.to_string()).unwrap());
+        }
     }
 
     #[test]
