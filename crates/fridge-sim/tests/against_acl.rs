@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
-use fridge_acl::{FridgeCursor, FridgeFact, FridgeView, Secrets, Upload};
+use fridge_acl::{FridgeCursor, FridgeFact, FridgeView, MealId, Secrets, Upload};
 use fridge_sim::{
     flood, run, send, Demo, Dialect, DoorActor, FloodConfig, MealCounts, RunConfig, SimFridge,
 };
@@ -60,7 +60,7 @@ impl MockNode {
                         view,
                         facts: Vec::new(),
                     };
-                    (d.fridge.id, f)
+                    (d.fridge.id.into_string(), f)
                 })
                 .collect(),
         ));
@@ -153,8 +153,11 @@ fn demo_fridge(id: &str) -> SimFridge {
         .clone()
 }
 
-fn counts(pairs: &[(&str, u32)]) -> MealCounts {
-    pairs.iter().map(|(m, u)| (m.to_string(), *u)).collect()
+fn counts(pairs: &[(&'static str, u32)]) -> MealCounts {
+    pairs
+        .iter()
+        .map(|(m, u)| (MealId::from_static(m), *u))
+        .collect()
 }
 
 /// f-campus-martius speaks coldline-lines, f-fox-theatre frostline-json.

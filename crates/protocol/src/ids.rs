@@ -273,6 +273,14 @@ impl ChargeId {
     }
 }
 
+impl PlanId {
+    /// The plan named by a 64-bit hash (of a customer and their
+    /// `Idempotency-Key`): `k` and 16 hex digits.
+    pub fn keyed(hash: u64) -> PlanId {
+        PlanId(format!("k{hash:016x}"))
+    }
+}
+
 /// App and POS orders are named by a ULID: 26 letters and digits.
 impl From<ulid::Ulid> for OrderId {
     fn from(id: ulid::Ulid) -> OrderId {
@@ -356,6 +364,7 @@ mod tests {
         assert_eq!(OrderId::for_plan_day(&plan, date, 0), "sub-p1-2026-12-02");
         assert_eq!(OrderId::for_plan_day(&plan, date, 1), "sub-p1-2026-12-02-2");
         assert_eq!(ChargeId::for_period(&plan, date), "plan-p1-2026-12-02");
+        assert_eq!(PlanId::keyed(0xabc), "k0000000000000abc");
         let far = NaiveDate::from_ymd_opt(12_345, 1, 1).unwrap();
         assert_eq!(ChargeId::for_period(&plan, far), "plan-p1-12345-01-01");
     }
