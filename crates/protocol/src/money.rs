@@ -1,7 +1,7 @@
 //! Money: integer minor units plus an ISO 4217 currency code. Never floats.
 //!
-//! In code an amount travels with its currency as [`Money`], so a total
-//! cannot be summed across currencies or sent with the wrong one. The wire
+//! In code an amount travels with its currency as [`Money`], so it cannot
+//! be paired with another amount's currency on the way. The wire
 //! keeps its released shapes (events and API bodies carry `total`/`price`/
 //! `amount` and `currency` as separate fields); their types convert to and
 //! from `Money` where they are built or read.
@@ -55,47 +55,12 @@ pub struct Money {
     pub currency: Currency,
 }
 
-/// Two amounts in different currencies were combined.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot combine {left} with {right}")]
-pub struct CurrencyMismatch {
-    pub left: Currency,
-    pub right: Currency,
-}
-
 impl Money {
     pub fn new(amount_minor: i64, currency: Currency) -> Money {
         Money {
             amount_minor,
             currency,
         }
-    }
-
-    pub fn zero(currency: Currency) -> Money {
-        Money::new(0, currency)
-    }
-
-    /// `qty` units at this price. Saturates instead of wrapping: prices and
-    /// quantities are bounded by validation far below `i64::MAX`.
-    pub fn times(&self, qty: u32) -> Money {
-        Money::new(
-            self.amount_minor.saturating_mul(i64::from(qty)),
-            self.currency.clone(),
-        )
-    }
-
-    /// The sum, if both are in the same currency (saturating, like [`Money::times`]).
-    pub fn plus(&self, other: &Money) -> Result<Money, CurrencyMismatch> {
-        if self.currency != other.currency {
-            return Err(CurrencyMismatch {
-                left: self.currency.clone(),
-                right: other.currency.clone(),
-            });
-        }
-        Ok(Money::new(
-            self.amount_minor.saturating_add(other.amount_minor),
-            self.currency.clone(),
-        ))
     }
 }
 
@@ -109,24 +74,10 @@ impl std::fmt::Display for Money {
 mod tests {
     use super::*;
 
-    fn currency(code: &str) -> Currency {
-        Currency::try_from(code.to_string()).unwrap()
-    }
-
     #[test]
-    fn money_does_not_mix_currencies() {
-        let price = Money::new(1295, currency("USD"));
-        assert_eq!(price.times(2), Money::new(2590, currency("USD")));
-        assert_eq!(
-            price.plus(&price.times(2)),
-            Ok(Money::new(3885, currency("USD")))
-        );
-        let eur = Money::new(100, currency("EUR"));
-        assert_eq!(
-            price.plus(&eur).unwrap_err().to_string(),
-            "cannot combine USD with EUR"
-        );
-        assert_eq!(price.to_string(), "1295 USD minor units");
+    fn money_reads_as_amount_and_currency() {
+        let usd = Currency::try_from("USD".to_string()).unwrap();
+        assert_eq!(Money::new(1295, usd).to_string(), "1295 USD minor units");
     }
 
     #[test]

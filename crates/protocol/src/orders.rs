@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::money::{Currency, Money};
+use crate::money::Currency;
 use crate::ValidationError;
 use crate::{FridgeId, MealId};
 
@@ -160,12 +160,6 @@ pub struct OrderAccepted {
     pub currency: Currency,
 }
 
-impl OrderAccepted {
-    pub fn total(&self) -> Money {
-        Money::new(self.total, self.currency.clone())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusChange {
     pub status: OrderStatus,
@@ -197,10 +191,4 @@ pub struct OrderView {
     /// For a subscription order: the day it is for (the district's date).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_date: Option<chrono::NaiveDate>,
-}
-
-impl OrderView {
-    pub fn total(&self) -> Money {
-        Money::new(self.total, self.currency.clone())
-    }
 }
