@@ -395,3 +395,52 @@ async fn discontinued_meals_leave_the_catalog() {
         404
     );
 }
+
+/// Ids are parsed where they enter. A URL naming something by what is no
+/// id is answered as for an id that names nothing (404), or as a bad name
+/// where it would create one (400 `invalid_id`); a body carrying one fails
+/// to decode (422 `invalid_body`, naming the field). Nothing is recorded.
+#[tokio::test]
+async fn ids_that_are_not_ids_are_refused_where_they_enter() {
+    let node = Node::start_demo().await;
+    let seq = node.log_seq().await;
+    let admin = node.admin();
+    let alice = node.as_role("customer", "alice");
+    let long = "x".repeat(65);
+
+    for (path, code) in [
+        ("/v1/meals/bad%20id!".to_string(), "unknown_meal"),
+        (format!("/v1/meals/{long}"), "unknown_meal"),
+        ("/v1/orders/not%20an%20id".to_string(), "unknown_order"),
+    ] {
+        let r = alice.get(&path).await;
+        assert_eq!((r.status, r.code()), (404, code), "{path}: {}", r.body);
+    }
+    let r = admin.delete("/v1/admin/meals/bad%20id!").await;
+    assert_eq!((r.status, r.code()), (404, "unknown_meal"), "{}", r.body);
+    let r = alice.cancel("bad%20id!").await;
+    assert_eq!((r.status, r.code()), (404, "unknown_order"), "{}", r.body);
+    let r = alice.cancel_plan(&long, None).await;
+    assert_eq!((r.status, r.code()), (404, "unknown_plan"), "{}", r.body);
+    let r = admin
+        .put_fridge(&long, fridge_spec("X", 42.3316, -83.0466))
+        .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_id"), "{}", r.body);
+
+    let r = alice
+        .order_body(
+            json!({"fridge_id": "f x", "items": [{"meal_id": "m-kale-caesar", "qty": 1}], "payment_method": "tok_visa"}),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (422, "invalid_body"), "{}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("fridge_id") && message.contains("may contain only"),
+        "{message}"
+    );
+    let r = admin.set_stock("f-campus-martius", &[("", 1)]).await;
+    assert_eq!((r.status, r.code()), (422, "invalid_body"), "{}", r.body);
+
+    assert_eq!(node.log_seq().await, seq, "nothing was recorded");
+}

@@ -6,14 +6,18 @@ use std::time::Duration;
 
 use fridge_sim::{DoorActor, MealCounts, SignOptions};
 use larder_tests::*;
+use protocol::{FridgeId, MealId};
 use serde_json::Value;
 
 /// f-campus-martius speaks coldline-lines, f-fox-theatre frostline-json.
 const FRIDGES: [&str; 2] = ["f-campus-martius", "f-fox-theatre"];
 const MEAL: &str = "m-kale-caesar";
 
-fn counts(pairs: &[(&str, u32)]) -> MealCounts {
-    pairs.iter().map(|(m, u)| (m.to_string(), *u)).collect()
+fn counts(pairs: &[(&'static str, u32)]) -> MealCounts {
+    pairs
+        .iter()
+        .map(|(m, u)| (MealId::from_static(m), *u))
+        .collect()
 }
 
 #[tokio::test]
@@ -75,7 +79,7 @@ async fn forged_and_misaddressed_uploads_change_nothing() {
         ),
         (
             SignOptions {
-                fridge_in_body: Some("f-wsu".into()),
+                fridge_in_body: Some(FridgeId::from_static("f-wsu")),
                 ..SignOptions::default()
             },
             403,

@@ -612,7 +612,9 @@ async fn the_fridge_door_with_the_pickup_code_completes_a_subscription_order() {
     // (stamped with the node's clock, which tests may have moved).
     let mut fridge = demo_fridge(FRIDGE);
     let now = sys.node.clock_now().await;
-    let taken: fridge_sim::MealCounts = [(MEAL.to_string(), 1)].into_iter().collect();
+    let taken: fridge_sim::MealCounts = [(protocol::MealId::from_static(MEAL), 1)]
+        .into_iter()
+        .collect();
     let report = fridge.door_report(
         now,
         fridge_sim::DoorActor::PickupCode(code),

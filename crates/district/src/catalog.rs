@@ -62,7 +62,7 @@ impl Catalog {
             return false;
         }
         fridge.status = status;
-        self.fridges.insert(fridge_id.to_string(), fridge);
+        self.fridges.insert(fridge.fridge_id.clone(), fridge);
         true
     }
 }
@@ -97,7 +97,6 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     match cmd {
         CatalogCommand::DefineMeal { meal_id, spec } => {
-            protocol::validate_id(&meal_id).map_err(invalid)?;
             spec.validate().map_err(invalid)?;
             if state.catalog.meal(&meal_id).map(|m| &m.spec) == Some(&spec) {
                 return Ok(vec![]); // Same definition again: nothing happened.
@@ -113,7 +112,6 @@ pub fn decide(
             Ok(vec![Event::MealDiscontinued { meal_id }])
         }
         CatalogCommand::RegisterFridge { fridge_id, spec } => {
-            protocol::validate_id(&fridge_id).map_err(invalid)?;
             let position = spec.validate().map_err(invalid)?;
             if !ctx.area.contains(&position) {
                 return Err(DomainError::OutsideDistrict {
@@ -208,10 +206,11 @@ mod tests {
     use super::*;
     use protocol::catalog::StockCount;
     use protocol::geo::DistrictArea;
+    use protocol::DistrictId;
 
     fn ctx() -> Context {
         Context {
-            district_id: "d".into(),
+            district_id: DistrictId::from_static("d"),
             area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
             now: crate::given::t0(),
             policy: Default::default(),
@@ -231,7 +230,7 @@ mod tests {
     fn defining_the_same_meal_twice_records_nothing_new() {
         let mut s = DistrictState::default();
         let cmd = CatalogCommand::DefineMeal {
-            meal_id: "m-1".into(),
+            meal_id: MealId::from_static("m-1"),
             spec: spec(),
         };
         let events = decide(&s, cmd.clone(), &ctx()).unwrap();
@@ -246,7 +245,7 @@ mod tests {
         let defined = decide(
             &s,
             CatalogCommand::DefineMeal {
-                meal_id: "m-1".into(),
+                meal_id: MealId::from_static("m-1"),
                 spec: spec(),
             },
             &ctx(),
@@ -264,7 +263,7 @@ mod tests {
         let registered = decide(
             &s,
             CatalogCommand::RegisterFridge {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec: fridge,
             },
             &ctx(),
@@ -272,10 +271,10 @@ mod tests {
         .unwrap();
         apply(&mut s, registered);
         let set = |units| CatalogCommand::SetStock {
-            fridge_id: "f-1".into(),
+            fridge_id: FridgeId::from_static("f-1"),
             spec: StockSpec {
                 counts: vec![StockCount {
-                    meal_id: "m-1".into(),
+                    meal_id: MealId::from_static("m-1"),
                     units,
                 }],
             },
@@ -301,7 +300,7 @@ mod tests {
         let r = decide(
             &s,
             CatalogCommand::RegisterFridge {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec: nyc,
             },
             &ctx(),
@@ -322,7 +321,7 @@ mod tests {
         let r = decide(
             &DistrictState::default(),
             CatalogCommand::RegisterFridge {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec,
             },
             &ctx(),
@@ -338,10 +337,10 @@ mod tests {
         let r = decide(
             &DistrictState::default(),
             CatalogCommand::DiscontinueMeal {
-                meal_id: "m-x".into(),
+                meal_id: MealId::from_static("m-x"),
             },
             &ctx(),
         );
-        assert_eq!(r, Err(DomainError::UnknownMeal("m-x".into())));
+        assert_eq!(r, Err(DomainError::UnknownMeal(MealId::from_static("m-x"))));
     }
 }

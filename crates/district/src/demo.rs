@@ -4,6 +4,7 @@
 
 use protocol::catalog::{FridgeSpec, MealSpec, Nutrition, StockSpec};
 use protocol::geo::DistrictArea;
+use protocol::{FridgeId, KitchenId, MealId};
 use serde::Deserialize;
 
 use crate::{CatalogCommand, Command};
@@ -21,21 +22,21 @@ pub struct DemoData {
 
 #[derive(Debug, Deserialize)]
 pub struct DemoMeal {
-    pub meal_id: String,
+    pub meal_id: MealId,
     #[serde(flatten)]
     pub spec: MealSpec,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct DemoFridge {
-    pub fridge_id: String,
+    pub fridge_id: FridgeId,
     #[serde(flatten)]
     pub spec: FridgeSpec,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct DemoStock {
-    pub fridge_id: String,
+    pub fridge_id: FridgeId,
     #[serde(flatten)]
     pub spec: StockSpec,
 }
@@ -85,7 +86,7 @@ pub fn plain_meal(price: i64) -> MealSpec {
     MealSpec {
         name: "Bowl".into(),
         description: String::new(),
-        kitchen_id: "k-1".into(),
+        kitchen_id: KitchenId::from_static("k-1"),
         price,
         currency: protocol::money::Currency::try_from("USD".to_string())
             .expect("USD is a currency code"),

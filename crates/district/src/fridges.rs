@@ -19,7 +19,8 @@ use fridge_acl::{
 };
 use protocol::catalog::{Fridge, FridgeStatus};
 use protocol::events::{StockMovement, StockSource};
-use protocol::{Event, FridgeId, MealId};
+use protocol::orders::OrderId;
+use protocol::{Event, FridgeId, KitchenId, MealId};
 
 use super::links::Cursor;
 use super::orders::OrderCommand;
@@ -59,7 +60,7 @@ pub enum FridgeCommand {
     /// Withhold the units of a meal whose best-before has passed.
     ExpireUnits {
         fridge_id: FridgeId,
-        meal_id: String,
+        meal_id: MealId,
     },
 }
 
@@ -159,7 +160,7 @@ struct Reaction<'a> {
     view: FridgeView,
     events: Vec<Event>,
     /// Orders already picked up in this batch (a fridge may repeat a fact).
-    picked: BTreeSet<String>,
+    picked: BTreeSet<OrderId>,
     quarantined: bool,
 }
 
@@ -307,7 +308,7 @@ fn movement(fridge_id: FridgeId, fact: FridgeFact) -> Option<Event> {
     };
     Some(Event::StockMovementRecorded {
         fridge_id,
-        meal_id,
+        meal_id: Some(meal_id),
         units,
         movement,
         detail,
@@ -322,7 +323,7 @@ fn flag_shortage(
     meal_id: MealId,
     on_hand: u32,
     committed: u32,
-    orders: Vec<String>,
+    orders: Vec<OrderId>,
 ) {
     for order_id in orders {
         let already = state
@@ -348,7 +349,7 @@ fn flag_shortage(
 fn pick_up(
     state: &DistrictState,
     r: &mut Reaction,
-    order_id: String,
+    order_id: OrderId,
     pickup_code: String,
     ctx: &Context,
 ) {
@@ -383,7 +384,7 @@ fn quarantine(
     limit_milli_c: i32,
 ) {
     let fridge_id = &r.fridge.fridge_id;
-    let kitchens: BTreeSet<String> = state
+    let kitchens: BTreeSet<KitchenId> = state
         .stock
         .fridge(fridge_id)
         .into_iter()

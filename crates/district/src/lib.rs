@@ -202,7 +202,7 @@ pub fn decide(
 pub struct Recorded<'a> {
     pub seq: u64,
     pub at: DateTime<Utc>,
-    pub district_id: &'a str,
+    pub district_id: &'a DistrictId,
 }
 
 /// Apply a recorded event. Total: an event in the log is a fact, so `evolve`
@@ -274,7 +274,7 @@ pub(crate) mod given {
                 seq: state.last_seq + 1,
                 stream_id: event.stream_id(),
                 stream_version: state.stream_version(&event.stream_id()) + 1,
-                district_id: "d".into(),
+                district_id: DistrictId::from_static("d"),
                 recorded_at: at,
                 valid_from: at,
                 correlation_id: None,

@@ -55,12 +55,10 @@ impl FridgeLinks {
 
     /// A (re-)registration with a secret. On a rotation the old secret stays
     /// valid until the fridge signs with the new one.
-    pub(crate) fn set_secret(&mut self, fridge_id: &str, secret: &str) {
-        let old = self
-            .secrets
-            .insert(fridge_id.to_string(), secret.to_string());
+    pub(crate) fn set_secret(&mut self, fridge_id: &FridgeId, secret: &str) {
+        let old = self.secrets.insert(fridge_id.clone(), secret.to_string());
         if let Some(old) = old.filter(|old| old != secret) {
-            self.previous_secrets.insert(fridge_id.to_string(), old);
+            self.previous_secrets.insert(fridge_id.clone(), old);
         }
     }
 
@@ -68,7 +66,7 @@ impl FridgeLinks {
     /// now used its new secret.
     pub(crate) fn record_report(
         &mut self,
-        fridge_id: &str,
+        fridge_id: &FridgeId,
         cursor_json: &str,
         forget_previous: bool,
     ) {
@@ -78,7 +76,7 @@ impl FridgeLinks {
                 reason: e.to_string(),
             },
         };
-        self.cursors.insert(fridge_id.to_string(), cursor);
+        self.cursors.insert(fridge_id.clone(), cursor);
         if forget_previous {
             self.previous_secrets.remove(fridge_id);
         }

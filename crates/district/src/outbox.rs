@@ -23,7 +23,7 @@
 use imbl::OrdMap;
 use protocol::orders::OrderId;
 use protocol::payments::{msg_id, PaymentKind, PaymentRequest, PaymentResult};
-use protocol::Event;
+use protocol::{ChargeId, Event};
 
 use crate::{Context, DistrictState, DomainError};
 
@@ -36,7 +36,7 @@ pub enum OutboxKey {
         kind: PaymentKind,
     },
     /// A plan's weekly charge (`plan-{plan}-{monday}`).
-    PlanCharge { charge_id: String },
+    PlanCharge { charge_id: ChargeId },
 }
 
 impl OutboxKey {
@@ -124,11 +124,12 @@ pub fn record_result(
     pickup_code: String,
     ctx: &Context,
 ) -> Result<Vec<Event>, DomainError> {
-    let plan_charge = OutboxKey::PlanCharge {
-        charge_id: result.order_id.clone(),
-    };
-    let for_plan = state.outbox.contains(&plan_charge)
-        || state.schedule.charges.contains_key(&result.order_id);
+    // `ChargeRequested` records the charge in the schedule with its outbox
+    // row, so a charge id the schedule knows is all there is to ask.
+    let for_plan = state
+        .schedule
+        .charges
+        .contains_key(result.order_id.as_str());
     if for_plan {
         Ok(crate::schedule::record_payment(state, result))
     } else {

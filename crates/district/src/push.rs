@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use protocol::geo::GeoPoint;
-use protocol::orders::{OrderStatus, RefusalReason};
+use protocol::orders::{OrderId, OrderStatus, RefusalReason};
 use protocol::{EventEnvelope, FridgeId, MealId, StreamId};
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +83,7 @@ pub enum ServerMessage {
     },
     /// A status change of one of the caller's orders.
     Order {
-        order_id: String,
+        order_id: OrderId,
         status: OrderStatus,
         at: DateTime<Utc>,
         version: u64,
@@ -451,17 +451,17 @@ mod tests {
             cover(&center, 300),
         ));
         let near = Route::Fridge {
-            fridge_id: "f-near".into(),
+            fridge_id: FridgeId::from_static("f-near"),
             geohash: gh(42.3316, -83.0460, 9),
         };
         let far = Route::Fridge {
-            fridge_id: "f-far".into(),
+            fridge_id: FridgeId::from_static("f-far"),
             geohash: gh(42.40, -83.20, 9),
         };
         assert!(i.wants(&near));
         assert!(!i.wants(&far));
         assert!(i.wants(&Route::District));
-        i.fridges.insert("f-far".into());
+        i.fridges.insert(FridgeId::from_static("f-far"));
         assert!(i.wants(&far));
         assert!(!i.wants(&Route::Customer("alice".into())));
         i.customer = Some("alice".into());

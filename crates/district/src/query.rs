@@ -4,6 +4,7 @@
 
 use protocol::catalog::{CatalogView, FridgeView, MealAvailability};
 use protocol::geo::GeoPoint;
+use protocol::DistrictId;
 
 use crate::DistrictState;
 
@@ -11,7 +12,7 @@ use crate::DistrictState;
 /// is stable), each with the meals a customer can buy there now.
 pub fn catalog_near(
     state: &DistrictState,
-    district_id: &str,
+    district_id: &DistrictId,
     at: &GeoPoint,
     radius_m: u32,
 ) -> CatalogView {
@@ -59,7 +60,7 @@ pub fn catalog_near(
             .then_with(|| a.1.fridge_id.cmp(&b.1.fridge_id))
     });
     CatalogView {
-        district_id: district_id.to_string(),
+        district_id: district_id.clone(),
         version: state.catalog_version(),
         fridges: fridges.into_iter().map(|(_, v)| v).collect(),
     }

@@ -32,7 +32,7 @@ use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentRes
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, PlanChange, PlanId, PlanSpec, ScheduleEvent,
 };
-use protocol::Event;
+use protocol::{Event, FridgeId, KitchenId, MealId};
 use scheduler::{Catalog, MealInfo, Policy, ScheduleState};
 
 use super::orders::{NewOrder, Order};
@@ -72,7 +72,7 @@ pub enum ScheduleCommand {
     Tick { policy: Policy },
     /// `seed` draws the pickup codes (randomness is the adapter's).
     KitchenEvent {
-        kitchen_id: String,
+        kitchen_id: KitchenId,
         spec: KitchenEventSpec,
         seed: u64,
         policy: Policy,
@@ -87,8 +87,7 @@ impl Catalog for StateCatalog<'_> {
         self.0.catalog.meal(meal_id).map(|m| MealInfo {
             name: m.spec.name.clone(),
             kitchen_id: m.spec.kitchen_id.clone(),
-            price: m.spec.price,
-            currency: m.spec.currency.clone(),
+            price: m.spec.unit_price(),
         })
     }
     fn has_fridge(&self, fridge_id: &str) -> bool {
@@ -182,11 +181,11 @@ pub fn decide(
             // Food must not go into a fridge whose meals are withheld as unsafe.
             for e in &events {
                 if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = e {
-                    let fridge_id = sched.orders.get(order_id).map(|o| o.fridge_id.as_str());
+                    let fridge_id = sched.orders.get(order_id).map(|o| &o.fridge_id);
                     let quarantined = fridge_id
                         .is_some_and(|f| state.catalog.fridge_is(f, FridgeStatus::Quarantined));
                     if let (true, Some(f)) = (quarantined, fridge_id) {
-                        return Err(DomainError::FridgeUnavailable(f.to_string()));
+                        return Err(DomainError::FridgeUnavailable(f.clone()));
                     }
                 }
             }
@@ -199,7 +198,7 @@ pub fn decide(
 /// Precedes every availability with its units arriving in the fridge and
 /// being reserved for the order.
 fn with_stock(state: &DistrictState, events: Vec<ScheduleEvent>) -> Vec<Event> {
-    let mut arrived: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut arrived: BTreeMap<(FridgeId, MealId), u32> = BTreeMap::new();
     let mut out = Vec::with_capacity(events.len() * 2);
     for e in events {
         if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = &e {
@@ -323,8 +322,8 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
         } if *amount > 0 => {
             let req = PaymentRequest {
                 kind: PaymentKind::Charge,
-                order_id: charge_id.clone(),
-                district_id: rec.district_id.to_string(),
+                order_id: charge_id.clone().into(),
+                district_id: rec.district_id.clone(),
                 amount: *amount,
                 currency: currency.clone(),
                 payment_method: payment_method.clone(),
@@ -358,10 +357,11 @@ mod tests {
     use protocol::catalog::Fridge;
     use protocol::geo::{DistrictArea, GeoPoint};
     use protocol::schedule::KitchenStage;
+    use protocol::{DistrictId, OrderId};
 
     fn state_with_order(fridge_status: FridgeStatus) -> DistrictState {
         let fridge = Fridge {
-            fridge_id: "f-1".into(),
+            fridge_id: FridgeId::from_static("f-1"),
             name: "Lobby".into(),
             address: String::new(),
             position: GeoPoint::new(42.3316, -83.0466).unwrap(),
@@ -375,13 +375,13 @@ mod tests {
                 secret: None,
             },
             Event::Schedule(ScheduleEvent::OrderScheduled {
-                order_id: "sub-p-2026-12-02".into(),
-                plan_id: "p".into(),
+                order_id: OrderId::from_static("sub-p-2026-12-02"),
+                plan_id: PlanId::from_static("p"),
                 customer: "alice".into(),
                 date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
-                fridge_id: "f-1".into(),
-                kitchen_id: "k-1".into(),
-                meal_id: "m-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
+                kitchen_id: KitchenId::from_static("k-1"),
+                meal_id: MealId::from_static("m-1"),
                 meal_name: "Bowl".into(),
                 price: 1000,
                 currency: "USD".to_string().try_into().unwrap(),
@@ -392,7 +392,7 @@ mod tests {
 
     fn place(state: &DistrictState) -> Result<Vec<Event>, DomainError> {
         let ctx = Context {
-            district_id: "d".into(),
+            district_id: DistrictId::from_static("d"),
             area: DistrictArea::new(vec!["dpsby".into()]).unwrap(),
             now: crate::given::t0(),
             policy: Default::default(),
@@ -401,7 +401,7 @@ mod tests {
         decide(
             state,
             ScheduleCommand::KitchenEvent {
-                kitchen_id: "k-1".into(),
+                kitchen_id: KitchenId::from_static("k-1"),
                 spec: KitchenEventSpec {
                     stage: KitchenStage::PlacedInFridge,
                     date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
@@ -419,7 +419,7 @@ mod tests {
     fn nothing_is_placed_in_a_quarantined_fridge() {
         assert_eq!(
             place(&state_with_order(FridgeStatus::Quarantined)),
-            Err(DomainError::FridgeUnavailable("f-1".into()))
+            Err(DomainError::FridgeUnavailable(FridgeId::from_static("f-1")))
         );
         let events = place(&state_with_order(FridgeStatus::Online)).unwrap();
         let kinds: Vec<_> = events.iter().map(Event::kind).collect();

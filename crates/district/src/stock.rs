@@ -43,12 +43,12 @@ impl Stock {
         &self.levels
     }
 
-    pub fn lots(&self, fridge_id: &str, meal_id: &str) -> Option<&Vector<Lot>> {
-        self.lots.get(&(fridge_id.to_string(), meal_id.to_string()))
+    pub fn lots(&self, fridge_id: &FridgeId, meal_id: &MealId) -> Option<&Vector<Lot>> {
+        self.lots.get(&(fridge_id.clone(), meal_id.clone()))
     }
 
     /// Units of a meal in a fridge whose best-before has passed at `now`.
-    pub fn expired_by(&self, fridge_id: &str, meal_id: &str, now: DateTime<Utc>) -> u32 {
+    pub fn expired_by(&self, fridge_id: &FridgeId, meal_id: &MealId, now: DateTime<Utc>) -> u32 {
         self.lots(fridge_id, meal_id)
             .map(|lots| expiry::expired_at(lots, now))
             .unwrap_or(0)
@@ -70,8 +70,8 @@ impl Stock {
     /// (the next tagged scan says exactly which).
     pub(crate) fn count(
         &mut self,
-        fridge_id: &str,
-        meal_id: &str,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
         on_hand: u32,
         at: DateTime<Utc>,
         shelf_life: Duration,
@@ -84,13 +84,13 @@ impl Stock {
         self.follow_lots(fridge_id, meal_id, was, at, shelf_life);
     }
 
-    pub(crate) fn reserve(&mut self, fridge_id: &str, meal_id: &str, qty: u32) {
+    pub(crate) fn reserve(&mut self, fridge_id: &FridgeId, meal_id: &MealId, qty: u32) {
         self.adjust(fridge_id, meal_id, |l| {
             l.reserved = l.reserved.saturating_add(qty)
         });
     }
 
-    pub(crate) fn release(&mut self, fridge_id: &str, meal_id: &str, qty: u32) {
+    pub(crate) fn release(&mut self, fridge_id: &FridgeId, meal_id: &MealId, qty: u32) {
         self.adjust(fridge_id, meal_id, |l| {
             l.reserved = l.reserved.saturating_sub(qty)
         });
@@ -99,8 +99,8 @@ impl Stock {
     /// `qty` reserved units left the fridge with their customer.
     pub(crate) fn hand_out(
         &mut self,
-        fridge_id: &str,
-        meal_id: &str,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
         qty: u32,
         at: DateTime<Utc>,
         shelf_life: Duration,
@@ -115,9 +115,15 @@ impl Stock {
 
     /// `units` of the meal are past their best-before as of `at` (the
     /// node's lots said so, or the fridge read their tags).
-    pub(crate) fn expire(&mut self, fridge_id: &str, meal_id: &str, units: u32, at: DateTime<Utc>) {
+    pub(crate) fn expire(
+        &mut self,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
+        units: u32,
+        at: DateTime<Utc>,
+    ) {
         self.adjust(fridge_id, meal_id, |level| level.expired = units);
-        let key = (fridge_id.to_string(), meal_id.to_string());
+        let key = (fridge_id.clone(), meal_id.clone());
         if let Some(lots) = self.lots.get(&key).cloned() {
             self.set_lots(key, expiry::relabel(lots, units, at));
         }
@@ -125,7 +131,7 @@ impl Stock {
 
     /// Withholds everything on the fridge's shelves (quarantine), or
     /// releases it again.
-    pub(crate) fn withhold_fridge(&mut self, fridge_id: &str, withhold: bool) {
+    pub(crate) fn withhold_fridge(&mut self, fridge_id: &FridgeId, withhold: bool) {
         if let Some(per_meal) = self.levels.get(fridge_id) {
             let updated = per_meal
                 .iter()
@@ -135,24 +141,24 @@ impl Stock {
                     (meal.clone(), level)
                 })
                 .collect();
-            self.levels.insert(fridge_id.to_string(), updated);
+            self.levels.insert(fridge_id.clone(), updated);
         }
     }
 
-    fn adjust(&mut self, fridge_id: &str, meal_id: &str, f: impl FnOnce(&mut StockLevel)) {
+    fn adjust(&mut self, fridge_id: &FridgeId, meal_id: &MealId, f: impl FnOnce(&mut StockLevel)) {
         let mut per_meal = self.levels.get(fridge_id).cloned().unwrap_or_default();
         let mut level = per_meal.get(meal_id).copied().unwrap_or_default();
         f(&mut level);
-        per_meal.insert(meal_id.to_string(), level);
-        self.levels.insert(fridge_id.to_string(), per_meal);
+        per_meal.insert(meal_id.clone(), level);
+        self.levels.insert(fridge_id.clone(), per_meal);
     }
 
     /// Lots follow an `on_hand` that was `was` before; the withheld count
     /// is what the lots say has expired at `at`.
     fn follow_lots(
         &mut self,
-        fridge_id: &str,
-        meal_id: &str,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
         was: u32,
         at: DateTime<Utc>,
         shelf_life: Duration,
@@ -161,7 +167,7 @@ impl Stock {
         if on_hand == was {
             return;
         }
-        let key = (fridge_id.to_string(), meal_id.to_string());
+        let key = (fridge_id.clone(), meal_id.clone());
         let lots = self.lots.get(&key).cloned().unwrap_or_default();
         let lots = expiry::follow(lots, was, on_hand, at, shelf_life);
         let expired = expiry::expired_at(&lots, at);

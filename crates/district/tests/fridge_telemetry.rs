@@ -3,6 +3,8 @@
 //! (duplicated, reordered, split into batches any way) the stock comes out
 //! as if each report had arrived once, in order.
 
+use protocol::orders::OrderId;
+use protocol::{DistrictId, FridgeId, MealId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -36,7 +38,7 @@ impl District {
         let mut d = District {
             state: DistrictState::default(),
             ctx: Context {
-                district_id: "detroit-downtown".into(),
+                district_id: DistrictId::from_static("detroit-downtown"),
                 area: support::demo_area(),
                 now: t0(),
                 policy: Default::default(),
@@ -57,12 +59,12 @@ impl District {
 
     fn upload(&mut self, reports: Vec<Report>) -> Vec<Event> {
         let batch = Batch {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             sent_at: self.ctx.now,
             reports,
         };
         self.run(Command::Fridge(FridgeCommand::Telemetry {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             batch,
             secret_used: SecretUsed::Current,
         }))
@@ -70,12 +72,11 @@ impl District {
     }
 
     /// A customer order for `qty` of `meal` at FRIDGE; returns its id.
-    fn place(&mut self, customer: &str, meal: &str, qty: u32) -> String {
-        let order_id = ulid::Ulid::from_parts(
+    fn place(&mut self, customer: &str, meal: &str, qty: u32) -> OrderId {
+        let order_id = OrderId::from(ulid::Ulid::from_parts(
             self.ctx.now.timestamp_millis() as u64,
             u128::from(self.state.last_seq()),
-        )
-        .to_string();
+        ));
         let request: PlaceOrder = serde_json::from_value(serde_json::json!({
             "fridge_id": FRIDGE, "items": [{"meal_id": meal, "qty": qty}], "payment_method": "tok_visa"
         }))
@@ -103,19 +104,31 @@ impl District {
     }
 }
 
-fn scan(seq: u64, counts: &[(&str, u32)]) -> Report {
+fn scan(seq: u64, counts: &[(&'static str, u32)]) -> Report {
     Report {
         seq,
         at: t0() - Duration::seconds(600) + Duration::seconds(seq as i64),
         body: ReportBody::Scan(Scan {
-            counts: counts.iter().map(|(m, u)| (m.to_string(), *u)).collect(),
+            counts: counts
+                .iter()
+                .map(|(m, u)| (MealId::from_static(m), *u))
+                .collect(),
             expired: BTreeMap::new(),
         }),
     }
 }
 
-fn door(seq: u64, who: DoorActor, taken: &[(&str, u32)], added: &[(&str, u32)]) -> Report {
-    let map = |l: &[(&str, u32)]| l.iter().map(|(m, u)| (m.to_string(), *u)).collect();
+fn door(
+    seq: u64,
+    who: DoorActor,
+    taken: &[(&'static str, u32)],
+    added: &[(&'static str, u32)],
+) -> Report {
+    let map = |l: &[(&'static str, u32)]| {
+        l.iter()
+            .map(|(m, u)| (MealId::from_static(m), *u))
+            .collect()
+    };
     Report {
         seq,
         at: t0() - Duration::seconds(600) + Duration::seconds(seq as i64),
@@ -176,7 +189,7 @@ fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     d.upload(vec![temp(4, d.ctx.now, 3_000)]);
     assert_eq!(d.status(), FridgeStatus::Quarantined);
     d.run(Command::Fridge(FridgeCommand::LiftQuarantine {
-        fridge_id: FRIDGE.into(),
+        fridge_id: FridgeId::from_static(FRIDGE),
     }))
     .unwrap();
     assert_eq!(d.status(), FridgeStatus::Online);
@@ -277,7 +290,7 @@ fn units_past_their_best_before_leave_the_available_count_oldest_first() {
             .count()
     };
     assert_eq!(ours(&d), 1);
-    let (fridge_id, meal_id) = (FRIDGE.to_string(), meal.to_string());
+    let (fridge_id, meal_id) = (FridgeId::from_static(FRIDGE), MealId::from_static(meal));
     d.run(Command::Fridge(FridgeCommand::ExpireUnits {
         fridge_id,
         meal_id,

@@ -2,6 +2,8 @@
 //! commands: places, cancels, timers, payment results (duplicated, late, out
 //! of order), pickups and stock corrections.
 
+use protocol::orders::OrderId;
+use protocol::{DistrictId, FridgeId, MealId};
 use std::collections::BTreeMap;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -66,14 +68,14 @@ fn step() -> impl Strategy<Value = Step> {
 struct Harness {
     state: DistrictState,
     ctx: Context,
-    orders: Vec<String>,
-    charges_requested: BTreeMap<String, u32>,
+    orders: Vec<OrderId>,
+    charges_requested: BTreeMap<OrderId, u32>,
 }
 
 impl Harness {
     fn new() -> Self {
         let ctx = Context {
-            district_id: "d".into(),
+            district_id: DistrictId::from_static("d"),
             area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
             now: Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap(),
             policy: district::OrderPolicy {
@@ -92,7 +94,7 @@ impl Harness {
         for meal in MEALS {
             let spec = support::meal_spec(500);
             h.run(Command::Catalog(CatalogCommand::DefineMeal {
-                meal_id: meal.into(),
+                meal_id: MealId::from_static(meal),
                 spec,
             }));
         }
@@ -105,7 +107,7 @@ impl Harness {
             secret: None,
         };
         let registered = h.run(Command::Catalog(CatalogCommand::RegisterFridge {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             spec: fridge,
         }));
         // `run` drops refused commands; the setup must not be refused, or
@@ -124,12 +126,12 @@ impl Harness {
     fn set_stock(&mut self, meal: usize, units: u32) {
         let spec = StockSpec {
             counts: vec![StockCount {
-                meal_id: MEALS[meal].into(),
+                meal_id: MealId::from_static(MEALS[meal]),
                 units,
             }],
         };
         self.run(Command::Catalog(CatalogCommand::SetStock {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             spec,
         }));
     }
@@ -147,7 +149,7 @@ impl Harness {
         events
     }
 
-    fn order(&self, i: usize) -> Option<String> {
+    fn order(&self, i: usize) -> Option<OrderId> {
         (!self.orders.is_empty()).then(|| self.orders[i % self.orders.len()].clone())
     }
 
@@ -159,11 +161,11 @@ impl Harness {
                 qty,
                 pos,
             } => {
-                let order_id = format!("o-{}", self.orders.len());
+                let order_id = OrderId::parse(format!("o-{}", self.orders.len())).unwrap();
                 let request = PlaceOrder {
-                    fridge_id: FRIDGE.into(),
+                    fridge_id: FridgeId::from_static(FRIDGE),
                     items: vec![OrderItem {
-                        meal_id: MEALS[meal].into(),
+                        meal_id: MealId::from_static(MEALS[meal]),
                         qty,
                     }],
                     coupon: None,
@@ -223,7 +225,7 @@ impl Harness {
                     let result = PaymentResult {
                         kind,
                         order_id,
-                        district_id: "d".into(),
+                        district_id: DistrictId::from_static("d"),
                         outcome,
                     };
                     self.run(Command::RecordPayment {

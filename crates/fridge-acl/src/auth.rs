@@ -141,7 +141,7 @@ pub fn check_fridge(path_fridge_id: &str, batch: &Batch) -> Result<(), AuthError
     } else {
         Err(AuthError::WrongFridge {
             in_path: path_fridge_id.to_string(),
-            in_body: batch.fridge_id.clone(),
+            in_body: batch.fridge_id.to_string(),
         })
     }
 }

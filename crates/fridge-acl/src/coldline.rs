@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::report::{
-    check_code, check_fridge_id, check_milli_c, check_seq, meal_list, time_from_unix, Batch,
+    check_code, check_milli_c, check_seq, meal_list, parse_fridge_id, time_from_unix, Batch,
     DoorActor, DoorSession, ParseError, Problem, Report, ReportBody, Scan, Zero, MAX_BATCH_BYTES,
     MAX_LINE_BYTES, MAX_MEALS_PER_REPORT, MAX_REPORTS_PER_BATCH,
 };
@@ -47,11 +47,11 @@ pub fn parse(body: &[u8]) -> Result<Batch, ParseError> {
             check_len(1, header)?;
             let f = fields(header, 3).map_err(|problem| ParseError::Line { line: 1, problem })?;
             let at = |problem| ParseError::Line { line: 1, problem };
-            check_fridge_id(f[1]).map_err(at)?;
+            let fridge_id = parse_fridge_id(f[1]).map_err(at)?;
             let sent_at = number("batch_ts", f[2])
                 .and_then(|ts| time_from_unix("batch_ts", ts))
                 .map_err(at)?;
-            (f[1].to_string(), sent_at)
+            (fridge_id, sent_at)
         }
         _ => return Err(ParseError::MissingHeader),
     };
@@ -195,6 +195,7 @@ fn number(field: &'static str, s: &str) -> Result<i64, Problem> {
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+    use protocol::MealId;
 
     const GOOD: &str = "H|f-gym-2|1741089605\n\
         S|41|1741089480|m-kale:4,m-soup:2,m-none:0\n\
@@ -220,13 +221,17 @@ mod tests {
         };
         assert_eq!(
             scan.counts,
-            [("m-kale".to_string(), 4), ("m-soup".to_string(), 2)].into()
+            [
+                (MealId::from_static("m-kale"), 4),
+                (MealId::from_static("m-soup"), 2)
+            ]
+            .into()
         );
         assert_eq!(
             b.reports[1].body,
             ReportBody::Door(DoorSession {
                 who: DoorActor::PickupCode("482913".into()),
-                taken: [("m-kale".to_string(), 1)].into(),
+                taken: [(MealId::from_static("m-kale"), 1)].into(),
                 added: BTreeMap::new(),
             })
         );
@@ -297,7 +302,7 @@ mod tests {
         );
         assert_eq!(
             line_problem(&format!("S|1|{ts}|m-a:1,m-a:2")).1,
-            Problem::DuplicateMeal("m-a".into())
+            Problem::DuplicateMeal(MealId::from_static("m-a"))
         );
         assert_eq!(
             line_problem(&format!("T|1|{ts}|601")).1,
@@ -320,7 +325,7 @@ mod tests {
         );
         assert_eq!(
             line_problem(&format!("D|1|{ts}|U|m-a:0|")).1,
-            Problem::ZeroUnits("m-a".into())
+            Problem::ZeroUnits(MealId::from_static("m-a"))
         );
         assert_eq!(
             line_problem("T|1|12|40").1,

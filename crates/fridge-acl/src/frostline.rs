@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use protocol::MealId;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::report::{
-    check_code, check_fridge_id, check_meal_id, check_milli_c, check_seq, check_time, meal_list,
+    check_code, check_milli_c, check_seq, check_time, meal_list, parse_fridge_id, parse_meal_id,
     Batch, DoorActor, DoorSession, ParseError, Problem, Report, ReportBody, Scan, Zero,
     MAX_BATCH_BYTES, MAX_ITEMS_PER_SCAN, MAX_REPORTS_PER_BATCH,
 };
@@ -94,7 +95,7 @@ pub fn parse(body: &[u8]) -> Result<Batch, ParseError> {
         column: e.column(),
         message: e.to_string(),
     })?;
-    check_fridge_id(&raw.fridge_id).map_err(ParseError::Batch)?;
+    let fridge_id = parse_fridge_id(raw.fridge_id).map_err(ParseError::Batch)?;
     let sent_at = timestamp("batch_ts", &raw.batch_ts).map_err(ParseError::Batch)?;
     if raw.reports.len() > MAX_REPORTS_PER_BATCH {
         return Err(ParseError::TooManyReports);
@@ -106,7 +107,7 @@ pub fn parse(body: &[u8]) -> Result<Batch, ParseError> {
         .map(|(index, r)| report(r).map_err(|problem| ParseError::Report { index, problem }))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Batch {
-        fridge_id: raw.fridge_id,
+        fridge_id,
         sent_at,
         reports,
     })
@@ -245,23 +246,28 @@ fn tagged_scan(items: Vec<RawItem>, at: DateTime<Utc>) -> Result<Scan, Problem> 
         return Err(Problem::TooManyItems);
     }
     let mut tags = std::collections::BTreeSet::new();
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut expired: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counts: BTreeMap<MealId, u64> = BTreeMap::new();
+    let mut expired: BTreeMap<MealId, u64> = BTreeMap::new();
     for item in items {
         check_code("tag", &item.tag)?;
-        check_meal_id(&item.meal_id)?;
+        let meal_id = parse_meal_id(item.meal_id)?;
         if let Some(bb) = item.best_before.as_deref() {
             if timestamp("best_before", bb)? <= at {
-                *expired.entry(item.meal_id.clone()).or_default() += 1;
+                *expired.entry(meal_id.clone()).or_default() += 1;
             }
         }
-        *counts.entry(item.meal_id).or_default() += 1;
+        *counts.entry(meal_id).or_default() += 1;
         if !tags.insert(item.tag.clone()) {
             return Err(Problem::DuplicateTag(item.tag));
         }
     }
     Ok(Scan {
-        counts: meal_list(counts, Zero::Refused)?,
+        // `meal_list` takes the wire's strings (the other lists are
+        // parsed there); these are valid ids already, so it only re-checks.
+        counts: meal_list(
+            counts.into_iter().map(|(m, n)| (m.into_string(), n)),
+            Zero::Refused,
+        )?,
         expired: expired
             .into_iter()
             .map(|(m, n)| (m, u32::try_from(n).unwrap_or(u32::MAX)))
@@ -307,7 +313,7 @@ mod tests {
             b.reports[1].body,
             ReportBody::Door(DoorSession {
                 who: DoorActor::PickupCode("482913".into()),
-                taken: [("m-kale".to_string(), 1)].into(),
+                taken: [(MealId::from_static("m-kale"), 1)].into(),
                 added: BTreeMap::new(),
             })
         );
@@ -381,14 +387,14 @@ mod tests {
             report_problem(&format!(
                 r#"{{"seq":1,{at},"kind":"scan","counts":{{"m-a":1,"m-a":2}}}}"#
             )),
-            Problem::DuplicateMeal("m-a".into())
+            Problem::DuplicateMeal(MealId::from_static("m-a"))
         );
         assert_eq!(
             report_problem(&format!(
                 r#"{{"seq":1,{at},"kind":"scan","counts":{{"m-a":1000}}}}"#
             )),
             Problem::TooManyUnits {
-                meal_id: "m-a".into(),
+                meal_id: MealId::from_static("m-a"),
                 units: 1000
             }
         );

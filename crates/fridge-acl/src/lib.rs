@@ -37,6 +37,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 
 pub use auth::{check_fridge, sign, verify_signature, AuthError, SecretUsed, Secrets};
+/// The id types batches and facts carry, so the fridge side (`fridge-sim`)
+/// can build them from this crate alone.
+pub use protocol::{FridgeId, IdError, MealId, OrderId};
 pub use report::{Batch, DoorActor, DoorSession, ParseError, Problem, Report, ReportBody, Scan};
 pub use sequence::{SeqRange, SequenceState};
 pub use translate::{

@@ -197,15 +197,15 @@ pub enum Problem {
     HeaderNotFirst,
 }
 
-pub(crate) fn check_meal_id(id: &str) -> Result<(), Problem> {
-    protocol::validate_id(id).map_err(|reason| Problem::BadId {
+pub(crate) fn parse_meal_id(id: impl Into<String>) -> Result<MealId, Problem> {
+    MealId::parse(id).map_err(|reason| Problem::BadId {
         field: "meal_id",
         reason,
     })
 }
 
-pub(crate) fn check_fridge_id(id: &str) -> Result<(), Problem> {
-    protocol::validate_id(id).map_err(|reason| Problem::BadId {
+pub(crate) fn parse_fridge_id(id: impl Into<String>) -> Result<FridgeId, Problem> {
+    FridgeId::parse(id).map_err(|reason| Problem::BadId {
         field: "fridge_id",
         reason,
     })
@@ -233,14 +233,14 @@ pub(crate) fn check_seq(seq: u64) -> Result<u64, Problem> {
     }
 }
 
-pub(crate) fn check_units(meal_id: &str, units: u64) -> Result<u32, Problem> {
+pub(crate) fn check_units(meal_id: &MealId, units: u64) -> Result<u32, Problem> {
     if units == 0 {
-        return Err(Problem::ZeroUnits(meal_id.to_string()));
+        return Err(Problem::ZeroUnits(meal_id.clone()));
     }
     match u32::try_from(units) {
         Ok(u) if u <= MAX_UNITS_PER_MEAL => Ok(u),
         _ => Err(Problem::TooManyUnits {
-            meal_id: meal_id.to_string(),
+            meal_id: meal_id.clone(),
             units,
         }),
     }
@@ -289,7 +289,7 @@ where
     let mut out = BTreeMap::new();
     let mut listed = 0usize;
     for (meal_id, units) in entries {
-        check_meal_id(&meal_id)?;
+        let meal_id = parse_meal_id(meal_id)?;
         listed += 1;
         if listed > MAX_MEALS_PER_REPORT {
             return Err(Problem::TooManyMeals);

@@ -55,11 +55,11 @@ impl StockModel {
     /// Before the first scan the fridge has only reported movements, so the
     /// node's count is the best starting point for a meal; after a scan, a
     /// meal the scan did not list has 0 units and nothing is adopted.
-    pub fn adopt(&mut self, meal: &str, node_on_hand: u32) {
+    pub fn adopt(&mut self, meal: &MealId, node_on_hand: u32) {
         if self.scan_seq == 0 && !self.base.contains_key(meal) {
             let moved: i64 = self.doors.values().filter_map(|d| d.get(meal)).sum();
             self.base
-                .insert(meal.to_string(), i64::from(node_on_hand) - moved);
+                .insert(meal.clone(), i64::from(node_on_hand) - moved);
         }
     }
 
@@ -102,18 +102,24 @@ impl StockModel {
 mod tests {
     use super::*;
 
-    fn counts(pairs: &[(&str, u32)]) -> BTreeMap<MealId, u32> {
-        pairs.iter().map(|(m, n)| (m.to_string(), *n)).collect()
+    fn counts(pairs: &[(&'static str, u32)]) -> BTreeMap<MealId, u32> {
+        pairs
+            .iter()
+            .map(|(m, n)| (MealId::from_static(m), *n))
+            .collect()
     }
 
-    fn moved(pairs: &[(&str, i64)]) -> BTreeMap<MealId, i64> {
-        pairs.iter().map(|(m, n)| (m.to_string(), *n)).collect()
+    fn moved(pairs: &[(&'static str, i64)]) -> BTreeMap<MealId, i64> {
+        pairs
+            .iter()
+            .map(|(m, n)| (MealId::from_static(m), *n))
+            .collect()
     }
 
     #[test]
     fn late_scan_is_replayed_under_newer_doors() {
         let mut s = StockModel::default();
-        s.adopt("m-a", 3);
+        s.adopt(&MealId::from_static("m-a"), 3);
         assert!(s.apply_door(8, moved(&[("m-a", -1)])));
         assert_eq!(s.on_hand("m-a"), 2);
         // Scan 7 counted 10 units before door session 8 took one.
@@ -142,10 +148,10 @@ mod tests {
     #[test]
     fn unlisted_meals_are_empty_after_a_scan() {
         let mut s = StockModel::default();
-        s.adopt("m-a", 4);
+        s.adopt(&MealId::from_static("m-a"), 4);
         s.apply_scan(2, &counts(&[("m-b", 1)]));
         assert_eq!(s.on_hand("m-a"), 0);
-        s.adopt("m-a", 4);
+        s.adopt(&MealId::from_static("m-a"), 4);
         assert_eq!(s.on_hand("m-a"), 0, "no adoption after a scan");
     }
 

@@ -480,9 +480,9 @@ impl<'a> Translator<'a> {
         door: &DoorSession,
         at: DateTime<Utc>,
     ) -> Vec<(MealId, u32, ShrinkageReason)> {
-        let mut ordered: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut ordered: BTreeMap<&MealId, u32> = BTreeMap::new();
         for item in &order.items {
-            *ordered.entry(item.meal_id.as_str()).or_default() += item.units;
+            *ordered.entry(&item.meal_id).or_default() += item.units;
         }
         let mut items = Vec::new();
         let mut missing = Vec::new();
@@ -490,13 +490,13 @@ impl<'a> Translator<'a> {
             let got = door.taken.get(*meal).copied().unwrap_or(0).min(*want);
             if got > 0 {
                 items.push(MealUnits {
-                    meal_id: meal.to_string(),
+                    meal_id: (*meal).clone(),
                     units: got,
                 });
             }
             if got < *want {
                 missing.push(MealUnits {
-                    meal_id: meal.to_string(),
+                    meal_id: (*meal).clone(),
                     units: want - got,
                 });
             }
@@ -505,7 +505,7 @@ impl<'a> Translator<'a> {
             .taken
             .iter()
             .filter_map(|(meal, took)| {
-                let want = ordered.get(meal.as_str()).copied().unwrap_or(0);
+                let want = ordered.get(meal).copied().unwrap_or(0);
                 (*took > want).then(|| {
                     let reason = ShrinkageReason::BeyondOrder {
                         order_id: order.order_id.clone(),

@@ -9,6 +9,7 @@ use fridge_acl::{
     FridgeCursor, FridgeFact, FridgeView, MealUnits, OpenOrder, Report, ReportBody, Scan, Secrets,
 };
 use proptest::prelude::*;
+use protocol::{FridgeId, MealId, OrderId};
 
 const MEALS: [&str; 3] = ["m-a", "m-b", "m-c"];
 const T0: i64 = 1_741_089_600;
@@ -19,9 +20,9 @@ fn t(secs: i64) -> DateTime<Utc> {
         .expect("valid time")
 }
 
-fn meal_units(max: u32) -> impl Strategy<Value = BTreeMap<String, u32>> {
+fn meal_units(max: u32) -> impl Strategy<Value = BTreeMap<MealId, u32>> {
     proptest::collection::btree_map(
-        proptest::sample::select(MEALS.to_vec()).prop_map(String::from),
+        proptest::sample::select(MEALS.to_vec()).prop_map(MealId::from_static),
         1..=max,
         0..=3,
     )
@@ -57,26 +58,26 @@ struct Node {
 }
 
 impl Node {
-    fn new(on_hand: BTreeMap<String, u32>) -> Self {
+    fn new(on_hand: BTreeMap<MealId, u32>) -> Self {
         let orders = vec![
             OpenOrder {
-                order_id: "o-1".into(),
+                order_id: OrderId::from_static("o-1"),
                 pickup_code: Some("111111".into()),
                 items: vec![MealUnits {
-                    meal_id: "m-a".into(),
+                    meal_id: MealId::from_static("m-a"),
                     units: 1,
                 }],
             },
             OpenOrder {
-                order_id: "o-2".into(),
+                order_id: OrderId::from_static("o-2"),
                 pickup_code: Some("222222".into()),
                 items: vec![
                     MealUnits {
-                        meal_id: "m-b".into(),
+                        meal_id: MealId::from_static("m-b"),
                         units: 2,
                     },
                     MealUnits {
-                        meal_id: "m-c".into(),
+                        meal_id: MealId::from_static("m-c"),
                         units: 1,
                     },
                 ],
@@ -102,7 +103,7 @@ impl Node {
     /// Uploads a batch; returns (applied, duplicate, stale).
     fn upload(&mut self, reports: Vec<Report>, now: i64) -> (u32, u32, u32) {
         let batch = Batch {
-            fridge_id: "f-1".into(),
+            fridge_id: FridgeId::from_static("f-1"),
             sent_at: t(now),
             reports,
         };
@@ -160,7 +161,7 @@ impl Node {
 /// The rule itself, with no cursor: the newest scan (or the node's count
 /// when there is none) plus every door session numbered after it, clamped.
 fn specified_stock(
-    initial: &BTreeMap<String, u32>,
+    initial: &BTreeMap<MealId, u32>,
     reports: &[Report],
 ) -> BTreeMap<&'static str, u32> {
     let last_scan = reports
@@ -189,7 +190,7 @@ fn specified_stock(
         .collect()
 }
 
-fn scenario() -> impl Strategy<Value = (BTreeMap<String, u32>, Vec<Report>, Vec<usize>, Vec<usize>)>
+fn scenario() -> impl Strategy<Value = (BTreeMap<MealId, u32>, Vec<Report>, Vec<usize>, Vec<usize>)>
 {
     (meal_units(5), proptest::collection::vec(body(), 1..40)).prop_flat_map(|(initial, bodies)| {
         let n = bodies.len();

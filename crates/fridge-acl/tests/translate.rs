@@ -9,6 +9,7 @@ use fridge_acl::{
     FridgeCursor, FridgeFact, FridgeView, MealUnits, OpenOrder, Rejection, Report, ReportBody,
     Scan, SecretUsed, Secrets, SeqRange, ShrinkageReason, StockCause, Upload,
 };
+use protocol::{FridgeId, MealId, OrderId};
 
 const T0: i64 = 1_741_089_600;
 
@@ -18,11 +19,14 @@ fn t(secs: i64) -> DateTime<Utc> {
         .expect("valid time")
 }
 
-fn units(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
-    pairs.iter().map(|(m, n)| (m.to_string(), *n)).collect()
+fn units(pairs: &[(&'static str, u32)]) -> BTreeMap<MealId, u32> {
+    pairs
+        .iter()
+        .map(|(m, n)| (MealId::from_static(m), *n))
+        .collect()
 }
 
-fn scan(seq: u64, at: i64, counts: &[(&str, u32)]) -> Report {
+fn scan(seq: u64, at: i64, counts: &[(&'static str, u32)]) -> Report {
     Report {
         seq,
         at: t(at),
@@ -33,7 +37,13 @@ fn scan(seq: u64, at: i64, counts: &[(&str, u32)]) -> Report {
     }
 }
 
-fn door(seq: u64, at: i64, who: DoorActor, taken: &[(&str, u32)], added: &[(&str, u32)]) -> Report {
+fn door(
+    seq: u64,
+    at: i64,
+    who: DoorActor,
+    taken: &[(&'static str, u32)],
+    added: &[(&'static str, u32)],
+) -> Report {
     Report {
         seq,
         at: t(at),
@@ -55,29 +65,29 @@ fn temp(seq: u64, at: i64, milli_c: i32) -> Report {
 
 fn batch(sent_at: i64, reports: Vec<Report>) -> Batch {
     Batch {
-        fridge_id: "f-1".into(),
+        fridge_id: FridgeId::from_static("f-1"),
         sent_at: t(sent_at),
         reports,
     }
 }
 
-fn order(id: &str, code: Option<&str>, items: &[(&str, u32)]) -> OpenOrder {
+fn order(id: &'static str, code: Option<&str>, items: &[(&'static str, u32)]) -> OpenOrder {
     OpenOrder {
-        order_id: id.into(),
+        order_id: OrderId::from_static(id),
         pickup_code: code.map(String::from),
         items: items
             .iter()
             .map(|(m, n)| MealUnits {
-                meal_id: m.to_string(),
+                meal_id: MealId::from_static(m),
                 units: *n,
             })
             .collect(),
     }
 }
 
-fn counted(meal: &str, on_hand: u32, at: i64, cause: StockCause) -> FridgeFact {
+fn counted(meal: &'static str, on_hand: u32, at: i64, cause: StockCause) -> FridgeFact {
     FridgeFact::StockCounted {
-        meal_id: meal.into(),
+        meal_id: MealId::from_static(meal),
         on_hand,
         at: t(at),
         cause,
@@ -135,11 +145,11 @@ fn a_short_scan_flags_the_orders_it_cannot_cover() {
         vec![
             counted("m-kale", 1, 10, StockCause::Scan),
             FridgeFact::ShortageDetected {
-                meal_id: "m-kale".into(),
+                meal_id: MealId::from_static("m-kale"),
                 on_hand: 1,
                 committed: 4,
                 // o-1 needs 2 of the 1 left; o-2 gets it; o-3 is short.
-                orders: vec!["o-1".into(), "o-3".into()],
+                orders: vec![OrderId::from_static("o-1"), OrderId::from_static("o-3")],
                 at: t(10),
             },
         ]
@@ -177,23 +187,23 @@ fn pickup_code_completes_the_order_and_counts_extras_as_shrinkage() {
         out.facts,
         vec![
             FridgeFact::PickedUp {
-                order_id: "o-1".into(),
+                order_id: OrderId::from_static("o-1"),
                 pickup_code: "482913".into(),
                 items: vec![MealUnits {
-                    meal_id: "m-kale".into(),
+                    meal_id: MealId::from_static("m-kale"),
                     units: 1
                 }],
                 missing: vec![MealUnits {
-                    meal_id: "m-soup".into(),
+                    meal_id: MealId::from_static("m-soup"),
                     units: 1
                 }],
                 at: t(10),
             },
             FridgeFact::Shrinkage {
-                meal_id: "m-kale".into(),
+                meal_id: MealId::from_static("m-kale"),
                 units: 1,
                 reason: ShrinkageReason::BeyondOrder {
-                    order_id: "o-1".into()
+                    order_id: OrderId::from_static("o-1")
                 },
                 at: t(10),
             },
@@ -234,7 +244,7 @@ fn unknown_code_and_no_credentials_are_shrinkage() {
         out.facts,
         vec![
             FridgeFact::Shrinkage {
-                meal_id: "m-kale".into(),
+                meal_id: MealId::from_static("m-kale"),
                 units: 1,
                 reason: ShrinkageReason::UnknownCode {
                     code: "000000".into()
@@ -243,7 +253,7 @@ fn unknown_code_and_no_credentials_are_shrinkage() {
             },
             counted("m-kale", 3, 5, StockCause::DoorSession),
             FridgeFact::Shrinkage {
-                meal_id: "m-kale".into(),
+                meal_id: MealId::from_static("m-kale"),
                 units: 1,
                 reason: ShrinkageReason::NoCredentials,
                 at: t(6),
@@ -279,15 +289,15 @@ fn opening_with_a_code_and_taking_nothing_keeps_the_order_open() {
         out.facts,
         vec![
             FridgeFact::PickupNothingTaken {
-                order_id: "o-1".into(),
+                order_id: OrderId::from_static("o-1"),
                 pickup_code: "482913".into(),
                 at: t(10),
             },
             FridgeFact::Shrinkage {
-                meal_id: "m-soup".into(),
+                meal_id: MealId::from_static("m-soup"),
                 units: 1,
                 reason: ShrinkageReason::BeyondOrder {
-                    order_id: "o-1".into()
+                    order_id: OrderId::from_static("o-1")
                 },
                 at: t(10),
             },
@@ -322,13 +332,13 @@ fn staff_refills_and_withdrawals() {
         out.facts,
         vec![
             FridgeFact::Withdrawn {
-                meal_id: "m-kale".into(),
+                meal_id: MealId::from_static("m-kale"),
                 units: 1,
                 badge: "B-17".into(),
                 at: t(10),
             },
             FridgeFact::Refilled {
-                meal_id: "m-soup".into(),
+                meal_id: MealId::from_static("m-soup"),
                 units: 6,
                 by: badge,
                 at: t(10),
@@ -381,7 +391,7 @@ fn duplicates_stale_scans_and_gaps() {
     assert_eq!(
         second.facts,
         vec![FridgeFact::Shrinkage {
-            meal_id: "m-a".into(),
+            meal_id: MealId::from_static("m-a"),
             units: 1,
             reason: ShrinkageReason::NoCredentials,
             at: t(4),
@@ -529,7 +539,7 @@ fn tagged_scans_report_expired_units() {
         vec![
             counted("m-a", 3, 10, StockCause::Scan),
             FridgeFact::ExpiredOnShelf {
-                meal_id: "m-a".into(),
+                meal_id: MealId::from_static("m-a"),
                 units: 1,
                 at: t(10),
             },

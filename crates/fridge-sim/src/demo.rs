@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
-use fridge_acl::Dialect;
+use fridge_acl::{Dialect, FridgeId, MealId};
 use serde::Deserialize;
 
 use crate::client::SimError;
@@ -26,12 +26,12 @@ struct DemoFile {
 
 #[derive(Deserialize)]
 struct DemoMeal {
-    meal_id: String,
+    meal_id: MealId,
 }
 
 #[derive(Deserialize)]
 struct DemoFridgeRaw {
-    fridge_id: String,
+    fridge_id: FridgeId,
     vendor: String,
     #[serde(default)]
     secret: Option<String>,
@@ -39,13 +39,13 @@ struct DemoFridgeRaw {
 
 #[derive(Deserialize)]
 struct DemoStock {
-    fridge_id: String,
+    fridge_id: FridgeId,
     counts: Vec<DemoCount>,
 }
 
 #[derive(Deserialize)]
 struct DemoCount {
-    meal_id: String,
+    meal_id: MealId,
     units: u32,
 }
 
@@ -61,7 +61,7 @@ pub struct DemoFridge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Demo {
     pub fridges: Vec<DemoFridge>,
-    pub meal_ids: Vec<String>,
+    pub meal_ids: Vec<MealId>,
 }
 
 impl Demo {
@@ -73,7 +73,7 @@ impl Demo {
 
     pub fn from_json(text: &[u8]) -> Result<Demo, String> {
         let file: DemoFile = serde_json::from_slice(text).map_err(|e| e.to_string())?;
-        let mut stock: BTreeMap<String, MealCounts> = BTreeMap::new();
+        let mut stock: BTreeMap<FridgeId, MealCounts> = BTreeMap::new();
         for s in file.stock {
             let counts = stock.entry(s.fridge_id).or_default();
             for c in s.counts.into_iter().filter(|c| c.units > 0) {

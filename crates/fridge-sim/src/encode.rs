@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use fridge_acl::{Batch, Dialect, DoorActor, Report, ReportBody};
+use fridge_acl::{Batch, Dialect, DoorActor, MealId, Report, ReportBody};
 
 /// Milli-degrees per tenth of a degree: `coldline-lines` sends tenths.
 pub const MILLI_C_PER_TENTH: i32 = 100;
@@ -83,7 +83,7 @@ fn json_string(out: &mut String, s: &str) {
 }
 
 /// `{"meal":units,…}`.
-fn json_meals(out: &mut String, meals: &BTreeMap<String, u32>) {
+fn json_meals(out: &mut String, meals: &BTreeMap<MealId, u32>) {
     out.push('{');
     for (i, (meal, units)) in meals.iter().enumerate() {
         if i > 0 {
@@ -166,7 +166,7 @@ fn frostline_report(out: &mut String, r: &Report) {
     out.push('}');
 }
 
-fn coldline_list(out: &mut String, meals: &BTreeMap<String, u32>) {
+fn coldline_list(out: &mut String, meals: &BTreeMap<MealId, u32>) {
     for (i, (meal, units)) in meals.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -221,30 +221,35 @@ fn coldline(batch: &Batch) -> Result<Vec<u8>, EncodeError> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use fridge_acl::FridgeId;
     use fridge_acl::{DoorSession, Scan};
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
     }
 
-    fn meals(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
-        pairs.iter().map(|(m, u)| (m.to_string(), *u)).collect()
+    fn meals(pairs: &[(&'static str, u32)]) -> BTreeMap<MealId, u32> {
+        pairs
+            .iter()
+            .map(|(m, u)| (MealId::from_static(m), *u))
+            .collect()
     }
 
     /// Every kind, every actor, negative and positive temperatures, an
     /// empty scan: the shapes the simulator builds.
-    fn every_kind(fridge_id: &str) -> Batch {
-        let door = |seq, who, taken: &[(&str, u32)], added: &[(&str, u32)]| Report {
-            seq,
-            at: t(1_741_089_500 + seq as i64),
-            body: ReportBody::Door(DoorSession {
-                who,
-                taken: meals(taken),
-                added: meals(added),
-            }),
-        };
+    fn every_kind(fridge_id: &'static str) -> Batch {
+        let door =
+            |seq, who, taken: &[(&'static str, u32)], added: &[(&'static str, u32)]| Report {
+                seq,
+                at: t(1_741_089_500 + seq as i64),
+                body: ReportBody::Door(DoorSession {
+                    who,
+                    taken: meals(taken),
+                    added: meals(added),
+                }),
+            };
         Batch {
-            fridge_id: fridge_id.into(),
+            fridge_id: fridge_acl::FridgeId::from_static(fridge_id),
             sent_at: t(1_741_089_605),
             reports: vec![
                 Report {
@@ -310,7 +315,7 @@ mod tests {
     fn heartbeat_round_trips() {
         for dialect in Dialect::ALL {
             let batch = Batch {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 sent_at: t(1_741_089_605),
                 reports: vec![],
             };

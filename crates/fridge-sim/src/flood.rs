@@ -201,6 +201,7 @@ async fn flood_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fridge_acl::FridgeId;
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -213,7 +214,11 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_node_is_counted_not_fatal() {
         // Port 9 on loopback: nothing listens; the connection is refused.
-        let fridge = SimFridge::new("f-1", fridge_acl::Dialect::ColdlineLines, "k");
+        let fridge = SimFridge::new(
+            FridgeId::from_static("f-1"),
+            fridge_acl::Dialect::ColdlineLines,
+            "k",
+        );
         let (_tx, rx) = watch::channel(false);
         let report = flood(
             vec![fridge],

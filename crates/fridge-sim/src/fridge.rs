@@ -13,18 +13,20 @@ use std::fmt;
 use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use fridge_acl::auth::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use fridge_acl::{Batch, Dialect, DoorActor, DoorSession, ParseError, Report, ReportBody, Scan};
+use fridge_acl::{
+    Batch, Dialect, DoorActor, DoorSession, FridgeId, MealId, ParseError, Report, ReportBody, Scan,
+};
 
 use crate::encode::{encode, EncodeError, MILLI_C_PER_DEGREE, MILLI_C_PER_TENTH};
 
 /// Units per meal, by meal id.
-pub type MealCounts = BTreeMap<String, u32>;
+pub type MealCounts = BTreeMap<MealId, u32>;
 
 /// A fridge as the simulator plays it. Its `Debug` leaves the secret out,
 /// so logging a fridge never leaks it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SimFridge {
-    pub id: String,
+    pub id: FridgeId,
     pub dialect: Dialect,
     pub secret: Vec<u8>,
     /// The last report number used (0 before the first report): the next
@@ -62,14 +64,14 @@ pub struct SignOptions {
     pub wrong_secret: Option<Vec<u8>>,
     /// Names this fridge in the body instead of the fridge's own id (the
     /// URL and the secret stay the fridge's).
-    pub fridge_in_body: Option<String>,
+    pub fridge_in_body: Option<FridgeId>,
 }
 
 /// One upload, ready to send: the exact bytes and the headers that sign them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedBatch {
     /// The fridge in the URL (`/v1/fridges/{fridge_id}/telemetry`).
-    pub fridge_id: String,
+    pub fridge_id: FridgeId,
     pub dialect: Dialect,
     pub body: Bytes,
     pub content_type: &'static str,
@@ -119,9 +121,9 @@ pub fn milli_c_from_celsius(celsius: f64) -> Result<i32, BadTemperature> {
 
 impl SimFridge {
     /// A fridge whose next report is number 1.
-    pub fn new(id: impl Into<String>, dialect: Dialect, secret: impl Into<Vec<u8>>) -> Self {
+    pub fn new(id: FridgeId, dialect: Dialect, secret: impl Into<Vec<u8>>) -> Self {
         SimFridge {
-            id: id.into(),
+            id,
             dialect,
             secret: secret.into(),
             seq: 0,
@@ -262,8 +264,11 @@ mod tests {
             .unwrap_or_default()
     }
 
-    fn counts(pairs: &[(&str, u32)]) -> MealCounts {
-        pairs.iter().map(|(m, u)| (m.to_string(), *u)).collect()
+    fn counts(pairs: &[(&'static str, u32)]) -> MealCounts {
+        pairs
+            .iter()
+            .map(|(m, u)| (MealId::from_static(m), *u))
+            .collect()
     }
 
     fn verify(signed: &SignedBatch, secret: &[u8], at: DateTime<Utc>) -> Result<(), AuthError> {
@@ -284,7 +289,7 @@ mod tests {
     #[test]
     fn built_batches_parse_and_verify_in_both_dialects() {
         for dialect in Dialect::ALL {
-            let mut fridge = SimFridge::new("f-corktown", dialect, "s3cret");
+            let mut fridge = SimFridge::new(FridgeId::from_static("f-corktown"), dialect, "s3cret");
             fridge.seq = 40;
             let t = now() - TimeDelta::seconds(30);
             let none = MealCounts::new();
@@ -328,7 +333,7 @@ mod tests {
     #[test]
     fn convenience_builders_parse_and_verify() {
         for dialect in Dialect::ALL {
-            let mut fridge = SimFridge::new("f-1", dialect, "k");
+            let mut fridge = SimFridge::new(FridgeId::from_static("f-1"), dialect, "k");
             let built = [
                 fridge.scan(&counts(&[("m-a", 3)])),
                 fridge.door(
@@ -350,7 +355,11 @@ mod tests {
 
     #[test]
     fn misbehaviour_is_what_the_node_refuses() {
-        let mut fridge = SimFridge::new("f-1", Dialect::ColdlineLines, "right");
+        let mut fridge = SimFridge::new(
+            FridgeId::from_static("f-1"),
+            Dialect::ColdlineLines,
+            "right",
+        );
         let r = fridge.temperature_report(now(), 4_000);
 
         let wrong = SignOptions {
@@ -389,7 +398,7 @@ mod tests {
         assert_eq!(batch.sent_at, now() - TimeDelta::seconds(120));
 
         let other = SignOptions {
-            fridge_in_body: Some("f-2".into()),
+            fridge_in_body: Some(FridgeId::from_static("f-2")),
             ..SignOptions::default()
         };
         let signed = fridge
@@ -406,7 +415,11 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_secret() {
-        let fridge = SimFridge::new("f-1", Dialect::FrostlineJson, "hunter2");
+        let fridge = SimFridge::new(
+            FridgeId::from_static("f-1"),
+            Dialect::FrostlineJson,
+            "hunter2",
+        );
         let shown = format!("{fridge:?}");
         assert!(
             shown.contains("f-1") && !shown.contains("hunter2"),

@@ -17,9 +17,11 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fridge_sim::SimError> {
+//! use fridge_acl::{FridgeId, MealId};
 //! use fridge_sim::{send, Dialect, SimFridge};
-//! let mut fridge = SimFridge::new("f-corktown", Dialect::FrostlineJson, "secret");
-//! let batch = fridge.scan(&[("m-kale-caesar".to_string(), 4)].into())?;
+//! let id = FridgeId::from_static("f-corktown");
+//! let mut fridge = SimFridge::new(id, Dialect::FrostlineJson, "secret");
+//! let batch = fridge.scan(&[(MealId::from_static("m-kale-caesar"), 4)].into())?;
 //! let answer = send(&reqwest::Client::new(), "http://127.0.0.1:8080", &batch).await?;
 //! assert_eq!(answer.accepted().map(|a| a.applied), Some(1));
 //! # Ok(()) }

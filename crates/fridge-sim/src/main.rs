@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, Parser, Subcommand};
+use fridge_acl::{FridgeId, MealId};
 use fridge_sim::{
     check, flood, milli_c_from_celsius, register_fridge, run, send, Demo, DemoFridge, Dialect,
     DoorActor, FloodConfig, MealCounts, RunConfig, SignOptions, SimFridge, STATUS_ACCEPTED,
@@ -57,7 +58,7 @@ enum Command {
         upload: UploadArgs,
         /// MEAL=UNITS, repeatable; none at all is an empty fridge.
         #[arg(long = "count", value_parser = meal_units, num_args = 1..)]
-        counts: Vec<(String, u32)>,
+        counts: Vec<(MealId, u32)>,
     },
     /// Door session: a customer with --code, or unknown (no code) → shrinkage.
     Door {
@@ -69,10 +70,10 @@ enum Command {
         code: Option<String>,
         /// MEAL=UNITS taken out, repeatable.
         #[arg(long, value_parser = meal_units, num_args = 1..)]
-        taken: Vec<(String, u32)>,
+        taken: Vec<(MealId, u32)>,
         /// MEAL=UNITS put in, repeatable.
         #[arg(long, value_parser = meal_units, num_args = 1..)]
-        added: Vec<(String, u32)>,
+        added: Vec<(MealId, u32)>,
     },
     /// Staff door session (badge): units added and/or withdrawn.
     Refill {
@@ -82,10 +83,10 @@ enum Command {
         badge: String,
         /// MEAL=UNITS put in, repeatable.
         #[arg(long, value_parser = meal_units, num_args = 1..)]
-        added: Vec<(String, u32)>,
+        added: Vec<(MealId, u32)>,
         /// MEAL=UNITS withdrawn (expired, damaged), repeatable.
         #[arg(long, value_parser = meal_units, num_args = 1..)]
-        taken: Vec<(String, u32)>,
+        taken: Vec<(MealId, u32)>,
     },
     /// Temperature samples (rounded to 0.1 °C, as probes read).
     Temp {
@@ -164,7 +165,7 @@ struct FridgeArgs {
     node: String,
     /// The fridge's id (the URL's `{fridge_id}`).
     #[arg(long)]
-    fridge: String,
+    fridge: FridgeId,
     /// Signing secret; read from --demo if absent.
     #[arg(long, env = "FRIDGE_SECRET")]
     secret: Option<String>,
@@ -203,7 +204,7 @@ struct SendArgs {
     wrong_secret: bool,
     /// Name another fridge inside the body (URL and secret stay ours).
     #[arg(long)]
-    fridge_in_body: Option<String>,
+    fridge_in_body: Option<FridgeId>,
     /// Send even if the node's parser would refuse the body.
     #[arg(long)]
     send_invalid: bool,
@@ -223,17 +224,21 @@ struct UploadArgs {
     at: Option<DateTime<Utc>>,
 }
 
-fn meal_units(s: &str) -> Result<(String, u32), String> {
+fn meal_units(s: &str) -> Result<(MealId, u32), String> {
     let (meal, units) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not MEAL=UNITS"))?;
+    // Reports carry meal ids, so a bad one cannot be sent even on purpose.
+    let meal = meal
+        .parse()
+        .map_err(|e| format!("{meal:?} in {s:?} is not a meal id: {e}"))?;
     let units = units
         .parse()
         .map_err(|_| format!("{units:?} in {s:?} is not a number of units"))?;
-    Ok((meal.to_string(), units))
+    Ok((meal, units))
 }
 
-fn counts(pairs: &[(String, u32)]) -> anyhow::Result<MealCounts> {
+fn counts(pairs: &[(MealId, u32)]) -> anyhow::Result<MealCounts> {
     let mut out = BTreeMap::new();
     for (meal, units) in pairs {
         if out.insert(meal.clone(), *units).is_some() {
@@ -551,7 +556,8 @@ async fn flood_fridges(
     for i in 0..count {
         let dialect = Dialect::ALL[i % Dialect::ALL.len()];
         let secret = format!("sim-flood-{:032x}", rng.gen::<u128>());
-        let sim = SimFridge::new(format!("sim-flood-{i}"), dialect, secret);
+        let id = FridgeId::parse(format!("sim-flood-{i}"))?;
+        let sim = SimFridge::new(id, dialect, secret);
         let answer = register_fridge(
             &client,
             node,
@@ -605,10 +611,18 @@ mod tests {
 
     #[test]
     fn parses_meal_units() {
-        assert_eq!(meal_units("m-kale=4"), Ok(("m-kale".to_string(), 4)));
+        assert_eq!(
+            meal_units("m-kale=4"),
+            Ok((MealId::from_static("m-kale"), 4))
+        );
         assert!(meal_units("m-kale").is_err());
+        assert!(meal_units("bad meal=4").is_err());
         assert!(meal_units("m-kale=-1").is_err());
-        assert!(counts(&[("m-a".into(), 1), ("m-a".into(), 2)]).is_err());
+        assert!(counts(&[
+            (MealId::from_static("m-a"), 1),
+            (MealId::from_static("m-a"), 2)
+        ])
+        .is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fridge_acl::report::{MAX_REPORTS_PER_BATCH, MAX_UNITS_PER_MEAL};
-use fridge_acl::{DoorActor, Report};
+use fridge_acl::{DoorActor, MealId, Report};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -86,7 +86,7 @@ pub async fn run(
 
 /// A random staff refill: up to [`REFILL_MAX_MEALS`] of the fridge's meals,
 /// topped up towards [`REFILL_MAX_UNITS_PER_MEAL`]. Empty if all are full.
-fn refill(rng: &mut StdRng, stock: &MealCounts, meal_ids: &[String]) -> MealCounts {
+fn refill(rng: &mut StdRng, stock: &MealCounts, meal_ids: &[MealId]) -> MealCounts {
     let mut added = MealCounts::new();
     for meal in meal_ids.choose_multiple(rng, REFILL_MAX_MEALS) {
         let have = stock.get(meal).copied().unwrap_or(0);
@@ -114,7 +114,7 @@ async fn play(
     let mut totals = Tally::default();
     // The meals this fridge carries at the start are the ones it is refilled
     // with; a fridge that starts empty gets nothing.
-    let meal_ids: Vec<String> = stock.keys().cloned().collect();
+    let meal_ids: Vec<MealId> = stock.keys().cloned().collect();
     let badge = format!("B-SIM-{}", rng.gen_range(1..100));
     let mut tenths_c = rng.gen_range(NORMAL_TEMP_MIN_TENTHS_C..=NORMAL_TEMP_MAX_TENTHS_C);
 
@@ -207,8 +207,11 @@ mod tests {
     #[test]
     fn refill_tops_up_without_overfilling() {
         let mut rng = StdRng::seed_from_u64(7);
-        let meals: Vec<String> = ["m-a", "m-b", "m-c", "m-d"].map(String::from).to_vec();
-        let mut stock: MealCounts = [("m-a".to_string(), REFILL_MAX_UNITS_PER_MEAL)].into();
+        let meals: Vec<MealId> = ["m-a", "m-b", "m-c", "m-d"]
+            .map(MealId::from_static)
+            .to_vec();
+        let mut stock: MealCounts =
+            [(MealId::from_static("m-a"), REFILL_MAX_UNITS_PER_MEAL)].into();
         for _ in 0..100 {
             let added = refill(&mut rng, &stock, &meals);
             assert!(added.len() <= REFILL_MAX_MEALS);

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
-use fridge_acl::{FridgeCursor, FridgeFact, FridgeView, Secrets, Upload};
+use fridge_acl::{FridgeCursor, FridgeFact, FridgeView, MealId, Secrets, Upload};
 use fridge_sim::{
     flood, run, send, Demo, Dialect, DoorActor, FloodConfig, MealCounts, RunConfig, SimFridge,
 };
@@ -60,7 +60,7 @@ impl MockNode {
                         view,
                         facts: Vec::new(),
                     };
-                    (d.fridge.id, f)
+                    (d.fridge.id.into_string(), f)
                 })
                 .collect(),
         ));
@@ -153,8 +153,11 @@ fn demo_fridge(id: &str) -> SimFridge {
         .clone()
 }
 
-fn counts(pairs: &[(&str, u32)]) -> MealCounts {
-    pairs.iter().map(|(m, u)| (m.to_string(), *u)).collect()
+fn counts(pairs: &[(&'static str, u32)]) -> MealCounts {
+    pairs
+        .iter()
+        .map(|(m, u)| (MealId::from_static(m), *u))
+        .collect()
 }
 
 /// f-campus-martius speaks coldline-lines, f-fox-theatre frostline-json.
@@ -317,8 +320,11 @@ async fn run_plays_demo_fridges_until_stopped() {
     // moved), within a deadline.
     let heard_from_all = || {
         let known = node.fridges.lock().unwrap();
-        ids.iter()
-            .all(|id| known.get(id).is_some_and(|f| f.cursor.last_seen.is_some()))
+        ids.iter().all(|id| {
+            known
+                .get(id.as_str())
+                .is_some_and(|f| f.cursor.last_seen.is_some())
+        })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !heard_from_all() {

@@ -137,8 +137,8 @@ mod tests {
     fn approved(order_id: &str) -> PaymentResult {
         PaymentResult {
             kind: PaymentKind::Charge,
-            order_id: order_id.into(),
-            district_id: "detroit-downtown".into(),
+            order_id: order_id.parse().expect("a valid order id"),
+            district_id: protocol::DistrictId::from_static("detroit-downtown"),
             outcome: PaymentOutcome::Approved {
                 reference: format!("ref-{order_id}"),
             },

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use protocol::money::Money;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,18 +24,18 @@ pub enum ProviderError {
 
 /// A card processor.
 pub trait Provider: Send + Sync + 'static {
+    /// Captures `amount` (with its currency, as processors take it).
     fn charge(
         &self,
         idempotency_key: &str,
-        amount: i64,
-        currency: &str,
+        amount: &Money,
         payment_method: &str,
     ) -> impl std::future::Future<Output = Result<ProviderOutcome, ProviderError>> + Send;
 
     fn refund(
         &self,
         idempotency_key: &str,
-        amount: i64,
+        amount: &Money,
     ) -> impl std::future::Future<Output = Result<ProviderOutcome, ProviderError>> + Send;
 
     /// The reference of a capture already made under this key, if any. Asked
@@ -177,11 +178,12 @@ impl Provider for Sandbox {
     async fn charge(
         &self,
         key: &str,
-        amount: i64,
-        _currency: &str,
+        amount: &Money,
         method: &str,
     ) -> Result<ProviderOutcome, ProviderError> {
         tokio::time::sleep(self.rules.latency).await;
+        // The sandbox has one limit for every currency.
+        let amount = amount.amount_minor;
         let declined = method == SANDBOX_DECLINE_TOKEN || amount > self.rules.amount_limit;
         if declined {
             self.update(key, |e| {
@@ -210,7 +212,7 @@ impl Provider for Sandbox {
         })
     }
 
-    async fn refund(&self, key: &str, _amount: i64) -> Result<ProviderOutcome, ProviderError> {
+    async fn refund(&self, key: &str, _amount: &Money) -> Result<ProviderOutcome, ProviderError> {
         tokio::time::sleep(self.rules.latency).await;
         let entry = self.entry(key);
         if entry.charges == 0 {

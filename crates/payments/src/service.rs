@@ -182,12 +182,7 @@ impl<P: Provider> Service<P> {
                     }
                 } else {
                     self.provider
-                        .charge(
-                            &req.order_id,
-                            req.amount,
-                            req.currency.as_str(),
-                            &req.payment_method,
-                        )
+                        .charge(&req.order_id, &req.money(), &req.payment_method)
                         .await?
                 }
             }
@@ -196,7 +191,7 @@ impl<P: Provider> Service<P> {
                 let charged =
                     matches!(self.book.get(&charge_id), Ok(Some(r)) if Book::is_approved(&r));
                 if charged {
-                    self.provider.refund(&req.order_id, req.amount).await?
+                    self.provider.refund(&req.order_id, &req.money()).await?
                 } else {
                     ProviderOutcome::Declined {
                         reason: "nothing_charged".into(),

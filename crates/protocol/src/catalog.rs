@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::geo::GeoPoint;
-use crate::money::{Currency, MAX_MEAL_PRICE_MINOR};
+use crate::money::{Currency, Money, MAX_MEAL_PRICE_MINOR};
 use crate::ValidationError;
-use crate::{FridgeId, KitchenId, MealId};
+use crate::{DistrictId, FridgeId, KitchenId, MealId};
 
 /// Longest meal/fridge name, in bytes.
 pub const MAX_NAME_LEN: usize = 120;
@@ -158,7 +158,7 @@ pub struct StockSpec {
 /// `GET /v1/catalog` response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogView {
-    pub district_id: String,
+    pub district_id: DistrictId,
     pub version: u64,
     pub fridges: Vec<FridgeView>,
 }
@@ -213,11 +213,15 @@ fn check_list(field: &'static str, items: &[String]) -> Result<(), ValidationErr
 }
 
 impl MealSpec {
-    /// Rules every meal obeys, whoever sends it.
+    /// The price of one portion, with its currency.
+    pub fn unit_price(&self) -> Money {
+        Money::new(self.price, self.currency.clone())
+    }
+
+    /// Rules every meal obeys, whoever sends it (beyond its typed fields).
     pub fn validate(&self) -> Result<(), ValidationError> {
         check_text("name", &self.name, MAX_NAME_LEN, true)?;
         check_text("description", &self.description, MAX_TEXT_LEN, false)?;
-        ValidationError::check_id("kitchen_id", &self.kitchen_id)?;
         if !(1..=MAX_MEAL_PRICE_MINOR).contains(&self.price) {
             return Err(ValidationError::Price { field: "price" });
         }
@@ -283,7 +287,6 @@ impl StockSpec {
         }
         let mut seen = std::collections::BTreeSet::new();
         for c in &self.counts {
-            ValidationError::check_id("meal_id", &c.meal_id)?;
             if c.units > MAX_UNITS_PER_MEAL {
                 return Err(ValidationError::TooLarge {
                     field: "units",

@@ -171,7 +171,10 @@ pub enum Event {
     /// `MealStockUpdated`.
     StockMovementRecorded {
         fridge_id: FridgeId,
-        meal_id: MealId,
+        /// Always a meal since `DoorPickupRefused` exists; `None` (an empty
+        /// string on the wire) in the refused door pickups recorded before.
+        #[serde(with = "legacy_meal_id")]
+        meal_id: Option<MealId>,
         /// Positive for units added, negative for units taken.
         units: i64,
         movement: StockMovement,
@@ -197,6 +200,30 @@ pub enum Event {
         order_id: OrderId,
         reason: String,
     },
+}
+
+/// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
+/// as movements with an empty meal id, which is no [`MealId`]. They decode
+/// as `None` and re-encode as the empty string, so those records keep their
+/// bytes; every other value is parsed like any meal id.
+mod legacy_meal_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::MealId;
+
+    pub fn serialize<S: Serializer>(id: &Option<MealId>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id.as_ref().map_or("", |id| id.as_str()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MealId>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        MealId::parse(text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Kinds of stock movement a fridge reports.
@@ -280,5 +307,40 @@ impl Event {
             Event::DoorPickupRefused { .. } => "DoorPickupRefused",
             Event::Schedule(e) => e.kind(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused door pickup as released logs hold it: a shrinkage with an
+    /// empty meal id (postcard: variant index, then the fields in order).
+    #[test]
+    fn movements_without_a_meal_keep_decoding_and_their_bytes() {
+        let mut legacy = vec![22u8];
+        legacy.extend(
+            postcard::to_stdvec(&(
+                "f-campus",
+                "",
+                -1i64,
+                StockMovement::Shrinkage,
+                "door session 9",
+            ))
+            .unwrap(),
+        );
+        let event: Event = postcard::from_bytes(&legacy).unwrap();
+        let Event::StockMovementRecorded { meal_id, .. } = &event else {
+            panic!("decoded {event:?}");
+        };
+        assert_eq!(meal_id, &None);
+        assert_eq!(postcard::to_stdvec(&event).unwrap(), legacy);
+
+        let mut bad = vec![22u8];
+        bad.extend(
+            postcard::to_stdvec(&("f-campus", "bad id!", -1i64, StockMovement::Shrinkage, ""))
+                .unwrap(),
+        );
+        assert!(postcard::from_bytes::<Event>(&bad).is_err());
     }
 }

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod envelope;
 pub mod events;
 pub mod geo;
+pub mod ids;
 pub mod money;
 pub mod orders;
 pub mod payments;
@@ -30,29 +31,7 @@ pub use events::Event;
 pub use stream::StreamId;
 pub use validation::{IdError, ValidationError};
 
-/// Identifier of a meal (chosen by the admin, e.g. `"m-bowl-teriyaki"`).
-pub type MealId = String;
-/// Identifier of a fridge.
-pub type FridgeId = String;
-/// Identifier of a kitchen.
-pub type KitchenId = String;
-/// Identifier of a district (one region node serves one district).
-pub type DistrictId = String;
-
-/// Longest id accepted anywhere (meal, fridge, kitchen, order ids).
-pub const MAX_ID_LEN: usize = 64;
-
-/// Ids are short ASCII slugs so they can be used in URLs, NATS subjects and
-/// sled keys without escaping.
-pub fn validate_id(id: &str) -> Result<(), IdError> {
-    if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(IdError::Length);
-    }
-    if !id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(IdError::Characters);
-    }
-    Ok(())
-}
+pub use ids::{
+    ChargeId, DistrictId, FridgeId, KitchenId, MealId, OrderId, PlanId, MAX_ID_LEN, MAX_PLAN_ID_LEN,
+};
+pub use money::Money;

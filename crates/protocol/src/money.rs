@@ -1,4 +1,10 @@
 //! Money: integer minor units plus an ISO 4217 currency code. Never floats.
+//!
+//! In code an amount travels with its currency as [`Money`], so it cannot
+//! be paired with another amount's currency on the way. The wire
+//! keeps its released shapes (events and API bodies carry `total`/`price`/
+//! `amount` and `currency` as separate fields); their types convert to and
+//! from `Money` where they are built or read.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,9 +48,37 @@ impl std::fmt::Display for Currency {
     }
 }
 
+/// An amount in minor units of its currency (cents for USD).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Money {
+    pub amount_minor: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: Currency) -> Money {
+        Money {
+            amount_minor,
+            currency,
+        }
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} minor units", self.amount_minor, self.currency)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_reads_as_amount_and_currency() {
+        let usd = Currency::try_from("USD".to_string()).unwrap();
+        assert_eq!(Money::new(1295, usd).to_string(), "1295 USD minor units");
+    }
 
     #[test]
     fn currency_accepts_iso_codes_only() {

@@ -8,8 +8,7 @@ use crate::money::Currency;
 use crate::ValidationError;
 use crate::{FridgeId, MealId};
 
-/// Identifier of an order (a ULID string).
-pub type OrderId = String;
+pub use crate::ids::OrderId;
 
 /// Most lines in one order.
 pub const MAX_ORDER_LINES: usize = 10;
@@ -43,8 +42,8 @@ pub struct PlaceOrder {
 }
 
 impl PlaceOrder {
+    /// Rules beyond the ids (which are valid by their types).
     pub fn validate(&self) -> Result<(), ValidationError> {
-        ValidationError::check_id("fridge_id", &self.fridge_id)?;
         if self.items.is_empty() || self.items.len() > MAX_ORDER_LINES {
             return Err(ValidationError::LineCount {
                 max: MAX_ORDER_LINES,
@@ -52,7 +51,6 @@ impl PlaceOrder {
         }
         let mut seen = std::collections::BTreeSet::new();
         for item in &self.items {
-            ValidationError::check_id("meal_id", &item.meal_id)?;
             if !(1..=MAX_QTY_PER_LINE).contains(&item.qty) {
                 return Err(ValidationError::NotBetweenOneAnd {
                     field: "qty",

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::money::Currency;
+use crate::money::{Currency, Money};
 use crate::orders::OrderId;
 use crate::DistrictId;
 
@@ -34,6 +34,11 @@ pub struct PaymentRequest {
 }
 
 impl PaymentRequest {
+    /// What is asked for: the charge or the refund, in its currency.
+    pub fn money(&self) -> Money {
+        Money::new(self.amount, self.currency.clone())
+    }
+
     /// De-duplication id for JetStream and the payments service's records.
     pub fn msg_id(&self) -> String {
         msg_id(self.kind, &self.order_id)

@@ -18,10 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
 use crate::orders::OrderId;
-use crate::{FridgeId, KitchenId, MealId, ValidationError};
+use crate::{ChargeId, FridgeId, KitchenId, MealId, ValidationError};
 
-/// Identifier of a weekly plan (a ULID string).
-pub type PlanId = String;
+pub use crate::ids::PlanId;
 
 /// Longest plan, in days (a year and a day); longer is a typo.
 pub const MAX_PLAN_DAYS: i64 = 366;
@@ -172,7 +171,7 @@ pub enum ScheduleEvent {
     /// (the payment request `order_id` is `charge_id`); with `amount == 0`
     /// (covered by credit) the period is paid at once.
     ChargeRequested {
-        charge_id: String,
+        charge_id: ChargeId,
         plan_id: PlanId,
         customer: String,
         period_start: NaiveDate,
@@ -185,7 +184,7 @@ pub enum ScheduleEvent {
         deadline: DateTime<Utc>,
     },
     ChargeSettled {
-        charge_id: String,
+        charge_id: ChargeId,
         plan_id: PlanId,
         approved: bool,
         reference: String,
@@ -281,8 +280,7 @@ impl ScheduleEvent {
     }
 }
 
-/// Checks a list of plan days: 1..=7 entries, weekdays 1..=7, each once,
-/// valid meal ids.
+/// Checks a list of plan days: 1..=7 entries, weekdays 1..=7, each once.
 pub fn validate_days(days: &[PlanDay]) -> Result<(), ValidationError> {
     if days.is_empty() || days.len() > 7 {
         return Err(ValidationError::DayCount);
@@ -295,7 +293,6 @@ pub fn validate_days(days: &[PlanDay]) -> Result<(), ValidationError> {
         if !seen.insert(d.weekday) {
             return Err(ValidationError::WeekdayTwice { weekday: d.weekday });
         }
-        ValidationError::check_id("meal_id", &d.meal_id)?;
     }
     Ok(())
 }
@@ -304,7 +301,6 @@ impl PlanSpec {
     /// Shape rules; the scheduler checks dates against the cutoff and the
     /// catalog.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        ValidationError::check_id("fridge_id", &self.fridge_id)?;
         validate_days(&self.days)?;
         if self.end_date < self.start_date {
             return Err(ValidationError::EndBeforeStart);
@@ -328,9 +324,6 @@ impl PlanSpec {
 
 impl PlanChange {
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if let Some(f) = &self.fridge_id {
-            ValidationError::check_id("fridge_id", f)?;
-        }
         if let Some(days) = &self.days {
             validate_days(days)?;
         }
@@ -347,9 +340,6 @@ impl PlanChange {
 
 impl CalendarDaySpec {
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if let Some(k) = &self.kitchen_id {
-            ValidationError::check_id("kitchen_id", k)?;
-        }
         if self.note.len() > MAX_NOTE_LEN {
             return Err(ValidationError::TooLong {
                 field: "note",
@@ -365,17 +355,11 @@ pub const MAX_KITCHEN_EVENT_ORDERS: usize = 1_000;
 
 impl KitchenEventSpec {
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if let Some(f) = &self.fridge_id {
-            ValidationError::check_id("fridge_id", f)?;
-        }
         if let Some(ids) = &self.order_ids {
             if ids.is_empty() || ids.len() > MAX_KITCHEN_EVENT_ORDERS {
                 return Err(ValidationError::OrderIdCount {
                     max: MAX_KITCHEN_EVENT_ORDERS,
                 });
-            }
-            for id in ids {
-                ValidationError::check_id("order_id", id)?;
             }
         }
         Ok(())
@@ -388,10 +372,10 @@ mod tests {
 
     fn spec() -> PlanSpec {
         PlanSpec {
-            fridge_id: "f-1".into(),
+            fridge_id: FridgeId::from_static("f-1"),
             days: vec![PlanDay {
                 weekday: 1,
-                meal_id: "m-1".into(),
+                meal_id: MealId::from_static("m-1"),
             }],
             start_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
             end_date: NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
@@ -427,7 +411,7 @@ mod tests {
     fn schedule_events_survive_postcard() {
         let ev = ScheduleEvent::CalendarDaySet {
             date: NaiveDate::from_ymd_opt(2026, 12, 25).unwrap(),
-            kitchen_id: Some("k-1".into()),
+            kitchen_id: Some(KitchenId::from_static("k-1")),
             working: false,
             note: "Christmas".into(),
         };

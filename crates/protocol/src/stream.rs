@@ -46,12 +46,15 @@ mod tests {
     fn recorded_shapes_stay_as_released() {
         let date = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
         let cases = [
-            (StreamId::Meal("m-1".into()), "meal-m-1"),
-            (StreamId::Fridge("f-1".into()), "fridge-f-1"),
-            (StreamId::Stock("f-1".into()), "stock-f-1"),
-            (StreamId::Telemetry("f-1".into()), "telemetry-f-1"),
-            (StreamId::Order("01J".into()), "order-01J"),
-            (StreamId::Plan("p-1".into()), "plan-p-1"),
+            (StreamId::Meal(MealId::from_static("m-1")), "meal-m-1"),
+            (StreamId::Fridge(FridgeId::from_static("f-1")), "fridge-f-1"),
+            (StreamId::Stock(FridgeId::from_static("f-1")), "stock-f-1"),
+            (
+                StreamId::Telemetry(FridgeId::from_static("f-1")),
+                "telemetry-f-1",
+            ),
+            (StreamId::Order(OrderId::from_static("01J")), "order-01J"),
+            (StreamId::Plan(PlanId::from_static("p-1")), "plan-p-1"),
             (StreamId::Calendar(date), "calendar-2026-12-01"),
         ];
         for (id, text) in cases {

@@ -5,13 +5,14 @@
 
 use crate::geo::{GeoError, FRIDGE_GEOHASH_PRECISION};
 use crate::money::MAX_MEAL_PRICE_MINOR;
-use crate::MAX_ID_LEN;
+use crate::{MealId, MAX_ID_LEN};
 
-/// What is wrong with an id (see [`crate::validate_id`]).
+/// What is wrong with an id (see [`crate::ids`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("id must be 1..={MAX_ID_LEN} characters")]
-    Length,
+    /// Empty or longer than `max` (the limit of that kind of id).
+    #[error("id must be 1..={max} characters")]
+    Length { max: usize },
     #[error("id may contain only ASCII letters, digits, '-' and '_'")]
     Characters,
 }
@@ -54,12 +55,12 @@ pub enum ValidationError {
     TooManyCounts,
     /// A stock correction lists a meal twice.
     #[error("meal {meal_id} is listed twice")]
-    CountedTwice { meal_id: String },
+    CountedTwice { meal_id: MealId },
     #[error("items must have 1..={max} lines")]
     LineCount { max: usize },
     /// An order lists a meal twice (instead of a larger `qty`).
     #[error("meal {meal_id} is listed twice; use qty")]
-    OrderedTwice { meal_id: String },
+    OrderedTwice { meal_id: MealId },
     #[error("coupons and share codes are not accepted yet")]
     CouponsNotAccepted,
     #[error("a district needs at least one geohash prefix")]
@@ -83,9 +84,10 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    /// `validate_id` for a named field.
+    /// The id rule for a field that is not one of the id types (a fridge's
+    /// `vendor` dialect name).
     pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), ValidationError> {
-        crate::validate_id(id).map_err(|problem| ValidationError::Id { field, problem })
+        crate::ids::check(id, MAX_ID_LEN).map_err(|problem| ValidationError::Id { field, problem })
     }
 }
 
@@ -101,7 +103,7 @@ mod tests {
             (
                 V::Id {
                     field: "kitchen_id",
-                    problem: IdError::Length,
+                    problem: IdError::Length { max: MAX_ID_LEN },
                 },
                 "kitchen_id: id must be 1..=64 characters",
             ),
@@ -171,14 +173,14 @@ mod tests {
             (V::TooManyCounts, "too many counts in one correction"),
             (
                 V::CountedTwice {
-                    meal_id: "m-1".into(),
+                    meal_id: MealId::from_static("m-1"),
                 },
                 "meal m-1 is listed twice",
             ),
             (V::LineCount { max: 10 }, "items must have 1..=10 lines"),
             (
                 V::OrderedTwice {
-                    meal_id: "m-1".into(),
+                    meal_id: MealId::from_static("m-1"),
                 },
                 "meal m-1 is listed twice; use qty",
             ),

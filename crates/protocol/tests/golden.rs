@@ -17,7 +17,7 @@ use protocol::money::Currency;
 use protocol::orders::{Channel, OrderLine, RefundReason, RefusalReason};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use protocol::schedule::{ScheduleEvent, WithdrawReason};
-use protocol::{Event, EventEnvelope};
+use protocol::{DistrictId, Event, EventEnvelope, FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 /// A `MealStockUpdated` written with schema version 1.
 const V1_STOCK_UPDATED_HEX: &str = include_str!("golden/v1_stock_updated.hex");
@@ -102,15 +102,15 @@ fn usd() -> Currency {
 /// One sample per variant. Frozen: the goldens were written from these
 /// values, so changing one is changing a golden.
 fn samples() -> Vec<Event> {
-    let order = || "01HF7YAT00000000000000000A".to_string();
+    let order = || OrderId::from_static("01HF7YAT00000000000000000A");
     vec![
         Event::MealDefined {
             meal: Meal {
-                meal_id: "m-teriyaki".into(),
+                meal_id: MealId::from_static("m-teriyaki"),
                 spec: MealSpec {
                     name: "Teriyaki bowl".into(),
                     description: "Rice, salmon, greens".into(),
-                    kitchen_id: "k-midtown".into(),
+                    kitchen_id: KitchenId::from_static("k-midtown"),
                     price: 1295,
                     currency: usd(),
                     nutrition: Nutrition {
@@ -129,11 +129,11 @@ fn samples() -> Vec<Event> {
             },
         },
         Event::MealDiscontinued {
-            meal_id: "m-teriyaki".into(),
+            meal_id: MealId::from_static("m-teriyaki"),
         },
         Event::FridgeRegistered {
             fridge: Fridge {
-                fridge_id: "f-campus".into(),
+                fridge_id: FridgeId::from_static("f-campus"),
                 name: "Campus Martius".into(),
                 address: "800 Woodward Ave".into(),
                 position: GeoPoint::new(42.3316, -83.0466).unwrap(),
@@ -144,8 +144,8 @@ fn samples() -> Vec<Event> {
             secret: Some("0123456789abcdef".into()),
         },
         Event::MealStockUpdated {
-            fridge_id: "f-campus".into(),
-            meal_id: "m-teriyaki".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: MealId::from_static("m-teriyaki"),
             on_hand: 7,
             source: StockSource::Scan,
         },
@@ -153,9 +153,9 @@ fn samples() -> Vec<Event> {
             order_id: order(),
             customer: "alice".into(),
             channel: Channel::Pos,
-            fridge_id: "f-campus".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
             lines: vec![OrderLine {
-                meal_id: "m-teriyaki".into(),
+                meal_id: MealId::from_static("m-teriyaki"),
                 name: "Teriyaki bowl".into(),
                 qty: 2,
                 unit_price: 1295,
@@ -168,14 +168,14 @@ fn samples() -> Vec<Event> {
         },
         Event::MealStockReserved {
             order_id: order(),
-            fridge_id: "f-campus".into(),
-            meal_id: "m-teriyaki".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: MealId::from_static("m-teriyaki"),
             qty: 2,
         },
         Event::MealStockReleased {
             order_id: order(),
-            fridge_id: "f-campus".into(),
-            meal_id: "m-teriyaki".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: MealId::from_static("m-teriyaki"),
             qty: 2,
         },
         Event::OrderCancelled { order_id: order() },
@@ -216,52 +216,52 @@ fn samples() -> Vec<Event> {
         Event::OrderPickedUp { order_id: order() },
         Event::OrderUnclaimed { order_id: order() },
         Event::FridgeTelemetryReceived {
-            fridge_id: "f-campus".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
             cursor_json: r#"{"seq":3}"#.into(),
             outcome_json: r#"{"accepted":3}"#.into(),
             forget_previous_secret: true,
         },
         Event::FridgeStatusChanged {
-            fridge_id: "f-campus".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
             status: FridgeStatus::Offline,
             reason: "silent for 300 s".into(),
         },
         Event::FridgeQuarantined {
-            fridge_id: "f-campus".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
             since: at(),
             max_milli_c: 9_500,
             limit_milli_c: 5_000,
-            kitchens: vec!["k-midtown".into()],
+            kitchens: vec![KitchenId::from_static("k-midtown")],
         },
         Event::FridgeQuarantineLifted {
-            fridge_id: "f-campus".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
         },
         Event::MealUnitsExpired {
-            fridge_id: "f-campus".into(),
-            meal_id: "m-teriyaki".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: MealId::from_static("m-teriyaki"),
             units: 3,
         },
         Event::StockMovementRecorded {
-            fridge_id: "f-campus".into(),
-            meal_id: "m-teriyaki".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: Some(MealId::from_static("m-teriyaki")),
             units: -2,
             movement: StockMovement::Shrinkage,
             detail: "door session 9".into(),
         },
         Event::OrderFlagged {
             order_id: order(),
-            meal_id: "m-teriyaki".into(),
+            meal_id: MealId::from_static("m-teriyaki"),
             reason: "fridge holds 1 of 2".into(),
         },
         Event::Schedule(ScheduleEvent::OrderWithdrawn {
-            order_id: "sub-p-2026-12-02".into(),
-            plan_id: "p".into(),
+            order_id: OrderId::from_static("sub-p-2026-12-02"),
+            plan_id: PlanId::from_static("p"),
             customer: "alice".into(),
             credit: 1000,
             reason: WithdrawReason::PlanCancelled,
         }),
         Event::DoorPickupRefused {
-            fridge_id: "f-campus".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
             order_id: order(),
             reason: "order 01HF7YAT00000000000000000A does not exist".into(),
         },
@@ -274,7 +274,7 @@ fn envelope(seq: u64, event: Event) -> EventEnvelope {
         seq,
         stream_id: event.stream_id(),
         stream_version: 1,
-        district_id: "detroit-downtown".into(),
+        district_id: DistrictId::from_static("detroit-downtown"),
         recorded_at: at(),
         valid_from: at(),
         correlation_id: Some(ulid::Ulid::from_parts(1, 1)),
@@ -423,8 +423,8 @@ fn nested_enum_indices_are_stable() {
 fn payment_messages_are_stable() {
     let request = PaymentRequest {
         kind: PaymentKind::Charge,
-        order_id: "o1".into(),
-        district_id: "detroit".into(),
+        order_id: OrderId::from_static("o1"),
+        district_id: DistrictId::from_static("detroit"),
         amount: 2590,
         currency: usd(),
         payment_method: "tok_visa".into(),
@@ -432,8 +432,8 @@ fn payment_messages_are_stable() {
     };
     let approved = PaymentResult {
         kind: PaymentKind::Refund,
-        order_id: "o1".into(),
-        district_id: "detroit".into(),
+        order_id: OrderId::from_static("o1"),
+        district_id: DistrictId::from_static("detroit"),
         outcome: PaymentOutcome::Approved {
             reference: "r".into(),
         },

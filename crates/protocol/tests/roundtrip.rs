@@ -6,15 +6,15 @@ use protocol::catalog::{Fridge, FridgeStatus, Meal, MealSpec, Nutrition};
 use protocol::codec::{decode_log_record, encode_log_record};
 use protocol::events::StockSource;
 use protocol::geo::GeoPoint;
-use protocol::{Event, EventEnvelope};
+use protocol::{DistrictId, Event, EventEnvelope, FridgeId, KitchenId, MealId};
 
-pub fn sample_meal(id: &str, price: i64) -> Meal {
+pub fn sample_meal(id: &'static str, price: i64) -> Meal {
     Meal {
-        meal_id: id.into(),
+        meal_id: MealId::from_static(id),
         spec: MealSpec {
             name: "Teriyaki bowl".into(),
             description: "Rice, salmon, greens".into(),
-            kitchen_id: "k-midtown".into(),
+            kitchen_id: KitchenId::from_static("k-midtown"),
             price,
             currency: "USD".to_string().try_into().unwrap(),
             nutrition: Nutrition {
@@ -40,7 +40,7 @@ fn envelope(seq: u64, event: Event) -> EventEnvelope {
         seq,
         stream_id: event.stream_id(),
         stream_version: 1,
-        district_id: "detroit-downtown".into(),
+        district_id: DistrictId::from_static("detroit-downtown"),
         recorded_at: at,
         valid_from: at,
         correlation_id: None,
@@ -56,11 +56,11 @@ fn all_kinds() -> Vec<Event> {
             meal: sample_meal("m-teriyaki", 1295),
         },
         Event::MealDiscontinued {
-            meal_id: "m-teriyaki".into(),
+            meal_id: MealId::from_static("m-teriyaki"),
         },
         Event::FridgeRegistered {
             fridge: Fridge {
-                fridge_id: "f-campus".into(),
+                fridge_id: FridgeId::from_static("f-campus"),
                 name: "Campus Martius".into(),
                 address: "800 Woodward Ave".into(),
                 position: GeoPoint::new(42.3316, -83.0466).unwrap(),
@@ -71,8 +71,8 @@ fn all_kinds() -> Vec<Event> {
             secret: Some("0123456789abcdef".into()),
         },
         Event::MealStockUpdated {
-            fridge_id: "f-campus".into(),
-            meal_id: "m-teriyaki".into(),
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: MealId::from_static("m-teriyaki"),
             on_hand: 7,
             source: StockSource::Manual,
         },
@@ -110,7 +110,7 @@ fn unknown_schema_version_is_an_error_not_a_panic() {
 proptest! {
     #[test]
     fn stock_updates_roundtrip(on_hand in any::<u32>(), fridge in "[a-z0-9-]{1,64}", meal in "[a-z0-9_]{1,64}") {
-        let env = envelope(3, Event::MealStockUpdated { fridge_id: fridge, meal_id: meal, on_hand, source: StockSource::Scan });
+        let env = envelope(3, Event::MealStockUpdated { fridge_id: FridgeId::parse(fridge).unwrap(), meal_id: MealId::parse(meal).unwrap(), on_hand, source: StockSource::Scan });
         let bytes = encode_log_record(&env).unwrap();
         prop_assert_eq!(decode_log_record(&bytes).unwrap(), env);
     }

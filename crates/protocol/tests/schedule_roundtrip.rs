@@ -3,7 +3,9 @@
 use chrono::{NaiveDate, TimeZone, Utc};
 use protocol::codec::{decode_log_record, encode_log_record};
 use protocol::schedule::{ChargedDay, PlanDay, PlanTerms, ScheduleEvent, WithdrawReason};
-use protocol::{Event, EventEnvelope};
+use protocol::{
+    ChargeId, DistrictId, Event, EventEnvelope, FridgeId, KitchenId, MealId, OrderId, PlanId,
+};
 
 fn date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 12, 2).unwrap()
@@ -13,16 +15,16 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
     let usd: protocol::money::Currency = "USD".to_string().try_into().unwrap();
     let at = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
     let terms = PlanTerms {
-        fridge_id: "f-1".into(),
+        fridge_id: FridgeId::from_static("f-1"),
         days: vec![PlanDay {
             weekday: 3,
-            meal_id: "m-1".into(),
+            meal_id: MealId::from_static("m-1"),
         }],
         paused: false,
     };
     vec![
         ScheduleEvent::PlanCreated {
-            plan_id: "p".into(),
+            plan_id: PlanId::from_static("p"),
             customer: "alice".into(),
             start_date: date(),
             end_date: date(),
@@ -31,13 +33,13 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
             payment_method: "tok_visa".into(),
         },
         ScheduleEvent::PlanChanged {
-            plan_id: "p".into(),
+            plan_id: PlanId::from_static("p"),
             from: date(),
             terms,
             end_date: date(),
         },
         ScheduleEvent::PlanCancelled {
-            plan_id: "p".into(),
+            plan_id: PlanId::from_static("p"),
             from: date(),
         },
         ScheduleEvent::CalendarDaySet {
@@ -47,8 +49,8 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
             note: "holiday".into(),
         },
         ScheduleEvent::ChargeRequested {
-            charge_id: "plan-p-2026-11-30".into(),
-            plan_id: "p".into(),
+            charge_id: ChargeId::from_static("plan-p-2026-11-30"),
+            plan_id: PlanId::from_static("p"),
             customer: "alice".into(),
             period_start: date(),
             days: vec![ChargedDay {
@@ -63,46 +65,46 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
             deadline: at,
         },
         ScheduleEvent::ChargeSettled {
-            charge_id: "plan-p-2026-11-30".into(),
-            plan_id: "p".into(),
+            charge_id: ChargeId::from_static("plan-p-2026-11-30"),
+            plan_id: PlanId::from_static("p"),
             approved: true,
             reference: "ref".into(),
         },
         ScheduleEvent::OrderScheduled {
-            order_id: "sub-p-2026-12-02".into(),
-            plan_id: "p".into(),
+            order_id: OrderId::from_static("sub-p-2026-12-02"),
+            plan_id: PlanId::from_static("p"),
             customer: "alice".into(),
             date: date(),
-            fridge_id: "f-1".into(),
-            kitchen_id: "k-1".into(),
-            meal_id: "m-1".into(),
+            fridge_id: FridgeId::from_static("f-1"),
+            kitchen_id: KitchenId::from_static("k-1"),
+            meal_id: MealId::from_static("m-1"),
             meal_name: "Bowl".into(),
             price: 1000,
             currency: usd,
             debit: 0,
         },
         ScheduleEvent::OrderWithdrawn {
-            order_id: "sub-p-2026-12-02".into(),
-            plan_id: "p".into(),
+            order_id: OrderId::from_static("sub-p-2026-12-02"),
+            plan_id: PlanId::from_static("p"),
             customer: "alice".into(),
             credit: 1000,
             reason: WithdrawReason::NonWorkingDay,
         },
         ScheduleEvent::DayCredited {
-            plan_id: "p".into(),
+            plan_id: PlanId::from_static("p"),
             customer: "alice".into(),
             date: date(),
             amount: 1000,
             reason: WithdrawReason::NotDelivered,
         },
         ScheduleEvent::OrderPrepared {
-            order_id: "o".into(),
+            order_id: OrderId::from_static("o"),
         },
         ScheduleEvent::OrderDispatched {
-            order_id: "o".into(),
+            order_id: OrderId::from_static("o"),
         },
         ScheduleEvent::OrderAvailableForPicking {
-            order_id: "o".into(),
+            order_id: OrderId::from_static("o"),
             pickup_code: "123456".into(),
             pickup_deadline: at,
         },
@@ -119,7 +121,7 @@ fn schedule_events_roundtrip_through_the_log_codec_and_json() {
             seq: i as u64 + 1,
             stream_id: event.stream_id(),
             stream_version: 1,
-            district_id: "detroit-downtown".into(),
+            district_id: DistrictId::from_static("detroit-downtown"),
             recorded_at: at,
             valid_from: at,
             correlation_id: None,
@@ -137,7 +139,7 @@ fn schedule_events_roundtrip_through_the_log_codec_and_json() {
 #[test]
 fn scheduled_orders_share_the_order_stream() {
     let e = Event::Schedule(ScheduleEvent::OrderPrepared {
-        order_id: "sub-p-2026-12-02".into(),
+        order_id: OrderId::from_static("sub-p-2026-12-02"),
     });
     assert_eq!(e.stream_id(), "order-sub-p-2026-12-02");
     assert_eq!(e.kind(), "OrderPrepared");

@@ -4,10 +4,11 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use district::{Context, DistrictState};
 use protocol::geo::{DistrictArea, GeoPoint};
+use protocol::DistrictId;
 
 fn demo_state() -> DistrictState {
     let ctx = Context {
-        district_id: "detroit-downtown".into(),
+        district_id: DistrictId::from_static("detroit-downtown"),
         area: DistrictArea::new(vec!["dpsbv".into(), "dpsby".into(), "dpscj".into()]).unwrap(),
         now: chrono::Utc::now(),
         policy: Default::default(),
@@ -44,7 +45,7 @@ fn catalog(c: &mut Criterion) {
         b.iter(|| {
             district::query::catalog_near(
                 &state,
-                "detroit-downtown",
+                &DistrictId::from_static("detroit-downtown"),
                 std::hint::black_box(&downtown),
                 2_000,
             )
@@ -54,7 +55,7 @@ fn catalog(c: &mut Criterion) {
         b.iter(|| {
             serde_json::to_vec(&district::query::catalog_near(
                 &state,
-                "detroit-downtown",
+                &DistrictId::from_static("detroit-downtown"),
                 &downtown,
                 2_000,
             ))

@@ -4,6 +4,7 @@
 //! `writer/submit_concurrent`: 4,096 concurrent commands through the one
 //! writer task (decide, batch, fsync, publish, ack) — the real write path.
 
+use protocol::{DistrictId, FridgeId, MealId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,8 @@ use region_node::writer::{District, WriterSetup};
 
 fn envelope(seq: u64) -> EventEnvelope {
     let event = Event::MealStockUpdated {
-        fridge_id: "f-campus-martius".into(),
-        meal_id: "m-kale-caesar".into(),
+        fridge_id: FridgeId::from_static("f-campus-martius"),
+        meal_id: MealId::from_static("m-kale-caesar"),
         on_hand: (seq % 9) as u32,
         source: StockSource::Scan,
     };
@@ -29,7 +30,7 @@ fn envelope(seq: u64) -> EventEnvelope {
         seq,
         stream_id: event.stream_id(),
         stream_version: seq,
-        district_id: "detroit-downtown".into(),
+        district_id: DistrictId::from_static("detroit-downtown"),
         recorded_at: Utc::now(),
         valid_from: Utc::now(),
         correlation_id: None,
@@ -88,7 +89,7 @@ fn writer_group_commit(c: &mut Criterion) {
     let district = rt.block_on(async {
         District::start(
             WriterSetup {
-                district_id: "detroit-downtown".into(),
+                district_id: DistrictId::from_static("detroit-downtown"),
                 area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
                 log: EventLog::open(dir.path()).unwrap(),
                 clock: Clock::system(),
@@ -119,7 +120,7 @@ fn writer_group_commit(c: &mut Criterion) {
                             let d = district.clone();
                             // A changed price each round so every command appends an event.
                             let cmd = Command::Catalog(CatalogCommand::DefineMeal {
-                                meal_id: format!("m-{i}"),
+                                meal_id: MealId::parse(format!("m-{i}")).expect("an id"),
                                 spec: meal(p),
                             });
                             tokio::spawn(async move { d.submit(cmd).await.map(|c| c.events.len()) })

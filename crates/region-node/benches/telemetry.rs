@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use district::{Command, FridgeCommand};
 use fridge_acl::{Dialect, Secrets, Upload};
+use protocol::{DistrictId, FridgeId, MealId};
 use region_node::clock::Clock;
 use region_node::metrics::Metrics;
 use region_node::store::EventLog;
@@ -29,9 +30,9 @@ const BATCHES_PER_FRIDGE: usize = 40;
 type Signed = (String, String, String);
 
 struct Fridge {
-    id: String,
+    id: FridgeId,
     secret: String,
-    meals: Vec<String>,
+    meals: Vec<MealId>,
 }
 
 fn batch(f: &Fridge, first_seq: u64, now: chrono::DateTime<chrono::Utc>) -> String {
@@ -80,7 +81,7 @@ fn telemetry(c: &mut Criterion) {
     let district = rt.block_on(async {
         let d = District::start(
             WriterSetup {
-                district_id: "detroit-downtown".into(),
+                district_id: DistrictId::from_static("detroit-downtown"),
                 area: protocol::geo::DistrictArea::new(vec!["dpsb".into(), "dpsc".into()]).unwrap(),
                 log: EventLog::open(dir.path()).unwrap(),
                 clock: Clock::system(),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use protocol::geo::DistrictArea;
+use protocol::DistrictId;
 use serde::Deserialize;
 
 use district::orders::{
@@ -26,7 +27,8 @@ pub const TOKEN_LEEWAY_SECS_DEFAULT: u64 = 30;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub district_id: String,
+    /// Parsed when the file is read: a bad id fails the config's parse.
+    pub district_id: DistrictId,
     pub geohash_prefixes: Vec<String>,
     #[serde(default = "default_http_addr")]
     pub http_addr: SocketAddr,
@@ -420,8 +422,6 @@ impl Config {
                 ConfigError::Invalid(format!("directory {}: {e}", entry.district_id))
             })?;
         }
-        protocol::validate_id(&config.district_id)
-            .map_err(|e| ConfigError::Invalid(format!("district_id: {e}")))?;
         Ok(config)
     }
 

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use crate::lifecycle::Shutdown;
 use crate::writer::{CommittedBatch, District, WriteError};
 use district::Command;
+use protocol::DistrictId;
 
 /// Republish a pending request after this long without a result. Longer
 /// than a loaded round trip (so a backlog does not cause republish storms),
@@ -66,7 +67,7 @@ impl NatsLink {
     pub async fn start(
         url: &str,
         district: District,
-        district_id: String,
+        district_id: DistrictId,
         shutdown: &Shutdown,
     ) -> Result<Self, async_nats::ConnectError> {
         let client = async_nats::ConnectOptions::new()
@@ -269,7 +270,7 @@ async fn consume_results(
     client: async_nats::Client,
     js: jetstream::Context,
     district: District,
-    district_id: String,
+    district_id: DistrictId,
     mut shutdown: Shutdown,
 ) {
     let consumer_name = bus::result_consumer(&district_id);

@@ -8,13 +8,14 @@
 //! Virtual-time timeouts are avoided around commits, because time jumps
 //! while the writer waits for a real fsync.
 
+use protocol::{DistrictId, FridgeId, MealId, PlanId};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use district::{CatalogCommand, Command, OrderCommand, OrderPolicy, OrderTimer, ScheduleCommand};
 use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
-use protocol::orders::{Channel, OrderStatus, PlaceOrder};
+use protocol::orders::{Channel, OrderId, OrderStatus, PlaceOrder};
 use protocol::payments::PaymentRequest;
 use protocol::schedule::{PlanDay, PlanSpec, ScheduleEvent};
 use protocol::Event;
@@ -78,11 +79,11 @@ async fn district() -> (District, Clock, tempfile::TempDir) {
     let d = support::writer(EventLog::open(dir.path()).unwrap(), clock.clone());
     for cmd in [
         CatalogCommand::DefineMeal {
-            meal_id: MEAL.into(),
+            meal_id: MealId::from_static(MEAL),
             spec: support::meal_spec(1000),
         },
         CatalogCommand::RegisterFridge {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             spec: FridgeSpec {
                 name: "Lobby".into(),
                 address: String::new(),
@@ -93,10 +94,10 @@ async fn district() -> (District, Clock, tempfile::TempDir) {
             },
         },
         CatalogCommand::SetStock {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             spec: StockSpec {
                 counts: vec![StockCount {
-                    meal_id: MEAL.into(),
+                    meal_id: MealId::from_static(MEAL),
                     units: 10,
                 }],
             },
@@ -108,13 +109,13 @@ async fn district() -> (District, Clock, tempfile::TempDir) {
 }
 
 /// Places an app order for one unit; returns its id.
-async fn place(d: &District, order_id: &str) -> String {
+async fn place(d: &District, order_id: &'static str) -> OrderId {
     let request: PlaceOrder = serde_json::from_value(serde_json::json!({
         "fridge_id": FRIDGE, "items": [{"meal_id": MEAL, "qty": 1}], "payment_method": "tok_visa"
     }))
     .unwrap();
     d.submit(Command::Order(OrderCommand::Place {
-        order_id: order_id.into(),
+        order_id: OrderId::from_static(order_id),
         customer: "alice".into(),
         channel: Channel::App,
         request,
@@ -122,7 +123,7 @@ async fn place(d: &District, order_id: &str) -> String {
     }))
     .await
     .unwrap();
-    order_id.into()
+    OrderId::from_static(order_id)
 }
 
 fn status(d: &District, order_id: &str) -> OrderStatus {
@@ -152,7 +153,7 @@ fn timers_fire_a_due_timer_on_their_tick_and_stop_at_the_signal() {
             d.state()
                 .outbox()
                 .iter()
-                .any(|(k, _)| k.msg_id().contains(&id)),
+                .any(|(k, _)| k.msg_id().contains(id.as_str())),
             "the grace window's end asked for the charge"
         );
 
@@ -173,11 +174,11 @@ fn the_schedule_tick_charges_a_new_plan_and_stops_at_the_signal() {
         let start_date =
             scheduler::plan::earliest_effective(clock.now(), &Default::default(), &policy);
         let spec = PlanSpec {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             days: (1..=7)
                 .map(|weekday| PlanDay {
                     weekday,
-                    meal_id: MEAL.into(),
+                    meal_id: MealId::from_static(MEAL),
                 })
                 .collect(),
             start_date,
@@ -185,7 +186,7 @@ fn the_schedule_tick_charges_a_new_plan_and_stops_at_the_signal() {
             payment_method: "tok_visa".into(),
         };
         d.submit(Command::Schedule(ScheduleCommand::CreatePlan {
-            plan_id: "p1".into(),
+            plan_id: PlanId::from_static("p1"),
             customer: "alice".into(),
             spec,
             policy,
@@ -257,7 +258,7 @@ async fn with_pending_charge() -> (District, tempfile::TempDir, String) {
     .await
     .unwrap();
     let msg_id = d.state().outbox().iter().next().unwrap().0.msg_id();
-    assert!(msg_id.contains(&id), "{msg_id}");
+    assert!(msg_id.contains(id.as_str()), "{msg_id}");
     (d, dir, msg_id)
 }
 
@@ -327,7 +328,7 @@ fn the_hub_closes_every_connection_queue_at_the_signal() {
         let hub = Hub::start(
             d.clone(),
             HubConfig {
-                district_id: "detroit-downtown".into(),
+                district_id: DistrictId::from_static("detroit-downtown"),
                 district_prefixes: district::demo::PREFIXES
                     .iter()
                     .map(|p| p.to_string())

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use district::{CatalogCommand, Command};
 use protocol::catalog::{StockCount, StockSpec};
+use protocol::{DistrictId, FridgeId, MealId};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use region_node::metrics::Metrics;
 use region_node::push::hub::{Hub, HubConfig, Subscriber};
@@ -66,13 +67,13 @@ impl App {
     }
 }
 
-async fn set(district: &District, meal: &str, units: u32) {
+async fn set(district: &District, meal: &'static str, units: u32) {
     district
         .submit(Command::Catalog(CatalogCommand::SetStock {
-            fridge_id: FRIDGE.into(),
+            fridge_id: FridgeId::from_static(FRIDGE),
             spec: StockSpec {
                 counts: vec![StockCount {
-                    meal_id: meal.into(),
+                    meal_id: MealId::from_static(meal),
                     units,
                 }],
             },
@@ -89,7 +90,7 @@ async fn resuming_in_any_interleaving_gives_exactly_the_districts_counts() {
         let hub = Hub::start(
             district.clone(),
             HubConfig {
-                district_id: "detroit-downtown".into(),
+                district_id: DistrictId::from_static("detroit-downtown"),
                 district_prefixes: vec!["dpsby".into()],
                 queue_frames: 1024,
                 resume_messages: 4096,
@@ -98,7 +99,7 @@ async fn resuming_in_any_interleaving_gives_exactly_the_districts_counts() {
             &region_node::lifecycle::Shutdown::never(),
         );
         let interest = Interest {
-            fridges: [FRIDGE.to_string()].into(),
+            fridges: [FridgeId::from_static(FRIDGE)].into(),
             ..Interest::default()
         };
         let mut rng = StdRng::seed_from_u64(seed);

@@ -5,9 +5,10 @@
 use chrono::Duration;
 use district::{CatalogCommand, Command, OrderCommand, ScheduleCommand};
 use protocol::catalog::{FridgeSpec, MealSpec, StockLevel};
-use protocol::orders::OrderStatus;
+use protocol::orders::{OrderId, OrderStatus};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::schedule::{KitchenEventSpec, KitchenStage, PlanDay, PlanSpec};
+use protocol::{DistrictId, FridgeId, KitchenId, MealId, PlanId};
 use region_node::clock::Clock;
 use region_node::lifecycle::Lifecycle;
 use region_node::store::EventLog;
@@ -35,13 +36,13 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     let (d, writer) = start(dir.path(), clock.clone());
     let policy = Policy::default();
     d.submit(Command::Catalog(CatalogCommand::DefineMeal {
-        meal_id: "m-1".into(),
+        meal_id: MealId::from_static("m-1"),
         spec: meal(),
     }))
     .await
     .unwrap();
     d.submit(Command::Catalog(CatalogCommand::RegisterFridge {
-        fridge_id: "f-1".into(),
+        fridge_id: FridgeId::from_static("f-1"),
         spec: FridgeSpec {
             name: "Lobby".into(),
             address: String::new(),
@@ -58,11 +59,11 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     // (weekends do not work by default: only working days materialise).
     let start_date = scheduler::plan::earliest_effective(clock.now(), &Default::default(), &policy);
     let spec = PlanSpec {
-        fridge_id: "f-1".into(),
+        fridge_id: FridgeId::from_static("f-1"),
         days: (1..=7)
             .map(|weekday| PlanDay {
                 weekday,
-                meal_id: "m-1".into(),
+                meal_id: MealId::from_static("m-1"),
             })
             .collect(),
         start_date,
@@ -70,7 +71,7 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
         payment_method: "tok_visa".into(),
     };
     d.submit(Command::Schedule(ScheduleCommand::CreatePlan {
-        plan_id: "p1".into(),
+        plan_id: PlanId::from_static("p1"),
         customer: "alice".into(),
         spec,
         policy,
@@ -91,8 +92,8 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     d.submit(Command::RecordPayment {
         result: PaymentResult {
             kind: PaymentKind::Charge,
-            order_id: charge_id.clone(),
-            district_id: "detroit-downtown".into(),
+            order_id: charge_id.clone().into(),
+            district_id: DistrictId::from_static("detroit-downtown"),
             outcome: PaymentOutcome::Approved {
                 reference: "ref-1".into(),
             },
@@ -103,7 +104,7 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     .unwrap();
     assert!(d.state().outbox().is_empty());
     d.submit(tick()).await.unwrap();
-    let order_id = format!("sub-p1-{start_date}");
+    let order_id = OrderId::parse(format!("sub-p1-{start_date}")).unwrap();
     let order = d.state().orders().get(&order_id).cloned().unwrap();
     assert_eq!(order.status, OrderStatus::Scheduled);
     assert_eq!(order.customer, "alice");
@@ -113,9 +114,9 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
         .of_customer("alice")
         .any(|o| o.order_id == order_id));
 
-    let place = |order_ids: Option<Vec<String>>, seed| {
+    let place = |order_ids: Option<Vec<OrderId>>, seed| {
         Command::Schedule(ScheduleCommand::KitchenEvent {
-            kitchen_id: "k-1".into(),
+            kitchen_id: KitchenId::from_static("k-1"),
             spec: KitchenEventSpec {
                 stage: KitchenStage::PlacedInFridge,
                 date: start_date,

@@ -1,5 +1,6 @@
 //! The writer and the log, in process: group commit, replay, concurrency.
 
+use protocol::{FridgeId, MealId};
 use std::sync::Arc;
 
 use district::{CatalogCommand, Command, DistrictState};
@@ -32,7 +33,7 @@ fn in_secs(secs: u64) -> tokio::time::Instant {
 
 fn define(id: &str, price: i64) -> Command {
     Command::Catalog(CatalogCommand::DefineMeal {
-        meal_id: id.into(),
+        meal_id: MealId::parse(id).expect("a meal id"),
         spec: meal(price),
     })
 }
@@ -112,7 +113,7 @@ async fn replay_rebuilds_exactly_the_published_state() {
         district.submit(define("m-a", 100)).await.unwrap();
         district
             .submit(Command::Catalog(CatalogCommand::RegisterFridge {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec: FridgeSpec {
                     name: "F".into(),
                     address: String::new(),
@@ -126,10 +127,10 @@ async fn replay_rebuilds_exactly_the_published_state() {
             .unwrap();
         district
             .submit(Command::Catalog(CatalogCommand::SetStock {
-                fridge_id: "f-1".into(),
+                fridge_id: FridgeId::from_static("f-1"),
                 spec: StockSpec {
                     counts: vec![StockCount {
-                        meal_id: "m-a".into(),
+                        meal_id: MealId::from_static("m-a"),
                         units: 7,
                     }],
                 },

@@ -3,6 +3,7 @@
 //! asking twice can never charge twice.
 
 use chrono::{Datelike, Duration, NaiveDate};
+use protocol::{ChargeId, PlanId};
 
 /// The Monday of `date`'s ISO week.
 pub fn period_start(date: NaiveDate) -> NaiveDate {
@@ -14,10 +15,11 @@ pub fn period_end(start: NaiveDate) -> NaiveDate {
     start + Duration::days(6)
 }
 
-/// Deterministic id of a plan's charge for one period; also the payment
-/// request's `order_id`, so the payments service de-duplicates it.
-pub fn charge_id(plan_id: &str, period_start: NaiveDate) -> String {
-    format!("plan-{plan_id}-{period_start}")
+/// Deterministic id of a plan's charge for one period
+/// (`plan-{plan}-{monday}`); also the payment request's `order_id`, so the
+/// payments service de-duplicates it.
+pub fn charge_id(plan_id: &PlanId, period_start: NaiveDate) -> ChargeId {
+    ChargeId::for_period(plan_id, period_start)
 }
 
 /// How much of the subscriber's credit a charge of `gross` uses: positive
@@ -47,7 +49,10 @@ mod tests {
             period_end(mon),
             NaiveDate::from_ymd_opt(2026, 12, 6).unwrap()
         );
-        assert_eq!(charge_id("p1", mon), "plan-p1-2026-11-30");
+        assert_eq!(
+            charge_id(&PlanId::from_static("p1"), mon),
+            "plan-p1-2026-11-30"
+        );
         assert_eq!(credit_to_apply(500, 300), 300);
         assert_eq!(credit_to_apply(200, 300), 200);
         assert_eq!(credit_to_apply(-100, 300), -100);

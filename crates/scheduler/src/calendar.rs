@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate, Weekday};
+use protocol::KitchenId;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Calendar {
     /// District-wide entries: date → working.
     pub district: BTreeMap<NaiveDate, bool>,
     /// Per-kitchen entries: (kitchen, date) → working.
-    pub kitchens: BTreeMap<(String, NaiveDate), bool>,
+    pub kitchens: BTreeMap<(KitchenId, NaiveDate), bool>,
 }
 
 /// Whether a weekday works when the calendar says nothing about the date.
@@ -24,13 +25,13 @@ pub fn default_working(date: NaiveDate) -> bool {
 }
 
 impl Calendar {
-    pub fn set(&mut self, date: NaiveDate, kitchen: Option<&str>, working: bool) {
+    pub fn set(&mut self, date: NaiveDate, kitchen: Option<&KitchenId>, working: bool) {
         match kitchen {
             None => {
                 self.district.insert(date, working);
             }
             Some(k) => {
-                self.kitchens.insert((k.to_string(), date), working);
+                self.kitchens.insert((k.clone(), date), working);
             }
         }
     }
@@ -44,9 +45,9 @@ impl Calendar {
     }
 
     /// Whether `kitchen` works on `date` (`None`: the district).
-    pub fn is_working(&self, date: NaiveDate, kitchen: Option<&str>) -> bool {
+    pub fn is_working(&self, date: NaiveDate, kitchen: Option<&KitchenId>) -> bool {
         if let Some(k) = kitchen {
-            if let Some(w) = self.kitchens.get(&(k.to_string(), date)) {
+            if let Some(w) = self.kitchens.get(&(k.clone(), date)) {
                 return *w;
             }
         }
@@ -85,17 +86,17 @@ mod tests {
         assert!(!cal.is_working(d(5), None), "Saturday");
         cal.set(d(25), None, false);
         assert!(
-            !cal.is_working(d(25), Some("k-1")),
+            !cal.is_working(d(25), Some(&KitchenId::from_static("k-1"))),
             "district holiday closes kitchens"
         );
-        cal.set(d(25), Some("k-1"), true);
+        cal.set(d(25), Some(&KitchenId::from_static("k-1")), true);
         assert!(
-            cal.is_working(d(25), Some("k-1")),
+            cal.is_working(d(25), Some(&KitchenId::from_static("k-1"))),
             "a kitchen may open anyway"
         );
-        cal.set(d(9), Some("k-2"), false);
-        assert!(!cal.is_working(d(9), Some("k-2")));
-        assert!(cal.is_working(d(9), Some("k-1")));
+        cal.set(d(9), Some(&KitchenId::from_static("k-2")), false);
+        assert!(!cal.is_working(d(9), Some(&KitchenId::from_static("k-2"))));
+        assert!(cal.is_working(d(9), Some(&KitchenId::from_static("k-1"))));
         assert!(cal.is_working(d(9), None));
         assert_eq!(cal.next_working_day_after(d(4)), d(7), "Friday → Monday");
         assert_eq!(

@@ -24,6 +24,7 @@ use protocol::schedule::{
     ChargedDay, KitchenEventSpec, KitchenStage, PlanChange, PlanSpec, PlanTerms, ScheduleEvent,
     WithdrawReason,
 };
+use protocol::{FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
 use crate::calendar::Calendar;
@@ -32,12 +33,11 @@ use crate::state::{ChargeStatus, ScheduleState, Stage};
 use crate::{local_date, Catalog, Policy, ScheduleError};
 
 /// Deterministic id of the `generation`-th order for a plan day (0 = first).
-pub fn order_id(plan_id: &str, date: NaiveDate, generation: usize) -> String {
-    if generation == 0 {
-        format!("sub-{plan_id}-{date}")
-    } else {
-        format!("sub-{plan_id}-{date}-{}", generation + 1)
-    }
+pub fn order_id(plan_id: &PlanId, date: NaiveDate, generation: usize) -> OrderId {
+    // A day is made again once per withdrawal: billions of generations of
+    // one day cannot exist, so saturating never merges two real ids.
+    let earlier = u32::try_from(generation).unwrap_or(u32::MAX);
+    OrderId::for_plan_day(plan_id, date, earlier)
 }
 
 fn check_terms(
@@ -54,8 +54,8 @@ fn check_terms(
             .meal(&day.meal_id)
             .ok_or_else(|| ScheduleError::UnknownMeal(day.meal_id.clone()))?;
         match &plan_currency {
-            None => plan_currency = Some(meal.currency),
-            Some(c) if *c != meal.currency => {
+            None => plan_currency = Some(meal.price.currency),
+            Some(c) if *c != meal.price.currency => {
                 return Err(ScheduleError::Invalid(
                     "all meals of a plan must share one currency".into(),
                 ))
@@ -70,7 +70,7 @@ fn check_terms(
 pub fn create_plan(
     state: &ScheduleState,
     catalog: &dyn Catalog,
-    plan_id: String,
+    plan_id: PlanId,
     customer: String,
     spec: PlanSpec,
     now: DateTime<Utc>,
@@ -110,13 +110,13 @@ pub fn create_plan(
 
 fn own_plan<'a>(
     state: &'a ScheduleState,
-    plan_id: &str,
+    plan_id: &PlanId,
     customer: Option<&str>,
 ) -> Result<&'a Plan, ScheduleError> {
     match state.plans.get(plan_id) {
         // Someone else's plan is reported as missing: existence must not leak.
         Some(p) if customer.is_none_or(|c| c == p.customer) => Ok(p),
-        _ => Err(ScheduleError::UnknownPlan(plan_id.to_string())),
+        _ => Err(ScheduleError::UnknownPlan(plan_id.clone())),
     }
 }
 
@@ -149,7 +149,7 @@ fn settle_from(
             break;
         }
         for o in ids.iter().filter_map(|id| state.orders.get(id)) {
-            let keeps = next.meal_on(*date) == Some((o.fridge_id.as_str(), o.meal_id.as_str()));
+            let keeps = next.meal_on(*date) == Some((&o.fridge_id, &o.meal_id));
             if !keeps && o.stage(catalog) == Stage::Scheduled {
                 events.push(ScheduleEvent::OrderWithdrawn {
                     order_id: o.order_id.clone(),
@@ -182,7 +182,7 @@ fn settle_from(
 pub fn change_plan(
     state: &ScheduleState,
     catalog: &dyn Catalog,
-    plan_id: &str,
+    plan_id: &PlanId,
     customer: Option<&str>,
     change: PlanChange,
     now: DateTime<Utc>,
@@ -221,7 +221,7 @@ pub fn change_plan(
     let mut next = plan.clone();
     next.apply_change(from, terms.clone(), end_date);
     let mut events = vec![ScheduleEvent::PlanChanged {
-        plan_id: plan_id.to_string(),
+        plan_id: plan_id.clone(),
         from,
         terms,
         end_date,
@@ -243,7 +243,7 @@ pub fn change_plan(
 pub fn cancel_plan(
     state: &ScheduleState,
     catalog: &dyn Catalog,
-    plan_id: &str,
+    plan_id: &PlanId,
     customer: Option<&str>,
     from: Option<NaiveDate>,
     now: DateTime<Utc>,
@@ -260,7 +260,7 @@ pub fn cancel_plan(
     let mut next = plan.clone();
     next.apply_cancel(from);
     let mut events = vec![ScheduleEvent::PlanCancelled {
-        plan_id: plan_id.to_string(),
+        plan_id: plan_id.clone(),
         from,
     }];
     events.extend(settle_from(
@@ -299,7 +299,7 @@ pub fn set_calendar_day(
     }
     let kitchen = spec.kitchen_id.clone();
     let mut after = state.calendar.clone();
-    after.set(date, kitchen.as_deref(), spec.working);
+    after.set(date, kitchen.as_ref(), spec.working);
     let mut events = vec![ScheduleEvent::CalendarDaySet {
         date,
         kitchen_id: spec.kitchen_id,
@@ -347,7 +347,7 @@ fn settle_closed_day(
             .meal_on(date)
             .and_then(|(_, meal)| catalog.meal(meal))
             .map(|m| m.kitchen_id);
-        if !after.is_working(date, kitchen_of_day.as_deref()) {
+        if !after.is_working(date, kitchen_of_day.as_ref()) {
             events.push(ScheduleEvent::DayCredited {
                 plan_id: plan_id.clone(),
                 customer: plan.customer.clone(),
@@ -368,7 +368,7 @@ fn delivery_days(
     catalog: &dyn Catalog,
     from: NaiveDate,
     to: NaiveDate,
-) -> Vec<(NaiveDate, String, String, crate::MealInfo)> {
+) -> Vec<(NaiveDate, FridgeId, MealId, crate::MealInfo)> {
     let mut out = vec![];
     let mut d = from.max(plan.start_date);
     let Some(last) = plan.last_day() else {
@@ -379,7 +379,7 @@ fn delivery_days(
         if let Some((fridge, meal_id)) = plan.meal_on(d) {
             if let Some(meal) = catalog.meal(meal_id) {
                 if state.calendar.is_working(d, Some(&meal.kitchen_id)) {
-                    out.push((d, fridge.to_string(), meal_id.to_string(), meal));
+                    out.push((d, fridge.clone(), meal_id.clone(), meal));
                 }
             }
         }
@@ -428,7 +428,7 @@ fn charges_due(
                         .into_iter()
                         .map(|(date, _, _, meal)| ChargedDay {
                             date,
-                            amount: meal.price,
+                            amount: meal.price.amount_minor,
                         })
                         .collect();
                 let gross: i64 = days.iter().map(|d| d.amount).sum();
@@ -485,7 +485,7 @@ fn orders_due(
                 .map_or(0, Vec::len);
             let (price, debit) = match state.prepaid_days.get(&(plan.plan_id.clone(), date)) {
                 Some(p) => (*p, 0),
-                None => (meal.price, meal.price),
+                None => (meal.price.amount_minor, meal.price.amount_minor),
             };
             events.push(ScheduleEvent::OrderScheduled {
                 order_id: order_id(&plan.plan_id, date, generation),
@@ -560,7 +560,7 @@ pub fn record_charge(
 ) -> Vec<ScheduleEvent> {
     match state.charges.get(charge_id) {
         Some(c) if c.status == ChargeStatus::Pending => vec![ScheduleEvent::ChargeSettled {
-            charge_id: charge_id.to_string(),
+            charge_id: c.charge_id.clone(),
             plan_id: c.plan_id.clone(),
             approved,
             reference,
@@ -578,7 +578,7 @@ pub fn record_charge(
 pub fn kitchen_event(
     state: &ScheduleState,
     catalog: &dyn Catalog,
-    kitchen_id: &str,
+    kitchen_id: &KitchenId,
     spec: &KitchenEventSpec,
     now: DateTime<Utc>,
     policy: &Policy,
@@ -597,14 +597,14 @@ pub fn kitchen_event(
                 state
                     .orders
                     .get(id)
-                    .filter(|o| o.kitchen_id == kitchen_id && o.date == spec.date)
+                    .filter(|o| o.kitchen_id == *kitchen_id && o.date == spec.date)
                     .ok_or_else(|| ScheduleError::UnknownOrder(id.clone()))
             })
             .collect::<Result<_, _>>()?,
         None => state
             .orders
             .values()
-            .filter(|o| o.kitchen_id == kitchen_id && o.date == spec.date)
+            .filter(|o| o.kitchen_id == *kitchen_id && o.date == spec.date)
             .collect(),
     };
     let mut events = vec![];

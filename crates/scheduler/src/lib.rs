@@ -24,8 +24,9 @@ pub mod prep;
 pub mod state;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use protocol::money::Currency;
+use protocol::money::Money;
 use protocol::orders::OrderStatus;
+use protocol::{FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 pub use calendar::Calendar;
 pub use decide::{
@@ -74,9 +75,8 @@ impl Default for Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MealInfo {
     pub name: String,
-    pub kitchen_id: String,
-    pub price: i64,
-    pub currency: Currency,
+    pub kitchen_id: KitchenId,
+    pub price: Money,
 }
 
 /// The district as the scheduler sees it: its catalog and its orders'
@@ -100,15 +100,15 @@ pub enum ScheduleError {
     #[error(transparent)]
     Spec(#[from] protocol::ValidationError),
     #[error("plan {0} does not exist")]
-    UnknownPlan(String),
+    UnknownPlan(PlanId),
     #[error("meal {0} does not exist")]
-    UnknownMeal(String),
+    UnknownMeal(MealId),
     #[error("fridge {0} does not exist")]
-    UnknownFridge(String),
+    UnknownFridge(FridgeId),
     #[error("kitchen {0} does not exist")]
-    UnknownKitchen(String),
+    UnknownKitchen(KitchenId),
     #[error("order {0} is not one of this kitchen's scheduled orders")]
-    UnknownOrder(String),
+    UnknownOrder(OrderId),
     #[error(
         "the change cutoff has passed: the earliest date a change can take effect is {earliest}"
     )]

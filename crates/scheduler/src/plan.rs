@@ -5,6 +5,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use protocol::money::Currency;
 use protocol::schedule::{PlanDay, PlanId, PlanTerms};
+use protocol::{FridgeId, MealId};
 
 use crate::calendar::Calendar;
 use crate::{local_date, Policy};
@@ -57,7 +58,7 @@ impl Plan {
     }
 
     /// `(fridge, meal)` the plan delivers on `date`, ignoring the calendar.
-    pub fn meal_on(&self, date: NaiveDate) -> Option<(&str, &str)> {
+    pub fn meal_on(&self, date: NaiveDate) -> Option<(&FridgeId, &MealId)> {
         let last = self.last_day()?;
         if date < self.start_date || date > last {
             return None;
@@ -71,7 +72,7 @@ impl Plan {
             .days
             .iter()
             .find(|d| d.weekday == weekday)
-            .map(|d| (terms.fridge_id.as_str(), d.meal_id.as_str()))
+            .map(|d| (&terms.fridge_id, &d.meal_id))
     }
 
     /// Puts new terms (and end date) in force from `from`, dropping versions

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, NaiveDate};
+use protocol::{FridgeId, KitchenId, MealId};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{ScheduleState, Stage};
@@ -24,16 +25,16 @@ pub const FORECAST_WEEKS: i64 = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sale {
     pub date: NaiveDate,
-    pub fridge_id: String,
-    pub meal_id: String,
+    pub fridge_id: FridgeId,
+    pub meal_id: MealId,
     pub units: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepRow {
-    pub meal_id: String,
+    pub meal_id: MealId,
     pub meal_name: String,
-    pub fridge_id: String,
+    pub fridge_id: FridgeId,
     pub subscription_units: u32,
     pub forecast_one_off_units: u32,
 }
@@ -41,7 +42,7 @@ pub struct PrepRow {
 /// `GET /v1/kitchens/{kitchen_id}/prep?date=`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepReport {
-    pub kitchen_id: String,
+    pub kitchen_id: KitchenId,
     pub date: NaiveDate,
     /// Sorted by meal, then fridge.
     pub rows: Vec<PrepRow>,
@@ -51,12 +52,12 @@ pub struct PrepReport {
 
 /// Mean units per same weekday over the previous [`FORECAST_WEEKS`] weeks,
 /// rounded up, per `(meal, fridge)`.
-pub fn forecast(sales: &[Sale], date: NaiveDate) -> BTreeMap<(String, String), u32> {
+pub fn forecast(sales: &[Sale], date: NaiveDate) -> BTreeMap<(MealId, FridgeId), u32> {
     // Checked: a date at the calendar's edge has no weeks before it.
     let days: Vec<NaiveDate> = (1..=FORECAST_WEEKS)
         .filter_map(|w| date.checked_sub_signed(Duration::weeks(w)))
         .collect();
-    let mut sums: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut sums: BTreeMap<(MealId, FridgeId), u64> = BTreeMap::new();
     for s in sales.iter().filter(|s| days.contains(&s.date)) {
         *sums
             .entry((s.meal_id.clone(), s.fridge_id.clone()))
@@ -75,30 +76,30 @@ pub fn forecast(sales: &[Sale], date: NaiveDate) -> BTreeMap<(String, String), u
 pub fn prep_report(
     state: &ScheduleState,
     catalog: &dyn Catalog,
-    kitchen_id: &str,
+    kitchen_id: &KitchenId,
     date: NaiveDate,
-    meal_name: &dyn Fn(&str) -> String,
-    kitchen_meals: &[String],
+    meal_name: &dyn Fn(&MealId) -> String,
+    kitchen_meals: &[MealId],
     sales: &[Sale],
 ) -> PrepReport {
-    let mut rows: BTreeMap<(String, String), PrepRow> = BTreeMap::new();
+    let mut rows: BTreeMap<(MealId, FridgeId), PrepRow> = BTreeMap::new();
     fn row<'a>(
-        rows: &'a mut BTreeMap<(String, String), PrepRow>,
-        meal_name: &dyn Fn(&str) -> String,
-        meal_id: &str,
-        fridge_id: &str,
+        rows: &'a mut BTreeMap<(MealId, FridgeId), PrepRow>,
+        meal_name: &dyn Fn(&MealId) -> String,
+        meal_id: &MealId,
+        fridge_id: &FridgeId,
     ) -> &'a mut PrepRow {
-        rows.entry((meal_id.to_string(), fridge_id.to_string()))
+        rows.entry((meal_id.clone(), fridge_id.clone()))
             .or_insert_with(|| PrepRow {
-                meal_id: meal_id.to_string(),
+                meal_id: meal_id.clone(),
                 meal_name: meal_name(meal_id),
-                fridge_id: fridge_id.to_string(),
+                fridge_id: fridge_id.clone(),
                 subscription_units: 0,
                 forecast_one_off_units: 0,
             })
     }
     for o in state.orders.values() {
-        if o.kitchen_id == kitchen_id && o.date == date && o.stage(catalog) != Stage::Withdrawn {
+        if o.kitchen_id == *kitchen_id && o.date == date && o.stage(catalog) != Stage::Withdrawn {
             row(&mut rows, meal_name, &o.meal_id, &o.fridge_id).subscription_units += 1;
         }
     }
@@ -109,7 +110,7 @@ pub fn prep_report(
     }
     let rows: Vec<PrepRow> = rows.into_values().collect();
     PrepReport {
-        kitchen_id: kitchen_id.to_string(),
+        kitchen_id: kitchen_id.clone(),
         date,
         total_subscription_units: rows.iter().map(|r| r.subscription_units).sum(),
         total_forecast_one_off_units: rows.iter().map(|r| r.forecast_one_off_units).sum(),
@@ -157,8 +158,8 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(); // Monday
         let sale = |days_before: i64, units| Sale {
             date: date - Duration::days(days_before),
-            fridge_id: "f".into(),
-            meal_id: "m".into(),
+            fridge_id: FridgeId::from_static("f"),
+            meal_id: MealId::from_static("m"),
             units,
         };
         // Three Mondays with 2, 3, 2 units; a Tuesday and a Monday 5 weeks back ignored.
@@ -171,7 +172,7 @@ mod tests {
         ];
         let f = forecast(&sales, date);
         assert_eq!(
-            f[&("m".to_string(), "f".to_string())],
+            f[&(MealId::from_static("m"), FridgeId::from_static("f"))],
             2,
             "7 / 4 rounded up"
         );
@@ -186,12 +187,12 @@ mod tests {
     #[test]
     fn csv_quotes_what_needs_quoting() {
         let report = PrepReport {
-            kitchen_id: "k".into(),
+            kitchen_id: KitchenId::from_static("k"),
             date: NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
             rows: vec![PrepRow {
-                meal_id: "m".into(),
+                meal_id: MealId::from_static("m"),
                 meal_name: "Rice, \"spicy\"".into(),
-                fridge_id: "f".into(),
+                fridge_id: FridgeId::from_static("f"),
                 subscription_units: 3,
                 forecast_one_off_units: 1,
             }],

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use protocol::orders::{OrderId, OrderStatus};
 use protocol::schedule::{PlanId, ScheduleEvent};
+use protocol::{ChargeId, FridgeId, KitchenId, MealId};
 
 use crate::calendar::Calendar;
 use crate::plan::Plan;
@@ -26,7 +27,7 @@ pub enum ChargeStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
-    pub charge_id: String,
+    pub charge_id: ChargeId,
     pub plan_id: PlanId,
     pub customer: String,
     pub period_start: NaiveDate,
@@ -95,9 +96,9 @@ pub struct ScheduledOrder {
     pub plan_id: PlanId,
     pub customer: String,
     pub date: NaiveDate,
-    pub fridge_id: String,
-    pub kitchen_id: String,
-    pub meal_id: String,
+    pub fridge_id: FridgeId,
+    pub kitchen_id: KitchenId,
+    pub meal_id: MealId,
     pub price: i64,
 }
 
@@ -114,7 +115,7 @@ pub struct ScheduleState {
     /// Each customer's plans, oldest first.
     pub customer_plans: BTreeMap<String, Vec<PlanId>>,
     pub calendar: Calendar,
-    pub charges: BTreeMap<String, Charge>,
+    pub charges: BTreeMap<ChargeId, Charge>,
     pub orders: BTreeMap<OrderId, ScheduledOrder>,
     /// Every order made for a plan day, oldest first (a day is made again
     /// under a new id after a withdrawal).
@@ -130,11 +131,11 @@ impl ScheduleState {
     pub fn active_order(
         &self,
         catalog: &dyn Catalog,
-        plan_id: &str,
+        plan_id: &PlanId,
         date: NaiveDate,
     ) -> Option<&ScheduledOrder> {
         self.day_orders
-            .get(&(plan_id.to_string(), date))
+            .get(&(plan_id.clone(), date))
             .into_iter()
             .flatten()
             .filter_map(|id| self.orders.get(id))
@@ -183,7 +184,7 @@ impl ScheduleState {
                 kitchen_id,
                 working,
                 ..
-            } => self.calendar.set(*date, kitchen_id.as_deref(), *working),
+            } => self.calendar.set(*date, kitchen_id.as_ref(), *working),
             ScheduleEvent::ChargeRequested { .. } | ScheduleEvent::ChargeSettled { .. } => {
                 self.apply_charge(event)
             }

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
+use protocol::money::Money;
 use protocol::orders::OrderStatus;
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, KitchenStage, PlanChange, PlanDay, PlanSpec, ScheduleEvent,
 };
-use protocol::ValidationError;
+use protocol::{ChargeId, FridgeId, KitchenId, MealId, OrderId, PlanId, ValidationError};
 use scheduler::state::ChargeStatus;
 use scheduler::{Catalog, MealInfo, Policy, ScheduleError, ScheduleState, Stage};
 
@@ -18,7 +19,7 @@ use scheduler::{Catalog, MealInfo, Policy, ScheduleError, ScheduleState, Stage};
 /// from the same events as the schedule, as the district's is.
 struct Menu {
     meals: BTreeMap<&'static str, (&'static str, i64)>,
-    book: BTreeMap<String, OrderStatus>,
+    book: BTreeMap<OrderId, OrderStatus>,
 }
 
 impl Menu {
@@ -53,9 +54,8 @@ impl Catalog for Menu {
     fn meal(&self, meal_id: &str) -> Option<MealInfo> {
         self.meals.get(meal_id).map(|(k, price)| MealInfo {
             name: meal_id.trim_start_matches("m-").to_string(),
-            kitchen_id: k.to_string(),
-            price: *price,
-            currency: "USD".to_string().try_into().unwrap(),
+            kitchen_id: KitchenId::from_static(k),
+            price: Money::new(*price, "USD".to_string().try_into().unwrap()),
         })
     }
     fn has_fridge(&self, fridge_id: &str) -> bool {
@@ -77,11 +77,11 @@ fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, d, h, m, 0).unwrap()
 }
 
-fn days(spec: &[(u8, &str)]) -> Vec<PlanDay> {
+fn days(spec: &[(u8, &'static str)]) -> Vec<PlanDay> {
     spec.iter()
         .map(|(w, m)| PlanDay {
             weekday: *w,
-            meal_id: m.to_string(),
+            meal_id: MealId::from_static(m),
         })
         .collect()
 }
@@ -110,10 +110,10 @@ impl World {
 
     /// Runs the job at `now`, pays every charge it asks for, runs it again
     /// (the orders of paid weeks), and returns the new order ids.
-    fn day_passes(&mut self, now: DateTime<Utc>) -> Vec<String> {
+    fn day_passes(&mut self, now: DateTime<Utc>) -> Vec<OrderId> {
         let events = scheduler::tick(&self.state, &self.menu, now, &self.policy);
         self.record(&events);
-        let pending: Vec<String> = self
+        let pending: Vec<ChargeId> = self
             .state
             .charges
             .values()
@@ -142,15 +142,15 @@ impl World {
 
     fn create(
         &mut self,
-        id: &str,
+        id: &'static str,
         who: &str,
-        d: &[(u8, &str)],
+        d: &[(u8, &'static str)],
         from: u32,
         to: u32,
         now: DateTime<Utc>,
     ) {
         let spec = PlanSpec {
-            fridge_id: "f-lobby".into(),
+            fridge_id: FridgeId::from_static("f-lobby"),
             days: days(d),
             start_date: day(from),
             end_date: day(to),
@@ -159,7 +159,7 @@ impl World {
         let e = scheduler::create_plan(
             &self.state,
             &self.menu,
-            id.into(),
+            PlanId::from_static(id),
             who.into(),
             spec,
             now,
@@ -172,11 +172,11 @@ impl World {
     /// Alice replaces her week with `week` (meals Monday to Friday).
     fn alice_changes(
         &self,
-        week: [&str; 5],
+        week: [&'static str; 5],
         from: Option<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ScheduleEvent>, ScheduleError> {
-        let d: Vec<(u8, &str)> = (1..=5).zip(week).collect();
+        let d: Vec<(u8, &'static str)> = (1..=5).zip(week).collect();
         let change = PlanChange {
             days: Some(days(&d)),
             from,
@@ -185,7 +185,7 @@ impl World {
         scheduler::change_plan(
             &self.state,
             &self.menu,
-            "alice-plan",
+            &PlanId::from_static("alice-plan"),
             Some("alice"),
             change,
             now,
@@ -193,9 +193,9 @@ impl World {
         )
     }
 
-    fn stage_on(&self, plan: &str, d: NaiveDate) -> Option<(String, Stage)> {
+    fn stage_on(&self, plan: &'static str, d: NaiveDate) -> Option<(MealId, Stage)> {
         self.state
-            .active_order(&self.menu, plan, d)
+            .active_order(&self.menu, &PlanId::from_static(plan), d)
             .map(|o| (o.meal_id.clone(), o.stage(&self.menu)))
     }
 
@@ -248,7 +248,7 @@ fn a_month_of_plans() {
 
     // Starting tomorrow needs the change before today's cutoff.
     let late = PlanSpec {
-        fridge_id: "f-lobby".into(),
+        fridge_id: FridgeId::from_static("f-lobby"),
         days: days(&[(4, "m-salad")]),
         start_date: day(2),
         end_date: day(31),
@@ -258,7 +258,7 @@ fn a_month_of_plans() {
         scheduler::create_plan(
             &w.state,
             &w.menu,
-            "late".into(),
+            PlanId::from_static("late"),
             "carol".into(),
             late,
             at(1, 18, 30),
@@ -314,11 +314,11 @@ fn a_month_of_plans() {
     w.day_passes(at(8, 17, 59));
     assert_eq!(
         w.stage_on("alice-plan", day(9)),
-        Some(("m-bowl".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-bowl"), Stage::Scheduled))
     );
     assert_eq!(
         w.state
-            .active_order(&w.menu, "alice-plan", day(9))
+            .active_order(&w.menu, &PlanId::from_static("alice-plan"), day(9))
             .unwrap()
             .order_id,
         "sub-alice-plan-2026-12-09-2",
@@ -340,20 +340,22 @@ fn a_month_of_plans() {
         scheduler::cancel_plan(
             &w.state,
             &w.menu,
-            "alice-plan",
+            &PlanId::from_static("alice-plan"),
             Some("bob"),
             None,
             at(8, 18, 0),
             &w.policy
         ),
-        Err(ScheduleError::UnknownPlan("alice-plan".into()))
+        Err(ScheduleError::UnknownPlan(PlanId::from_static(
+            "alice-plan"
+        )))
     );
 
     // Wednesday 9th: the spice kitchen announces it is closed on Friday 11th.
     w.day_passes(at(9, 6, 0));
     assert_eq!(
         w.stage_on("bob-plan", day(11)),
-        Some(("m-curry".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-curry"), Stage::Scheduled))
     );
     // The greens kitchen already cooked Thursday's and Friday's salads.
     let cooked = KitchenEventSpec {
@@ -365,7 +367,7 @@ fn a_month_of_plans() {
     let e = scheduler::kitchen_event(
         &w.state,
         &w.menu,
-        "k-greens",
+        &KitchenId::from_static("k-greens"),
         &cooked,
         at(9, 7, 0),
         &w.policy,
@@ -376,7 +378,7 @@ fn a_month_of_plans() {
     w.record(&e);
     let closure = CalendarDaySpec {
         working: false,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: "boiler".into(),
     };
     let e =
@@ -408,14 +410,14 @@ fn a_month_of_plans() {
     w.day_passes(at(9, 11, 0));
     assert_eq!(
         w.stage_on("alice-plan", day(10)),
-        Some(("m-salad".into(), Stage::Prepared)),
+        Some((MealId::from_static("m-salad"), Stage::Prepared)),
         "produced meals are never touched"
     );
 
     // Noon: the boiler is fixed; Friday is still before its cutoff, so Bob's curry is made again.
     let reopen = CalendarDaySpec {
         working: true,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: String::new(),
     };
     let e =
@@ -425,7 +427,7 @@ fn a_month_of_plans() {
     w.day_passes(at(9, 12, 0));
     assert_eq!(
         w.stage_on("bob-plan", day(11)),
-        Some(("m-curry".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-curry"), Stage::Scheduled))
     );
     assert_eq!(w.state.credit("bob"), 0, "the credit pays for it again");
 
@@ -436,11 +438,11 @@ fn a_month_of_plans() {
     w.day_passes(at(11, 6, 0));
     assert_eq!(
         w.stage_on("bob-plan", day(14)),
-        Some(("m-curry".into(), Stage::Scheduled))
+        Some((MealId::from_static("m-curry"), Stage::Scheduled))
     );
     let closure = CalendarDaySpec {
         working: false,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: "again".into(),
     };
     let e = scheduler::set_calendar_day(
@@ -457,7 +459,7 @@ fn a_month_of_plans() {
     assert_eq!(w.state.credit("bob"), 900);
     let reopen = CalendarDaySpec {
         working: true,
-        kitchen_id: Some("k-spice".into()),
+        kitchen_id: Some(KitchenId::from_static("k-spice")),
         note: String::new(),
     };
     let e =
@@ -480,7 +482,7 @@ fn a_month_of_plans() {
     let e = scheduler::cancel_plan(
         &w.state,
         &w.menu,
-        "alice-plan",
+        &PlanId::from_static("alice-plan"),
         Some("alice"),
         None,
         at(14, 9, 0),
@@ -592,7 +594,7 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     let e = scheduler::change_plan(
         &w.state,
         &w.menu,
-        "p",
+        &PlanId::from_static("p"),
         Some("pia"),
         pause(true, None),
         at(4, 9, 0),
@@ -622,7 +624,7 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     let e = scheduler::change_plan(
         &w.state,
         &w.menu,
-        "p",
+        &PlanId::from_static("p"),
         Some("pia"),
         pause(false, Some(day(14))),
         at(9, 9, 0),
@@ -649,7 +651,7 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
 fn a_declined_week_makes_no_orders_and_gives_its_credit_back() {
     let mut w = World::new();
     w.state.apply(&ScheduleEvent::DayCredited {
-        plan_id: "old".into(),
+        plan_id: PlanId::from_static("old"),
         customer: "dan".into(),
         date: day(1),
         amount: 500,
@@ -691,7 +693,7 @@ fn orders_past_the_fridge_are_read_from_the_district() {
         scheduler::kitchen_event(
             &w.state,
             &w.menu,
-            "k-greens",
+            &KitchenId::from_static("k-greens"),
             &spec,
             at(2, 8, 0),
             &w.policy,
@@ -707,25 +709,27 @@ fn orders_past_the_fridge_are_read_from_the_district() {
     }
     // The district's book moves on without a schedule event: Thursday's is
     // picked up, Friday's goes unclaimed.
-    w.menu
-        .book
-        .insert("sub-p-2026-12-03".into(), OrderStatus::PickedUp);
-    w.menu
-        .book
-        .insert("sub-p-2026-12-04".into(), OrderStatus::Unclaimed);
+    w.menu.book.insert(
+        OrderId::from_static("sub-p-2026-12-03"),
+        OrderStatus::PickedUp,
+    );
+    w.menu.book.insert(
+        OrderId::from_static("sub-p-2026-12-04"),
+        OrderStatus::Unclaimed,
+    );
     assert!(place(&w, 3).is_empty() && place(&w, 4).is_empty());
     assert_eq!(
         w.stage_on("p", day(4)),
-        Some(("m-bowl".into(), Stage::Available)),
+        Some((MealId::from_static("m-bowl"), Stage::Available)),
         "an unclaimed meal still stands for its day"
     );
     assert!(w.day_passes(at(2, 9, 0)).is_empty(), "nothing made again");
     let prep = scheduler::prep::prep_report(
         &w.state,
         &w.menu,
-        "k-greens",
+        &KitchenId::from_static("k-greens"),
         day(4),
-        &|m| m.into(),
+        &|m| m.to_string(),
         &[],
         &[],
     );
@@ -734,7 +738,7 @@ fn orders_past_the_fridge_are_read_from_the_district() {
     let e = scheduler::cancel_plan(
         &w.state,
         &w.menu,
-        "p",
+        &PlanId::from_static("p"),
         Some("pat"),
         None,
         at(2, 9, 0),
@@ -751,15 +755,24 @@ fn orders_past_the_fridge_are_read_from_the_district() {
 fn bad_plans_are_refused() {
     let w = World::new();
     let now = at(1, 10, 0);
-    let spec = |d: &[(u8, &str)], fridge: &str, from: u32, to: u32| PlanSpec {
-        fridge_id: fridge.into(),
+    let spec = |d: &[(u8, &'static str)], fridge: &'static str, from: u32, to: u32| PlanSpec {
+        fridge_id: FridgeId::from_static(fridge),
         days: days(d),
         start_date: day(from),
         end_date: day(to),
         payment_method: "tok_visa".into(),
     };
-    let create =
-        |s| scheduler::create_plan(&w.state, &w.menu, "p".into(), "c".into(), s, now, &w.policy);
+    let create = |s| {
+        scheduler::create_plan(
+            &w.state,
+            &w.menu,
+            PlanId::from_static("p"),
+            "c".into(),
+            s,
+            now,
+            &w.policy,
+        )
+    };
     assert!(matches!(
         create(spec(&[(1, "m-salad")], "f-lobby", 10, 9)),
         Err(ScheduleError::Spec(ValidationError::EndBeforeStart))
@@ -770,11 +783,13 @@ fn bad_plans_are_refused() {
     ));
     assert_eq!(
         create(spec(&[(1, "m-nope")], "f-lobby", 2, 9)),
-        Err(ScheduleError::UnknownMeal("m-nope".into()))
+        Err(ScheduleError::UnknownMeal(MealId::from_static("m-nope")))
     );
     assert_eq!(
         create(spec(&[(1, "m-salad")], "f-nope", 2, 9)),
-        Err(ScheduleError::UnknownFridge("f-nope".into()))
+        Err(ScheduleError::UnknownFridge(FridgeId::from_static(
+            "f-nope"
+        )))
     );
     let ok = create(spec(&[(1, "m-salad")], "f-lobby", 2, 9)).unwrap();
     // The same plan id again (a retried create under one Idempotency-Key):
@@ -785,7 +800,7 @@ fn bad_plans_are_refused() {
         scheduler::create_plan(
             &w2.state,
             &w2.menu,
-            "p".into(),
+            PlanId::from_static("p"),
             "c".into(),
             s,
             now,
@@ -814,9 +829,9 @@ proptest! {
             w.record(&e);
         }
         for (i, (start, len, weekdays)) in plans.iter().enumerate() {
-            let d: Vec<(u8, &str)> = weekdays.iter().map(|wd| (*wd, "m-salad")).collect();
-            let spec = PlanSpec { fridge_id: "f-lobby".into(), days: days(&d), start_date: day(2 + start), end_date: day((2 + start + len).min(31)), payment_method: "t".into() };
-            if let Ok(e) = scheduler::create_plan(&w.state, &w.menu, format!("p{i}"), "c".into(), spec, at(1, 0, 0), &w.policy) {
+            let d: Vec<(u8, &'static str)> = weekdays.iter().map(|wd| (*wd, "m-salad")).collect();
+            let spec = PlanSpec { fridge_id: FridgeId::from_static("f-lobby"), days: days(&d), start_date: day(2 + start), end_date: day((2 + start + len).min(31)), payment_method: "t".into() };
+            if let Ok(e) = scheduler::create_plan(&w.state, &w.menu, PlanId::parse(format!("p{i}")).unwrap(), "c".into(), spec, at(1, 0, 0), &w.policy) {
                 w.record(&e);
             }
         }

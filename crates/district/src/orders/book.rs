@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use imbl::{HashMap, OrdMap, OrdSet, Vector};
-use protocol::money::Currency;
+use protocol::money::{Currency, Money};
 use protocol::orders::{Channel, OrderId, OrderLine, OrderStatus, RefusalReason, StatusChange};
 use protocol::{FridgeId, MealId};
 
@@ -31,8 +31,8 @@ pub struct Order {
     pub channel: Channel,
     pub fridge_id: FridgeId,
     pub lines: Vec<OrderLine>,
-    pub total: i64,
-    pub currency: Currency,
+    /// The lines' sum, in the currency every line is priced in.
+    pub total: Money,
     pub payment_method: String,
     pub hold_until: DateTime<Utc>,
     pub status: OrderStatus,
@@ -71,11 +71,13 @@ impl Order {
     pub fn new(new: NewOrder, at: DateTime<Utc>) -> Order {
         // Prices and quantities are bounded by validation
         // (MAX_MEAL_PRICE_MINOR × MAX_QTY × MAX_LINES), so this cannot overflow.
-        let total = new
-            .lines
-            .iter()
-            .map(|l| l.unit_price * i64::from(l.qty))
-            .sum();
+        let total = Money::new(
+            new.lines
+                .iter()
+                .map(|l| l.unit_price * i64::from(l.qty))
+                .sum(),
+            new.currency,
+        );
         Order {
             order_id: new.order_id,
             customer: new.customer,
@@ -83,7 +85,6 @@ impl Order {
             fridge_id: new.fridge_id,
             lines: new.lines,
             total,
-            currency: new.currency,
             payment_method: new.payment_method,
             hold_until: new.hold_until,
             status: new.status,
@@ -213,7 +214,7 @@ impl OrderBook {
         let mut after = before.clone();
         f(&mut after);
         self.reindex(Some(&before), &after);
-        self.orders.insert(order_id.to_string(), after);
+        self.orders.insert(after.order_id.clone(), after);
         true
     }
 

@@ -116,8 +116,8 @@ pub fn decide(
                     );
                     events.push(Event::RefundRequested {
                         order_id,
-                        amount: order.total,
-                        currency: order.currency.clone(),
+                        amount: order.total.amount_minor,
+                        currency: order.total.currency.clone(),
                         reason: RefundReason::Cancelled,
                     });
                     Ok(events)
@@ -143,8 +143,8 @@ pub fn decide(
             Ok(match timer {
                 OrderTimer::GraceWindowEnd => vec![Event::PurchaseRequested {
                     order_id,
-                    amount: order.total,
-                    currency: order.currency.clone(),
+                    amount: order.total.amount_minor,
+                    currency: order.total.currency.clone(),
                     deadline: ctx.now + ctx.policy.payment_timeout,
                 }],
                 OrderTimer::PaymentTimeout => with_release(
@@ -180,13 +180,13 @@ pub fn decide(
 
 pub(crate) fn find<'a>(
     state: &'a DistrictState,
-    order_id: &str,
+    order_id: &OrderId,
     customer: Option<&str>,
 ) -> Result<&'a Order, DomainError> {
     match state.orders.get(order_id) {
         // Someone else's order is reported as missing: existence must not leak.
         Some(order) if customer.is_none_or(|c| c == order.customer) => Ok(order),
-        _ => Err(DomainError::UnknownOrder(order_id.to_string())),
+        _ => Err(DomainError::UnknownOrder(order_id.clone())),
     }
 }
 

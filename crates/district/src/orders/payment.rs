@@ -4,9 +4,11 @@
 //! Results reach [`record`] through `outbox::record_result`.
 
 use chrono::{DateTime, Utc};
+use protocol::money::Money;
+use protocol::orders::OrderId;
 use protocol::orders::{OrderStatus, RefundReason, RefusalReason};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
-use protocol::Event;
+use protocol::{DistrictId, Event};
 
 use super::{find, with_release, Order, OrderTimer};
 use crate::outbox::OutboxKey;
@@ -41,8 +43,8 @@ pub(crate) fn record(
         ) if !order.refund_pending => {
             vec![Event::RefundRequested {
                 order_id,
-                amount: order.total,
-                currency: order.currency.clone(),
+                amount: order.total.amount_minor,
+                currency: order.total.currency.clone(),
                 reason: RefundReason::LateConfirmation,
             }]
         }
@@ -77,27 +79,29 @@ pub(crate) fn record(
     Ok(events)
 }
 
+/// The request for `amount` as the event that asked for it says (amount
+/// and currency together, so the request cannot pair one with another's).
 fn request(
     order: &Order,
     kind: PaymentKind,
-    district: &str,
-    amount: i64,
+    district: &DistrictId,
+    amount: Money,
     deadline: DateTime<Utc>,
 ) -> PaymentRequest {
     PaymentRequest {
         kind,
         order_id: order.order_id.clone(),
-        district_id: district.to_string(),
-        amount,
-        currency: order.currency.clone(),
+        district_id: district.clone(),
+        amount: amount.amount_minor,
+        currency: amount.currency,
         payment_method: order.payment_method.clone(),
         deadline_unix_ms: deadline.timestamp_millis(),
     }
 }
 
-fn key(order_id: &str, kind: PaymentKind) -> OutboxKey {
+fn key(order_id: &OrderId, kind: PaymentKind) -> OutboxKey {
     OutboxKey::Order {
-        order_id: order_id.to_string(),
+        order_id: order_id.clone(),
         kind,
     }
 }
@@ -109,8 +113,8 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
         Event::PurchaseRequested {
             order_id,
             amount,
+            currency,
             deadline,
-            ..
         } => {
             let Some(order) = state.orders.get(order_id) else {
                 return false;
@@ -119,7 +123,7 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
                 order,
                 PaymentKind::Charge,
                 rec.district_id,
-                *amount,
+                Money::new(*amount, currency.clone()),
                 *deadline,
             );
             state
@@ -156,7 +160,10 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
             });
         }
         Event::RefundRequested {
-            order_id, amount, ..
+            order_id,
+            amount,
+            currency,
+            ..
         } => {
             let Some(order) = state.orders.get(order_id) else {
                 return false;
@@ -166,7 +173,7 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
                 order,
                 PaymentKind::Refund,
                 rec.district_id,
-                *amount,
+                Money::new(*amount, currency.clone()),
                 DateTime::<Utc>::MAX_UTC,
             );
             state

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use district::DistrictState;
+use protocol::DistrictId;
 use protocol::{Event, EventEnvelope};
 
 #[allow(unused_imports)] // each test file uses a part
@@ -22,7 +23,7 @@ pub fn apply(state: &mut DistrictState, events: &[Event], now: DateTime<Utc>) {
             seq: state.last_seq() + 1,
             stream_id: event.stream_id(),
             stream_version: state.stream_version(&event.stream_id()) + 1,
-            district_id: "detroit-downtown".into(),
+            district_id: DistrictId::from_static("detroit-downtown"),
             recorded_at: now,
             valid_from: now,
             correlation_id: None,

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::catalog::{FridgeSpec, MealSpec, MealView, StockSpec};
 use protocol::geo::{DistrictArea, GeoPoint};
+use protocol::{FridgeId, MealId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -62,15 +63,21 @@ pub async fn catalog(
     Ok((cache, axum::Json(view)).into_response())
 }
 
+fn unknown_meal(meal_id: &str) -> ApiError {
+    ApiError::not_found("unknown_meal", format!("meal {meal_id} does not exist"))
+}
+
 /// `GET /v1/meals/{id}`.
 pub async fn meal(
     State(app): State<AppState>,
     Path(meal_id): Path<String>,
 ) -> Result<axum::Json<MealView>, ApiError> {
     let state = app.district.state();
-    let meal = state.catalog().meals().get(&meal_id).ok_or_else(|| {
-        ApiError::not_found("unknown_meal", format!("meal {meal_id} does not exist"))
-    })?;
+    // Not an id, so no meal: the same 404 as an unknown one.
+    let meal = state
+        .catalog()
+        .meal(&meal_id)
+        .ok_or_else(|| unknown_meal(&meal_id))?;
     Ok(axum::Json(MealView {
         meal_id: meal.meal_id.clone(),
         spec: meal.spec.clone(),
@@ -104,7 +111,7 @@ pub async fn locate(
             .clone()
             .unwrap_or_else(|| format!("http://{}", app.config.http_addr));
         return Ok(axum::Json(Located {
-            district_id: app.config.district_id.clone(),
+            district_id: app.config.district_id.to_string(),
             url,
         }));
     }
@@ -123,8 +130,10 @@ pub async fn locate(
         .ok_or_else(|| ApiError::not_found("not_served", "no district serves that point"))
 }
 
-fn check_path_id(id: &str) -> Result<(), ApiError> {
-    protocol::validate_id(id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+/// The id a `PUT` names its resource by: `400 invalid_id` if it is none.
+fn new_path_id<T: std::str::FromStr<Err = protocol::IdError>>(id: &str) -> Result<T, ApiError> {
+    id.parse()
+        .map_err(|e: protocol::IdError| ApiError::bad_request("invalid_id", e.to_string()))
 }
 
 /// `PUT /v1/admin/meals/{id}`.
@@ -135,7 +144,7 @@ pub async fn define_meal(
     Json(spec): Json<MealSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Admin])?;
-    check_path_id(&meal_id)?;
+    let meal_id: MealId = new_path_id(&meal_id)?;
     let view = MealView {
         meal_id: meal_id.clone(),
         spec: spec.clone(),
@@ -156,6 +165,8 @@ pub async fn discontinue_meal(
     Path(meal_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(&[Role::Admin])?;
+    // Not an id, so no meal: what the decider answers for an unknown one.
+    let meal_id: MealId = meal_id.parse().map_err(|_| unknown_meal(&meal_id))?;
     app.district
         .submit(Command::Catalog(CatalogCommand::DiscontinueMeal {
             meal_id,
@@ -172,7 +183,7 @@ pub async fn register_fridge(
     Json(spec): Json<FridgeSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Admin])?;
-    check_path_id(&fridge_id)?;
+    let fridge_id: FridgeId = new_path_id(&fridge_id)?;
     app.district
         .submit(Command::Catalog(CatalogCommand::RegisterFridge {
             fridge_id: fridge_id.clone(),
@@ -209,7 +220,7 @@ pub async fn set_stock(
     Json(spec): Json<StockSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     let claims = caller.require(&[Role::Admin, Role::Kitchen])?;
-    check_path_id(&fridge_id)?;
+    let fridge_id: FridgeId = new_path_id(&fridge_id)?;
     if let (Role::Kitchen, Some(kitchen)) = (claims.role, &claims.kitchen_id) {
         let state = app.district.state();
         let foreign = spec.counts.iter().find(|c| {
@@ -227,7 +238,7 @@ pub async fn set_stock(
             ));
         }
     }
-    let meal_ids: Vec<String> = spec.counts.iter().map(|c| c.meal_id.clone()).collect();
+    let meal_ids: Vec<MealId> = spec.counts.iter().map(|c| c.meal_id.clone()).collect();
     app.district
         .submit(Command::Catalog(CatalogCommand::SetStock {
             fridge_id: fridge_id.clone(),

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fridge_acl::{Dialect, Rejection, Secrets, Upload};
-use protocol::Event;
+use protocol::{Event, FridgeId};
 
 use super::error::ApiError;
 use super::AppState;
@@ -55,12 +55,14 @@ pub async fn telemetry(
         }
     })?;
     let state = app.district.state();
-    let fridge = state.catalog().fridges().get(&fridge_id).ok_or_else(|| {
+    // The catalog's own id from here on: a path that is no id names no fridge.
+    let fridge = state.catalog().fridge(&fridge_id).ok_or_else(|| {
         ApiError::not_found(
             "unknown_fridge",
             format!("fridge {fridge_id} does not exist"),
         )
     })?;
+    let fridge_id = fridge.fridge_id.clone();
     let dialect: Dialect = fridge
         .vendor
         .parse()
@@ -131,6 +133,13 @@ pub async fn lift_quarantine(
     Path(fridge_id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Admin, Role::Kitchen])?;
+    // Not an id, so no fridge: what the decider answers for an unknown one.
+    let fridge_id: FridgeId = fridge_id.parse().map_err(|_| {
+        ApiError::not_found(
+            "unknown_fridge",
+            format!("fridge {fridge_id} does not exist"),
+        )
+    })?;
     app.district
         .submit(Command::Fridge(FridgeCommand::LiftQuarantine {
             fridge_id: fridge_id.clone(),

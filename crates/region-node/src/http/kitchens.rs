@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use protocol::orders::OrderStatus;
 use protocol::schedule::{CalendarDaySpec, KitchenEventSpec};
+use protocol::{KitchenId, MealId};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
@@ -40,8 +41,15 @@ fn parse_date(s: &str) -> Result<NaiveDate, ApiError> {
 }
 
 /// A kitchen exists in this district while it has meals here (or orders
-/// from when it had).
-fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<(), ApiError> {
+/// from when it had); a path that is no id names none.
+fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<KitchenId, ApiError> {
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_kitchen",
+            format!("kitchen {kitchen_id} has no meals in this district"),
+        )
+    };
+    let kitchen_id: KitchenId = kitchen_id.parse().map_err(|_| unknown())?;
     let known = state
         .catalog()
         .meals()
@@ -53,12 +61,9 @@ fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<(), ApiError
             .values()
             .any(|o| o.kitchen_id == kitchen_id);
     if known {
-        Ok(())
+        Ok(kitchen_id)
     } else {
-        Err(ApiError::not_found(
-            "unknown_kitchen",
-            format!("kitchen {kitchen_id} has no meals in this district"),
-        ))
+        Err(unknown())
     }
 }
 
@@ -78,14 +83,14 @@ pub async fn prep(
 ) -> Result<Response, ApiError> {
     own_kitchen(&caller, &kitchen_id)?;
     let state = app.district.state();
-    let kitchen_meals: Vec<String> = state
+    let kitchen_meals: Vec<MealId> = state
         .catalog()
         .meals()
         .values()
         .filter(|m| m.spec.kitchen_id == kitchen_id)
         .map(|m| m.meal_id.clone())
         .collect();
-    known_kitchen(&state, &kitchen_id)?; // One-off sales of the weeks the forecast looks at, by local date.
+    let kitchen_id = known_kitchen(&state, &kitchen_id)?; // One-off sales of the weeks the forecast looks at, by local date.
     let policy = app.config.schedule_policy();
     let since = q
         .date
@@ -114,7 +119,7 @@ pub async fn prep(
             })
         })
         .collect();
-    let name = |meal_id: &str| {
+    let name = |meal_id: &MealId| {
         state
             .catalog()
             .meals()
@@ -154,7 +159,7 @@ pub async fn event(
     Json(spec): Json<KitchenEventSpec>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     own_kitchen(&caller, &kitchen_id)?;
-    known_kitchen(&app.district.state(), &kitchen_id)?;
+    let kitchen_id = known_kitchen(&app.district.state(), &kitchen_id)?;
     // Drawn before the await: the thread-local generator must not cross it.
     let seed: u64 = rand::thread_rng().gen();
     let committed = app

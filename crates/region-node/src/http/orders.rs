@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use protocol::orders::{
-    Channel, OrderAccepted, OrderStatus, OrderView, PlaceOrder, MAX_IDEMPOTENCY_KEY_LEN,
+    Channel, OrderAccepted, OrderId, OrderStatus, OrderView, PlaceOrder, MAX_IDEMPOTENCY_KEY_LEN,
 };
 use serde::Deserialize;
 
@@ -55,8 +55,8 @@ fn accepted(order: &Order) -> OrderAccepted {
         // look exactly like the original one.
         status: OrderStatus::Held,
         hold_until: order.hold_until,
-        total: order.total,
-        currency: order.currency.clone(),
+        total: order.total.amount_minor,
+        currency: order.total.currency.clone(),
     }
 }
 
@@ -66,8 +66,8 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         status: order.status,
         fridge_id: order.fridge_id.clone(),
         lines: order.lines.clone(),
-        total: order.total,
-        currency: order.currency.clone(),
+        total: order.total.amount_minor,
+        currency: order.total.currency.clone(),
         hold_until: order.hold_until,
         pickup_code: order.pickup_code.clone().filter(|_| show_code),
         pickup_deadline: order.pickup_deadline,
@@ -94,7 +94,7 @@ pub async fn place(
     };
     let key = idempotency_key(&headers)?;
     let idempotency = key.clone().map(|k| (k, fingerprint(&request)));
-    let order_id = app.clock.ulid().to_string();
+    let order_id = OrderId::from(app.clock.ulid());
     let customer = claims.sub.clone();
     let committed = app
         .district
@@ -130,6 +130,15 @@ pub async fn place(
     Ok((StatusCode::CREATED, axum::Json(accepted(&order))))
 }
 
+fn unknown_order(order_id: &str) -> ApiError {
+    ApiError::not_found("unknown_order", format!("order {order_id} does not exist"))
+}
+
+/// Not an id, so no order: the same 404 as an unknown one.
+fn path_order_id(order_id: &str) -> Result<OrderId, ApiError> {
+    order_id.parse().map_err(|_| unknown_order(order_id))
+}
+
 fn visible_order(app: &AppState, caller: &Caller, order_id: &str) -> Result<Order, ApiError> {
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
     let state = app.district.state();
@@ -138,9 +147,7 @@ fn visible_order(app: &AppState, caller: &Caller, order_id: &str) -> Result<Orde
         .get(order_id)
         .filter(|o| claims.role == Role::Admin || o.customer == claims.sub)
         .cloned()
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_order", format!("order {order_id} does not exist"))
-        })
+        .ok_or_else(|| unknown_order(order_id))
 }
 
 /// `GET /v1/orders/{id}`: the owner or an admin.
@@ -191,6 +198,7 @@ pub async fn cancel(
 ) -> Result<axum::Json<OrderView>, ApiError> {
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
     let customer = (claims.role != Role::Admin).then(|| claims.sub.clone());
+    let order_id = path_order_id(&order_id)?;
     app.district
         .submit(Command::Order(OrderCommand::Cancel {
             order_id: order_id.clone(),
@@ -221,10 +229,12 @@ pub async fn pickup(
             format!("pickup_code must be 1..={MAX_PICKUP_CODE_LEN} characters"),
         ));
     }
+    let order_id = path_order_id(&order_id)?;
     let state = app.district.state();
-    let order = state.orders().get(&order_id).ok_or_else(|| {
-        ApiError::not_found("unknown_order", format!("order {order_id} does not exist"))
-    })?;
+    let order = state
+        .orders()
+        .get(&order_id)
+        .ok_or_else(|| unknown_order(&order_id))?;
     if claims
         .fridge_id
         .as_ref()

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
-use protocol::schedule::{PlanChange, PlanSpec};
+use protocol::schedule::{PlanChange, PlanId, PlanSpec};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -103,7 +103,7 @@ fn visible_plan(app: &AppState, caller: &Caller, plan_id: &str) -> Result<Value,
 /// A plan id from the caller and their `Idempotency-Key` (FNV-1a, 64 bit):
 /// a retried create names the same plan, which the decider answers with
 /// the first result.
-fn keyed_plan_id(customer: &str, key: &str) -> String {
+fn keyed_plan_id(customer: &str, key: &str) -> PlanId {
     let h = customer
         .bytes()
         .chain([0u8])
@@ -111,7 +111,7 @@ fn keyed_plan_id(customer: &str, key: &str) -> String {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-    format!("k{h:016x}")
+    PlanId::keyed(h)
 }
 
 /// `POST /v1/subscriptions` (optional `Idempotency-Key`).
@@ -124,7 +124,7 @@ pub async fn create(
     let claims = caller.require(&[Role::Customer])?;
     let plan_id = match idempotency_key(&headers)? {
         Some(key) => keyed_plan_id(&claims.sub, &key),
-        None => app.clock.ulid().to_string(),
+        None => app.clock.ulid().into(),
     };
     app.district
         .submit(Command::Schedule(ScheduleCommand::CreatePlan {
@@ -167,6 +167,13 @@ pub async fn list(
     })))
 }
 
+/// Not an id, so no plan: what the decider answers for an unknown one.
+fn path_plan_id(plan_id: &str) -> Result<PlanId, ApiError> {
+    plan_id
+        .parse()
+        .map_err(|_| ApiError::not_found("unknown_plan", format!("plan {plan_id} does not exist")))
+}
+
 fn customer_of(caller: &Caller) -> Result<Option<String>, ApiError> {
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
     Ok((claims.role != Role::Admin).then(|| claims.sub.clone()))
@@ -180,6 +187,7 @@ pub async fn change(
     Json(change): Json<PlanChange>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let customer = customer_of(&caller)?;
+    let plan_id = path_plan_id(&plan_id)?;
     app.district
         .submit(Command::Schedule(ScheduleCommand::ChangePlan {
             plan_id: plan_id.clone(),
@@ -207,6 +215,7 @@ pub async fn cancel(
     Query(q): Query<CancelQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let customer = customer_of(&caller)?;
+    let plan_id = path_plan_id(&plan_id)?;
     app.district
         .submit(Command::Schedule(ScheduleCommand::CancelPlan {
             plan_id: plan_id.clone(),

@@ -22,6 +22,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use protocol::geo::GeoPoint;
+use protocol::FridgeId;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -179,16 +180,21 @@ fn next_interest(
     msg: ClientMessage,
 ) -> Result<(Interest, Option<u64>), Refusal> {
     let state = app.district.state();
-    let check_fridges = |fridges: &[String]| -> Result<(), Refusal> {
-        for f in fridges {
-            if f.is_empty() || f.len() > MAX_FRIDGE_ID_LEN {
-                return Err(refuse("invalid_fridge", "fridge ids are 1 to 64 bytes"));
-            }
-            if !state.catalog().fridges().contains_key(f) {
-                return Err(refuse("unknown_fridge", format!("no fridge {f:?} here")));
-            }
-        }
-        Ok(())
+    // A fridge the catalog knows has a valid id: take the catalog's.
+    let check_fridges = |fridges: &[String]| -> Result<Vec<FridgeId>, Refusal> {
+        fridges
+            .iter()
+            .map(|f| {
+                if f.is_empty() || f.len() > MAX_FRIDGE_ID_LEN {
+                    return Err(refuse("invalid_fridge", "fridge ids are 1 to 64 bytes"));
+                }
+                state
+                    .catalog()
+                    .fridge(f)
+                    .map(|fridge| fridge.fridge_id.clone())
+                    .ok_or_else(|| refuse("unknown_fridge", format!("no fridge {f:?} here")))
+            })
+            .collect()
     };
     match msg {
         ClientMessage::Subscribe {
@@ -198,7 +204,7 @@ fn next_interest(
             since,
             token,
         } => {
-            check_fridges(&fridges)?;
+            let fridges = check_fridges(&fridges)?;
             let mut next = current.clone();
             for area in areas {
                 let center = GeoPoint::new(area.lat, area.lon)
@@ -252,7 +258,7 @@ fn next_interest(
             let mut next = current.clone();
             next.areas.retain(|(a, _)| !areas.contains(a));
             let drop: BTreeSet<String> = fridges.into_iter().collect();
-            next.fridges.retain(|f| !drop.contains(f));
+            next.fridges.retain(|f| !drop.contains(f.as_str()));
             if orders {
                 next.customer = None;
             }

@@ -27,13 +27,14 @@ use crate::lifecycle::Shutdown;
 use crate::metrics::Metrics;
 use crate::writer::District;
 use district::DistrictState;
+use protocol::{DistrictId, FridgeId};
 
 /// Control messages (connect, follow, disconnect) waiting for the hub.
 pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
-    pub district_id: String,
+    pub district_id: DistrictId,
     pub district_prefixes: Vec<String>,
     /// Frames a connection may have queued before it counts as too slow.
     pub queue_frames: usize,
@@ -173,7 +174,7 @@ struct HubTask {
     floor: u64,
     ring: VecDeque<Push>,
     conns: HashMap<u64, Conn>,
-    by_fridge: HashMap<String, HashSet<u64>>,
+    by_fridge: HashMap<FridgeId, HashSet<u64>>,
     by_cell: HashMap<String, HashSet<u64>>,
     by_customer: HashMap<String, HashSet<u64>>,
     /// Connections with any area or fridge subscription.
@@ -327,7 +328,10 @@ impl HubTask {
     }
 
     fn unindex(&mut self, id: u64, interest: &Interest) {
-        fn drop_from(map: &mut HashMap<String, HashSet<u64>>, key: &str, id: u64) {
+        fn drop_from<K>(map: &mut HashMap<K, HashSet<u64>>, key: &str, id: u64)
+        where
+            K: Eq + std::hash::Hash + std::borrow::Borrow<str>,
+        {
             if let Some(set) = map.get_mut(key) {
                 set.remove(&id);
                 if set.is_empty() {

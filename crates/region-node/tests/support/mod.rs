@@ -3,6 +3,7 @@
 //! state the way the writer does. Each test file uses a part of it.
 #![allow(dead_code)]
 
+use protocol::DistrictId;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub fn writer(log: EventLog, clock: Clock) -> District {
 pub fn writer_until(log: EventLog, clock: Clock, shutdown: Shutdown) -> District {
     District::start(
         WriterSetup {
-            district_id: "detroit-downtown".into(),
+            district_id: DistrictId::from_static("detroit-downtown"),
             area: demo_area(),
             log,
             clock,
