@@ -1,0 +1,152 @@
+//! Food safety and abuse limits: a quarantine is lifted only when the
+//! fridge is back in range, and the units that were exposed stay withheld
+//! until a scan after the lift.
+
+use std::time::Duration;
+
+use fridge_sim::{MealCounts, SignOptions, SimFridge};
+use larder_tests::*;
+use serde_json::Value;
+
+const FRIDGE: &str = "f-lafayette";
+const MEAL: &str = "m-kale-caesar";
+
+fn counts(pairs: &[(&str, u32)]) -> MealCounts {
+    pairs.iter().map(|(m, u)| (m.to_string(), *u)).collect()
+}
+
+async fn scan(node: &Node, fridge: &mut SimFridge, units: u32) {
+    let r = node
+        .telemetry(&fridge.scan(&counts(&[(MEAL, units)])).expect("scan"))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+/// `minutes` samples at `milli_c`, one a minute, ending at `end`.
+async fn samples(
+    node: &Node,
+    fridge: &mut SimFridge,
+    end: chrono::DateTime<chrono::Utc>,
+    minutes: i64,
+    milli_c: impl Fn(i64) -> i32,
+) {
+    let reports = (0..minutes)
+        .map(|i| {
+            fridge.temperature_report(
+                end - chrono::TimeDelta::minutes(minutes - 1 - i),
+                milli_c(i),
+            )
+        })
+        .collect();
+    let signed = fridge
+        .sign(reports, chrono::Utc::now(), &SignOptions::default())
+        .expect("sign");
+    let r = node.telemetry(&signed).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+async fn fridge_status(node: &Node) -> Value {
+    let catalog = node.catalog(42.3314, -83.0458, 20_000).await;
+    catalog["fridges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["fridge_id"] == FRIDGE)
+        .map(|f| f["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+async fn lift(node: &Node) -> Resp {
+    node.admin()
+        .post(
+            &format!("/v1/admin/fridges/{FRIDGE}/quarantine/lift"),
+            serde_json::json!({}),
+        )
+        .await
+}
+
+/// Six units scanned, then twenty minutes at 9.5 °C ending `end`: quarantined.
+async fn quarantined(node: &Node, fridge: &mut SimFridge, end: chrono::DateTime<chrono::Utc>) {
+    scan(node, fridge, 6).await;
+    eventually("scan in the catalog", Duration::from_secs(5), || async {
+        node.available(FRIDGE, MEAL).await == 6
+    })
+    .await;
+    samples(node, fridge, end, 20, |_| 9_500).await;
+    eventually("quarantine", Duration::from_secs(5), || async {
+        fridge_status(node).await == "quarantined"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_quarantine_is_not_lifted_while_the_fridge_stays_warm() {
+    let node = Node::start_demo().await;
+    let mut fridge = demo_fridge(FRIDGE);
+    let now = chrono::Utc::now();
+    quarantined(&node, &mut fridge, now - chrono::TimeDelta::minutes(30)).await;
+    // Still warm: 12–12.5 °C since.
+    samples(
+        &node,
+        &mut fridge,
+        now - chrono::TimeDelta::minutes(5),
+        25,
+        |i| 12_000 + (i as i32 % 2) * 500,
+    )
+    .await;
+
+    let r = lift(&node).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "fridge_out_of_range"),
+        "{}",
+        r.body
+    );
+    samples(&node, &mut fridge, now, 5, |i| {
+        12_000 + (i as i32 % 2) * 500
+    })
+    .await;
+    assert_eq!(fridge_status(&node).await, "quarantined");
+    let customer = node.as_role("customer", "c-safety");
+    let r = customer.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    // Back in range: the lift is taken.
+    samples(&node, &mut fridge, chrono::Utc::now(), 1, |_| 4_000).await;
+    let r = lift(&node).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(fridge_status(&node).await, "online");
+}
+
+#[tokio::test]
+async fn exposed_units_stay_withheld_after_a_lift_until_a_fresh_scan() {
+    let node = Node::start_demo().await;
+    let mut fridge = demo_fridge(FRIDGE);
+    let now = chrono::Utc::now();
+    quarantined(&node, &mut fridge, now - chrono::TimeDelta::minutes(2)).await;
+    samples(&node, &mut fridge, now, 1, |_| 4_000).await;
+    let r = lift(&node).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(fridge_status(&node).await, "online");
+
+    // The six units sat at 9.5 °C: not for sale.
+    assert_eq!(node.available(FRIDGE, MEAL).await, 0);
+    let customer = node.as_role("customer", "c-safety");
+    let r = customer.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "insufficient_stock"),
+        "{}",
+        r.body
+    );
+
+    // Staff replaced them with as many fresh ones; the fridge's scan
+    // (the same count) releases them.
+    scan(&node, &mut fridge, 6).await;
+    eventually("fresh scan sells", Duration::from_secs(5), || async {
+        node.available(FRIDGE, MEAL).await == 6
+    })
+    .await;
+    let r = customer.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
