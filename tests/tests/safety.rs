@@ -150,3 +150,49 @@ async fn exposed_units_stay_withheld_after_a_lift_until_a_fresh_scan() {
     let r = customer.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+#[tokio::test]
+async fn pickup_codes_cannot_be_guessed_at_the_counter() {
+    let nats = Nats::start().await;
+    let _payments = Payments::start(&nats, &[]).await;
+    let node = Node::start_with_nats(&nats, &[]).await;
+    let mut fridge = demo_fridge(FRIDGE);
+    scan(&node, &mut fridge, 3).await;
+    eventually("scan in the catalog", Duration::from_secs(5), || async {
+        node.available(FRIDGE, MEAL).await == 3
+    })
+    .await;
+    let pos = node.as_role("pos", "pos-lafayette");
+    let r = pos.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let order_id = r.body["order_id"].as_str().expect("order id").to_string();
+    let order = node
+        .await_status(&order_id, "purchased", Duration::from_secs(10))
+        .await;
+    let code = order["pickup_code"].as_str().expect("code").to_string();
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+
+    // Guesses in parallel cannot overtake the limit.
+    let guesses = (0..20).map(|_| pos.pickup(&order_id, wrong));
+    let answers: Vec<Resp> = futures::future::join_all(guesses).await;
+    let judged = answers
+        .iter()
+        .filter(|r| r.code() == "wrong_pickup_code")
+        .count();
+    assert_eq!(
+        judged,
+        5,
+        "{:?}",
+        answers.iter().map(|r| r.code()).collect::<Vec<_>>()
+    );
+    assert!(answers
+        .iter()
+        .all(|r| (r.status, r.code()) == (422, "wrong_pickup_code")
+            || (r.status, r.code()) == (423, "pickup_locked")));
+    // Now even the right code is refused here; nothing changed.
+    let r = pos.pickup(&order_id, &code).await;
+    assert_eq!((r.status, r.code()), (423, "pickup_locked"), "{}", r.body);
+    node.await_status(&order_id, "purchased", Duration::from_secs(1))
+        .await;
+    assert_eq!(node.metric("larder_pickup_lockouts_total").await, 1);
+}

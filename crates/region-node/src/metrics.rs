@@ -27,6 +27,8 @@ pub struct Metrics {
     pub ws_resyncs: AtomicU64,
     /// Connections refused at the connection limit.
     pub ws_refused: AtomicU64,
+    /// Orders locked for `POST /v1/orders/{id}/pickup` after too many wrong codes.
+    pub pickup_lockouts: AtomicU64,
 }
 
 impl Metrics {
@@ -102,6 +104,11 @@ impl Metrics {
                 "larder_ws_refused_total",
                 "WebSocket connections refused at the connection limit.",
                 &self.ws_refused,
+            ),
+            (
+                "larder_pickup_lockouts_total",
+                "Orders locked for manual pickup after too many wrong codes (alert on any).",
+                &self.pickup_lockouts,
             ),
         ] {
             counter(&mut out, name, help, c.load(Relaxed));
