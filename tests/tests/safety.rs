@@ -196,3 +196,43 @@ async fn pickup_codes_cannot_be_guessed_at_the_counter() {
         .await;
     assert_eq!(node.metric("larder_pickup_lockouts_total").await, 1);
 }
+
+#[tokio::test]
+async fn tokens_not_yet_valid_or_oversized_are_refused() {
+    let node = Node::start_demo().await;
+    let now = unix_now();
+    let claims = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({"sub": "alice", "role": "customer", "exp": now + 7200});
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        token_with_claims(&c)
+    };
+    let path = "/v1/orders";
+    for (what, token) in [
+        (
+            "nbf in an hour",
+            claims(serde_json::json!({"nbf": now + 3600})),
+        ),
+        (
+            "issued in an hour",
+            claims(serde_json::json!({"iat": now + 3600})),
+        ),
+        (
+            "5 KiB",
+            claims(serde_json::json!({"pad": "x".repeat(5 * 1024)})),
+        ),
+    ] {
+        let r = node.anonymous().with_token(&token).get(path).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (401, "invalid_token"),
+            "{what}: {}",
+            r.body
+        );
+    }
+    // Within the leeway (30 s in the dev config), and already valid: fine.
+    let ok = claims(serde_json::json!({"nbf": now + 5, "iat": now + 5}));
+    let r = node.anonymous().with_token(&ok).get(path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

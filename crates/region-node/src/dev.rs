@@ -72,6 +72,7 @@ fn token(pem: &str, clock: &Clock, role: Role, sub: &str) -> anyhow::Result<Stri
         role,
         iat: now,
         exp: now + DEMO_TOKEN_TTL_SECS,
+        nbf: None,
         fridge_id: None,
         kitchen_id: None,
     };
