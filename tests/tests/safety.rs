@@ -236,3 +236,21 @@ async fn tokens_not_yet_valid_or_oversized_are_refused() {
     let r = node.anonymous().with_token(&ok).get(path).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[tokio::test]
+async fn a_websocket_upgrade_is_not_counted_as_a_server_error() {
+    let node = Node::start_demo().await;
+    let mut ws = WsClient::connect(&node, None).await;
+    ws.subscribe(serde_json::json!({"fridges": [FRIDGE]})).await;
+    eventually("the upgrade counted", Duration::from_secs(5), || async {
+        node.metric("larder_http_responses_total{class=\"1xx\"}")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        node.metric("larder_http_responses_total{class=\"5xx\"}")
+            .await,
+        0
+    );
+}

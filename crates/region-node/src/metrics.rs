@@ -15,6 +15,8 @@ pub struct Metrics {
     events: AtomicU64,
     commit_micros_sum: AtomicU64,
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_SECS.len()],
+    /// Informational answers: WebSocket upgrades (101).
+    http_1xx: AtomicU64,
     http_2xx: AtomicU64,
     http_3xx: AtomicU64,
     http_4xx: AtomicU64,
@@ -48,6 +50,7 @@ impl Metrics {
 
     pub fn record_http(&self, status: u16) {
         let counter = match status {
+            100..=199 => &self.http_1xx,
             200..=299 => &self.http_2xx,
             300..=399 => &self.http_3xx,
             400..=499 => &self.http_4xx,
@@ -115,6 +118,7 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP larder_http_responses_total HTTP responses by status class.\n# TYPE larder_http_responses_total counter");
         for (class, c) in [
+            ("1xx", &self.http_1xx),
             ("2xx", &self.http_2xx),
             ("3xx", &self.http_3xx),
             ("4xx", &self.http_4xx),
