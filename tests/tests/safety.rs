@@ -254,3 +254,25 @@ async fn a_websocket_upgrade_is_not_counted_as_a_server_error() {
         0
     );
 }
+
+#[tokio::test]
+async fn the_payments_ledger_needs_an_admin_token() {
+    let nats = Nats::start().await;
+    let payments = Payments::start(&nats, &[]).await;
+    for (token, status, code) in [
+        (None, 401, "unauthenticated"),
+        (Some(token("customer", "alice", &[])), 403, "forbidden"),
+        (Some(foreign_token("admin")), 401, "invalid_token"),
+    ] {
+        let (s, body) = payments.get_with("/v1/ledger", token.as_deref()).await;
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let (s, body) = payments.get_with("/v1/ledger", Some(admin_token())).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, _) = payments.get_with("/healthz", None).await;
+    assert_eq!(s, 200);
+}
