@@ -849,9 +849,20 @@ impl Payments {
         self.get_json("/v1/ledger").await
     }
 
+    /// GET on the ledger API with `token` (None: no Authorization).
+    pub async fn get_with(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let url = format!("{}{path}", self.base);
-        let resp = self.http.get(&url).send().await;
+        let resp = self.http.get(&url).bearer_auth(admin_token()).send().await;
         let resp = resp.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         resp.json()
             .await
@@ -877,8 +888,28 @@ async fn spawn_payments(
     .arg(dir.join("data"))
     .arg("--port-file")
     .arg(&port_file)
+    .arg("--public-key")
+    .arg(dev_public_key(dir))
     .args(extra);
     spawn_service(&mut cmd, &port_file, "payments").await
+}
+
+/// The dev config's public key as a PEM file in `dir`, for `payments --public-key`.
+pub fn dev_public_key(dir: &Path) -> PathBuf {
+    let config: toml::Value =
+        toml::from_str(&std::fs::read_to_string(dev_config()).expect("dev config")).expect("toml");
+    let pem = config["auth"]["public_key_pem"]
+        .as_str()
+        .expect("public key");
+    let path = dir.join("auth-public.pem");
+    std::fs::write(&path, pem).expect("write public key");
+    path
+}
+
+/// An admin token for the payments ledger (minted once per test process).
+pub fn admin_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| token("admin", "ops", &[]))
 }
 
 /// Generous upper bound for a payment round trip in tests (CI machines are slow).

@@ -234,7 +234,12 @@ async fn websocket_subscribers_see_a_scan_and_a_quarantine_at_once() {
     });
     assert_eq!(announced.len(), 1, "{:#?}", ws.seen);
 
-    // An operator clears it; the next scan sells again.
+    // Back in range, an operator clears it; the next scan sells again.
+    let sample = fridge.temperature_report(chrono::Utc::now(), 4_000);
+    let cool = fridge
+        .sign(vec![sample], chrono::Utc::now(), &SignOptions::default())
+        .expect("sign");
+    assert_eq!(node.telemetry(&cool).await.status, 202);
     let r = node
         .admin()
         .post(

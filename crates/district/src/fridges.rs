@@ -93,6 +93,19 @@ pub fn decide(
                     "fridge {fridge_id} is not quarantined"
                 )));
             }
+            // Food safety: a lift is taken only once the fridge's last
+            // sample is back in range. While an excursion is open the ACL
+            // has already alerted it and would not raise it again, so a
+            // lift now would sell from a warm fridge. An unreadable cursor
+            // says nothing about the temperature: refused as well.
+            let out_of_range = match state.links.cursor(&fridge_id) {
+                None => false,
+                Some(Cursor::Known(c)) => c.temperature.excursion.is_some(),
+                Some(Cursor::Unreadable { .. }) => true,
+            };
+            if out_of_range {
+                return Err(DomainError::FridgeOutOfRange(fridge_id));
+            }
             Ok(vec![Event::FridgeQuarantineLifted { fridge_id }])
         }
         FridgeCommand::ExpireUnits { fridge_id, meal_id } => {
@@ -196,6 +209,39 @@ fn telemetry(
     };
     for fact in translation.facts {
         react(state, &mut reaction, fact, ctx);
+    }
+    // An excursion the ACL alerted before and that is still open, on a
+    // fridge that is not quarantined (lifted while warm, before lifts
+    // checked the temperature): quarantine again.
+    if let Some(ex) = translation.cursor.temperature.excursion {
+        if ex.alerted && !reaction.quarantined {
+            reaction.quarantined = true;
+            let limit = reaction.view.temperature.limit_milli_c;
+            quarantine(state, &mut reaction, ex.since, ex.max_milli_c, limit);
+        }
+    }
+    // A scan after a lift releases the units that were exposed. The ACL
+    // reports a count only where it differs from the node's, so a meal the
+    // scan counted unchanged is released here, at the fridge's own count.
+    if !reaction.quarantined && translation.cursor.stock.scan_seq() > cursor.stock.scan_seq() {
+        let counted: BTreeSet<MealId> = reaction
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::MealStockUpdated { meal_id, .. } => Some(meal_id.clone()),
+                _ => None,
+            })
+            .collect();
+        for (meal_id, level) in state.stock.fridge(&fridge_id).into_iter().flatten() {
+            if level.quarantined > 0 && !counted.contains(meal_id) {
+                reaction.events.push(Event::MealStockUpdated {
+                    fridge_id: fridge_id.clone(),
+                    meal_id: meal_id.clone(),
+                    on_hand: translation.cursor.stock.on_hand(meal_id),
+                    source: StockSource::Scan,
+                });
+            }
+        }
     }
     let forget_previous_secret =
         secret_used == SecretUsed::Current && state.links.previous_secret(&fridge_id).is_some();
@@ -436,16 +482,14 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event) -> bool {
             state
                 .catalog
                 .set_fridge_status(fridge_id, FridgeStatus::Quarantined);
-            state.stock.withhold_fridge(fridge_id, true);
+            state.stock.withhold_fridge(fridge_id);
             true
         }
-        Event::FridgeQuarantineLifted { fridge_id } => {
-            state
-                .catalog
-                .set_fridge_status(fridge_id, FridgeStatus::Online);
-            state.stock.withhold_fridge(fridge_id, false);
-            true
-        }
+        // The units that sat in the warm fridge stay withheld: each meal is
+        // released by the first count after the lift (`stock::evolve`).
+        Event::FridgeQuarantineLifted { fridge_id } => state
+            .catalog
+            .set_fridge_status(fridge_id, FridgeStatus::Online),
         _ => false,
     }
 }

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Duration, Utc};
 use imbl::{OrdMap, Vector};
 use protocol::catalog::StockLevel;
+use protocol::events::StockSource;
 use protocol::{Event, FridgeId, MealId};
 
 use crate::expiry::{self, Lot, Lots};
@@ -129,20 +130,42 @@ impl Stock {
         }
     }
 
-    /// Withholds everything on the fridge's shelves (quarantine), or
-    /// releases it again.
-    pub(crate) fn withhold_fridge(&mut self, fridge_id: &FridgeId, withhold: bool) {
+    /// Withholds everything on the fridge's shelves (quarantine). A lift
+    /// does not release it: see [`Stock::withhold_after_count`].
+    pub(crate) fn withhold_fridge(&mut self, fridge_id: &FridgeId) {
         if let Some(per_meal) = self.levels.get(fridge_id) {
             let updated = per_meal
                 .iter()
                 .map(|(meal, level)| {
                     let mut level = *level;
-                    level.quarantined = if withhold { level.on_hand } else { 0 };
+                    level.quarantined = level.on_hand;
                     (meal.clone(), level)
                 })
                 .collect();
             self.levels.insert(fridge_id.clone(), updated);
         }
+    }
+
+    /// What stays withheld after a count of the meal: everything on the
+    /// shelf while the fridge is quarantined; after a lift, the units that
+    /// were exposed (never more than are on hand) until the fridge scans
+    /// again, since staff clear the exposed units before that scan.
+    pub(crate) fn withhold_after_count(
+        &mut self,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
+        fridge_quarantined: bool,
+        scanned: bool,
+    ) {
+        self.adjust(fridge_id, meal_id, |level| {
+            level.quarantined = if fridge_quarantined {
+                level.on_hand
+            } else if scanned {
+                0
+            } else {
+                level.quarantined.min(level.on_hand)
+            };
+        });
     }
 
     fn adjust(&mut self, fridge_id: &FridgeId, meal_id: &MealId, f: impl FnOnce(&mut StockLevel)) {
@@ -193,12 +216,23 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
             fridge_id,
             meal_id,
             on_hand,
-            ..
+            source,
         } => {
             let shelf_life = state.catalog.shelf_life(meal_id);
             state
                 .stock
                 .count(fridge_id, meal_id, *on_hand, rec.at, shelf_life);
+            // Reads the fridge's status (catalog) to keep exposed units
+            // withheld across a quarantine and its lift.
+            let quarantined = state
+                .catalog
+                .fridge_is(fridge_id, protocol::catalog::FridgeStatus::Quarantined);
+            state.stock.withhold_after_count(
+                fridge_id,
+                meal_id,
+                quarantined,
+                *source == StockSource::Scan,
+            );
             true
         }
         Event::MealStockReserved {

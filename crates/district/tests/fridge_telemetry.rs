@@ -193,8 +193,34 @@ fn too_warm_for_too_long_quarantines_the_fridge_until_an_operator_lifts_it() {
     }))
     .unwrap();
     assert_eq!(d.status(), FridgeStatus::Online);
+    // The four units sat in the warm fridge: withheld until a fresh scan.
+    assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 0);
+    d.upload(vec![scan(5, &[(MEALS[0], 4)])]);
     // Four on the shelf, one still promised to Alice.
     assert_eq!(d.state.stock_level(FRIDGE, MEALS[0]).available(), 3);
+}
+
+#[test]
+fn a_lift_is_refused_while_the_fridge_is_still_warm() {
+    let mut d = District::new();
+    d.upload(vec![scan(1, &[(MEALS[0], 4)])]);
+    d.upload(vec![temp(2, t0(), 8_000)]);
+    d.ctx.now = t0() + Duration::minutes(16);
+    d.upload(vec![temp(3, d.ctx.now, 8_000)]);
+    assert_eq!(d.status(), FridgeStatus::Quarantined);
+    let lift = || {
+        Command::Fridge(FridgeCommand::LiftQuarantine {
+            fridge_id: FridgeId::from_static(FRIDGE),
+        })
+    };
+    assert!(matches!(
+        d.run(lift()),
+        Err(district::DomainError::FridgeOutOfRange(_))
+    ));
+    d.ctx.now = t0() + Duration::minutes(17);
+    d.upload(vec![temp(4, d.ctx.now, 4_000)]);
+    d.run(lift()).unwrap();
+    assert_eq!(d.status(), FridgeStatus::Online);
 }
 
 #[test]

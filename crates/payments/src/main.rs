@@ -32,6 +32,10 @@ struct Cli {
         default_value = "127.0.0.1:8090"
     )]
     http_addr: SocketAddr,
+    /// PEM file with the EdDSA public key the region nodes trust: the
+    /// ledger API accepts only admin tokens signed with its private key.
+    #[arg(long, env = "LARDER_PAYMENTS_PUBLIC_KEY")]
+    public_key: PathBuf,
     /// Write the bound HTTP address here once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
@@ -54,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    let public_pem = std::fs::read_to_string(&cli.public_key)
+        .map_err(|e| anyhow::anyhow!("--public-key {}: {e}", cli.public_key.display()))?;
+    let auth = Arc::new(payments::http::AdminAuth::from_pem(&public_pem)?);
     std::fs::create_dir_all(&cli.data_dir)?;
     let book = Book::open(&cli.data_dir)?;
     let rules = SandboxRules {
@@ -83,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         sandbox,
         seen,
         nats: client,
+        auth,
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

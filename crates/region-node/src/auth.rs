@@ -3,8 +3,11 @@
 //!
 //! Owns the claims shape, minting (development only) and verification. Route
 //! handlers state which roles they accept through [`Caller::require`].
-//! Expiry is judged by the node's [`Clock`], not the system's: a node on an
-//! advanced `--dev-clock` expires tokens as its timers see time.
+//! Expiry, `nbf` and `iat` are judged by the node's [`Clock`], not the
+//! system's, with the configured leeway: a node on an advanced `--dev-clock`
+//! expires tokens as its timers see time, and a token not yet valid (`nbf`,
+//! or issued in the future) is refused. Tokens longer than
+//! [`MAX_TOKEN_BYTES`] are refused before any parsing.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -17,6 +20,8 @@ pub const MAX_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
 /// check (~40 µs, a tenth of the CPU at thousands of orders per second).
 /// When full the cache starts over: simple, and bounded.
 pub const MAX_CACHED_TOKENS: usize = 16_384;
+/// Longest token accepted, in bytes (ours are a few hundred).
+pub const MAX_TOKEN_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +40,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    /// Not before (Unix seconds), when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fridge_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,25 +100,25 @@ impl Verifier {
 
     /// `verify` with the time passed in (Unix seconds).
     pub fn verify_at(&self, token: &str, now_secs: u64) -> Result<Claims, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!(
+                "token longer than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
         let cached = self
             .verified
             .lock()
             .ok()
             .and_then(|cache| cache.get(token).cloned());
         if let Some(claims) = cached {
-            // The signature was checked once; expiry must be checked every time.
-            return if claims.exp.saturating_add(self.leeway_secs) < now_secs {
-                Err(AuthError::Invalid("ExpiredSignature".into()))
-            } else {
-                Ok(claims)
-            };
+            // The signature was checked once; the times must be checked every time.
+            self.check_times(&claims, now_secs)?;
+            return Ok(claims);
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        if claims.exp.saturating_add(self.leeway_secs) < now_secs {
-            return Err(AuthError::Invalid("ExpiredSignature".into()));
-        }
+        self.check_times(&claims, now_secs)?;
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= MAX_CACHED_TOKENS {
                 cache.clear();
@@ -118,6 +126,24 @@ impl Verifier {
             cache.insert(token.into(), claims.clone());
         }
         Ok(claims)
+    }
+
+    /// `exp`, `nbf` and `iat` against `now_secs`, each with the leeway.
+    fn check_times(&self, claims: &Claims, now_secs: u64) -> Result<(), AuthError> {
+        let leeway = self.leeway_secs;
+        if claims.exp.saturating_add(leeway) < now_secs {
+            return Err(AuthError::Invalid("ExpiredSignature".into()));
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now_secs.saturating_add(leeway))
+        {
+            return Err(AuthError::Invalid("ImmatureSignature".into()));
+        }
+        if claims.iat > now_secs.saturating_add(leeway) {
+            return Err(AuthError::Invalid("issued in the future".into()));
+        }
+        Ok(())
     }
 
     /// Reads `Authorization: Bearer <token>`.
@@ -179,6 +205,7 @@ mod tests {
             role: Role::Customer,
             exp: now + 60,
             iat: now,
+            nbf: None,
             fridge_id: None,
             kitchen_id: None,
         }
@@ -230,6 +257,7 @@ mod tests {
             role: Role::Customer,
             exp: 4_000_000_000,
             iat: 0,
+            nbf: None,
             fridge_id: None,
             kitchen_id: None,
         };

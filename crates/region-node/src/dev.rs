@@ -72,6 +72,7 @@ fn token(pem: &str, clock: &Clock, role: Role, sub: &str) -> anyhow::Result<Stri
         role,
         iat: now,
         exp: now + DEMO_TOKEN_TTL_SECS,
+        nbf: None,
         fridge_id: None,
         kitchen_id: None,
     };
@@ -124,7 +125,7 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
     )?;
     std::fs::create_dir_all(&state_dir)?;
     let (nats, nats_url) = start_nats(&state_dir)?;
-    let (payments, pay_addr) = start_payments(&state_dir, &nats_url)?;
+    let (payments, pay_addr) = start_payments(&state_dir, &nats_url, &cfg.auth.public_key_pem)?;
 
     // This node, in process, with demo data.
     cfg.nats = Some(NatsConfig {
@@ -201,7 +202,14 @@ fn start_nats(state_dir: &Path) -> anyhow::Result<(Guard, String)> {
 }
 
 /// The payments service, next to this binary; its HTTP address.
-fn start_payments(state_dir: &Path, nats_url: &str) -> anyhow::Result<(Guard, String)> {
+fn start_payments(
+    state_dir: &Path,
+    nats_url: &str,
+    public_pem: &str,
+) -> anyhow::Result<(Guard, String)> {
+    // The ledger API takes admin tokens signed with the node's key.
+    let public_key = state_dir.join("auth-public.pem");
+    std::fs::write(&public_key, public_pem).context("writing the public key for payments")?;
     let payments_bin = std::env::current_exe()?.with_file_name("payments");
     if !payments_bin.exists() {
         bail!(
@@ -222,6 +230,8 @@ fn start_payments(state_dir: &Path, nats_url: &str) -> anyhow::Result<(Guard, St
         .arg(state_dir.join("payments"))
         .arg("--port-file")
         .arg(&pay_addr_file)
+        .arg("--public-key")
+        .arg(public_key)
         .stdout(Stdio::null())
         .spawn()
         .context("starting payments")?;

@@ -143,6 +143,7 @@ pub async fn serve(
         nats,
         hub,
         ws_connections: Arc::default(),
+        pickup_attempts: Arc::default(),
         shutdown: tasks.shutdown(),
     };
     let app = http::router(state);

@@ -251,6 +251,7 @@ fn main() -> anyhow::Result<()> {
                 role,
                 iat: now,
                 exp: now + parse_ttl(&ttl)?,
+                nbf: None,
                 fridge_id,
                 kitchen_id,
             };

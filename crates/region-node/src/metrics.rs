@@ -18,6 +18,8 @@ pub struct Metrics {
     events: AtomicU64,
     commit_micros_sum: AtomicU64,
     commit_buckets: [AtomicU64; COMMIT_BUCKETS_SECS.len()],
+    /// Informational answers: WebSocket upgrades (101).
+    http_1xx: AtomicU64,
     http_2xx: AtomicU64,
     http_3xx: AtomicU64,
     http_4xx: AtomicU64,
@@ -32,6 +34,8 @@ pub struct Metrics {
     pub ws_refused: AtomicU64,
     /// Syncs of the event log, counted by the store itself.
     pub store: Arc<SyncStats>,
+    /// Orders locked for `POST /v1/orders/{id}/pickup` after too many wrong codes.
+    pub pickup_lockouts: AtomicU64,
 }
 
 impl Metrics {
@@ -51,6 +55,7 @@ impl Metrics {
 
     pub fn record_http(&self, status: u16) {
         let counter = match status {
+            100..=199 => &self.http_1xx,
             200..=299 => &self.http_2xx,
             300..=399 => &self.http_3xx,
             400..=499 => &self.http_4xx,
@@ -120,11 +125,17 @@ impl Metrics {
                 "WebSocket connections refused at the connection limit.",
                 &self.ws_refused,
             ),
+            (
+                "larder_pickup_lockouts_total",
+                "Orders locked for manual pickup after too many wrong codes (alert on any).",
+                &self.pickup_lockouts,
+            ),
         ] {
             counter(&mut out, name, help, c.load(Relaxed));
         }
         let _ = writeln!(out, "# HELP larder_http_responses_total HTTP responses by status class.\n# TYPE larder_http_responses_total counter");
         for (class, c) in [
+            ("1xx", &self.http_1xx),
             ("2xx", &self.http_2xx),
             ("3xx", &self.http_3xx),
             ("4xx", &self.http_4xx),

@@ -88,6 +88,9 @@ impl From<DomainError> for ApiError {
             DomainError::FridgeUnavailable(_) => {
                 Self::new(StatusCode::CONFLICT, "fridge_unavailable", message)
             }
+            DomainError::FridgeOutOfRange(_) => {
+                Self::new(StatusCode::CONFLICT, "fridge_out_of_range", message)
+            }
             DomainError::CursorUnreadable { .. } => {
                 Self::new(StatusCode::CONFLICT, "cursor_unreadable", message)
             }

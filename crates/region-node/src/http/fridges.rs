@@ -126,7 +126,8 @@ pub async fn telemetry(
 }
 
 /// `POST /v1/admin/fridges/{fridge_id}/quarantine/lift`: the unsafe meals
-/// are gone; the fridge sells again (a scan or stock set gives the counts).
+/// are gone; the fridge sells again once it is back in range, and each meal
+/// once the fridge scans it again.
 pub async fn lift_quarantine(
     State(app): State<AppState>,
     caller: Caller,

@@ -11,6 +11,7 @@ pub mod fridges;
 pub mod kitchens;
 pub mod ops;
 pub mod orders;
+pub mod pickup_limit;
 pub mod subscriptions;
 pub mod ws;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub hub: crate::push::hub::Hub,
     /// Open WebSocket connections (the limit is `config.ws.max_connections`).
     pub ws_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Pickup-code tries per order (`POST /v1/orders/{id}/pickup`).
+    pub pickup_attempts: Arc<pickup_limit::PickupAttempts>,
     /// The node's stop signal. Held by every request and socket session, so
     /// the node's shutdown waits for them.
     pub shutdown: crate::lifecycle::Shutdown,

@@ -11,9 +11,12 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::Json;
+use super::pickup_limit::Try;
 use super::AppState;
 use crate::auth::{Caller, Role};
-use district::{Command, Order, OrderCommand};
+use crate::writer::WriteError;
+use district::{Command, DomainError, Order, OrderCommand};
+use std::sync::atomic::Ordering::Relaxed;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Longest pickup code accepted, in bytes.
@@ -246,12 +249,37 @@ pub async fn pickup(
             "this token is for another fridge",
         ));
     }
-    app.district
+    if app.pickup_attempts.try_once(&order_id) == Try::Locked {
+        return Err(ApiError::new(
+            StatusCode::LOCKED,
+            "pickup_locked",
+            format!(
+                "too many wrong pickup codes for order {order_id}; \
+                 collect it at the fridge with its code"
+            ),
+        ));
+    }
+    let result = app
+        .district
         .submit(Command::Order(OrderCommand::Pickup {
             order_id: order_id.clone(),
             pickup_code: body.pickup_code,
         }))
-        .await?;
+        .await;
+    match result {
+        Err(WriteError::Domain(DomainError::WrongPickupCode)) => {
+            if app.pickup_attempts.wrong(&order_id) {
+                app.metrics.pickup_lockouts.fetch_add(1, Relaxed);
+                tracing::warn!(%order_id, "pickup code locked after too many wrong tries");
+            }
+            return Err(DomainError::WrongPickupCode.into());
+        }
+        Err(e) => {
+            app.pickup_attempts.give_back(&order_id);
+            return Err(e.into());
+        }
+        Ok(_) => app.pickup_attempts.give_back(&order_id),
+    }
     let state = app.district.state();
     let order = state
         .orders()
