@@ -133,6 +133,15 @@ impl Metrics {
         ] {
             counter(&mut out, name, help, c.load(Relaxed));
         }
+        self.render_http(&mut out);
+        self.render_commit_histogram(&mut out);
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+
+    fn render_http(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP larder_http_responses_total HTTP responses by status class.\n# TYPE larder_http_responses_total counter");
         for (class, c) in [
             ("1xx", &self.http_1xx),
@@ -147,6 +156,9 @@ impl Metrics {
                 c.load(Relaxed)
             );
         }
+    }
+
+    fn render_commit_histogram(&self, out: &mut String) {
         let name = "larder_commit_seconds";
         let _ = writeln!(
             out,
@@ -167,9 +179,5 @@ impl Metrics {
             self.commit_micros_sum.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count {batches}");
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        out
     }
 }
