@@ -303,14 +303,11 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
             pickup_code,
             pickup_deadline,
         } => {
-            state.orders.update(order_id, |order| {
-                order.await_pickup(
-                    OrderStatus::Available,
-                    pickup_code,
-                    *pickup_deadline,
-                    rec.at,
-                )
-            });
+            let (code, deadline) = (pickup_code.as_str(), *pickup_deadline);
+            let status = OrderStatus::Available;
+            state
+                .orders
+                .await_pickup(order_id, status, code, deadline, rec.at);
         }
         ScheduleEvent::ChargeRequested {
             charge_id,

@@ -207,6 +207,20 @@ impl OrderBook {
 
     /// Changes an order; its timer and stock indexes follow. Returns whether
     /// the order exists.
+    /// The order may now be collected: see [`Order::await_pickup`].
+    pub(crate) fn await_pickup(
+        &mut self,
+        order_id: &str,
+        status: OrderStatus,
+        pickup_code: &str,
+        deadline: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> bool {
+        self.update(order_id, |order| {
+            order.await_pickup(status, pickup_code, deadline, at)
+        })
+    }
+
     pub(crate) fn update(&mut self, order_id: &str, f: impl FnOnce(&mut Order)) -> bool {
         let Some(before) = self.orders.get(order_id).cloned() else {
             return false;

@@ -142,14 +142,11 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
             pickup_code,
             pickup_deadline,
         } => {
-            state.orders.update(order_id, |order| {
-                order.await_pickup(
-                    OrderStatus::Purchased,
-                    pickup_code,
-                    *pickup_deadline,
-                    rec.at,
-                )
-            });
+            let (code, deadline) = (pickup_code.as_str(), *pickup_deadline);
+            let status = OrderStatus::Purchased;
+            state
+                .orders
+                .await_pickup(order_id, status, code, deadline, rec.at);
         }
         Event::OrderPurchaseRefused { order_id, reason } => {
             state.outbox.settle(&key(order_id, PaymentKind::Charge));
