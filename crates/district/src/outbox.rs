@@ -8,7 +8,8 @@
 //! as durable as the decisions behind it. The NATS relay publishes rows
 //! (new ones from each committed batch via [`Outbox::requested_after`],
 //! and all of them on a rescan) and a result comes back through
-//! [`record_result`], which routes it by the row's key.
+//! [`record_result`], which sends a plan charge's result to the schedule
+//! and every other result to the order book.
 //!
 //! ```text
 //! orders::decide ─PurchaseRequested/RefundRequested─┐
@@ -73,10 +74,6 @@ impl Outbox {
         self.rows.is_empty()
     }
 
-    pub fn get(&self, key: &OutboxKey) -> Option<&PaymentRequest> {
-        self.rows.get(key).map(|r| &r.request)
-    }
-
     pub fn contains(&self, key: &OutboxKey) -> bool {
         self.rows.contains_key(key)
     }
@@ -115,9 +112,11 @@ impl Outbox {
     }
 }
 
-/// A payment result, routed by what the payment was for. A result whose
-/// row is gone (a duplicate, a late redelivery) is routed by whether its id
-/// is a plan charge the schedule knows; both deciders treat it as a no-op.
+/// A payment result, routed by what the payment was for: a charge id the
+/// schedule knows (it records every `ChargeRequested`, also those fully
+/// paid from credit, which owe nothing) goes to the schedule, anything else
+/// to the order book. A duplicate or late result takes the same way and is
+/// a no-op there.
 pub fn record_result(
     state: &DistrictState,
     result: PaymentResult,

@@ -14,7 +14,8 @@
 //! charges and refunds and plan charges alike, each row keyed by what it
 //! pays for; the relay publishes rows by their key's message id and never
 //! looks at event kinds. Results go back as `Command::RecordPayment`, which
-//! the outbox routes by the row's key.
+//! `district::outbox::record_result` routes to the schedule (plan charges)
+//! or the order book.
 //!
 //! With NATS down the node keeps taking orders; requests wait in the outbox.
 //!
