@@ -252,14 +252,7 @@ mod tests {
         )
         .unwrap();
         apply(&mut s, defined);
-        let fridge = FridgeSpec {
-            name: "F".into(),
-            address: String::new(),
-            lat: 42.3316,
-            lon: -83.0466,
-            vendor: "frostline-json".into(),
-            secret: None,
-        };
+        let fridge = crate::demo::plain_fridge("F");
         let registered = decide(
             &s,
             CatalogCommand::RegisterFridge {

@@ -104,3 +104,17 @@ pub fn plain_meal(price: i64) -> MealSpec {
         shelf_life_hours: 24,
     }
 }
+
+/// A frostline-json fridge named `name` at Campus Martius (inside the demo
+/// area), without a telemetry secret, for tests that need a fridge and do
+/// not care which.
+pub fn plain_fridge(name: &str) -> FridgeSpec {
+    FridgeSpec {
+        name: name.into(),
+        address: String::new(),
+        lat: 42.3316,
+        lon: -83.0466,
+        vendor: "frostline-json".into(),
+        secret: None,
+    }
+}

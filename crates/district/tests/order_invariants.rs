@@ -10,7 +10,7 @@ use chrono::{Duration, TimeZone, Utc};
 use district::outbox::OutboxKey;
 use district::{CatalogCommand, Command, Context, DistrictState, OrderCommand, OrderTimer};
 use proptest::prelude::*;
-use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
+use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderItem, OrderStatus, PlaceOrder};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::Event;
@@ -98,14 +98,7 @@ impl Harness {
                 spec,
             }));
         }
-        let fridge = FridgeSpec {
-            name: "F".into(),
-            address: String::new(),
-            lat: 42.3316,
-            lon: -83.0466,
-            vendor: "frostline-json".into(),
-            secret: None,
-        };
+        let fridge = district::demo::plain_fridge("F");
         let registered = h.run(Command::Catalog(CatalogCommand::RegisterFridge {
             fridge_id: FridgeId::from_static(FRIDGE),
             spec: fridge,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use district::{CatalogCommand, Command, OrderCommand, OrderPolicy, OrderTimer, ScheduleCommand};
-use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
+use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, OrderStatus, PlaceOrder};
 use protocol::payments::PaymentRequest;
 use protocol::schedule::{PlanDay, PlanSpec, ScheduleEvent};
@@ -84,14 +84,7 @@ async fn district() -> (District, Clock, tempfile::TempDir) {
         },
         CatalogCommand::RegisterFridge {
             fridge_id: FridgeId::from_static(FRIDGE),
-            spec: FridgeSpec {
-                name: "Lobby".into(),
-                address: String::new(),
-                lat: 42.3316,
-                lon: -83.0466,
-                vendor: "frostline-json".into(),
-                secret: None,
-            },
+            spec: district::demo::plain_fridge("Lobby"),
         },
         CatalogCommand::SetStock {
             fridge_id: FridgeId::from_static(FRIDGE),

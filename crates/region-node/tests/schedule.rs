@@ -4,7 +4,7 @@
 
 use chrono::Duration;
 use district::{CatalogCommand, Command, OrderCommand, ScheduleCommand};
-use protocol::catalog::{FridgeSpec, MealSpec, StockLevel};
+use protocol::catalog::{MealSpec, StockLevel};
 use protocol::orders::{OrderId, OrderStatus};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::schedule::{KitchenEventSpec, KitchenStage, PlanDay, PlanSpec};
@@ -43,14 +43,7 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
     .unwrap();
     d.submit(Command::Catalog(CatalogCommand::RegisterFridge {
         fridge_id: FridgeId::from_static("f-1"),
-        spec: FridgeSpec {
-            name: "Lobby".into(),
-            address: String::new(),
-            lat: 42.3316,
-            lon: -83.0466,
-            vendor: "frostline-json".into(),
-            secret: None,
-        },
+        spec: district::demo::plain_fridge("Lobby"),
     }))
     .await
     .unwrap();
