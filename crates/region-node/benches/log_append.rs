@@ -5,7 +5,6 @@
 //! writer task (decide, batch, fsync, publish, ack) — the real write path.
 
 use protocol::{DistrictId, FridgeId, MealId};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -14,9 +13,7 @@ use district::{CatalogCommand, Command};
 use protocol::events::StockSource;
 use protocol::{Event, EventEnvelope};
 use region_node::clock::Clock;
-use region_node::metrics::Metrics;
 use region_node::store::EventLog;
-use region_node::writer::{District, WriterSetup};
 
 fn envelope(seq: u64) -> EventEnvelope {
     let event = Event::MealStockUpdated {
@@ -86,21 +83,8 @@ const CONCURRENT_COMMANDS: usize = 4096;
 fn writer_group_commit(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let district = rt.block_on(async {
-        District::start(
-            WriterSetup {
-                district_id: DistrictId::from_static("detroit-downtown"),
-                area: protocol::geo::DistrictArea::new(vec!["dpsby".into()]).unwrap(),
-                log: EventLog::open(dir.path()).unwrap(),
-                clock: Clock::system(),
-                metrics: Arc::new(Metrics::default()),
-                policy: Default::default(),
-                fridge_policy: Default::default(),
-            },
-            region_node::lifecycle::Shutdown::never(),
-        )
-        .unwrap()
-    });
+    let district = rt
+        .block_on(async { support::writer(EventLog::open(dir.path()).unwrap(), Clock::system()) });
     let mut price = 1i64;
     let mut group = c.benchmark_group("writer");
     group

@@ -14,11 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use district::{Command, FridgeCommand};
 use fridge_acl::{Dialect, Secrets, Upload};
-use protocol::{DistrictId, FridgeId, MealId};
-use region_node::clock::Clock;
-use region_node::metrics::Metrics;
-use region_node::store::EventLog;
-use region_node::writer::{District, WriterSetup};
+use protocol::{FridgeId, MealId};
 
 /// Readings per upload: a minute of per-second temperature samples, a scan
 /// and a door session, as a fridge on a one-minute upload interval sends.
@@ -75,26 +71,13 @@ fn batch(f: &Fridge, first_seq: u64, now: chrono::DateTime<chrono::Utc>) -> Stri
     )
 }
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 fn telemetry(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let district = rt.block_on(async {
-        let d = District::start(
-            WriterSetup {
-                district_id: DistrictId::from_static("detroit-downtown"),
-                area: protocol::geo::DistrictArea::new(vec!["dpsb".into(), "dpsc".into()]).unwrap(),
-                log: EventLog::open(dir.path()).unwrap(),
-                clock: Clock::system(),
-                metrics: Arc::new(Metrics::default()),
-                policy: Default::default(),
-                fridge_policy: Default::default(),
-            },
-            region_node::lifecycle::Shutdown::never(),
-        )
-        .unwrap();
-        region_node::demo::seed_if_empty(&d).await.unwrap();
-        d
-    });
+    let district = rt.block_on(support::demo_writer(dir.path()));
     let state = district.state();
     let fridges: Vec<Arc<Fridge>> = state
         .catalog()
