@@ -186,7 +186,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!((r.status, r.code()), (400, "malformed_json"));
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(100_000));
     let r = admin.put_raw("/v1/admin/meals/m-kale-caesar", &huge).await;
-    assert_eq!((r.status, r.code()), (413, "body_too_large"));
+    assert_eq!((r.status, r.code()), (413, "payload_too_large"));
     let r = admin.put_meal("bad id!", meal_spec("x", 100)).await;
     assert_eq!(r.status, 400, "{}", r.body);
 

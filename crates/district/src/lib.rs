@@ -112,6 +112,15 @@ pub enum DomainError {
     FridgeOutOfRange(FridgeId),
     #[error("fridge {fridge_id}'s telemetry cursor cannot be read ({reason}); its reports are refused until an operator re-registers it")]
     CursorUnreadable { fridge_id: FridgeId, reason: String },
+    #[error(
+        "at most {max} orders may wait in their grace window at once; pay or cancel one first"
+    )]
+    TooManyHeldOrders { max: u32, retry_after_secs: i64 },
+    #[error("{meal_id} was reserved and cancelled too often; it can be held again in {retry_after_secs} s")]
+    CancelCooldown {
+        meal_id: MealId,
+        retry_after_secs: i64,
+    },
     #[error(transparent)]
     Schedule(#[from] scheduler::ScheduleError),
 }

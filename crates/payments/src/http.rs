@@ -50,8 +50,9 @@ impl AdminAuth {
     /// Checks `Authorization: Bearer <token>` at `now_secs`.
     fn check(&self, authorization: Option<&str>, now_secs: u64) -> Result<(), Refusal> {
         let token = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
                 error(
@@ -69,11 +70,15 @@ impl AdminAuth {
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    &format!("invalid token: {e}"),
-                )
+                // Our words, not the library's (it lists algorithms).
+                let why = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired",
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                        "token signature does not verify"
+                    }
+                    _ => "token is malformed or not signed with EdDSA",
+                };
+                error(StatusCode::UNAUTHORIZED, "invalid_token", why)
             })?
             .claims;
         if claims.iat > now_secs.saturating_add(LEEWAY_SECS) {

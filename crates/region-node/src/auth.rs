@@ -33,6 +33,18 @@ pub enum Role {
     Admin,
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Customer => "customer",
+            Role::Pos => "pos",
+            Role::Kitchen => "kitchen",
+            Role::Fridge => "fridge",
+            Role::Admin => "admin",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -55,7 +67,7 @@ pub enum AuthError {
     Missing,
     #[error("invalid token: {0}")]
     Invalid(String),
-    #[error("role {0:?} may not do this")]
+    #[error("a {0} token may not do this")]
     Forbidden(Role),
     #[error("bad key: {0}")]
     Key(String),
@@ -117,7 +129,7 @@ impl Verifier {
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            .map_err(|e| AuthError::Invalid(rejection(&e).into()))?;
         self.check_times(&claims, now_secs)?;
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= MAX_CACHED_TOKENS {
@@ -132,28 +144,47 @@ impl Verifier {
     fn check_times(&self, claims: &Claims, now_secs: u64) -> Result<(), AuthError> {
         let leeway = self.leeway_secs;
         if claims.exp.saturating_add(leeway) < now_secs {
-            return Err(AuthError::Invalid("ExpiredSignature".into()));
+            return Err(AuthError::Invalid("token expired".into()));
         }
         if claims
             .nbf
             .is_some_and(|nbf| nbf > now_secs.saturating_add(leeway))
         {
-            return Err(AuthError::Invalid("ImmatureSignature".into()));
+            return Err(AuthError::Invalid("token not valid yet (nbf)".into()));
         }
         if claims.iat > now_secs.saturating_add(leeway) {
-            return Err(AuthError::Invalid("issued in the future".into()));
+            return Err(AuthError::Invalid(
+                "token issued in the future (iat)".into(),
+            ));
         }
         Ok(())
     }
 
-    /// Reads `Authorization: Bearer <token>`.
+    /// Reads `Authorization: Bearer <token>`; the scheme is case-insensitive
+    /// (RFC 9110 §11.1).
     pub fn verify_header(&self, header: Option<&str>) -> Result<Caller, AuthError> {
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         self.verify(token).map(Caller)
+    }
+}
+
+/// Why a token was refused, in the caller's terms: never the library's
+/// error text (it lists algorithms and claim internals).
+fn rejection(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => "token signature does not verify",
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => "token must be signed with EdDSA",
+        K::MissingRequiredClaim(_) => "token lacks a required claim (sub, exp)",
+        K::Json(_) => "token claims are not what this API issues",
+        K::ExpiredSignature => "token expired",
+        K::ImmatureSignature => "token not valid yet (nbf)",
+        _ => "token is malformed",
     }
 }
 

@@ -118,6 +118,9 @@ pub const WS_IDLE_TIMEOUT_SECS_DEFAULT: u64 = 90;
 pub const WS_PING_INTERVAL_SECS_DEFAULT: u64 = 30;
 /// Largest frame a client may send; subscribe messages are small.
 pub const WS_MAX_FRAME_BYTES_DEFAULT: usize = 16 * 1024;
+/// Most simultaneous connections opened with one caller's token (role and
+/// subject): an app has one or two, a runaway client loops.
+pub const WS_MAX_CONNECTIONS_PER_CALLER_DEFAULT: usize = 8;
 
 /// `[ws]`: limits of the WebSocket push endpoint `/v1/ws`.
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +133,9 @@ pub struct WsConfig {
     pub idle_timeout_secs: u64,
     pub ping_interval_secs: u64,
     pub max_frame_bytes: usize,
+    /// Counted for upgrades with an `Authorization` header; anonymous
+    /// connections count only against `max_connections`.
+    pub max_connections_per_caller: usize,
 }
 
 impl Default for WsConfig {
@@ -142,6 +148,7 @@ impl Default for WsConfig {
             idle_timeout_secs: WS_IDLE_TIMEOUT_SECS_DEFAULT,
             ping_interval_secs: WS_PING_INTERVAL_SECS_DEFAULT,
             max_frame_bytes: WS_MAX_FRAME_BYTES_DEFAULT,
+            max_connections_per_caller: WS_MAX_CONNECTIONS_PER_CALLER_DEFAULT,
         }
     }
 }
@@ -151,6 +158,10 @@ impl WsConfig {
         let positive = [
             ("ws.max_connections", self.max_connections as u64),
             ("ws.max_subscriptions", self.max_subscriptions as u64),
+            (
+                "ws.max_connections_per_caller",
+                self.max_connections_per_caller as u64,
+            ),
             ("ws.queue_frames", self.queue_frames as u64),
             ("ws.resume_messages", self.resume_messages as u64),
             ("ws.idle_timeout_secs", self.idle_timeout_secs),
@@ -182,6 +193,23 @@ pub struct OrdersConfig {
     pub payment_timeout_secs: u32,
     #[serde(default = "pickup_window_default")]
     pub pickup_window_secs: u32,
+    /// Reservation hoarding (`district::orders::hoarding`), per customer.
+    #[serde(default = "max_held_orders_default")]
+    pub max_held_orders_per_customer: u32,
+    #[serde(default = "free_cancels_default")]
+    pub free_cancels_per_meal: u32,
+    #[serde(default = "free_cancel_window_default")]
+    pub free_cancel_window_secs: u32,
+}
+
+fn max_held_orders_default() -> u32 {
+    district::orders::hoarding::MAX_HELD_ORDERS_DEFAULT
+}
+fn free_cancels_default() -> u32 {
+    district::orders::hoarding::FREE_CANCELS_PER_MEAL_DEFAULT
+}
+fn free_cancel_window_default() -> u32 {
+    district::orders::hoarding::FREE_CANCEL_WINDOW_DEFAULT_SECS
 }
 
 impl Default for OrdersConfig {
@@ -191,6 +219,9 @@ impl Default for OrdersConfig {
             pos_grace_window_secs: POS_GRACE_WINDOW_DEFAULT_SECS,
             payment_timeout_secs: PAYMENT_TIMEOUT_DEFAULT_SECS,
             pickup_window_secs: PICKUP_WINDOW_DEFAULT_SECS,
+            max_held_orders_per_customer: max_held_orders_default(),
+            free_cancels_per_meal: free_cancels_default(),
+            free_cancel_window_secs: free_cancel_window_default(),
         }
     }
 }
@@ -252,6 +283,11 @@ impl OrdersConfig {
             grace_window_pos: secs(self.pos_grace_window_secs),
             payment_timeout: secs(self.payment_timeout_secs),
             pickup_window: secs(self.pickup_window_secs),
+            holds: district::orders::hoarding::HoldPolicy {
+                max_held_orders: self.max_held_orders_per_customer,
+                free_cancels_per_meal: self.free_cancels_per_meal,
+                free_cancel_window: secs(self.free_cancel_window_secs),
+            },
         }
     }
 }
@@ -334,6 +370,19 @@ pub struct NatsConfig {
     pub url: String,
 }
 
+/// Writes (POST, PUT, PATCH, DELETE) one caller may make per second, by
+/// default: far above a person or a till, far below a script.
+pub const WRITES_PER_SEC_PER_CALLER_DEFAULT: u32 = 10;
+/// Writes one caller may make at once before the rate applies.
+pub const WRITE_BURST_PER_CALLER_DEFAULT: u32 = 40;
+/// Catalog reads (`/v1/catalog`, `/v1/meals/…`, `/v1/locate`) per second
+/// from one IP address, by default.
+pub const CATALOG_READS_PER_SEC_PER_IP_DEFAULT: u32 = 50;
+/// Catalog reads from one IP at once before the rate applies.
+pub const CATALOG_BURST_PER_IP_DEFAULT: u32 = 200;
+
+/// `[limits]`: request sizes and abuse limits. A rate of 0 turns that
+/// limit off (benchmarks that drive one node from one address).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -341,6 +390,28 @@ pub struct Limits {
     pub max_body_bytes: usize,
     #[serde(default = "default_max_radius")]
     pub max_radius_m: u32,
+    /// Per caller: the token's role and subject, or the IP without one.
+    #[serde(default = "default_writes_per_sec")]
+    pub writes_per_sec_per_caller: u32,
+    #[serde(default = "default_write_burst")]
+    pub write_burst_per_caller: u32,
+    #[serde(default = "default_catalog_reads_per_sec")]
+    pub catalog_reads_per_sec_per_ip: u32,
+    #[serde(default = "default_catalog_burst")]
+    pub catalog_burst_per_ip: u32,
+}
+
+fn default_writes_per_sec() -> u32 {
+    WRITES_PER_SEC_PER_CALLER_DEFAULT
+}
+fn default_write_burst() -> u32 {
+    WRITE_BURST_PER_CALLER_DEFAULT
+}
+fn default_catalog_reads_per_sec() -> u32 {
+    CATALOG_READS_PER_SEC_PER_IP_DEFAULT
+}
+fn default_catalog_burst() -> u32 {
+    CATALOG_BURST_PER_IP_DEFAULT
 }
 
 impl Default for Limits {
@@ -348,6 +419,10 @@ impl Default for Limits {
         Limits {
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
             max_radius_m: MAX_RADIUS_M_DEFAULT,
+            writes_per_sec_per_caller: WRITES_PER_SEC_PER_CALLER_DEFAULT,
+            write_burst_per_caller: WRITE_BURST_PER_CALLER_DEFAULT,
+            catalog_reads_per_sec_per_ip: CATALOG_READS_PER_SEC_PER_IP_DEFAULT,
+            catalog_burst_per_ip: CATALOG_BURST_PER_IP_DEFAULT,
         }
     }
 }

@@ -30,7 +30,7 @@ pub mod store;
 pub mod timers;
 pub mod writer;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,6 +135,8 @@ pub async fn serve(
     let listener = listen(config.http_addr, opts.port_file.as_deref()).await?;
     let state = http::AppState {
         area: config.area()?,
+        rate_limits: Arc::new(http::limits::RateLimits::new(&config.limits)),
+        ws_per_caller: Arc::default(),
         config: Arc::new(config),
         district,
         verifier,
@@ -147,10 +149,7 @@ pub async fn serve(
         shutdown: tasks.shutdown(),
     };
     let app = http::router(state);
-    let mut stop_accepting = tasks.shutdown();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop_accepting.triggered().await })
-        .into_future();
+    let server = http::server::run(listener, app, tasks.shutdown());
     let mut server = std::pin::pin!(server);
     let served = tokio::select! {
         r = &mut server => Some(r),
@@ -207,12 +206,11 @@ async fn start_tasks(
     Ok((nats, hub))
 }
 
-/// Binds the HTTP listener (no Nagle) and announces its address in
-/// `port_file`, if any.
+/// Binds the HTTP listener and announces its address in `port_file`, if any.
 async fn listen(
     addr: SocketAddr,
     port_file: Option<&std::path::Path>,
-) -> Result<impl axum::serve::Listener<Addr = SocketAddr>, NodeError> {
+) -> Result<tokio::net::TcpListener, NodeError> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound: SocketAddr = listener.local_addr()?;
     if let Some(path) = port_file {
@@ -222,13 +220,6 @@ async fn listen(
         std::fs::rename(&tmp, path)?;
     }
     tracing::info!(addr = %bound, "listening");
-    // No Nagle: pushes and answers are small, and waiting for an ACK before
-    // sending the next one (with the peer's delayed ACK) adds up to 40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
     Ok(listener)
 }
 

@@ -121,6 +121,17 @@ struct Overrides {
     ws_idle_timeout_secs: Option<u64>,
     #[arg(long)]
     ws_ping_interval_secs: Option<u64>,
+    #[arg(long)]
+    ws_max_connections_per_caller: Option<usize>,
+    /// `[limits]` rates; 0 turns a limit off.
+    #[arg(long)]
+    writes_per_sec_per_caller: Option<u32>,
+    #[arg(long)]
+    write_burst_per_caller: Option<u32>,
+    #[arg(long)]
+    catalog_reads_per_sec_per_ip: Option<u32>,
+    #[arg(long)]
+    catalog_burst_per_ip: Option<u32>,
 }
 
 impl Overrides {
@@ -143,7 +154,21 @@ impl Overrides {
         w.resume_messages = self.ws_resume_messages.unwrap_or(w.resume_messages);
         w.idle_timeout_secs = self.ws_idle_timeout_secs.unwrap_or(w.idle_timeout_secs);
         w.ping_interval_secs = self.ws_ping_interval_secs.unwrap_or(w.ping_interval_secs);
+        w.max_connections_per_caller = self
+            .ws_max_connections_per_caller
+            .unwrap_or(w.max_connections_per_caller);
         w.validate()?;
+        let l = &mut cfg.limits;
+        l.writes_per_sec_per_caller = self
+            .writes_per_sec_per_caller
+            .unwrap_or(l.writes_per_sec_per_caller);
+        l.write_burst_per_caller = self
+            .write_burst_per_caller
+            .unwrap_or(l.write_burst_per_caller);
+        l.catalog_reads_per_sec_per_ip = self
+            .catalog_reads_per_sec_per_ip
+            .unwrap_or(l.catalog_reads_per_sec_per_ip);
+        l.catalog_burst_per_ip = self.catalog_burst_per_ip.unwrap_or(l.catalog_burst_per_ip);
         Ok(())
     }
 }

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub store: Arc<SyncStats>,
     /// Orders locked for `POST /v1/orders/{id}/pickup` after too many wrong codes.
     pub pickup_lockouts: AtomicU64,
+    /// Requests answered 429 by the rate limits (`http::limits`).
+    pub rate_limited: AtomicU64,
 }
 
 impl Metrics {
@@ -129,6 +131,11 @@ impl Metrics {
                 "larder_pickup_lockouts_total",
                 "Orders locked for manual pickup after too many wrong codes (alert on any).",
                 &self.pickup_lockouts,
+            ),
+            (
+                "larder_rate_limited_total",
+                "Requests refused with 429 by the per-caller and per-IP rate limits.",
+                &self.rate_limited,
             ),
         ] {
             counter(&mut out, name, help, c.load(Relaxed));

@@ -8,6 +8,7 @@
 //! records a decision, its outbox row and its timer together.
 
 pub mod book;
+pub mod hoarding;
 pub mod payment;
 
 use chrono::Duration;
@@ -42,6 +43,7 @@ pub struct OrderPolicy {
     pub grace_window_pos: Duration,
     pub payment_timeout: Duration,
     pub pickup_window: Duration,
+    pub holds: hoarding::HoldPolicy,
 }
 
 impl Default for OrderPolicy {
@@ -51,6 +53,7 @@ impl Default for OrderPolicy {
             grace_window_pos: Duration::seconds(POS_GRACE_WINDOW_DEFAULT_SECS.into()),
             payment_timeout: Duration::seconds(PAYMENT_TIMEOUT_DEFAULT_SECS.into()),
             pickup_window: Duration::seconds(PICKUP_WINDOW_DEFAULT_SECS.into()),
+            holds: hoarding::HoldPolicy::default(),
         }
     }
 }
@@ -228,6 +231,10 @@ fn place(
         .ok_or_else(|| DomainError::UnknownFridge(request.fridge_id.clone()))?;
     if fridge.status != FridgeStatus::Online {
         return Err(DomainError::FridgeUnavailable(fridge.fridge_id.clone()));
+    }
+    if channel == Channel::App {
+        let meals: Vec<&MealId> = request.items.iter().map(|i| &i.meal_id).collect();
+        hoarding::check(&state.orders, &customer, &meals, ctx.now, &ctx.policy.holds)?;
     }
     let mut lines = Vec::with_capacity(request.items.len());
     let mut shortfall = false;

@@ -1,7 +1,7 @@
 //! Catalog routes: admin writes (meals, fridges, manual stock) and public
 //! reads (catalog by location, meal details, locate).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::catalog::{FridgeSpec, MealSpec, MealView, StockSpec};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use super::AppState;
 use crate::auth::{Caller, Role};
 use crate::config::RADIUS_M_DEFAULT;
@@ -212,7 +212,8 @@ pub async fn register_fridge(
 }
 
 /// `PUT /v1/admin/fridges/{id}/stock`: absolute units per meal. A kitchen
-/// token scoped to a kitchen may only set its own meals.
+/// token may only set its own kitchen's meals, so it must name its kitchen
+/// (`kitchen_id` claim); one without is refused.
 pub async fn set_stock(
     State(app): State<AppState>,
     caller: Caller,
@@ -221,7 +222,14 @@ pub async fn set_stock(
 ) -> Result<impl IntoResponse, ApiError> {
     let claims = caller.require(&[Role::Admin, Role::Kitchen])?;
     let fridge_id: FridgeId = new_path_id(&fridge_id)?;
-    if let (Role::Kitchen, Some(kitchen)) = (claims.role, &claims.kitchen_id) {
+    if claims.role == Role::Kitchen {
+        let Some(kitchen) = &claims.kitchen_id else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a kitchen token must name its kitchen (kitchen_id) to set stock",
+            ));
+        };
         let state = app.district.state();
         let foreign = spec.counts.iter().find(|c| {
             state

@@ -1,6 +1,9 @@
 //! The one place errors become HTTP responses:
 //! `{"error":{"code":"snake_case","message":"human text"}}` with the right
 //! status. Every boundary error converts into [`ApiError`].
+//!
+//! Messages are capped at [`MAX_MESSAGE_CHARS`]: some name the caller's
+//! input (an unknown id), and a 10 KB id must not come back 10 KB long.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,6 +13,9 @@ use crate::auth::AuthError;
 use crate::writer::WriteError;
 use district::DomainError;
 
+/// Longest message sent back, in characters; longer ones end in `…`.
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -18,6 +24,8 @@ pub struct ApiError {
     /// Extra machine-readable facts, merged into the error object
     /// (e.g. `available` for `insufficient_stock`).
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds for the `Retry-After` header (429s).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -27,7 +35,20 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after_secs: None,
         }
+    }
+    /// 429 with `Retry-After` (at least 1 s) and `retry_after_secs` in the body.
+    pub fn too_many(code: &'static str, message: impl Into<String>, retry_after_secs: i64) -> Self {
+        let secs = u64::try_from(retry_after_secs).unwrap_or(0).max(1);
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.details = Some(
+            [("retry_after_secs".to_string(), json!(secs))]
+                .into_iter()
+                .collect(),
+        );
+        e.retry_after_secs = Some(secs);
+        e
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -47,11 +68,25 @@ impl IntoResponse for ApiError {
         }
         let mut error = serde_json::Map::new();
         error.insert("code".into(), json!(self.code));
-        error.insert("message".into(), json!(self.message));
+        error.insert("message".into(), json!(truncated(self.message)));
         error.extend(self.details.unwrap_or_default());
         let body = json!({ "error": error });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
+}
+
+fn truncated(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
 }
 
 impl From<AuthError> for ApiError {
@@ -120,6 +155,12 @@ impl From<DomainError> for ApiError {
                 Self::unprocessable("idempotency_key_reused", message)
             }
             DomainError::WrongPickupCode => Self::unprocessable("wrong_pickup_code", message),
+            DomainError::TooManyHeldOrders {
+                retry_after_secs, ..
+            } => Self::too_many("too_many_held_orders", message, retry_after_secs),
+            DomainError::CancelCooldown {
+                retry_after_secs, ..
+            } => Self::too_many("cancel_cooldown", message, retry_after_secs),
             DomainError::Schedule(e) => e.into(),
         }
     }

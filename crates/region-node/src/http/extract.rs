@@ -1,7 +1,12 @@
 //! Extractors that turn axum's rejections into our JSON errors: malformed
-//! JSON, unknown fields and wrong types are 400/422, oversized bodies 413.
+//! JSON, unknown fields and wrong types are 400/422, oversized bodies 413,
+//! path segments that are not UTF-8 400.
+//!
+//! Messages say what was wrong with the caller's input in our words: the
+//! field path and the problem, never a library's type names, line/column
+//! positions or prefixes.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -27,18 +32,75 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     let status = r.status();
-    let message = r.body_text();
     match r {
-        JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_body", message),
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable(
+            "invalid_body",
+            format!("invalid body: {}", serde_problem(&e.body_text())),
+        ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            message,
+            "the body must be JSON with content-type: application/json",
         ),
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
-        }
-        _ => ApiError::bad_request("malformed_json", message),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+            "malformed_json",
+            format!(
+                "the body is not valid JSON: {}",
+                serde_problem(&e.body_text())
+            ),
+        ),
+        _ => ApiError::bad_request("malformed_json", "the body could not be read as JSON"),
+    }
+}
+
+/// The one 413 answer, for every body over its route's limit.
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the body is larger than this route accepts",
+    )
+}
+
+/// The problem serde found, without axum's prefix and serde's
+/// `at line L column C` suffix: `items[0].qty: invalid type: string "x", expected u32`.
+fn serde_problem(text: &str) -> String {
+    let problem = text.rsplit_once("target type: ").map_or(text, |(_, p)| p);
+    let problem = problem
+        .rsplit_once("request body as JSON: ")
+        .map_or(problem, |(_, p)| p);
+    match problem.rfind(" at line ") {
+        Some(at) if problem[at..].contains(" column ") => problem[..at].to_string(),
+        _ => problem.to_string(),
+    }
+}
+
+/// `axum::extract::Path` with our error body: a segment that is not UTF-8
+/// or does not fit the route's type is a 400 `invalid_path`.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|r: PathRejection| {
+                let message = match &r {
+                    PathRejection::FailedToDeserializePathParams(e)
+                        if matches!(
+                            e.kind(),
+                            axum::extract::path::ErrorKind::InvalidUtf8InPathParam { .. }
+                        ) =>
+                    {
+                        "a path segment is not valid UTF-8"
+                    }
+                    _ => "the path does not name a valid resource",
+                };
+                ApiError::bad_request("invalid_path", message)
+            })
     }
 }
 
@@ -52,7 +114,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|r: QueryRejection| ApiError::bad_request("invalid_query", r.body_text()))
+            .map_err(|r: QueryRejection| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("invalid query: {}", serde_problem(&r.body_text())),
+                )
+            })
     }
 }
 

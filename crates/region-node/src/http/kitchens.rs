@@ -3,7 +3,7 @@
 //! working-day calendar. A kitchen token only reaches its own kitchen
 //! (`kitchen_id` claim); admins reach every kitchen.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use super::AppState;
 use crate::auth::{Caller, Role};
 use district::schedule::{StateCatalog, PREPAID_PAYMENT_METHOD};

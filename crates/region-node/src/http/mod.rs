@@ -9,9 +9,11 @@ pub mod error;
 pub mod extract;
 pub mod fridges;
 pub mod kitchens;
+pub mod limits;
 pub mod ops;
 pub mod orders;
 pub mod pickup_limit;
+pub mod server;
 pub mod subscriptions;
 pub mod ws;
 
@@ -46,12 +48,23 @@ pub struct AppState {
     pub hub: crate::push::hub::Hub,
     /// Open WebSocket connections (the limit is `config.ws.max_connections`).
     pub ws_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Open WebSocket connections per caller (role and subject).
+    pub ws_per_caller: Arc<ws::PerCaller>,
+    /// Per-caller and per-IP request rates (`[limits]`).
+    pub rate_limits: Arc<limits::RateLimits>,
     /// Pickup-code tries per order (`POST /v1/orders/{id}/pickup`).
     pub pickup_attempts: Arc<pickup_limit::PickupAttempts>,
     /// The node's stop signal. Held by every request and socket session, so
     /// the node's shutdown waits for them.
     pub shutdown: crate::lifecycle::Shutdown,
 }
+
+/// Longest request target (path and query) answered, in bytes: 414 above.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most header fields in one request: 431 above.
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// Largest header block (names and values), in bytes: 431 above.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Telemetry bodies just over the ACL's limit still reach it, so the fridge
 /// gets the ACL's own 413 answer.
@@ -112,6 +125,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
+        .layer(middleware::from_fn(guard_request_head))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_responses,
@@ -130,6 +145,34 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this route does not accept that method",
     )
+}
+
+/// Over-long request targets and header blocks, answered in JSON before
+/// routing (hyper's own, higher limits would answer with empty bodies).
+async fn guard_request_head(req: Request, next: Next) -> Result<Response, ApiError> {
+    let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri_bytes} bytes; at most {MAX_URI_BYTES}"),
+        ));
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADER_FIELDS || header_bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "at most {MAX_HEADER_FIELDS} header fields and {MAX_HEADER_BYTES} bytes of headers"
+            ),
+        ));
+    }
+    Ok(next.run(req).await)
 }
 
 async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -1,7 +1,7 @@
 //! Order routes: confirm (with `Idempotency-Key`), read own orders, cancel,
 //! manual pickup.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use protocol::orders::{
@@ -10,7 +10,7 @@ use protocol::orders::{
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::Json;
+use super::extract::{Json, Path};
 use super::pickup_limit::Try;
 use super::AppState;
 use crate::auth::{Caller, Role};

@@ -3,7 +3,7 @@
 //! earliest date the cutoff allows, or a later `from`; an earlier one is a
 //! 422 `after_cutoff` and changes nothing.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{Json, Query};
+use super::extract::{Json, Path, Query};
 use super::orders::idempotency_key;
 use super::AppState;
 use crate::auth::{Caller, Role};

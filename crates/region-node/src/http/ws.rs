@@ -7,6 +7,13 @@
 //! and never blocks the hub: the hub drops a connection whose queue is full,
 //! and this task then closes it with a reason. At shutdown it closes with
 //! 1001 (going away), and the node waits for that before it exits.
+//!
+//! A token is only as good as its `exp`: when the connection's token
+//! expires (by the node's clock, with the configured leeway) a connection
+//! that follows orders is closed with [`CLOSE_TOKEN_EXPIRED`]; one that
+//! follows only public areas and fridges just forgets the token. A client
+//! renews before expiry with `{"type":"reauth","token":…}` (same subject
+//! and role).
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -42,6 +49,9 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_PROTOCOL: u16 = 1002;
+/// Private-use close code (RFC 6455 §7.4.2): the token expired; connect
+/// again with a fresh one.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 
 /// Counts a connection against the node's limit for as long as it lives.
 struct Slot(Arc<AtomicUsize>);
@@ -72,6 +82,81 @@ impl Drop for Slot {
     }
 }
 
+/// Open connections per caller (role and subject), against
+/// `ws.max_connections_per_caller`.
+#[derive(Default)]
+pub struct PerCaller(std::sync::Mutex<std::collections::HashMap<Box<str>, usize>>);
+
+/// One connection counted against its caller while it lives.
+struct CallerSlot {
+    counts: Arc<PerCaller>,
+    key: Box<str>,
+}
+
+impl PerCaller {
+    fn take(counts: &Arc<PerCaller>, key: Box<str>, max: usize) -> Option<CallerSlot> {
+        let mut map = counts.0.lock().ok()?;
+        let n = map.entry(key.clone()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(CallerSlot {
+            counts: counts.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for CallerSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.counts.0.lock() {
+            if let Some(n) = map.get_mut(&self.key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+/// The connection's token, if any, and its place in the per-caller count.
+#[derive(Default)]
+struct Auth {
+    caller: Option<Caller>,
+    slot: Option<CallerSlot>,
+}
+
+impl Auth {
+    fn caller(&self) -> Option<&Caller> {
+        self.caller.as_ref()
+    }
+
+    /// Takes `claims` as the connection's token, unless its caller already
+    /// has as many connections as allowed.
+    fn set(&mut self, app: &AppState, claims: crate::auth::Claims) -> Result<(), Refusal> {
+        let key: Box<str> = format!("{}:{}", claims.role, claims.sub).into();
+        if self.slot.as_ref().is_none_or(|s| s.key != key) {
+            let max = app.config.ws.max_connections_per_caller;
+            let slot = PerCaller::take(&app.ws_per_caller, key, max).ok_or_else(|| {
+                refuse(
+                    "too_many_caller_connections",
+                    format!("one token's caller may hold at most {max} WebSocket connections"),
+                )
+            })?;
+            self.slot = Some(slot);
+        }
+        self.caller = Some(Caller(claims));
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.caller = None;
+        self.slot = None;
+    }
+}
+
 /// `GET /v1/ws`. Areas and fridges are public; following one's orders needs
 /// a token (`Authorization` header on the upgrade, or `token` in the
 /// subscribe message for browsers, which cannot set headers).
@@ -86,10 +171,12 @@ pub async fn upgrade(
             format!("/v1/ws needs a WebSocket upgrade request: {e}"),
         )
     })?;
-    let caller = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(h) => Some(app.verifier.verify_header(h.to_str().ok())?),
-    };
+    let mut auth = Auth::default();
+    if let Some(h) = headers.get(header::AUTHORIZATION) {
+        let caller = app.verifier.verify_header(h.to_str().ok())?;
+        auth.set(&app, caller.0)
+            .map_err(|r| ApiError::new(StatusCode::TOO_MANY_REQUESTS, r.code, r.message))?;
+    }
     let limits = app.config.ws.clone();
     let Some(slot) = Slot::take(&app.ws_connections, limits.max_connections) else {
         app.metrics.ws_refused.fetch_add(1, Ordering::Relaxed);
@@ -110,7 +197,7 @@ pub async fn upgrade(
         .max_write_buffer_size(256 * 1024)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| session(socket, app, caller, slot)))
+        .on_upgrade(move |socket| session(socket, app, auth, slot)))
 }
 
 /// What a client may send.
@@ -138,9 +225,13 @@ enum ClientMessage {
         orders: bool,
     },
     Ping,
+    /// A fresh token for the same subject and role, before the old expires.
+    Reauth {
+        token: String,
+    },
 }
 
-const CLIENT_TYPES: [&str; 3] = ["subscribe", "unsubscribe", "ping"];
+const CLIENT_TYPES: [&str; 4] = ["subscribe", "unsubscribe", "ping", "reauth"];
 
 /// A message the client got wrong: answered with an `error`, nothing changes.
 struct Refusal {
@@ -176,7 +267,7 @@ fn parse(text: &str) -> Result<ClientMessage, Refusal> {
 fn next_interest(
     app: &AppState,
     current: &Interest,
-    caller: &mut Option<Caller>,
+    auth: &mut Auth,
     msg: ClientMessage,
 ) -> Result<(Interest, Option<u64>), Refusal> {
     let state = app.district.state();
@@ -237,16 +328,16 @@ fn next_interest(
                     .verifier
                     .verify(&token)
                     .map_err(|e| refuse("unauthorized", e.to_string()))?;
-                *caller = Some(Caller(claims));
+                if next.customer.as_ref().is_some_and(|c| *c != claims.sub) {
+                    return Err(refuse(
+                        "token_mismatch",
+                        "this connection follows another customer's orders; unsubscribe first",
+                    ));
+                }
+                auth.set(app, claims)?;
             }
             if orders {
-                let who = caller.as_ref().ok_or_else(|| {
-                    refuse(
-                        "unauthorized",
-                        "following orders needs a token (Authorization header or \"token\")",
-                    )
-                })?;
-                next.customer = Some(who.0.sub.clone());
+                next.customer = Some(order_follower(auth.caller())?);
             }
             Ok((next, since))
         }
@@ -265,7 +356,51 @@ fn next_interest(
             Ok((next, None))
         }
         ClientMessage::Ping => Ok((current.clone(), None)),
+        ClientMessage::Reauth { token } => {
+            let claims = app
+                .verifier
+                .verify(&token)
+                .map_err(|e| refuse("unauthorized", e.to_string()))?;
+            if let Some(Caller(old)) = auth.caller() {
+                if (old.sub.as_str(), old.role) != (claims.sub.as_str(), claims.role) {
+                    return Err(refuse(
+                        "token_mismatch",
+                        "reauth needs a token for the same subject and role",
+                    ));
+                }
+            }
+            auth.set(app, claims)?;
+            Ok((current.clone(), None))
+        }
     }
+}
+
+/// Whose orders `caller` may follow: its own, and only as a customer. A POS
+/// or kitchen token's `sub` names a terminal or a kitchen, not a customer
+/// (HTTP refuses them the same way).
+fn order_follower(caller: Option<&Caller>) -> Result<String, Refusal> {
+    let who = caller.ok_or_else(|| {
+        refuse(
+            "unauthorized",
+            "following orders needs a token (Authorization header or \"token\")",
+        )
+    })?;
+    if who.0.role != crate::auth::Role::Customer {
+        return Err(refuse(
+            "forbidden",
+            format!("a {} token may not follow orders", who.0.role),
+        ));
+    }
+    Ok(who.0.sub.clone())
+}
+
+/// How long until `caller`'s token expires by the node's clock (leeway
+/// included); `None` without a token.
+fn token_left(app: &AppState, caller: Option<&Caller>) -> Option<Duration> {
+    let claims = &caller?.0;
+    let now = u64::try_from(app.clock.now().timestamp()).unwrap_or(0);
+    let ends = claims.exp.saturating_add(app.config.auth.leeway_secs);
+    Some(Duration::from_secs(ends.saturating_sub(now)))
 }
 
 /// Why a session ends.
@@ -276,6 +411,38 @@ enum Stop {
     Kicked,
     /// Nothing heard from the client for the idle timeout.
     Idle,
+    /// The token expired while the connection followed orders.
+    TokenExpired,
+}
+
+/// Far enough to mean "never" for a connection without a token.
+const NO_TOKEN_DEADLINE_SECS: u64 = 365 * 24 * 3600;
+
+/// When the token timer is due: the token is gone by the node's clock
+/// (`Err` for a connection that needs it), or the clock moved and the
+/// timer is re-armed.
+fn on_token_timer(
+    app: &AppState,
+    auth: &mut Auth,
+    interest: &Interest,
+    timer: &mut Pin<&mut Sleep>,
+) -> Result<(), Stop> {
+    if token_left(app, auth.caller()).is_some_and(|left| left.is_zero()) {
+        if interest.customer.is_some() {
+            return Err(Stop::TokenExpired);
+        }
+        auth.clear();
+    }
+    arm_token_timer(app, auth.caller(), timer);
+    Ok(())
+}
+
+fn arm_token_timer(app: &AppState, caller: Option<&Caller>, timer: &mut Pin<&mut Sleep>) {
+    let left = token_left(app, caller).unwrap_or(Duration::from_secs(NO_TOKEN_DEADLINE_SECS));
+    // One second past the leeway's end: `exp` is in whole seconds.
+    timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + left + Duration::from_secs(1));
 }
 
 /// Writes one message, unless the hub cuts the connection off or the idle
@@ -320,7 +487,7 @@ fn text(msg: &ServerMessage) -> Message {
     Message::Text(Utf8Bytes::try_from(msg.to_frame()).unwrap_or_default())
 }
 
-async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller>, _slot: Slot) {
+async fn session(mut socket: WebSocket, app: AppState, mut auth: Auth, _slot: Slot) {
     let mut shutdown = app.shutdown.enlist("websocket");
     let Some(mut sub) = app.hub.connect().await else {
         // The hub has stopped: the node is going away.
@@ -333,6 +500,9 @@ async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller
     ping.tick().await;
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    let token_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(token_timer);
+    arm_token_timer(&app, auth.caller(), &mut token_timer);
     let mut interest = Interest::default();
     tracing::debug!(conn = sub.id, "websocket open");
 
@@ -355,7 +525,10 @@ async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller
                 break Stop::Gone;
             }
             _ = idle.as_mut() => Err(Stop::Idle),
+            _ = token_timer.as_mut() => on_token_timer(&app, &mut auth, &interest, &mut token_timer),
             _ = ping.tick() => {
+                // The node's clock may have jumped (dev clock): look again.
+                arm_token_timer(&app, auth.caller(), &mut token_timer);
                 deliver(&mut socket, Message::Ping(Default::default()), &sub.kick, &mut idle).await
             }
             incoming = socket.recv() => {
@@ -384,7 +557,7 @@ async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller
                     Some(Ok(Message::Text(t))) => {
                         let reply = match parse(t.as_str()) {
                             Ok(ClientMessage::Ping) => Some(ServerMessage::Pong),
-                            Ok(msg) => match next_interest(&app, &interest, &mut caller, msg) {
+                            Ok(msg) => match next_interest(&app, &interest, &mut auth, msg) {
                                 Ok((next, since)) => {
                                     interest = next.clone();
                                     app.hub.follow(sub.id, next, since).await;
@@ -394,6 +567,7 @@ async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller
                             },
                             Err(r) => Some(ServerMessage::Error { code: r.code.into(), message: r.message }),
                         };
+                        arm_token_timer(&app, auth.caller(), &mut token_timer);
                         match reply {
                             Some(reply) => deliver(&mut socket, text(&reply), &sub.kick, &mut idle).await,
                             None => Ok(()),
@@ -409,6 +583,7 @@ async fn session(mut socket: WebSocket, app: AppState, mut caller: Option<Caller
     match stop {
         Stop::Kicked => close(&mut socket, CLOSE_POLICY, "too slow: send queue full").await,
         Stop::Idle => close(&mut socket, CLOSE_GOING_AWAY, "idle timeout").await,
+        Stop::TokenExpired => close(&mut socket, CLOSE_TOKEN_EXPIRED, "token expired").await,
         Stop::Gone => {}
     }
     app.hub.disconnect(sub.id);
