@@ -332,6 +332,34 @@ impl Node {
         }
     }
 
+    /// Sets `units` of every demo meal in every fridge of the catalog (for
+    /// load benchmarks); returns the fridge ids and the meal ids.
+    pub async fn stock_every_meal(&self, units: u32) -> (Vec<String>, Vec<String>) {
+        let catalog = self.catalog(42.3316, -83.0466, 20_000).await;
+        let fridges: Vec<String> = catalog["fridges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["fridge_id"].as_str().map(str::to_string))
+            .collect();
+        let demo: Value =
+            serde_json::from_str(&std::fs::read_to_string(demo_file()).expect("demo file"))
+                .expect("demo JSON");
+        let meals: Vec<String> = demo["meals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["meal_id"].as_str().map(str::to_string))
+            .collect();
+        let admin = self.admin();
+        for f in &fridges {
+            let counts: Vec<(&str, u32)> = meals.iter().map(|m| (m.as_str(), units)).collect();
+            let r = admin.set_stock(f, &counts).await;
+            assert_eq!(r.status, 200, "stocking {f}: {}", r.body);
+        }
+        (fridges, meals)
+    }
+
     pub async fn catalog(&self, lat: f64, lon: f64, radius_m: u32) -> Value {
         let resp = self
             .anonymous()

@@ -309,10 +309,11 @@ async fn with_nats_down_orders_are_accepted_and_each_is_paid_once_when_it_return
 #[tokio::test]
 async fn sigkill_mid_flow_resumes_timers_and_outbox_without_double_charges() {
     let mut sys = System::start(30, &[], &["--sandbox-latency-ms", "100"]).await;
-    let customer = sys.customer("carol");
-    // Some orders in their grace window, some paying, when the node dies.
+    // Some orders in their grace window, some paying, when the node dies
+    // (one customer each: a customer holds at most three at once).
     let mut ids = vec![];
-    for _ in 0..5 {
+    for i in 0..5 {
+        let customer = sys.customer(&format!("carol-{i}"));
         ids.push(order_id(
             &customer.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await,
         ));

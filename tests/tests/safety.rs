@@ -154,17 +154,24 @@ async fn exposed_units_stay_withheld_after_a_lift_until_a_fresh_scan() {
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
-#[tokio::test]
-async fn pickup_codes_cannot_be_guessed_at_the_counter() {
+/// A node with payments, selling `units` of the meal at the fridge (as
+/// its scan says).
+async fn selling(units: u32) -> (Nats, Payments, Node) {
     let nats = Nats::start().await;
-    let _payments = Payments::start(&nats, &[]).await;
+    let payments = Payments::start(&nats, &[]).await;
     let node = Node::start_with_nats(&nats, &[]).await;
     let mut fridge = demo_fridge(FRIDGE);
-    scan(&node, &mut fridge, 3).await;
+    scan(&node, &mut fridge, units).await;
     eventually("scan in the catalog", Duration::from_secs(5), || async {
-        node.available(FRIDGE, MEAL).await == 3
+        node.available(FRIDGE, MEAL).await == u64::from(units)
     })
     .await;
+    (nats, payments, node)
+}
+
+#[tokio::test]
+async fn pickup_codes_cannot_be_guessed_at_the_counter() {
+    let (_nats, _payments, node) = selling(3).await;
     let pos = node.as_role("pos", "pos-lafayette");
     let r = pos.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -278,4 +285,42 @@ async fn the_payments_ledger_needs_an_admin_token() {
     assert_eq!(s, 200, "{body}");
     let (s, _) = payments.get_with("/healthz", None).await;
     assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_till_guessing_across_many_orders_is_stopped_too() {
+    let (_nats, _payments, node) = selling(6).await;
+    let pos = node.as_role("pos", "pos-greedy");
+    let mut orders = vec![];
+    for _ in 0..5 {
+        let r = pos.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let id = r.body["order_id"].as_str().expect("order id").to_string();
+        let order = node
+            .await_status(&id, "purchased", Duration::from_secs(10))
+            .await;
+        let code = order["pickup_code"].as_str().expect("code").to_string();
+        orders.push((id, code));
+    }
+    // Four wrong codes on each of five orders: no order locks by itself...
+    for (id, code) in &orders {
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        for _ in 0..4 {
+            let r = pos.pickup(id, wrong).await;
+            assert_eq!(r.code(), "wrong_pickup_code", "{}", r.body);
+        }
+    }
+    // ...but the till has had its twenty guesses for the hour.
+    let (id, code) = &orders[0];
+    let r = pos.pickup(id, code).await;
+    assert_eq!((r.status, r.code()), (423, "pickup_locked"), "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    // Another till is not affected, and the hour passes.
+    let other = node.as_role("pos", "pos-honest");
+    let r = other.pickup(id, code).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    node.advance_clock(3601).await;
+    let (id, code) = &orders[1];
+    let r = pos.pickup(id, code).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }

@@ -316,14 +316,15 @@ async fn run_plays_demo_fridges_until_stopped() {
         resume_from_node: true,
     };
     let running = tokio::spawn(run(fridges, config, stop));
-    // Stop once every fridge has been heard from at least once (its cursor
-    // moved), within a deadline.
+    // Stop once every fridge has uploaded at least one report (a sample
+    // applied; the start-up heartbeat alone moves only `last_seen`, and is
+    // not an upload), within a deadline.
     let heard_from_all = || {
         let known = node.fridges.lock().unwrap();
         ids.iter().all(|id| {
             known
                 .get(id.as_str())
-                .is_some_and(|f| f.cursor.last_seen.is_some())
+                .is_some_and(|f| f.cursor.temperature.last_seq > 0)
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -42,33 +42,20 @@ async fn main() -> anyhow::Result<()> {
     let payments = Payments::start(&nats, &[]).await;
     // A long payment timeout: phase 1 builds a backlog on purpose, and its
     // orders should be paid late, not refused.
-    let node = Node::start_with_nats(&nats, &["--payment-timeout-secs", "600"]).await;
+    // Rate limits off: every client here is a till hammering on purpose
+    // (`larder-abuse` measures the limits).
+    let node = Node::start_with_nats(
+        &nats,
+        &[
+            "--payment-timeout-secs",
+            "600",
+            "--writes-per-sec-per-caller",
+            "0",
+        ],
+    )
+    .await;
 
-    let catalog = node.catalog(42.3316, -83.0466, 20_000).await;
-    let fridges: Vec<String> = catalog["fridges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["fridge_id"].as_str().unwrap().to_string())
-        .collect();
-    let demo: Value = serde_json::from_str(&std::fs::read_to_string(
-        larder_tests::workspace_root().join("deploy/demo/detroit.json"),
-    )?)?;
-    let meal_ids: Vec<String> = demo["meals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["meal_id"].as_str().unwrap().to_string())
-        .collect();
-    let admin = node.admin();
-    for f in &fridges {
-        let counts: Vec<(&str, u32)> = meal_ids
-            .iter()
-            .map(|m| (m.as_str(), UNITS_PER_MEAL))
-            .collect();
-        let r = admin.set_stock(f, &counts).await;
-        anyhow::ensure!(r.status == 200, "stocking failed: {}", r.body);
-    }
+    let (fridges, meal_ids) = node.stock_every_meal(UNITS_PER_MEAL).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();

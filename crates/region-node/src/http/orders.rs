@@ -249,6 +249,16 @@ pub async fn pickup(
             "this token is for another fridge",
         ));
     }
+    let who = format!("{}:{}", claims.role, claims.sub);
+    if let Err(wait_secs) = app.pickup_attempts.caller_may_try(&who, app.clock.now()) {
+        let mut e = ApiError::too_many(
+            "pickup_locked",
+            format!("too many wrong pickup codes from this token; try again in {wait_secs} s"),
+            wait_secs,
+        );
+        e.status = StatusCode::LOCKED;
+        return Err(e);
+    }
     if app.pickup_attempts.try_once(&order_id) == Try::Locked {
         return Err(ApiError::new(
             StatusCode::LOCKED,
@@ -268,6 +278,7 @@ pub async fn pickup(
         .await;
     match result {
         Err(WriteError::Domain(DomainError::WrongPickupCode)) => {
+            app.pickup_attempts.caller_wrong(&who, app.clock.now());
             if app.pickup_attempts.wrong(&order_id) {
                 app.metrics.pickup_lockouts.fetch_add(1, Relaxed);
                 tracing::warn!(%order_id, "pickup code locked after too many wrong tries");

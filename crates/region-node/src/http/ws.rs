@@ -439,10 +439,16 @@ fn on_token_timer(
 
 fn arm_token_timer(app: &AppState, caller: Option<&Caller>, timer: &mut Pin<&mut Sleep>) {
     let left = token_left(app, caller).unwrap_or(Duration::from_secs(NO_TOKEN_DEADLINE_SECS));
-    // One second past the leeway's end: `exp` is in whole seconds.
+    // One second past the leeway's end while time is left (`exp` is in
+    // whole seconds); at once when none is.
+    let slack = if left.is_zero() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1)
+    };
     timer
         .as_mut()
-        .reset(tokio::time::Instant::now() + left + Duration::from_secs(1));
+        .reset(tokio::time::Instant::now() + left + slack);
 }
 
 /// Writes one message, unless the hub cuts the connection off or the idle
@@ -528,8 +534,10 @@ async fn session(mut socket: WebSocket, app: AppState, mut auth: Auth, _slot: Sl
             _ = token_timer.as_mut() => on_token_timer(&app, &mut auth, &interest, &mut token_timer),
             _ = ping.tick() => {
                 // The node's clock may have jumped (dev clock): look again.
-                arm_token_timer(&app, auth.caller(), &mut token_timer);
-                deliver(&mut socket, Message::Ping(Default::default()), &sub.kick, &mut idle).await
+                match on_token_timer(&app, &mut auth, &interest, &mut token_timer) {
+                    Ok(()) => deliver(&mut socket, Message::Ping(Default::default()), &sub.kick, &mut idle).await,
+                    Err(stop) => Err(stop),
+                }
             }
             incoming = socket.recv() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
