@@ -5,18 +5,18 @@
 //! every meal, then runs GOOD POS tills at a steady RATE orders/s each (under
 //! the per-caller limit) for SECONDS, three times:
 //! 1. alone (the baseline),
-//! 2. beside one abusive till that sends orders as fast as 32 requests in
-//!    flight allow (far more than 10× a good till), rate limits on
-//!    (the defaults),
+//! 2. beside one abusive till sending orders at ABUSE × RATE (10× by
+//!    default, above its limit), rate limits on (the defaults),
 //! 3. the same abuser on a node with the write limit off (what the limit
 //!    prevents).
 //!
-//! Reports the good tills' confirm latency (p50, p99) per phase and what
-//! the abuser got through.
+//! ABUSE = 0 makes the abuser a flood instead: 32 requests in flight, as
+//! fast as answered. Reports the good tills' confirm latency (p50, p99) per
+//! phase and what the abuser got through.
 //!
 //! Usage: `cargo build --release --workspace --bins &&
-//! target/release/larder-abuse [GOOD] [RATE] [SECONDS]` (default 16 tills,
-//! 5 orders/s each, 10 s).
+//! target/release/larder-abuse [GOOD] [RATE] [SECONDS] [ABUSE]` (default 16
+//! tills, 5 orders/s each, 10 s, 10×).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,77 +68,89 @@ async fn good_till(
     (latency, refused)
 }
 
-/// The abuser: `ABUSER_IN_FLIGHT` loops of orders as fast as answered.
-async fn abuser(
-    pos: Client,
-    setup: Arc<Setup>,
-    stop: Arc<AtomicBool>,
+/// How the abuser sends: paced at a rate, or a flood.
+#[derive(Clone, Copy)]
+enum Abuse {
+    Paced { per_sec: u64 },
+    Flood,
+}
+
+/// The abuser's counters: orders confirmed, requests refused with 429.
+#[derive(Clone, Default)]
+struct Tally {
     ok: Arc<AtomicU64>,
     limited: Arc<AtomicU64>,
-) {
-    let loops = (0..ABUSER_IN_FLIGHT).map(|k| {
-        let (pos, setup, stop, ok, limited) = (
-            pos.clone(),
-            setup.clone(),
-            stop.clone(),
-            ok.clone(),
-            limited.clone(),
-        );
-        tokio::spawn(async move {
-            let mut i = k;
-            while !stop.load(Ordering::Relaxed) {
-                let fridge = &setup.fridges[i % setup.fridges.len()];
-                let meal = &setup.meals[(i / setup.fridges.len()) % setup.meals.len()];
-                i += ABUSER_IN_FLIGHT;
-                match pos
-                    .order(fridge, &[(meal, 1)], "tok_visa", None)
-                    .await
-                    .status
-                {
-                    201 => ok.fetch_add(1, Ordering::Relaxed),
-                    429 => limited.fetch_add(1, Ordering::Relaxed),
-                    _ => 0,
-                };
-            }
-        })
-    });
-    for l in loops.collect::<Vec<_>>() {
-        let _ = l.await;
+}
+
+impl Tally {
+    fn count(&self, status: u16) {
+        match status {
+            201 => self.ok.fetch_add(1, Ordering::Relaxed),
+            429 => self.limited.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
 }
 
-async fn phase(
-    name: &str,
-    node: &Node,
-    setup: &Arc<Setup>,
+/// The abuser: `loops` request loops, each paced at `per_sec` (or not).
+async fn abuser(pos: Client, setup: Arc<Setup>, abuse: Abuse, stop: Arc<AtomicBool>, tally: Tally) {
+    let (loops, pace) = match abuse {
+        Abuse::Paced { per_sec } => (1, Some(Duration::from_micros(1_000_000 / per_sec.max(1)))),
+        Abuse::Flood => (ABUSER_IN_FLIGHT, None),
+    };
+    let tasks: Vec<_> = (0..loops)
+        .map(|k| {
+            let (pos, setup, stop, tally) =
+                (pos.clone(), setup.clone(), stop.clone(), tally.clone());
+            tokio::spawn(async move {
+                let mut tick = pace.map(tokio::time::interval);
+                let mut i = k;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(t) = tick.as_mut() {
+                        t.tick().await;
+                    }
+                    let fridge = &setup.fridges[i % setup.fridges.len()];
+                    let meal = &setup.meals[(i / setup.fridges.len()) % setup.meals.len()];
+                    i += loops;
+                    tally.count(
+                        pos.order(fridge, &[(meal, 1)], "tok_visa", None)
+                            .await
+                            .status,
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+struct Load {
     good: usize,
     rate: u64,
     seconds: u64,
-    with_abuser: bool,
-) {
+}
+
+async fn phase(name: &str, node: &Node, setup: &Arc<Setup>, load: &Load, abuse: Option<Abuse>) {
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, limited) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let abuse = with_abuser.then(|| {
+    let tally = Tally::default();
+    let abuse = abuse.map(|a| {
         tokio::spawn(abuser(
             node.as_role("pos", "pos-abuser"),
             setup.clone(),
+            a,
             stop.clone(),
-            ok.clone(),
-            limited.clone(),
+            tally.clone(),
         ))
     });
-    let tills: Vec<_> = (0..good)
+    let tills: Vec<_> = (0..load.good)
         .map(|c| {
-            tokio::spawn(good_till(
-                node.as_role("pos", &format!("pos-{name}-{c}")),
-                setup.clone(),
-                c,
-                rate,
-                stop.clone(),
-            ))
+            let pos = node.as_role("pos", &format!("pos-{name}-{c}"));
+            tokio::spawn(good_till(pos, setup.clone(), c, load.rate, stop.clone()))
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    tokio::time::sleep(Duration::from_secs(load.seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut refused = 0;
@@ -156,32 +168,38 @@ async fn phase(
         latency.len(),
         latency.value_at_quantile(0.5) as f64 / 1e6,
         latency.value_at_quantile(0.99) as f64 / 1e6,
-        ok.load(Ordering::Relaxed),
-        limited.load(Ordering::Relaxed),
+        tally.ok.load(Ordering::Relaxed),
+        tally.limited.load(Ordering::Relaxed),
     );
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let good = larder_tests::arg_or(1, 16) as usize;
-    let rate = larder_tests::arg_or(2, 5);
-    let seconds = larder_tests::arg_or(3, 10);
-    println!("good_tills={good} rate_per_till={rate}/s seconds={seconds} abuser_in_flight={ABUSER_IN_FLIGHT}");
+    let load = Load {
+        good: larder_tests::arg_or(1, 16) as usize,
+        rate: larder_tests::arg_or(2, 5),
+        seconds: larder_tests::arg_or(3, 10),
+    };
+    let abuse = match larder_tests::arg_or(4, 10) {
+        0 => Abuse::Flood,
+        times => Abuse::Paced {
+            per_sec: times * load.rate,
+        },
+    };
+    let shape = match abuse {
+        Abuse::Paced { per_sec } => format!("paced at {per_sec}/s"),
+        Abuse::Flood => format!("flood, {ABUSER_IN_FLIGHT} in flight"),
+    };
+    println!(
+        "good_tills={} rate_per_till={}/s seconds={} abuser={shape}",
+        load.good, load.rate, load.seconds
+    );
     let limited = Node::start(&["--demo"]).await;
     let setup = Arc::new(stock(&limited).await?);
-    phase("baseline", &limited, &setup, good, rate, seconds, false).await;
-    phase(
-        "abuser_limited",
-        &limited,
-        &setup,
-        good,
-        rate,
-        seconds,
-        true,
-    )
-    .await;
+    phase("baseline", &limited, &setup, &load, None).await;
+    phase("abuser_limited", &limited, &setup, &load, Some(abuse)).await;
     let open = Node::start(&["--demo", "--writes-per-sec-per-caller", "0"]).await;
     let setup = Arc::new(stock(&open).await?);
-    phase("abuser_unlimited", &open, &setup, good, rate, seconds, true).await;
+    phase("abuser_unlimited", &open, &setup, &load, Some(abuse)).await;
     Ok(())
 }
