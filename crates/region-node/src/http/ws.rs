@@ -297,20 +297,7 @@ fn next_interest(
         } => {
             let fridges = check_fridges(&fridges)?;
             let mut next = current.clone();
-            for area in areas {
-                let center = GeoPoint::new(area.lat, area.lon)
-                    .map_err(|e| refuse("invalid_area", e.to_string()))?;
-                let max = app.config.limits.max_radius_m;
-                if area.radius_m == 0 || area.radius_m > max {
-                    return Err(refuse(
-                        "invalid_area",
-                        format!("radius_m must be between 1 and {max}"),
-                    ));
-                }
-                if !next.areas.iter().any(|(a, _)| *a == area) {
-                    next.areas.push((area, cover(&center, area.radius_m)));
-                }
-            }
+            add_areas(app, &mut next, areas)?;
             next.fridges.extend(fridges);
             let max = app.config.ws.max_subscriptions;
             if next.subscriptions() > max {
@@ -324,10 +311,7 @@ fn next_interest(
                 ));
             }
             if let Some(token) = token {
-                let claims = app
-                    .verifier
-                    .verify(&token)
-                    .map_err(|e| refuse("unauthorized", e.to_string()))?;
+                let claims = verify(app, &token)?;
                 if next.customer.as_ref().is_some_and(|c| *c != claims.sub) {
                     return Err(refuse(
                         "token_mismatch",
@@ -357,10 +341,7 @@ fn next_interest(
         }
         ClientMessage::Ping => Ok((current.clone(), None)),
         ClientMessage::Reauth { token } => {
-            let claims = app
-                .verifier
-                .verify(&token)
-                .map_err(|e| refuse("unauthorized", e.to_string()))?;
+            let claims = verify(app, &token)?;
             if let Some(Caller(old)) = auth.caller() {
                 if (old.sub.as_str(), old.role) != (claims.sub.as_str(), claims.role) {
                     return Err(refuse(
@@ -373,6 +354,31 @@ fn next_interest(
             Ok((current.clone(), None))
         }
     }
+}
+
+fn verify(app: &AppState, token: &str) -> Result<crate::auth::Claims, Refusal> {
+    app.verifier
+        .verify(token)
+        .map_err(|e| refuse("unauthorized", e.to_string()))
+}
+
+/// Adds `areas` (each checked, none twice) to `next`.
+fn add_areas(app: &AppState, next: &mut Interest, areas: Vec<AreaSpec>) -> Result<(), Refusal> {
+    let max = app.config.limits.max_radius_m;
+    for area in areas {
+        let center =
+            GeoPoint::new(area.lat, area.lon).map_err(|e| refuse("invalid_area", e.to_string()))?;
+        if area.radius_m == 0 || area.radius_m > max {
+            return Err(refuse(
+                "invalid_area",
+                format!("radius_m must be between 1 and {max}"),
+            ));
+        }
+        if !next.areas.iter().any(|(a, _)| *a == area) {
+            next.areas.push((area, cover(&center, area.radius_m)));
+        }
+    }
+    Ok(())
 }
 
 /// Whose orders `caller` may follow: its own, and only as a customer. A POS
@@ -493,6 +499,33 @@ fn text(msg: &ServerMessage) -> Message {
     Message::Text(Utf8Bytes::try_from(msg.to_frame()).unwrap_or_default())
 }
 
+/// A client's text frame: the new interest goes to the hub; the answer,
+/// if any, back to the client.
+async fn on_text(
+    app: &AppState,
+    conn: u64,
+    interest: &mut Interest,
+    auth: &mut Auth,
+    text: &str,
+) -> Option<ServerMessage> {
+    let refused = |r: Refusal| ServerMessage::Error {
+        code: r.code.into(),
+        message: r.message,
+    };
+    match parse(text) {
+        Ok(ClientMessage::Ping) => Some(ServerMessage::Pong),
+        Ok(msg) => match next_interest(app, interest, auth, msg) {
+            Ok((next, since)) => {
+                *interest = next.clone();
+                app.hub.follow(conn, next, since).await;
+                None
+            }
+            Err(r) => Some(refused(r)),
+        },
+        Err(r) => Some(refused(r)),
+    }
+}
+
 async fn session(mut socket: WebSocket, app: AppState, mut auth: Auth, _slot: Slot) {
     let mut shutdown = app.shutdown.enlist("websocket");
     let Some(mut sub) = app.hub.connect().await else {
@@ -563,18 +596,7 @@ async fn session(mut socket: WebSocket, app: AppState, mut auth: Auth, _slot: Sl
                         deliver(&mut socket, text(&err), &sub.kick, &mut idle).await
                     }
                     Some(Ok(Message::Text(t))) => {
-                        let reply = match parse(t.as_str()) {
-                            Ok(ClientMessage::Ping) => Some(ServerMessage::Pong),
-                            Ok(msg) => match next_interest(&app, &interest, &mut auth, msg) {
-                                Ok((next, since)) => {
-                                    interest = next.clone();
-                                    app.hub.follow(sub.id, next, since).await;
-                                    None
-                                }
-                                Err(r) => Some(ServerMessage::Error { code: r.code.into(), message: r.message }),
-                            },
-                            Err(r) => Some(ServerMessage::Error { code: r.code.into(), message: r.message }),
-                        };
+                        let reply = on_text(&app, sub.id, &mut interest, &mut auth, t.as_str()).await;
                         arm_token_timer(&app, auth.caller(), &mut token_timer);
                         match reply {
                             Some(reply) => deliver(&mut socket, text(&reply), &sub.kick, &mut idle).await,
