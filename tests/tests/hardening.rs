@@ -104,6 +104,24 @@ async fn error_messages_name_no_library_internals_and_echo_no_long_inputs() {
     assert!(message.chars().count() <= 201, "{} chars", message.len());
 }
 
+/// JSON has one number type: `4.0` is the integer 4, as the OpenAPI
+/// description's `integer` (JSON Schema) says, so a body that is valid by
+/// the description is accepted; a fraction is still refused.
+#[tokio::test]
+async fn integral_floats_are_integers() {
+    let node = Node::start_demo().await;
+    let admin = node.admin();
+    let path = format!("/v1/admin/fridges/{FRIDGE}/stock");
+    let body = |units: &str| format!(r#"{{"counts":[{{"meal_id":"{MEAL}","units":{units}}}]}}"#);
+    let r = admin.put_raw(&path, &body("4.0")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["meals"][0]["on_hand"], 4);
+    let r = admin.put_raw(&path, &body("4.5")).await;
+    assert_json_error(&r, 422, "invalid_body");
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("units"), "names the field: {message}");
+}
+
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let node = Node::start_demo().await;

@@ -1,11 +1,13 @@
 //! Extractors that turn axum's rejections into our JSON errors: malformed
 //! JSON, unknown fields and wrong types are 400/422, oversized bodies 413,
-//! path segments that are not UTF-8 400.
+//! path segments that are not UTF-8 400. Integral floats (`3.0`) are read
+//! as integers, as JSON and JSON Schema define them.
 //!
 //! Messages say what was wrong with the caller's input in our words: the
 //! field path and the problem, never a library's type names, line/column
 //! positions or prefixes.
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -23,10 +25,62 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    payload_too_large()
+                } else {
+                    ApiError::bad_request("malformed_json", "the body could not be read as JSON")
+                }
+            })?;
+        let request = Request::from_parts(parts, Body::from(bytes.clone()));
+        match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(JsonRejection::JsonDataError(e)) => integral_floats_as_integers(&bytes)
+                .and_then(|fixed| axum::Json::<T>::from_bytes(&fixed).ok())
+                .map(|axum::Json(v)| Json(v))
+                .ok_or_else(|| json_rejection(JsonRejection::JsonDataError(e))),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// Largest magnitude below which every integer is exactly an `f64` (2^53).
+const EXACT_F64_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// JSON has one number type: `3.0` is the integer 3 (and JSON Schema's
+/// `integer` accepts it), but serde reads integer fields only from integer
+/// literals. When a body fails to decode, it is tried once more with its
+/// integral floats written as integers; `None` if it has none.
+fn integral_floats_as_integers(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !rewrite_integral_floats(&mut value) {
+        return None;
+    }
+    serde_json::to_vec(&value).ok()
+}
+
+/// Rewrites every integral float in `value`; whether there was one.
+fn rewrite_integral_floats(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < EXACT_F64_INTEGERS => {
+                // Exact: |f| < 2^53 and integral.
+                *value = Value::from(f as i64);
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| rewrite_integral_floats(v) | any),
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |any, v| rewrite_integral_floats(v) | any),
+        _ => false,
     }
 }
 
@@ -132,5 +186,24 @@ impl FromRequestParts<AppState> for Caller {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         Ok(state.verifier.verify_header(header)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_floats_become_integers() {
+        let fixed = integral_floats_as_integers(br#"{"a":[3.0,1.5,-2.0,1e2],"b":7}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(fixed).unwrap(),
+            r#"{"a":[3,1.5,-2,100],"b":7}"#
+        );
+        assert_eq!(
+            integral_floats_as_integers(br#"{"a":[1,1.5],"b":"3.0"}"#),
+            None
+        );
+        assert_eq!(integral_floats_as_integers(b"[1e300]"), None);
     }
 }

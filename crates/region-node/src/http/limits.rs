@@ -80,11 +80,10 @@ impl RateLimits {
     where
         K: Clone + Eq + std::hash::Hash,
     {
-        if self
-            .checks
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(SWEEP_EVERY_CHECKS)
-        {
+        // `is_multiple_of` is Rust 1.87; the workspace's rust-version is 1.80.
+        #[allow(clippy::manual_is_multiple_of)]
+        let sweep = self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY_CHECKS == 0;
+        if sweep {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
