@@ -228,7 +228,8 @@ async fn one_caller_may_hold_only_so_many_websockets() {
     let _two = WsClient::connect(&node, Some(&alice)).await;
     match WsClient::try_connect(&node, Some(&alice)).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 429)
+            assert_eq!(resp.status().as_u16(), 429);
+            assert!(resp.headers().contains_key("retry-after"));
         }
         Err(e) => panic!("expected a 429 refusal, got {e}"),
         Ok(_) => panic!("a third connection for alice was accepted"),

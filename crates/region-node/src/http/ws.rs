@@ -49,6 +49,10 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_PROTOCOL: u16 = 1002;
+/// `Retry-After` when a caller already holds its connections: one of them
+/// has to close first, which the node cannot foresee; a few seconds keeps
+/// a looping client from spinning.
+const CALLER_FULL_RETRY_SECS: i64 = 5;
 /// Private-use close code (RFC 6455 §7.4.2): the token expired; connect
 /// again with a fresh one.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -175,7 +179,7 @@ pub async fn upgrade(
     if let Some(h) = headers.get(header::AUTHORIZATION) {
         let caller = app.verifier.verify_header(h.to_str().ok())?;
         auth.set(&app, caller.0)
-            .map_err(|r| ApiError::new(StatusCode::TOO_MANY_REQUESTS, r.code, r.message))?;
+            .map_err(|r| ApiError::too_many(r.code, r.message, CALLER_FULL_RETRY_SECS))?;
     }
     let limits = app.config.ws.clone();
     let Some(slot) = Slot::take(&app.ws_connections, limits.max_connections) else {
