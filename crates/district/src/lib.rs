@@ -230,7 +230,8 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         | Event::MealStockReserved { .. }
         | Event::MealStockReleased { .. }
         | Event::MealUnitsExpired { .. }
-        | Event::StockMovementRecorded { .. } => stock::evolve(state, event, rec),
+        | Event::StockMovementRecorded { .. }
+        | Event::MealUnitPlacedForOrder { .. } => stock::evolve(state, event, rec),
         Event::OrderPlaced { .. }
         | Event::OrderCancelled { .. }
         | Event::OrderPickedUp { .. }

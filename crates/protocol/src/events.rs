@@ -200,6 +200,18 @@ pub enum Event {
         order_id: OrderId,
         reason: String,
     },
+    /// A kitchen put one unit of a meal in the fridge for one order (a plan
+    /// day): on hand +1, reserved for that order, as a lot of its own with
+    /// its own best-before. That unit, not the oldest on the shelf, is the
+    /// one the order's pickup takes; it goes back on sale only if the order
+    /// releases it (unclaimed), with its own best-before. (Placements
+    /// recorded before this variant existed are a `MealStockUpdated` plus a
+    /// `MealStockReserved`; those records stay as they are.)
+    MealUnitPlacedForOrder {
+        order_id: OrderId,
+        fridge_id: FridgeId,
+        meal_id: MealId,
+    },
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -260,7 +272,8 @@ impl Event {
             | Event::PaymentResultRecorded { order_id, .. }
             | Event::OrderPickedUp { order_id }
             | Event::OrderUnclaimed { order_id }
-            | Event::OrderFlagged { order_id, .. } => StreamId::Order(order_id.clone()),
+            | Event::OrderFlagged { order_id, .. }
+            | Event::MealUnitPlacedForOrder { order_id, .. } => StreamId::Order(order_id.clone()),
             Event::FridgeTelemetryReceived { fridge_id, .. }
             | Event::DoorPickupRefused { fridge_id, .. } => StreamId::Telemetry(fridge_id.clone()),
             Event::FridgeStatusChanged { fridge_id, .. }
@@ -305,6 +318,7 @@ impl Event {
             Event::StockMovementRecorded { .. } => "StockMovementRecorded",
             Event::OrderFlagged { .. } => "OrderFlagged",
             Event::DoorPickupRefused { .. } => "DoorPickupRefused",
+            Event::MealUnitPlacedForOrder { .. } => "MealUnitPlacedForOrder",
             Event::Schedule(e) => e.kind(),
         }
     }

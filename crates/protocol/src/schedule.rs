@@ -128,6 +128,11 @@ pub enum WithdrawReason {
     /// The day passed its cutoff before it could become an order (the
     /// payment came late, the meal or the fridge left the catalog).
     NotDelivered,
+    /// The kitchen did not place the meal in the fridge by the end of its
+    /// delivery day.
+    NotProduced,
+    /// The fridge was quarantined or offline on the delivery day.
+    FridgeUnavailable,
 }
 
 /// One prepaid day of a billing period and its price.

@@ -30,7 +30,7 @@ use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
 use crate::calendar::Calendar;
 use crate::plan::{canonical_days, earliest_effective, Plan};
 use crate::state::{ChargeStatus, ScheduleState, Stage};
-use crate::{local_date, Catalog, Policy, ScheduleError};
+use crate::{local_date, pickup_deadline, Catalog, Policy, ScheduleError};
 
 /// Deterministic id of the `generation`-th order for a plan day (0 = first).
 pub fn order_id(plan_id: &PlanId, date: NaiveDate, generation: usize) -> OrderId {
@@ -97,6 +97,17 @@ pub fn create_plan(
         return Err(ScheduleError::AfterCutoff { earliest });
     }
     let currency = check_terms(catalog, &terms, None)?;
+    if !catalog.fridge_takes_orders(&terms.fridge_id) {
+        return Err(ScheduleError::FridgeUnavailable(terms.fridge_id));
+    }
+    if let Some(existing) =
+        overlapping_plan(state, &customer, &terms, spec.start_date, spec.end_date)
+    {
+        return Err(ScheduleError::OverlappingPlan {
+            existing: existing.plan_id.clone(),
+            fridge_id: terms.fridge_id,
+        });
+    }
     Ok(vec![ScheduleEvent::PlanCreated {
         plan_id,
         customer,
@@ -106,6 +117,38 @@ pub fn create_plan(
         currency,
         payment_method: spec.payment_method,
     }])
+}
+
+/// A plan of the same customer that would deliver at the same fridge on a
+/// day the new terms deliver too, from `start` to `end` (a second plan
+/// would charge twice for one lunch).
+fn overlapping_plan<'a>(
+    state: &'a ScheduleState,
+    customer: &str,
+    terms: &PlanTerms,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Option<&'a Plan> {
+    let ids = state.customer_plans.get(customer)?;
+    ids.iter().filter_map(|id| state.plans.get(id)).find(|p| {
+        let mut d = start.max(p.start_date);
+        let Some(last) = p.last_day().map(|l| l.min(end)) else {
+            return false;
+        };
+        // Plans last at most MAX_PLAN_DAYS, so this loop is bounded.
+        while d <= last {
+            let weekday = u8::try_from(chrono::Datelike::weekday(&d).number_from_monday()).ok();
+            let new_delivers = weekday.is_some_and(|w| terms.days.iter().any(|x| x.weekday == w));
+            if new_delivers && p.meal_on(d).is_some_and(|(f, _)| *f == terms.fridge_id) {
+                return true;
+            }
+            match d.succ_opt() {
+                Some(n) => d = n,
+                None => break,
+            }
+        }
+        false
+    })
 }
 
 fn own_plan<'a>(
@@ -213,11 +256,14 @@ pub fn change_plan(
         .cloned()
         .ok_or_else(|| ScheduleError::WrongState("the plan has no terms".into()))?;
     let terms = PlanTerms {
-        fridge_id: change.fridge_id.unwrap_or(current.fridge_id),
+        fridge_id: change.fridge_id.unwrap_or(current.fridge_id.clone()),
         days: change.days.map(canonical_days).unwrap_or(current.days),
         paused: change.paused.unwrap_or(current.paused),
     };
     check_terms(catalog, &terms, Some(&plan.currency))?;
+    if terms.fridge_id != current.fridge_id && !catalog.fridge_takes_orders(&terms.fridge_id) {
+        return Err(ScheduleError::FridgeUnavailable(terms.fridge_id));
+    }
     let mut next = plan.clone();
     next.apply_change(from, terms.clone(), end_date);
     let mut events = vec![ScheduleEvent::PlanChanged {
@@ -527,9 +573,46 @@ fn lapsed_days(state: &ScheduleState, now: DateTime<Utc>, policy: &Policy) -> Ve
         .collect()
 }
 
+/// Orders the kitchen has not placed in the fridge that can no longer be
+/// delivered are withdrawn and credited: those whose delivery day has ended
+/// (`NotProduced`), and today's at a fridge that is quarantined or offline
+/// (`FridgeUnavailable`). Whatever stage the kitchen reached: an order that
+/// never reached the fridge was not delivered.
+fn undeliverable(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Vec<ScheduleEvent> {
+    let today = local_date(now, policy);
+    state
+        .orders
+        .values()
+        .filter(|o| o.date <= today)
+        .filter_map(|o| {
+            let reason = if o.date < today {
+                WithdrawReason::NotProduced
+            } else if !catalog.fridge_takes_orders(&o.fridge_id) {
+                WithdrawReason::FridgeUnavailable
+            } else {
+                return None;
+            };
+            let stage = o.stage(catalog);
+            (stage < Stage::Available).then(|| ScheduleEvent::OrderWithdrawn {
+                order_id: o.order_id.clone(),
+                plan_id: o.plan_id.clone(),
+                customer: o.customer.clone(),
+                credit: o.price,
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// The periodic job: charges due, the orders due once those are recorded,
-/// and credits for prepaid days that lapsed. Idempotent: a second call on
-/// the state after the first's events returns nothing.
+/// credits for prepaid days that lapsed and for orders that can no longer
+/// be delivered. Idempotent: a second call on the state after the first's
+/// events returns nothing.
 pub fn tick(
     state: &ScheduleState,
     catalog: &dyn Catalog,
@@ -548,6 +631,7 @@ pub fn tick(
         events.extend(orders_due(&next, catalog, now, policy));
     }
     events.extend(lapsed_days(state, now, policy));
+    events.extend(undeliverable(state, catalog, now, policy));
     events
 }
 
@@ -575,6 +659,14 @@ pub fn record_charge(
 /// (randomness is the caller's). Orders at or past `stage` in the district's
 /// order book (picked up and unclaimed ones are past every stage) and
 /// withdrawn ones are left alone.
+///
+/// Placing in the fridge is allowed from the day before the delivery date
+/// until that day's pickup window closes (a meal placed earlier would pass
+/// its window before its day); the order stays reserved until then. Orders
+/// at a fridge that does not take meals now (quarantined, offline) are
+/// passed by, so one bad fridge does not hold back the kitchen's others;
+/// only when every order the event would place is at such a fridge is the
+/// event refused.
 pub fn kitchen_event(
     state: &ScheduleState,
     catalog: &dyn Catalog,
@@ -607,7 +699,19 @@ pub fn kitchen_event(
             .filter(|o| o.kitchen_id == *kitchen_id && o.date == spec.date)
             .collect(),
     };
+    let deadline = pickup_deadline(spec.date, policy);
+    if target == Stage::Available {
+        let first = spec.date.pred_opt().unwrap_or(spec.date);
+        if local_date(now, policy) < first || now >= deadline {
+            return Err(ScheduleError::OutsidePlacementWindow {
+                date: spec.date,
+                first,
+                closes: deadline,
+            });
+        }
+    }
     let mut events = vec![];
+    let mut unavailable: Option<FridgeId> = None;
     for o in selected {
         if spec.fridge_id.as_ref().is_some_and(|f| *f != o.fridge_id) {
             continue;
@@ -615,6 +719,10 @@ pub fn kitchen_event(
         let stage = o.stage(catalog);
         if stage >= target {
             continue; // Already there (or past it: picked up, unclaimed), or withdrawn.
+        }
+        if target == Stage::Available && !catalog.fridge_takes_orders(&o.fridge_id) {
+            unavailable.get_or_insert_with(|| o.fridge_id.clone());
+            continue;
         }
         let id = || o.order_id.clone();
         if stage < Stage::Prepared {
@@ -627,9 +735,12 @@ pub fn kitchen_event(
             events.push(ScheduleEvent::OrderAvailableForPicking {
                 order_id: id(),
                 pickup_code: pickup_code(),
-                pickup_deadline: now + policy.pickup_window,
+                pickup_deadline: deadline,
             });
         }
     }
-    Ok(events)
+    match unavailable {
+        Some(fridge_id) if events.is_empty() => Err(ScheduleError::FridgeUnavailable(fridge_id)),
+        _ => Ok(events),
+    }
 }

@@ -61,6 +61,9 @@ impl Catalog for Menu {
     fn has_fridge(&self, fridge_id: &str) -> bool {
         fridge_id == "f-lobby"
     }
+    fn fridge_takes_orders(&self, fridge_id: &str) -> bool {
+        self.has_fridge(fridge_id)
+    }
     fn has_kitchen(&self, kitchen_id: &str) -> bool {
         self.meals.values().any(|(k, _)| *k == kitchen_id)
     }
@@ -108,9 +111,37 @@ impl World {
         }
     }
 
-    /// Runs the job at `now`, pays every charge it asks for, runs it again
-    /// (the orders of paid weeks), and returns the new order ids.
+    /// The kitchens place every order of the day `now` is in (as they do
+    /// on a normal day; a refusal, e.g. after the pickup window, places
+    /// nothing).
+    fn kitchens_deliver(&mut self, now: DateTime<Utc>) {
+        let today = scheduler::local_date(now, &self.policy);
+        for kitchen in ["k-greens", "k-spice"] {
+            let spec = KitchenEventSpec {
+                stage: KitchenStage::PlacedInFridge,
+                date: today,
+                fridge_id: None,
+                order_ids: None,
+            };
+            if let Ok(e) = scheduler::kitchen_event(
+                &self.state,
+                &self.menu,
+                &KitchenId::from_static(kitchen),
+                &spec,
+                now,
+                &self.policy,
+                &mut || "123456".into(),
+            ) {
+                self.record(&e);
+            }
+        }
+    }
+
+    /// The kitchens deliver the day's orders, then the job runs at `now`,
+    /// pays every charge it asks for, runs again (the orders of paid
+    /// weeks); returns the new order ids.
     fn day_passes(&mut self, now: DateTime<Utc>) -> Vec<OrderId> {
+        self.kitchens_deliver(now);
         let events = scheduler::tick(&self.state, &self.menu, now, &self.policy);
         self.record(&events);
         let pending: Vec<ChargeId> = self
@@ -584,7 +615,9 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     let mut w = World::new();
     w.create("p", "pia", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
     w.day_passes(at(1, 10, 0));
-    w.day_passes(at(4, 6, 0)); // Wed 2 .. Mon 7 ordered; week of the 7th paid
+    for d in 2..=4 {
+        w.day_passes(at(d, 6, 0)); // Wed 2 .. Mon 7 ordered; week of the 7th paid
+    }
     let pause = |paused: bool, from: Option<NaiveDate>| PlanChange {
         paused: Some(paused),
         from,
@@ -604,8 +637,8 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     w.record(&e);
     assert_eq!(
         w.stage_on("p", day(4)).map(|s| s.1),
-        Some(Stage::Scheduled),
-        "Friday is kept"
+        Some(Stage::Available),
+        "Friday is kept (placed this morning)"
     );
     assert_eq!(w.stage_on("p", day(7)), None, "Monday's order withdrawn");
     assert_eq!(
@@ -683,6 +716,7 @@ fn orders_past_the_fridge_are_read_from_the_district() {
     let mut w = World::new();
     w.create("p", "pat", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
     w.day_passes(at(1, 10, 0)); // Wed 2 to Fri 4 ordered.
+                                // The kitchen places each meal on its eve.
     let place = |w: &World, d: u32| {
         let spec = KitchenEventSpec {
             stage: KitchenStage::PlacedInFridge,
@@ -695,13 +729,12 @@ fn orders_past_the_fridge_are_read_from_the_district() {
             &w.menu,
             &KitchenId::from_static("k-greens"),
             &spec,
-            at(2, 8, 0),
+            at(d - 1, 8, 0),
             &w.policy,
             &mut || "123456".into(),
         )
         .unwrap()
     };
-    // Wednesday: the kitchen places Thursday's and Friday's meals early.
     for d in [3, 4] {
         let e = place(&w, d);
         assert_eq!(e.len(), 3, "prepared, dispatched, available");

@@ -7,8 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
+use protocol::catalog::FridgeStatus;
 use protocol::orders::OrderStatus;
-use protocol::schedule::{CalendarDaySpec, KitchenEventSpec};
+use protocol::schedule::{CalendarDaySpec, KitchenEventSpec, KitchenStage};
 use protocol::{KitchenId, MealId};
 use rand::Rng;
 use serde::Deserialize;
@@ -183,10 +184,57 @@ pub async fn event(
         .filter_map(|id| state.orders().get(id))
         .map(|o| json!({"order_id": o.order_id, "status": o.status, "fridge_id": o.fridge_id}))
         .collect();
-    tracing::info!(%kitchen_id, stage = ?spec.stage, date = %spec.date, orders = orders.len(), "kitchen event");
+    let passed_by = passed_by(&state, &kitchen_id, &spec);
+    tracing::info!(%kitchen_id, stage = ?spec.stage, date = %spec.date, orders = orders.len(), passed_by = passed_by.len(), "kitchen event");
     Ok(axum::Json(
-        json!({"stage": spec.stage, "date": spec.date, "orders": orders}),
+        json!({"stage": spec.stage, "date": spec.date, "orders": orders, "passed_by": passed_by}),
     ))
+}
+
+/// The event's orders left where they were because their fridge does not
+/// take meals now (quarantined, offline): the kitchen keeps them, and the
+/// schedule withdraws and credits them if the fridge is still unavailable
+/// on their day.
+fn passed_by(
+    state: &DistrictState,
+    kitchen_id: &KitchenId,
+    spec: &KitchenEventSpec,
+) -> Vec<serde_json::Value> {
+    if spec.stage != KitchenStage::PlacedInFridge {
+        return vec![];
+    }
+    state
+        .schedule()
+        .orders
+        .values()
+        .filter(|o| o.kitchen_id == *kitchen_id && o.date == spec.date)
+        .filter(|o| spec.fridge_id.as_ref().is_none_or(|f| *f == o.fridge_id))
+        .filter(|o| {
+            spec.order_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&o.order_id))
+        })
+        .filter(|o| {
+            !state
+                .catalog()
+                .fridge_is(&o.fridge_id, FridgeStatus::Online)
+        })
+        .filter_map(|o| {
+            let status = state.orders().get(&o.order_id)?.status;
+            matches!(
+                status,
+                OrderStatus::Scheduled | OrderStatus::Prepared | OrderStatus::Dispatched
+            )
+            .then(|| {
+                json!({
+                    "order_id": o.order_id,
+                    "fridge_id": o.fridge_id,
+                    "status": status,
+                    "reason": "fridge_unavailable",
+                })
+            })
+        })
+        .collect()
 }
 
 /// `PUT /v1/admin/calendar/{date}`.

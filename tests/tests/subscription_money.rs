@@ -1,0 +1,491 @@
+//! Issue 17: subscriptions whose money always reconciles and whose food is
+//! never resold past its date. Each story reproduces one finding of the
+//! issue against the real binaries (node, payments, nats-server), moving
+//! the node's dev clock a day at a time.
+
+use chrono::NaiveDate;
+use larder_tests::*;
+use serde_json::{json, Value};
+
+const DAY_SECS: i64 = 24 * 3600;
+/// The dev config's change cutoff: 18:00 at UTC−5 is 23:00 UTC.
+const CUTOFF_UTC_HOUR: u32 = 23;
+
+/// A fridge, a meal stocked there and the meal's kitchen.
+#[derive(Clone, Copy)]
+struct Spot {
+    fridge: &'static str,
+    meal: &'static str,
+    kitchen: &'static str,
+    price: i64,
+}
+
+const SALAD: Spot = Spot {
+    fridge: "f-campus-martius",
+    meal: "m-greek-salad",
+    kitchen: "k-midtown-greens",
+    price: 1045,
+};
+
+/// Two fridges of one kitchen (its dal soup keeps 96 h).
+const DAL_LAFAYETTE: Spot = Spot {
+    fridge: "f-lafayette",
+    meal: "m-dal-soup",
+    kitchen: "k-eastern-spice",
+    price: 745,
+};
+const DAL_MARKET: Spot = Spot {
+    fridge: "f-eastern-market",
+    ..DAL_LAFAYETTE
+};
+
+struct System {
+    _nats: Nats,
+    _payments: Payments,
+    node: Node,
+}
+
+impl System {
+    async fn start() -> System {
+        let nats = Nats::start().await;
+        let payments = Payments::start(&nats, &[]).await;
+        let node = Node::start_with_nats(&nats, &[]).await;
+        step_off_the_cutoff(&node).await;
+        System {
+            _nats: nats,
+            _payments: payments,
+            node,
+        }
+    }
+}
+
+/// A story must not straddle the daily change cutoff: within a few minutes
+/// of it, move the node's clock past it first.
+async fn step_off_the_cutoff(node: &Node) {
+    use chrono::Timelike;
+    let now = node.clock_now().await;
+    let minutes_to_cutoff = (i64::from(CUTOFF_UTC_HOUR) * 60
+        - i64::from(now.hour() * 60 + now.minute()))
+    .rem_euclid(24 * 60);
+    if minutes_to_cutoff < 5 {
+        node.advance_clock((minutes_to_cutoff + 5) * 60).await;
+    }
+}
+
+async fn plans(customer: &Client) -> Value {
+    let r = customer.plans().await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+async fn today(customer: &Client) -> NaiveDate {
+    serde_json::from_value(plans(customer).await["today"].clone()).unwrap()
+}
+
+async fn earliest(customer: &Client) -> NaiveDate {
+    serde_json::from_value(plans(customer).await["earliest_change_date"].clone()).unwrap()
+}
+
+/// The first Monday to Friday on or after `date` (weekends do not work).
+fn weekday_on_or_after(mut date: NaiveDate) -> NaiveDate {
+    use chrono::Datelike;
+    while date.weekday().number_from_monday() > 5 {
+        date = date.succ_opt().unwrap();
+    }
+    date
+}
+
+/// `spot.meal` every day of the week at `spot.fridge` from `start` for
+/// three weeks.
+fn plan_body(spot: Spot, start: NaiveDate) -> Value {
+    let days: Vec<Value> = (1..=7)
+        .map(|w| json!({"weekday": w, "meal_id": spot.meal}))
+        .collect();
+    json!({
+        "fridge_id": spot.fridge,
+        "days": days,
+        "start_date": start,
+        "end_date": start + chrono::Duration::days(20),
+        "payment_method": "tok_visa",
+    })
+}
+
+async fn create_plan(customer: &Client, spot: Spot, start: NaiveDate) -> String {
+    let r = customer.create_plan(plan_body(spot, start)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["plan_id"].as_str().unwrap().to_string()
+}
+
+/// Moves the node's clock a day at a time until the district's local date
+/// is `date`.
+async fn advance_to(node: &Node, customer: &Client, date: NaiveDate) {
+    loop {
+        let today = today(customer).await;
+        assert!(today <= date, "already past {date} (today is {today})");
+        if today == date {
+            return;
+        }
+        node.advance_clock(DAY_SECS).await;
+    }
+}
+
+/// Moves the node's clock a day at a time until the order for `date` of
+/// the plan exists (`date` is within the days made ahead).
+async fn await_day_order(node: &Node, customer: &Client, plan: &str, date: NaiveDate) -> String {
+    loop {
+        let today = today(customer).await;
+        if date <= today + chrono::Duration::days(3) {
+            break;
+        }
+        node.advance_clock(DAY_SECS).await;
+    }
+    let order_id = format!("sub-{plan}-{date}");
+    await_order(customer, &order_id, "scheduled").await;
+    order_id
+}
+
+async fn credit(customer: &Client) -> i64 {
+    plans(customer).await["credit"].as_i64().unwrap()
+}
+
+/// Awaits an order of the customer's with this id and status.
+async fn await_order(customer: &Client, order_id: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..(PAYMENT_DEADLINE.as_millis() / POLL_STEP.as_millis()) {
+        let r = customer.get(&format!("/v1/orders/{order_id}")).await;
+        if r.body["status"] == status {
+            return r.body;
+        }
+        last = r.body;
+        tokio::time::sleep(POLL_STEP).await;
+    }
+    panic!("order {order_id} never reached {status}; last: {last}");
+}
+
+/// Finding 1: the kitchen placed a fresh unit for Carol's plan day in a
+/// fridge whose other units of that meal have passed their best-before.
+/// Her pickup takes the unit placed for her, so the expired ones stay
+/// withheld: nothing is for sale, and a new order for the meal is refused.
+#[tokio::test]
+async fn a_plan_pickup_takes_the_unit_placed_for_it_and_never_puts_an_expired_one_on_sale() {
+    let sys = System::start().await;
+    let spot = SALAD;
+    let admin = sys.node.admin();
+    let r = admin.set_stock(spot.fridge, &[(spot.meal, 3)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A plan day three days out: by then the three units (48 h) expired.
+    let carol = sys.node.as_role("customer", "carol");
+    let start = earliest(&carol).await;
+    let day = weekday_on_or_after(start + chrono::Duration::days(3));
+    let plan = create_plan(&carol, spot, start).await;
+    let order_id = await_day_order(&sys.node, &carol, &plan, day).await;
+    advance_to(&sys.node, &carol, day).await;
+    eventually("the stocked units expired", PAYMENT_DEADLINE, || async {
+        sys.node.available(spot.fridge, spot.meal).await == 0
+    })
+    .await;
+
+    let kitchen = sys.node.kitchen(spot.kitchen);
+    let r = kitchen
+        .kitchen_event(spot.kitchen, "placed_in_fridge", &day.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = await_order(&carol, &order_id, "available").await;
+    assert_eq!(sys.node.available(spot.fridge, spot.meal).await, 0);
+    assert!(order.get("hold_until").is_none(), "prepaid: {order}");
+
+    let pos = sys.node.as_role("pos", "pos-1");
+    let code = order["pickup_code"].as_str().unwrap();
+    let r = pos.pickup(&order_id, code).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    await_order(&carol, &order_id, "picked_up").await;
+
+    assert_eq!(
+        sys.node.available(spot.fridge, spot.meal).await,
+        0,
+        "an expired unit is back on sale"
+    );
+    let r = pos
+        .order(spot.fridge, &[(spot.meal, 1)], "tok_visa", None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "insufficient_stock"),
+        "{}",
+        r.body
+    );
+}
+
+/// Finding 2: the kitchen prepared Dan's meal but never placed it in the
+/// fridge. Once its day is over the order is withdrawn with a reason and
+/// its price credited; it no longer counts on the prep report.
+#[tokio::test]
+async fn a_paid_plan_meal_not_produced_by_its_day_is_withdrawn_and_credited() {
+    let sys = System::start().await;
+    let spot = SALAD;
+    let dan = sys.node.as_role("customer", "dan");
+    let start = earliest(&dan).await;
+    let day = weekday_on_or_after(start);
+    let plan = create_plan(&dan, spot, start).await;
+    let order_id = await_day_order(&sys.node, &dan, &plan, day).await;
+    let kitchen = sys.node.kitchen(spot.kitchen);
+    let r = kitchen
+        .kitchen_event(spot.kitchen, "prepared", &day.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    await_order(&dan, &order_id, "prepared").await;
+    assert_eq!(credit(&dan).await, 0);
+
+    advance_to(&sys.node, &dan, day.succ_opt().unwrap()).await;
+    let order = await_order(&dan, &order_id, "cancelled").await;
+    assert_eq!(
+        order["withdrawn"],
+        json!({"reason": "not_produced", "credited": spot.price}),
+        "{order}"
+    );
+    assert_eq!(credit(&dan).await, spot.price);
+    let prep = kitchen.prep(spot.kitchen, &day.to_string()).await;
+    assert_eq!(prep.body["total_subscription_units"], 0, "{}", prep.body);
+    // Nothing left to move: the kitchen's late event changes nothing.
+    let r = kitchen
+        .kitchen_event(spot.kitchen, "dispatched", &day.to_string())
+        .await;
+    assert_eq!(r.body["orders"], json!([]), "{}", r.body);
+}
+
+/// Six units scanned, then twenty minutes at 9.5 °C up to the node's now:
+/// the fridge is quarantined.
+async fn quarantine(node: &Node, fridge_id: &str) {
+    let mut fridge = demo_fridge(fridge_id);
+    let now = node.clock_now().await;
+    let counts: fridge_sim::MealCounts = [(protocol::MealId::from_static("m-kale-caesar"), 6)]
+        .into_iter()
+        .collect();
+    let mut reports = vec![fridge.scan_report(now - chrono::TimeDelta::minutes(21), &counts)];
+    for i in 0..20 {
+        reports.push(fridge.temperature_report(now - chrono::TimeDelta::minutes(19 - i), 9_500));
+    }
+    let batch = fridge
+        .sign(reports, now, &fridge_sim::SignOptions::default())
+        .unwrap();
+    let r = node.telemetry(&batch).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    eventually("quarantine", PAYMENT_DEADLINE, || async {
+        let catalog = node.catalog(42.3314, -83.0458, 20_000).await;
+        catalog["fridges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f["fridge_id"] == fridge_id && f["status"] == "quarantined")
+    })
+    .await;
+}
+
+/// Finding 3: Erin's fridge is quarantined the day before her meal, Finn's
+/// (same kitchen) is fine. A new plan for Erin's fridge is refused with a
+/// 409; the kitchen's placement serves Finn and passes Erin's order by; on
+/// the day Erin's order is withdrawn and credited.
+#[tokio::test]
+async fn a_quarantined_fridge_takes_no_plans_and_does_not_block_the_kitchens_other_fridges() {
+    let sys = System::start().await;
+    let erin = sys.node.as_role("customer", "erin");
+    let finn = sys.node.as_role("customer", "finn");
+    let start = earliest(&erin).await;
+    let day = weekday_on_or_after(start);
+    let erin_plan = create_plan(&erin, DAL_LAFAYETTE, start).await;
+    let finn_plan = create_plan(&finn, DAL_MARKET, start).await;
+    let erin_order = await_day_order(&sys.node, &erin, &erin_plan, day).await;
+    let finn_order = format!("sub-{finn_plan}-{day}");
+    await_order(&finn, &finn_order, "scheduled").await;
+    advance_to(
+        &sys.node,
+        &erin,
+        day.pred_opt().unwrap().max(today(&erin).await),
+    )
+    .await;
+
+    quarantine(&sys.node, DAL_LAFAYETTE.fridge).await;
+    let gina = sys.node.as_role("customer", "gina");
+    let seq = sys.node.log_seq().await;
+    let r = gina
+        .create_plan(plan_body(DAL_LAFAYETTE, earliest(&gina).await))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "fridge_unavailable"),
+        "{}",
+        r.body
+    );
+    assert_eq!(sys.node.log_seq().await, seq, "nothing was recorded");
+
+    let kitchen = sys.node.kitchen(DAL_LAFAYETTE.kitchen);
+    let r = kitchen
+        .kitchen_event(DAL_LAFAYETTE.kitchen, "placed_in_fridge", &day.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["passed_by"][0]["order_id"],
+        erin_order.as_str(),
+        "{}",
+        r.body
+    );
+    await_order(&finn, &finn_order, "available").await;
+    let order = await_order(&erin, &erin_order, "scheduled").await;
+    assert!(order.get("pickup_code").is_none(), "{order}");
+    // Only Erin's fridge asked for: refused, nothing changes.
+    let r = kitchen
+        .post(
+            &format!("/v1/kitchens/{}/events", DAL_LAFAYETTE.kitchen),
+            json!({"stage": "placed_in_fridge", "date": day, "fridge_id": DAL_LAFAYETTE.fridge}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "fridge_unavailable"),
+        "{}",
+        r.body
+    );
+
+    // Still quarantined on the day: withdrawn and credited.
+    advance_to(&sys.node, &erin, day).await;
+    let order = await_order(&erin, &erin_order, "cancelled").await;
+    assert_eq!(
+        order["withdrawn"],
+        json!({"reason": "fridge_unavailable", "credited": DAL_LAFAYETTE.price}),
+        "{order}"
+    );
+    assert_eq!(credit(&erin).await, DAL_LAFAYETTE.price);
+    assert_eq!(credit(&finn).await, 0);
+}
+
+/// Finding 4: a meal may be placed only from the eve of its day, and it is
+/// reserved until the end of that day's pickup window (21:00 local, UTC−5
+/// in the dev config), not for four hours from placement.
+#[tokio::test]
+async fn plan_meals_are_placed_on_their_eve_or_day_and_wait_until_the_pickup_window_closes() {
+    let sys = System::start().await;
+    let spot = SALAD;
+    let hana = sys.node.as_role("customer", "hana");
+    let start = earliest(&hana).await;
+    let plan = create_plan(&hana, spot, start).await;
+    // A day at least two days after the day its order is made.
+    let mut day = weekday_on_or_after(start + chrono::Duration::days(2));
+    let order_id = loop {
+        let order_id = await_day_order(&sys.node, &hana, &plan, day).await;
+        if today(&hana).await + chrono::Duration::days(2) <= day {
+            break order_id;
+        }
+        day = weekday_on_or_after(day.succ_opt().unwrap());
+    };
+    let kitchen = sys.node.kitchen(spot.kitchen);
+    let seq = sys.node.log_seq().await;
+    let r = kitchen
+        .kitchen_event(spot.kitchen, "placed_in_fridge", &day.to_string())
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "outside_placement_window"),
+        "{}",
+        r.body
+    );
+    assert_eq!(sys.node.log_seq().await, seq, "nothing was recorded");
+
+    advance_to(&sys.node, &hana, day.pred_opt().unwrap()).await;
+    let r = kitchen
+        .kitchen_event(spot.kitchen, "placed_in_fridge", &day.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = await_order(&hana, &order_id, "available").await;
+    let closes = day
+        .succ_opt()
+        .unwrap()
+        .and_hms_opt(2, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert_eq!(order["pickup_deadline"], json!(closes), "{order}");
+
+    // Past the window: unclaimed.
+    let now = sys.node.clock_now().await;
+    sys.node
+        .advance_clock((closes - now).num_seconds() + 60)
+        .await;
+    let order = await_order(&hana, &order_id, "unclaimed").await;
+    assert!(order.get("pickup_code").is_none(), "{order}");
+}
+
+/// Finding 10, small ones: a week with nothing to charge is not shown as
+/// `paid`, and restarting a `--dev-clock` node keeps its clock (the plan
+/// does not flip back in time).
+#[tokio::test]
+async fn a_week_with_nothing_due_is_not_paid_and_a_dev_clock_survives_a_restart() {
+    let mut node = Node::start(&["--demo", "--dev-clock"]).await;
+    step_off_the_cutoff(&node).await;
+    let ivy = node.as_role("customer", "ivy");
+    // Weekend meals only: weekends do not work, so nothing is due.
+    let mut saturday = earliest(&ivy).await;
+    while chrono::Datelike::weekday(&saturday) != chrono::Weekday::Sat {
+        saturday = saturday.succ_opt().unwrap();
+    }
+    let body = json!({
+        "fridge_id": SALAD.fridge,
+        "days": [{"weekday": 6, "meal_id": SALAD.meal}, {"weekday": 7, "meal_id": SALAD.meal}],
+        "start_date": saturday,
+        "end_date": saturday.succ_opt().unwrap(),
+        "payment_method": "tok_visa",
+    });
+    let r = ivy.create_plan(body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let eve = (saturday - chrono::Duration::days(3)).max(today(&ivy).await);
+    advance_to(&node, &ivy, eve).await;
+    eventually("the week's charge", PAYMENT_DEADLINE, || async {
+        plans(&ivy).await["plans"][0]["charges"][0]["status"] == "nothing_due"
+    })
+    .await;
+
+    let before = node.clock_now().await;
+    node.restart().await;
+    assert!(node.clock_now().await >= before, "the dev clock went back");
+    let ivy = node.as_role("customer", "ivy");
+    assert_eq!(today(&ivy).await, eve);
+}
+
+/// Finding 7: the same plan twice (say, a double tap without an
+/// Idempotency-Key) is refused, as is any plan that shares a delivery day
+/// at the same fridge: it would charge twice for one lunch. A plan at
+/// another fridge is fine.
+#[tokio::test]
+async fn an_overlapping_plan_at_the_same_fridge_is_refused() {
+    let node = Node::start(&["--demo", "--dev-clock"]).await;
+    step_off_the_cutoff(&node).await;
+    let jo = node.as_role("customer", "jo");
+    let start = earliest(&jo).await;
+    let first = create_plan(&jo, SALAD, start).await;
+    let seq = node.log_seq().await;
+    let r = jo.create_plan(plan_body(SALAD, start)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "overlapping_plan"),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["plan_id"], first.as_str(), "{}", r.body);
+    let later = plan_body(SALAD, start + chrono::Duration::days(10));
+    assert_eq!(jo.create_plan(later).await.code(), "overlapping_plan");
+    assert_eq!(node.log_seq().await, seq, "nothing was recorded");
+
+    create_plan(&jo, DAL_MARKET, start).await;
+    // Mondays only: still a day the first plan delivers.
+    let mut other_days = plan_body(SALAD, start);
+    other_days["days"] = json!([{"weekday": 1, "meal_id": SALAD.meal}]);
+    let r = jo.create_plan(other_days).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "overlapping_plan"),
+        "{}",
+        r.body
+    );
+    // Someone else's plan at the same fridge is theirs.
+    let kim = node.as_role("customer", "kim");
+    create_plan(&kim, SALAD, start).await;
+}
