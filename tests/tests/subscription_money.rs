@@ -489,3 +489,108 @@ async fn an_overlapping_plan_at_the_same_fridge_is_refused() {
     let kim = node.as_role("customer", "kim");
     create_plan(&kim, SALAD, start).await;
 }
+
+const KALE: Spot = Spot {
+    fridge: "f-campus-martius",
+    meal: "m-kale-caesar",
+    kitchen: "k-midtown-greens",
+    price: 1095,
+};
+const OATS_PRICE: i64 = 595;
+
+fn weekday_number(date: NaiveDate) -> u32 {
+    chrono::Datelike::weekday(&date).number_from_monday()
+}
+
+/// Finding 5: Lou swaps one day of a week already paid, before that day's
+/// order is made, from kale caesar (1,095) to overnight oats (595). The
+/// price is the new meal's, and the difference is credited — as it would
+/// be if she swapped after the order was made.
+#[tokio::test]
+async fn a_swap_costs_the_new_price_whenever_it_is_made() {
+    let sys = System::start().await;
+    let lou = sys.node.as_role("customer", "lou");
+    let start = earliest(&lou).await;
+    let plan = create_plan(&lou, KALE, start).await;
+    // A weekday in a paid week, past the days already made (three ahead):
+    // the day after the horizon when the horizon is Monday to Thursday.
+    let day = loop {
+        let horizon = today(&lou).await + chrono::Duration::days(3);
+        if horizon >= start && weekday_number(horizon) <= 4 {
+            let order = format!("sub-{plan}-{horizon}");
+            await_order(&lou, &order, "scheduled").await;
+            break horizon.succ_opt().unwrap();
+        }
+        sys.node.advance_clock(DAY_SECS).await;
+    };
+    let swapped: Vec<Value> = (1..=7)
+        .map(|w| {
+            let meal = if w == weekday_number(day) {
+                "m-overnight-oats"
+            } else {
+                KALE.meal
+            };
+            json!({"weekday": w, "meal_id": meal})
+        })
+        .collect();
+    let r = lou
+        .change_plan(&plan, json!({"days": swapped, "from": day}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    sys.node.advance_clock(DAY_SECS).await;
+    let order = await_order(&lou, &format!("sub-{plan}-{day}"), "scheduled").await;
+    assert_eq!(order["total"], OATS_PRICE, "{order}");
+    assert_eq!(credit(&lou).await, KALE.price - OATS_PRICE);
+}
+
+/// Finding 6: Mo adds a day to a week already paid; it is made from her
+/// credit, which goes negative. Her plan then ends: the debt is collected
+/// with a final charge instead of staying on the books forever.
+#[tokio::test]
+async fn a_debt_left_when_a_plan_ends_is_collected_with_a_final_charge() {
+    let sys = System::start().await;
+    let mo = sys.node.as_role("customer", "mo");
+    // A one-day plan on a Monday to Thursday, so the next day is a working
+    // day of the same (paid) week.
+    let mut start = earliest(&mo).await;
+    while weekday_number(start) > 4 {
+        start = start.succ_opt().unwrap();
+    }
+    let mut body = plan_body(KALE, start);
+    body["end_date"] = json!(start);
+    let r = mo.create_plan(body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let plan = r.body["plan_id"].as_str().unwrap().to_string();
+    await_day_order(&sys.node, &mo, &plan, start).await;
+
+    let next = start.succ_opt().unwrap();
+    let r = mo.change_plan(&plan, json!({"end_date": next})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    await_day_order(&sys.node, &mo, &plan, next).await;
+    assert_eq!(credit(&mo).await, -KALE.price, "made from the credit");
+    // Both meals are delivered (an order not produced would be credited).
+    advance_to(&sys.node, &mo, start).await;
+    let kitchen = sys.node.kitchen(KALE.kitchen);
+    for date in [start, next] {
+        let r = kitchen
+            .kitchen_event(KALE.kitchen, "placed_in_fridge", &date.to_string())
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        await_order(&mo, &format!("sub-{plan}-{date}"), "available").await;
+    }
+
+    // The plan ends; nothing will charge again: the debt is collected.
+    advance_to(&sys.node, &mo, next.succ_opt().unwrap()).await;
+    eventually("the debt collected", PAYMENT_DEADLINE, || async {
+        credit(&mo).await == 0
+    })
+    .await;
+    let plans = plans(&mo).await;
+    let charges = plans["plans"][0]["charges"].as_array().unwrap();
+    let last = charges.last().unwrap();
+    assert_eq!(
+        (&last["debt_collected"], &last["amount"], &last["status"]),
+        (&json!(KALE.price), &json!(KALE.price), &json!("paid")),
+        "{plans}"
+    );
+}

@@ -10,7 +10,11 @@
 //!   it is credited at its paid price;
 //! - a day made again after it was credited, or added to an already paid
 //!   week, is drawn from the credit (which may go negative and is then
-//!   collected with the next charge).
+//!   collected with the next charge, or, when no plan of the customer will
+//!   be charged again, with a final charge of its own);
+//! - a prepaid day whose meal is swapped is credited at the price paid and
+//!   made again at the new price, so a swap costs the difference whenever
+//!   it is made.
 //!
 //! Materialisation: every tick makes an order for each plan day in
 //! `[earliest effective date, today + days_ahead]` that the plan delivers,
@@ -177,7 +181,8 @@ fn effective_from(
 }
 
 /// Withdraws the plan's unproduced orders and credits its prepaid days from
-/// `from` on wherever `next` no longer delivers the same thing.
+/// `from` on wherever `next` no longer delivers the same thing (a day that
+/// still delivers, another meal, is made again at that meal's price).
 fn settle_from(
     state: &ScheduleState,
     catalog: &dyn Catalog,
@@ -208,7 +213,10 @@ fn settle_from(
         if *pid != plan.plan_id {
             break;
         }
-        if next.meal_on(*date).is_none() {
+        // A prepaid day whose meal changes is credited at the price paid and
+        // made again at the new meal's price from the credit, so a swap
+        // costs the difference whenever it is made.
+        if next.meal_on(*date) != plan.meal_on(*date) {
             events.push(ScheduleEvent::DayCredited {
                 plan_id: plan.plan_id.clone(),
                 customer: plan.customer.clone(),
@@ -497,6 +505,63 @@ fn charges_due(
             }
             week += Duration::days(7);
         }
+    }
+    events.extend(final_charges(state, earliest, now + policy.charge_deadline));
+    events
+}
+
+/// A customer who owes (credit below zero: days made again after they were
+/// credited, or added to a week already paid) and none of whose plans will
+/// be charged again is charged the debt once: a charge with no days, under
+/// the plan that ends last, for the week after its end (an id no weekly
+/// charge of that plan can have). Nothing is charged while another of the
+/// customer's charges is pending.
+fn final_charges(
+    state: &ScheduleState,
+    earliest: NaiveDate,
+    deadline: DateTime<Utc>,
+) -> Vec<ScheduleEvent> {
+    let mut events = vec![];
+    for (customer, plan_ids) in &state.customer_plans {
+        let debt = -state.credit(customer);
+        if debt <= 0 {
+            continue;
+        }
+        let plans: Vec<&Plan> = plan_ids
+            .iter()
+            .filter_map(|id| state.plans.get(id))
+            .collect();
+        let charging = plans
+            .iter()
+            .any(|p| p.last_day().is_some_and(|last| last >= earliest));
+        let pending = state
+            .charges
+            .values()
+            .any(|c| c.customer == *customer && c.status == ChargeStatus::Pending);
+        let last = plans
+            .iter()
+            .max_by_key(|p| (p.last_day().unwrap_or(p.start_date), p.plan_id.clone()));
+        let (Some(plan), false, false) = (last, charging, pending) else {
+            continue;
+        };
+        let after = period_start(plan.last_day().unwrap_or(plan.start_date)) + Duration::days(7);
+        let id = charge_id(&plan.plan_id, after);
+        if state.charges.contains_key(&id) {
+            continue; // Collected, or declined (not retried).
+        }
+        events.push(ScheduleEvent::ChargeRequested {
+            charge_id: id,
+            plan_id: plan.plan_id.clone(),
+            customer: customer.clone(),
+            period_start: after,
+            days: vec![],
+            gross: 0,
+            credit_applied: -debt,
+            amount: debt,
+            currency: plan.currency.clone(),
+            payment_method: plan.payment_method.clone(),
+            deadline,
+        });
     }
     events
 }

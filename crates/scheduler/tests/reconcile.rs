@@ -5,7 +5,9 @@
 //!
 //!   cash charged = picked up + unclaimed + credit (negative: debt) + refunded
 //!
-//! (refunds to the card do not exist yet: 0), and no order stays
+//! (refunds to the card do not exist yet: 0), nobody owes anything unless a
+//! charge of theirs was declined (a debt is collected with a final charge
+//! once no plan will charge again), and no order stays
 //! `scheduled`, `prepared` or `dispatched` after its date, no prepaid day
 //! stays unresolved. Pure: the district's order book is a map fed from the
 //! same events, the clock is a value.
@@ -410,6 +412,8 @@ proptest! {
             let cash = m.cash.get(customer).copied().unwrap_or(0);
             let credit = m.state.credit(customer);
             let refunded = 0;
+            let declined = m.state.charges.values().any(|c| c.customer == customer && c.status == ChargeStatus::Declined);
+            prop_assert!(credit >= 0 || declined, "{} still owes {} after every plan ended", customer, -credit);
             prop_assert_eq!(
                 cash,
                 delivered + credit + refunded,

@@ -45,9 +45,10 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
                 "gross": c.gross,
                 "credit_applied": c.credit_applied,
                 "amount": c.amount,
+                "debt_collected": (-c.credit_applied).max(0),
                 "status": match c.status {
                     // Nothing went to the card: say why instead of "paid".
-                    ChargeStatus::Paid if c.gross == 0 => "nothing_due",
+                    ChargeStatus::Paid if c.amount == 0 && c.gross == 0 => "nothing_due",
                     ChargeStatus::Paid if c.amount == 0 => "covered_by_credit",
                     ChargeStatus::Pending => "pending",
                     ChargeStatus::Paid => "paid",
