@@ -331,6 +331,14 @@ async fn a_quarantined_fridge_takes_no_plans_and_does_not_block_the_kitchens_oth
         r.body
     );
     await_order(&finn, &finn_order, "available").await;
+    // The prep report tells the kitchen which fridge cannot take meals.
+    let prep = kitchen.prep(DAL_LAFAYETTE.kitchen, &day.to_string()).await;
+    assert_eq!(
+        prep.body["unavailable_fridges"],
+        json!([{"fridge_id": DAL_LAFAYETTE.fridge, "status": "quarantined"}]),
+        "{}",
+        prep.body
+    );
     let order = await_order(&erin, &erin_order, "scheduled").await;
     assert!(order.get("pickup_code").is_none(), "{order}");
     // Only Erin's fridge asked for: refused, nothing changes.
@@ -582,9 +590,14 @@ async fn a_debt_left_when_a_plan_ends_is_collected_with_a_final_charge() {
     // The plan ends; nothing will charge again: the debt is collected.
     advance_to(&sys.node, &mo, next.succ_opt().unwrap()).await;
     eventually("the debt collected", PAYMENT_DEADLINE, || async {
-        credit(&mo).await == 0
+        let plans = plans(&mo).await;
+        let charges = plans["plans"][0]["charges"].as_array().cloned();
+        charges
+            .and_then(|c| c.last().cloned())
+            .is_some_and(|c| c["status"] == "paid" && c["debt_collected"] != 0)
     })
     .await;
+    assert_eq!(credit(&mo).await, 0);
     let plans = plans(&mo).await;
     let charges = plans["plans"][0]["charges"].as_array().unwrap();
     let last = charges.last().unwrap();
@@ -593,4 +606,116 @@ async fn a_debt_left_when_a_plan_ends_is_collected_with_a_final_charge() {
         (&json!(KALE.price), &json!(KALE.price), &json!("paid")),
         "{plans}"
     );
+}
+
+/// Finding 9: what operators see. One plan by id (its owner or an admin),
+/// the admin list with customer, status, paid-through date and balance,
+/// withdrawn orders with their reason, what a cancellation credited, the
+/// calendar over a range, and closed days marked in the prep report.
+#[tokio::test]
+async fn operators_see_plans_balances_reasons_and_the_calendar() {
+    let sys = System::start().await;
+    let spot = SALAD;
+    let admin = sys.node.admin();
+    let nia = sys.node.as_role("customer", "nia");
+    let start = earliest(&nia).await;
+    let day = weekday_on_or_after(start);
+    let plan = create_plan(&nia, spot, start).await;
+    let order_id = await_day_order(&sys.node, &nia, &plan, day).await;
+
+    let mine = nia.get(&format!("/v1/subscriptions/{plan}")).await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(mine.body["customer"], "nia");
+    assert_eq!(mine.body["balance"], 0);
+    let paid_through: NaiveDate =
+        serde_json::from_value(mine.body["paid_through"].clone()).unwrap();
+    assert!(paid_through >= day, "{}", mine.body);
+    let other = sys.node.as_role("customer", "oz");
+    let r = other.get(&format!("/v1/subscriptions/{plan}")).await;
+    assert_eq!((r.status, r.code()), (404, "unknown_plan"), "{}", r.body);
+    let r = admin.get(&format!("/v1/subscriptions/{plan}")).await;
+    assert_eq!(r.body["plan_id"], plan.as_str(), "{}", r.body);
+    let list = admin.get("/v1/subscriptions").await;
+    let row = list.body["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plan_id"] == plan.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&row["customer"], &row["status"], &row["balance"]),
+        (&json!("nia"), &json!("active"), &json!(0)),
+        "{row}"
+    );
+
+    // A holiday: the calendar and the prep report say so, the order shows why
+    // it was withdrawn.
+    let r = admin.set_day(&day.to_string(), false, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = await_order(&nia, &order_id, "cancelled").await;
+    assert_eq!(
+        order["withdrawn"],
+        json!({"reason": "non_working_day", "credited": spot.price}),
+        "{order}"
+    );
+    let cal = admin
+        .get(&format!(
+            "/v1/admin/calendar?from={start}&to={}",
+            day + chrono::Duration::days(1)
+        ))
+        .await;
+    assert_eq!(cal.status, 200, "{}", cal.body);
+    let entry = cal.body["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["date"] == json!(day))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&entry["working"], &entry["set"]),
+        (&json!(false), &json!(true))
+    );
+    for bad in [
+        format!(
+            "/v1/admin/calendar?from={day}&to={start}",
+            day = day + chrono::Duration::days(1)
+        ),
+        format!(
+            "/v1/admin/calendar?from={start}&to={}",
+            start + chrono::Duration::days(400)
+        ),
+    ] {
+        assert_eq!(admin.get(&bad).await.status, 422, "{bad}");
+    }
+    assert_eq!(
+        nia.get(&format!("/v1/admin/calendar?from={start}&to={day}"))
+            .await
+            .status,
+        403
+    );
+    let prep = sys
+        .node
+        .kitchen(spot.kitchen)
+        .prep(spot.kitchen, &day.to_string())
+        .await;
+    assert_eq!(prep.body["working_day"], false, "{}", prep.body);
+
+    // Cancelling says what it credited; the balance shows it.
+    let before = credit(&nia).await;
+    let r = nia.cancel_plan(&plan, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let credited = r.body["credited"].as_i64().unwrap();
+    assert!(credited > 0, "{}", r.body);
+    assert_eq!(credit(&nia).await, before + credited);
+    assert_eq!(r.body["balance"], before + credited);
+
+    let openapi = sys.node.anonymous().get("/v1/openapi.json").await;
+    assert!(openapi.body["paths"]["/v1/subscriptions/{plan_id}"]
+        .get("get")
+        .is_some());
+    assert!(openapi.body["paths"]["/v1/admin/calendar"]
+        .get("get")
+        .is_some());
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, patch, post, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use protocol::geo::DistrictArea;
 use tower_http::trace::TraceLayer;
@@ -104,8 +104,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/subscriptions/{plan_id}",
-            patch(subscriptions::change).delete(subscriptions::cancel),
+            get(subscriptions::one)
+                .patch(subscriptions::change)
+                .delete(subscriptions::cancel),
         )
+        .route("/v1/admin/calendar", get(kitchens::calendar))
         .route("/v1/admin/calendar/{date}", put(kitchens::set_calendar_day))
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
-use protocol::schedule::{PlanChange, PlanId, PlanSpec};
+use protocol::schedule::{PlanChange, PlanId, PlanSpec, ScheduleEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -62,10 +62,20 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
         .values()
         .filter(|o| o.plan_id == plan.plan_id)
         .map(|o| {
-            let status = state.orders().get(&o.order_id).map(|x| x.status);
-            json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "status": status})
+            let order = state.orders().get(&o.order_id);
+            let status = order.map(|x| x.status);
+            let withdrawn = order.and_then(|x| x.withdrawn);
+            json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "price": o.price, "status": status, "withdrawn": withdrawn})
         })
         .collect();
+    // The last day of the last week paid for (by card or credit).
+    let paid_through = sched
+        .charges
+        .values()
+        .filter(|c| c.plan_id == plan.plan_id && c.status == ChargeStatus::Paid)
+        .filter(|c| !c.days.is_empty())
+        .map(|c| scheduler::billing::period_end(c.period_start))
+        .max();
     let versions: Vec<Value> = plan
         .versions
         .iter()
@@ -73,7 +83,10 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
         .collect();
     json!({
         "plan_id": plan.plan_id,
+        "customer": plan.customer,
         "status": status,
+        "paid_through": paid_through,
+        "balance": sched.credit(&plan.customer),
         "fridge_id": current.map(|t| t.fridge_id.clone()),
         "days": current.map(|t| t.days.clone()),
         "start_date": plan.start_date,
@@ -171,6 +184,45 @@ pub async fn list(
     })))
 }
 
+/// `GET /v1/subscriptions/{id}`: one plan (the customer's own; any for an
+/// admin), with its charges, orders, paid-through date and the customer's
+/// balance.
+pub async fn one(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(plan_id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+}
+
+/// What a change or cancellation credited to the subscriber: withdrawn
+/// orders and prepaid days, in minor units.
+fn credited(committed: &crate::writer::Committed) -> i64 {
+    committed
+        .events
+        .iter()
+        .map(|e| match &e.event {
+            protocol::Event::Schedule(ScheduleEvent::OrderWithdrawn { credit, .. }) => *credit,
+            protocol::Event::Schedule(ScheduleEvent::DayCredited { amount, .. }) => *amount,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The plan as it is now, and what this request credited.
+fn answer(
+    app: &AppState,
+    caller: &Caller,
+    plan_id: &str,
+    credited: i64,
+) -> Result<axum::Json<Value>, ApiError> {
+    let mut view = visible_plan(app, caller, plan_id)?;
+    if let Some(map) = view.as_object_mut() {
+        map.insert("credited".into(), json!(credited));
+    }
+    Ok(axum::Json(view))
+}
+
 /// Not an id, so no plan: what the decider answers for an unknown one.
 fn path_plan_id(plan_id: &str) -> Result<PlanId, ApiError> {
     plan_id
@@ -192,7 +244,8 @@ pub async fn change(
 ) -> Result<axum::Json<Value>, ApiError> {
     let customer = customer_of(&caller)?;
     let plan_id = path_plan_id(&plan_id)?;
-    app.district
+    let committed = app
+        .district
         .submit(Command::Schedule(ScheduleCommand::ChangePlan {
             plan_id: plan_id.clone(),
             customer,
@@ -200,8 +253,9 @@ pub async fn change(
             policy: app.config.schedule_policy(),
         }))
         .await?;
-    tracing::info!(%plan_id, "plan changed");
-    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+    let credited = credited(&committed);
+    tracing::info!(%plan_id, credited, "plan changed");
+    answer(&app, &caller, &plan_id, credited)
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,7 +274,8 @@ pub async fn cancel(
 ) -> Result<axum::Json<Value>, ApiError> {
     let customer = customer_of(&caller)?;
     let plan_id = path_plan_id(&plan_id)?;
-    app.district
+    let committed = app
+        .district
         .submit(Command::Schedule(ScheduleCommand::CancelPlan {
             plan_id: plan_id.clone(),
             customer,
@@ -228,6 +283,7 @@ pub async fn cancel(
             policy: app.config.schedule_policy(),
         }))
         .await?;
-    tracing::info!(%plan_id, "plan cancelled");
-    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+    let credited = credited(&committed);
+    tracing::info!(%plan_id, credited, "plan cancelled");
+    answer(&app, &caller, &plan_id, credited)
 }
