@@ -719,3 +719,65 @@ async fn operators_see_plans_balances_reasons_and_the_calendar() {
         .get("get")
         .is_some());
 }
+
+/// Finding 8: Pat's card is declined. The plan says so, nothing is made, her
+/// app is told each time; the week is retried after a backoff, and at once
+/// when she changes the payment method, which pays it.
+#[tokio::test]
+async fn a_declined_card_is_retried_told_and_can_be_replaced() {
+    let sys = System::start().await;
+    let pat = sys.node.as_role("customer", "pat");
+    let token = pat.token.clone().unwrap();
+    let mut ws = larder_tests::ws::WsClient::connect(&sys.node, Some(&token)).await;
+    ws.subscribe(json!({"orders": true})).await;
+    let start = earliest(&pat).await;
+    let mut body = plan_body(SALAD, start);
+    body["payment_method"] = json!("tok_decline");
+    let r = pat.create_plan(body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let plan = r.body["plan_id"].as_str().unwrap().to_string();
+    loop {
+        if today(&pat).await + chrono::Duration::days(3) >= start {
+            break;
+        }
+        sys.node.advance_clock(DAY_SECS).await;
+    }
+    let told = ws
+        .expect("the decline", |m| {
+            m["type"] == "plan_charge" && m["plan_id"] == plan.as_str() && m["status"] == "declined"
+        })
+        .await;
+    let first = told["charge_id"].as_str().unwrap().to_string();
+    eventually("the plan shows the decline", PAYMENT_DEADLINE, || async {
+        pat.get(&format!("/v1/subscriptions/{plan}")).await.body["status"] == "payment_declined"
+    })
+    .await;
+    let r = pat.get(&format!("/v1/orders/sub-{plan}-{start}")).await;
+    assert_eq!(r.status, 404, "nothing is made while unpaid: {}", r.body);
+
+    // An hour later the week is tried again (and declined again: same card).
+    sys.node.advance_clock(3600).await;
+    let again = ws
+        .expect("the retry's decline", |m| {
+            m["type"] == "plan_charge"
+                && m["status"] == "declined"
+                && m["charge_id"] != first.as_str()
+        })
+        .await;
+    assert_eq!(again["charge_id"], format!("{first}-2"), "{again}");
+
+    // A new card: retried at once, paid, and the days are made.
+    let r = pat
+        .change_plan(&plan, json!({"payment_method": "tok_visa"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    ws.expect("the payment", |m| {
+        m["type"] == "plan_charge" && m["plan_id"] == plan.as_str() && m["status"] == "paid"
+    })
+    .await;
+    await_order(&pat, &format!("sub-{plan}-{start}"), "scheduled").await;
+    let view = pat.get(&format!("/v1/subscriptions/{plan}")).await;
+    assert_eq!(view.body["status"], "active", "{}", view.body);
+    let r = pat.change_plan(&plan, json!({"payment_method": ""})).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+}

@@ -77,6 +77,11 @@ pub struct PlanChange {
     pub end_date: Option<NaiveDate>,
     #[serde(default)]
     pub from: Option<NaiveDate>,
+    /// A new payment method token for the plan's charges from now on
+    /// (takes effect at once, not from a date; a declined week is retried
+    /// with it).
+    #[serde(default)]
+    pub payment_method: Option<String>,
 }
 
 /// Body of `PUT /v1/admin/calendar/{date}`.
@@ -241,6 +246,11 @@ pub enum ScheduleEvent {
         pickup_code: String,
         pickup_deadline: DateTime<Utc>,
     },
+    /// The plan's charges go to `payment_method` from now on.
+    PaymentMethodChanged {
+        plan_id: PlanId,
+        payment_method: String,
+    },
 }
 
 impl ScheduleEvent {
@@ -251,7 +261,10 @@ impl ScheduleEvent {
             | ScheduleEvent::PlanCancelled { plan_id, .. }
             | ScheduleEvent::ChargeRequested { plan_id, .. }
             | ScheduleEvent::ChargeSettled { plan_id, .. }
-            | ScheduleEvent::DayCredited { plan_id, .. } => crate::StreamId::Plan(plan_id.clone()),
+            | ScheduleEvent::DayCredited { plan_id, .. }
+            | ScheduleEvent::PaymentMethodChanged { plan_id, .. } => {
+                crate::StreamId::Plan(plan_id.clone())
+            }
             ScheduleEvent::CalendarDaySet { date, .. } => crate::StreamId::Calendar(*date),
             ScheduleEvent::OrderScheduled { order_id, .. }
             | ScheduleEvent::OrderWithdrawn { order_id, .. }
@@ -281,6 +294,7 @@ impl ScheduleEvent {
             ScheduleEvent::OrderPrepared { .. } => "OrderPrepared",
             ScheduleEvent::OrderDispatched { .. } => "OrderDispatched",
             ScheduleEvent::OrderAvailableForPicking { .. } => "OrderAvailableForPicking",
+            ScheduleEvent::PaymentMethodChanged { .. } => "PaymentMethodChanged",
         }
     }
 }
@@ -332,10 +346,20 @@ impl PlanChange {
         if let Some(days) = &self.days {
             validate_days(days)?;
         }
+        if let Some(method) = &self.payment_method {
+            if method.is_empty() || method.len() > MAX_PLAN_PAYMENT_METHOD_LEN {
+                return Err(ValidationError::Length {
+                    field: "payment_method",
+                    min: 1,
+                    max: MAX_PLAN_PAYMENT_METHOD_LEN,
+                });
+            }
+        }
         if self.fridge_id.is_none()
             && self.days.is_none()
             && self.paused.is_none()
             && self.end_date.is_none()
+            && self.payment_method.is_none()
         {
             return Err(ValidationError::NothingToChange);
         }

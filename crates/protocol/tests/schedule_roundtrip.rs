@@ -108,6 +108,10 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
             pickup_code: "123456".into(),
             pickup_deadline: at,
         },
+        ScheduleEvent::PaymentMethodChanged {
+            plan_id: PlanId::from_static("p"),
+            payment_method: "tok_visa".into(),
+        },
     ]
 }
 
@@ -148,7 +152,7 @@ fn scheduled_orders_share_the_order_stream() {
 /// `ScheduleEvent`s as postcard writes them since they were introduced; the
 /// bytes pin the variant order (append-only) and the field order. The index
 /// of `Event::Schedule` itself is pinned in `golden.rs`.
-const GOLDEN_HEX: [&str; 12] = [
+const GOLDEN_HEX: [&str; 13] = [
     "00017005616c6963650a323032362d31322d30320a323032362d31322d303203662d310103036d2d31000355534408746f6b5f76697361",
     "0101700a323032362d31322d303203662d310103036d2d31000a323032362d31322d3032",
     "0201700a323032362d31322d3032",
@@ -161,6 +165,7 @@ const GOLDEN_HEX: [&str; 12] = [
     "09016f",
     "0a016f",
     "0b016f0631323334353614323032362d31322d30315431323a30303a30305a",
+    "0c017008746f6b5f76697361",
 ];
 
 /// Postcard's index of each variant. Exhaustive on purpose (no `_` arm): a
@@ -180,6 +185,7 @@ fn variant_index(event: &ScheduleEvent) -> usize {
         ScheduleEvent::OrderPrepared { .. } => 9,
         ScheduleEvent::OrderDispatched { .. } => 10,
         ScheduleEvent::OrderAvailableForPicking { .. } => 11,
+        ScheduleEvent::PaymentMethodChanged { .. } => 12,
     }
 }
 

@@ -28,7 +28,7 @@ use protocol::schedule::{
     ChargedDay, KitchenEventSpec, KitchenStage, PlanChange, PlanSpec, PlanTerms, ScheduleEvent,
     WithdrawReason,
 };
-use protocol::{FridgeId, KitchenId, MealId, OrderId, PlanId};
+use protocol::{ChargeId, FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
 use crate::calendar::Calendar;
@@ -244,6 +244,23 @@ pub fn change_plan(
     if plan.is_cancelled() {
         return Err(ScheduleError::WrongState("the plan is cancelled".into()));
     }
+    // A new payment method takes effect at once (a declined week is
+    // retried with it by the next tick); it needs no date.
+    let method_changed = change
+        .payment_method
+        .clone()
+        .filter(|m| *m != plan.payment_method)
+        .map(|payment_method| ScheduleEvent::PaymentMethodChanged {
+            plan_id: plan_id.clone(),
+            payment_method,
+        });
+    let terms_change = change.fridge_id.is_some()
+        || change.days.is_some()
+        || change.paused.is_some()
+        || change.end_date.is_some();
+    if !terms_change {
+        return Ok(method_changed.into_iter().collect());
+    }
     let earliest = earliest_effective(now, &state.calendar, policy);
     let from = effective_from(plan, change.from, earliest)?;
     let end_date = change.end_date.unwrap_or(plan.end_date);
@@ -274,12 +291,13 @@ pub fn change_plan(
     }
     let mut next = plan.clone();
     next.apply_change(from, terms.clone(), end_date);
-    let mut events = vec![ScheduleEvent::PlanChanged {
+    let mut events: Vec<ScheduleEvent> = method_changed.into_iter().collect();
+    events.push(ScheduleEvent::PlanChanged {
         plan_id: plan_id.clone(),
         from,
         terms,
         end_date,
-    }];
+    });
     events.extend(settle_from(
         state,
         catalog,
@@ -475,8 +493,8 @@ fn charges_due(
         }
         let mut week = period_start(first);
         while week <= horizon.min(last) {
-            let id = charge_id(&plan.plan_id, week);
-            if !state.charges.contains_key(&id) {
+            if let Some(attempt) = attempt_due(state, plan, week, now, policy) {
+                let id = ChargeId::for_attempt(&plan.plan_id, week, attempt);
                 let days: Vec<ChargedDay> =
                     delivery_days(plan, state, catalog, week.max(first), period_end(week))
                         .into_iter()
@@ -486,6 +504,11 @@ fn charges_due(
                         })
                         .collect();
                 let gross: i64 = days.iter().map(|d| d.amount).sum();
+                if attempt > 0 && gross == 0 {
+                    // A retry for a week with nothing left to deliver.
+                    week += Duration::days(7);
+                    continue;
+                }
                 let spent = used.entry(plan.customer.as_str()).or_insert(0);
                 let credit_applied = credit_to_apply(state.credit(&plan.customer) - *spent, gross);
                 *spent += credit_applied;
@@ -508,6 +531,39 @@ fn charges_due(
     }
     events.extend(final_charges(state, earliest, now + policy.charge_deadline));
     events
+}
+
+/// How long after a declined attempt the next one is made (the `n`-th
+/// retry waits `CHARGE_RETRY_BACKOFF[n - 1]`); after the last, the week is
+/// not charged again unless the subscriber changes the payment method.
+pub const CHARGE_RETRY_BACKOFF_HOURS: [i64; 3] = [1, 6, 24];
+
+/// The attempt of the plan's week to ask for now, if any: the first when the
+/// week has no charge; a retry when every attempt so far was declined and
+/// either the backoff since the last one has passed or the plan's payment
+/// method is no longer the one it declined.
+fn attempt_due(
+    state: &ScheduleState,
+    plan: &Plan,
+    week: NaiveDate,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Option<u32> {
+    let attempts: Vec<_> = state.week_charges(&plan.plan_id, week).collect();
+    let Some(last) = attempts.last() else {
+        return Some(0);
+    };
+    if attempts.iter().any(|c| c.status != ChargeStatus::Declined) {
+        return None; // Paid, or an answer is awaited.
+    }
+    let retries = attempts.len() - 1;
+    let new_method = last.payment_method != plan.payment_method;
+    let backoff = CHARGE_RETRY_BACKOFF_HOURS
+        .get(retries)
+        .map(|h| Duration::hours(*h));
+    let requested_at = last.deadline - policy.charge_deadline;
+    let backed_off = backoff.is_some_and(|b| now >= requested_at + b);
+    (new_method || backed_off).then(|| u32::try_from(attempts.len()).unwrap_or(u32::MAX))
 }
 
 /// A customer who owes (credit below zero: days made again after they were
@@ -580,10 +636,7 @@ fn orders_due(
         for (date, fridge_id, meal_id, meal) in
             delivery_days(plan, state, catalog, earliest, horizon)
         {
-            let paid = state
-                .charges
-                .get(&charge_id(&plan.plan_id, period_start(date)))
-                .is_some_and(|c| c.status == ChargeStatus::Paid);
+            let paid = state.week_paid(&plan.plan_id, period_start(date));
             if !paid || state.active_order(catalog, &plan.plan_id, date).is_some() {
                 continue;
             }

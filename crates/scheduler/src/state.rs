@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use protocol::orders::{OrderId, OrderStatus};
 use protocol::schedule::{PlanId, ScheduleEvent};
 use protocol::{ChargeId, FridgeId, KitchenId, MealId};
@@ -37,6 +37,11 @@ pub struct Charge {
     pub credit_applied: i64,
     pub amount: i64,
     pub status: ChargeStatus,
+    /// The payment method it was asked of.
+    pub payment_method: String,
+    /// When the payment had to be made by (requested at this minus the
+    /// policy's charge deadline).
+    pub deadline: DateTime<Utc>,
 }
 
 /// How far a scheduled order got, as the scheduler reads the district's
@@ -142,6 +147,25 @@ impl ScheduleState {
             .find(|o| o.stage(catalog) != Stage::Withdrawn)
     }
 
+    /// Every charge asked of a plan for the week starting `period_start`,
+    /// first attempt first (a declined week is retried under a new id).
+    pub fn week_charges<'a>(
+        &'a self,
+        plan_id: &PlanId,
+        period_start: NaiveDate,
+    ) -> impl Iterator<Item = &'a Charge> + 'a {
+        let plan_id = plan_id.clone();
+        (0u32..)
+            .map(move |attempt| ChargeId::for_attempt(&plan_id, period_start, attempt))
+            .map_while(|id| self.charges.get(id.as_str()))
+    }
+
+    /// Whether a charge for the plan's week was paid (by card or credit).
+    pub fn week_paid(&self, plan_id: &PlanId, period_start: NaiveDate) -> bool {
+        self.week_charges(plan_id, period_start)
+            .any(|c| c.status == ChargeStatus::Paid)
+    }
+
     pub fn credit(&self, customer: &str) -> i64 {
         self.credits.get(customer).copied().unwrap_or(0)
     }
@@ -178,7 +202,8 @@ impl ScheduleState {
         match event {
             ScheduleEvent::PlanCreated { .. }
             | ScheduleEvent::PlanChanged { .. }
-            | ScheduleEvent::PlanCancelled { .. } => self.apply_plan(event),
+            | ScheduleEvent::PlanCancelled { .. }
+            | ScheduleEvent::PaymentMethodChanged { .. } => self.apply_plan(event),
             ScheduleEvent::CalendarDaySet {
                 date,
                 kitchen_id,
@@ -247,6 +272,14 @@ impl ScheduleState {
                     p.apply_cancel(*from);
                 }
             }
+            ScheduleEvent::PaymentMethodChanged {
+                plan_id,
+                payment_method,
+            } => {
+                if let Some(p) = self.plans.get_mut(plan_id) {
+                    p.payment_method = payment_method.clone();
+                }
+            }
             _ => unreachable!("apply routes only plan events here"),
         }
     }
@@ -263,6 +296,8 @@ impl ScheduleState {
                 gross,
                 credit_applied,
                 amount,
+                payment_method,
+                deadline,
                 ..
             } => {
                 let charge = Charge {
@@ -275,6 +310,8 @@ impl ScheduleState {
                     credit_applied: *credit_applied,
                     amount: *amount,
                     status: ChargeStatus::Pending,
+                    payment_method: payment_method.clone(),
+                    deadline: *deadline,
                 };
                 self.charges.insert(charge_id.clone(), charge);
                 self.add_credit(customer, -credit_applied);

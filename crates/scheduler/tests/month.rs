@@ -881,3 +881,81 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_declined_week_is_retried_with_backoff_and_at_once_with_a_new_card() {
+    let mut w = World::new();
+    w.create("p", "eve", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    let attempts = |w: &World| {
+        w.state
+            .week_charges(
+                &PlanId::from_static("p"),
+                day(1) - chrono::Duration::days(1),
+            )
+            .map(|c| (c.charge_id.to_string(), c.status))
+            .collect::<Vec<_>>()
+    };
+    let tick_and_decline = |w: &mut World, now| {
+        let e = scheduler::tick(&w.state, &w.menu, now, &w.policy);
+        w.record(&e);
+        let pending: Vec<ChargeId> = w
+            .state
+            .charges
+            .values()
+            .filter(|c| c.status == ChargeStatus::Pending)
+            .map(|c| c.charge_id.clone())
+            .collect();
+        for id in pending {
+            let e = scheduler::record_charge(&w.state, &id, false, "card_declined".into());
+            w.record(&e);
+        }
+    };
+    tick_and_decline(&mut w, at(1, 10, 0));
+    assert_eq!(
+        attempts(&w),
+        [("plan-p-2026-11-30".to_string(), ChargeStatus::Declined)]
+    );
+    // Not before the backoff: an hour after the first attempt.
+    tick_and_decline(&mut w, at(1, 10, 59));
+    assert_eq!(attempts(&w).len(), 1);
+    tick_and_decline(&mut w, at(1, 11, 0));
+    assert_eq!(
+        attempts(&w).last(),
+        Some(&("plan-p-2026-11-30-2".to_string(), ChargeStatus::Declined))
+    );
+    // The second retry waits six hours after the first retry.
+    tick_and_decline(&mut w, at(1, 16, 59));
+    assert_eq!(attempts(&w).len(), 2);
+    tick_and_decline(&mut w, at(1, 17, 0));
+    assert_eq!(attempts(&w).len(), 3);
+    assert!(w.standing("p").is_empty(), "nothing made while unpaid");
+
+    // A new card: retried at once, and the week's days are made.
+    let change = PlanChange {
+        payment_method: Some("tok_new".into()),
+        ..PlanChange::default()
+    };
+    let e = scheduler::change_plan(
+        &w.state,
+        &w.menu,
+        &PlanId::from_static("p"),
+        Some("eve"),
+        change,
+        at(1, 17, 5),
+        &w.policy,
+    )
+    .unwrap();
+    assert!(
+        matches!(&e[..], [ScheduleEvent::PaymentMethodChanged { .. }]),
+        "{e:?}"
+    );
+    w.record(&e);
+    w.day_passes(at(1, 17, 6));
+    let all = attempts(&w);
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(
+        all[3],
+        ("plan-p-2026-11-30-4".to_string(), ChargeStatus::Paid)
+    );
+    assert_eq!(w.standing("p"), [day(2), day(3), day(4)]);
+}

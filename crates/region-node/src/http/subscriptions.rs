@@ -24,10 +24,24 @@ use scheduler::state::ChargeStatus;
 pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value {
     let sched = &state.schedule();
     let current = plan.current_terms();
+    // A week still to come whose every charge was declined: nothing is made
+    // for it until a retry (or a new payment method) is paid.
+    let declined_week = sched
+        .charges
+        .values()
+        .filter(|c| c.plan_id == plan.plan_id)
+        .map(|c| c.period_start)
+        .filter(|week| scheduler::billing::period_end(*week) >= today)
+        .any(|week| {
+            let attempts: Vec<_> = sched.week_charges(&plan.plan_id, week).collect();
+            !attempts.is_empty() && attempts.iter().all(|c| c.status == ChargeStatus::Declined)
+        });
     let status = if plan.is_cancelled() {
         "cancelled"
     } else if plan.end_date < today {
         "ended"
+    } else if declined_week {
+        "payment_declined"
     } else if current.is_some_and(|t| t.paused) {
         "paused"
     } else {
