@@ -781,3 +781,155 @@ async fn a_declined_card_is_retried_told_and_can_be_replaced() {
     let r = pat.change_plan(&plan, json!({"payment_method": ""})).await;
     assert_eq!(r.status, 422, "{}", r.body);
 }
+
+/// A signed batch of `reports` from the demo fridge, sent at the node's now.
+async fn send(node: &Node, fridge: &mut fridge_sim::SimFridge, reports: Vec<fridge_acl::Report>) {
+    let now = node.clock_now().await;
+    let batch = fridge
+        .sign(reports, now, &fridge_sim::SignOptions::default())
+        .unwrap();
+    let r = node.telemetry(&batch).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+fn units(meal: &'static str, n: u32) -> fridge_sim::MealCounts {
+    [(protocol::MealId::from_static(meal), n)]
+        .into_iter()
+        .collect()
+}
+
+async fn fridge_view(node: &Node, fridge_id: &str) -> Value {
+    let r = node
+        .admin()
+        .get(&format!("/v1/admin/fridges/{fridge_id}"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn level(view: &Value, meal: &str) -> Value {
+    view["stock"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["meal_id"] == meal)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The kitchen places Quinn's meal before the fridge ever scanned it: the
+/// fridge's first scan counts the same unit, not a second one. A door
+/// session with her code that takes none of her meal is recorded for
+/// operators, and
+/// the order stays open until she takes it.
+#[tokio::test]
+async fn a_meal_placed_before_the_first_scan_is_counted_once_and_an_empty_pickup_is_recorded() {
+    let sys = System::start().await;
+    let spot = SALAD;
+    let quinn = sys.node.as_role("customer", "quinn");
+    let start = earliest(&quinn).await;
+    let day = weekday_on_or_after(start);
+    let plan = create_plan(&quinn, spot, start).await;
+    let order_id = await_day_order(&sys.node, &quinn, &plan, day).await;
+    advance_to(&sys.node, &quinn, day).await;
+    let r = sys
+        .node
+        .admin()
+        .set_stock(spot.fridge, &[(spot.meal, 0)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = sys
+        .node
+        .kitchen(spot.kitchen)
+        .kitchen_event(spot.kitchen, "placed_in_fridge", &day.to_string())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = await_order(&quinn, &order_id, "available").await;
+    let code = order["pickup_code"].as_str().unwrap().to_string();
+
+    // The fridge's first scan sees the one unit the kitchen put in.
+    let mut fridge = demo_fridge(spot.fridge);
+    let now = sys.node.clock_now().await;
+    let scan = fridge.scan_report(now, &units(spot.meal, 1));
+    send(&sys.node, &mut fridge, vec![scan]).await;
+    let view = fridge_view(&sys.node, spot.fridge).await;
+    assert_eq!(
+        (
+            &level(&view, spot.meal)["on_hand"],
+            &level(&view, spot.meal)["available"]
+        ),
+        (&json!(1), &json!(0)),
+        "{view}"
+    );
+
+    // Her code opens the door; none of her meal is taken (another meal
+    // is, which the fridge records as shrinkage).
+    let now = sys.node.clock_now().await;
+    let none = fridge_sim::MealCounts::new();
+    let door = fridge.door_report(
+        now,
+        fridge_sim::DoorActor::PickupCode(code.clone()),
+        &units(KALE.meal, 1),
+        &none,
+    );
+    send(&sys.node, &mut fridge, vec![door]).await;
+    let view = fridge_view(&sys.node, spot.fridge).await;
+    let notice = view["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "pickup_nothing_taken")
+        .cloned();
+    assert_eq!(
+        notice.map(|n| n["order_id"].clone()),
+        Some(json!(order_id)),
+        "{view}"
+    );
+    await_order(&quinn, &order_id, "available").await;
+
+    // Then she takes it: the shelf is empty, nothing was ever for sale.
+    let now = sys.node.clock_now().await;
+    let door = fridge.door_report(
+        now,
+        fridge_sim::DoorActor::PickupCode(code),
+        &units(spot.meal, 1),
+        &none,
+    );
+    send(&sys.node, &mut fridge, vec![door]).await;
+    await_order(&quinn, &order_id, "picked_up").await;
+    let view = fridge_view(&sys.node, spot.fridge).await;
+    assert_eq!(level(&view, spot.meal)["on_hand"], 0, "{view}");
+    assert_eq!(sys.node.available(spot.fridge, spot.meal).await, 0);
+}
+
+/// A fridge back in range after an excursion is recorded for operators; it
+/// stays quarantined until one lifts it.
+#[tokio::test]
+async fn a_fridge_back_in_range_is_recorded() {
+    let node = Node::start(&["--demo", "--dev-clock"]).await;
+    let fridge_id = DAL_LAFAYETTE.fridge;
+    let mut fridge = demo_fridge(fridge_id);
+    let now = node.clock_now().await;
+    let minutes = |m: i64| chrono::TimeDelta::minutes(m);
+    let mut reports = vec![];
+    for i in 0..20 {
+        reports.push(fridge.temperature_report(now - minutes(40 - i), 9_500));
+    }
+    for i in 0..10 {
+        reports.push(fridge.temperature_report(now - minutes(10 - i), 3_500));
+    }
+    send(&node, &mut fridge, reports).await;
+    eventually("the recovery recorded", PAYMENT_DEADLINE, || async {
+        let view = fridge_view(&node, fridge_id).await;
+        view["status"] == "quarantined"
+            && view["notices"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["kind"] == "temperature_recovered"))
+    })
+    .await;
+    let r = node
+        .anonymous()
+        .get(&format!("/v1/admin/fridges/{fridge_id}"))
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}

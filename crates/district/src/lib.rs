@@ -246,6 +246,8 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         | Event::PaymentResultRecorded { .. } => orders::payment::evolve(state, event, rec),
         Event::FridgeTelemetryReceived { .. }
         | Event::DoorPickupRefused { .. }
+        | Event::PickupNothingTaken { .. }
+        | Event::TemperatureRecovered { .. }
         | Event::FridgeStatusChanged { .. }
         | Event::FridgeQuarantined { .. }
         | Event::FridgeQuarantineLifted { .. } => fridges::evolve(state, event),

@@ -212,6 +212,22 @@ pub enum Event {
         fridge_id: FridgeId,
         meal_id: MealId,
     },
+    /// A door session opened with an order's valid pickup code took none of
+    /// its meals (often a shortage seen at the shelf). The order stays open;
+    /// kept so an operator can follow up.
+    PickupNothingTaken {
+        fridge_id: FridgeId,
+        order_id: OrderId,
+        at: DateTime<Utc>,
+    },
+    /// The fridge is back at or below the limit after an excursion.
+    /// Informational: a quarantine is lifted only by an operator.
+    TemperatureRecovered {
+        fridge_id: FridgeId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        max_milli_c: i32,
+    },
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -275,7 +291,11 @@ impl Event {
             | Event::OrderFlagged { order_id, .. }
             | Event::MealUnitPlacedForOrder { order_id, .. } => StreamId::Order(order_id.clone()),
             Event::FridgeTelemetryReceived { fridge_id, .. }
-            | Event::DoorPickupRefused { fridge_id, .. } => StreamId::Telemetry(fridge_id.clone()),
+            | Event::DoorPickupRefused { fridge_id, .. }
+            | Event::PickupNothingTaken { fridge_id, .. }
+            | Event::TemperatureRecovered { fridge_id, .. } => {
+                StreamId::Telemetry(fridge_id.clone())
+            }
             Event::FridgeStatusChanged { fridge_id, .. }
             | Event::FridgeQuarantined { fridge_id, .. }
             | Event::FridgeQuarantineLifted { fridge_id } => StreamId::Fridge(fridge_id.clone()),
@@ -319,6 +339,8 @@ impl Event {
             Event::OrderFlagged { .. } => "OrderFlagged",
             Event::DoorPickupRefused { .. } => "DoorPickupRefused",
             Event::MealUnitPlacedForOrder { .. } => "MealUnitPlacedForOrder",
+            Event::PickupNothingTaken { .. } => "PickupNothingTaken",
+            Event::TemperatureRecovered { .. } => "TemperatureRecovered",
             Event::Schedule(e) => e.kind(),
         }
     }

@@ -89,6 +89,8 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::Schedule(_) => (24, "Schedule"),
         Event::DoorPickupRefused { .. } => (25, "DoorPickupRefused"),
         Event::MealUnitPlacedForOrder { .. } => (26, "MealUnitPlacedForOrder"),
+        Event::PickupNothingTaken { .. } => (27, "PickupNothingTaken"),
+        Event::TemperatureRecovered { .. } => (28, "TemperatureRecovered"),
     }
 }
 
@@ -270,6 +272,17 @@ fn samples() -> Vec<Event> {
             order_id: OrderId::from_static("sub-p-2026-12-02"),
             fridge_id: FridgeId::from_static("f-campus"),
             meal_id: MealId::from_static("m-bowl"),
+        },
+        Event::PickupNothingTaken {
+            fridge_id: FridgeId::from_static("f-campus"),
+            order_id: order(),
+            at: at(),
+        },
+        Event::TemperatureRecovered {
+            fridge_id: FridgeId::from_static("f-campus"),
+            since: at(),
+            until: at(),
+            max_milli_c: 9_500,
         },
     ]
 }

@@ -77,7 +77,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/admin/fridges/{fridge_id}",
-            put(catalog::register_fridge),
+            put(catalog::register_fridge).get(catalog::fridge),
         )
         .route(
             "/v1/admin/fridges/{fridge_id}/stock",
