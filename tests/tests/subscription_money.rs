@@ -496,6 +496,26 @@ async fn an_overlapping_plan_at_the_same_fridge_is_refused() {
     // Someone else's plan at the same fridge is theirs.
     let kim = node.as_role("customer", "kim");
     create_plan(&kim, SALAD, start).await;
+
+    // Finding 9: weekend days and a discontinued meal are not skipped
+    // silently: the plan says so.
+    let view = jo.get(&format!("/v1/subscriptions/{first}")).await.body;
+    let notes = view["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 2, "Saturday and Sunday: {view}");
+    let r = node
+        .admin()
+        .delete(&format!("/v1/admin/meals/{}", SALAD.meal))
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    let view = jo.get(&format!("/v1/subscriptions/{first}")).await.body;
+    assert!(
+        view["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("no longer offered")),
+        "{view}"
+    );
 }
 
 const KALE: Spot = Spot {

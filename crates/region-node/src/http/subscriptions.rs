@@ -95,9 +95,27 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
         .iter()
         .map(|(from, t)| json!({"from": from, "fridge_id": t.fridge_id, "days": t.days, "paused": t.paused}))
         .collect();
+    // What the plan asks for that will not be delivered, said rather than
+    // silently skipped.
+    let mut notes: Vec<String> = vec![];
+    for day in current.map(|t| t.days.as_slice()).unwrap_or_default() {
+        if day.weekday >= 6 {
+            notes.push(format!(
+                "weekday {} is not a working day: nothing is delivered on it unless the calendar makes the date one",
+                day.weekday
+            ));
+        }
+        if state.catalog().meal(&day.meal_id).is_none() {
+            notes.push(format!(
+                "meal {} is no longer offered: its days are not delivered (prepaid ones are credited)",
+                day.meal_id
+            ));
+        }
+    }
     json!({
         "plan_id": plan.plan_id,
         "customer": plan.customer,
+        "notes": notes,
         "status": status,
         "paid_through": paid_through,
         "balance": sched.credit(&plan.customer),
