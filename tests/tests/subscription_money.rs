@@ -41,7 +41,7 @@ const DAL_MARKET: Spot = Spot {
 
 struct System {
     _nats: Nats,
-    _payments: Payments,
+    payments: Payments,
     node: Node,
 }
 
@@ -53,7 +53,7 @@ impl System {
         step_off_the_cutoff(&node).await;
         System {
             _nats: nats,
-            _payments: payments,
+            payments,
             node,
         }
     }
@@ -952,4 +952,41 @@ async fn a_fridge_back_in_range_is_recorded() {
         .get(&format!("/v1/admin/fridges/{fridge_id}"))
         .await;
     assert_eq!(r.status, 401, "{}", r.body);
+}
+
+/// Finding 9 / credit and refunds: Rae cancels and asks for her money back
+/// instead of credit. What the cancellation credits goes back to the card
+/// against the week's charge; her balance stays at zero.
+#[tokio::test]
+async fn a_cancellation_can_refund_to_the_card_instead_of_crediting() {
+    let sys = System::start().await;
+    let rae = sys.node.as_role("customer", "rae");
+    let start = earliest(&rae).await;
+    let day = weekday_on_or_after(start);
+    let plan = create_plan(&rae, SALAD, start).await;
+    await_day_order(&sys.node, &rae, &plan, day).await;
+    let view = rae.get(&format!("/v1/subscriptions/{plan}")).await.body;
+    let charge_id = view["charges"][0]["charge_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let r = rae
+        .delete(&format!("/v1/subscriptions/{plan}?refund=true"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let credited = r.body["credited"].as_i64().unwrap();
+    assert!(credited > 0, "{}", r.body);
+    assert_eq!(r.body["refunded"], credited, "{}", r.body);
+    assert_eq!(r.body["balance"], 0, "{}", r.body);
+    let payments = &sys.payments;
+    eventually("the refund at the card", PAYMENT_DEADLINE, || async {
+        payments.ledger(&charge_id).await["refund_outcome"]["status"] == "approved"
+    })
+    .await;
+    assert_eq!(credit(&rae).await, 0);
+    let r = rae
+        .delete(&format!("/v1/subscriptions/{plan}?refund=maybe"))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
 }

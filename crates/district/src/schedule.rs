@@ -60,6 +60,9 @@ pub enum ScheduleCommand {
         plan_id: PlanId,
         customer: Option<String>,
         from: Option<NaiveDate>,
+        /// Refund what the cancellation credits to the card instead of
+        /// keeping it as credit.
+        refund: bool,
         policy: Policy,
     },
     SetCalendarDay {
@@ -146,16 +149,40 @@ pub fn decide(
             plan_id,
             customer,
             from,
+            refund,
             policy,
-        } => scheduler::cancel_plan(
-            sched,
-            &catalog,
-            &plan_id,
-            customer.as_deref(),
-            from,
-            now,
-            &policy,
-        )?,
+        } => {
+            let mut events = scheduler::cancel_plan(
+                sched,
+                &catalog,
+                &plan_id,
+                customer.as_deref(),
+                from,
+                now,
+                &policy,
+            )?;
+            if refund {
+                // What this cancellation credited goes back to the card
+                // (never more than the balance it leaves: a debt is netted).
+                let mut after = sched.clone();
+                let mut credited = 0;
+                for e in &events {
+                    after.apply(e);
+                    credited += match e {
+                        ScheduleEvent::OrderWithdrawn { credit, .. } => *credit,
+                        ScheduleEvent::DayCredited { amount, .. } => *amount,
+                        _ => 0,
+                    };
+                }
+                let owner = after.plans.get(&plan_id).map(|p| p.customer.clone());
+                if let Some(owner) = owner {
+                    events.extend(scheduler::refund_credit(
+                        &after, &owner, credited, now, &policy,
+                    ));
+                }
+            }
+            events
+        }
         ScheduleCommand::SetCalendarDay { date, spec, policy } => {
             scheduler::set_calendar_day(sched, &catalog, date, spec, now, &policy)?
         }
@@ -207,17 +234,20 @@ fn with_stock(state: &DistrictState, events: Vec<ScheduleEvent>) -> Vec<Event> {
 /// A payment result for a plan charge (the node routes results here when
 /// their `order_id` is a known charge id).
 pub fn record_payment(state: &DistrictState, result: PaymentResult) -> Vec<Event> {
-    if result.kind != PaymentKind::Charge {
-        return vec![];
-    }
     let (approved, reference) = match result.outcome {
         PaymentOutcome::Approved { reference } => (true, reference),
         PaymentOutcome::Declined { reason } => (false, reason),
     };
-    scheduler::record_charge(&state.schedule, &result.order_id, approved, reference)
-        .into_iter()
-        .map(Event::Schedule)
-        .collect()
+    let sched = &state.schedule;
+    let events = match result.kind {
+        PaymentKind::Charge => {
+            scheduler::record_charge(sched, &result.order_id, approved, reference)
+        }
+        PaymentKind::Refund => {
+            scheduler::record_refund(sched, &result.order_id, approved, reference)
+        }
+    };
+    events.into_iter().map(Event::Schedule).collect()
 }
 
 /// Applies schedule events: the plan side to the scheduler's state, the
@@ -320,6 +350,33 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
         }
         ScheduleEvent::ChargeSettled { charge_id, .. } => {
             state.outbox.settle(&OutboxKey::PlanCharge {
+                charge_id: charge_id.clone(),
+            });
+        }
+        ScheduleEvent::CreditRefundRequested {
+            charge_id,
+            amount,
+            currency,
+            payment_method,
+            deadline,
+            ..
+        } => {
+            let req = PaymentRequest {
+                kind: PaymentKind::Refund,
+                order_id: charge_id.clone().into(),
+                district_id: rec.district_id.clone(),
+                amount: *amount,
+                currency: currency.clone(),
+                payment_method: payment_method.clone(),
+                deadline_unix_ms: deadline.timestamp_millis(),
+            };
+            let key = OutboxKey::PlanRefund {
+                charge_id: charge_id.clone(),
+            };
+            state.outbox.owe(key, req, rec.seq);
+        }
+        ScheduleEvent::CreditRefundSettled { charge_id, .. } => {
+            state.outbox.settle(&OutboxKey::PlanRefund {
                 charge_id: charge_id.clone(),
             });
         }

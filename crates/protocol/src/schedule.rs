@@ -251,6 +251,26 @@ pub enum ScheduleEvent {
         plan_id: PlanId,
         payment_method: String,
     },
+    /// Part of the subscriber's credit goes back to the card it was paid
+    /// with: refunded against the paid charge `charge_id` (an outbox row;
+    /// the payment request's `order_id` is `charge_id`, kind refund). The
+    /// credit is reduced now and given back if the refund is declined.
+    CreditRefundRequested {
+        charge_id: ChargeId,
+        plan_id: PlanId,
+        customer: String,
+        amount: i64,
+        currency: Currency,
+        payment_method: String,
+        deadline: DateTime<Utc>,
+    },
+    /// The result of a credit refund.
+    CreditRefundSettled {
+        charge_id: ChargeId,
+        plan_id: PlanId,
+        approved: bool,
+        reference: String,
+    },
 }
 
 impl ScheduleEvent {
@@ -262,7 +282,9 @@ impl ScheduleEvent {
             | ScheduleEvent::ChargeRequested { plan_id, .. }
             | ScheduleEvent::ChargeSettled { plan_id, .. }
             | ScheduleEvent::DayCredited { plan_id, .. }
-            | ScheduleEvent::PaymentMethodChanged { plan_id, .. } => {
+            | ScheduleEvent::PaymentMethodChanged { plan_id, .. }
+            | ScheduleEvent::CreditRefundRequested { plan_id, .. }
+            | ScheduleEvent::CreditRefundSettled { plan_id, .. } => {
                 crate::StreamId::Plan(plan_id.clone())
             }
             ScheduleEvent::CalendarDaySet { date, .. } => crate::StreamId::Calendar(*date),
@@ -295,6 +317,8 @@ impl ScheduleEvent {
             ScheduleEvent::OrderDispatched { .. } => "OrderDispatched",
             ScheduleEvent::OrderAvailableForPicking { .. } => "OrderAvailableForPicking",
             ScheduleEvent::PaymentMethodChanged { .. } => "PaymentMethodChanged",
+            ScheduleEvent::CreditRefundRequested { .. } => "CreditRefundRequested",
+            ScheduleEvent::CreditRefundSettled { .. } => "CreditRefundSettled",
         }
     }
 }

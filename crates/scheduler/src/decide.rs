@@ -753,6 +753,67 @@ pub fn tick(
     events
 }
 
+/// Refunds up to `amount` of the customer's credit to the card: against
+/// their paid charges, newest first, each at most once and for at most what
+/// it charged. Less is refunded when the credit or the charges fall short.
+pub fn refund_credit(
+    state: &ScheduleState,
+    customer: &str,
+    amount: i64,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Vec<ScheduleEvent> {
+    let mut left = amount.min(state.credit(customer));
+    let mut events = vec![];
+    let mut paid: Vec<_> = state
+        .charges
+        .values()
+        .filter(|c| c.customer == customer && c.status == ChargeStatus::Paid && c.amount > 0)
+        .filter(|c| !state.refunds.contains_key(&c.charge_id))
+        .collect();
+    paid.sort_by_key(|c| std::cmp::Reverse((c.period_start, c.charge_id.clone())));
+    for c in paid {
+        if left <= 0 {
+            break;
+        }
+        let Some(plan) = state.plans.get(&c.plan_id) else {
+            continue;
+        };
+        let take = left.min(c.amount);
+        left -= take;
+        events.push(ScheduleEvent::CreditRefundRequested {
+            charge_id: c.charge_id.clone(),
+            plan_id: c.plan_id.clone(),
+            customer: customer.to_string(),
+            amount: take,
+            currency: plan.currency.clone(),
+            payment_method: c.payment_method.clone(),
+            deadline: now + policy.charge_deadline,
+        });
+    }
+    events
+}
+
+/// A refund result for a credit refund. Duplicates change nothing.
+pub fn record_refund(
+    state: &ScheduleState,
+    charge_id: &str,
+    approved: bool,
+    reference: String,
+) -> Vec<ScheduleEvent> {
+    match (state.refunds.get(charge_id), state.charges.get(charge_id)) {
+        (Some(r), Some(c)) if r.status == ChargeStatus::Pending => {
+            vec![ScheduleEvent::CreditRefundSettled {
+                charge_id: r.charge_id.clone(),
+                plan_id: c.plan_id.clone(),
+                approved,
+                reference,
+            }]
+        }
+        _ => vec![],
+    }
+}
+
 /// A payment result for a plan charge. Duplicates change nothing.
 pub fn record_charge(
     state: &ScheduleState,

@@ -30,7 +30,8 @@ use protocol::{FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 pub use calendar::Calendar;
 pub use decide::{
-    cancel_plan, change_plan, create_plan, kitchen_event, record_charge, set_calendar_day, tick,
+    cancel_plan, change_plan, create_plan, kitchen_event, record_charge, record_refund,
+    refund_credit, set_calendar_day, tick,
 };
 pub use state::{ScheduleState, Stage};
 

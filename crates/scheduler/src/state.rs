@@ -129,6 +129,16 @@ pub struct ScheduleState {
     pub prepaid_days: BTreeMap<(PlanId, NaiveDate), i64>,
     /// Credit balance per customer, in minor units (negative: owed).
     pub credits: BTreeMap<String, i64>,
+    /// Credit refunds to the card, by the charge they go back against.
+    pub refunds: BTreeMap<ChargeId, Refund>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub charge_id: ChargeId,
+    pub customer: String,
+    pub amount: i64,
+    pub status: ChargeStatus,
 }
 
 impl ScheduleState {
@@ -213,6 +223,26 @@ impl ScheduleState {
             ScheduleEvent::ChargeRequested { .. } | ScheduleEvent::ChargeSettled { .. } => {
                 self.apply_charge(event)
             }
+            ScheduleEvent::CreditRefundRequested {
+                charge_id,
+                customer,
+                amount,
+                ..
+            } => {
+                self.add_credit(customer, -amount);
+                let refund = Refund {
+                    charge_id: charge_id.clone(),
+                    customer: customer.clone(),
+                    amount: *amount,
+                    status: ChargeStatus::Pending,
+                };
+                self.refunds.insert(charge_id.clone(), refund);
+            }
+            ScheduleEvent::CreditRefundSettled {
+                charge_id,
+                approved,
+                ..
+            } => self.settle_refund(charge_id, *approved),
             ScheduleEvent::OrderScheduled { .. }
             | ScheduleEvent::OrderWithdrawn { .. }
             | ScheduleEvent::DayCredited { .. } => self.apply_order_or_credit(event),
@@ -344,6 +374,24 @@ impl ScheduleState {
             // The credit it would have used is the customer's again.
             let (customer, credit_applied) = (charge.customer.clone(), charge.credit_applied);
             self.add_credit(&customer, credit_applied);
+        }
+    }
+
+    /// A refund result; a declined refund gives the credit back. Only a
+    /// pending refund moves.
+    fn settle_refund(&mut self, charge_id: &str, approved: bool) {
+        let Some(refund) = self.refunds.get_mut(charge_id) else {
+            return;
+        };
+        if refund.status != ChargeStatus::Pending {
+            return;
+        }
+        if approved {
+            refund.status = ChargeStatus::Paid;
+        } else {
+            refund.status = ChargeStatus::Declined;
+            let (customer, amount) = (refund.customer.clone(), refund.amount);
+            self.add_credit(&customer, amount);
         }
     }
 

@@ -5,7 +5,8 @@
 //!
 //!   cash charged = picked up + unclaimed + credit (negative: debt) + refunded
 //!
-//! (refunds to the card do not exist yet: 0), nobody owes anything unless a
+//! (a cancellation may ask for a refund to the card of what it credited),
+//! nobody owes anything unless a
 //! charge of theirs was declined (a debt is collected with a final charge
 //! once no plan will charge again), and no order stays
 //! `scheduled`, `prepared` or `dispatched` after its date, no prepaid day
@@ -138,6 +139,8 @@ struct Month {
     plans: Vec<PlanId>,
     /// Approved cash per customer.
     cash: BTreeMap<String, i64>,
+    /// Approved refunds to the card per customer.
+    refunded: BTreeMap<String, i64>,
 }
 
 fn first_day() -> NaiveDate {
@@ -181,6 +184,22 @@ impl Month {
         }
         let e = scheduler::tick(&self.state, &self.district, now, &self.policy);
         self.record(&e);
+        // Refunds are answered too (declined with the cards).
+        let pending: Vec<ChargeId> = self
+            .state
+            .refunds
+            .values()
+            .filter(|r| r.status == ChargeStatus::Pending)
+            .map(|r| r.charge_id.clone())
+            .collect();
+        for id in pending {
+            let e = scheduler::record_refund(&self.state, &id, !decline, "ref".into());
+            if !decline {
+                let r = &self.state.refunds[&id];
+                *self.refunded.entry(r.customer.clone()).or_insert(0) += r.amount;
+            }
+            self.record(&e);
+        }
     }
 
     fn place(&mut self, kitchen: &'static str, date: NaiveDate, now: DateTime<Utc>) {
@@ -290,7 +309,31 @@ impl Month {
                 None,
                 now,
                 &self.policy,
-            ),
+            )
+            .map(|mut e| {
+                // Half the cancellations ask for a refund to the card of what
+                // they credited (as the district's CancelPlan does).
+                if s.change_meal.is_multiple_of(2) {
+                    let mut after = self.state.clone();
+                    let mut credited = 0;
+                    for x in &e {
+                        after.apply(x);
+                        credited += match x {
+                            ScheduleEvent::OrderWithdrawn { credit, .. } => *credit,
+                            ScheduleEvent::DayCredited { amount, .. } => *amount,
+                            _ => 0,
+                        };
+                    }
+                    e.extend(scheduler::refund_credit(
+                        &after,
+                        &customer,
+                        credited,
+                        now,
+                        &self.policy,
+                    ));
+                }
+                e
+            }),
             _ => return,
         };
         if let Ok(e) = e {
@@ -378,6 +421,7 @@ proptest! {
             policy: Policy::default(),
             plans: vec![],
             cash: BTreeMap::new(),
+            refunded: BTreeMap::new(),
         };
         for (n, s) in days.iter().enumerate() {
             // Plans are created in the days before they start.
@@ -411,7 +455,7 @@ proptest! {
                 .sum();
             let cash = m.cash.get(customer).copied().unwrap_or(0);
             let credit = m.state.credit(customer);
-            let refunded = 0;
+            let refunded = m.refunded.get(customer).copied().unwrap_or(0);
             let declined = m.state.charges.values().any(|c| c.customer == customer && c.status == ChargeStatus::Declined);
             prop_assert!(credit >= 0 || declined, "{} still owes {} after every plan ended", customer, -credit);
             prop_assert_eq!(

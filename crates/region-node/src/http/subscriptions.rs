@@ -295,6 +295,10 @@ pub async fn change(
 pub struct CancelQuery {
     #[serde(default)]
     from: Option<NaiveDate>,
+    /// `true`: what the cancellation credits is refunded to the card
+    /// (default: kept as credit for the next charge).
+    #[serde(default)]
+    refund: bool,
 }
 
 /// `DELETE /v1/subscriptions/{id}[?from=YYYY-MM-DD]`.
@@ -312,10 +316,25 @@ pub async fn cancel(
             plan_id: plan_id.clone(),
             customer,
             from: q.from,
+            refund: q.refund,
             policy: app.config.schedule_policy(),
         }))
         .await?;
     let credited = credited(&committed);
-    tracing::info!(%plan_id, credited, "plan cancelled");
-    answer(&app, &caller, &plan_id, credited)
+    let refunded: i64 = committed
+        .events
+        .iter()
+        .map(|e| match &e.event {
+            protocol::Event::Schedule(ScheduleEvent::CreditRefundRequested { amount, .. }) => {
+                *amount
+            }
+            _ => 0,
+        })
+        .sum();
+    tracing::info!(%plan_id, credited, refunded, "plan cancelled");
+    let mut answer = answer(&app, &caller, &plan_id, credited)?;
+    if let Some(map) = answer.0.as_object_mut() {
+        map.insert("refunded".into(), json!(refunded));
+    }
+    Ok(answer)
 }
