@@ -990,3 +990,65 @@ async fn a_cancellation_can_refund_to_the_card_instead_of_crediting() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+/// Finding 3, offline: a fridge nobody has heard from for longer than
+/// allowed takes no new plan (nor a plan moved to it) until it reports
+/// again.
+#[tokio::test]
+async fn an_offline_fridge_takes_no_new_plan_until_it_reports_again() {
+    let node = Node::start(&["--demo", "--dev-clock"]).await;
+    step_off_the_cutoff(&node).await;
+    let spot = Spot {
+        fridge: "f-fox-theatre",
+        ..SALAD
+    };
+    let fridge = demo_fridge(spot.fridge);
+    let hello = fridge
+        .sign(
+            vec![],
+            node.clock_now().await,
+            &fridge_sim::SignOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(node.telemetry(&hello).await.status, 202);
+    let sal = node.as_role("customer", "sal");
+    let elsewhere = create_plan(&sal, SALAD, earliest(&sal).await).await;
+    node.advance_clock(11 * 60).await;
+    eventually("offline", PAYMENT_DEADLINE, || async {
+        fridge_view(&node, spot.fridge).await["status"] == "offline"
+    })
+    .await;
+
+    let seq = node.log_seq().await;
+    let start = earliest(&sal).await;
+    let mut body = plan_body(spot, start);
+    body["days"] = json!([{"weekday": 1, "meal_id": spot.meal}]);
+    let r = sal.create_plan(body.clone()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "fridge_unavailable"),
+        "{}",
+        r.body
+    );
+    let r = sal
+        .change_plan(&elsewhere, json!({"fridge_id": spot.fridge}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "fridge_unavailable"),
+        "{}",
+        r.body
+    );
+    assert_eq!(node.log_seq().await, seq, "nothing was recorded");
+
+    let again = fridge
+        .sign(
+            vec![],
+            node.clock_now().await,
+            &fridge_sim::SignOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(node.telemetry(&again).await.status, 202);
+    let r = sal.create_plan(body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
