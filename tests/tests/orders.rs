@@ -170,9 +170,14 @@ async fn with_payments_stopped_the_order_times_out_and_is_never_charged_later() 
     eventually(
         "payments to answer the stale request",
         PAYMENT_DEADLINE,
-        || async { payments.ledger(&id).await["charge_outcome"].is_string() },
+        || async { payments.ledger(&id).await["charge_outcome"].is_object() },
     )
     .await;
+    assert_eq!(
+        payments.ledger(&id).await["charge_outcome"]["status"],
+        "declined",
+        "the outcome is JSON, not a Rust debug string"
+    );
     assert_eq!(sys.payments.ledger(&id).await["ledger"]["charges"], 0);
     assert_eq!(
         sys.node.admin().get(&format!("/v1/orders/{id}")).await.body["status"],

@@ -105,6 +105,31 @@ async fn bring_into_horizon(node: &Node, customer: &Client, date: NaiveDate) {
     }
 }
 
+/// Moves the node's clock a day at a time until it is the eve of `date`
+/// (or later): the kitchen may place a plan meal from the day before its
+/// delivery date.
+async fn bring_to_eve(node: &Node, customer: &Client, date: NaiveDate) {
+    loop {
+        let today: NaiveDate =
+            serde_json::from_value(customer.plans().await.body["today"].clone()).unwrap();
+        if today + chrono::Duration::days(1) >= date {
+            return;
+        }
+        node.advance_clock(DAY_SECS).await;
+    }
+}
+
+/// `units` fresh units of MEAL at FRIDGE, none of the demo's (which expire
+/// while the clock moves days ahead).
+async fn fresh_stock(node: &Node, units: u32) {
+    let admin = node.admin();
+    for n in [0, units] {
+        let r = admin.set_stock(FRIDGE, &[(MEAL, n)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(node.available(FRIDGE, MEAL).await, u64::from(units));
+}
+
 /// Awaits an order of the customer's with this id and status.
 async fn await_order(customer: &Client, order_id: &str, status: &str) -> Value {
     let mut last = Value::Null;
@@ -179,6 +204,8 @@ async fn a_subscriber_gets_lunch_from_plan_to_pickup_week_after_week() {
 
     // Cooked, on its way, in the fridge: the unit arrives reserved for Alice,
     // and her app hears of it over the WebSocket.
+    bring_to_eve(&sys.node, &alice, start).await;
+    fresh_stock(&sys.node, 2).await;
     let alice_token = alice.token.clone().unwrap();
     let mut ws = WsClient::connect(&sys.node, Some(&alice_token)).await;
     ws.subscribe(json!({"orders": true})).await;
@@ -243,16 +270,24 @@ async fn unpicked_meals_go_back_to_general_stock() {
     let sys = System::start().await;
     let (bob, start, _, first) = sys.subscriber("bob").await;
     let kitchen = sys.node.kitchen(KITCHEN);
+    bring_to_eve(&sys.node, &bob, start).await;
+    fresh_stock(&sys.node, 0).await;
     let before = sys.node.available(FRIDGE, MEAL).await;
     let r = kitchen
         .kitchen_event(KITCHEN, "placed_in_fridge", &start.to_string())
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    await_order(&bob, &first, "available").await;
+    let order = await_order(&bob, &first, "available").await;
     assert_eq!(sys.node.available(FRIDGE, MEAL).await, before);
 
-    // Past the pickup window: unclaimed, and the unit is for sale.
-    sys.node.advance_clock(4 * 3600 + 60).await;
+    // Past the pickup window (the delivery day's, 21:00 local): unclaimed,
+    // and the unit is for sale.
+    let deadline: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(order["pickup_deadline"].clone()).unwrap();
+    let now = sys.node.clock_now().await;
+    sys.node
+        .advance_clock((deadline - now).num_seconds() + 60)
+        .await;
     let order = await_order(&bob, &first, "unclaimed").await;
     assert_eq!(
         statuses(&order),
@@ -599,6 +634,7 @@ async fn the_prep_report_forecasts_one_off_demand_from_the_same_weekday() {
 async fn the_fridge_door_with_the_pickup_code_completes_a_subscription_order() {
     let sys = System::start().await;
     let (frank, start, _, first) = sys.subscriber("frank").await;
+    bring_to_eve(&sys.node, &frank, start).await;
     let r = sys
         .node
         .kitchen(KITCHEN)

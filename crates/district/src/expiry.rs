@@ -18,15 +18,18 @@
 
 use chrono::{DateTime, Duration, Utc};
 use imbl::{OrdMap, Vector};
-use protocol::{Event, FridgeId, MealId};
+use protocol::{Event, FridgeId, MealId, OrderId};
 
 use super::{Context, DistrictState, DomainError};
 
 /// Units of one meal that arrived together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lot {
     pub units: u32,
     pub best_before: DateTime<Utc>,
+    /// Set aside for this order (a kitchen placed it for a plan day): only
+    /// that order's pickup takes it, and stock rotation passes it by.
+    pub for_order: Option<OrderId>,
 }
 
 /// Lots per fridge and meal, oldest first.
@@ -72,6 +75,7 @@ pub(crate) fn follow(
         lots.push_back(Lot {
             units: now_on_hand - was,
             best_before: at + shelf_life,
+            for_order: None,
         });
     } else {
         consume_oldest(&mut lots, was - now_on_hand);
@@ -83,18 +87,49 @@ pub(crate) fn follow(
     lots
 }
 
-fn consume_oldest(lots: &mut Vector<Lot>, mut units: u32) {
-    while units > 0 {
-        let Some(mut front) = lots.pop_front() else {
-            return;
-        };
-        if front.units > units {
-            front.units -= units;
-            lots.push_front(front);
-            return;
+/// Takes `units` from the shelf, oldest first among the units on general
+/// sale; units set aside for an order go only when nothing else is left
+/// (the shelf holds fewer units than it should).
+fn consume_oldest(lots: &mut Vector<Lot>, units: u32) {
+    let left = take_where(lots, units, |l| l.for_order.is_none());
+    take_where(lots, left, |_| true);
+}
+
+/// Takes up to `units` from the lots `pick` selects, oldest first; returns
+/// how many it could not take.
+fn take_where(lots: &mut Vector<Lot>, mut units: u32, pick: impl Fn(&Lot) -> bool) -> u32 {
+    let mut kept = Vector::new();
+    for mut lot in std::mem::take(lots) {
+        if units > 0 && pick(&lot) {
+            let taken = lot.units.min(units);
+            units -= taken;
+            lot.units -= taken;
         }
-        units -= front.units;
+        if lot.units > 0 {
+            kept.push_back(lot);
+        }
     }
+    *lots = kept;
+    units
+}
+
+/// Takes up to `units` set aside for `order_id` (the units its kitchen
+/// placed); returns how many it took.
+pub(crate) fn take_for_order(lots: &mut Vector<Lot>, order_id: &OrderId, units: u32) -> u32 {
+    units - take_where(lots, units, |l| l.for_order.as_ref() == Some(order_id))
+}
+
+/// The units set aside for `order_id` go back on general sale, keeping
+/// their best-before.
+pub(crate) fn release_for_order(lots: Vector<Lot>, order_id: &OrderId) -> Vector<Lot> {
+    lots.into_iter()
+        .map(|mut l| {
+            if l.for_order.as_ref() == Some(order_id) {
+                l.for_order = None;
+            }
+            l
+        })
+        .collect()
 }
 
 /// A fridge counted `units` expired: the oldest `units` are expired as of
@@ -112,10 +147,12 @@ pub(crate) fn relabel(lots: Vector<Lot>, units: u32, at: DateTime<Utc>) -> Vecto
             relabelled.push_back(Lot {
                 units: left,
                 best_before: lot.best_before.min(at),
+                for_order: lot.for_order.clone(),
             });
             relabelled.push_back(Lot {
                 units: lot.units - left,
                 best_before: lot.best_before.max(not_yet),
+                for_order: lot.for_order,
             });
             left = 0;
         } else {
@@ -141,10 +178,12 @@ mod tests {
             Lot {
                 units: 2,
                 best_before: t(10),
+                for_order: None,
             },
             Lot {
                 units: 3,
                 best_before: t(20),
+                for_order: None,
             },
         ]
         .into();
@@ -154,10 +193,37 @@ mod tests {
             lots[0],
             Lot {
                 units: 2,
-                best_before: t(20)
+                best_before: t(20),
+                for_order: None,
             }
         );
         assert_eq!(expired_at(&lots, t(19)), 0);
         assert_eq!(expired_at(&lots, t(20)), 2);
+    }
+
+    #[test]
+    fn a_unit_set_aside_for_an_order_is_the_one_its_pickup_takes() {
+        let order = OrderId::from_static("sub-p-2026-12-02");
+        let lot = |units, h, for_order: Option<&OrderId>| Lot {
+            units,
+            best_before: t(h),
+            for_order: for_order.cloned(),
+        };
+        // Three expired units, then the kitchen's fresh one for the order.
+        let lots: Vector<Lot> = vec![lot(3, 10, None), lot(1, 100, Some(&order))].into();
+        let mut picked = lots.clone();
+        assert_eq!(take_for_order(&mut picked, &order, 1), 1);
+        assert_eq!(picked, Vector::unit(lot(3, 10, None)));
+        // Rotation passes the set-aside unit by while others are left.
+        let mut rotated = lots.clone();
+        consume_oldest(&mut rotated, 1);
+        assert_eq!(
+            rotated,
+            Vector::from(vec![lot(2, 10, None), lot(1, 100, Some(&order))])
+        );
+        // Released (unclaimed): on general sale with its own best-before.
+        let released = release_for_order(lots, &order);
+        assert_eq!(expired_at(&released, t(50)), 3);
+        assert_eq!(released[1], lot(1, 100, None));
     }
 }

@@ -22,7 +22,7 @@ use protocol::events::{StockMovement, StockSource};
 use protocol::orders::OrderId;
 use protocol::{Event, FridgeId, KitchenId, MealId};
 
-use super::links::Cursor;
+use super::links::{Cursor, FridgeNotice};
 use super::orders::OrderCommand;
 use super::{Context, DistrictState, DomainError};
 
@@ -297,9 +297,24 @@ fn react(state: &DistrictState, r: &mut Reaction, fact: FridgeFact, ctx: &Contex
             pickup_code,
             ..
         } => pick_up(state, r, order_id, pickup_code, ctx),
-        FridgeFact::PickupNothingTaken { .. }
-        | FridgeFact::TemperatureRecovered { .. }
-        | FridgeFact::FridgeOffline { .. } => {}
+        FridgeFact::PickupNothingTaken { order_id, at, .. } => {
+            r.events.push(Event::PickupNothingTaken {
+                fridge_id,
+                order_id,
+                at,
+            })
+        }
+        FridgeFact::TemperatureRecovered {
+            since,
+            until,
+            max_milli_c,
+        } => r.events.push(Event::TemperatureRecovered {
+            fridge_id,
+            since,
+            until,
+            max_milli_c,
+        }),
+        FridgeFact::FridgeOffline { .. } => {}
         fact @ (FridgeFact::Refilled { .. }
         | FridgeFact::Withdrawn { .. }
         | FridgeFact::Shrinkage { .. }) => r.events.extend(movement(fridge_id, fact)),
@@ -474,7 +489,44 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event) -> bool {
                 .record_report(fridge_id, cursor_json, *forget_previous_secret);
             false
         }
-        Event::DoorPickupRefused { .. } => false,
+        Event::DoorPickupRefused {
+            fridge_id,
+            order_id,
+            reason,
+        } => {
+            let notice = FridgeNotice::DoorPickupRefused {
+                order_id: order_id.clone(),
+                reason: reason.clone(),
+            };
+            state.links.notice(fridge_id, notice);
+            false
+        }
+        Event::PickupNothingTaken {
+            fridge_id,
+            order_id,
+            at,
+        } => {
+            let notice = FridgeNotice::PickupNothingTaken {
+                order_id: order_id.clone(),
+                at: *at,
+            };
+            state.links.notice(fridge_id, notice);
+            false
+        }
+        Event::TemperatureRecovered {
+            fridge_id,
+            since,
+            until,
+            max_milli_c,
+        } => {
+            let notice = FridgeNotice::TemperatureRecovered {
+                since: *since,
+                until: *until,
+                max_milli_c: *max_milli_c,
+            };
+            state.links.notice(fridge_id, notice);
+            false
+        }
         Event::FridgeStatusChanged {
             fridge_id, status, ..
         } => state.catalog.set_fridge_status(fridge_id, *status),

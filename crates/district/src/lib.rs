@@ -239,7 +239,8 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         | Event::MealStockReserved { .. }
         | Event::MealStockReleased { .. }
         | Event::MealUnitsExpired { .. }
-        | Event::StockMovementRecorded { .. } => stock::evolve(state, event, rec),
+        | Event::StockMovementRecorded { .. }
+        | Event::MealUnitPlacedForOrder { .. } => stock::evolve(state, event, rec),
         Event::OrderPlaced { .. }
         | Event::OrderCancelled { .. }
         | Event::OrderPickedUp { .. }
@@ -254,6 +255,8 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         | Event::PaymentResultRecorded { .. } => orders::payment::evolve(state, event, rec),
         Event::FridgeTelemetryReceived { .. }
         | Event::DoorPickupRefused { .. }
+        | Event::PickupNothingTaken { .. }
+        | Event::TemperatureRecovered { .. }
         | Event::FridgeStatusChanged { .. }
         | Event::FridgeQuarantined { .. }
         | Event::FridgeQuarantineLifted { .. } => fridges::evolve(state, event),

@@ -8,9 +8,34 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use fridge_acl::FridgeCursor;
-use imbl::HashMap;
-use protocol::FridgeId;
+use imbl::{HashMap, Vector};
+use protocol::{FridgeId, OrderId};
+use serde::Serialize;
+
+/// How many recent notices are kept per fridge (the log keeps them all).
+pub const MAX_NOTICES_PER_FRIDGE: usize = 20;
+
+/// A fact about a fridge kept for operators: not a state change, but
+/// something a person should look at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FridgeNotice {
+    /// A valid pickup code opened the door and nothing was taken.
+    PickupNothingTaken {
+        order_id: OrderId,
+        at: DateTime<Utc>,
+    },
+    /// A pickup code the order book could not take.
+    DoorPickupRefused { order_id: OrderId, reason: String },
+    /// Back in range after an excursion.
+    TemperatureRecovered {
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        max_milli_c: i32,
+    },
+}
 
 /// The ACL's position in one fridge's reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +54,8 @@ pub struct FridgeLinks {
     /// new one.
     previous_secrets: HashMap<FridgeId, String>,
     cursors: HashMap<FridgeId, Cursor>,
+    /// The latest notices per fridge, oldest first.
+    notices: HashMap<FridgeId, Vector<FridgeNotice>>,
 }
 
 impl FridgeLinks {
@@ -51,6 +78,20 @@ impl FridgeLinks {
             Cursor::Known(c) => Some((id, &**c)),
             Cursor::Unreadable { .. } => None,
         })
+    }
+
+    /// The fridge's latest notices, oldest first.
+    pub fn notices(&self, fridge_id: &str) -> impl Iterator<Item = &FridgeNotice> {
+        self.notices.get(fridge_id).into_iter().flatten()
+    }
+
+    pub(crate) fn notice(&mut self, fridge_id: &FridgeId, notice: FridgeNotice) {
+        let mut list = self.notices.get(fridge_id).cloned().unwrap_or_default();
+        list.push_back(notice);
+        while list.len() > MAX_NOTICES_PER_FRIDGE {
+            list.pop_front();
+        }
+        self.notices.insert(fridge_id.clone(), list);
     }
 
     /// A (re-)registration with a secret. On a rotation the old secret stays

@@ -1,8 +1,9 @@
 //! The one money path: what the district owes the payments service.
 //!
 //! A row is a payment request whose result is not recorded yet, keyed by
-//! what it pays for ([`OutboxKey`]): an order's charge or refund, or a
-//! plan's weekly charge. Rows are written only by the handlers of the
+//! what it pays for ([`OutboxKey`]): an order's charge or refund, a
+//! plan's weekly charge, or a refund of a subscriber's credit against one
+//! (`CreditRefundRequested`). Rows are written only by the handlers of the
 //! events that ask for money (`PurchaseRequested`, `RefundRequested`,
 //! `ChargeRequested`) and of those that settle it, so the outbox is exactly
 //! as durable as the decisions behind it. The NATS relay publishes rows
@@ -38,6 +39,8 @@ pub enum OutboxKey {
     },
     /// A plan's weekly charge (`plan-{plan}-{monday}`).
     PlanCharge { charge_id: ChargeId },
+    /// A refund of the subscriber's credit against that paid charge.
+    PlanRefund { charge_id: ChargeId },
 }
 
 impl OutboxKey {
@@ -47,6 +50,7 @@ impl OutboxKey {
         match self {
             OutboxKey::Order { order_id, kind } => msg_id(*kind, order_id),
             OutboxKey::PlanCharge { charge_id } => msg_id(PaymentKind::Charge, charge_id),
+            OutboxKey::PlanRefund { charge_id } => msg_id(PaymentKind::Refund, charge_id),
         }
     }
 }

@@ -18,7 +18,8 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 use protocol::geo::GeoPoint;
 use protocol::orders::{OrderId, OrderStatus, RefusalReason};
-use protocol::{EventEnvelope, FridgeId, MealId, StreamId};
+use protocol::schedule::ScheduleEvent;
+use protocol::{ChargeId, Event, EventEnvelope, FridgeId, MealId, PlanId, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::DistrictState;
@@ -98,6 +99,16 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         shortage: Vec<MealId>,
     },
+    /// The result of a charge for one of the caller's plans: a declined one
+    /// is retried with backoff, or at once after a change of payment method.
+    PlanCharge {
+        plan_id: PlanId,
+        charge_id: ChargeId,
+        /// `paid` or `declined`.
+        status: String,
+        amount: i64,
+        version: u64,
+    },
     /// Answer to subscribe/unsubscribe: what the connection now follows and
     /// the version it is at.
     Subscribed {
@@ -150,6 +161,7 @@ pub fn changes(
     catalog_changes(prev, next, district_id, district_prefixes, &mut out);
     stock_changes(prev, next, &mut out);
     order_changes(prev, next, events, &mut out);
+    charge_results(next, events, &mut out);
     out.truncate(MAX_MESSAGES_PER_BATCH);
     out.into_iter()
         .enumerate()
@@ -158,7 +170,8 @@ pub fn changes(
             match &mut msg {
                 ServerMessage::CatalogUpdated { version: v, .. }
                 | ServerMessage::Stock { version: v, .. }
-                | ServerMessage::Order { version: v, .. } => *v = version,
+                | ServerMessage::Order { version: v, .. }
+                | ServerMessage::PlanCharge { version: v, .. } => *v = version,
                 _ => {}
             }
             Push {
@@ -253,6 +266,38 @@ fn stock_changes(
                 out.push((route.clone(), stock(meal_id, 0)));
             }
         }
+    }
+}
+
+/// Each plan charge the batch settled, to its customer.
+fn charge_results(
+    next: &DistrictState,
+    events: &[EventEnvelope],
+    out: &mut Vec<(Route, ServerMessage)>,
+) {
+    for env in events {
+        let Event::Schedule(ScheduleEvent::ChargeSettled {
+            charge_id,
+            plan_id,
+            approved,
+            ..
+        }) = &env.event
+        else {
+            continue;
+        };
+        let Some(charge) = next.schedule().charges.get(charge_id.as_str()) else {
+            continue;
+        };
+        out.push((
+            Route::Customer(charge.customer.clone()),
+            ServerMessage::PlanCharge {
+                plan_id: plan_id.clone(),
+                charge_id: charge_id.clone(),
+                status: if *approved { "paid" } else { "declined" }.into(),
+                amount: charge.amount,
+                version: 0,
+            },
+        ));
     }
 }
 

@@ -15,24 +15,23 @@
 //!   lifecycle: the scheduler keeps no copy and asks
 //!   [`StateCatalog::order_status`], so a pickup or an unclaimed timer is
 //!   seen by the scheduler without telling it;
-//! - stock at "placed in fridge": the kitchen brings the units, so on-hand
-//!   rises (`MealStockUpdated`) and they are reserved for the order
-//!   (`MealStockReserved`) in the same batch as the availability;
+//! - stock at "placed in fridge": the kitchen brings the unit, so on-hand
+//!   rises and the unit is set aside for the order
+//!   (`MealUnitPlacedForOrder`) in the same batch as the availability: that
+//!   unit is the one the order's pickup takes;
 //! - plan charges as outbox rows (`ChargeRequested` with an amount) and
 //!   payment results routed back by charge id.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use protocol::catalog::FridgeStatus;
-use protocol::events::StockSource;
-use protocol::orders::{Channel, OrderLine, OrderStatus};
+use protocol::orders::{Channel, OrderLine, OrderStatus, Withdrawal};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, PlanChange, PlanId, PlanSpec, ScheduleEvent,
 };
-use protocol::{Event, FridgeId, KitchenId, MealId};
+use protocol::{Event, KitchenId};
 use scheduler::{Catalog, MealInfo, Policy, ScheduleState};
 
 use super::orders::{NewOrder, Order};
@@ -61,6 +60,9 @@ pub enum ScheduleCommand {
         plan_id: PlanId,
         customer: Option<String>,
         from: Option<NaiveDate>,
+        /// Refund what the cancellation credits to the card instead of
+        /// keeping it as credit.
+        refund: bool,
         policy: Policy,
     },
     SetCalendarDay {
@@ -92,6 +94,9 @@ impl Catalog for StateCatalog<'_> {
     }
     fn has_fridge(&self, fridge_id: &str) -> bool {
         self.0.catalog.fridge(fridge_id).is_some()
+    }
+    fn fridge_takes_orders(&self, fridge_id: &str) -> bool {
+        self.0.catalog.fridge_is(fridge_id, FridgeStatus::Online)
     }
     fn has_kitchen(&self, kitchen_id: &str) -> bool {
         self.0.catalog.has_kitchen(kitchen_id)
@@ -144,16 +149,40 @@ pub fn decide(
             plan_id,
             customer,
             from,
+            refund,
             policy,
-        } => scheduler::cancel_plan(
-            sched,
-            &catalog,
-            &plan_id,
-            customer.as_deref(),
-            from,
-            now,
-            &policy,
-        )?,
+        } => {
+            let mut events = scheduler::cancel_plan(
+                sched,
+                &catalog,
+                &plan_id,
+                customer.as_deref(),
+                from,
+                now,
+                &policy,
+            )?;
+            if refund {
+                // What this cancellation credited goes back to the card
+                // (never more than the balance it leaves: a debt is netted).
+                let mut after = sched.clone();
+                let mut credited = 0;
+                for e in &events {
+                    after.apply(e);
+                    credited += match e {
+                        ScheduleEvent::OrderWithdrawn { credit, .. } => *credit,
+                        ScheduleEvent::DayCredited { amount, .. } => *amount,
+                        _ => 0,
+                    };
+                }
+                let owner = after.plans.get(&plan_id).map(|p| p.customer.clone());
+                if let Some(owner) = owner {
+                    events.extend(scheduler::refund_credit(
+                        &after, &owner, credited, now, &policy,
+                    ));
+                }
+            }
+            events
+        }
         ScheduleCommand::SetCalendarDay { date, spec, policy } => {
             scheduler::set_calendar_day(sched, &catalog, date, spec, now, &policy)?
         }
@@ -164,10 +193,9 @@ pub fn decide(
             mut seed,
             policy,
         } => {
-            let policy = Policy {
-                pickup_window: ctx.policy.pickup_window,
-                ..policy
-            };
+            // Food never goes into a fridge whose meals are withheld as
+            // unsafe, or that is offline: the scheduler passes such
+            // fridges' orders by (`StateCatalog::fridge_takes_orders`).
             let mut code = || next_code(&mut seed);
             let events = scheduler::kitchen_event(
                 sched,
@@ -178,49 +206,23 @@ pub fn decide(
                 &policy,
                 &mut code,
             )?;
-            // Food must not go into a fridge whose meals are withheld as unsafe.
-            for e in &events {
-                if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = e {
-                    let fridge_id = sched.orders.get(order_id).map(|o| &o.fridge_id);
-                    let quarantined = fridge_id
-                        .is_some_and(|f| state.catalog.fridge_is(f, FridgeStatus::Quarantined));
-                    if let (true, Some(f)) = (quarantined, fridge_id) {
-                        return Err(DomainError::FridgeUnavailable(f.clone()));
-                    }
-                }
-            }
             return Ok(with_stock(state, events));
         }
     };
     Ok(events.into_iter().map(Event::Schedule).collect())
 }
 
-/// Precedes every availability with its units arriving in the fridge and
-/// being reserved for the order.
+/// Precedes every availability with its unit arriving in the fridge set
+/// aside for the order (`MealUnitPlacedForOrder`).
 fn with_stock(state: &DistrictState, events: Vec<ScheduleEvent>) -> Vec<Event> {
-    let mut arrived: BTreeMap<(FridgeId, MealId), u32> = BTreeMap::new();
     let mut out = Vec::with_capacity(events.len() * 2);
     for e in events {
         if let ScheduleEvent::OrderAvailableForPicking { order_id, .. } = &e {
             if let Some(o) = state.schedule.orders.get(order_id) {
-                let key = (o.fridge_id.clone(), o.meal_id.clone());
-                let extra = arrived.entry(key).or_insert(0);
-                *extra += 1;
-                let on_hand = state
-                    .stock_level(&o.fridge_id, &o.meal_id)
-                    .on_hand
-                    .saturating_add(*extra);
-                out.push(Event::MealStockUpdated {
-                    fridge_id: o.fridge_id.clone(),
-                    meal_id: o.meal_id.clone(),
-                    on_hand,
-                    source: StockSource::Manual,
-                });
-                out.push(Event::MealStockReserved {
+                out.push(Event::MealUnitPlacedForOrder {
                     order_id: order_id.clone(),
                     fridge_id: o.fridge_id.clone(),
                     meal_id: o.meal_id.clone(),
-                    qty: 1,
                 });
             }
         }
@@ -232,17 +234,20 @@ fn with_stock(state: &DistrictState, events: Vec<ScheduleEvent>) -> Vec<Event> {
 /// A payment result for a plan charge (the node routes results here when
 /// their `order_id` is a known charge id).
 pub fn record_payment(state: &DistrictState, result: PaymentResult) -> Vec<Event> {
-    if result.kind != PaymentKind::Charge {
-        return vec![];
-    }
     let (approved, reference) = match result.outcome {
         PaymentOutcome::Approved { reference } => (true, reference),
         PaymentOutcome::Declined { reason } => (false, reason),
     };
-    scheduler::record_charge(&state.schedule, &result.order_id, approved, reference)
-        .into_iter()
-        .map(Event::Schedule)
-        .collect()
+    let sched = &state.schedule;
+    let events = match result.kind {
+        PaymentKind::Charge => {
+            scheduler::record_charge(sched, &result.order_id, approved, reference)
+        }
+        PaymentKind::Refund => {
+            scheduler::record_refund(sched, &result.order_id, approved, reference)
+        }
+    };
+    events.into_iter().map(Event::Schedule).collect()
 }
 
 /// Applies schedule events: the plan side to the scheduler's state, the
@@ -289,8 +294,20 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
             );
             state.orders.add(order, None);
         }
-        ScheduleEvent::OrderWithdrawn { order_id, .. } => {
-            advance(state, order_id, OrderStatus::Cancelled, rec)
+        ScheduleEvent::OrderWithdrawn {
+            order_id,
+            credit,
+            reason,
+            ..
+        } => {
+            let withdrawn = Withdrawal {
+                reason: *reason,
+                credited: *credit,
+            };
+            state.orders.update(order_id, |order| {
+                order.withdrawn = Some(withdrawn);
+                order.advance(OrderStatus::Cancelled, rec.at);
+            });
         }
         ScheduleEvent::OrderPrepared { order_id } => {
             advance(state, order_id, OrderStatus::Prepared, rec)
@@ -336,6 +353,33 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
                 charge_id: charge_id.clone(),
             });
         }
+        ScheduleEvent::CreditRefundRequested {
+            charge_id,
+            amount,
+            currency,
+            payment_method,
+            deadline,
+            ..
+        } => {
+            let req = PaymentRequest {
+                kind: PaymentKind::Refund,
+                order_id: charge_id.clone().into(),
+                district_id: rec.district_id.clone(),
+                amount: *amount,
+                currency: currency.clone(),
+                payment_method: payment_method.clone(),
+                deadline_unix_ms: deadline.timestamp_millis(),
+            };
+            let key = OutboxKey::PlanRefund {
+                charge_id: charge_id.clone(),
+            };
+            state.outbox.owe(key, req, rec.seq);
+        }
+        ScheduleEvent::CreditRefundSettled { charge_id, .. } => {
+            state.outbox.settle(&OutboxKey::PlanRefund {
+                charge_id: charge_id.clone(),
+            });
+        }
         _ => {}
     }
     false
@@ -354,7 +398,7 @@ mod tests {
     use protocol::catalog::Fridge;
     use protocol::geo::{DistrictArea, GeoPoint};
     use protocol::schedule::KitchenStage;
-    use protocol::{DistrictId, OrderId};
+    use protocol::{DistrictId, FridgeId, MealId, OrderId};
 
     fn state_with_order(fridge_status: FridgeStatus) -> DistrictState {
         let fridge = Fridge {
@@ -372,10 +416,10 @@ mod tests {
                 secret: None,
             },
             Event::Schedule(ScheduleEvent::OrderScheduled {
-                order_id: OrderId::from_static("sub-p-2026-12-02"),
+                order_id: OrderId::from_static("sub-p-2026-11-25"),
                 plan_id: PlanId::from_static("p"),
                 customer: "alice".into(),
-                date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                date: NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
                 fridge_id: FridgeId::from_static("f-1"),
                 kitchen_id: KitchenId::from_static("k-1"),
                 meal_id: MealId::from_static("m-1"),
@@ -401,7 +445,7 @@ mod tests {
                 kitchen_id: KitchenId::from_static("k-1"),
                 spec: KitchenEventSpec {
                     stage: KitchenStage::PlacedInFridge,
-                    date: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                    date: NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
                     fridge_id: None,
                     order_ids: None,
                 },
@@ -416,7 +460,9 @@ mod tests {
     fn nothing_is_placed_in_a_quarantined_fridge() {
         assert_eq!(
             place(&state_with_order(FridgeStatus::Quarantined)),
-            Err(DomainError::FridgeUnavailable(FridgeId::from_static("f-1")))
+            Err(DomainError::Schedule(
+                scheduler::ScheduleError::FridgeUnavailable(FridgeId::from_static("f-1"))
+            ))
         );
         let events = place(&state_with_order(FridgeStatus::Online)).unwrap();
         let kinds: Vec<_> = events.iter().map(Event::kind).collect();
@@ -425,8 +471,7 @@ mod tests {
             [
                 "OrderPrepared",
                 "OrderDispatched",
-                "MealStockUpdated",
-                "MealStockReserved",
+                "MealUnitPlacedForOrder",
                 "OrderAvailableForPicking"
             ]
         );

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use imbl::{OrdMap, Vector};
 use protocol::catalog::StockLevel;
 use protocol::events::StockSource;
-use protocol::{Event, FridgeId, MealId};
+use protocol::{Event, FridgeId, MealId, OrderId};
 
 use crate::expiry::{self, Lot, Lots};
 use crate::{DistrictState, Recorded};
@@ -91,27 +91,84 @@ impl Stock {
         });
     }
 
-    pub(crate) fn release(&mut self, fridge_id: &FridgeId, meal_id: &MealId, qty: u32) {
+    /// The order's reservation ends without a pickup: its units, including
+    /// any set aside for it, are on general sale again.
+    pub(crate) fn release(
+        &mut self,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
+        order_id: &OrderId,
+        qty: u32,
+    ) {
         self.adjust(fridge_id, meal_id, |l| {
             l.reserved = l.reserved.saturating_sub(qty)
         });
+        let key = (fridge_id.clone(), meal_id.clone());
+        if let Some(lots) = self.lots.get(&key).cloned() {
+            self.set_lots(key, expiry::release_for_order(lots, order_id));
+        }
     }
 
-    /// `qty` reserved units left the fridge with their customer.
+    /// A kitchen put one unit in the fridge for `order_id`: on hand and
+    /// reserved rise together, and the unit is a lot of its own, set aside
+    /// for the order.
+    pub(crate) fn place_for_order(
+        &mut self,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
+        order_id: &OrderId,
+        at: DateTime<Utc>,
+        shelf_life: Duration,
+    ) {
+        self.adjust(fridge_id, meal_id, |l| {
+            l.on_hand = l.on_hand.saturating_add(1);
+            l.reserved = l.reserved.saturating_add(1);
+        });
+        let key = (fridge_id.clone(), meal_id.clone());
+        let mut lots = self.lots.get(&key).cloned().unwrap_or_default();
+        lots.push_back(Lot {
+            units: 1,
+            best_before: at + shelf_life,
+            for_order: Some(order_id.clone()),
+        });
+        self.set_lots(key, lots);
+        self.refresh_expired(fridge_id, meal_id, at);
+    }
+
+    /// `qty` units reserved for `order_id` left the fridge with their
+    /// customer: first the units set aside for that order (the ones its
+    /// kitchen placed), then the oldest on the shelf.
     pub(crate) fn hand_out(
         &mut self,
         fridge_id: &FridgeId,
         meal_id: &MealId,
+        order_id: &OrderId,
         qty: u32,
         at: DateTime<Utc>,
         shelf_life: Duration,
     ) {
-        let was = self.level(fridge_id, meal_id).on_hand;
+        let key = (fridge_id.clone(), meal_id.clone());
+        let mut lots = self.lots.get(&key).cloned().unwrap_or_default();
+        let own = expiry::take_for_order(&mut lots, order_id, qty);
+        self.set_lots(key, lots);
+        let was = self.level(fridge_id, meal_id).on_hand.saturating_sub(own);
         self.adjust(fridge_id, meal_id, |l| {
             l.on_hand = l.on_hand.saturating_sub(qty);
             l.reserved = l.reserved.saturating_sub(qty);
         });
         self.follow_lots(fridge_id, meal_id, was, at, shelf_life);
+        self.refresh_expired(fridge_id, meal_id, at);
+    }
+
+    /// The withheld count is what the lots say has expired at `at`.
+    fn refresh_expired(&mut self, fridge_id: &FridgeId, meal_id: &MealId, at: DateTime<Utc>) {
+        let expired = self
+            .lots(fridge_id, meal_id)
+            .map(|lots| expiry::expired_at(lots, at))
+            .unwrap_or(0);
+        if self.level(fridge_id, meal_id).expired != expired {
+            self.adjust(fridge_id, meal_id, |level| level.expired = expired);
+        }
     }
 
     /// `units` of the meal are past their best-before as of `at` (the
@@ -193,11 +250,8 @@ impl Stock {
         let key = (fridge_id.clone(), meal_id.clone());
         let lots = self.lots.get(&key).cloned().unwrap_or_default();
         let lots = expiry::follow(lots, was, on_hand, at, shelf_life);
-        let expired = expiry::expired_at(&lots, at);
         self.set_lots(key, lots);
-        if self.level(fridge_id, meal_id).expired != expired {
-            self.adjust(fridge_id, meal_id, |level| level.expired = expired);
-        }
+        self.refresh_expired(fridge_id, meal_id, at);
     }
 
     fn set_lots(&mut self, key: (FridgeId, MealId), lots: Vector<Lot>) {
@@ -245,12 +299,23 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
             true
         }
         Event::MealStockReleased {
+            order_id,
             fridge_id,
             meal_id,
             qty,
-            ..
         } => {
-            state.stock.release(fridge_id, meal_id, *qty);
+            state.stock.release(fridge_id, meal_id, order_id, *qty);
+            true
+        }
+        Event::MealUnitPlacedForOrder {
+            order_id,
+            fridge_id,
+            meal_id,
+        } => {
+            let shelf_life = state.catalog.shelf_life(meal_id);
+            state
+                .stock
+                .place_for_order(fridge_id, meal_id, order_id, rec.at, shelf_life);
             true
         }
         Event::MealUnitsExpired {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use protocol::payments::{msg_id, PaymentKind};
+use protocol::payments::{msg_id, PaymentKind, PaymentOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -160,7 +160,18 @@ async fn order(State(ops): State<Ops>, Path(order_id): Path<String>) -> Json<Val
         "charge_requests_seen": Service::<Sandbox>::times_seen(&ops.seen, &charge),
         "refund_requests_seen": Service::<Sandbox>::times_seen(&ops.seen, &refund),
         "ledger": ops.sandbox.entry(&order_id),
-        "charge_outcome": ops.book.get(&charge).ok().flatten().map(|r| format!("{:?}", r.outcome)),
-        "refund_outcome": ops.book.get(&refund).ok().flatten().map(|r| format!("{:?}", r.outcome)),
+        "charge_outcome": ops.book.get(&charge).ok().flatten().map(|r| outcome_view(&r.outcome)),
+        "refund_outcome": ops.book.get(&refund).ok().flatten().map(|r| outcome_view(&r.outcome)),
     }))
+}
+
+/// A recorded outcome as JSON: `{"status": "approved", "reference"}` or
+/// `{"status": "declined", "reason"}`.
+fn outcome_view(outcome: &PaymentOutcome) -> Value {
+    match outcome {
+        PaymentOutcome::Approved { reference } => {
+            json!({"status": "approved", "reference": reference})
+        }
+        PaymentOutcome::Declined { reason } => json!({"status": "declined", "reason": reason}),
+    }
 }

@@ -200,6 +200,34 @@ pub enum Event {
         order_id: OrderId,
         reason: String,
     },
+    /// A kitchen put one unit of a meal in the fridge for one order (a plan
+    /// day): on hand +1, reserved for that order, as a lot of its own with
+    /// its own best-before. That unit, not the oldest on the shelf, is the
+    /// one the order's pickup takes; it goes back on sale only if the order
+    /// releases it (unclaimed), with its own best-before. (Placements
+    /// recorded before this variant existed are a `MealStockUpdated` plus a
+    /// `MealStockReserved`; those records stay as they are.)
+    MealUnitPlacedForOrder {
+        order_id: OrderId,
+        fridge_id: FridgeId,
+        meal_id: MealId,
+    },
+    /// A door session opened with an order's valid pickup code took none of
+    /// its meals (often a shortage seen at the shelf). The order stays open;
+    /// kept so an operator can follow up.
+    PickupNothingTaken {
+        fridge_id: FridgeId,
+        order_id: OrderId,
+        at: DateTime<Utc>,
+    },
+    /// The fridge is back at or below the limit after an excursion.
+    /// Informational: a quarantine is lifted only by an operator.
+    TemperatureRecovered {
+        fridge_id: FridgeId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        max_milli_c: i32,
+    },
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -260,9 +288,14 @@ impl Event {
             | Event::PaymentResultRecorded { order_id, .. }
             | Event::OrderPickedUp { order_id }
             | Event::OrderUnclaimed { order_id }
-            | Event::OrderFlagged { order_id, .. } => StreamId::Order(order_id.clone()),
+            | Event::OrderFlagged { order_id, .. }
+            | Event::MealUnitPlacedForOrder { order_id, .. } => StreamId::Order(order_id.clone()),
             Event::FridgeTelemetryReceived { fridge_id, .. }
-            | Event::DoorPickupRefused { fridge_id, .. } => StreamId::Telemetry(fridge_id.clone()),
+            | Event::DoorPickupRefused { fridge_id, .. }
+            | Event::PickupNothingTaken { fridge_id, .. }
+            | Event::TemperatureRecovered { fridge_id, .. } => {
+                StreamId::Telemetry(fridge_id.clone())
+            }
             Event::FridgeStatusChanged { fridge_id, .. }
             | Event::FridgeQuarantined { fridge_id, .. }
             | Event::FridgeQuarantineLifted { fridge_id } => StreamId::Fridge(fridge_id.clone()),
@@ -305,6 +338,9 @@ impl Event {
             Event::StockMovementRecorded { .. } => "StockMovementRecorded",
             Event::OrderFlagged { .. } => "OrderFlagged",
             Event::DoorPickupRefused { .. } => "DoorPickupRefused",
+            Event::MealUnitPlacedForOrder { .. } => "MealUnitPlacedForOrder",
+            Event::PickupNothingTaken { .. } => "PickupNothingTaken",
+            Event::TemperatureRecovered { .. } => "TemperatureRecovered",
             Event::Schedule(e) => e.kind(),
         }
     }

@@ -271,6 +271,19 @@ impl ChargeId {
     pub fn for_period(plan_id: &PlanId, period_start: NaiveDate) -> ChargeId {
         ChargeId(format!("plan-{plan_id}-{}", IdDate(period_start)))
     }
+
+    /// The `attempt`-th charge of a plan for a period (0: the first, named
+    /// as [`ChargeId::for_period`]; then `-2`, `-3`, … for the retries of a
+    /// declined one, each a new payment). Total as above (at most 11 more
+    /// bytes).
+    pub fn for_attempt(plan_id: &PlanId, period_start: NaiveDate, attempt: u32) -> ChargeId {
+        let first = ChargeId::for_period(plan_id, period_start);
+        if attempt == 0 {
+            first
+        } else {
+            ChargeId(format!("{first}-{}", u64::from(attempt) + 1))
+        }
+    }
 }
 
 impl PlanId {

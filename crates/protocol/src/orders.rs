@@ -175,7 +175,12 @@ pub struct OrderView {
     pub lines: Vec<OrderLine>,
     pub total: i64,
     pub currency: Currency,
-    pub hold_until: DateTime<Utc>,
+    /// When the grace window ends (app and POS orders; a subscription order
+    /// is prepaid and has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<DateTime<Utc>>,
+    /// While the order awaits its pickup, or once picked up; never on an
+    /// order that ended without one (unclaimed, cancelled, refunded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pickup_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,4 +196,15 @@ pub struct OrderView {
     /// For a subscription order: the day it is for (the district's date).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_date: Option<chrono::NaiveDate>,
+    /// For a withdrawn subscription order (`cancelled`): why, and what was
+    /// credited to the subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<Withdrawal>,
+}
+
+/// Why a subscription order was withdrawn and what it credited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub reason: crate::schedule::WithdrawReason,
+    pub credited: i64,
 }

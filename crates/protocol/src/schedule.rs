@@ -77,6 +77,11 @@ pub struct PlanChange {
     pub end_date: Option<NaiveDate>,
     #[serde(default)]
     pub from: Option<NaiveDate>,
+    /// A new payment method token for the plan's charges from now on
+    /// (takes effect at once, not from a date; a declined week is retried
+    /// with it).
+    #[serde(default)]
+    pub payment_method: Option<String>,
 }
 
 /// Body of `PUT /v1/admin/calendar/{date}`.
@@ -128,6 +133,11 @@ pub enum WithdrawReason {
     /// The day passed its cutoff before it could become an order (the
     /// payment came late, the meal or the fridge left the catalog).
     NotDelivered,
+    /// The kitchen did not place the meal in the fridge by the end of its
+    /// delivery day.
+    NotProduced,
+    /// The fridge was quarantined or offline on the delivery day.
+    FridgeUnavailable,
 }
 
 /// One prepaid day of a billing period and its price.
@@ -236,6 +246,31 @@ pub enum ScheduleEvent {
         pickup_code: String,
         pickup_deadline: DateTime<Utc>,
     },
+    /// The plan's charges go to `payment_method` from now on.
+    PaymentMethodChanged {
+        plan_id: PlanId,
+        payment_method: String,
+    },
+    /// Part of the subscriber's credit goes back to the card it was paid
+    /// with: refunded against the paid charge `charge_id` (an outbox row;
+    /// the payment request's `order_id` is `charge_id`, kind refund). The
+    /// credit is reduced now and given back if the refund is declined.
+    CreditRefundRequested {
+        charge_id: ChargeId,
+        plan_id: PlanId,
+        customer: String,
+        amount: i64,
+        currency: Currency,
+        payment_method: String,
+        deadline: DateTime<Utc>,
+    },
+    /// The result of a credit refund.
+    CreditRefundSettled {
+        charge_id: ChargeId,
+        plan_id: PlanId,
+        approved: bool,
+        reference: String,
+    },
 }
 
 impl ScheduleEvent {
@@ -246,7 +281,12 @@ impl ScheduleEvent {
             | ScheduleEvent::PlanCancelled { plan_id, .. }
             | ScheduleEvent::ChargeRequested { plan_id, .. }
             | ScheduleEvent::ChargeSettled { plan_id, .. }
-            | ScheduleEvent::DayCredited { plan_id, .. } => crate::StreamId::Plan(plan_id.clone()),
+            | ScheduleEvent::DayCredited { plan_id, .. }
+            | ScheduleEvent::PaymentMethodChanged { plan_id, .. }
+            | ScheduleEvent::CreditRefundRequested { plan_id, .. }
+            | ScheduleEvent::CreditRefundSettled { plan_id, .. } => {
+                crate::StreamId::Plan(plan_id.clone())
+            }
             ScheduleEvent::CalendarDaySet { date, .. } => crate::StreamId::Calendar(*date),
             ScheduleEvent::OrderScheduled { order_id, .. }
             | ScheduleEvent::OrderWithdrawn { order_id, .. }
@@ -276,6 +316,9 @@ impl ScheduleEvent {
             ScheduleEvent::OrderPrepared { .. } => "OrderPrepared",
             ScheduleEvent::OrderDispatched { .. } => "OrderDispatched",
             ScheduleEvent::OrderAvailableForPicking { .. } => "OrderAvailableForPicking",
+            ScheduleEvent::PaymentMethodChanged { .. } => "PaymentMethodChanged",
+            ScheduleEvent::CreditRefundRequested { .. } => "CreditRefundRequested",
+            ScheduleEvent::CreditRefundSettled { .. } => "CreditRefundSettled",
         }
     }
 }
@@ -327,10 +370,20 @@ impl PlanChange {
         if let Some(days) = &self.days {
             validate_days(days)?;
         }
+        if let Some(method) = &self.payment_method {
+            if method.is_empty() || method.len() > MAX_PLAN_PAYMENT_METHOD_LEN {
+                return Err(ValidationError::Length {
+                    field: "payment_method",
+                    min: 1,
+                    max: MAX_PLAN_PAYMENT_METHOD_LEN,
+                });
+            }
+        }
         if self.fridge_id.is_none()
             && self.days.is_none()
             && self.paused.is_none()
             && self.end_date.is_none()
+            && self.payment_method.is_none()
         {
             return Err(ValidationError::NothingToChange);
         }

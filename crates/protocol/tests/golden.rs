@@ -88,6 +88,9 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::OrderFlagged { .. } => (23, "OrderFlagged"),
         Event::Schedule(_) => (24, "Schedule"),
         Event::DoorPickupRefused { .. } => (25, "DoorPickupRefused"),
+        Event::MealUnitPlacedForOrder { .. } => (26, "MealUnitPlacedForOrder"),
+        Event::PickupNothingTaken { .. } => (27, "PickupNothingTaken"),
+        Event::TemperatureRecovered { .. } => (28, "TemperatureRecovered"),
     }
 }
 
@@ -265,6 +268,22 @@ fn samples() -> Vec<Event> {
             order_id: order(),
             reason: "order 01HF7YAT00000000000000000A does not exist".into(),
         },
+        Event::MealUnitPlacedForOrder {
+            order_id: OrderId::from_static("sub-p-2026-12-02"),
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: MealId::from_static("m-bowl"),
+        },
+        Event::PickupNothingTaken {
+            fridge_id: FridgeId::from_static("f-campus"),
+            order_id: order(),
+            at: at(),
+        },
+        Event::TemperatureRecovered {
+            fridge_id: FridgeId::from_static("f-campus"),
+            since: at(),
+            until: at(),
+            max_milli_c: 9_500,
+        },
     ]
 }
 
@@ -407,12 +426,16 @@ fn nested_enum_indices_are_stable() {
             WithdrawReason::PlanCancelled,
             WithdrawReason::NonWorkingDay,
             WithdrawReason::NotDelivered,
+            WithdrawReason::NotProduced,
+            WithdrawReason::FridgeUnavailable,
         ],
         |v| match v {
             WithdrawReason::PlanChanged => 0,
             WithdrawReason::PlanCancelled => 1,
             WithdrawReason::NonWorkingDay => 2,
             WithdrawReason::NotDelivered => 3,
+            WithdrawReason::NotProduced => 4,
+            WithdrawReason::FridgeUnavailable => 5,
         },
     );
 }

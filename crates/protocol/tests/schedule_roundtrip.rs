@@ -80,7 +80,7 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
             meal_id: MealId::from_static("m-1"),
             meal_name: "Bowl".into(),
             price: 1000,
-            currency: usd,
+            currency: usd.clone(),
             debit: 0,
         },
         ScheduleEvent::OrderWithdrawn {
@@ -107,6 +107,25 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
             order_id: OrderId::from_static("o"),
             pickup_code: "123456".into(),
             pickup_deadline: at,
+        },
+        ScheduleEvent::PaymentMethodChanged {
+            plan_id: PlanId::from_static("p"),
+            payment_method: "tok_visa".into(),
+        },
+        ScheduleEvent::CreditRefundRequested {
+            charge_id: ChargeId::for_period(&PlanId::from_static("p"), date()),
+            plan_id: PlanId::from_static("p"),
+            customer: "alice".into(),
+            amount: 1000,
+            currency: usd.clone(),
+            payment_method: "tok_visa".into(),
+            deadline: at,
+        },
+        ScheduleEvent::CreditRefundSettled {
+            charge_id: ChargeId::for_period(&PlanId::from_static("p"), date()),
+            plan_id: PlanId::from_static("p"),
+            approved: true,
+            reference: "ref".into(),
         },
     ]
 }
@@ -148,7 +167,7 @@ fn scheduled_orders_share_the_order_stream() {
 /// `ScheduleEvent`s as postcard writes them since they were introduced; the
 /// bytes pin the variant order (append-only) and the field order. The index
 /// of `Event::Schedule` itself is pinned in `golden.rs`.
-const GOLDEN_HEX: [&str; 12] = [
+const GOLDEN_HEX: [&str; 15] = [
     "00017005616c6963650a323032362d31322d30320a323032362d31322d303203662d310103036d2d31000355534408746f6b5f76697361",
     "0101700a323032362d31322d303203662d310103036d2d31000a323032362d31322d3032",
     "0201700a323032362d31322d3032",
@@ -161,6 +180,9 @@ const GOLDEN_HEX: [&str; 12] = [
     "09016f",
     "0a016f",
     "0b016f0631323334353614323032362d31322d30315431323a30303a30305a",
+    "0c017008746f6b5f76697361",
+    "0d11706c616e2d702d323032362d31322d3032017005616c696365d00f0355534408746f6b5f7669736114323032362d31322d30315431323a30303a30305a",
+    "0e11706c616e2d702d323032362d31322d303201700103726566",
 ];
 
 /// Postcard's index of each variant. Exhaustive on purpose (no `_` arm): a
@@ -180,6 +202,9 @@ fn variant_index(event: &ScheduleEvent) -> usize {
         ScheduleEvent::OrderPrepared { .. } => 9,
         ScheduleEvent::OrderDispatched { .. } => 10,
         ScheduleEvent::OrderAvailableForPicking { .. } => 11,
+        ScheduleEvent::PaymentMethodChanged { .. } => 12,
+        ScheduleEvent::CreditRefundRequested { .. } => 13,
+        ScheduleEvent::CreditRefundSettled { .. } => 14,
     }
 }
 

@@ -7,6 +7,7 @@
 //! schedule tick, token expiry (`auth::Verifier`) and the time part of new
 //! ids, so on an advanced dev clock all of them move together.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -17,6 +18,9 @@ use ulid::Ulid;
 pub struct Clock {
     offset_ms: Arc<AtomicI64>,
     adjustable: bool,
+    /// Where an adjustable clock keeps its offset, so a restart resumes at
+    /// the time it had reached (the log's facts never lie in its future).
+    saved_to: Option<Arc<PathBuf>>,
 }
 
 impl Clock {
@@ -24,6 +28,7 @@ impl Clock {
         Clock {
             offset_ms: Arc::new(AtomicI64::new(0)),
             adjustable: false,
+            saved_to: None,
         }
     }
 
@@ -32,6 +37,28 @@ impl Clock {
         Clock {
             adjustable: true,
             ..Clock::system()
+        }
+    }
+
+    /// An adjustable clock whose offset is kept in the file `path`: it
+    /// starts from the offset saved there (none: the system's time), and
+    /// every advance saves the new one.
+    pub fn adjustable_saved(path: PathBuf) -> Self {
+        let offset = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse::<i64>().unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "dev clock: unreadable offset, starting from the system's time");
+                0
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "dev clock: offset not read, starting from the system's time");
+                0
+            }
+        };
+        Clock {
+            offset_ms: Arc::new(AtomicI64::new(offset.max(0))),
+            adjustable: true,
+            saved_to: Some(Arc::new(path)),
         }
     }
 
@@ -58,8 +85,13 @@ impl Clock {
         if by < Duration::zero() {
             return Err("the clock only moves forward");
         }
-        self.offset_ms
-            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+        let step = by.num_milliseconds();
+        let offset = self.offset_ms.fetch_add(step, Ordering::Relaxed) + step;
+        if let Some(path) = &self.saved_to {
+            if let Err(e) = std::fs::write(path.as_path(), offset.to_string()) {
+                tracing::warn!(path = %path.display(), error = %e, "dev clock: offset not saved; a restart starts from an earlier time");
+            }
+        }
         Ok(self.now())
     }
 }

@@ -308,6 +308,10 @@ pub struct SubscriptionsConfig {
     /// dates. A fixed offset, no DST rules: set it for the season or keep UTC.
     #[serde(default)]
     pub utc_offset_minutes: i32,
+    /// Local hour (1..=23) of the delivery day until which a plan meal
+    /// placed in the fridge stays reserved for its subscriber (default 21).
+    #[serde(default = "pickup_until_hour_default")]
+    pub pickup_until_hour: u32,
 }
 
 impl Default for SubscriptionsConfig {
@@ -316,8 +320,13 @@ impl Default for SubscriptionsConfig {
             days_ahead: scheduler::MATERIALISE_DAYS_AHEAD_DEFAULT,
             change_cutoff_hour: scheduler::CHANGE_CUTOFF_DEFAULT_HOUR,
             utc_offset_minutes: scheduler::UTC_OFFSET_DEFAULT_MINUTES,
+            pickup_until_hour: scheduler::PICKUP_UNTIL_DEFAULT_HOUR,
         }
     }
+}
+
+fn pickup_until_hour_default() -> u32 {
+    scheduler::PICKUP_UNTIL_DEFAULT_HOUR
 }
 
 fn days_ahead_default() -> u32 {
@@ -342,6 +351,12 @@ impl SubscriptionsConfig {
                 self.change_cutoff_hour
             )));
         }
+        if !(1..=23).contains(&self.pickup_until_hour) {
+            return Err(ConfigError::Invalid(format!(
+                "subscriptions.pickup_until_hour must be 1..=23, got {}",
+                self.pickup_until_hour
+            )));
+        }
         if !(-720..=840).contains(&self.utc_offset_minutes) {
             return Err(ConfigError::Invalid(format!(
                 "subscriptions.utc_offset_minutes must be -720..=840, got {}",
@@ -351,14 +366,14 @@ impl SubscriptionsConfig {
         Ok(())
     }
 
-    /// The scheduler's rules; `pickup_window` comes from `[orders]`.
-    pub fn policy(&self, pickup_window: chrono::Duration) -> scheduler::Policy {
+    /// The scheduler's rules.
+    pub fn policy(&self) -> scheduler::Policy {
         scheduler::Policy {
             days_ahead: self.days_ahead,
             cutoff_hour: self.change_cutoff_hour,
             utc_offset_minutes: self.utc_offset_minutes,
             charge_deadline: chrono::Duration::hours(scheduler::CHARGE_DEADLINE_DEFAULT_HOURS),
-            pickup_window,
+            pickup_until_hour: self.pickup_until_hour,
         }
     }
 }
@@ -502,8 +517,7 @@ impl Config {
 
     /// The subscription rules in force on this node.
     pub fn schedule_policy(&self) -> scheduler::Policy {
-        self.subscriptions
-            .policy(self.orders.policy().pickup_window)
+        self.subscriptions.policy()
     }
 
     pub fn area(&self) -> Result<DistrictArea, ConfigError> {

@@ -118,7 +118,12 @@ fn start_fridges(state_dir: &Path, node_url: &str) -> Option<Guard> {
     }
 }
 
-pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Result<()> {
+pub fn run(
+    config_path: &Path,
+    state_dir: PathBuf,
+    fridges: bool,
+    dev_clock: bool,
+) -> anyhow::Result<()> {
     let mut cfg = Config::load(config_path)?;
     let pem = cfg.auth.private_key_pem.clone().context(
         "dev needs a config with a development private key (deploy/dev/region-detroit.toml)",
@@ -134,7 +139,12 @@ pub fn run(config_path: &Path, state_dir: PathBuf, fridges: bool) -> anyhow::Res
     cfg.data_dir = state_dir.join("region");
     let node_addr_file = state_dir.join("region.addr");
     let _ = std::fs::remove_file(&node_addr_file);
-    let clock = Clock::system();
+    let clock = if dev_clock {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        Clock::adjustable_saved(cfg.data_dir.join(crate::DEV_CLOCK_FILE))
+    } else {
+        Clock::system()
+    };
     let rt = tokio::runtime::Runtime::new()?;
     let node_url = format!("http://{}", cfg.http_addr);
     let banner = banner(&cfg, &state_dir, &nats_url, &pay_addr, &pem, &clock)?;

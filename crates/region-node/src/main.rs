@@ -15,6 +15,9 @@ mod dev;
 /// After `serve` returns, how long tasks it did not own (connection
 /// handlers, the NATS client) may take to be dropped.
 const RUNTIME_DROP_MS: u64 = 1_000;
+/// In the data dir of a `--dev-clock` node: the clock's offset from the
+/// system's, in milliseconds, so a restart resumes at the time reached.
+const DEV_CLOCK_FILE: &str = "dev-clock-offset-ms";
 
 /// The node's hot path allocates and frees many small, short-lived objects
 /// (persistent-map nodes, envelopes, HTTP buffers) from several threads;
@@ -84,6 +87,9 @@ enum Cmd {
         /// Leave the demo fridges silent (to drive them by hand with fridge-sim).
         #[arg(long)]
         no_fridges: bool,
+        /// Let an admin advance the node's clock (`POST /v1/dev/clock`).
+        #[arg(long)]
+        dev_clock: bool,
     },
     /// Load the demo district into the data dir (node must not be running).
     Seed {
@@ -238,7 +244,8 @@ fn main() -> anyhow::Result<()> {
                 cfg.http_addr = a;
             }
             let clock = if dev_clock {
-                Clock::adjustable()
+                std::fs::create_dir_all(&cfg.data_dir)?;
+                Clock::adjustable_saved(cfg.data_dir.join(DEV_CLOCK_FILE))
             } else {
                 Clock::system()
             };
@@ -288,9 +295,10 @@ fn main() -> anyhow::Result<()> {
             config,
             state_dir,
             no_fridges,
+            dev_clock,
         } => {
             init_tracing();
-            dev::run(&config, state_dir, !no_fridges)?;
+            dev::run(&config, state_dir, !no_fridges, dev_clock)?;
         }
         Cmd::Seed { config, data_dir } => {
             init_tracing();

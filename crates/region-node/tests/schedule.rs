@@ -120,6 +120,13 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
             policy,
         })
     };
+    // The kitchen places a meal from the eve of its day.
+    let eve = start_date - Duration::days(1);
+    let days_to_eve = (eve - scheduler::local_date(clock.now(), &policy)).num_days();
+    if days_to_eve > 0 {
+        clock.advance(Duration::days(days_to_eve)).unwrap();
+        d.submit(tick()).await.unwrap(); // The days now in the horizon.
+    }
     let placed = d
         .submit(place(Some(vec![order_id.clone()]), 42))
         .await
@@ -130,8 +137,7 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
         [
             "OrderPrepared",
             "OrderDispatched",
-            "MealStockUpdated",
-            "MealStockReserved",
+            "MealUnitPlacedForOrder",
             "OrderAvailableForPicking"
         ]
     );

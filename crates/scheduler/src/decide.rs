@@ -10,7 +10,11 @@
 //!   it is credited at its paid price;
 //! - a day made again after it was credited, or added to an already paid
 //!   week, is drawn from the credit (which may go negative and is then
-//!   collected with the next charge).
+//!   collected with the next charge, or, when no plan of the customer will
+//!   be charged again, with a final charge of its own);
+//! - a prepaid day whose meal is swapped is credited at the price paid and
+//!   made again at the new price, so a swap costs the difference whenever
+//!   it is made.
 //!
 //! Materialisation: every tick makes an order for each plan day in
 //! `[earliest effective date, today + days_ahead]` that the plan delivers,
@@ -24,13 +28,13 @@ use protocol::schedule::{
     ChargedDay, KitchenEventSpec, KitchenStage, PlanChange, PlanSpec, PlanTerms, ScheduleEvent,
     WithdrawReason,
 };
-use protocol::{FridgeId, KitchenId, MealId, OrderId, PlanId};
+use protocol::{ChargeId, FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
 use crate::calendar::Calendar;
 use crate::plan::{canonical_days, earliest_effective, Plan};
 use crate::state::{ChargeStatus, ScheduleState, Stage};
-use crate::{local_date, Catalog, Policy, ScheduleError};
+use crate::{local_date, pickup_deadline, Catalog, Policy, ScheduleError};
 
 /// Deterministic id of the `generation`-th order for a plan day (0 = first).
 pub fn order_id(plan_id: &PlanId, date: NaiveDate, generation: usize) -> OrderId {
@@ -97,6 +101,17 @@ pub fn create_plan(
         return Err(ScheduleError::AfterCutoff { earliest });
     }
     let currency = check_terms(catalog, &terms, None)?;
+    if !catalog.fridge_takes_orders(&terms.fridge_id) {
+        return Err(ScheduleError::FridgeUnavailable(terms.fridge_id));
+    }
+    if let Some(existing) =
+        overlapping_plan(state, &customer, &terms, spec.start_date, spec.end_date)
+    {
+        return Err(ScheduleError::OverlappingPlan {
+            existing: existing.plan_id.clone(),
+            fridge_id: terms.fridge_id,
+        });
+    }
     Ok(vec![ScheduleEvent::PlanCreated {
         plan_id,
         customer,
@@ -106,6 +121,38 @@ pub fn create_plan(
         currency,
         payment_method: spec.payment_method,
     }])
+}
+
+/// A plan of the same customer that would deliver at the same fridge on a
+/// day the new terms deliver too, from `start` to `end` (a second plan
+/// would charge twice for one lunch).
+fn overlapping_plan<'a>(
+    state: &'a ScheduleState,
+    customer: &str,
+    terms: &PlanTerms,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> Option<&'a Plan> {
+    let ids = state.customer_plans.get(customer)?;
+    ids.iter().filter_map(|id| state.plans.get(id)).find(|p| {
+        let mut d = start.max(p.start_date);
+        let Some(last) = p.last_day().map(|l| l.min(end)) else {
+            return false;
+        };
+        // Plans last at most MAX_PLAN_DAYS, so this loop is bounded.
+        while d <= last {
+            let weekday = u8::try_from(chrono::Datelike::weekday(&d).number_from_monday()).ok();
+            let new_delivers = weekday.is_some_and(|w| terms.days.iter().any(|x| x.weekday == w));
+            if new_delivers && p.meal_on(d).is_some_and(|(f, _)| *f == terms.fridge_id) {
+                return true;
+            }
+            match d.succ_opt() {
+                Some(n) => d = n,
+                None => break,
+            }
+        }
+        false
+    })
 }
 
 fn own_plan<'a>(
@@ -134,7 +181,8 @@ fn effective_from(
 }
 
 /// Withdraws the plan's unproduced orders and credits its prepaid days from
-/// `from` on wherever `next` no longer delivers the same thing.
+/// `from` on wherever `next` no longer delivers the same thing (a day that
+/// still delivers, another meal, is made again at that meal's price).
 fn settle_from(
     state: &ScheduleState,
     catalog: &dyn Catalog,
@@ -165,7 +213,10 @@ fn settle_from(
         if *pid != plan.plan_id {
             break;
         }
-        if next.meal_on(*date).is_none() {
+        // A prepaid day whose meal changes is credited at the price paid and
+        // made again at the new meal's price from the credit, so a swap
+        // costs the difference whenever it is made.
+        if next.meal_on(*date) != plan.meal_on(*date) {
             events.push(ScheduleEvent::DayCredited {
                 plan_id: plan.plan_id.clone(),
                 customer: plan.customer.clone(),
@@ -193,6 +244,23 @@ pub fn change_plan(
     if plan.is_cancelled() {
         return Err(ScheduleError::WrongState("the plan is cancelled".into()));
     }
+    // A new payment method takes effect at once (a declined week is
+    // retried with it by the next tick); it needs no date.
+    let method_changed = change
+        .payment_method
+        .clone()
+        .filter(|m| *m != plan.payment_method)
+        .map(|payment_method| ScheduleEvent::PaymentMethodChanged {
+            plan_id: plan_id.clone(),
+            payment_method,
+        });
+    let terms_change = change.fridge_id.is_some()
+        || change.days.is_some()
+        || change.paused.is_some()
+        || change.end_date.is_some();
+    if !terms_change {
+        return Ok(method_changed.into_iter().collect());
+    }
     let earliest = earliest_effective(now, &state.calendar, policy);
     let from = effective_from(plan, change.from, earliest)?;
     let end_date = change.end_date.unwrap_or(plan.end_date);
@@ -213,19 +281,23 @@ pub fn change_plan(
         .cloned()
         .ok_or_else(|| ScheduleError::WrongState("the plan has no terms".into()))?;
     let terms = PlanTerms {
-        fridge_id: change.fridge_id.unwrap_or(current.fridge_id),
+        fridge_id: change.fridge_id.unwrap_or(current.fridge_id.clone()),
         days: change.days.map(canonical_days).unwrap_or(current.days),
         paused: change.paused.unwrap_or(current.paused),
     };
     check_terms(catalog, &terms, Some(&plan.currency))?;
+    if terms.fridge_id != current.fridge_id && !catalog.fridge_takes_orders(&terms.fridge_id) {
+        return Err(ScheduleError::FridgeUnavailable(terms.fridge_id));
+    }
     let mut next = plan.clone();
     next.apply_change(from, terms.clone(), end_date);
-    let mut events = vec![ScheduleEvent::PlanChanged {
+    let mut events: Vec<ScheduleEvent> = method_changed.into_iter().collect();
+    events.push(ScheduleEvent::PlanChanged {
         plan_id: plan_id.clone(),
         from,
         terms,
         end_date,
-    }];
+    });
     events.extend(settle_from(
         state,
         catalog,
@@ -421,8 +493,8 @@ fn charges_due(
         }
         let mut week = period_start(first);
         while week <= horizon.min(last) {
-            let id = charge_id(&plan.plan_id, week);
-            if !state.charges.contains_key(&id) {
+            if let Some(attempt) = attempt_due(state, plan, week, now, policy) {
+                let id = ChargeId::for_attempt(&plan.plan_id, week, attempt);
                 let days: Vec<ChargedDay> =
                     delivery_days(plan, state, catalog, week.max(first), period_end(week))
                         .into_iter()
@@ -432,6 +504,11 @@ fn charges_due(
                         })
                         .collect();
                 let gross: i64 = days.iter().map(|d| d.amount).sum();
+                if attempt > 0 && gross == 0 {
+                    // A retry for a week with nothing left to deliver.
+                    week += Duration::days(7);
+                    continue;
+                }
                 let spent = used.entry(plan.customer.as_str()).or_insert(0);
                 let credit_applied = credit_to_apply(state.credit(&plan.customer) - *spent, gross);
                 *spent += credit_applied;
@@ -452,6 +529,96 @@ fn charges_due(
             week += Duration::days(7);
         }
     }
+    events.extend(final_charges(state, earliest, now + policy.charge_deadline));
+    events
+}
+
+/// How long after a declined attempt the next one is made (the `n`-th
+/// retry waits `CHARGE_RETRY_BACKOFF[n - 1]`); after the last, the week is
+/// not charged again unless the subscriber changes the payment method.
+pub const CHARGE_RETRY_BACKOFF_HOURS: [i64; 3] = [1, 6, 24];
+
+/// The attempt of the plan's week to ask for now, if any: the first when the
+/// week has no charge; a retry when every attempt so far was declined and
+/// either the backoff since the last one has passed or the plan's payment
+/// method is no longer the one it declined.
+fn attempt_due(
+    state: &ScheduleState,
+    plan: &Plan,
+    week: NaiveDate,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Option<u32> {
+    let attempts: Vec<_> = state.week_charges(&plan.plan_id, week).collect();
+    let Some(last) = attempts.last() else {
+        return Some(0);
+    };
+    if attempts.iter().any(|c| c.status != ChargeStatus::Declined) {
+        return None; // Paid, or an answer is awaited.
+    }
+    let retries = attempts.len() - 1;
+    let new_method = last.payment_method != plan.payment_method;
+    let backoff = CHARGE_RETRY_BACKOFF_HOURS
+        .get(retries)
+        .map(|h| Duration::hours(*h));
+    let requested_at = last.deadline - policy.charge_deadline;
+    let backed_off = backoff.is_some_and(|b| now >= requested_at + b);
+    (new_method || backed_off).then(|| u32::try_from(attempts.len()).unwrap_or(u32::MAX))
+}
+
+/// A customer who owes (credit below zero: days made again after they were
+/// credited, or added to a week already paid) and none of whose plans will
+/// be charged again is charged the debt once: a charge with no days, under
+/// the plan that ends last, for the week after its end (an id no weekly
+/// charge of that plan can have). Nothing is charged while another of the
+/// customer's charges is pending.
+fn final_charges(
+    state: &ScheduleState,
+    earliest: NaiveDate,
+    deadline: DateTime<Utc>,
+) -> Vec<ScheduleEvent> {
+    let mut events = vec![];
+    for (customer, plan_ids) in &state.customer_plans {
+        let debt = -state.credit(customer);
+        if debt <= 0 {
+            continue;
+        }
+        let plans: Vec<&Plan> = plan_ids
+            .iter()
+            .filter_map(|id| state.plans.get(id))
+            .collect();
+        let charging = plans
+            .iter()
+            .any(|p| p.last_day().is_some_and(|last| last >= earliest));
+        let pending = state
+            .charges
+            .values()
+            .any(|c| c.customer == *customer && c.status == ChargeStatus::Pending);
+        let last = plans
+            .iter()
+            .max_by_key(|p| (p.last_day().unwrap_or(p.start_date), p.plan_id.clone()));
+        let (Some(plan), false, false) = (last, charging, pending) else {
+            continue;
+        };
+        let after = period_start(plan.last_day().unwrap_or(plan.start_date)) + Duration::days(7);
+        let id = charge_id(&plan.plan_id, after);
+        if state.charges.contains_key(&id) {
+            continue; // Collected, or declined (not retried).
+        }
+        events.push(ScheduleEvent::ChargeRequested {
+            charge_id: id,
+            plan_id: plan.plan_id.clone(),
+            customer: customer.clone(),
+            period_start: after,
+            days: vec![],
+            gross: 0,
+            credit_applied: -debt,
+            amount: debt,
+            currency: plan.currency.clone(),
+            payment_method: plan.payment_method.clone(),
+            deadline,
+        });
+    }
     events
 }
 
@@ -469,10 +636,7 @@ fn orders_due(
         for (date, fridge_id, meal_id, meal) in
             delivery_days(plan, state, catalog, earliest, horizon)
         {
-            let paid = state
-                .charges
-                .get(&charge_id(&plan.plan_id, period_start(date)))
-                .is_some_and(|c| c.status == ChargeStatus::Paid);
+            let paid = state.week_paid(&plan.plan_id, period_start(date));
             if !paid || state.active_order(catalog, &plan.plan_id, date).is_some() {
                 continue;
             }
@@ -527,9 +691,46 @@ fn lapsed_days(state: &ScheduleState, now: DateTime<Utc>, policy: &Policy) -> Ve
         .collect()
 }
 
+/// Orders the kitchen has not placed in the fridge that can no longer be
+/// delivered are withdrawn and credited: those whose delivery day has ended
+/// (`NotProduced`), and today's at a fridge that is quarantined or offline
+/// (`FridgeUnavailable`). Whatever stage the kitchen reached: an order that
+/// never reached the fridge was not delivered.
+fn undeliverable(
+    state: &ScheduleState,
+    catalog: &dyn Catalog,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Vec<ScheduleEvent> {
+    let today = local_date(now, policy);
+    state
+        .orders
+        .values()
+        .filter(|o| o.date <= today)
+        .filter_map(|o| {
+            let reason = if o.date < today {
+                WithdrawReason::NotProduced
+            } else if !catalog.fridge_takes_orders(&o.fridge_id) {
+                WithdrawReason::FridgeUnavailable
+            } else {
+                return None;
+            };
+            let stage = o.stage(catalog);
+            (stage < Stage::Available).then(|| ScheduleEvent::OrderWithdrawn {
+                order_id: o.order_id.clone(),
+                plan_id: o.plan_id.clone(),
+                customer: o.customer.clone(),
+                credit: o.price,
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// The periodic job: charges due, the orders due once those are recorded,
-/// and credits for prepaid days that lapsed. Idempotent: a second call on
-/// the state after the first's events returns nothing.
+/// credits for prepaid days that lapsed and for orders that can no longer
+/// be delivered. Idempotent: a second call on the state after the first's
+/// events returns nothing.
 pub fn tick(
     state: &ScheduleState,
     catalog: &dyn Catalog,
@@ -548,7 +749,69 @@ pub fn tick(
         events.extend(orders_due(&next, catalog, now, policy));
     }
     events.extend(lapsed_days(state, now, policy));
+    events.extend(undeliverable(state, catalog, now, policy));
     events
+}
+
+/// Refunds up to `amount` of the customer's credit to the card: against
+/// their paid charges, newest first, each at most once and for at most what
+/// it charged. Less is refunded when the credit or the charges fall short.
+pub fn refund_credit(
+    state: &ScheduleState,
+    customer: &str,
+    amount: i64,
+    now: DateTime<Utc>,
+    policy: &Policy,
+) -> Vec<ScheduleEvent> {
+    let mut left = amount.min(state.credit(customer));
+    let mut events = vec![];
+    let mut paid: Vec<_> = state
+        .charges
+        .values()
+        .filter(|c| c.customer == customer && c.status == ChargeStatus::Paid && c.amount > 0)
+        .filter(|c| !state.refunds.contains_key(&c.charge_id))
+        .collect();
+    paid.sort_by_key(|c| std::cmp::Reverse((c.period_start, c.charge_id.clone())));
+    for c in paid {
+        if left <= 0 {
+            break;
+        }
+        let Some(plan) = state.plans.get(&c.plan_id) else {
+            continue;
+        };
+        let take = left.min(c.amount);
+        left -= take;
+        events.push(ScheduleEvent::CreditRefundRequested {
+            charge_id: c.charge_id.clone(),
+            plan_id: c.plan_id.clone(),
+            customer: customer.to_string(),
+            amount: take,
+            currency: plan.currency.clone(),
+            payment_method: c.payment_method.clone(),
+            deadline: now + policy.charge_deadline,
+        });
+    }
+    events
+}
+
+/// A refund result for a credit refund. Duplicates change nothing.
+pub fn record_refund(
+    state: &ScheduleState,
+    charge_id: &str,
+    approved: bool,
+    reference: String,
+) -> Vec<ScheduleEvent> {
+    match (state.refunds.get(charge_id), state.charges.get(charge_id)) {
+        (Some(r), Some(c)) if r.status == ChargeStatus::Pending => {
+            vec![ScheduleEvent::CreditRefundSettled {
+                charge_id: r.charge_id.clone(),
+                plan_id: c.plan_id.clone(),
+                approved,
+                reference,
+            }]
+        }
+        _ => vec![],
+    }
 }
 
 /// A payment result for a plan charge. Duplicates change nothing.
@@ -575,6 +838,14 @@ pub fn record_charge(
 /// (randomness is the caller's). Orders at or past `stage` in the district's
 /// order book (picked up and unclaimed ones are past every stage) and
 /// withdrawn ones are left alone.
+///
+/// Placing in the fridge is allowed from the day before the delivery date
+/// until that day's pickup window closes (a meal placed earlier would pass
+/// its window before its day); the order stays reserved until then. Orders
+/// at a fridge that does not take meals now (quarantined, offline) are
+/// passed by, so one bad fridge does not hold back the kitchen's others;
+/// only when every order the event would place is at such a fridge is the
+/// event refused.
 pub fn kitchen_event(
     state: &ScheduleState,
     catalog: &dyn Catalog,
@@ -607,7 +878,19 @@ pub fn kitchen_event(
             .filter(|o| o.kitchen_id == *kitchen_id && o.date == spec.date)
             .collect(),
     };
+    let deadline = pickup_deadline(spec.date, policy);
+    if target == Stage::Available {
+        let first = spec.date.pred_opt().unwrap_or(spec.date);
+        if local_date(now, policy) < first || now >= deadline {
+            return Err(ScheduleError::OutsidePlacementWindow {
+                date: spec.date,
+                first,
+                closes: deadline,
+            });
+        }
+    }
     let mut events = vec![];
+    let mut unavailable: Option<FridgeId> = None;
     for o in selected {
         if spec.fridge_id.as_ref().is_some_and(|f| *f != o.fridge_id) {
             continue;
@@ -615,6 +898,10 @@ pub fn kitchen_event(
         let stage = o.stage(catalog);
         if stage >= target {
             continue; // Already there (or past it: picked up, unclaimed), or withdrawn.
+        }
+        if target == Stage::Available && !catalog.fridge_takes_orders(&o.fridge_id) {
+            unavailable.get_or_insert_with(|| o.fridge_id.clone());
+            continue;
         }
         let id = || o.order_id.clone();
         if stage < Stage::Prepared {
@@ -627,9 +914,12 @@ pub fn kitchen_event(
             events.push(ScheduleEvent::OrderAvailableForPicking {
                 order_id: id(),
                 pickup_code: pickup_code(),
-                pickup_deadline: now + policy.pickup_window,
+                pickup_deadline: deadline,
             });
         }
     }
-    Ok(events)
+    match unavailable {
+        Some(fridge_id) if events.is_empty() => Err(ScheduleError::FridgeUnavailable(fridge_id)),
+        _ => Ok(events),
+    }
 }

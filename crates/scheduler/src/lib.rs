@@ -30,7 +30,8 @@ use protocol::{FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 pub use calendar::Calendar;
 pub use decide::{
-    cancel_plan, change_plan, create_plan, kitchen_event, record_charge, set_calendar_day, tick,
+    cancel_plan, change_plan, create_plan, kitchen_event, record_charge, record_refund,
+    refund_credit, set_calendar_day, tick,
 };
 pub use state::{ScheduleState, Stage};
 
@@ -46,6 +47,8 @@ pub const CHANGE_CUTOFF_DEFAULT_HOUR: u32 = 18;
 pub const UTC_OFFSET_DEFAULT_MINUTES: i32 = 0;
 /// A plan charge must be made within this many hours of being requested.
 pub const CHARGE_DEADLINE_DEFAULT_HOURS: i64 = 24;
+/// A plan meal may be picked up until this local hour of its delivery day.
+pub const PICKUP_UNTIL_DEFAULT_HOUR: u32 = 21;
 
 /// The district's subscription rules (from the node's `[subscriptions]` config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +58,9 @@ pub struct Policy {
     pub cutoff_hour: u32,
     pub utc_offset_minutes: i32,
     pub charge_deadline: Duration,
-    /// How long an order placed in the fridge stays reserved for pickup.
-    pub pickup_window: Duration,
+    /// Local hour (1..=23) of the delivery day until which a plan meal
+    /// placed in the fridge stays reserved for its subscriber.
+    pub pickup_until_hour: u32,
 }
 
 impl Default for Policy {
@@ -66,7 +70,7 @@ impl Default for Policy {
             cutoff_hour: CHANGE_CUTOFF_DEFAULT_HOUR,
             utc_offset_minutes: UTC_OFFSET_DEFAULT_MINUTES,
             charge_deadline: Duration::hours(CHARGE_DEADLINE_DEFAULT_HOURS),
-            pickup_window: Duration::hours(4),
+            pickup_until_hour: PICKUP_UNTIL_DEFAULT_HOUR,
         }
     }
 }
@@ -84,6 +88,9 @@ pub struct MealInfo {
 pub trait Catalog {
     fn meal(&self, meal_id: &str) -> Option<MealInfo>;
     fn has_fridge(&self, fridge_id: &str) -> bool;
+    /// Whether the fridge takes meals now: registered and online (not
+    /// offline, not quarantined).
+    fn fridge_takes_orders(&self, fridge_id: &str) -> bool;
     fn has_kitchen(&self, kitchen_id: &str) -> bool;
     /// An order's status in the district's order book (`None`: unknown).
     /// The scheduler keeps no copy of an order's lifecycle: how far one of
@@ -107,6 +114,19 @@ pub enum ScheduleError {
     UnknownFridge(FridgeId),
     #[error("kitchen {0} does not exist")]
     UnknownKitchen(KitchenId),
+    #[error("fridge {0} is quarantined or offline and takes no plan meals right now")]
+    FridgeUnavailable(FridgeId),
+    #[error("meals for {date} may be placed in the fridge from {first} until the pickup window closes at {closes}")]
+    OutsidePlacementWindow {
+        date: NaiveDate,
+        first: NaiveDate,
+        closes: DateTime<Utc>,
+    },
+    #[error("plan {existing} already delivers at fridge {fridge_id} on some of these days")]
+    OverlappingPlan {
+        existing: PlanId,
+        fridge_id: FridgeId,
+    },
     #[error("order {0} is not one of this kitchen's scheduled orders")]
     UnknownOrder(OrderId),
     #[error(
@@ -122,4 +142,18 @@ pub enum ScheduleError {
 /// The district's local date and hour at `now`.
 pub fn local_date(now: DateTime<Utc>, policy: &Policy) -> NaiveDate {
     (now + Duration::minutes(i64::from(policy.utc_offset_minutes))).date_naive()
+}
+
+/// The instant a local hour of `date` begins (hours past 23 run into the
+/// next day).
+pub fn local_instant(date: NaiveDate, hour: u32, policy: &Policy) -> DateTime<Utc> {
+    let midnight = date.and_time(chrono::NaiveTime::MIN).and_utc();
+    midnight + Duration::hours(i64::from(hour))
+        - Duration::minutes(i64::from(policy.utc_offset_minutes))
+}
+
+/// When a plan meal for `date` stops being reserved for its subscriber:
+/// the end of the delivery day's pickup window.
+pub fn pickup_deadline(date: NaiveDate, policy: &Policy) -> DateTime<Utc> {
+    local_instant(date, policy.pickup_until_hour, policy)
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use protocol::orders::{OrderId, OrderStatus};
 use protocol::schedule::{PlanId, ScheduleEvent};
 use protocol::{ChargeId, FridgeId, KitchenId, MealId};
@@ -37,6 +37,11 @@ pub struct Charge {
     pub credit_applied: i64,
     pub amount: i64,
     pub status: ChargeStatus,
+    /// The payment method it was asked of.
+    pub payment_method: String,
+    /// When the payment had to be made by (requested at this minus the
+    /// policy's charge deadline).
+    pub deadline: DateTime<Utc>,
 }
 
 /// How far a scheduled order got, as the scheduler reads the district's
@@ -124,6 +129,16 @@ pub struct ScheduleState {
     pub prepaid_days: BTreeMap<(PlanId, NaiveDate), i64>,
     /// Credit balance per customer, in minor units (negative: owed).
     pub credits: BTreeMap<String, i64>,
+    /// Credit refunds to the card, by the charge they go back against.
+    pub refunds: BTreeMap<ChargeId, Refund>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub charge_id: ChargeId,
+    pub customer: String,
+    pub amount: i64,
+    pub status: ChargeStatus,
 }
 
 impl ScheduleState {
@@ -140,6 +155,25 @@ impl ScheduleState {
             .flatten()
             .filter_map(|id| self.orders.get(id))
             .find(|o| o.stage(catalog) != Stage::Withdrawn)
+    }
+
+    /// Every charge asked of a plan for the week starting `period_start`,
+    /// first attempt first (a declined week is retried under a new id).
+    pub fn week_charges<'a>(
+        &'a self,
+        plan_id: &PlanId,
+        period_start: NaiveDate,
+    ) -> impl Iterator<Item = &'a Charge> + 'a {
+        let plan_id = plan_id.clone();
+        (0u32..)
+            .map(move |attempt| ChargeId::for_attempt(&plan_id, period_start, attempt))
+            .map_while(|id| self.charges.get(id.as_str()))
+    }
+
+    /// Whether a charge for the plan's week was paid (by card or credit).
+    pub fn week_paid(&self, plan_id: &PlanId, period_start: NaiveDate) -> bool {
+        self.week_charges(plan_id, period_start)
+            .any(|c| c.status == ChargeStatus::Paid)
     }
 
     pub fn credit(&self, customer: &str) -> i64 {
@@ -178,7 +212,8 @@ impl ScheduleState {
         match event {
             ScheduleEvent::PlanCreated { .. }
             | ScheduleEvent::PlanChanged { .. }
-            | ScheduleEvent::PlanCancelled { .. } => self.apply_plan(event),
+            | ScheduleEvent::PlanCancelled { .. }
+            | ScheduleEvent::PaymentMethodChanged { .. } => self.apply_plan(event),
             ScheduleEvent::CalendarDaySet {
                 date,
                 kitchen_id,
@@ -188,6 +223,26 @@ impl ScheduleState {
             ScheduleEvent::ChargeRequested { .. } | ScheduleEvent::ChargeSettled { .. } => {
                 self.apply_charge(event)
             }
+            ScheduleEvent::CreditRefundRequested {
+                charge_id,
+                customer,
+                amount,
+                ..
+            } => {
+                self.add_credit(customer, -amount);
+                let refund = Refund {
+                    charge_id: charge_id.clone(),
+                    customer: customer.clone(),
+                    amount: *amount,
+                    status: ChargeStatus::Pending,
+                };
+                self.refunds.insert(charge_id.clone(), refund);
+            }
+            ScheduleEvent::CreditRefundSettled {
+                charge_id,
+                approved,
+                ..
+            } => self.settle_refund(charge_id, *approved),
             ScheduleEvent::OrderScheduled { .. }
             | ScheduleEvent::OrderWithdrawn { .. }
             | ScheduleEvent::DayCredited { .. } => self.apply_order_or_credit(event),
@@ -247,6 +302,14 @@ impl ScheduleState {
                     p.apply_cancel(*from);
                 }
             }
+            ScheduleEvent::PaymentMethodChanged {
+                plan_id,
+                payment_method,
+            } => {
+                if let Some(p) = self.plans.get_mut(plan_id) {
+                    p.payment_method = payment_method.clone();
+                }
+            }
             _ => unreachable!("apply routes only plan events here"),
         }
     }
@@ -263,6 +326,8 @@ impl ScheduleState {
                 gross,
                 credit_applied,
                 amount,
+                payment_method,
+                deadline,
                 ..
             } => {
                 let charge = Charge {
@@ -275,6 +340,8 @@ impl ScheduleState {
                     credit_applied: *credit_applied,
                     amount: *amount,
                     status: ChargeStatus::Pending,
+                    payment_method: payment_method.clone(),
+                    deadline: *deadline,
                 };
                 self.charges.insert(charge_id.clone(), charge);
                 self.add_credit(customer, -credit_applied);
@@ -307,6 +374,24 @@ impl ScheduleState {
             // The credit it would have used is the customer's again.
             let (customer, credit_applied) = (charge.customer.clone(), charge.credit_applied);
             self.add_credit(&customer, credit_applied);
+        }
+    }
+
+    /// A refund result; a declined refund gives the credit back. Only a
+    /// pending refund moves.
+    fn settle_refund(&mut self, charge_id: &str, approved: bool) {
+        let Some(refund) = self.refunds.get_mut(charge_id) else {
+            return;
+        };
+        if refund.status != ChargeStatus::Pending {
+            return;
+        }
+        if approved {
+            refund.status = ChargeStatus::Paid;
+        } else {
+            refund.status = ChargeStatus::Declined;
+            let (customer, amount) = (refund.customer.clone(), refund.amount);
+            self.add_credit(&customer, amount);
         }
     }
 

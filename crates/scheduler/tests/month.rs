@@ -61,6 +61,9 @@ impl Catalog for Menu {
     fn has_fridge(&self, fridge_id: &str) -> bool {
         fridge_id == "f-lobby"
     }
+    fn fridge_takes_orders(&self, fridge_id: &str) -> bool {
+        self.has_fridge(fridge_id)
+    }
     fn has_kitchen(&self, kitchen_id: &str) -> bool {
         self.meals.values().any(|(k, _)| *k == kitchen_id)
     }
@@ -108,9 +111,37 @@ impl World {
         }
     }
 
-    /// Runs the job at `now`, pays every charge it asks for, runs it again
-    /// (the orders of paid weeks), and returns the new order ids.
+    /// The kitchens place every order of the day `now` is in (as they do
+    /// on a normal day; a refusal, e.g. after the pickup window, places
+    /// nothing).
+    fn kitchens_deliver(&mut self, now: DateTime<Utc>) {
+        let today = scheduler::local_date(now, &self.policy);
+        for kitchen in ["k-greens", "k-spice"] {
+            let spec = KitchenEventSpec {
+                stage: KitchenStage::PlacedInFridge,
+                date: today,
+                fridge_id: None,
+                order_ids: None,
+            };
+            if let Ok(e) = scheduler::kitchen_event(
+                &self.state,
+                &self.menu,
+                &KitchenId::from_static(kitchen),
+                &spec,
+                now,
+                &self.policy,
+                &mut || "123456".into(),
+            ) {
+                self.record(&e);
+            }
+        }
+    }
+
+    /// The kitchens deliver the day's orders, then the job runs at `now`,
+    /// pays every charge it asks for, runs again (the orders of paid
+    /// weeks); returns the new order ids.
     fn day_passes(&mut self, now: DateTime<Utc>) -> Vec<OrderId> {
+        self.kitchens_deliver(now);
         let events = scheduler::tick(&self.state, &self.menu, now, &self.policy);
         self.record(&events);
         let pending: Vec<ChargeId> = self
@@ -584,7 +615,9 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     let mut w = World::new();
     w.create("p", "pia", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
     w.day_passes(at(1, 10, 0));
-    w.day_passes(at(4, 6, 0)); // Wed 2 .. Mon 7 ordered; week of the 7th paid
+    for d in 2..=4 {
+        w.day_passes(at(d, 6, 0)); // Wed 2 .. Mon 7 ordered; week of the 7th paid
+    }
     let pause = |paused: bool, from: Option<NaiveDate>| PlanChange {
         paused: Some(paused),
         from,
@@ -604,8 +637,8 @@ fn a_paused_week_is_credited_and_resuming_orders_again() {
     w.record(&e);
     assert_eq!(
         w.stage_on("p", day(4)).map(|s| s.1),
-        Some(Stage::Scheduled),
-        "Friday is kept"
+        Some(Stage::Available),
+        "Friday is kept (placed this morning)"
     );
     assert_eq!(w.stage_on("p", day(7)), None, "Monday's order withdrawn");
     assert_eq!(
@@ -683,6 +716,7 @@ fn orders_past_the_fridge_are_read_from_the_district() {
     let mut w = World::new();
     w.create("p", "pat", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
     w.day_passes(at(1, 10, 0)); // Wed 2 to Fri 4 ordered.
+                                // The kitchen places each meal on its eve.
     let place = |w: &World, d: u32| {
         let spec = KitchenEventSpec {
             stage: KitchenStage::PlacedInFridge,
@@ -695,13 +729,12 @@ fn orders_past_the_fridge_are_read_from_the_district() {
             &w.menu,
             &KitchenId::from_static("k-greens"),
             &spec,
-            at(2, 8, 0),
+            at(d - 1, 8, 0),
             &w.policy,
             &mut || "123456".into(),
         )
         .unwrap()
     };
-    // Wednesday: the kitchen places Thursday's and Friday's meals early.
     for d in [3, 4] {
         let e = place(&w, d);
         assert_eq!(e.len(), 3, "prepared, dispatched, available");
@@ -847,4 +880,82 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_declined_week_is_retried_with_backoff_and_at_once_with_a_new_card() {
+    let mut w = World::new();
+    w.create("p", "eve", WEEKDAYS_SALAD, 2, 31, at(1, 10, 0));
+    let attempts = |w: &World| {
+        w.state
+            .week_charges(
+                &PlanId::from_static("p"),
+                day(1) - chrono::Duration::days(1),
+            )
+            .map(|c| (c.charge_id.to_string(), c.status))
+            .collect::<Vec<_>>()
+    };
+    let tick_and_decline = |w: &mut World, now| {
+        let e = scheduler::tick(&w.state, &w.menu, now, &w.policy);
+        w.record(&e);
+        let pending: Vec<ChargeId> = w
+            .state
+            .charges
+            .values()
+            .filter(|c| c.status == ChargeStatus::Pending)
+            .map(|c| c.charge_id.clone())
+            .collect();
+        for id in pending {
+            let e = scheduler::record_charge(&w.state, &id, false, "card_declined".into());
+            w.record(&e);
+        }
+    };
+    tick_and_decline(&mut w, at(1, 10, 0));
+    assert_eq!(
+        attempts(&w),
+        [("plan-p-2026-11-30".to_string(), ChargeStatus::Declined)]
+    );
+    // Not before the backoff: an hour after the first attempt.
+    tick_and_decline(&mut w, at(1, 10, 59));
+    assert_eq!(attempts(&w).len(), 1);
+    tick_and_decline(&mut w, at(1, 11, 0));
+    assert_eq!(
+        attempts(&w).last(),
+        Some(&("plan-p-2026-11-30-2".to_string(), ChargeStatus::Declined))
+    );
+    // The second retry waits six hours after the first retry.
+    tick_and_decline(&mut w, at(1, 16, 59));
+    assert_eq!(attempts(&w).len(), 2);
+    tick_and_decline(&mut w, at(1, 17, 0));
+    assert_eq!(attempts(&w).len(), 3);
+    assert!(w.standing("p").is_empty(), "nothing made while unpaid");
+
+    // A new card: retried at once, and the week's days are made.
+    let change = PlanChange {
+        payment_method: Some("tok_new".into()),
+        ..PlanChange::default()
+    };
+    let e = scheduler::change_plan(
+        &w.state,
+        &w.menu,
+        &PlanId::from_static("p"),
+        Some("eve"),
+        change,
+        at(1, 17, 5),
+        &w.policy,
+    )
+    .unwrap();
+    assert!(
+        matches!(&e[..], [ScheduleEvent::PaymentMethodChanged { .. }]),
+        "{e:?}"
+    );
+    w.record(&e);
+    w.day_passes(at(1, 17, 6));
+    let all = attempts(&w);
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(
+        all[3],
+        ("plan-p-2026-11-30-4".to_string(), ChargeStatus::Paid)
+    );
+    assert_eq!(w.standing("p"), [day(2), day(3), day(4)]);
 }

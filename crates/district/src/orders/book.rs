@@ -10,7 +10,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use imbl::{HashMap, OrdMap, OrdSet, Vector};
 use protocol::money::{Currency, Money};
-use protocol::orders::{Channel, OrderId, OrderLine, OrderStatus, RefusalReason, StatusChange};
+use protocol::orders::{
+    Channel, OrderId, OrderLine, OrderStatus, RefusalReason, StatusChange, Withdrawal,
+};
 use protocol::{FridgeId, MealId};
 
 /// What an order is waiting for next; at most one at a time.
@@ -46,6 +48,8 @@ pub struct Order {
     pub shortage: Vec<MealId>,
     /// For a subscription order: the day it is for.
     pub delivery_date: Option<NaiveDate>,
+    /// For a withdrawn subscription order: why, and what was credited.
+    pub withdrawn: Option<Withdrawal>,
 }
 
 /// What every order starts from, whichever way it was made: placed by an
@@ -99,6 +103,7 @@ impl Order {
             }),
             shortage: Vec::new(),
             delivery_date: new.delivery_date,
+            withdrawn: None,
         }
     }
 

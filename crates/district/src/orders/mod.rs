@@ -378,6 +378,7 @@ fn picked_up(state: &mut DistrictState, order_id: &str, rec: Recorded) -> bool {
         state.stock.hand_out(
             &order.fridge_id,
             &line.meal_id,
+            &order.order_id,
             line.qty,
             rec.at,
             shelf_life,

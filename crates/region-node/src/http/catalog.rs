@@ -211,6 +211,49 @@ pub async fn register_fridge(
     })))
 }
 
+/// `GET /v1/admin/fridges/{id}`: the fridge, its stock levels and its
+/// latest notices (a pickup code that took nothing, a refused door pickup,
+/// a temperature back in range).
+pub async fn fridge(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(fridge_id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let state = app.district.state();
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_fridge",
+            format!("fridge {fridge_id} does not exist"),
+        )
+    };
+    let fridge = state.catalog().fridge(&fridge_id).ok_or_else(unknown)?;
+    let stock: Vec<_> = state
+        .stock()
+        .fridge(&fridge_id)
+        .into_iter()
+        .flatten()
+        .map(|(meal_id, level)| {
+            json!({
+                "meal_id": meal_id,
+                "on_hand": level.on_hand,
+                "reserved": level.reserved,
+                "quarantined": level.quarantined,
+                "expired": level.expired,
+                "available": level.available(),
+            })
+        })
+        .collect();
+    let notices: Vec<_> = state.links().notices(&fridge_id).collect();
+    Ok(axum::Json(json!({
+        "fridge_id": fridge.fridge_id,
+        "name": fridge.name,
+        "status": fridge.status,
+        "stock": stock,
+        "notices": notices,
+    })))
+}
+
 /// `PUT /v1/admin/fridges/{id}/stock`: absolute units per meal. A kitchen
 /// token may only set its own kitchen's meals, so it must name its kitchen
 /// (`kitchen_id` claim); one without is refused.

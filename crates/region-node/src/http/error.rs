@@ -187,6 +187,21 @@ impl From<scheduler::ScheduleError> for ApiError {
                 e
             }
             S::WrongState(_) => Self::new(StatusCode::CONFLICT, "wrong_state", message),
+            S::FridgeUnavailable(_) => {
+                Self::new(StatusCode::CONFLICT, "fridge_unavailable", message)
+            }
+            S::OutsidePlacementWindow { .. } => {
+                Self::new(StatusCode::CONFLICT, "outside_placement_window", message)
+            }
+            S::OverlappingPlan { existing, .. } => {
+                let mut e = Self::new(StatusCode::CONFLICT, "overlapping_plan", message);
+                e.details = Some(
+                    [("plan_id".to_string(), json!(existing))]
+                        .into_iter()
+                        .collect(),
+                );
+                e
+            }
             S::IdempotencyKeyReused => Self::unprocessable("idempotency_key_reused", message),
         }
     }

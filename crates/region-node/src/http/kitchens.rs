@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
+use protocol::catalog::FridgeStatus;
 use protocol::orders::OrderStatus;
-use protocol::schedule::{CalendarDaySpec, KitchenEventSpec};
+use protocol::schedule::{CalendarDaySpec, KitchenEventSpec, KitchenStage};
 use protocol::{KitchenId, MealId};
 use rand::Rng;
 use serde::Deserialize;
@@ -136,6 +137,24 @@ pub async fn prep(
         &kitchen_meals,
         &sales,
     );
+    // Operators see at once whether the day is worked and which fridges
+    // cannot take meals now (the CSV is the kitchen's pick list only).
+    let working_day = state
+        .schedule()
+        .calendar
+        .is_working(q.date, Some(&kitchen_id));
+    let unavailable_fridges: Vec<_> = report
+        .rows
+        .iter()
+        .map(|r| &r.fridge_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|f| {
+            let status = state.catalog().fridge(f).map(|x| x.status);
+            (status != Some(FridgeStatus::Online))
+                .then(|| json!({"fridge_id": f, "status": status}))
+        })
+        .collect();
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -147,8 +166,68 @@ pub async fn prep(
         )
             .into_response())
     } else {
-        Ok(axum::Json(report).into_response())
+        let mut body = serde_json::to_value(&report).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("prep report: {e}"),
+            )
+        })?;
+        if let Some(map) = body.as_object_mut() {
+            map.insert("working_day".into(), json!(working_day));
+            map.insert("unavailable_fridges".into(), json!(unavailable_fridges));
+        }
+        Ok(axum::Json(body).into_response())
     }
+}
+
+/// Longest range `GET /v1/admin/calendar` answers, in days.
+const MAX_CALENDAR_DAYS: i64 = 92;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarQuery {
+    from: NaiveDate,
+    to: NaiveDate,
+}
+
+/// `GET /v1/admin/calendar?from=&to=`: every date of the range, whether the
+/// district works, and the kitchens whose own entry differs from that.
+pub async fn calendar(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CalendarQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let days = (q.to - q.from).num_days();
+    if !(0..MAX_CALENDAR_DAYS).contains(&days) {
+        return Err(ApiError::unprocessable(
+            "invalid",
+            format!("from..to must be 1 to {MAX_CALENDAR_DAYS} days, from before to"),
+        ));
+    }
+    let state = app.district.state();
+    let calendar = &state.schedule().calendar;
+    let out: Vec<_> = q
+        .from
+        .iter_days()
+        .take_while(|d| *d <= q.to)
+        .map(|date| {
+            let kitchens: Vec<_> = calendar
+                .kitchens
+                .iter()
+                .filter(|((_, d), _)| *d == date)
+                .map(|((k, _), working)| json!({"kitchen_id": k, "working": working}))
+                .collect();
+            json!({
+                "date": date,
+                "working": calendar.district_working(date),
+                "set": calendar.district.contains_key(&date),
+                "kitchens": kitchens,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"from": q.from, "to": q.to, "days": out})))
 }
 
 /// `POST /v1/kitchens/{kitchen_id}/events`.
@@ -183,10 +262,57 @@ pub async fn event(
         .filter_map(|id| state.orders().get(id))
         .map(|o| json!({"order_id": o.order_id, "status": o.status, "fridge_id": o.fridge_id}))
         .collect();
-    tracing::info!(%kitchen_id, stage = ?spec.stage, date = %spec.date, orders = orders.len(), "kitchen event");
+    let passed_by = passed_by(&state, &kitchen_id, &spec);
+    tracing::info!(%kitchen_id, stage = ?spec.stage, date = %spec.date, orders = orders.len(), passed_by = passed_by.len(), "kitchen event");
     Ok(axum::Json(
-        json!({"stage": spec.stage, "date": spec.date, "orders": orders}),
+        json!({"stage": spec.stage, "date": spec.date, "orders": orders, "passed_by": passed_by}),
     ))
+}
+
+/// The event's orders left where they were because their fridge does not
+/// take meals now (quarantined, offline): the kitchen keeps them, and the
+/// schedule withdraws and credits them if the fridge is still unavailable
+/// on their day.
+fn passed_by(
+    state: &DistrictState,
+    kitchen_id: &KitchenId,
+    spec: &KitchenEventSpec,
+) -> Vec<serde_json::Value> {
+    if spec.stage != KitchenStage::PlacedInFridge {
+        return vec![];
+    }
+    state
+        .schedule()
+        .orders
+        .values()
+        .filter(|o| o.kitchen_id == *kitchen_id && o.date == spec.date)
+        .filter(|o| spec.fridge_id.as_ref().is_none_or(|f| *f == o.fridge_id))
+        .filter(|o| {
+            spec.order_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&o.order_id))
+        })
+        .filter(|o| {
+            !state
+                .catalog()
+                .fridge_is(&o.fridge_id, FridgeStatus::Online)
+        })
+        .filter_map(|o| {
+            let status = state.orders().get(&o.order_id)?.status;
+            matches!(
+                status,
+                OrderStatus::Scheduled | OrderStatus::Prepared | OrderStatus::Dispatched
+            )
+            .then(|| {
+                json!({
+                    "order_id": o.order_id,
+                    "fridge_id": o.fridge_id,
+                    "status": status,
+                    "reason": "fridge_unavailable",
+                })
+            })
+        })
+        .collect()
 }
 
 /// `PUT /v1/admin/calendar/{date}`.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, patch, post, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use protocol::geo::DistrictArea;
 use tower_http::trace::TraceLayer;
@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/admin/fridges/{fridge_id}",
-            put(catalog::register_fridge),
+            put(catalog::register_fridge).get(catalog::fridge),
         )
         .route(
             "/v1/admin/fridges/{fridge_id}/stock",
@@ -117,8 +117,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/subscriptions/{plan_id}",
-            patch(subscriptions::change).delete(subscriptions::cancel),
+            get(subscriptions::one)
+                .patch(subscriptions::change)
+                .delete(subscriptions::cancel),
         )
+        .route("/v1/admin/calendar", get(kitchens::calendar))
         .route("/v1/admin/calendar/{date}", put(kitchens::set_calendar_day))
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))

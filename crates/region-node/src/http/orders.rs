@@ -71,14 +71,21 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         lines: order.lines.clone(),
         total: order.total.amount_minor,
         currency: order.total.currency.clone(),
-        hold_until: order.hold_until,
-        pickup_code: order.pickup_code.clone().filter(|_| show_code),
+        hold_until: (order.delivery_date.is_none()).then_some(order.hold_until),
+        pickup_code: order.pickup_code.clone().filter(|_| {
+            show_code
+                && !matches!(
+                    order.status,
+                    OrderStatus::Unclaimed | OrderStatus::Cancelled | OrderStatus::Refunded
+                )
+        }),
         pickup_deadline: order.pickup_deadline,
         refusal_reason: order.refusal_reason,
         refund_pending: order.refund_pending,
         history: order.history.iter().cloned().collect(),
         shortage: order.shortage.clone(),
         delivery_date: order.delivery_date,
+        withdrawn: order.withdrawn,
     }
 }
 

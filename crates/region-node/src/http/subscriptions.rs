@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
-use protocol::schedule::{PlanChange, PlanId, PlanSpec};
+use protocol::schedule::{PlanChange, PlanId, PlanSpec, ScheduleEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -24,10 +24,24 @@ use scheduler::state::ChargeStatus;
 pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value {
     let sched = &state.schedule();
     let current = plan.current_terms();
+    // A week still to come whose every charge was declined: nothing is made
+    // for it until a retry (or a new payment method) is paid.
+    let declined_week = sched
+        .charges
+        .values()
+        .filter(|c| c.plan_id == plan.plan_id)
+        .map(|c| c.period_start)
+        .filter(|week| scheduler::billing::period_end(*week) >= today)
+        .any(|week| {
+            let attempts: Vec<_> = sched.week_charges(&plan.plan_id, week).collect();
+            !attempts.is_empty() && attempts.iter().all(|c| c.status == ChargeStatus::Declined)
+        });
     let status = if plan.is_cancelled() {
         "cancelled"
     } else if plan.end_date < today {
         "ended"
+    } else if declined_week {
+        "payment_declined"
     } else if current.is_some_and(|t| t.paused) {
         "paused"
     } else {
@@ -45,7 +59,11 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
                 "gross": c.gross,
                 "credit_applied": c.credit_applied,
                 "amount": c.amount,
+                "debt_collected": (-c.credit_applied).max(0),
                 "status": match c.status {
+                    // Nothing went to the card: say why instead of "paid".
+                    ChargeStatus::Paid if c.amount == 0 && c.gross == 0 => "nothing_due",
+                    ChargeStatus::Paid if c.amount == 0 => "covered_by_credit",
                     ChargeStatus::Pending => "pending",
                     ChargeStatus::Paid => "paid",
                     ChargeStatus::Declined => "declined",
@@ -58,18 +76,49 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
         .values()
         .filter(|o| o.plan_id == plan.plan_id)
         .map(|o| {
-            let status = state.orders().get(&o.order_id).map(|x| x.status);
-            json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "status": status})
+            let order = state.orders().get(&o.order_id);
+            let status = order.map(|x| x.status);
+            let withdrawn = order.and_then(|x| x.withdrawn);
+            json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "price": o.price, "status": status, "withdrawn": withdrawn})
         })
         .collect();
+    // The last day of the last week paid for (by card or credit).
+    let paid_through = sched
+        .charges
+        .values()
+        .filter(|c| c.plan_id == plan.plan_id && c.status == ChargeStatus::Paid)
+        .filter(|c| !c.days.is_empty())
+        .map(|c| scheduler::billing::period_end(c.period_start))
+        .max();
     let versions: Vec<Value> = plan
         .versions
         .iter()
         .map(|(from, t)| json!({"from": from, "fridge_id": t.fridge_id, "days": t.days, "paused": t.paused}))
         .collect();
+    // What the plan asks for that will not be delivered, said rather than
+    // silently skipped.
+    let mut notes: Vec<String> = vec![];
+    for day in current.map(|t| t.days.as_slice()).unwrap_or_default() {
+        if day.weekday >= 6 {
+            notes.push(format!(
+                "weekday {} is not a working day: nothing is delivered on it unless the calendar makes the date one",
+                day.weekday
+            ));
+        }
+        if state.catalog().meal(&day.meal_id).is_none() {
+            notes.push(format!(
+                "meal {} is no longer offered: its days are not delivered (prepaid ones are credited)",
+                day.meal_id
+            ));
+        }
+    }
     json!({
         "plan_id": plan.plan_id,
+        "customer": plan.customer,
+        "notes": notes,
         "status": status,
+        "paid_through": paid_through,
+        "balance": sched.credit(&plan.customer),
         "fridge_id": current.map(|t| t.fridge_id.clone()),
         "days": current.map(|t| t.days.clone()),
         "start_date": plan.start_date,
@@ -167,6 +216,45 @@ pub async fn list(
     })))
 }
 
+/// `GET /v1/subscriptions/{id}`: one plan (the customer's own; any for an
+/// admin), with its charges, orders, paid-through date and the customer's
+/// balance.
+pub async fn one(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(plan_id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+}
+
+/// What a change or cancellation credited to the subscriber: withdrawn
+/// orders and prepaid days, in minor units.
+fn credited(committed: &crate::writer::Committed) -> i64 {
+    committed
+        .events
+        .iter()
+        .map(|e| match &e.event {
+            protocol::Event::Schedule(ScheduleEvent::OrderWithdrawn { credit, .. }) => *credit,
+            protocol::Event::Schedule(ScheduleEvent::DayCredited { amount, .. }) => *amount,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The plan as it is now, and what this request credited.
+fn answer(
+    app: &AppState,
+    caller: &Caller,
+    plan_id: &str,
+    credited: i64,
+) -> Result<axum::Json<Value>, ApiError> {
+    let mut view = visible_plan(app, caller, plan_id)?;
+    if let Some(map) = view.as_object_mut() {
+        map.insert("credited".into(), json!(credited));
+    }
+    Ok(axum::Json(view))
+}
+
 /// Not an id, so no plan: what the decider answers for an unknown one.
 fn path_plan_id(plan_id: &str) -> Result<PlanId, ApiError> {
     plan_id
@@ -188,7 +276,8 @@ pub async fn change(
 ) -> Result<axum::Json<Value>, ApiError> {
     let customer = customer_of(&caller)?;
     let plan_id = path_plan_id(&plan_id)?;
-    app.district
+    let committed = app
+        .district
         .submit(Command::Schedule(ScheduleCommand::ChangePlan {
             plan_id: plan_id.clone(),
             customer,
@@ -196,8 +285,9 @@ pub async fn change(
             policy: app.config.schedule_policy(),
         }))
         .await?;
-    tracing::info!(%plan_id, "plan changed");
-    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+    let credited = credited(&committed);
+    tracing::info!(%plan_id, credited, "plan changed");
+    answer(&app, &caller, &plan_id, credited)
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +295,10 @@ pub async fn change(
 pub struct CancelQuery {
     #[serde(default)]
     from: Option<NaiveDate>,
+    /// `true`: what the cancellation credits is refunded to the card
+    /// (default: kept as credit for the next charge).
+    #[serde(default)]
+    refund: bool,
 }
 
 /// `DELETE /v1/subscriptions/{id}[?from=YYYY-MM-DD]`.
@@ -216,14 +310,31 @@ pub async fn cancel(
 ) -> Result<axum::Json<Value>, ApiError> {
     let customer = customer_of(&caller)?;
     let plan_id = path_plan_id(&plan_id)?;
-    app.district
+    let committed = app
+        .district
         .submit(Command::Schedule(ScheduleCommand::CancelPlan {
             plan_id: plan_id.clone(),
             customer,
             from: q.from,
+            refund: q.refund,
             policy: app.config.schedule_policy(),
         }))
         .await?;
-    tracing::info!(%plan_id, "plan cancelled");
-    Ok(axum::Json(visible_plan(&app, &caller, &plan_id)?))
+    let credited = credited(&committed);
+    let refunded: i64 = committed
+        .events
+        .iter()
+        .map(|e| match &e.event {
+            protocol::Event::Schedule(ScheduleEvent::CreditRefundRequested { amount, .. }) => {
+                *amount
+            }
+            _ => 0,
+        })
+        .sum();
+    tracing::info!(%plan_id, credited, refunded, "plan cancelled");
+    let mut answer = answer(&app, &caller, &plan_id, credited)?;
+    if let Some(map) = answer.0.as_object_mut() {
+        map.insert("refunded".into(), json!(refunded));
+    }
+    Ok(answer)
 }
