@@ -89,9 +89,7 @@ pub fn decide(
                 .fridge(&fridge_id)
                 .ok_or_else(|| DomainError::UnknownFridge(fridge_id.clone()))?;
             if fridge.status != FridgeStatus::Quarantined {
-                return Err(DomainError::Invalid(format!(
-                    "fridge {fridge_id} is not quarantined"
-                )));
+                return Err(DomainError::NotQuarantined(fridge_id));
             }
             // Food safety: a lift is taken only once the fridge's last
             // sample is back in range. While an excursion is open the ACL

@@ -108,6 +108,8 @@ pub enum DomainError {
         expected: u64,
         actual: u64,
     },
+    #[error("fridge {0} is not quarantined")]
+    NotQuarantined(FridgeId),
     #[error("fridge {0} has not reported a temperature back in range since its excursion; the quarantine stays until it does")]
     FridgeOutOfRange(FridgeId),
     #[error("fridge {fridge_id}'s telemetry cursor cannot be read ({reason}); its reports are refused until an operator re-registers it")]

@@ -123,6 +123,9 @@ impl From<DomainError> for ApiError {
             DomainError::FridgeUnavailable(_) => {
                 Self::new(StatusCode::CONFLICT, "fridge_unavailable", message)
             }
+            DomainError::NotQuarantined(_) => {
+                Self::new(StatusCode::CONFLICT, "not_quarantined", message)
+            }
             DomainError::FridgeOutOfRange(_) => {
                 Self::new(StatusCode::CONFLICT, "fridge_out_of_range", message)
             }
