@@ -24,14 +24,15 @@
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use protocol::catalog::FridgeStatus;
+use protocol::money::Currency;
 use protocol::orders::{Channel, OrderLine, OrderStatus, Withdrawal};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use protocol::schedule::{
     CalendarDaySpec, KitchenEventSpec, PlanChange, PlanId, PlanSpec, ScheduleEvent,
 };
-use protocol::{Event, KitchenId};
+use protocol::{ChargeId, Event, KitchenId};
 use scheduler::{Catalog, MealInfo, Policy, ScheduleState};
 
 use super::orders::{NewOrder, Order};
@@ -260,6 +261,13 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
     if ScheduleState::keeps(e) {
         Arc::make_mut(&mut state.schedule).apply(e);
     }
+    evolve_orders(state, e, rec);
+    evolve_payments(state, e, rec);
+    false
+}
+
+/// The order side: plan orders in the order book.
+fn evolve_orders(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded) {
     match e {
         ScheduleEvent::OrderScheduled {
             order_id,
@@ -326,6 +334,14 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
                 .orders
                 .await_pickup(order_id, status, code, deadline, rec.at);
         }
+        _ => {}
+    }
+}
+
+/// The money side: plan charges and credit refunds in the outbox, owed
+/// when requested and settled by their result.
+fn evolve_payments(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded) {
+    match e {
         ScheduleEvent::ChargeRequested {
             charge_id,
             amount,
@@ -334,15 +350,15 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
             deadline,
             ..
         } if *amount > 0 => {
-            let req = PaymentRequest {
-                kind: PaymentKind::Charge,
-                order_id: charge_id.clone().into(),
-                district_id: rec.district_id.clone(),
-                amount: *amount,
-                currency: currency.clone(),
-                payment_method: payment_method.clone(),
-                deadline_unix_ms: deadline.timestamp_millis(),
-            };
+            let req = plan_payment(
+                PaymentKind::Charge,
+                charge_id,
+                *amount,
+                currency,
+                payment_method,
+                *deadline,
+                &rec,
+            );
             let key = OutboxKey::PlanCharge {
                 charge_id: charge_id.clone(),
             };
@@ -361,15 +377,15 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
             deadline,
             ..
         } => {
-            let req = PaymentRequest {
-                kind: PaymentKind::Refund,
-                order_id: charge_id.clone().into(),
-                district_id: rec.district_id.clone(),
-                amount: *amount,
-                currency: currency.clone(),
-                payment_method: payment_method.clone(),
-                deadline_unix_ms: deadline.timestamp_millis(),
-            };
+            let req = plan_payment(
+                PaymentKind::Refund,
+                charge_id,
+                *amount,
+                currency,
+                payment_method,
+                *deadline,
+                &rec,
+            );
             let key = OutboxKey::PlanRefund {
                 charge_id: charge_id.clone(),
             };
@@ -382,7 +398,27 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
         }
         _ => {}
     }
-    false
+}
+
+/// The payment request for a plan charge or refund, keyed by the charge.
+fn plan_payment(
+    kind: PaymentKind,
+    charge_id: &ChargeId,
+    amount: i64,
+    currency: &Currency,
+    payment_method: &str,
+    deadline: DateTime<Utc>,
+    rec: &Recorded,
+) -> PaymentRequest {
+    PaymentRequest {
+        kind,
+        order_id: charge_id.clone().into(),
+        district_id: rec.district_id.clone(),
+        amount,
+        currency: currency.clone(),
+        payment_method: payment_method.to_string(),
+        deadline_unix_ms: deadline.timestamp_millis(),
+    }
 }
 
 fn advance(state: &mut DistrictState, order_id: &str, status: OrderStatus, rec: Recorded) {
