@@ -233,37 +233,9 @@ fn main() -> anyhow::Result<()> {
             port_file,
             dev_clock,
             overrides,
-        } => {
-            init_tracing();
-            let mut cfg = Config::load(&config)?;
-            overrides.apply(&mut cfg)?;
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            if let Some(a) = http_addr {
-                cfg.http_addr = a;
-            }
-            let clock = if dev_clock {
-                std::fs::create_dir_all(&cfg.data_dir)?;
-                Clock::adjustable_saved(cfg.data_dir.join(DEV_CLOCK_FILE))
-            } else {
-                Clock::system()
-            };
-            let rt = tokio::runtime::Runtime::new()?;
-            let served = rt.block_on(region_node::serve(
-                cfg,
-                region_node::ServeOptions {
-                    clock,
-                    demo,
-                    port_file,
-                },
-                shutdown_signal(),
-            ));
-            // `serve` awaited its own tasks (bounded by SHUTDOWN_GRACE_MS);
-            // what is left must not hold the exit either.
-            rt.shutdown_timeout(Duration::from_millis(RUNTIME_DROP_MS));
-            served?;
-        }
+        } => serve(
+            &config, data_dir, http_addr, demo, port_file, dev_clock, overrides,
+        ),
         Cmd::Token {
             config,
             role,
@@ -271,26 +243,7 @@ fn main() -> anyhow::Result<()> {
             ttl,
             fridge_id,
             kitchen_id,
-        } => {
-            let cfg = Config::load(&config)?;
-            let pem = cfg
-                .auth
-                .private_key_pem
-                .context("this config has no private_key_pem: tokens are minted only with development configs")?;
-            let now = u64::try_from(Clock::system().now().timestamp())?;
-            let claims = Claims {
-                sub,
-                role,
-                iat: now,
-                exp: now + parse_ttl(&ttl)?,
-                nbf: None,
-                fridge_id,
-                kitchen_id,
-            };
-            let token = auth::mint(&pem, &claims)?;
-            // The token is the command's output, for shells and scripts.
-            println!("{token}");
-        }
+        } => mint_token(&config, role, sub, &ttl, fridge_id, kitchen_id),
         Cmd::Dev {
             config,
             state_dir,
@@ -298,29 +251,102 @@ fn main() -> anyhow::Result<()> {
             dev_clock,
         } => {
             init_tracing();
-            dev::run(&config, state_dir, !no_fridges, dev_clock)?;
+            dev::run(&config, state_dir, !no_fridges, dev_clock)
         }
-        Cmd::Seed { config, data_dir } => {
-            init_tracing();
-            let mut cfg = Config::load(&config)?;
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async {
-                let metrics = std::sync::Arc::new(region_node::metrics::Metrics::default());
-                let writer = Lifecycle::new();
-                let district =
-                    region_node::open_district(&cfg, Clock::system(), metrics, writer.shutdown())?;
-                let loaded = region_node::demo::seed_if_empty(&district).await?;
-                // Close the log before exiting, not whenever the runtime drops it.
-                let deadline =
-                    tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
-                writer.stop(deadline).await?;
-                tracing::info!(loaded, "seed finished");
-                Ok::<_, anyhow::Error>(())
-            })?;
-        }
+        Cmd::Seed { config, data_dir } => seed(&config, data_dir),
     }
+}
+
+/// `region-node serve`: the node until SIGTERM or Ctrl-C.
+fn serve(
+    config: &std::path::Path,
+    data_dir: Option<PathBuf>,
+    http_addr: Option<std::net::SocketAddr>,
+    demo: bool,
+    port_file: Option<PathBuf>,
+    dev_clock: bool,
+    overrides: Overrides,
+) -> anyhow::Result<()> {
+    init_tracing();
+    let mut cfg = Config::load(config)?;
+    overrides.apply(&mut cfg)?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(a) = http_addr {
+        cfg.http_addr = a;
+    }
+    let clock = if dev_clock {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        Clock::adjustable_saved(cfg.data_dir.join(DEV_CLOCK_FILE))
+    } else {
+        Clock::system()
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let served = rt.block_on(region_node::serve(
+        cfg,
+        region_node::ServeOptions {
+            clock,
+            demo,
+            port_file,
+        },
+        shutdown_signal(),
+    ));
+    // `serve` awaited its own tasks (bounded by SHUTDOWN_GRACE_MS);
+    // what is left must not hold the exit either.
+    rt.shutdown_timeout(Duration::from_millis(RUNTIME_DROP_MS));
+    served?;
+    Ok(())
+}
+
+/// `region-node token`: mints a development token and prints it.
+fn mint_token(
+    config: &std::path::Path,
+    role: Role,
+    sub: String,
+    ttl: &str,
+    fridge_id: Option<String>,
+    kitchen_id: Option<String>,
+) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    let pem = cfg.auth.private_key_pem.context(
+        "this config has no private_key_pem: tokens are minted only with development configs",
+    )?;
+    let now = u64::try_from(Clock::system().now().timestamp())?;
+    let claims = Claims {
+        sub,
+        role,
+        iat: now,
+        exp: now + parse_ttl(ttl)?,
+        nbf: None,
+        fridge_id,
+        kitchen_id,
+    };
+    let token = auth::mint(&pem, &claims)?;
+    // The token is the command's output, for shells and scripts.
+    println!("{token}");
+    Ok(())
+}
+
+/// `region-node seed`: loads the demo district into an empty data dir.
+fn seed(config: &std::path::Path, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    init_tracing();
+    let mut cfg = Config::load(config)?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let metrics = std::sync::Arc::new(region_node::metrics::Metrics::default());
+        let writer = Lifecycle::new();
+        let district =
+            region_node::open_district(&cfg, Clock::system(), metrics, writer.shutdown())?;
+        let loaded = region_node::demo::seed_if_empty(&district).await?;
+        // Close the log before exiting, not whenever the runtime drops it.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+        writer.stop(deadline).await?;
+        tracing::info!(loaded, "seed finished");
+        Ok::<_, anyhow::Error>(())
+    })?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use super::AppState;
 use crate::auth::{Caller, Role};
 use district::schedule::{StateCatalog, PREPAID_PAYMENT_METHOD};
 use district::{Command, DistrictState, ScheduleCommand};
-use scheduler::prep::{prep_report, to_csv, Sale, FORECAST_WEEKS};
+use scheduler::prep::{prep_report, to_csv, PrepReport, Sale, FORECAST_WEEKS};
 
 fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {
     let claims = caller.require(&[Role::Kitchen, Role::Admin])?;
@@ -74,6 +74,53 @@ pub struct PrepQuery {
     date: NaiveDate,
 }
 
+/// One-off sales (not plan orders) of the weeks the forecast looks at
+/// before `date`, by local date.
+fn one_off_sales(state: &DistrictState, policy: &scheduler::Policy, date: NaiveDate) -> Vec<Sale> {
+    let since = date
+        .checked_sub_signed(chrono::Duration::weeks(FORECAST_WEEKS))
+        .unwrap_or(NaiveDate::MIN);
+    state
+        .orders()
+        .iter()
+        .filter(|o| o.payment_method != PREPAID_PAYMENT_METHOD)
+        .filter(|o| {
+            matches!(
+                o.status,
+                OrderStatus::Purchased | OrderStatus::PickedUp | OrderStatus::Unclaimed
+            )
+        })
+        .filter_map(|o| {
+            let day = scheduler::local_date(o.hold_until, policy);
+            (day >= since && day < date).then_some((day, o))
+        })
+        .flat_map(|(date, o)| {
+            o.lines.iter().map(move |l| Sale {
+                date,
+                fridge_id: o.fridge_id.clone(),
+                meal_id: l.meal_id.clone(),
+                units: l.qty,
+            })
+        })
+        .collect()
+}
+
+/// The report's fridges that cannot take meals now, with their status.
+fn unavailable_fridges(state: &DistrictState, report: &PrepReport) -> Vec<serde_json::Value> {
+    report
+        .rows
+        .iter()
+        .map(|r| &r.fridge_id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|f| {
+            let status = state.catalog().fridge(f).map(|x| x.status);
+            (status != Some(FridgeStatus::Online))
+                .then(|| json!({"fridge_id": f, "status": status}))
+        })
+        .collect()
+}
+
 /// `GET /v1/kitchens/{kitchen_id}/prep?date=YYYY-MM-DD`.
 pub async fn prep(
     State(app): State<AppState>,
@@ -91,35 +138,8 @@ pub async fn prep(
         .filter(|m| m.spec.kitchen_id == kitchen_id)
         .map(|m| m.meal_id.clone())
         .collect();
-    let kitchen_id = known_kitchen(&state, &kitchen_id)?; // One-off sales of the weeks the forecast looks at, by local date.
-    let policy = app.config.schedule_policy();
-    let since = q
-        .date
-        .checked_sub_signed(chrono::Duration::weeks(FORECAST_WEEKS))
-        .unwrap_or(NaiveDate::MIN);
-    let sales: Vec<Sale> = state
-        .orders()
-        .iter()
-        .filter(|o| o.payment_method != PREPAID_PAYMENT_METHOD)
-        .filter(|o| {
-            matches!(
-                o.status,
-                OrderStatus::Purchased | OrderStatus::PickedUp | OrderStatus::Unclaimed
-            )
-        })
-        .filter_map(|o| {
-            let date = scheduler::local_date(o.hold_until, &policy);
-            (date >= since && date < q.date).then_some((date, o))
-        })
-        .flat_map(|(date, o)| {
-            o.lines.iter().map(move |l| Sale {
-                date,
-                fridge_id: o.fridge_id.clone(),
-                meal_id: l.meal_id.clone(),
-                units: l.qty,
-            })
-        })
-        .collect();
+    let kitchen_id = known_kitchen(&state, &kitchen_id)?;
+    let sales = one_off_sales(&state, &app.config.schedule_policy(), q.date);
     let name = |meal_id: &MealId| {
         state
             .catalog()
@@ -143,18 +163,7 @@ pub async fn prep(
         .schedule()
         .calendar
         .is_working(q.date, Some(&kitchen_id));
-    let unavailable_fridges: Vec<_> = report
-        .rows
-        .iter()
-        .map(|r| &r.fridge_id)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter_map(|f| {
-            let status = state.catalog().fridge(f).map(|x| x.status);
-            (status != Some(FridgeStatus::Online))
-                .then(|| json!({"fridge_id": f, "status": status}))
-        })
-        .collect();
+    let unavailable_fridges = unavailable_fridges(&state, &report);
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

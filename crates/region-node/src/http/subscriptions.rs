@@ -17,12 +17,53 @@ use super::orders::idempotency_key;
 use super::AppState;
 use crate::auth::{Caller, Role};
 use district::{Command, DistrictState, ScheduleCommand};
+use protocol::schedule::PlanTerms;
 use scheduler::plan::{earliest_effective, Plan};
 use scheduler::state::ChargeStatus;
+use scheduler::ScheduleState;
 
 /// A plan as the API shows it.
 pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value {
     let sched = &state.schedule();
+    let current = plan.current_terms();
+    let status = plan_status(sched, plan, today);
+    let charges = charge_views(sched, plan);
+    let orders = order_views(state, plan);
+    // The last day of the last week paid for (by card or credit).
+    let paid_through = sched
+        .charges
+        .values()
+        .filter(|c| c.plan_id == plan.plan_id && c.status == ChargeStatus::Paid)
+        .filter(|c| !c.days.is_empty())
+        .map(|c| scheduler::billing::period_end(c.period_start))
+        .max();
+    let versions: Vec<Value> = plan
+        .versions
+        .iter()
+        .map(|(from, t)| json!({"from": from, "fridge_id": t.fridge_id, "days": t.days, "paused": t.paused}))
+        .collect();
+    let notes = plan_notes(state, current);
+    json!({
+        "plan_id": plan.plan_id,
+        "customer": plan.customer,
+        "notes": notes,
+        "status": status,
+        "paid_through": paid_through,
+        "balance": sched.credit(&plan.customer),
+        "fridge_id": current.map(|t| t.fridge_id.clone()),
+        "days": current.map(|t| t.days.clone()),
+        "start_date": plan.start_date,
+        "end_date": plan.end_date,
+        "cancelled_from": plan.cancelled_from,
+        "currency": plan.currency,
+        "versions": versions,
+        "charges": charges,
+        "orders": orders,
+    })
+}
+
+/// `cancelled`, `ended`, `payment_declined`, `paused` or `active`.
+fn plan_status(sched: &ScheduleState, plan: &Plan, today: NaiveDate) -> &'static str {
     let current = plan.current_terms();
     // A week still to come whose every charge was declined: nothing is made
     // for it until a retry (or a new payment method) is paid.
@@ -36,7 +77,7 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
             let attempts: Vec<_> = sched.week_charges(&plan.plan_id, week).collect();
             !attempts.is_empty() && attempts.iter().all(|c| c.status == ChargeStatus::Declined)
         });
-    let status = if plan.is_cancelled() {
+    if plan.is_cancelled() {
         "cancelled"
     } else if plan.end_date < today {
         "ended"
@@ -46,8 +87,12 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
         "paused"
     } else {
         "active"
-    };
-    let charges: Vec<Value> = sched
+    }
+}
+
+/// Every charge of the plan, with what it took from the card and why.
+fn charge_views(sched: &ScheduleState, plan: &Plan) -> Vec<Value> {
+    sched
         .charges
         .values()
         .filter(|c| c.plan_id == plan.plan_id)
@@ -70,8 +115,13 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
                 },
             })
         })
-        .collect();
-    let orders: Vec<Value> = sched
+        .collect()
+}
+
+/// Every order the plan made, with its status in the order book.
+fn order_views(state: &DistrictState, plan: &Plan) -> Vec<Value> {
+    state
+        .schedule()
         .orders
         .values()
         .filter(|o| o.plan_id == plan.plan_id)
@@ -81,22 +131,12 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
             let withdrawn = order.and_then(|x| x.withdrawn);
             json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "price": o.price, "status": status, "withdrawn": withdrawn})
         })
-        .collect();
-    // The last day of the last week paid for (by card or credit).
-    let paid_through = sched
-        .charges
-        .values()
-        .filter(|c| c.plan_id == plan.plan_id && c.status == ChargeStatus::Paid)
-        .filter(|c| !c.days.is_empty())
-        .map(|c| scheduler::billing::period_end(c.period_start))
-        .max();
-    let versions: Vec<Value> = plan
-        .versions
-        .iter()
-        .map(|(from, t)| json!({"from": from, "fridge_id": t.fridge_id, "days": t.days, "paused": t.paused}))
-        .collect();
-    // What the plan asks for that will not be delivered, said rather than
-    // silently skipped.
+        .collect()
+}
+
+/// What the plan asks for that will not be delivered, said rather than
+/// silently skipped.
+fn plan_notes(state: &DistrictState, current: Option<&PlanTerms>) -> Vec<String> {
     let mut notes: Vec<String> = vec![];
     for day in current.map(|t| t.days.as_slice()).unwrap_or_default() {
         if day.weekday >= 6 {
@@ -112,23 +152,7 @@ pub fn plan_view(state: &DistrictState, plan: &Plan, today: NaiveDate) -> Value 
             ));
         }
     }
-    json!({
-        "plan_id": plan.plan_id,
-        "customer": plan.customer,
-        "notes": notes,
-        "status": status,
-        "paid_through": paid_through,
-        "balance": sched.credit(&plan.customer),
-        "fridge_id": current.map(|t| t.fridge_id.clone()),
-        "days": current.map(|t| t.days.clone()),
-        "start_date": plan.start_date,
-        "end_date": plan.end_date,
-        "cancelled_from": plan.cancelled_from,
-        "currency": plan.currency,
-        "versions": versions,
-        "charges": charges,
-        "orders": orders,
-    })
+    notes
 }
 
 fn today(app: &AppState) -> NaiveDate {
