@@ -332,6 +332,20 @@ impl Node {
         }
     }
 
+    /// A subscription story must not straddle the daily change cutoff (its
+    /// "earliest date" would move mid-test): within a few minutes of it,
+    /// move the node's clock past it first.
+    pub async fn step_off_the_cutoff(&self) {
+        use chrono::Timelike;
+        let now = self.clock_now().await;
+        let minutes_to_cutoff = (i64::from(CUTOFF_UTC_HOUR) * 60
+            - i64::from(now.hour() * 60 + now.minute()))
+        .rem_euclid(24 * 60);
+        if minutes_to_cutoff < 5 {
+            self.advance_clock((minutes_to_cutoff + 5) * 60).await;
+        }
+    }
+
     /// Sets `units` of every demo meal in every fridge of the catalog (for
     /// load benchmarks); returns the fridge ids and the meal ids.
     pub async fn stock_every_meal(&self, units: u32) -> (Vec<String>, Vec<String>) {
@@ -475,6 +489,9 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// The dev config's change cutoff: 18:00 at UTC−5 is 23:00 UTC.
+pub const CUTOFF_UTC_HOUR: u32 = 23;
+
 /// An HTTP client acting as one caller.
 #[derive(Clone)]
 pub struct Client {
@@ -566,6 +583,13 @@ impl Client {
     }
 
     /// `GET /v1/subscriptions`: plans, credit, earliest change date.
+    /// The earliest date a plan made now may start (from the node's cutoff).
+    pub async fn earliest_change_date(&self) -> chrono::NaiveDate {
+        let r = self.plans().await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_value(r.body["earliest_change_date"].clone()).expect("a date")
+    }
+
     pub async fn plans(&self) -> Resp {
         self.get("/v1/subscriptions").await
     }

@@ -45,9 +45,7 @@ async fn alices_things(node: &Node) -> (String, String) {
     let r = alice.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let order_id = r.body["order_id"].as_str().expect("order id").to_string();
-    let plans = alice.plans().await;
-    let earliest: NaiveDate =
-        serde_json::from_value(plans.body["earliest_change_date"].clone()).expect("date");
+    let earliest: NaiveDate = alice.earliest_change_date().await;
     // Two weeks out: beyond the materialisation horizon, so the schedule
     // makes no charge or order of its own while the test watches the log.
     let start = earliest + chrono::Duration::days(14);

@@ -8,9 +8,6 @@ use larder_tests::*;
 use serde_json::{json, Value};
 
 const DAY_SECS: i64 = 24 * 3600;
-/// The dev config's change cutoff: 18:00 at UTC−5 is 23:00 UTC.
-const CUTOFF_UTC_HOUR: u32 = 23;
-
 /// A fridge, a meal stocked there and the meal's kitchen.
 #[derive(Clone, Copy)]
 struct Spot {
@@ -50,25 +47,12 @@ impl System {
         let nats = Nats::start().await;
         let payments = Payments::start(&nats, &[]).await;
         let node = Node::start_with_nats(&nats, &[]).await;
-        step_off_the_cutoff(&node).await;
+        node.step_off_the_cutoff().await;
         System {
             _nats: nats,
             payments,
             node,
         }
-    }
-}
-
-/// A story must not straddle the daily change cutoff: within a few minutes
-/// of it, move the node's clock past it first.
-async fn step_off_the_cutoff(node: &Node) {
-    use chrono::Timelike;
-    let now = node.clock_now().await;
-    let minutes_to_cutoff = (i64::from(CUTOFF_UTC_HOUR) * 60
-        - i64::from(now.hour() * 60 + now.minute()))
-    .rem_euclid(24 * 60);
-    if minutes_to_cutoff < 5 {
-        node.advance_clock((minutes_to_cutoff + 5) * 60).await;
     }
 }
 
@@ -80,10 +64,6 @@ async fn plans(customer: &Client) -> Value {
 
 async fn today(customer: &Client) -> NaiveDate {
     serde_json::from_value(plans(customer).await["today"].clone()).unwrap()
-}
-
-async fn earliest(customer: &Client) -> NaiveDate {
-    serde_json::from_value(plans(customer).await["earliest_change_date"].clone()).unwrap()
 }
 
 /// The first Monday to Friday on or after `date` (weekends do not work).
@@ -176,7 +156,7 @@ async fn a_plan_pickup_takes_the_unit_placed_for_it_and_never_puts_an_expired_on
 
     // A plan day three days out: by then the three units (48 h) expired.
     let carol = sys.node.as_role("customer", "carol");
-    let start = earliest(&carol).await;
+    let start = carol.earliest_change_date().await;
     let day = weekday_on_or_after(start + chrono::Duration::days(3));
     let plan = create_plan(&carol, spot, start).await;
     let order_id = await_day_order(&sys.node, &carol, &plan, day).await;
@@ -225,7 +205,7 @@ async fn a_paid_plan_meal_not_produced_by_its_day_is_withdrawn_and_credited() {
     let sys = System::start().await;
     let spot = SALAD;
     let dan = sys.node.as_role("customer", "dan");
-    let start = earliest(&dan).await;
+    let start = dan.earliest_change_date().await;
     let day = weekday_on_or_after(start);
     let plan = create_plan(&dan, spot, start).await;
     let order_id = await_day_order(&sys.node, &dan, &plan, day).await;
@@ -291,7 +271,7 @@ async fn a_quarantined_fridge_takes_no_plans_and_does_not_block_the_kitchens_oth
     let sys = System::start().await;
     let erin = sys.node.as_role("customer", "erin");
     let finn = sys.node.as_role("customer", "finn");
-    let start = earliest(&erin).await;
+    let start = erin.earliest_change_date().await;
     let day = weekday_on_or_after(start);
     let erin_plan = create_plan(&erin, DAL_LAFAYETTE, start).await;
     let finn_plan = create_plan(&finn, DAL_MARKET, start).await;
@@ -309,7 +289,7 @@ async fn a_quarantined_fridge_takes_no_plans_and_does_not_block_the_kitchens_oth
     let gina = sys.node.as_role("customer", "gina");
     let seq = sys.node.log_seq().await;
     let r = gina
-        .create_plan(plan_body(DAL_LAFAYETTE, earliest(&gina).await))
+        .create_plan(plan_body(DAL_LAFAYETTE, gina.earliest_change_date().await))
         .await;
     assert_eq!(
         (r.status, r.code()),
@@ -375,7 +355,7 @@ async fn plan_meals_are_placed_on_their_eve_or_day_and_wait_until_the_pickup_win
     let sys = System::start().await;
     let spot = SALAD;
     let hana = sys.node.as_role("customer", "hana");
-    let start = earliest(&hana).await;
+    let start = hana.earliest_change_date().await;
     let plan = create_plan(&hana, spot, start).await;
     // A day at least two days after the day its order is made.
     let mut day = weekday_on_or_after(start + chrono::Duration::days(2));
@@ -428,10 +408,10 @@ async fn plan_meals_are_placed_on_their_eve_or_day_and_wait_until_the_pickup_win
 #[tokio::test]
 async fn a_week_with_nothing_due_is_not_paid_and_a_dev_clock_survives_a_restart() {
     let mut node = Node::start(&["--demo", "--dev-clock"]).await;
-    step_off_the_cutoff(&node).await;
+    node.step_off_the_cutoff().await;
     let ivy = node.as_role("customer", "ivy");
     // Weekend meals only: weekends do not work, so nothing is due.
-    let mut saturday = earliest(&ivy).await;
+    let mut saturday = ivy.earliest_change_date().await;
     while chrono::Datelike::weekday(&saturday) != chrono::Weekday::Sat {
         saturday = saturday.succ_opt().unwrap();
     }
@@ -465,9 +445,9 @@ async fn a_week_with_nothing_due_is_not_paid_and_a_dev_clock_survives_a_restart(
 #[tokio::test]
 async fn an_overlapping_plan_at_the_same_fridge_is_refused() {
     let node = Node::start(&["--demo", "--dev-clock"]).await;
-    step_off_the_cutoff(&node).await;
+    node.step_off_the_cutoff().await;
     let jo = node.as_role("customer", "jo");
-    let start = earliest(&jo).await;
+    let start = jo.earliest_change_date().await;
     let first = create_plan(&jo, SALAD, start).await;
     let seq = node.log_seq().await;
     let r = jo.create_plan(plan_body(SALAD, start)).await;
@@ -538,7 +518,7 @@ fn weekday_number(date: NaiveDate) -> u32 {
 async fn a_swap_costs_the_new_price_whenever_it_is_made() {
     let sys = System::start().await;
     let lou = sys.node.as_role("customer", "lou");
-    let start = earliest(&lou).await;
+    let start = lou.earliest_change_date().await;
     let plan = create_plan(&lou, KALE, start).await;
     // A weekday in a paid week, past the days already made (three ahead):
     // the day after the horizon when the horizon is Monday to Thursday.
@@ -580,7 +560,7 @@ async fn a_debt_left_when_a_plan_ends_is_collected_with_a_final_charge() {
     let mo = sys.node.as_role("customer", "mo");
     // A one-day plan on a Monday to Thursday, so the next day is a working
     // day of the same (paid) week.
-    let mut start = earliest(&mo).await;
+    let mut start = mo.earliest_change_date().await;
     while weekday_number(start) > 4 {
         start = start.succ_opt().unwrap();
     }
@@ -638,7 +618,7 @@ async fn operators_see_plans_balances_reasons_and_the_calendar() {
     let spot = SALAD;
     let admin = sys.node.admin();
     let nia = sys.node.as_role("customer", "nia");
-    let start = earliest(&nia).await;
+    let start = nia.earliest_change_date().await;
     let day = weekday_on_or_after(start);
     let plan = create_plan(&nia, spot, start).await;
     let order_id = await_day_order(&sys.node, &nia, &plan, day).await;
@@ -750,7 +730,7 @@ async fn a_declined_card_is_retried_told_and_can_be_replaced() {
     let token = pat.token.clone().unwrap();
     let mut ws = larder_tests::ws::WsClient::connect(&sys.node, Some(&token)).await;
     ws.subscribe(json!({"orders": true})).await;
-    let start = earliest(&pat).await;
+    let start = pat.earliest_change_date().await;
     let mut body = plan_body(SALAD, start);
     body["payment_method"] = json!("tok_decline");
     let r = pat.create_plan(body).await;
@@ -847,7 +827,7 @@ async fn a_meal_placed_before_the_first_scan_is_counted_once_and_an_empty_pickup
     let sys = System::start().await;
     let spot = SALAD;
     let quinn = sys.node.as_role("customer", "quinn");
-    let start = earliest(&quinn).await;
+    let start = quinn.earliest_change_date().await;
     let day = weekday_on_or_after(start);
     let plan = create_plan(&quinn, spot, start).await;
     let order_id = await_day_order(&sys.node, &quinn, &plan, day).await;
@@ -961,7 +941,7 @@ async fn a_fridge_back_in_range_is_recorded() {
 async fn a_cancellation_can_refund_to_the_card_instead_of_crediting() {
     let sys = System::start().await;
     let rae = sys.node.as_role("customer", "rae");
-    let start = earliest(&rae).await;
+    let start = rae.earliest_change_date().await;
     let day = weekday_on_or_after(start);
     let plan = create_plan(&rae, SALAD, start).await;
     await_day_order(&sys.node, &rae, &plan, day).await;
@@ -997,7 +977,7 @@ async fn a_cancellation_can_refund_to_the_card_instead_of_crediting() {
 #[tokio::test]
 async fn an_offline_fridge_takes_no_new_plan_until_it_reports_again() {
     let node = Node::start(&["--demo", "--dev-clock"]).await;
-    step_off_the_cutoff(&node).await;
+    node.step_off_the_cutoff().await;
     let spot = Spot {
         fridge: "f-fox-theatre",
         ..SALAD
@@ -1012,7 +992,7 @@ async fn an_offline_fridge_takes_no_new_plan_until_it_reports_again() {
         .unwrap();
     assert_eq!(node.telemetry(&hello).await.status, 202);
     let sal = node.as_role("customer", "sal");
-    let elsewhere = create_plan(&sal, SALAD, earliest(&sal).await).await;
+    let elsewhere = create_plan(&sal, SALAD, sal.earliest_change_date().await).await;
     node.advance_clock(11 * 60).await;
     eventually("offline", PAYMENT_DEADLINE, || async {
         fridge_view(&node, spot.fridge).await["status"] == "offline"
@@ -1020,7 +1000,7 @@ async fn an_offline_fridge_takes_no_new_plan_until_it_reports_again() {
     .await;
 
     let seq = node.log_seq().await;
-    let start = earliest(&sal).await;
+    let start = sal.earliest_change_date().await;
     let mut body = plan_body(spot, start);
     body["days"] = json!([{"weekday": 1, "meal_id": spot.meal}]);
     let r = sal.create_plan(body.clone()).await;

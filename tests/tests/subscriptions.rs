@@ -24,7 +24,7 @@ impl System {
         let nats = Nats::start().await;
         let payments = Payments::start(&nats, &[]).await;
         let node = Node::start_with_nats(&nats, &[]).await;
-        step_off_the_cutoff(&node).await;
+        node.step_off_the_cutoff().await;
         System {
             _nats: nats,
             payments,
@@ -36,37 +36,13 @@ impl System {
     /// day is already an order: `(customer, start, plan_id, first order id)`.
     async fn subscriber(&self, name: &str) -> (Client, NaiveDate, String, String) {
         let customer = self.node.as_role("customer", name);
-        let start = earliest(&customer).await;
+        let start = customer.earliest_change_date().await;
         let plan = create_plan(&customer, start).await;
         bring_into_horizon(&self.node, &customer, start).await;
         let first = format!("sub-{plan}-{start}");
         await_order(&customer, &first, "scheduled").await;
         (customer, start, plan, first)
     }
-}
-
-/// The dev config's change cutoff: 18:00 at UTC−5 is 23:00 UTC.
-const CUTOFF_UTC_HOUR: u32 = 23;
-
-/// A story must not straddle the daily change cutoff (its "earliest date"
-/// would move mid-test): within a few minutes of it, move the node's clock
-/// past it first.
-async fn step_off_the_cutoff(node: &Node) {
-    use chrono::Timelike;
-    let now = node.clock_now().await;
-    let minutes_to_cutoff = (i64::from(CUTOFF_UTC_HOUR) * 60
-        - i64::from(now.hour() * 60 + now.minute()))
-    .rem_euclid(24 * 60);
-    if minutes_to_cutoff < 5 {
-        node.advance_clock((minutes_to_cutoff + 5) * 60).await;
-    }
-}
-
-/// The earliest date a plan made now may start (from the node's cutoff).
-async fn earliest(customer: &Client) -> NaiveDate {
-    let r = customer.plans().await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    serde_json::from_value(r.body["earliest_change_date"].clone()).unwrap()
 }
 
 /// Salad every day of the week from `start` for three weeks (weekends do
@@ -376,9 +352,9 @@ async fn holidays_pauses_and_cancellations_credit_unproduced_days_and_reopening_
 async fn bad_plans_and_late_changes_get_a_clear_4xx_and_change_nothing() {
     // No NATS: nothing is charged, so nothing materialises behind our back.
     let node = Node::start(&["--demo", "--dev-clock"]).await;
-    step_off_the_cutoff(&node).await;
+    node.step_off_the_cutoff().await;
     let dave = node.as_role("customer", "dave");
-    let start = earliest(&dave).await;
+    let start = dave.earliest_change_date().await;
     let seq = node.log_seq().await;
     let with = |f: &dyn Fn(&mut Value)| {
         let mut b = plan_body(start);
