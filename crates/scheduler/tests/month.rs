@@ -2,6 +2,8 @@
 //! closure announced mid-week, changes right before and after the cutoff, a
 //! cancellation with credit, and materialisation that runs twice.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -36,17 +38,9 @@ impl Menu {
 
     /// What the district's order book does with a schedule event.
     fn apply(&mut self, e: &ScheduleEvent) {
-        let (order_id, status) = match e {
-            ScheduleEvent::OrderScheduled { order_id, .. } => (order_id, OrderStatus::Scheduled),
-            ScheduleEvent::OrderWithdrawn { order_id, .. } => (order_id, OrderStatus::Cancelled),
-            ScheduleEvent::OrderPrepared { order_id } => (order_id, OrderStatus::Prepared),
-            ScheduleEvent::OrderDispatched { order_id } => (order_id, OrderStatus::Dispatched),
-            ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
-                (order_id, OrderStatus::Available)
-            }
-            _ => return,
-        };
-        self.book.insert(order_id.clone(), status);
+        if let Some((order_id, status)) = support::order_status(e) {
+            self.book.insert(order_id.clone(), status);
+        }
     }
 }
 

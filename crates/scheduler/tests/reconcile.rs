@@ -13,6 +13,8 @@
 //! stays unresolved. Pure: the district's order book is a map fed from the
 //! same events, the clock is a value.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -50,17 +52,9 @@ struct District {
 
 impl District {
     fn apply(&mut self, e: &ScheduleEvent) {
-        let (order_id, status) = match e {
-            ScheduleEvent::OrderScheduled { order_id, .. } => (order_id, OrderStatus::Scheduled),
-            ScheduleEvent::OrderWithdrawn { order_id, .. } => (order_id, OrderStatus::Cancelled),
-            ScheduleEvent::OrderPrepared { order_id } => (order_id, OrderStatus::Prepared),
-            ScheduleEvent::OrderDispatched { order_id } => (order_id, OrderStatus::Dispatched),
-            ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
-                (order_id, OrderStatus::Available)
-            }
-            _ => return,
-        };
-        self.book.insert(order_id.clone(), status);
+        if let Some((order_id, status)) = support::order_status(e) {
+            self.book.insert(order_id.clone(), status);
+        }
     }
 }
 
