@@ -33,6 +33,15 @@ pub enum Role {
     Admin,
 }
 
+impl Claims {
+    /// Who the caller is for limits that count per caller: role and
+    /// subject (`pos:till-3`), so a customer and a till named alike are
+    /// counted apart.
+    pub fn caller_key(&self) -> String {
+        format!("{}:{}", self.role, self.sub)
+    }
+}
+
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

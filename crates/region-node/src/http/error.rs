@@ -40,15 +40,16 @@ impl ApiError {
     }
     /// 429 with `Retry-After` (at least 1 s) and `retry_after_secs` in the body.
     pub fn too_many(code: &'static str, message: impl Into<String>, retry_after_secs: i64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message).retry_after(retry_after_secs)
+    }
+    /// Adds `Retry-After` (at least 1 s) and `retry_after_secs` in the body.
+    pub fn retry_after(mut self, retry_after_secs: i64) -> Self {
         let secs = u64::try_from(retry_after_secs).unwrap_or(0).max(1);
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
-        e.details = Some(
-            [("retry_after_secs".to_string(), json!(secs))]
-                .into_iter()
-                .collect(),
-        );
-        e.retry_after_secs = Some(secs);
-        e
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert("retry_after_secs".to_string(), json!(secs));
+        self.retry_after_secs = Some(secs);
+        self
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)

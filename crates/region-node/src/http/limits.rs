@@ -40,14 +40,14 @@ pub const SWEEP_EVERY_CHECKS: u64 = 4096;
 
 /// Who a write is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Caller {
+enum Key {
     Token(Box<str>),
     Ip(IpAddr),
 }
 
 /// The node's limiters; `None` where the config turns one off (rate 0).
 pub struct RateLimits {
-    writes: Option<DefaultKeyedRateLimiter<Caller>>,
+    writes: Option<DefaultKeyedRateLimiter<Key>>,
     catalog: Option<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
 }
@@ -108,17 +108,23 @@ fn is_limited_write(method: &Method, path: &str) -> bool {
 }
 
 /// The middleware: counts the request against its limit, or answers 429.
-pub async fn limit(State(app): State<AppState>, req: Request, next: Next) -> Response {
+/// A write's token is verified here once; the verified caller rides along
+/// in the request's extensions for the handler's `Caller` extractor.
+pub async fn limit(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let limits = &app.rate_limits;
-    let path = req.uri().path();
     let ip = super::server::peer(&req).map(|a| a.ip());
-    let verdict = if is_catalog_read(req.method(), path) {
+    let verdict = if is_catalog_read(req.method(), req.uri().path()) {
         match (&limits.catalog, ip) {
             (Some(l), Some(ip)) => limits.check(l, &ip),
             _ => Ok(()),
         }
-    } else if is_limited_write(req.method(), path) {
-        match (&limits.writes, writer_key(&app, &req, ip)) {
+    } else if is_limited_write(req.method(), req.uri().path()) {
+        let caller = verified_caller(&app, &req);
+        let key = writer_key(caller.as_ref(), ip);
+        if let Some(caller) = caller {
+            req.extensions_mut().insert(caller);
+        }
+        match (&limits.writes, key) {
             (Some(l), Some(key)) => limits.check(l, &key),
             _ => Ok(()),
         }
@@ -134,17 +140,21 @@ pub async fn limit(State(app): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
-fn writer_key(app: &AppState, req: &Request, ip: Option<IpAddr>) -> Option<Caller> {
+fn verified_caller(app: &AppState, req: &Request) -> Option<crate::auth::Caller> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match app.verifier.verify_header(header) {
-        Ok(caller) if caller.0.role == Role::Admin => None,
-        Ok(caller) => Some(Caller::Token(
-            format!("{}:{}", caller.0.role, caller.0.sub).into(),
-        )),
-        Err(_) => ip.map(Caller::Ip),
+    app.verifier.verify_header(header).ok()
+}
+
+/// Admins are not counted; a request without a valid token counts
+/// against its address.
+fn writer_key(caller: Option<&crate::auth::Caller>, ip: Option<IpAddr>) -> Option<Key> {
+    match caller {
+        Some(c) if c.0.role == Role::Admin => None,
+        Some(c) => Some(Key::Token(c.0.caller_key().into())),
+        None => ip.map(Key::Ip),
     }
 }
 

@@ -256,15 +256,14 @@ pub async fn pickup(
             "this token is for another fridge",
         ));
     }
-    let who = format!("{}:{}", claims.role, claims.sub);
+    let who = claims.caller_key();
     if let Err(wait_secs) = app.pickup_attempts.caller_may_try(&who, app.clock.now()) {
-        let mut e = ApiError::too_many(
+        return Err(ApiError::new(
+            StatusCode::LOCKED,
             "pickup_locked",
             format!("too many wrong pickup codes from this token; try again in {wait_secs} s"),
-            wait_secs,
-        );
-        e.status = StatusCode::LOCKED;
-        return Err(e);
+        )
+        .retry_after(wait_secs));
     }
     if app.pickup_attempts.try_once(&order_id) == Try::Locked {
         return Err(ApiError::new(

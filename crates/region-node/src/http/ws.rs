@@ -140,7 +140,7 @@ impl Auth {
     /// Takes `claims` as the connection's token, unless its caller already
     /// has as many connections as allowed.
     fn set(&mut self, app: &AppState, claims: crate::auth::Claims) -> Result<(), Refusal> {
-        let key: Box<str> = format!("{}:{}", claims.role, claims.sub).into();
+        let key: Box<str> = claims.caller_key().into();
         if self.slot.as_ref().is_none_or(|s| s.key != key) {
             let max = app.config.ws.max_connections_per_caller;
             let slot = PerCaller::take(&app.ws_per_caller, key, max).ok_or_else(|| {
