@@ -150,6 +150,14 @@ impl Verifier {
     }
 
     /// `exp`, `nbf` and `iat` against `now_secs`, each with the leeway.
+    /// How long `claims` stay valid from the node clock's now: `exp` plus
+    /// the leeway (what a WebSocket session waits for before it ends).
+    pub fn time_left(&self, claims: &Claims) -> std::time::Duration {
+        let now = u64::try_from(self.clock.now().timestamp()).unwrap_or(0);
+        let ends = claims.exp.saturating_add(self.leeway_secs);
+        std::time::Duration::from_secs(ends.saturating_sub(now))
+    }
+
     fn check_times(&self, claims: &Claims, now_secs: u64) -> Result<(), AuthError> {
         let leeway = self.leeway_secs;
         if claims.exp.saturating_add(leeway) < now_secs {

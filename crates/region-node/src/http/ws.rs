@@ -407,10 +407,7 @@ fn order_follower(caller: Option<&Caller>) -> Result<String, Refusal> {
 /// How long until `caller`'s token expires by the node's clock (leeway
 /// included); `None` without a token.
 fn token_left(app: &AppState, caller: Option<&Caller>) -> Option<Duration> {
-    let claims = &caller?.0;
-    let now = u64::try_from(app.clock.now().timestamp()).unwrap_or(0);
-    let ends = claims.exp.saturating_add(app.config.auth.leeway_secs);
-    Some(Duration::from_secs(ends.saturating_sub(now)))
+    Some(app.verifier.time_left(&caller?.0))
 }
 
 /// Why a session ends.
