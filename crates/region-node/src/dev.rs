@@ -149,6 +149,8 @@ pub fn run(
     let node_url = format!("http://{}", cfg.http_addr);
     let banner = banner(&cfg, &state_dir, &nats_url, &pay_addr, &pem, &clock)?;
     rt.block_on(async {
+        // Installed before the node announces itself (see shutdown_signal).
+        let stop = crate::shutdown_signal();
         let serve = region_node::serve(
             cfg,
             region_node::ServeOptions {
@@ -156,7 +158,7 @@ pub fn run(
                 demo: true,
                 port_file: Some(node_addr_file.clone()),
             },
-            crate::shutdown_signal(),
+            stop,
         );
         let announce = async {
             while !node_addr_file.exists() {

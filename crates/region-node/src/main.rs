@@ -206,18 +206,31 @@ fn init_tracing() {
 }
 
 /// Resolves at SIGTERM (what orchestrators send) or Ctrl-C (SIGINT).
-async fn shutdown_signal() {
+///
+/// The handlers are installed here, when called, not when the future is
+/// first polled: `serve` polls it only once the port is announced, and a
+/// SIGTERM arriving in between would otherwise take the default action and
+/// kill the node (an orchestrator may stop a node the moment it is ready).
+/// Must be called inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "stop requested"),
-                _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no SIGTERM handler; only Ctrl-C stops the node gracefully");
-            let _ = tokio::signal::ctrl_c().await;
+            (term, int) => {
+                let e = term.err().or(int.err());
+                tracing::warn!(error = ?e, "no signal handler; the node stops only when killed");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
@@ -283,6 +296,10 @@ fn serve(
         Clock::system()
     };
     let rt = tokio::runtime::Runtime::new()?;
+    let stop = {
+        let _in_runtime = rt.enter();
+        shutdown_signal()
+    };
     let served = rt.block_on(region_node::serve(
         cfg,
         region_node::ServeOptions {
@@ -290,7 +307,7 @@ fn serve(
             demo,
             port_file,
         },
-        shutdown_signal(),
+        stop,
     ));
     // `serve` awaited its own tasks (bounded by SHUTDOWN_GRACE_MS);
     // what is left must not hold the exit either.
