@@ -12,7 +12,7 @@ use protocol::{Event, FridgeId, MealId};
 use super::{Context, DistrictState, DomainError};
 
 /// The district's meals and fridges.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
     meals: OrdMap<MealId, Meal>,
     fridges: OrdMap<FridgeId, Fridge>,
@@ -67,7 +67,7 @@ impl Catalog {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CatalogCommand {
     DefineMeal {
         meal_id: MealId,

@@ -23,7 +23,7 @@ use protocol::{Event, FridgeId, MealId, OrderId};
 use super::{Context, DistrictState, DomainError};
 
 /// Units of one meal that arrived together.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lot {
     pub units: u32,
     pub best_before: DateTime<Utc>,

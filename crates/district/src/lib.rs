@@ -129,7 +129,10 @@ pub enum DomainError {
 
 /// In-memory state of one district, rebuilt from the log at start-up: one
 /// part per area, each written only by the handlers of its own events.
-#[derive(Debug, Clone, Default)]
+///
+/// Serializable for the node's state snapshots (a cache of the replay: see
+/// [`STATE_SNAPSHOT_VERSION`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DistrictState {
     /// Sequence number of the last applied event (0 for an empty log).
     last_seq: u64,
@@ -145,7 +148,32 @@ pub struct DistrictState {
     links: FridgeLinks,
     /// Plans, calendar, charges and scheduled orders. Behind an `Arc` so
     /// snapshots stay O(1); a batch that changes it copies it once.
+    #[serde(with = "shared")]
     schedule: Arc<scheduler::ScheduleState>,
+}
+
+/// The shape of [`DistrictState`] as a snapshot stores it. A snapshot is a
+/// cache of the log's replay, so a snapshot of another version is ignored
+/// (the node replays the log instead), never upcast. Bump it whenever a
+/// change to the state's types changes their serialized form; the golden
+/// test `tests/snapshot_shape.rs` fails until you do.
+pub const STATE_SNAPSHOT_VERSION: u32 = 1;
+
+/// Parts shared between snapshots by `Arc` are stored as their value.
+pub(crate) mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+        value.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<T>, D::Error> {
+        T::deserialize(d).map(Arc::new)
+    }
 }
 
 impl DistrictState {

@@ -19,7 +19,7 @@ pub const MAX_NOTICES_PER_FRIDGE: usize = 20;
 
 /// A fact about a fridge kept for operators: not a state change, but
 /// something a person should look at.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FridgeNotice {
     /// A valid pickup code opened the door and nothing was taken.
@@ -38,16 +38,16 @@ pub enum FridgeNotice {
 }
 
 /// The ACL's position in one fridge's reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cursor {
-    Known(Arc<FridgeCursor>),
+    Known(#[serde(with = "crate::shared")] Arc<FridgeCursor>),
     /// The recorded cursor could not be read (a future format, say).
     Unreadable {
         reason: String,
     },
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FridgeLinks {
     secrets: HashMap<FridgeId, String>,
     /// The secret before the last rotation, until the fridge signs with the

@@ -30,7 +30,9 @@ use protocol::{ChargeId, Event};
 use crate::{Context, DistrictState, DomainError};
 
 /// What a payment is for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum OutboxKey {
     /// An order's charge or refund.
     Order {
@@ -55,14 +57,14 @@ impl OutboxKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Row {
     request: PaymentRequest,
     /// The seq of the event that asked for the payment.
     requested_seq: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Outbox {
     rows: OrdMap<OutboxKey, Row>,
     /// Rows by the seq that asked for them, for the relay's "what is new".

@@ -18,7 +18,7 @@ use crate::{DistrictState, Recorded};
 /// Levels per fridge, then per meal.
 pub type Levels = OrdMap<FridgeId, OrdMap<MealId, StockLevel>>;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stock {
     levels: Levels,
     /// Units on the shelf by arrival, for their best-before.

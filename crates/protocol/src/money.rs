@@ -49,7 +49,7 @@ impl std::fmt::Display for Currency {
 }
 
 /// An amount in minor units of its currency (cents for USD).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
     pub amount_minor: i64,
     pub currency: Currency,

@@ -53,6 +53,8 @@ pub struct Config {
     pub ws: WsConfig,
     #[serde(default)]
     pub fridges: FridgesConfig,
+    #[serde(default)]
+    pub snapshots: SnapshotsConfig,
 }
 
 /// `[fridges]`: how the district treats fridge telemetry.
@@ -121,6 +123,52 @@ pub const WS_MAX_FRAME_BYTES_DEFAULT: usize = 16 * 1024;
 /// Most simultaneous connections opened with one caller's token (role and
 /// subject): an app has one or two, a runaway client loops.
 pub const WS_MAX_CONNECTIONS_PER_CALLER_DEFAULT: usize = 8;
+
+/// Events between two state snapshots. At ~1 M events/s of replay, the tail
+/// a start-up replays stays well under a second.
+pub const SNAPSHOT_EVERY_EVENTS_DEFAULT: u64 = 100_000;
+/// A quiet node still snapshots what it has after this long.
+pub const SNAPSHOT_EVERY_SECS_DEFAULT: u64 = 600;
+/// Snapshots kept on disk: the newest, and one to fall back to.
+pub const SNAPSHOT_KEEP_DEFAULT: usize = 2;
+
+/// `[snapshots]`: when the node writes state snapshots (start-up replays
+/// only the log after the newest one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// `false` makes every start-up replay the whole log.
+    pub enabled: bool,
+    pub every_events: u64,
+    pub every_secs: u64,
+    pub keep: usize,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig {
+            enabled: true,
+            every_events: SNAPSHOT_EVERY_EVENTS_DEFAULT,
+            every_secs: SNAPSHOT_EVERY_SECS_DEFAULT,
+            keep: SNAPSHOT_KEEP_DEFAULT,
+        }
+    }
+}
+
+impl SnapshotsConfig {
+    /// The store start-up reads, if snapshots are on.
+    pub fn store(&self, data_dir: &std::path::Path) -> Option<crate::snapshot::SnapshotStore> {
+        self.enabled
+            .then(|| crate::snapshot::SnapshotStore::new(data_dir, self.keep))
+    }
+
+    pub fn policy(&self) -> crate::snapshot::SnapshotPolicy {
+        crate::snapshot::SnapshotPolicy {
+            every_events: self.every_events.max(1),
+            every_secs: self.every_secs.max(1),
+        }
+    }
+}
 
 /// `[ws]`: limits of the WebSocket push endpoint `/v1/ws`.
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,8 @@
 //! system grows, orders and schedules) in a local sled event log. Code map:
 //! - [`domain`]: the pure decider (`decide`/`evolve`); no IO.
 //! - [`store`]: the sled event log; append in batches, replay.
+//! - [`snapshot`]: state snapshots, start-up from the newest one plus the
+//!   log's tail, and the task that writes them.
 //! - [`writer`]: the one writer task (group commit) and the read snapshot.
 //! - [`query`]: pure read functions over a snapshot.
 //! - [`http`]: axum routes, extractors, the error mapping.
@@ -26,6 +28,7 @@ pub mod metrics;
 pub mod nats;
 pub mod push;
 pub mod schedule_tick;
+pub mod snapshot;
 pub mod store;
 pub mod timers;
 pub mod writer;
@@ -61,28 +64,31 @@ pub enum NodeError {
     Unfinished(#[from] lifecycle::Unfinished),
 }
 
-/// Opens the store, replays it and starts the writer, which runs until
-/// `shutdown`.
+/// Opens the store, recovers the state and starts the writer, which runs
+/// until `shutdown`. Also returns a handle of the log for readers (the
+/// snapshot task); sled closes the log when the last handle is dropped.
 pub fn open_district(
     config: &Config,
     clock: Clock,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-) -> Result<District, NodeError> {
+) -> Result<(District, EventLog), NodeError> {
     std::fs::create_dir_all(&config.data_dir)?;
     let log = EventLog::open_with_stats(&config.data_dir.join("log"), metrics.store.clone())?;
-    Ok(District::start(
+    let district = District::start(
         WriterSetup {
             district_id: config.district_id.clone(),
             area: config.area()?,
-            log,
+            log: log.clone(),
             clock,
             metrics,
             policy: config.orders.policy(),
             fridge_policy: config.fridges.policy(),
+            snapshots: config.snapshots.store(&config.data_dir),
         },
         shutdown,
-    )?)
+    )?;
+    Ok((district, log))
 }
 
 /// The writer always gets this long to commit its last batch and close the
@@ -117,7 +123,7 @@ pub async fn serve(
     // that submits to it.
     let writer = Lifecycle::new();
     let tasks = Lifecycle::new();
-    let district = open_district(
+    let (district, log) = open_district(
         &config,
         opts.clock.clone(),
         metrics.clone(),
@@ -125,6 +131,14 @@ pub async fn serve(
     )?;
     if opts.demo {
         demo::seed_if_empty(&district).await?;
+    }
+    match config.snapshots.store(&config.data_dir) {
+        Some(store) => {
+            let (d, policy) = (district.clone(), config.snapshots.policy());
+            tasks.spawn("snapshots", |s| snapshot::run(d, log, store, policy, s));
+        }
+        // Nobody else may keep the log open past the writer.
+        None => drop(log),
     }
     let (nats, hub) = start_tasks(&config, &opts, &district, &metrics, &tasks).await?;
     let verifier = auth::Verifier::from_pem(

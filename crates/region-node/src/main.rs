@@ -356,8 +356,9 @@ fn seed(config: &std::path::Path, data_dir: Option<PathBuf>) -> anyhow::Result<(
     rt.block_on(async {
         let metrics = std::sync::Arc::new(region_node::metrics::Metrics::default());
         let writer = Lifecycle::new();
-        let district =
+        let (district, log) =
             region_node::open_district(&cfg, Clock::system(), metrics, writer.shutdown())?;
+        drop(log);
         let loaded = region_node::demo::seed_if_empty(&district).await?;
         // Close the log before exiting, not whenever the runtime drops it.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);

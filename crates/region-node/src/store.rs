@@ -80,8 +80,17 @@ impl EventLog {
 
     /// Every record in order, checking the sequence is dense.
     pub fn replay(&self) -> impl Iterator<Item = Result<EventEnvelope, StoreError>> + '_ {
-        let mut expected = 1u64;
-        self.log.iter().map(move |item| {
+        self.replay_after(0)
+    }
+
+    /// The records after `seq` in order (the tail behind a snapshot),
+    /// checking the sequence is dense from `seq + 1`.
+    pub fn replay_after(
+        &self,
+        seq: u64,
+    ) -> impl Iterator<Item = Result<EventEnvelope, StoreError>> + '_ {
+        let mut expected = seq + 1;
+        self.log.range(expected.to_be_bytes()..).map(move |item| {
             let (key, value) = item?;
             let seq = key.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             let env = codec::decode_log_record(&value)
@@ -95,6 +104,21 @@ impl EventLog {
             expected += 1;
             Ok(env)
         })
+    }
+
+    /// The id of event `seq`, which ties a snapshot to the log it was taken
+    /// from. Seq 0 (before the first event) has id 0.
+    pub fn event_id_at(&self, seq: u64) -> Result<u128, StoreError> {
+        if seq == 0 {
+            return Ok(0);
+        }
+        let value = self.log.get(seq.to_be_bytes())?.ok_or(StoreError::Gap {
+            expected: seq,
+            found: 0,
+        })?;
+        let env = codec::decode_log_record(&value)
+            .map_err(|source| StoreError::Corrupt { seq, source })?;
+        Ok(u128::from(env.event_id))
     }
 
     pub fn len(&self) -> usize {

@@ -60,6 +60,9 @@ pub struct WriterSetup {
     pub metrics: Arc<Metrics>,
     pub policy: district::OrderPolicy,
     pub fridge_policy: district::FridgePolicy,
+    /// Where start-up looks for a snapshot to replay from (`None`: the
+    /// whole log).
+    pub snapshots: Option<crate::snapshot::SnapshotStore>,
 }
 
 /// The optimistic-concurrency expectation of a command, if any.
@@ -108,14 +111,11 @@ pub struct District {
 }
 
 impl District {
-    /// Replays the log into memory and starts the writer task, which runs
-    /// until `shutdown` is signalled or every handle is dropped.
+    /// Recovers the state (newest snapshot, then the log after it) and
+    /// starts the writer task, which runs until `shutdown` is signalled or
+    /// every handle is dropped.
     pub fn start(setup: WriterSetup, shutdown: Shutdown) -> Result<Self, StoreError> {
-        let mut state = DistrictState::default();
-        for env in setup.log.replay() {
-            district::evolve(&mut state, &env?);
-        }
-        tracing::info!(events = state.last_seq(), district = %setup.district_id, "log replayed");
+        let state = crate::snapshot::recover(&setup.log, setup.snapshots.as_ref())?;
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);

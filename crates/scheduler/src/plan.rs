@@ -10,7 +10,7 @@ use protocol::{FridgeId, MealId};
 use crate::calendar::Calendar;
 use crate::{local_date, Policy};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub plan_id: PlanId,
     pub customer: String,

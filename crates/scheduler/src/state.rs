@@ -18,14 +18,14 @@ use crate::calendar::Calendar;
 use crate::plan::Plan;
 use crate::Catalog;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChargeStatus {
     Pending,
     Paid,
     Declined,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Charge {
     pub charge_id: ChargeId,
     pub plan_id: PlanId,
@@ -47,7 +47,9 @@ pub struct Charge {
 /// How far a scheduled order got, as the scheduler reads the district's
 /// order status (it is never stored here). Ordered: later stages compare
 /// greater.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Stage {
     Scheduled,
     Prepared,
@@ -95,7 +97,7 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduledOrder {
     pub order_id: OrderId,
     pub plan_id: PlanId,
@@ -114,7 +116,7 @@ impl ScheduledOrder {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduleState {
     pub plans: BTreeMap<PlanId, Plan>,
     /// Each customer's plans, oldest first.
@@ -133,7 +135,7 @@ pub struct ScheduleState {
     pub refunds: BTreeMap<ChargeId, Refund>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refund {
     pub charge_id: ChargeId,
     pub customer: String,

@@ -16,7 +16,9 @@ use protocol::orders::{
 use protocol::{FridgeId, MealId};
 
 /// What an order is waiting for next; at most one at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum OrderTimer {
     /// The grace window ends: start the purchase.
     GraceWindowEnd,
@@ -26,7 +28,7 @@ pub enum OrderTimer {
     PickupDeadline,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Order {
     pub order_id: OrderId,
     pub customer: String,
@@ -55,7 +57,7 @@ pub struct Order {
 /// What every order starts from, whichever way it was made: placed by an
 /// app or a POS terminal (`Held`, with its grace window), or made by the
 /// schedule for a plan day (`Scheduled`, prepaid).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewOrder {
     pub order_id: OrderId,
     pub customer: String,
@@ -130,7 +132,7 @@ impl Order {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderBook {
     orders: OrdMap<OrderId, Order>,
     /// Each customer's orders, oldest first.

@@ -33,6 +33,7 @@ pub fn writer_until(log: EventLog, clock: Clock, shutdown: Shutdown) -> District
             metrics: Arc::new(Metrics::default()),
             policy: Default::default(),
             fridge_policy: Default::default(),
+            snapshots: None,
         },
         shutdown,
     )

@@ -1,0 +1,297 @@
+//! State snapshots: a cache of the log's replay, so start-up reads the newest
+//! snapshot and replays only the events after it.
+//!
+//! The log stays the only truth. A snapshot is the `DistrictState` after
+//! event `seq`, written from a published (so already durable) state by a
+//! background task, never by the writer: taking it costs the writer nothing
+//! (the state is persistent, a snapshot of it is an `Arc`), and encoding and
+//! writing happen on a blocking thread. Because it is only a cache, anything
+//! doubtful about a snapshot makes start-up skip it, with a log line, and
+//! use an older one or replay the whole log: another state shape
+//! ([`STATE_SNAPSHOT_VERSION`]), a bad checksum, a truncated file, a seq the
+//! log does not reach, or a log whose event at that seq is not the one the
+//! snapshot was taken after (a log restored or replaced under it).
+//!
+//! File format, `snapshots/state-<seq, 20 digits>.snap`:
+//! ```text
+//! magic "LRDSNAP1" | state version u32 | seq u64 | event id of seq u128
+//! | body length u64 | crc32 of body u32 | body: postcard(DistrictState)
+//! ```
+//! (little-endian). Written to a temporary name, fsynced, renamed, and the
+//! directory fsynced, so a crash leaves either the whole file or none.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use district::{DistrictState, STATE_SNAPSHOT_VERSION};
+
+use crate::store::EventLog;
+
+pub const SNAPSHOT_DIR: &str = "snapshots";
+const MAGIC: &[u8; 8] = b"LRDSNAP1";
+const HEADER_BYTES: usize = 8 + 4 + 8 + 16 + 8 + 4;
+const PREFIX: &str = "state-";
+const SUFFIX: &str = ".snap";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("encode: {0}")]
+    Encode(postcard::Error),
+    #[error("{0}")]
+    Unusable(String),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The snapshots of one district, in `<data_dir>/snapshots`.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+    /// Snapshots kept after a successful write (older ones are deleted).
+    keep: usize,
+}
+
+/// A snapshot found on disk and checked against the log.
+pub struct Loaded {
+    pub state: DistrictState,
+    pub path: PathBuf,
+}
+
+impl SnapshotStore {
+    pub fn new(data_dir: &Path, keep: usize) -> Self {
+        SnapshotStore {
+            dir: data_dir.join(SNAPSHOT_DIR),
+            keep: keep.max(1),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `state` durably; returns its path. Blocking: call it from a
+    /// blocking thread.
+    pub fn write(&self, state: &DistrictState, log: &EventLog) -> Result<PathBuf, SnapshotError> {
+        let seq = state.last_seq();
+        let event_id = log
+            .event_id_at(seq)
+            .map_err(|e| SnapshotError::Unusable(format!("reading event {seq}: {e}")))?;
+        let body = postcard::to_stdvec(state).map_err(SnapshotError::Encode)?;
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&STATE_SNAPSHOT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&seq.to_le_bytes());
+        bytes.extend_from_slice(&event_id.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))?;
+        let path = self.dir.join(format!("{PREFIX}{seq:020}{SUFFIX}"));
+        write_durably(&path, &bytes)?;
+        self.prune();
+        Ok(path)
+    }
+
+    /// The newest snapshot that is whole, of this state version, and taken
+    /// from this log; `None` means replay from the start. Each one skipped
+    /// is logged with why.
+    pub fn load_newest(&self, log: &EventLog) -> Option<Loaded> {
+        for (seq, path) in self.listed().into_iter().rev() {
+            match read(&path, seq, log) {
+                Ok(state) => return Some(Loaded { state, path }),
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "snapshot skipped; trying an older one or the full log"
+                ),
+            }
+        }
+        None
+    }
+
+    /// Snapshot files by seq, oldest first. Names that do not parse are not
+    /// ours and are left alone.
+    fn listed(&self) -> Vec<(u64, PathBuf)> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(u64, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let seq = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+                Some((seq.parse().ok()?, e.path()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Deletes all but the newest `keep`. A failure only costs disk space.
+    fn prune(&self) {
+        let listed = self.listed();
+        let excess = listed.len().saturating_sub(self.keep);
+        for (_, path) in listed.into_iter().take(excess) {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "old snapshot not removed");
+            }
+        }
+    }
+}
+
+fn read(path: &Path, seq_in_name: u64, log: &EventLog) -> Result<DistrictState, SnapshotError> {
+    let bytes = fs::read(path).map_err(io_err("read", path))?;
+    let unusable = |why: String| Err(SnapshotError::Unusable(why));
+    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
+        return unusable("not a snapshot file (bad magic or too short)".into());
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or_default());
+    let version = u32_at(8);
+    if version != STATE_SNAPSHOT_VERSION {
+        return unusable(format!(
+            "state version {version}, this node reads {STATE_SNAPSHOT_VERSION}"
+        ));
+    }
+    let seq = u64_at(12);
+    let event_id = u128::from_le_bytes(bytes[20..36].try_into().unwrap_or_default());
+    let body_len = u64_at(36);
+    let crc = u32_at(44);
+    let body = &bytes[HEADER_BYTES..];
+    if seq != seq_in_name || body.len() as u64 != body_len || crc32fast::hash(body) != crc {
+        return unusable("truncated or corrupt (length, name or checksum mismatch)".into());
+    }
+    match log.event_id_at(seq) {
+        Ok(id) if id == event_id => {}
+        Ok(_) => {
+            return unusable(format!(
+                "the log's event {seq} is not the one it was taken after"
+            ))
+        }
+        Err(e) => return unusable(format!("the log does not reach seq {seq}: {e}")),
+    }
+    let state: DistrictState =
+        postcard::from_bytes(body).map_err(|e| SnapshotError::Unusable(format!("decode: {e}")))?;
+    if state.last_seq() != seq {
+        return unusable(format!(
+            "body is at seq {}, header says {seq}",
+            state.last_seq()
+        ));
+    }
+    Ok(state)
+}
+
+/// Temporary file, fsync, rename, fsync of the directory: the name appears
+/// only for complete, durable contents.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+    file.write_all(bytes).map_err(io_err("write", &tmp))?;
+    file.sync_all().map_err(io_err("fsync", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
+}
+
+/// Start-up: the newest usable snapshot (if any), then the log after it.
+pub fn recover(
+    log: &EventLog,
+    snapshots: Option<&SnapshotStore>,
+) -> Result<DistrictState, crate::store::StoreError> {
+    let started = std::time::Instant::now();
+    let loaded = snapshots.and_then(|s| s.load_newest(log));
+    let from_seq = loaded.as_ref().map_or(0, |l| l.state.last_seq());
+    if let Some(l) = &loaded {
+        tracing::info!(
+            path = %l.path.display(),
+            seq = from_seq,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot loaded"
+        );
+    }
+    let mut state = loaded.map(|l| l.state).unwrap_or_default();
+    for env in log.replay_after(from_seq) {
+        district::evolve(&mut state, &env?);
+    }
+    tracing::info!(
+        from_seq,
+        events = state.last_seq() - from_seq,
+        last_seq = state.last_seq(),
+        ms = started.elapsed().as_millis() as u64,
+        "state recovered"
+    );
+    Ok(state)
+}
+
+/// When the background task writes a snapshot (`[snapshots]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    /// After this many events since the last snapshot.
+    pub every_events: u64,
+    /// Or after this long, if there is any new event at all.
+    pub every_secs: u64,
+}
+
+/// How often the task looks whether a snapshot is due, in milliseconds.
+const CHECK_EVERY_MS: u64 = 1_000;
+
+/// Writes a snapshot whenever one is due, until shutdown. Runs beside the
+/// writer and only reads published states.
+///
+/// `log` is a handle of the district's log, only read here (event ids).
+/// Held by this task, which ends before the writer, so the log still closes
+/// when the writer does.
+pub async fn run(
+    district: crate::writer::District,
+    log: EventLog,
+    store: SnapshotStore,
+    policy: SnapshotPolicy,
+    mut shutdown: crate::lifecycle::Shutdown,
+) {
+    let mut covered_seq = district.state().last_seq();
+    let mut since = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(CHECK_EVERY_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.triggered() => return,
+        }
+        let state = district.state();
+        let new_events = state.last_seq() - covered_seq;
+        let due = new_events >= policy.every_events
+            || (new_events > 0 && since.elapsed().as_secs() >= policy.every_secs);
+        if !due {
+            continue;
+        }
+        let (store, log) = (store.clone(), log.clone());
+        let started = std::time::Instant::now();
+        let seq = state.last_seq();
+        match tokio::task::spawn_blocking(move || store.write(&state, &log)).await {
+            Ok(Ok(path)) => {
+                tracing::info!(seq, path = %path.display(), ms = started.elapsed().as_millis() as u64, "snapshot written");
+                covered_seq = seq;
+                since = tokio::time::Instant::now();
+            }
+            // Only the next start-up is slower; try again at the next due time.
+            Ok(Err(e)) => tracing::warn!(seq, error = %e, "snapshot not written"),
+            Err(e) => tracing::warn!(seq, error = %e, "snapshot task failed"),
+        }
+    }
+}
