@@ -32,7 +32,7 @@ fn history() -> DistrictState {
         policy: Default::default(),
         fridges: Default::default(),
     };
-    let mut run = |state: &mut DistrictState, ctx: &Context, cmd: Command| {
+    let run = |state: &mut DistrictState, ctx: &Context, cmd: Command| {
         let events = district::decide(state, cmd, ctx).expect("the fixed history is accepted");
         support::apply(state, &events, ctx.now);
     };
@@ -100,7 +100,7 @@ fn history() -> DistrictState {
 }
 
 fn order_id(n: usize) -> OrderId {
-    OrderId::parse(&format!("o-golden-{n}")).unwrap()
+    OrderId::parse(format!("o-golden-{n}")).unwrap()
 }
 
 fn place(n: usize, channel: Channel, fridge: &FridgeId, meal: &MealId) -> Command {

@@ -98,7 +98,7 @@ fn timed(log_dir: &Path, snapshots: Option<&SnapshotStore>) -> Duration {
     drop_page_cache();
     let started = Instant::now();
     let log = EventLog::open(log_dir).unwrap();
-    let state = recover(&log, snapshots).unwrap();
+    let state = recover(&log, snapshots).unwrap().state;
     let took = started.elapsed();
     assert!(state.last_seq() > 0);
     took
@@ -243,7 +243,7 @@ impl Generator {
     /// and never collected.
     fn order(&mut self, n: u64, fridge: &protocol::FridgeId, meal: &protocol::MealId) {
         self.ctx.now += chrono::Duration::seconds(2);
-        let order_id = OrderId::parse(&format!("o-{n:012}")).unwrap();
+        let order_id = OrderId::parse(format!("o-{n:012}")).unwrap();
         let app = n % 10 == 3;
         self.run(Command::Order(OrderCommand::Place {
             order_id: order_id.clone(),

@@ -134,8 +134,8 @@ pub async fn serve(
     }
     match config.snapshots.store(&config.data_dir) {
         Some(store) => {
-            let (d, policy) = (district.clone(), config.snapshots.policy());
-            tasks.spawn("snapshots", |s| snapshot::run(d, log, store, policy, s));
+            let (d, policy, m) = (district.clone(), config.snapshots.policy(), metrics.clone());
+            tasks.spawn("snapshots", |s| snapshot::run(d, log, store, policy, m, s));
         }
         // Nobody else may keep the log open past the writer.
         None => drop(log),

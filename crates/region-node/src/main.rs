@@ -33,6 +33,8 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once at start-up; the size of `Serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the district's HTTP API.
@@ -138,6 +140,9 @@ struct Overrides {
     catalog_reads_per_sec_per_ip: Option<u32>,
     #[arg(long)]
     catalog_burst_per_ip: Option<u32>,
+    /// `[snapshots]`: events between two state snapshots.
+    #[arg(long)]
+    snapshot_every_events: Option<u64>,
 }
 
 impl Overrides {
@@ -175,6 +180,8 @@ impl Overrides {
             .catalog_reads_per_sec_per_ip
             .unwrap_or(l.catalog_reads_per_sec_per_ip);
         l.catalog_burst_per_ip = self.catalog_burst_per_ip.unwrap_or(l.catalog_burst_per_ip);
+        let s = &mut cfg.snapshots;
+        s.every_events = self.snapshot_every_events.unwrap_or(s.every_events);
         Ok(())
     }
 }

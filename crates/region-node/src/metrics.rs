@@ -38,6 +38,13 @@ pub struct Metrics {
     pub pickup_lockouts: AtomicU64,
     /// Requests answered 429 by the rate limits (`http::limits`).
     pub rate_limited: AtomicU64,
+    /// Start-up: the seq of the snapshot the state was loaded from (0: none,
+    /// the whole log was replayed) and how many log events were replayed.
+    pub recovered_from_seq: AtomicU64,
+    pub recovery_replayed_events: AtomicU64,
+    /// State snapshots written since start, and the seq of the newest.
+    pub snapshots_written: AtomicU64,
+    pub snapshot_seq: AtomicU64,
 }
 
 impl Metrics {
@@ -137,8 +144,33 @@ impl Metrics {
                 "Requests refused with 429 by the per-caller and per-IP rate limits.",
                 &self.rate_limited,
             ),
+            (
+                "larder_snapshots_written_total",
+                "State snapshots written since start.",
+                &self.snapshots_written,
+            ),
         ] {
             counter(&mut out, name, help, c.load(Relaxed));
+        }
+        for (name, help, g) in [
+            (
+                "larder_recovered_from_snapshot_seq",
+                "Seq of the snapshot start-up loaded (0: the whole log was replayed).",
+                &self.recovered_from_seq,
+            ),
+            (
+                "larder_recovery_replayed_events",
+                "Log events start-up replayed after the snapshot.",
+                &self.recovery_replayed_events,
+            ),
+            (
+                "larder_snapshot_seq",
+                "Seq of the newest snapshot written since start (0: none yet).",
+                &self.snapshot_seq,
+            ),
+        ] {
+            let v = g.load(Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         self.render_http(&mut out);
         self.render_commit_histogram(&mut out);

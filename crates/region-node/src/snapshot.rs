@@ -23,6 +23,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 
 use district::{DistrictState, STATE_SNAPSHOT_VERSION};
 
@@ -209,11 +210,20 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
         .map_err(io_err("fsync", dir))
 }
 
+/// What start-up recovered, and from where.
+pub struct Recovered {
+    pub state: DistrictState,
+    /// The snapshot's seq; 0 when the whole log was replayed.
+    pub from_seq: u64,
+    /// Log events replayed after it.
+    pub replayed: u64,
+}
+
 /// Start-up: the newest usable snapshot (if any), then the log after it.
 pub fn recover(
     log: &EventLog,
     snapshots: Option<&SnapshotStore>,
-) -> Result<DistrictState, crate::store::StoreError> {
+) -> Result<Recovered, crate::store::StoreError> {
     let started = std::time::Instant::now();
     let loaded = snapshots.and_then(|s| s.load_newest(log));
     let from_seq = loaded.as_ref().map_or(0, |l| l.state.last_seq());
@@ -236,7 +246,11 @@ pub fn recover(
         ms = started.elapsed().as_millis() as u64,
         "state recovered"
     );
-    Ok(state)
+    Ok(Recovered {
+        replayed: state.last_seq() - from_seq,
+        state,
+        from_seq,
+    })
 }
 
 /// When the background task writes a snapshot (`[snapshots]`).
@@ -262,6 +276,7 @@ pub async fn run(
     log: EventLog,
     store: SnapshotStore,
     policy: SnapshotPolicy,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut shutdown: crate::lifecycle::Shutdown,
 ) {
     let mut covered_seq = district.state().last_seq();
@@ -288,6 +303,8 @@ pub async fn run(
                 tracing::info!(seq, path = %path.display(), ms = started.elapsed().as_millis() as u64, "snapshot written");
                 covered_seq = seq;
                 since = tokio::time::Instant::now();
+                metrics.snapshots_written.fetch_add(1, Relaxed);
+                metrics.snapshot_seq.store(seq, Relaxed);
             }
             // Only the next start-up is slower; try again at the next due time.
             Ok(Err(e)) => tracing::warn!(seq, error = %e, "snapshot not written"),

@@ -115,7 +115,15 @@ impl District {
     /// starts the writer task, which runs until `shutdown` is signalled or
     /// every handle is dropped.
     pub fn start(setup: WriterSetup, shutdown: Shutdown) -> Result<Self, StoreError> {
-        let state = crate::snapshot::recover(&setup.log, setup.snapshots.as_ref())?;
+        let recovered = crate::snapshot::recover(&setup.log, setup.snapshots.as_ref())?;
+        let metrics = &setup.metrics;
+        metrics
+            .recovered_from_seq
+            .store(recovered.from_seq, Ordering::Relaxed);
+        metrics
+            .recovery_replayed_events
+            .store(recovered.replayed, Ordering::Relaxed);
+        let state = recovered.state;
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);

@@ -31,7 +31,7 @@ async fn place(district: &District, n: usize) {
     };
     let placed = district
         .submit(Command::Order(OrderCommand::Place {
-            order_id: OrderId::parse(&format!("o-snap-{n}")).unwrap(),
+            order_id: OrderId::parse(format!("o-snap-{n}")).unwrap(),
             customer: format!("c-{n}"),
             channel: Channel::Pos,
             request,
@@ -65,11 +65,15 @@ async fn history(dir: &Path, keep: usize, snap_before: &[usize], orders: usize) 
 }
 
 fn full_replay(dir: &Path) -> DistrictState {
-    recover(&EventLog::open(&dir.join("log")).unwrap(), None).unwrap()
+    recover(&EventLog::open(&dir.join("log")).unwrap(), None)
+        .unwrap()
+        .state
 }
 
 fn from_snapshot(dir: &Path, store: &SnapshotStore) -> DistrictState {
-    recover(&EventLog::open(&dir.join("log")).unwrap(), Some(store)).unwrap()
+    recover(&EventLog::open(&dir.join("log")).unwrap(), Some(store))
+        .unwrap()
+        .state
 }
 
 fn snapshot_files(store: &SnapshotStore) -> Vec<std::path::PathBuf> {
