@@ -1,6 +1,7 @@
 //! Fixtures shared by the district's tests (`mod support;` in each): a meal
-//! spec, the demo area, and applying decided events to a state the way the
-//! node's writer does.
+//! spec, the demo area, applying decided events to a state the way the
+//! node's writer does, and rebuilding a state from those events the way a
+//! restarting node does.
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
