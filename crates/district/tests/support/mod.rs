@@ -1,6 +1,7 @@
 //! Fixtures shared by the district's tests (`mod support;` in each): a meal
-//! spec, the demo area, and applying decided events to a state the way the
-//! node's writer does.
+//! spec, the demo area, applying decided events to a state the way the
+//! node's writer does, and rebuilding a state from those events the way a
+//! restarting node does.
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
@@ -8,12 +9,26 @@ use district::DistrictState;
 use protocol::DistrictId;
 use protocol::{Event, EventEnvelope};
 
+/// The district every envelope made here belongs to.
+pub const DISTRICT: &str = "detroit-downtown";
+
 #[allow(unused_imports)] // each test file uses a part
 pub use district::demo::{area as demo_area, plain_meal as meal_spec};
 
 /// Applies decided events to `state` as the writer would (next seqs, `now`
 /// as their time).
 pub fn apply(state: &mut DistrictState, events: &[Event], now: DateTime<Utc>) {
+    record(state, events, now);
+}
+
+/// [`apply`], returning the envelopes as the log would hold them, for tests
+/// that rebuild the state from the log (see [`restart`]).
+pub fn record(
+    state: &mut DistrictState,
+    events: &[Event],
+    now: DateTime<Utc>,
+) -> Vec<EventEnvelope> {
+    let mut recorded = Vec::with_capacity(events.len());
     for event in events {
         let env = EventEnvelope {
             event_id: ulid::Ulid::from_parts(
@@ -23,7 +38,7 @@ pub fn apply(state: &mut DistrictState, events: &[Event], now: DateTime<Utc>) {
             seq: state.last_seq() + 1,
             stream_id: event.stream_id(),
             stream_version: state.stream_version(&event.stream_id()) + 1,
-            district_id: DistrictId::from_static("detroit-downtown"),
+            district_id: DistrictId::from_static(DISTRICT),
             recorded_at: now,
             valid_from: now,
             correlation_id: None,
@@ -32,5 +47,18 @@ pub fn apply(state: &mut DistrictState, events: &[Event], now: DateTime<Utc>) {
             event: event.clone(),
         };
         district::evolve(state, &env);
+        recorded.push(env);
     }
+    recorded
+}
+
+/// The state a node starting up would have: every committed envelope
+/// folded into a fresh state, as the log replay does. The one place a
+/// test restarts, so a snapshot round trip can be added here.
+pub fn restart(log: &[EventEnvelope]) -> DistrictState {
+    let mut state = DistrictState::default();
+    for env in log {
+        district::evolve(&mut state, env);
+    }
+    state
 }
