@@ -79,6 +79,7 @@ fn main() {
         log_dir.display(),
         dir_bytes(&log_dir) / 1_000_000
     );
+    stages(&log_dir, args.events);
     println!("run | full replay s | events/s | snapshot+tail s | snapshot MB");
     for run in 1..=args.runs {
         let full = timed(&log_dir, None);
@@ -91,6 +92,31 @@ fn main() {
             dir_bytes(snapshots.dir()) / 1_000_000
         );
     }
+}
+
+/// Where a full replay's time goes: reading sled, decoding records, and
+/// evolving the state (warm cache, one run each).
+fn stages(log_dir: &Path, events: u64) {
+    let log = EventLog::open(log_dir).unwrap();
+    let rate = |took: Duration| events as f64 / took.as_secs_f64();
+    let started = Instant::now();
+    let read = log.raw_records().count();
+    let read_took = started.elapsed();
+    assert_eq!(read as u64, events);
+    let started = Instant::now();
+    let decoded = log.replay().filter(|e| e.is_ok()).count();
+    let decode_took = started.elapsed();
+    assert_eq!(decoded as u64, events);
+    let started = Instant::now();
+    let state = recover(&log, None).unwrap().state;
+    let full_took = started.elapsed();
+    assert_eq!(state.last_seq(), events);
+    println!(
+        "stages (warm): read {:.0} ev/s | read+decode {:.0} ev/s | read+decode+evolve {:.0} ev/s",
+        rate(read_took),
+        rate(decode_took),
+        rate(full_took)
+    );
 }
 
 /// Opens the log as a node does and recovers the state; the whole time.
@@ -147,6 +173,9 @@ struct Generator {
     state: DistrictState,
     ctx: Context,
     pending: Vec<EventEnvelope>,
+    /// Commands the decider refused, by error (the mix stays realistic only
+    /// while these are rare).
+    refused: std::collections::BTreeMap<String, u64>,
     /// Paid orders nobody collects, in order of their pickup deadline.
     uncollected: std::collections::VecDeque<(chrono::DateTime<Utc>, OrderId)>,
 }
@@ -166,6 +195,7 @@ fn generate(log_dir: &Path, events: u64) {
         },
         pending: Vec::new(),
         uncollected: Default::default(),
+        refused: Default::default(),
     };
     let demo = district::demo::detroit().unwrap();
     let fridges: Vec<_> = demo.fridges.iter().map(|f| f.fridge_id.clone()).collect();
@@ -190,15 +220,26 @@ fn generate(log_dir: &Path, events: u64) {
         .truncate(g.pending.len() - (g.state.last_seq() - events) as usize);
     rt.block_on(g.flush(&log));
     println!(
-        "generated {events} events ({n} orders) in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "generated {events} events ({n} orders) in {:.1} s; refused commands: {:?}",
+        started.elapsed().as_secs_f64(),
+        g.refused
     );
 }
 
 impl Generator {
     fn run(&mut self, cmd: Command) {
-        let Ok(events) = district::decide(&self.state, cmd, &self.ctx) else {
-            return;
+        let events = match district::decide(&self.state, cmd, &self.ctx) {
+            Ok(events) => events,
+            Err(e) => {
+                let kind = format!("{e:?}");
+                let kind = kind
+                    .split([' ', '(', '{'])
+                    .next()
+                    .unwrap_or("?")
+                    .to_string();
+                *self.refused.entry(kind).or_default() += 1;
+                return;
+            }
         };
         for event in events {
             let env = EventEnvelope {
