@@ -109,27 +109,34 @@ pub fn backup(to: &Path, remote: Remote) -> anyhow::Result<()> {
 /// `region-node export --since SEQ`: one JSON envelope per line.
 pub fn export(since: u64, out: Option<&Path>, remote: Remote) -> anyhow::Result<()> {
     let (url, token) = remote.resolve()?;
-    let partial = out.map(|p| p.with_extension("partial"));
-    let mut sink: Box<dyn Write> = match &partial {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    let Some(out) = out else {
+        let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        return export_to(stdout, &url, &token, since);
     };
+    // Written whole or not at all: a failed export leaves no file behind.
+    let partial = out.with_extension("partial");
+    let file =
+        std::fs::File::create(&partial).with_context(|| format!("create {}", partial.display()))?;
+    let written = export_to(std::io::BufWriter::new(file), &url, &token, since)
+        .and_then(|()| Ok(std::fs::File::open(&partial)?.sync_all()?))
+        .and_then(|()| Ok(std::fs::rename(&partial, out)?));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written?;
+    Ok(archive::sync_dir(archive::parent_of(out))?)
+}
+
+/// Writes the events after `since` to `sink` as JSON lines, and flushes it.
+fn export_to(mut sink: impl Write, url: &str, token: &str, since: u64) -> anyhow::Result<()> {
     let mut count = 0u64;
-    let source = runtime()?.block_on(fetch(&url, &token, since, |seq, record| {
+    let source = runtime()?.block_on(fetch(url, token, since, |seq, record| {
         serde_json::to_writer(&mut sink, &decoded(seq, record)?)?;
         sink.write_all(b"\n")?;
         count += 1;
         Ok(())
     }))?;
     sink.flush()?;
-    drop(sink);
-    if let (Some(partial), Some(out)) = (partial, out) {
-        std::fs::File::open(&partial)?.sync_all()?;
-        std::fs::rename(&partial, out)?;
-        archive::sync_dir(archive::parent_of(out))?;
-    }
     // A report for the operator on stderr: stdout may be the export itself.
     eprintln!(
         "exported {count} events of {} after seq {since} (up to seq {})",
@@ -184,7 +191,10 @@ pub fn restore(
     // Restored under a temporary name and renamed once synced, so a node
     // never starts on half a restore.
     let partial = data_dir.join(format!("{LOG_DIR}.restoring"));
-    let written = write_log(&backup, &partial)?;
+    let written = write_log(&backup, &partial).inspect_err(|_| {
+        // Leave the target as empty as it was, so the restore can be rerun.
+        let _ = std::fs::remove_dir_all(&partial);
+    })?;
     std::fs::rename(&partial, data_dir.join(LOG_DIR))?;
     archive::sync_dir(&data_dir)?;
     archive::sync_dir(archive::parent_of(&data_dir))?;

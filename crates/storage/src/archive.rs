@@ -9,8 +9,8 @@
 //! (`.{name}.partial-{pid}`), every file and then that directory are
 //! `fsync`ed, and only then is it renamed to its final name and the parent
 //! directory synced. A directory with the final name is therefore always a
-//! whole archive; an interrupted backup leaves only a `.partial` directory,
-//! which [`Archive::open`] would refuse anyway (no manifest).
+//! whole archive. A backup that fails removes its `.partial` directory; one
+//! killed midway leaves it, and [`Archive::open`] refuses it (no manifest).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -206,12 +206,16 @@ impl ArchiveWriter {
 
     /// Writes and syncs the manifest and the directory, then renames it to
     /// its final name and syncs the parent.
-    pub fn finish<M: Serialize>(self, kind: &str, meta: M) -> Result<Manifest<M>, ArchiveError> {
+    pub fn finish<M: Serialize>(
+        mut self,
+        kind: &str,
+        meta: M,
+    ) -> Result<Manifest<M>, ArchiveError> {
         let manifest = Manifest {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
             kind: kind.into(),
-            files: self.files,
+            files: std::mem::take(&mut self.files),
             meta,
         };
         let path = self.tmp.join(MANIFEST_FILE);
@@ -228,6 +232,16 @@ impl ArchiveWriter {
         std::fs::rename(&self.tmp, &self.dest).map_err(io_error("rename", &self.tmp))?;
         sync_dir(parent_of(&self.dest))?;
         Ok(manifest)
+    }
+}
+
+/// An archive dropped before [`ArchiveWriter::finish`] (an error on the
+/// way) takes its partial directory with it; after `finish` there is none.
+impl Drop for ArchiveWriter {
+    fn drop(&mut self) {
+        if self.tmp.exists() {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
     }
 }
 
@@ -418,6 +432,16 @@ mod tests {
         }
         w.add(f).unwrap();
         w.finish("test", Meta { store: "s".into() }).unwrap()
+    }
+
+    #[test]
+    fn a_backup_abandoned_on_an_error_leaves_nothing_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let w = ArchiveWriter::create(&root.path().join("b")).unwrap();
+        let mut f = w.file("records.bin").unwrap();
+        f.push(b"k", b"v").unwrap();
+        drop((f, w));
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
     }
 
     #[test]
