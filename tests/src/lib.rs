@@ -167,7 +167,20 @@ impl Node {
 
     /// A fresh node with `args`, run under `strace` when `trace` is given.
     pub async fn start_traced(args: &[&str], trace: Option<&Strace>) -> Node {
-        let data = tempfile::tempdir().expect("tempdir");
+        Node::start_in_traced(tempfile::tempdir().expect("tempdir"), args, trace).await
+    }
+
+    /// A node on a data directory prepared beforehand (`data/node`, e.g. by
+    /// `region-node restore`), with `args`.
+    pub async fn start_in(data: tempfile::TempDir, args: &[&str]) -> Node {
+        Node::start_in_traced(data, args, None).await
+    }
+
+    async fn start_in_traced(
+        data: tempfile::TempDir,
+        args: &[&str],
+        trace: Option<&Strace>,
+    ) -> Node {
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (child, base) = spawn_node(data.path(), &extra_args, trace).await;
         Node {
@@ -177,6 +190,11 @@ impl Node {
             child,
             extra_args,
         }
+    }
+
+    /// The node's data directory (`--data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        node_data_dir(self.data.path())
     }
 
     /// The node's process id (for benchmarks reading its memory).
@@ -409,6 +427,52 @@ async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (Chil
     (guard, format!("http://{}", addr.trim()))
 }
 
+/// Where a node keeps its data inside a test's temporary directory.
+pub fn node_data_dir(dir: &Path) -> PathBuf {
+    dir.join("node")
+}
+
+/// Runs one of the workspace's binaries to completion (a CLI command, off
+/// the async threads) and returns its output.
+pub async fn run_bin(name: &str, args: Vec<String>) -> std::process::Output {
+    let path = bin(name);
+    tokio::task::spawn_blocking(move || Command::new(&path).args(&args).output())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("run {name}: {e}"))
+}
+
+/// Places the order `body` as fast as it can until told to stop or the
+/// node stops answering; collects the ids of the acknowledged (201) ones.
+pub async fn order_loop(
+    client: Client,
+    body: Value,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let token = client.token.clone().unwrap_or_default();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let sent = client
+            .http
+            .post(format!("{}/v1/orders", client.node_base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await;
+        // Refused connections and 503s are the node going away: not acked.
+        let Ok(resp) = sent else { return };
+        if resp.status().as_u16() != 201 {
+            continue;
+        }
+        let Ok(order) = resp.json::<Value>().await else {
+            continue;
+        };
+        if let Some(id) = order["order_id"].as_str() {
+            acked.lock().expect("acked").push(id.to_string());
+        }
+    }
+}
+
 async fn spawn_node(
     data_dir: &Path,
     extra: &[String],
@@ -420,7 +484,7 @@ async fn spawn_node(
         .arg("--config")
         .arg(dev_config())
         .arg("--data-dir")
-        .arg(data_dir.join("node"))
+        .arg(node_data_dir(data_dir))
         .args(["--http-addr", "127.0.0.1:0"])
         .arg("--port-file")
         .arg(&port_file)
@@ -889,6 +953,11 @@ impl Payments {
             spawn_payments(self.dir.path(), &self.nats_url, &self.extra, None).await;
         self.child = child;
         self.base = base;
+    }
+
+    /// The service's data directory (`--data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// What the payments service saw and captured for an order.

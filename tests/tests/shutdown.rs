@@ -20,37 +20,6 @@ const ACKED_BEFORE_SIGTERM: usize = 200;
 /// WRITER_CLOSE_MS (2 s), and slack for a slow machine.
 const EXIT_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Places orders as fast as it can until told to stop or the node stops
-/// answering; collects the ids of the acknowledged (201) ones.
-async fn order_loop(client: Client, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>) {
-    let body = json!({
-        "fridge_id": FRIDGE,
-        "items": [{"meal_id": MEAL, "qty": 1}],
-        "payment_method": "tok_visa",
-    });
-    let token = client.token.clone().unwrap_or_default();
-    while !stop.load(Ordering::Relaxed) {
-        let sent = client
-            .http
-            .post(format!("{}/v1/orders", client.node_base))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await;
-        // Refused connections and 503s are the node going away: not acked.
-        let Ok(resp) = sent else { return };
-        if resp.status().as_u16() != 201 {
-            continue;
-        }
-        let Ok(order) = resp.json::<serde_json::Value>().await else {
-            continue;
-        };
-        if let Some(id) = order["order_id"].as_str() {
-            acked.lock().unwrap().push(id.to_string());
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_of_orders_keeps_every_acknowledged_order_and_exits_0() {
     // With NATS and payments, so the relay and the result consumer are busy
@@ -72,6 +41,11 @@ async fn sigterm_during_a_burst_of_orders_keeps_every_acknowledged_order_and_exi
         .map(|_| {
             tokio::spawn(order_loop(
                 node.as_role("pos", "pos-campus"),
+                json!({
+                    "fridge_id": FRIDGE,
+                    "items": [{"meal_id": MEAL, "qty": 1}],
+                    "payment_method": "tok_visa",
+                }),
                 stop.clone(),
                 acked.clone(),
             ))

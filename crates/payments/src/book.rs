@@ -130,11 +130,12 @@ impl Book {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use protocol::payments::PaymentKind;
 
-    fn approved(order_id: &str) -> PaymentResult {
+    /// An approved charge for `order_id` (also the backup tests').
+    pub(crate) fn approved(order_id: &str) -> PaymentResult {
         PaymentResult {
             kind: PaymentKind::Charge,
             order_id: order_id.parse().expect("a valid order id"),

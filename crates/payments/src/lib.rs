@@ -9,10 +9,12 @@
 //! one that holds.
 //!
 //! - [`book`]: the durable record of outcomes, keyed by request id.
+//! - [`backup`]: the book as a verified archive, and back.
 //! - [`provider`]: the processor port and the sandbox provider.
 //! - [`service`]: the consume → decide → record → publish → ack loop.
 //! - [`http`]: read-only operator API (health, ledger per order).
 
+pub mod backup;
 pub mod book;
 pub mod http;
 pub mod provider;

@@ -16,14 +16,22 @@ use payments::service::Service;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "payments", version, about = "Larder payments service")]
+#[command(
+    name = "payments",
+    version,
+    about = "Larder payments service",
+    subcommand_negates_reqs = true
+)]
 struct Cli {
+    /// Without a command: serve.
+    #[command(subcommand)]
+    command: Option<Cmd>,
     #[arg(long, env = "LARDER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
     #[arg(
         long,
         env = "LARDER_PAYMENTS_DATA_DIR",
-        default_value = "./data/payments"
+        default_value = DEFAULT_DATA_DIR
     )]
     data_dir: PathBuf,
     #[arg(
@@ -34,8 +42,9 @@ struct Cli {
     http_addr: SocketAddr,
     /// PEM file with the EdDSA public key the region nodes trust: the
     /// ledger API accepts only admin tokens signed with its private key.
-    #[arg(long, env = "LARDER_PAYMENTS_PUBLIC_KEY")]
-    public_key: PathBuf,
+    /// (Required to serve; `Option` only because the commands need none.)
+    #[arg(long, env = "LARDER_PAYMENTS_PUBLIC_KEY", required = true)]
+    public_key: Option<PathBuf>,
     /// Write the bound HTTP address here once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
@@ -47,9 +56,52 @@ struct Cli {
     sandbox_amount_limit: i64,
 }
 
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Back up the book (service stopped) to a new directory.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, env = "LARDER_PAYMENTS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Restore a backup into a new, empty data directory.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, env = "LARDER_PAYMENTS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+const DEFAULT_DATA_DIR: &str = "./data/payments";
+
+/// `payments backup` / `payments restore`; each prints its report for the
+/// operator.
+async fn run_command(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Backup { to, data_dir } => {
+            let m = payments::backup::backup(&data_dir, &to)?;
+            println!(
+                "backed up {} records to {}",
+                m.meta.record_count,
+                to.display()
+            );
+        }
+        Cmd::Restore { from, data_dir } => {
+            let n = payments::backup::restore(&from, &data_dir).await?;
+            println!("restored {n} records into {}", data_dir.display());
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(cmd) = cli.command.take() {
+        return run_command(cmd).await;
+    }
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("LARDER_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
@@ -58,8 +110,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let public_pem = std::fs::read_to_string(&cli.public_key)
-        .map_err(|e| anyhow::anyhow!("--public-key {}: {e}", cli.public_key.display()))?;
+    // clap requires it whenever no command is given.
+    let public_key = cli.public_key.unwrap_or_default();
+    let public_pem = std::fs::read_to_string(&public_key)
+        .map_err(|e| anyhow::anyhow!("--public-key {}: {e}", public_key.display()))?;
     let auth = Arc::new(payments::http::AdminAuth::from_pem(&public_pem)?);
     std::fs::create_dir_all(&cli.data_dir)?;
     let book = Book::open(&cli.data_dir)?;

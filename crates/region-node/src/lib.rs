@@ -132,6 +132,9 @@ pub async fn serve(
     if opts.demo {
         demo::seed_if_empty(&district).await?;
     }
+    // For `GET /v1/admin/log`. It keeps the tree open as long as the HTTP
+    // server holds its state, which `stop` waits for before the writer.
+    let log_reader = log.reader();
     match config.snapshots.store(&config.data_dir) {
         Some(store) => {
             let (d, policy, m) = (district.clone(), config.snapshots.policy(), metrics.clone());
@@ -161,6 +164,7 @@ pub async fn serve(
         ws_connections: Arc::default(),
         pickup_attempts: Arc::default(),
         shutdown: tasks.shutdown(),
+        log: log_reader,
     };
     let app = http::router(state);
     let server = http::server::run(listener, app, tasks.shutdown());

@@ -1,4 +1,5 @@
-//! `region-node`: serve a district, mint development tokens, load demo data.
+//! `region-node`: serve a district, mint development tokens, load demo
+//! data, back up, restore and export the event log.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use region_node::clock::Clock;
 use region_node::config::Config;
 use region_node::lifecycle::{Lifecycle, SHUTDOWN_GRACE_MS};
 
+mod backup;
 mod dev;
 
 /// After `serve` returns, how long tasks it did not own (connection
@@ -99,6 +101,37 @@ enum Cmd {
         config: PathBuf,
         #[arg(long, env = "LARDER_DATA_DIR")]
         data_dir: Option<PathBuf>,
+    },
+    /// Back up a running node's event log to a new directory, consistent at
+    /// the node's durable seq when it starts.
+    Backup {
+        /// The backup directory to create (must not exist, or be empty).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        remote: backup::Remote,
+    },
+    /// Restore a backup into a new, empty data directory (node stopped).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// The config of the node to restore: its `data_dir` and district.
+        #[arg(long, env = "LARDER_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `data_dir` from the config.
+        #[arg(long, env = "LARDER_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write a running node's events after a seq as JSON lines.
+    Export {
+        /// Events with a seq above this one (0: all).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Write here (whole, via a temporary file) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        remote: backup::Remote,
     },
 }
 
@@ -274,6 +307,13 @@ fn main() -> anyhow::Result<()> {
             dev::run(&config, state_dir, !no_fridges, dev_clock)
         }
         Cmd::Seed { config, data_dir } => seed(&config, data_dir),
+        Cmd::Backup { to, remote } => backup::backup(&to, remote),
+        Cmd::Restore {
+            from,
+            config,
+            data_dir,
+        } => backup::restore(&from, config.as_deref(), data_dir),
+        Cmd::Export { since, out, remote } => backup::export(since, out.as_deref(), remote),
     }
 }
 
@@ -333,7 +373,22 @@ fn mint_token(
     kitchen_id: Option<String>,
 ) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
-    let pem = cfg.auth.private_key_pem.context(
+    let token = mint(&cfg, role, sub, parse_ttl(ttl)?, fridge_id, kitchen_id)?;
+    // The token is the command's output, for shells and scripts.
+    println!("{token}");
+    Ok(())
+}
+
+/// A token signed with the config's private key (development configs).
+fn mint(
+    cfg: &Config,
+    role: Role,
+    sub: String,
+    ttl_secs: u64,
+    fridge_id: Option<String>,
+    kitchen_id: Option<String>,
+) -> anyhow::Result<String> {
+    let pem = cfg.auth.private_key_pem.as_deref().context(
         "this config has no private_key_pem: tokens are minted only with development configs",
     )?;
     let now = u64::try_from(Clock::system().now().timestamp())?;
@@ -341,15 +396,12 @@ fn mint_token(
         sub,
         role,
         iat: now,
-        exp: now + parse_ttl(ttl)?,
+        exp: now + ttl_secs,
         nbf: None,
         fridge_id,
         kitchen_id,
     };
-    let token = auth::mint(&pem, &claims)?;
-    // The token is the command's output, for shells and scripts.
-    println!("{token}");
-    Ok(())
+    Ok(auth::mint(pem, &claims)?)
 }
 
 /// `region-node seed`: loads the demo district into an empty data dir.

@@ -135,3 +135,79 @@ impl EventLog {
         self.log.is_empty()
     }
 }
+
+/// Read-only access to the log's records, for the admin log route (backup
+/// and export). It cannot append: the writer stays the only writer.
+#[derive(Clone)]
+pub struct LogReader {
+    log: sled::Tree,
+}
+
+impl EventLog {
+    /// A reader over the same tree, for handlers that stream records.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            log: self.log.clone(),
+        }
+    }
+
+    /// Writes already-encoded records (a restore) in seq order without
+    /// syncing; [`EventLog::sync`] once at the end makes them all durable.
+    /// Each must decode and carry the seq it is stored under, and the
+    /// records must continue the log densely.
+    pub fn restore_records(&self, records: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+        // `last`, not `len`: sled's `len` scans the whole tree.
+        let end = match self.log.last()? {
+            Some((key, _)) => key.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0),
+            None => 0,
+        };
+        let mut batch = sled::Batch::default();
+        for (expected, (seq, bytes)) in (end + 1..).zip(records) {
+            let env = codec::decode_log_record(bytes)
+                .map_err(|source| StoreError::Corrupt { seq: *seq, source })?;
+            if env.seq != expected || *seq != expected {
+                return Err(StoreError::Gap {
+                    expected,
+                    found: env.seq,
+                });
+            }
+            batch.insert(&seq.to_be_bytes(), bytes.as_slice());
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable (sled's flush, then `fdatasync`).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.db.flush_and_sync().await?)
+    }
+}
+
+impl LogReader {
+    /// Encoded records with `after < seq <= upto`, at most `limit` of them,
+    /// in order. Blocking (sled reads); call off the async threads.
+    pub fn records(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(vec![]);
+        };
+        if first > upto {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::with_capacity(limit.min((upto - after) as usize));
+        for item in self
+            .log
+            .range(first.to_be_bytes()..=upto.to_be_bytes())
+            .take(limit)
+        {
+            let (key, value) = item?;
+            let seq = key.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            out.push((seq, value));
+        }
+        Ok(out)
+    }
+}

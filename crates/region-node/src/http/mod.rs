@@ -2,7 +2,8 @@
 //!
 //! Handlers are thin: parse and authorize, then either submit a command to the
 //! district's writer or answer from the latest published snapshot. They must
-//! not hold state of their own or touch the store directly.
+//! not hold state of their own or touch the store directly (the one
+//! exception reads it: `log.rs` streams durable records to admins).
 
 pub mod catalog;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod extract;
 pub mod fridges;
 pub mod kitchens;
 pub mod limits;
+pub mod log;
 pub mod ops;
 pub mod orders;
 pub mod pickup_limit;
@@ -57,6 +59,8 @@ pub struct AppState {
     /// The node's stop signal. Held by every request and socket session, so
     /// the node's shutdown waits for them.
     pub shutdown: crate::lifecycle::Shutdown,
+    /// The event log, read-only: `GET /v1/admin/log` (backup, export).
+    pub log: crate::store::LogReader,
 }
 
 /// Longest request target (path and query) answered, in bytes: 414 above.
@@ -122,6 +126,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(subscriptions::cancel),
         )
         .route("/v1/admin/calendar", get(kitchens::calendar))
+        .route("/v1/admin/log", get(log::records))
         .route("/v1/admin/calendar/{date}", put(kitchens::set_calendar_day))
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
