@@ -57,6 +57,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    let failpoints = storage::failpoints::arm_from_env()?;
+    if let Some(names) = &failpoints.names {
+        tracing::warn!(failpoints = %names, "failpoints armed");
+    }
 
     let public_pem = std::fs::read_to_string(&cli.public_key)
         .map_err(|e| anyhow::anyhow!("--public-key {}: {e}", cli.public_key.display()))?;

@@ -306,6 +306,8 @@ impl Writer {
             }
             return false;
         }
+        // A crash with the batch durable but nobody answered or notified.
+        fail::fail_point!("writer-after-sync-before-reply", |_| std::process::abort());
         let snapshot = Arc::new(self.state.clone());
         self.view.store(snapshot.clone());
         if !batch.is_empty() {

@@ -29,6 +29,8 @@
 //! success for data that never reached the disk. Only a restart (sled's
 //! recovery reads what is really on disk) can continue.
 
+pub mod failpoints;
+
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;
