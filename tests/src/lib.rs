@@ -963,6 +963,9 @@ pub struct Payments {
     pub http: reqwest::Client,
     nats_url: String,
     dir: tempfile::TempDir,
+    /// The service's `--data-dir` (its book): `dir/data` unless started
+    /// with [`Payments::start_at`].
+    data_dir: PathBuf,
     extra: Vec<String>,
     /// Environment of the next start (`FAILPOINTS`).
     env: Vec<(String, String)>,
@@ -987,21 +990,61 @@ impl Payments {
         trace: Option<&Strace>,
     ) -> Payments {
         let dir = tempfile::tempdir().expect("tempdir");
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let data_dir = dir.path().join("data");
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, base) = spawn_payments(dir.path(), &nats.url, &extra, &env, trace).await;
-        Payments {
-            base,
+        Payments::spawn(nats, dir, data_dir, extra, env, trace).await
+    }
+
+    /// The service with its book in `data_dir` (e.g. on a [`SmallFs`]).
+    pub async fn start_at(nats: &Nats, data_dir: PathBuf) -> Payments {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Payments::spawn(nats, dir, data_dir, &[], vec![], None).await
+    }
+
+    async fn spawn(
+        nats: &Nats,
+        dir: tempfile::TempDir,
+        data_dir: PathBuf,
+        extra: &[&str],
+        env: Vec<(String, String)>,
+        trace: Option<&Strace>,
+    ) -> Payments {
+        let mut payments = Payments {
+            base: String::new(),
             http: reqwest::Client::new(),
             nats_url: nats.url.clone(),
             dir,
-            extra,
+            data_dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             env,
-            child,
-        }
+            child: ChildGuard {
+                child: None,
+                group: false,
+            },
+        };
+        payments.launch(trace).await;
+        payments
+    }
+
+    /// Starts the process with the current flags and environment.
+    async fn launch(&mut self, trace: Option<&Strace>) {
+        let port_file = self.dir.path().join("http.addr");
+        let mut cmd = command(&bin("payments"), trace);
+        cmd.args(["--nats-url", &self.nats_url, "--http-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--public-key")
+            .arg(dev_public_key(self.dir.path()))
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let (child, base) = spawn_service(&mut cmd, &port_file, "payments").await;
+        self.child = child;
+        self.base = base;
     }
 
     /// Awaits the service's own exit (a crash at a failpoint); its status.
@@ -1026,16 +1069,7 @@ impl Payments {
         if let Some(e) = extra {
             self.extra = e.iter().map(|s| s.to_string()).collect();
         }
-        let (child, base) = spawn_payments(
-            self.dir.path(),
-            &self.nats_url,
-            &self.extra,
-            &self.env,
-            None,
-        )
-        .await;
-        self.child = child;
-        self.base = base;
+        self.launch(None).await;
     }
 
     /// What the payments service saw and captured for an order.
@@ -1067,32 +1101,6 @@ impl Payments {
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
-}
-
-async fn spawn_payments(
-    dir: &Path,
-    nats_url: &str,
-    extra: &[String],
-    env: &[(String, String)],
-    trace: Option<&Strace>,
-) -> (ChildGuard, String) {
-    let port_file = dir.join("http.addr");
-    let mut cmd = command(&bin("payments"), trace);
-    cmd.args([
-        "--nats-url",
-        nats_url,
-        "--http-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(dir.join("data"))
-    .arg("--port-file")
-    .arg(&port_file)
-    .arg("--public-key")
-    .arg(dev_public_key(dir))
-    .args(extra)
-    .envs(env.iter().map(|(k, v)| (k, v)));
-    spawn_service(&mut cmd, &port_file, "payments").await
 }
 
 /// The dev config's public key as a PEM file in `dir`, for `payments --public-key`.

@@ -6,6 +6,8 @@
 //! loop-mounted ext4 image, tmpfs where there are no loop devices), filled
 //! with a ballast file while the node runs. The tests run as root.
 
+use std::time::Duration;
+
 use larder_tests::*;
 
 const FRIDGE: &str = "f-campus-martius";
@@ -110,4 +112,81 @@ async fn assert_all_present(node: &Node, ids: &[String]) {
         let r = admin.get(&format!("/v1/orders/{id}")).await;
         assert_eq!(r.status, 200, "acknowledged order {id} lost: {}", r.body);
     }
+}
+
+/// JetStream redelivers an unacknowledged request after its ack wait
+/// (30 s, `bus::ACK_WAIT_SECS`); then the payment round trip.
+const REDELIVERY_DEADLINE: Duration = Duration::from_secs(90);
+/// A payment on a free disk takes well under this; an order still unpaid
+/// after it is taken as stuck on the full one (if it was only slow, the
+/// checks after the restart hold all the same).
+const UNPAID_AFTER: Duration = Duration::from_secs(5);
+/// The book refuses an outcome within this many on a full disk.
+const MAX_PAYMENTS_BEFORE_REFUSAL: usize = 40;
+
+#[tokio::test]
+async fn a_full_payments_disk_leaves_the_request_unacknowledged_and_charges_once_when_back() {
+    let fs = SmallFs::mount();
+    let nats = Nats::start().await;
+    let mut payments = Payments::start_at(&nats, fs.path().join("payments")).await;
+    let node = Node::start_with_nats(&nats, &["--pos-grace-window-secs", "0"]).await;
+    let r = node.admin().set_stock(FRIDGE, &[(MEAL, UNITS)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pos = pos_of(&node);
+    let mut orders = vec![place(&pos, "before").await.expect("an order")];
+    assert!(paid_within(&node, &orders[0], PAYMENT_DEADLINE).await);
+
+    // A few outcomes still fit in the last block of the book's file; the
+    // first one that needs a new block cannot be recorded, so no result is
+    // published and its request stays unacknowledged.
+    let ballast = fs.fill();
+    let stuck = loop {
+        assert!(
+            orders.len() <= MAX_PAYMENTS_BEFORE_REFUSAL,
+            "{MAX_PAYMENTS_BEFORE_REFUSAL} payments recorded on a full {}",
+            fs.kind
+        );
+        let id = place(&pos, &format!("full-{}", orders.len()))
+            .await
+            .expect("the node's own disk is not full");
+        orders.push(id.clone());
+        if !paid_within(&node, &id, UNPAID_AFTER).await {
+            break id;
+        }
+    };
+    let ledger = payments.ledger(&stuck).await;
+    assert_ne!(ledger["charge_requests_seen"], 0, "{ledger}");
+
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    payments.restart(None).await;
+    for id in &orders {
+        assert!(
+            paid_within(&node, id, REDELIVERY_DEADLINE).await,
+            "{id} never paid"
+        );
+        let ledger = payments.ledger(id).await;
+        assert_eq!(
+            ledger["ledger"]["charges"], 1,
+            "{id} charged once: {ledger}"
+        );
+    }
+    eprintln!(
+        "payments disk full on {}: {} orders paid, then {stuck} waited for the restart",
+        fs.kind,
+        orders.len() - 1
+    );
+}
+
+/// Whether the order is purchased within `deadline`.
+async fn paid_within(node: &Node, id: &str, deadline: Duration) -> bool {
+    let admin = node.admin();
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        let r = admin.get(&format!("/v1/orders/{id}")).await;
+        if r.body["status"] == "purchased" {
+            return true;
+        }
+        tokio::time::sleep(POLL_STEP).await;
+    }
+    false
 }
