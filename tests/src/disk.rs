@@ -1,7 +1,8 @@
 //! A small filesystem of its own for disk-full tests: a loop-mounted ext4
 //! image, or tmpfs with `size=` where the machine has no loop devices. The
 //! tests run as root (mount needs it; CI does too). Unmounted on drop, even
-//! when the test fails.
+//! when the test fails. `LARDER_TEST_SMALL_FS=tmpfs` takes the fallback on
+//! purpose, to try it on a machine that has loop devices.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,8 @@ impl SmallFs {
         let mount = tempfile::tempdir().expect("tempdir");
         let image = tempfile::tempdir().expect("tempdir");
         let img = image.path().join("fs.img");
-        let kind = if mount_ext4(&img, mount.path()).is_ok() {
+        let tmpfs_wanted = std::env::var("LARDER_TEST_SMALL_FS").is_ok_and(|v| v == "tmpfs");
+        let kind = if !tmpfs_wanted && mount_ext4(&img, mount.path()).is_ok() {
             "ext4 (loop)"
         } else {
             let size = format!("size={SMALL_FS_MIB}m");
