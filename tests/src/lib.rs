@@ -13,8 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod disk;
 pub mod strace;
 pub mod ws;
+pub use disk::SmallFs;
 pub use strace::Strace;
 use strace::{command, STRACE};
 pub use ws::WsClient;
@@ -90,6 +92,23 @@ impl ChildGuard {
         }
     }
 
+    /// Awaits the child's own exit (a crash) up to `deadline`; the status.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("the child is running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("child status") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "still running after {deadline:?}"
+            );
+            tokio::time::sleep(POLL_STEP).await;
+        }
+    }
+
     /// Sends SIGTERM and awaits the exit (up to `deadline`); the status.
     /// `kill(1)` sends the signal: one command, no signal-handling crate.
     pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
@@ -120,6 +139,23 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Stops this process and the children it starts from writing core files
+/// (tests that abort a service on purpose; a debug binary's core is large).
+pub fn no_core_dumps() {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit(2) reads the struct we pass and nothing else.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+    assert_eq!(
+        set,
+        0,
+        "setrlimit(RLIMIT_CORE): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// Awaits `cond` until `deadline`, polling; panics with `what` on timeout.
 pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut cond: F)
 where
@@ -137,6 +173,9 @@ where
 pub struct Node {
     pub base: String,
     pub data: tempfile::TempDir,
+    /// The node's `--data-dir` (its sled log): `data/node` unless started
+    /// with [`Node::start_at`].
+    pub node_dir: PathBuf,
     pub http: reqwest::Client,
     child: ChildGuard,
     extra_args: Vec<String>,
@@ -167,34 +206,52 @@ impl Node {
 
     /// A fresh node with `args`, run under `strace` when `trace` is given.
     pub async fn start_traced(args: &[&str], trace: Option<&Strace>) -> Node {
-        Node::start_in_traced(tempfile::tempdir().expect("tempdir"), args, trace).await
+        let data = tempfile::tempdir().expect("tempdir");
+        let node_dir = node_data_dir(data.path());
+        Node::spawn(data, node_dir, args, trace).await
     }
 
     /// A node on a data directory prepared beforehand (`data/node`, e.g. by
     /// `region-node restore`), with `args`.
     pub async fn start_in(data: tempfile::TempDir, args: &[&str]) -> Node {
-        Node::start_in_traced(data, args, None).await
+        let node_dir = node_data_dir(data.path());
+        Node::spawn(data, node_dir, args, None).await
     }
 
-    async fn start_in_traced(
+    /// The node's `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.node_dir.clone()
+    }
+
+    /// A fresh node whose log lives in `node_dir` (e.g. on a [`SmallFs`]).
+    pub async fn start_at(node_dir: PathBuf, args: &[&str]) -> Node {
+        let data = tempfile::tempdir().expect("tempdir");
+        Node::spawn(data, node_dir, args, None).await
+    }
+
+    async fn spawn(
         data: tempfile::TempDir,
+        node_dir: PathBuf,
         args: &[&str],
         trace: Option<&Strace>,
     ) -> Node {
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn_node(data.path(), &extra_args, trace).await;
+        let started = NodeStart {
+            data_dir: data.path(),
+            node_dir: &node_dir,
+            extra: &extra_args,
+            env: &[],
+            trace,
+        };
+        let (child, base) = spawn_node(started).await;
         Node {
             base,
             data,
+            node_dir,
             http: reqwest::Client::new(),
             child,
             extra_args,
         }
-    }
-
-    /// The node's data directory (`--data-dir`).
-    pub fn data_dir(&self) -> PathBuf {
-        node_data_dir(self.data.path())
     }
 
     /// The node's process id (for benchmarks reading its memory).
@@ -215,6 +272,11 @@ impl Node {
 
     /// Starts the node again on the same data directory (a new port).
     pub async fn restart(&mut self) {
+        self.restart_with_env(&[]).await;
+    }
+
+    /// [`Node::restart`] with extra environment variables (`FAILPOINTS`).
+    pub async fn restart_with_env(&mut self, env: &[(&str, &str)]) {
         self.kill();
         let args: Vec<String> = self
             .extra_args
@@ -222,9 +284,21 @@ impl Node {
             .filter(|a| *a != "--demo")
             .cloned()
             .collect();
-        let (child, base) = spawn_node(self.data.path(), &args, None).await;
+        let (child, base) = spawn_node(NodeStart {
+            data_dir: self.data.path(),
+            node_dir: &self.node_dir,
+            extra: &args,
+            env,
+            trace: None,
+        })
+        .await;
         self.child = child;
         self.base = base;
+    }
+
+    /// Awaits the node's own exit (a crash at a failpoint); its status.
+    pub async fn await_crash(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        self.child.wait_exit(deadline).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -473,22 +547,30 @@ pub async fn order_loop(
     }
 }
 
-async fn spawn_node(
-    data_dir: &Path,
-    extra: &[String],
-    trace: Option<&Strace>,
-) -> (ChildGuard, String) {
-    let port_file = data_dir.join("http.addr");
-    let mut cmd = command(&bin("region-node"), trace);
+/// How to run one region-node process.
+struct NodeStart<'a> {
+    /// The test's directory (port file).
+    data_dir: &'a Path,
+    /// The node's `--data-dir`.
+    node_dir: &'a Path,
+    extra: &'a [String],
+    env: &'a [(&'a str, &'a str)],
+    trace: Option<&'a Strace>,
+}
+
+async fn spawn_node(start: NodeStart<'_>) -> (ChildGuard, String) {
+    let port_file = start.data_dir.join("http.addr");
+    let mut cmd = command(&bin("region-node"), start.trace);
     cmd.arg("serve")
         .arg("--config")
         .arg(dev_config())
         .arg("--data-dir")
-        .arg(node_data_dir(data_dir))
+        .arg(start.node_dir)
         .args(["--http-addr", "127.0.0.1:0"])
         .arg("--port-file")
         .arg(&port_file)
-        .args(extra);
+        .args(start.extra)
+        .envs(start.env.iter().copied());
     spawn_service(&mut cmd, &port_file, "region-node").await
 }
 
@@ -588,6 +670,17 @@ impl Client {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<RawBody>) -> Resp {
+        self.try_send(method, path, body).await.expect("request")
+    }
+
+    /// [`Client::send`] that returns a transport error (a node that
+    /// crashed mid-request) instead of panicking.
+    pub async fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<RawBody>,
+    ) -> Result<Resp, reqwest::Error> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.node_base, path));
@@ -599,16 +692,16 @@ impl Client {
             Some(RawBody::Text(t)) => req = req.header("content-type", "application/json").body(t),
             None => {}
         }
-        let resp = req.send().await.expect("request");
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.expect("body");
+        let bytes = resp.bytes().await?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp {
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -745,6 +838,19 @@ impl Client {
 
     /// POSTs JSON with an optional `Idempotency-Key` header.
     pub async fn post_with_key(&self, path: &str, body: Value, key: Option<&str>) -> Resp {
+        self.try_post_with_key(path, body, key)
+            .await
+            .expect("request")
+    }
+
+    /// [`Client::post_with_key`] that returns a transport error (a node
+    /// that crashed mid-request) instead of panicking.
+    pub async fn try_post_with_key(
+        &self,
+        path: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> Result<Resp, reqwest::Error> {
         let mut req = self
             .http
             .post(format!("{}{path}", self.node_base))
@@ -755,15 +861,15 @@ impl Client {
         if let Some(k) = key {
             req = req.header("idempotency-key", k);
         }
-        let resp = req.send().await.expect("request");
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.json().await.unwrap_or(Value::Null);
-        Resp {
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn cancel(&self, order_id: &str) -> Resp {
@@ -915,7 +1021,12 @@ pub struct Payments {
     pub http: reqwest::Client,
     nats_url: String,
     dir: tempfile::TempDir,
+    /// The service's `--data-dir` (its book): `dir/data` unless started
+    /// with [`Payments::start_at`].
+    data_dir: PathBuf,
     extra: Vec<String>,
+    /// Environment of the next start (`FAILPOINTS`).
+    env: Vec<(String, String)>,
     child: ChildGuard,
 }
 
@@ -926,17 +1037,84 @@ impl Payments {
 
     /// The service with `extra` flags, run under `strace` when `trace` is given.
     pub async fn start_traced(nats: &Nats, extra: &[&str], trace: Option<&Strace>) -> Payments {
+        Payments::start_with_env(nats, extra, &[], trace).await
+    }
+
+    /// The service with `extra` flags and environment variables (`FAILPOINTS`).
+    pub async fn start_with_env(
+        nats: &Nats,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        trace: Option<&Strace>,
+    ) -> Payments {
         let dir = tempfile::tempdir().expect("tempdir");
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn_payments(dir.path(), &nats.url, &extra, trace).await;
-        Payments {
-            base,
+        let data_dir = dir.path().join("data");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Payments::spawn(nats, dir, data_dir, extra, env, trace).await
+    }
+
+    /// The service with its book in `data_dir` (e.g. on a [`SmallFs`]).
+    pub async fn start_at(nats: &Nats, data_dir: PathBuf) -> Payments {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Payments::spawn(nats, dir, data_dir, &[], vec![], None).await
+    }
+
+    async fn spawn(
+        nats: &Nats,
+        dir: tempfile::TempDir,
+        data_dir: PathBuf,
+        extra: &[&str],
+        env: Vec<(String, String)>,
+        trace: Option<&Strace>,
+    ) -> Payments {
+        let mut payments = Payments {
+            base: String::new(),
             http: reqwest::Client::new(),
             nats_url: nats.url.clone(),
             dir,
-            extra,
-            child,
-        }
+            data_dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env,
+            child: ChildGuard {
+                child: None,
+                group: false,
+            },
+        };
+        payments.launch(trace).await;
+        payments
+    }
+
+    /// Starts the process with the current flags and environment.
+    async fn launch(&mut self, trace: Option<&Strace>) {
+        let port_file = self.dir.path().join("http.addr");
+        let mut cmd = command(&bin("payments"), trace);
+        cmd.args(["--nats-url", &self.nats_url, "--http-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--public-key")
+            .arg(dev_public_key(self.dir.path()))
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let (child, base) = spawn_service(&mut cmd, &port_file, "payments").await;
+        self.child = child;
+        self.base = base;
+    }
+
+    /// Awaits the service's own exit (a crash at a failpoint); its status.
+    pub async fn await_crash(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        self.child.wait_exit(deadline).await
+    }
+
+    /// Starts it again with the same data and flags, without the
+    /// environment it was started with.
+    pub async fn restart_plain(&mut self) {
+        self.env.clear();
+        self.restart(None).await;
     }
 
     pub fn kill(&mut self) {
@@ -949,15 +1127,12 @@ impl Payments {
         if let Some(e) = extra {
             self.extra = e.iter().map(|s| s.to_string()).collect();
         }
-        let (child, base) =
-            spawn_payments(self.dir.path(), &self.nats_url, &self.extra, None).await;
-        self.child = child;
-        self.base = base;
+        self.launch(None).await;
     }
 
     /// The service's data directory (`--data-dir`).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 
     /// What the payments service saw and captured for an order.
@@ -989,30 +1164,6 @@ impl Payments {
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
-}
-
-async fn spawn_payments(
-    dir: &Path,
-    nats_url: &str,
-    extra: &[String],
-    trace: Option<&Strace>,
-) -> (ChildGuard, String) {
-    let port_file = dir.join("http.addr");
-    let mut cmd = command(&bin("payments"), trace);
-    cmd.args([
-        "--nats-url",
-        nats_url,
-        "--http-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(dir.join("data"))
-    .arg("--port-file")
-    .arg(&port_file)
-    .arg("--public-key")
-    .arg(dev_public_key(dir))
-    .args(extra);
-    spawn_service(&mut cmd, &port_file, "payments").await
 }
 
 /// The dev config's public key as a PEM file in `dir`, for `payments --public-key`.

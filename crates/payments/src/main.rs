@@ -109,6 +109,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    let failpoints = storage::failpoints::arm_from_env()?;
+    if let Some(names) = &failpoints.names {
+        tracing::warn!(failpoints = %names, "failpoints armed");
+    }
 
     // clap requires it whenever no command is given.
     let public_key = cli.public_key.unwrap_or_default();

@@ -10,6 +10,8 @@
 //!
 //! A crash before 5 means redelivery, which lands in 1 or, before 3, in 2
 //! where the provider's idempotency key prevents a second capture.
+//! `tests/tests/failpoints.rs` crashes the service between 2 and 3 and
+//! between 3 and 4 (failpoints, feature `failpoints`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,28 +122,12 @@ impl<P: Provider> Service<P> {
                 .unwrap_or(0);
             Some((n + 1).to_be_bytes().to_vec())
         });
-        // Durable, not merely present: a duplicate delivery can find the
-        // record of a first one that is still waiting for its sync.
-        let result = match self.book.get_durable(&msg_id).await {
-            Ok(Some(recorded)) => recorded,
-            Ok(None) => match self.decide(&req).await {
-                Ok(result) => match self.book.record(&msg_id, &result).await {
-                    Ok(stored) => stored,
-                    Err(e) => {
-                        tracing::error!(error = %e, %msg_id, "payments: cannot record outcome; will retry");
-                        return;
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, %msg_id, "payments: provider unavailable; will retry");
-                    return;
-                }
-            },
-            Err(e) => {
-                tracing::error!(error = %e, %msg_id, "payments: book unreadable");
-                return;
-            }
+        let Some(result) = self.outcome(&req, &msg_id).await else {
+            return; // Not acked: redelivery retries.
         };
+        // A crash with the outcome in the book but neither published nor acked.
+        fail::fail_point!("payments-after-record-before-ack", |_| std::process::abort(
+        ));
         let bytes = match protocol::codec::to_postcard(&result) {
             Ok(b) => b,
             Err(e) => {
@@ -165,6 +151,39 @@ impl<P: Provider> Service<P> {
         tracing::info!(%msg_id, approved = Book::is_approved(&result), "payments: answered");
         if let Err(e) = msg.ack().await {
             tracing::warn!(error = %e, %msg_id, "payments: ack failed; redelivery will be answered from the book");
+        }
+    }
+
+    /// The durable outcome for a request: the book's, or a new decision
+    /// recorded there. `None` (logged) when it cannot be had now.
+    async fn outcome(&self, req: &PaymentRequest, msg_id: &str) -> Option<PaymentResult> {
+        // Durable, not merely present: a duplicate delivery can find the
+        // record of a first one that is still waiting for its sync.
+        match self.book.get_durable(msg_id).await {
+            Ok(Some(recorded)) => return Some(recorded),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, %msg_id, "payments: book unreadable");
+                return None;
+            }
+        }
+        let result = match self.decide(req).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::warn!(error = %e, %msg_id, "payments: provider unavailable; will retry");
+                return None;
+            }
+        };
+        // A crash with the provider's capture made but not in the book.
+        fail::fail_point!("payments-after-charge-before-record", |_| {
+            std::process::abort()
+        });
+        match self.book.record(msg_id, &result).await {
+            Ok(stored) => Some(stored),
+            Err(e) => {
+                tracing::error!(error = %e, %msg_id, "payments: cannot record outcome; will retry");
+                None
+            }
         }
     }
 

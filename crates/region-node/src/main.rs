@@ -328,6 +328,10 @@ fn serve(
     overrides: Overrides,
 ) -> anyhow::Result<()> {
     init_tracing();
+    let failpoints = storage::failpoints::arm_from_env()?;
+    if let Some(names) = &failpoints.names {
+        tracing::warn!(failpoints = %names, "failpoints armed");
+    }
     let mut cfg = Config::load(config)?;
     overrides.apply(&mut cfg)?;
     if let Some(d) = data_dir {

@@ -252,6 +252,8 @@ impl<O: Outlet> Relay<O> {
         for result in round {
             match result {
                 Ok(id) => {
+                    // A crash with the request on JetStream but not marked published here.
+                    fail::fail_point!("relay-after-publish-before-mark", |_| std::process::abort());
                     self.published.insert(id, Instant::now());
                 }
                 Err(e) => {
@@ -332,6 +334,8 @@ async fn consume_results(
                             return;
                         }
                     }
+                    // A crash with the result in the log but the message not acked.
+                    fail::fail_point!("results-after-record-before-ack", |_| std::process::abort());
                     if let Err(e) = msg.ack().await {
                         tracing::warn!(%order_id, error = %e, "results: ack failed; redelivery is harmless");
                     }

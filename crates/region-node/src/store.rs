@@ -74,6 +74,8 @@ impl EventLog {
             sled_batch.insert(&env.seq.to_be_bytes(), bytes);
         }
         self.log.apply_batch(sled_batch)?;
+        // A crash with the batch written to sled's buffers but not synced.
+        fail::fail_point!("log-after-append-before-sync", |_| std::process::abort());
         self.db.flush_and_sync().await?;
         Ok(())
     }

@@ -17,7 +17,7 @@
 //! [`WriteError::ShuttingDown`], and closes the log before it ends.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -108,6 +108,9 @@ pub struct District {
     /// Set by the writer when it stops on the shutdown signal, so a refused
     /// submit says why.
     stopping: Arc<AtomicBool>,
+    /// Why the writer stopped after a failed append (a full disk, an I/O
+    /// error), so every later refusal names the cause.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl District {
@@ -128,12 +131,14 @@ impl District {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let stopping = Arc::new(AtomicBool::new(false));
+        let failure = Arc::new(OnceLock::new());
         let writer = Writer {
             setup,
             state,
             view: view.clone(),
             feed: feed.clone(),
             stopping: stopping.clone(),
+            failure: failure.clone(),
         };
         tokio::spawn(writer.run(rx, shutdown.enlist("writer")));
         Ok(District {
@@ -141,6 +146,7 @@ impl District {
             view,
             feed,
             stopping,
+            failure,
         })
     }
 
@@ -166,7 +172,7 @@ impl District {
             if self.stopping.load(Ordering::Acquire) {
                 WriteError::ShuttingDown
             } else {
-                WriteError::Unavailable("writer stopped".into())
+                refusal(&self.failure)
             }
         };
         self.tx.send(sub).await.map_err(|_| stopped())?;
@@ -197,6 +203,14 @@ struct Writer {
     view: Arc<ArcSwap<DistrictState>>,
     feed: broadcast::Sender<Arc<CommittedBatch>>,
     stopping: Arc<AtomicBool>,
+    failure: Arc<OnceLock<String>>,
+}
+
+/// The answer to a command the stopped writer will never decide: the
+/// failed append's cause when there was one.
+fn refusal(failure: &OnceLock<String>) -> WriteError {
+    let cause = failure.get().map_or("writer stopped", String::as_str);
+    WriteError::Unavailable(format!("writes refused until the node restarts: {cause}"))
 }
 
 type Outcome = (
@@ -219,20 +233,26 @@ impl Writer {
     /// writer's lifecycle may reopen the log at once.
     async fn run(self, mut rx: mpsc::Receiver<Submission>, mut shutdown: Shutdown) {
         let stopping = self.stopping.clone();
+        let failure = self.failure.clone();
         let ended = self.commit_until(&mut rx, &mut shutdown).await;
         // The writer, and with it the log, is gone. Queued commands are
         // answered here; later submits fail at once on the closed channel.
-        let refusal: fn() -> WriteError = match ended {
-            Ended::AppendFailed => || WriteError::Unavailable("writer stopped".into()),
+        let signalled = match ended {
+            Ended::AppendFailed => false,
             Ended::Signalled | Ended::Abandoned => {
                 stopping.store(true, Ordering::Release);
-                || WriteError::ShuttingDown
+                true
             }
         };
         rx.close();
         let mut refused = 0usize;
         while let Some(sub) = rx.recv().await {
-            let _ = sub.reply.send(Err(refusal()));
+            let answer = if signalled {
+                WriteError::ShuttingDown
+            } else {
+                refusal(&failure)
+            };
+            let _ = sub.reply.send(Err(answer));
             refused += 1;
         }
         tracing::info!(refused, "writer stopped");
@@ -278,11 +298,16 @@ impl Writer {
             .collect();
         if let Err(e) = self.setup.log.append_batch(&batch).await {
             tracing::error!(error = %e, events = batch.len(), "append failed; writer stops");
+            let _ = self
+                .failure
+                .set(format!("appending to the event log failed: {e}"));
             for (reply, _) in outcomes {
-                let _ = reply.send(Err(WriteError::Unavailable(e.to_string())));
+                let _ = reply.send(Err(refusal(&self.failure)));
             }
             return false;
         }
+        // A crash with the batch durable but nobody answered or notified.
+        fail::fail_point!("writer-after-sync-before-reply", |_| std::process::abort());
         let snapshot = Arc::new(self.state.clone());
         self.view.store(snapshot.clone());
         if !batch.is_empty() {

@@ -30,6 +30,7 @@
 //! recovery reads what is really on disk) can continue.
 
 pub mod archive;
+pub mod failpoints;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
