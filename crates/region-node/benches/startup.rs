@@ -66,11 +66,18 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-logs");
     let dir = root.join(args.events.to_string());
     let log_dir = dir.join("log");
-    if !dir.join("complete").exists() {
+    let complete = dir.join("complete");
+    if !complete.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         generate(&log_dir, args.events);
-        std::fs::write(dir.join("complete"), b"").unwrap();
+        std::fs::write(&complete, args.events.to_string()).unwrap();
     }
+    // The number of events the log really holds (written by the generator).
+    let events: u64 = std::fs::read_to_string(&complete)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(args.events);
+    let args = Args { events, ..args };
     let snapshots = SnapshotStore::new(&dir, 1);
     prepare_snapshot(&log_dir, &snapshots, args.events.saturating_sub(args.tail));
     println!(
@@ -212,7 +219,8 @@ fn generate(log_dir: &Path, events: u64) {
         let meal = &meals[(n as usize / fridges.len()) % meals.len()];
         g.order(n, fridge, meal);
         n += 1;
-        if g.pending.len() >= GENERATE_BATCH_EVENTS {
+        // The last order's events stay pending: the log ends at `events`.
+        if g.pending.len() >= GENERATE_BATCH_EVENTS && g.state.last_seq() < events {
             rt.block_on(g.flush(&log));
         }
     }

@@ -236,9 +236,7 @@ pub fn recover(
         );
     }
     let mut state = loaded.map(|l| l.state).unwrap_or_default();
-    for env in log.replay_after(from_seq) {
-        district::evolve(&mut state, &env?);
-    }
+    replay_into(&mut state, log, from_seq)?;
     tracing::info!(
         from_seq,
         events = state.last_seq() - from_seq,
@@ -250,6 +248,55 @@ pub fn recover(
         replayed: state.last_seq() - from_seq,
         state,
         from_seq,
+    })
+}
+
+/// Events read and decoded per batch handed to the evolving thread.
+const REPLAY_BATCH_EVENTS: usize = 4_096;
+/// Decoded batches waiting for the evolving thread (bounds the memory a
+/// reader running ahead can take: about 16 Ki events).
+const REPLAY_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Folds the log after `from_seq` into `state`. Reading sled and decoding
+/// the records cost about as much as evolving the state (BENCHMARKS.md,
+/// "Start-up"), so a reader thread does the first while this one evolves:
+/// on two cores a replay takes the longer of the two, not their sum. The
+/// order of events is kept (one reader, one channel).
+fn replay_into(
+    state: &mut DistrictState,
+    log: &EventLog,
+    from_seq: u64,
+) -> Result<(), crate::store::StoreError> {
+    type Batch = Result<Vec<protocol::EventEnvelope>, crate::store::StoreError>;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(REPLAY_BATCHES_IN_FLIGHT);
+        scope.spawn(move || {
+            let mut batch = Vec::with_capacity(REPLAY_BATCH_EVENTS);
+            for env in log.replay_after(from_seq) {
+                let env = match env {
+                    Ok(env) => env,
+                    // The evolving side stops at the first error.
+                    Err(e) => return drop(tx.send(Err(e))),
+                };
+                batch.push(env);
+                if batch.len() == REPLAY_BATCH_EVENTS {
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(REPLAY_BATCH_EVENTS));
+                    if tx.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch));
+            }
+        });
+        for batch in rx {
+            for env in &batch? {
+                district::evolve(state, env);
+            }
+        }
+        Ok(())
     })
 }
 
