@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod chaos;
 pub mod strace;
 pub mod ws;
 pub use strace::Strace;
@@ -432,6 +433,8 @@ async fn spawn_node(
 /// clock, and tests move a `--dev-clock` by days (plan weeks, shelf lives):
 /// the CLI's longest lifetime keeps expiry out of every test not about it.
 pub const TEST_TOKEN_TTL: &str = "30d";
+/// The same lifetime in seconds, for tokens signed in process.
+pub const TEST_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// Mints a token with the real binary and the dev config's key.
 pub fn token(role: &str, sub: &str, extra: &[&str]) -> String {
@@ -456,10 +459,30 @@ pub fn token(role: &str, sub: &str, extra: &[&str]) -> String {
 /// A token with arbitrary claims signed by the dev key (for expired tokens
 /// and other cases the CLI rightly refuses to mint).
 pub fn token_with_claims(claims: &Value) -> String {
-    let config: toml::Value =
-        toml::from_str(&std::fs::read_to_string(dev_config()).unwrap()).unwrap();
-    let pem = config["auth"]["private_key_pem"].as_str().unwrap();
-    sign_claims(pem, claims)
+    sign_claims(dev_private_key(), claims)
+}
+
+/// The dev config's private key (read once per process).
+fn dev_private_key() -> &'static str {
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        let config: toml::Value =
+            toml::from_str(&std::fs::read_to_string(dev_config()).unwrap()).unwrap();
+        config["auth"]["private_key_pem"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
+}
+
+/// A token for `role` and `sub` signed in process, living as long as the
+/// CLI's test tokens: for load tools that need thousands of callers (one
+/// `region-node token` process each would take minutes).
+pub fn quick_token(role: &str, sub: &str) -> String {
+    let now = unix_now();
+    token_with_claims(&json!({
+        "sub": sub, "role": role, "iat": now, "exp": now + TEST_TOKEN_TTL_SECS
+    }))
 }
 
 /// A token signed by a key no node trusts.
@@ -778,6 +801,8 @@ async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
 pub struct Nats {
     pub url: String,
     port: u16,
+    /// The HTTP monitoring endpoint (a new free port after each restart).
+    monitoring: String,
     dir: tempfile::TempDir,
     child: ChildGuard,
 }
@@ -785,10 +810,11 @@ pub struct Nats {
 impl Nats {
     pub async fn start() -> Nats {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (child, port) = spawn_nats(dir.path(), None).await;
+        let (child, port, monitoring) = spawn_nats(dir.path(), None).await;
         Nats {
             url: format!("nats://127.0.0.1:{port}"),
             port,
+            monitoring,
             dir,
             child,
         }
@@ -802,12 +828,38 @@ impl Nats {
     /// Starts it again on the same port with the same JetStream store.
     pub async fn restart(&mut self) {
         self.child.kill();
-        let (child, _) = spawn_nats(self.dir.path(), Some(self.port)).await;
+        let (child, _, monitoring) = spawn_nats(self.dir.path(), Some(self.port)).await;
         self.child = child;
+        self.monitoring = monitoring;
+    }
+
+    /// Messages every JetStream consumer still has to deliver or to see
+    /// acknowledged (`num_pending + num_ack_pending`, from `/jsz`); `None`
+    /// while the server does not answer. Zero means the bus is idle.
+    pub async fn consumer_backlog(&self, http: &reqwest::Client) -> Option<u64> {
+        let url = format!(
+            "{}/jsz?accounts=true&streams=true&consumers=true",
+            self.monitoring
+        );
+        let jsz: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+        let consumers = jsz["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .flat_map(|s| s["consumer_detail"].as_array().cloned().unwrap_or_default());
+        Some(
+            consumers
+                .map(|c| {
+                    c["num_pending"].as_u64().unwrap_or(0)
+                        + c["num_ack_pending"].as_u64().unwrap_or(0)
+                })
+                .sum(),
+        )
     }
 }
 
-async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
+/// Starts nats-server; its guard, client port and monitoring URL.
+async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16, String) {
     let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
     let ports_dir = dir.join("ports");
     let _ = std::fs::remove_dir_all(&ports_dir);
@@ -816,7 +868,7 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
     let child = Command::new(&bin)
         .arg("-c")
         .arg(workspace_root().join("deploy/nats/single.conf"))
-        .args(["-a", "127.0.0.1", "-p", &port_arg, "-sd"])
+        .args(["-a", "127.0.0.1", "-p", &port_arg, "-m", "-1", "-sd"])
         .arg(dir.join("js"))
         .arg("--ports_file_dir")
         .arg(&ports_dir)
@@ -842,7 +894,11 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
-    (guard, port)
+    let monitoring = ports["monitoring"][0]
+        .as_str()
+        .expect("monitoring url")
+        .to_string();
+    (guard, port, monitoring)
 }
 
 /// The real payments service with the sandbox provider.

@@ -1,0 +1,63 @@
+//! `larder-chaos`: SIGKILL the node, the payments service or nats-server
+//! under a steady order load, round after round, and check DESIGN.md §6
+//! after each restart (the rounds live in `larder_tests::chaos`).
+//!
+//! Usage: `cargo build --release --workspace --bins &&
+//! target/release/larder-chaos [--rounds N] [--seed S] [--round-secs SECS]
+//! [--rate ORDERS_PER_SEC]` (default 10 rounds, a seed from the clock,
+//! 10 s, 1000 orders/s). The seed is printed first: `--seed` replays the
+//! same victims, kill moments and order mix. Prints a table row per round;
+//! exits 1 if any round found a violation. Every child is killed on exit
+//! (the harness's guards), and on panic.
+
+use anyhow::{bail, Context};
+use larder_tests::chaos::{Chaos, Options, RoundReport};
+
+fn parse() -> anyhow::Result<Options> {
+    let mut options = Options {
+        rounds: 10,
+        seed: u64::from(std::process::id()) ^ larder_tests::unix_now(),
+        round_secs: 10.0,
+        rate: 1_000,
+        victims: vec![],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        let bad = || format!("{flag}: not a number: {value}");
+        match flag.as_str() {
+            "--rounds" => options.rounds = value.parse().with_context(bad)?,
+            "--seed" => options.seed = value.parse().with_context(bad)?,
+            "--round-secs" => options.round_secs = value.parse().with_context(bad)?,
+            "--rate" => options.rate = value.parse().with_context(bad)?,
+            _ => bail!("unknown flag {flag} (--rounds, --seed, --round-secs, --rate)"),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = parse()?;
+    println!(
+        "larder-chaos --rounds {} --seed {} --round-secs {} --rate {}",
+        options.rounds, options.seed, options.round_secs, options.rate
+    );
+    let mut chaos = Chaos::start(options).await;
+    println!("{}", RoundReport::header());
+    let rows = chaos.run(|row| println!("{}", row.row())).await;
+    let bad = rows.iter().filter(|r| r.violations() > 0).count();
+    let acked: usize = rows.iter().map(|r| r.acked).sum();
+    let rate: f64 = rows.iter().map(|r| r.orders_per_sec).sum::<f64>() / rows.len().max(1) as f64;
+    println!(
+        "rounds={} acked={acked} mean_orders_per_sec={rate:.0} rounds_with_violations={bad}",
+        rows.len()
+    );
+    drop(chaos);
+    if bad > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
