@@ -331,3 +331,71 @@ impl Chaos {
         findings.double_charges += captured.saturating_sub(seen);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{judge, Findings};
+
+    fn order(status: &str, history: &[(&str, &str)]) -> serde_json::Value {
+        let history: Vec<_> = history
+            .iter()
+            .map(|(s, at)| json!({"status": s, "at": at}))
+            .collect();
+        json!({"status": status, "history": history, "refusal_reason": null})
+    }
+
+    fn ledger(charges: u64, refunds: u64) -> serde_json::Value {
+        json!({"ledger": {"charges": charges, "refunds": refunds}})
+    }
+
+    fn findings(order: serde_json::Value, ledger: serde_json::Value) -> Findings {
+        let mut f = Findings::default();
+        judge(&order, &ledger, &mut f);
+        f
+    }
+
+    const PAYING: (&str, &str) = ("paying", "2026-01-01T12:00:00Z");
+
+    #[test]
+    fn a_purchase_charged_once_in_time_is_clean() {
+        let o = order(
+            "purchased",
+            &[PAYING, ("purchased", "2026-01-01T12:00:01Z")],
+        );
+        assert_eq!(findings(o, ledger(1, 0)), Findings::default());
+    }
+
+    #[test]
+    fn each_money_violation_is_counted() {
+        let in_time = [PAYING, ("purchased", "2026-01-01T12:00:01Z")];
+        let late = [PAYING, ("purchased", "2026-01-01T12:01:01Z")];
+        let f = findings(order("purchased", &in_time), ledger(2, 0));
+        assert_eq!(f.double_charges, 1);
+        assert_eq!(
+            findings(order("purchased", &in_time), ledger(0, 0)).uncharged,
+            1
+        );
+        assert_eq!(
+            findings(order("purchased", &late), ledger(1, 0)).late_charges,
+            1
+        );
+        assert_eq!(
+            findings(order("cancelled", &[]), ledger(1, 0)).unrefunded,
+            1
+        );
+        assert_eq!(
+            findings(order("refused", &[PAYING]), ledger(1, 0)).unrefunded,
+            1
+        );
+        let mut timed_out = order("refused", &[PAYING]);
+        timed_out["refusal_reason"] = json!("timeout");
+        assert_eq!(findings(timed_out.clone(), ledger(1, 0)).late_charges, 1);
+        assert_eq!(findings(timed_out, ledger(1, 1)), Findings::default());
+        assert_eq!(
+            findings(order("refunded", &[]), ledger(1, 1)),
+            Findings::default()
+        );
+    }
+}

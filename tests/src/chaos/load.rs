@@ -30,7 +30,7 @@ const DECLINE_SHARE: f64 = 0.05;
 /// Share of orders for two units instead of one.
 const TWO_UNITS_SHARE: f64 = 0.2;
 /// Orders each worker aims for per second (more workers for higher rates).
-const ORDERS_PER_SEC_PER_WORKER: u32 = 20;
+const ORDERS_PER_SEC_PER_WORKER: u32 = 8;
 /// Pause between temperature uploads (all fridges in turn).
 const TELEMETRY_STEP: Duration = Duration::from_millis(50);
 /// A cabinet temperature inside the fridges' limit (5 °C).
