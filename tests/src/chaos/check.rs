@@ -162,6 +162,20 @@ async fn get_json(http: &reqwest::Client, url: String) -> Option<Value> {
     r.json().await.ok()
 }
 
+/// `GET {base}/{id}` for every id, a few at a time; those answered.
+async fn read_each(http: &reqwest::Client, base: &str, ids: &[String]) -> Vec<(String, Value)> {
+    futures::stream::iter(ids.iter().cloned())
+        .map(|id| async move {
+            get_json(http, format!("{base}/{id}"))
+                .await
+                .map(|v| (id, v))
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
+}
+
 impl Chaos {
     /// Moves the node's clock past the grace window, then waits until the
     /// system is quiet; the round's orders as then seen, or `None` if it
@@ -199,34 +213,17 @@ impl Chaos {
 
     /// The node's view of `ids` (those it answers for).
     async fn read_orders(&self, ids: &[String]) -> Vec<(String, Value)> {
-        let http = self.shared.http.clone();
-        let base = self.node.base.clone();
-        futures::stream::iter(ids.iter().cloned())
-            .map(|id| {
-                let url = format!("{base}/v1/orders/{id}");
-                let http = http.clone();
-                async move { get_json(&http, url).await.map(|o| (id, o)) }
-            })
-            .buffer_unordered(READ_CONCURRENCY)
-            .filter_map(|x| async move { x })
-            .collect()
-            .await
+        let base = format!("{}/v1/orders", self.node.base);
+        read_each(&self.shared.http, &base, ids).await
     }
 
     /// The payments ledger for `ids`.
     async fn read_ledgers(&self, ids: &[String]) -> HashMap<String, Value> {
-        let http = self.payments.http.clone();
-        let base = self.payments.base.clone();
-        futures::stream::iter(ids.iter().cloned())
-            .map(|id| {
-                let url = format!("{base}/v1/ledger/{id}");
-                let http = http.clone();
-                async move { get_json(&http, url).await.map(|l| (id, l)) }
-            })
-            .buffer_unordered(READ_CONCURRENCY)
-            .filter_map(|x| async move { x })
-            .collect()
+        let base = format!("{}/v1/ledger", self.payments.base);
+        read_each(&self.payments.http, &base, ids)
             .await
+            .into_iter()
+            .collect()
     }
 
     /// Every invariant, after `settle` (`None`: it did not settle).
