@@ -50,9 +50,13 @@ async fn main() -> anyhow::Result<()> {
     let rows = chaos.run(|row| println!("{}", row.row())).await;
     let bad = rows.iter().filter(|r| r.violations() > 0).count();
     let acked: usize = rows.iter().map(|r| r.acked).sum();
-    let rate: f64 = rows.iter().map(|r| r.orders_per_sec).sum::<f64>() / rows.len().max(1) as f64;
+    let telemetry: u64 = rows.iter().map(|r| r.telemetry).sum();
+    let rates: Vec<f64> = rows.iter().map(|r| r.orders_per_sec).collect();
+    let (low, high) = rates
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), r| (l.min(*r), h.max(*r)));
     println!(
-        "rounds={} acked={acked} mean_orders_per_sec={rate:.0} rounds_with_violations={bad}",
+        "rounds={} acked={acked} orders_per_sec={low:.0}..{high:.0} telemetry_accepted={telemetry} rounds_with_violations={bad}",
         rows.len()
     );
     drop(chaos);
