@@ -38,6 +38,9 @@ const TERMINALS: usize = 64;
 /// Share of a round's expected units stocked: some pairs sell out, so
 /// "nothing oversold" is tested at the edge.
 const STOCK_SHARE: f64 = 0.8;
+/// How long a restarted node may take to listen: it replays the whole log,
+/// which grows by every round (and a debug build replays slowly).
+const NODE_RESTART_DEADLINE: Duration = Duration::from_secs(300);
 /// Longest pause between a kill and the restart, in ms.
 const MAX_DOWNTIME_MS: u64 = 1_000;
 
@@ -112,6 +115,8 @@ pub struct RoundReport {
     pub findings: Findings,
     pub refused: u64,
     pub telemetry: u64,
+    /// From the kill until the victim listens again (after the downtime).
+    pub restart_secs: f64,
     pub settle_secs: f64,
     pub secs: f64,
 }
@@ -123,9 +128,9 @@ impl RoundReport {
 
     pub fn header() -> String {
         format!(
-            "{:>5} {:>8} {:>7} {:>7} {:>5} {:>8} {:>6} {:>6} {:>5} {:>10} {:>9} {:>10} {:>8} {:>7} {:>6}",
+            "{:>5} {:>8} {:>7} {:>7} {:>5} {:>8} {:>6} {:>6} {:>5} {:>10} {:>9} {:>10} {:>8} {:>7} {:>7} {:>6}",
             "round", "victim", "acked", "ord/s", "lost", "oversold", "stock", "double", "late",
-            "unrefunded", "uncharged", "unresolved", "refused", "settle", "secs"
+            "unrefunded", "uncharged", "unresolved", "refused", "restart", "settle", "secs"
         )
     }
 
@@ -133,10 +138,10 @@ impl RoundReport {
         let f = &self.findings;
         let victim = self.victim.map_or("-".to_string(), |v| v.to_string());
         format!(
-            "{:>5} {:>8} {:>7} {:>7.0} {:>5} {:>8} {:>6} {:>6} {:>5} {:>10} {:>9} {:>10} {:>8} {:>7.1} {:>6.1}",
+            "{:>5} {:>8} {:>7} {:>7.0} {:>5} {:>8} {:>6} {:>6} {:>5} {:>10} {:>9} {:>10} {:>8} {:>7.1} {:>7.1} {:>6.1}",
             self.round, victim, self.acked, self.orders_per_sec, f.lost, f.oversold,
             f.stock_mismatch, f.double_charges, f.late_charges, f.unrefunded, f.uncharged,
-            f.unresolved, self.refused, self.settle_secs, self.secs
+            f.unresolved, self.refused, self.restart_secs, self.settle_secs, self.secs
         )
     }
 }
@@ -164,7 +169,7 @@ impl Chaos {
         let payments = Payments::start(&nats, &[]).await;
         let grace = GRACE_WINDOW_SECS.to_string();
         let timeout = PAYMENT_TIMEOUT_SECS.to_string();
-        let node = Node::start_with_nats(
+        let mut node = Node::start_with_nats(
             &nats,
             &[
                 "--writes-per-sec-per-caller",
@@ -176,6 +181,7 @@ impl Chaos {
             ],
         )
         .await;
+        node.set_start_deadline(NODE_RESTART_DEADLINE);
         let (fridges, meals) = node.stock_every_meal(0).await;
         let sims = fridges.iter().map(|f| crate::demo_fridge(f)).collect();
         let cast = Cast {
@@ -241,7 +247,7 @@ impl Chaos {
             &format!("r{round}"),
         );
         tokio::time::sleep(kill_at).await;
-        self.kill_and_restart(victim, downtime).await;
+        let restart_secs = self.kill_and_restart(victim, downtime).await;
         let rest = Duration::from_secs_f64(round_secs).saturating_sub(kill_at + downtime);
         tokio::time::sleep(rest).await;
         let outcome = load.finish().await;
@@ -258,19 +264,22 @@ impl Chaos {
             findings,
             refused: outcome.refused,
             telemetry: outcome.telemetry_accepted,
+            restart_secs,
             settle_secs,
             secs: started.elapsed().as_secs_f64(),
         }
     }
 
-    /// SIGKILL, a pause, a restart on the same data.
-    async fn kill_and_restart(&mut self, victim: Victim, downtime: Duration) {
+    /// SIGKILL, a pause, a restart on the same data; seconds until the
+    /// victim listens again.
+    async fn kill_and_restart(&mut self, victim: Victim, downtime: Duration) -> f64 {
         match victim {
             Victim::Node => self.node.kill(),
             Victim::Payments => self.payments.kill(),
             Victim::Nats => self.nats.stop(),
         }
         tokio::time::sleep(downtime).await;
+        let restarting = Instant::now();
         match victim {
             Victim::Node => {
                 self.node.restart().await;
@@ -279,6 +288,7 @@ impl Chaos {
             Victim::Payments => self.payments.restart(None).await,
             Victim::Nats => self.nats.restart().await,
         }
+        restarting.elapsed().as_secs_f64()
     }
 
     /// Reads the node's clock offset (telemetry is stamped with it).

@@ -141,6 +141,8 @@ pub struct Node {
     pub http: reqwest::Client,
     child: ChildGuard,
     extra_args: Vec<String>,
+    /// How long a restart may take to listen (replay grows with the log).
+    start_deadline: Duration,
 }
 
 impl Node {
@@ -170,14 +172,21 @@ impl Node {
     pub async fn start_traced(args: &[&str], trace: Option<&Strace>) -> Node {
         let data = tempfile::tempdir().expect("tempdir");
         let extra_args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn_node(data.path(), &extra_args, trace).await;
+        let (child, base) = spawn_node(data.path(), &extra_args, trace, START_DEADLINE).await;
         Node {
             base,
             data,
             http: reqwest::Client::new(),
             child,
             extra_args,
+            start_deadline: START_DEADLINE,
         }
+    }
+
+    /// Lets later restarts take up to `deadline` to listen: a node that
+    /// replays a long log (a chaos run's) needs more than `START_DEADLINE`.
+    pub fn set_start_deadline(&mut self, deadline: Duration) {
+        self.start_deadline = deadline;
     }
 
     /// The node's process id (for benchmarks reading its memory).
@@ -205,7 +214,7 @@ impl Node {
             .filter(|a| *a != "--demo")
             .cloned()
             .collect();
-        let (child, base) = spawn_node(self.data.path(), &args, None).await;
+        let (child, base) = spawn_node(self.data.path(), &args, None, self.start_deadline).await;
         self.child = child;
         self.base = base;
     }
@@ -389,7 +398,12 @@ impl Node {
 
 /// Starts a service quietly (logs at `LARDER_TEST_LOG`, default warn) under
 /// a kill-on-drop guard, and waits for the address it writes to `port_file`.
-async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (ChildGuard, String) {
+async fn spawn_service(
+    cmd: &mut Command,
+    port_file: &Path,
+    what: &str,
+    deadline: Duration,
+) -> (ChildGuard, String) {
     let _ = std::fs::remove_file(port_file);
     let traced = cmd.get_program() == STRACE;
     if traced {
@@ -406,7 +420,7 @@ async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (Chil
         .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut guard = ChildGuard::new(child);
     guard.group = traced;
-    let addr = await_file(port_file, &mut guard, what).await;
+    let addr = await_file(port_file, &mut guard, what, deadline).await;
     (guard, format!("http://{}", addr.trim()))
 }
 
@@ -414,6 +428,7 @@ async fn spawn_node(
     data_dir: &Path,
     extra: &[String],
     trace: Option<&Strace>,
+    deadline: Duration,
 ) -> (ChildGuard, String) {
     let port_file = data_dir.join("http.addr");
     let mut cmd = command(&bin("region-node"), trace);
@@ -426,7 +441,7 @@ async fn spawn_node(
         .arg("--port-file")
         .arg(&port_file)
         .args(extra);
-    spawn_service(&mut cmd, &port_file, "region-node").await
+    spawn_service(&mut cmd, &port_file, "region-node", deadline).await
 }
 
 /// Lifetime of the tokens the harness mints. Nodes judge `exp` by their own
@@ -780,8 +795,9 @@ pub fn fridge_spec(name: &str, lat: f64, lon: f64) -> Value {
 /// Campus Martius, downtown Detroit.
 pub const DOWNTOWN: (f64, f64) = (42.3316, -83.0466);
 
-/// Polls a file until it has content (a child's ready signal).
-async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
+/// Polls a file until it has content (a child's ready signal), for up to
+/// `deadline`.
+async fn await_file(path: &Path, child: &mut ChildGuard, what: &str, deadline: Duration) -> String {
     let start = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(path) {
@@ -792,7 +808,10 @@ async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
         if let Some(Ok(Some(status))) = child.child.as_mut().map(|c| c.try_wait()) {
             panic!("{what} exited during start-up: {status}");
         }
-        assert!(start.elapsed() < START_DEADLINE, "{what} did not start");
+        assert!(
+            start.elapsed() < deadline,
+            "{what} did not start within {deadline:?}"
+        );
         tokio::time::sleep(POLL_STEP).await;
     }
 }
@@ -885,6 +904,7 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16, String) 
         &ports_dir.join(format!("nats-server_{pid}.ports")),
         &mut guard,
         "nats-server",
+        START_DEADLINE,
     )
     .await;
     let ports: Value = serde_json::from_str(&ports).expect("ports file");
@@ -999,7 +1019,7 @@ async fn spawn_payments(
     .arg("--public-key")
     .arg(dev_public_key(dir))
     .args(extra);
-    spawn_service(&mut cmd, &port_file, "payments").await
+    spawn_service(&mut cmd, &port_file, "payments", START_DEADLINE).await
 }
 
 /// The dev config's public key as a PEM file in `dir`, for `payments --public-key`.

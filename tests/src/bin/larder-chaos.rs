@@ -8,7 +8,9 @@
 //! 10 s, 1000 orders/s). The seed is printed first: `--seed` replays the
 //! same victims, kill moments and order mix. Prints a table row per round;
 //! exits 1 if any round found a violation. Every child is killed on exit
-//! (the harness's guards), and on panic.
+//! (the harness's guards), on panic, and on SIGINT or SIGTERM (after the
+//! rounds done so far are summed up). Children log to stderr
+//! (`LARDER_TEST_LOG`, default warn): `2>chaos.log` keeps the table clean.
 
 use anyhow::{bail, Context};
 use larder_tests::chaos::{Chaos, Options, RoundReport};
@@ -47,7 +49,18 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut chaos = Chaos::start(options).await;
     println!("{}", RoundReport::header());
-    let rows = chaos.run(|row| println!("{}", row.row())).await;
+    let mut rows = vec![];
+    // SIGINT or SIGTERM ends the run between two awaits: the summary is
+    // printed and `chaos` dropped, which kills every child it started.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = chaos.run(|row| {
+            println!("{}", row.row());
+            rows.push(row.clone());
+        }) => {}
+        _ = tokio::signal::ctrl_c() => println!("interrupted (SIGINT)"),
+        _ = term.recv() => println!("interrupted (SIGTERM)"),
+    }
     let bad = rows.iter().filter(|r| r.violations() > 0).count();
     let acked: usize = rows.iter().map(|r| r.acked).sum();
     let telemetry: u64 = rows.iter().map(|r| r.telemetry).sum();
