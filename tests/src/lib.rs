@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod chaos;
 pub mod disk;
 pub mod strace;
 pub mod ws;
@@ -179,6 +180,8 @@ pub struct Node {
     pub http: reqwest::Client,
     child: ChildGuard,
     extra_args: Vec<String>,
+    /// How long a restart may take to listen (replay grows with the log).
+    start_deadline: Duration,
 }
 
 impl Node {
@@ -242,6 +245,7 @@ impl Node {
             extra: &extra_args,
             env: &[],
             trace,
+            deadline: START_DEADLINE,
         };
         let (child, base) = spawn_node(started).await;
         Node {
@@ -251,7 +255,14 @@ impl Node {
             http: reqwest::Client::new(),
             child,
             extra_args,
+            start_deadline: START_DEADLINE,
         }
+    }
+
+    /// Lets later restarts take up to `deadline` to listen: a node that
+    /// replays a long log (a chaos run's) needs more than `START_DEADLINE`.
+    pub fn set_start_deadline(&mut self, deadline: Duration) {
+        self.start_deadline = deadline;
     }
 
     /// The node's process id (for benchmarks reading its memory).
@@ -290,6 +301,7 @@ impl Node {
             extra: &args,
             env,
             trace: None,
+            deadline: self.start_deadline,
         })
         .await;
         self.child = child;
@@ -480,7 +492,12 @@ impl Node {
 
 /// Starts a service quietly (logs at `LARDER_TEST_LOG`, default warn) under
 /// a kill-on-drop guard, and waits for the address it writes to `port_file`.
-async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (ChildGuard, String) {
+async fn spawn_service(
+    cmd: &mut Command,
+    port_file: &Path,
+    what: &str,
+    deadline: Duration,
+) -> (ChildGuard, String) {
     let _ = std::fs::remove_file(port_file);
     let traced = cmd.get_program() == STRACE;
     if traced {
@@ -497,7 +514,7 @@ async fn spawn_service(cmd: &mut Command, port_file: &Path, what: &str) -> (Chil
         .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut guard = ChildGuard::new(child);
     guard.group = traced;
-    let addr = await_file(port_file, &mut guard, what).await;
+    let addr = await_file(port_file, &mut guard, what, deadline).await;
     (guard, format!("http://{}", addr.trim()))
 }
 
@@ -556,6 +573,8 @@ struct NodeStart<'a> {
     extra: &'a [String],
     env: &'a [(&'a str, &'a str)],
     trace: Option<&'a Strace>,
+    /// How long the node may take to announce its port.
+    deadline: Duration,
 }
 
 async fn spawn_node(start: NodeStart<'_>) -> (ChildGuard, String) {
@@ -571,13 +590,15 @@ async fn spawn_node(start: NodeStart<'_>) -> (ChildGuard, String) {
         .arg(&port_file)
         .args(start.extra)
         .envs(start.env.iter().copied());
-    spawn_service(&mut cmd, &port_file, "region-node").await
+    spawn_service(&mut cmd, &port_file, "region-node", start.deadline).await
 }
 
 /// Lifetime of the tokens the harness mints. Nodes judge `exp` by their own
 /// clock, and tests move a `--dev-clock` by days (plan weeks, shelf lives):
 /// the CLI's longest lifetime keeps expiry out of every test not about it.
 pub const TEST_TOKEN_TTL: &str = "30d";
+/// The same lifetime in seconds, for tokens signed in process.
+pub const TEST_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// Mints a token with the real binary and the dev config's key.
 pub fn token(role: &str, sub: &str, extra: &[&str]) -> String {
@@ -602,10 +623,30 @@ pub fn token(role: &str, sub: &str, extra: &[&str]) -> String {
 /// A token with arbitrary claims signed by the dev key (for expired tokens
 /// and other cases the CLI rightly refuses to mint).
 pub fn token_with_claims(claims: &Value) -> String {
-    let config: toml::Value =
-        toml::from_str(&std::fs::read_to_string(dev_config()).unwrap()).unwrap();
-    let pem = config["auth"]["private_key_pem"].as_str().unwrap();
-    sign_claims(pem, claims)
+    sign_claims(dev_private_key(), claims)
+}
+
+/// The dev config's private key (read once per process).
+fn dev_private_key() -> &'static str {
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| {
+        let config: toml::Value =
+            toml::from_str(&std::fs::read_to_string(dev_config()).unwrap()).unwrap();
+        config["auth"]["private_key_pem"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    })
+}
+
+/// A token for `role` and `sub` signed in process, living as long as the
+/// CLI's test tokens: for load tools that need thousands of callers (one
+/// `region-node token` process each would take minutes).
+pub fn quick_token(role: &str, sub: &str) -> String {
+    let now = unix_now();
+    token_with_claims(&json!({
+        "sub": sub, "role": role, "iat": now, "exp": now + TEST_TOKEN_TTL_SECS
+    }))
 }
 
 /// A token signed by a key no node trusts.
@@ -927,8 +968,9 @@ pub fn fridge_spec(name: &str, lat: f64, lon: f64) -> Value {
 /// Campus Martius, downtown Detroit.
 pub const DOWNTOWN: (f64, f64) = (42.3316, -83.0466);
 
-/// Polls a file until it has content (a child's ready signal).
-async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
+/// Polls a file until it has content (a child's ready signal), for up to
+/// `deadline`.
+async fn await_file(path: &Path, child: &mut ChildGuard, what: &str, deadline: Duration) -> String {
     let start = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(path) {
@@ -939,7 +981,10 @@ async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
         if let Some(Ok(Some(status))) = child.child.as_mut().map(|c| c.try_wait()) {
             panic!("{what} exited during start-up: {status}");
         }
-        assert!(start.elapsed() < START_DEADLINE, "{what} did not start");
+        assert!(
+            start.elapsed() < deadline,
+            "{what} did not start within {deadline:?}"
+        );
         tokio::time::sleep(POLL_STEP).await;
     }
 }
@@ -948,6 +993,8 @@ async fn await_file(path: &Path, child: &mut ChildGuard, what: &str) -> String {
 pub struct Nats {
     pub url: String,
     port: u16,
+    /// The HTTP monitoring endpoint (a new free port after each restart).
+    monitoring: String,
     dir: tempfile::TempDir,
     child: ChildGuard,
 }
@@ -955,10 +1002,11 @@ pub struct Nats {
 impl Nats {
     pub async fn start() -> Nats {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (child, port) = spawn_nats(dir.path(), None).await;
+        let (child, port, monitoring) = spawn_nats(dir.path(), None).await;
         Nats {
             url: format!("nats://127.0.0.1:{port}"),
             port,
+            monitoring,
             dir,
             child,
         }
@@ -972,12 +1020,38 @@ impl Nats {
     /// Starts it again on the same port with the same JetStream store.
     pub async fn restart(&mut self) {
         self.child.kill();
-        let (child, _) = spawn_nats(self.dir.path(), Some(self.port)).await;
+        let (child, _, monitoring) = spawn_nats(self.dir.path(), Some(self.port)).await;
         self.child = child;
+        self.monitoring = monitoring;
+    }
+
+    /// Messages every JetStream consumer still has to deliver or to see
+    /// acknowledged (`num_pending + num_ack_pending`, from `/jsz`); `None`
+    /// while the server does not answer. Zero means the bus is idle.
+    pub async fn consumer_backlog(&self, http: &reqwest::Client) -> Option<u64> {
+        let url = format!(
+            "{}/jsz?accounts=true&streams=true&consumers=true",
+            self.monitoring
+        );
+        let jsz: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+        let consumers = jsz["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .flat_map(|s| s["consumer_detail"].as_array().cloned().unwrap_or_default());
+        Some(
+            consumers
+                .map(|c| {
+                    c["num_pending"].as_u64().unwrap_or(0)
+                        + c["num_ack_pending"].as_u64().unwrap_or(0)
+                })
+                .sum(),
+        )
     }
 }
 
-async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
+/// Starts nats-server; its guard, client port and monitoring URL.
+async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16, String) {
     let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
     let ports_dir = dir.join("ports");
     let _ = std::fs::remove_dir_all(&ports_dir);
@@ -986,7 +1060,7 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
     let child = Command::new(&bin)
         .arg("-c")
         .arg(workspace_root().join("deploy/nats/single.conf"))
-        .args(["-a", "127.0.0.1", "-p", &port_arg, "-sd"])
+        .args(["-a", "127.0.0.1", "-p", &port_arg, "-m", "-1", "-sd"])
         .arg(dir.join("js"))
         .arg("--ports_file_dir")
         .arg(&ports_dir)
@@ -1003,6 +1077,7 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
         &ports_dir.join(format!("nats-server_{pid}.ports")),
         &mut guard,
         "nats-server",
+        START_DEADLINE,
     )
     .await;
     let ports: Value = serde_json::from_str(&ports).expect("ports file");
@@ -1012,7 +1087,11 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16) {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
-    (guard, port)
+    let monitoring = ports["monitoring"][0]
+        .as_str()
+        .expect("monitoring url")
+        .to_string();
+    (guard, port, monitoring)
 }
 
 /// The real payments service with the sandbox provider.
@@ -1100,7 +1179,7 @@ impl Payments {
             .arg(dev_public_key(self.dir.path()))
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
-        let (child, base) = spawn_service(&mut cmd, &port_file, "payments").await;
+        let (child, base) = spawn_service(&mut cmd, &port_file, "payments", START_DEADLINE).await;
         self.child = child;
         self.base = base;
     }
