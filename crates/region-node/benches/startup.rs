@@ -134,7 +134,25 @@ fn timed(log_dir: &Path, snapshots: Option<&SnapshotStore>) -> Duration {
     let state = recover(&log, snapshots).unwrap().state;
     let took = started.elapsed();
     assert!(state.last_seq() > 0);
+    if snapshots.is_none() {
+        println!(
+            "  resident with the state and the log open: {} MB",
+            rss_mb()
+        );
+    }
     took
+}
+
+/// The process's resident memory now, from /proc (0 where unreadable).
+fn rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }
 
 fn drop_page_cache() {
@@ -228,9 +246,10 @@ fn generate(log_dir: &Path, events: u64) {
         .truncate(g.pending.len() - (g.state.last_seq() - events) as usize);
     rt.block_on(g.flush(&log));
     println!(
-        "generated {events} events ({n} orders) in {:.1} s; refused commands: {:?}",
+        "generated {events} events ({n} orders) in {:.1} s; refused commands: {:?}; resident {} MB",
         started.elapsed().as_secs_f64(),
-        g.refused
+        g.refused,
+        rss_mb()
     );
 }
 
