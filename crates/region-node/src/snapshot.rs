@@ -21,11 +21,12 @@
 //! directory fsynced, so a crash leaves either the whole file or none.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 
 use district::{DistrictState, STATE_SNAPSHOT_VERSION};
+use storage::archive;
 
 use crate::store::EventLog;
 
@@ -43,6 +44,8 @@ pub enum SnapshotError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] storage::archive::ArchiveError),
     #[error("encode: {0}")]
     Encode(postcard::Error),
     #[error("{0}")]
@@ -199,15 +202,9 @@ fn read(path: &Path, seq_in_name: u64, log: &EventLog) -> Result<DistrictState, 
 /// only for complete, durable contents.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
-    file.write_all(bytes).map_err(io_err("write", &tmp))?;
-    file.sync_all().map_err(io_err("fsync", &tmp))?;
-    drop(file);
+    archive::write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path).map_err(io_err("rename", path))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync", dir))
+    Ok(archive::sync_dir(archive::parent_of(path))?)
 }
 
 /// What start-up recovered, and from where.
