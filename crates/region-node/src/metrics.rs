@@ -77,81 +77,86 @@ impl Metrics {
     /// reads from the current state.
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        counter(
-            &mut out,
-            "larder_commit_batches_total",
-            "Group commits (one sync each when they append events).",
-            self.batches.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "larder_store_syncs_total",
-            "Event log flushes that ended in an fdatasync (one per appending batch).",
-            self.store.commits(),
-        );
-        counter(
-            &mut out,
-            "larder_store_fsyncs_total",
-            "fsync/fdatasync calls on the event log's files and directories.",
-            self.store.fsyncs(),
-        );
-        counter(
-            &mut out,
-            "larder_commands_total",
-            "Commands decided by the writer.",
-            self.commands.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "larder_events_appended_total",
-            "Events appended to the log.",
-            self.events.load(Relaxed),
-        );
-        for (name, help, c) in [
+        self.render_counters(&mut out);
+        self.render_recovery(&mut out);
+        self.render_http(&mut out);
+        self.render_commit_histogram(&mut out);
+        for (name, help, v) in gauges {
+            gauge(&mut out, name, help, *v);
+        }
+        out
+    }
+
+    fn render_counters(&self, out: &mut String) {
+        let counters: [(&str, &str, u64); 12] = [
+            (
+                "larder_commit_batches_total",
+                "Group commits (one sync each when they append events).",
+                self.batches.load(Relaxed),
+            ),
+            (
+                "larder_store_syncs_total",
+                "Event log flushes that ended in an fdatasync (one per appending batch).",
+                self.store.commits(),
+            ),
+            (
+                "larder_store_fsyncs_total",
+                "fsync/fdatasync calls on the event log's files and directories.",
+                self.store.fsyncs(),
+            ),
+            (
+                "larder_commands_total",
+                "Commands decided by the writer.",
+                self.commands.load(Relaxed),
+            ),
+            (
+                "larder_events_appended_total",
+                "Events appended to the log.",
+                self.events.load(Relaxed),
+            ),
             (
                 "larder_ws_frames_total",
                 "Frames queued to WebSocket connections.",
-                &self.ws_frames,
+                self.ws_frames.load(Relaxed),
             ),
             (
                 "larder_ws_slow_disconnects_total",
                 "WebSocket connections cut off for not reading fast enough.",
-                &self.ws_slow_kicks,
+                self.ws_slow_kicks.load(Relaxed),
             ),
             (
                 "larder_ws_resyncs_total",
                 "WebSocket resync answers.",
-                &self.ws_resyncs,
+                self.ws_resyncs.load(Relaxed),
             ),
             (
                 "larder_ws_refused_total",
                 "WebSocket connections refused at the connection limit.",
-                &self.ws_refused,
+                self.ws_refused.load(Relaxed),
             ),
             (
                 "larder_pickup_lockouts_total",
                 "Orders locked for manual pickup after too many wrong codes (alert on any).",
-                &self.pickup_lockouts,
+                self.pickup_lockouts.load(Relaxed),
             ),
             (
                 "larder_rate_limited_total",
                 "Requests refused with 429 by the per-caller and per-IP rate limits.",
-                &self.rate_limited,
+                self.rate_limited.load(Relaxed),
             ),
             (
                 "larder_snapshots_written_total",
                 "State snapshots written since start.",
-                &self.snapshots_written,
+                self.snapshots_written.load(Relaxed),
             ),
-        ] {
-            counter(&mut out, name, help, c.load(Relaxed));
+        ];
+        for (name, help, v) in counters {
+            counter(out, name, help, v);
         }
+    }
+
+    /// Where start-up came from and the snapshots written since.
+    fn render_recovery(&self, out: &mut String) {
         for (name, help, g) in [
             (
                 "larder_recovered_from_snapshot_seq",
@@ -169,15 +174,8 @@ impl Metrics {
                 &self.snapshot_seq,
             ),
         ] {
-            let v = g.load(Relaxed);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            gauge(out, name, help, g.load(Relaxed));
         }
-        self.render_http(&mut out);
-        self.render_commit_histogram(&mut out);
-        for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        out
     }
 
     fn render_http(&self, out: &mut String) {
@@ -219,4 +217,15 @@ impl Metrics {
         );
         let _ = writeln!(out, "{name}_count {batches}");
     }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
 }
