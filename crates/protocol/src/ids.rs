@@ -284,6 +284,16 @@ impl ChargeId {
             ChargeId(format!("{first}-{}", u64::from(attempt) + 1))
         }
     }
+
+    /// The one charge that collects what a customer still owes once none
+    /// of their plans will charge again, filed under the plan that ends
+    /// last: `plan-{plan}-settle`. Its own name, because the week after a
+    /// plan's last day may already have a weekly charge of that plan (an
+    /// empty one, asked for before the plan was cut short), and a debt
+    /// charge named after that week would be taken for it and never made.
+    pub fn for_settlement(plan_id: &PlanId) -> ChargeId {
+        ChargeId(format!("plan-{plan_id}-settle"))
+    }
 }
 
 impl PlanId {

@@ -569,9 +569,10 @@ fn attempt_due(
 /// A customer who owes (credit below zero: days made again after they were
 /// credited, or added to a week already paid) and none of whose plans will
 /// be charged again is charged the debt once: a charge with no days, under
-/// the plan that ends last, for the week after its end (an id no weekly
-/// charge of that plan can have). Nothing is charged while another of the
-/// customer's charges is pending.
+/// the plan that ends last, for the week after its end, named
+/// [`ChargeId::for_settlement`] (not after that week: the plan may already
+/// have an empty weekly charge for it). Nothing is charged while another of
+/// the customer's charges is pending.
 fn final_charges(
     state: &ScheduleState,
     earliest: NaiveDate,
@@ -601,7 +602,7 @@ fn final_charges(
             continue;
         };
         let after = period_start(plan.last_day().unwrap_or(plan.start_date)) + Duration::days(7);
-        let id = charge_id(&plan.plan_id, after);
+        let id = ChargeId::for_settlement(&plan.plan_id);
         if state.charges.contains_key(&id) {
             continue; // Collected, or declined (not retried).
         }
