@@ -262,7 +262,10 @@ fn report(seq: u64, k: &Kind) -> Report {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(
+        // PROPTEST_CASES soaks it longer.
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(200)
+    ))]
 
     #[test]
     fn any_delivery_of_the_reports_gives_the_stock_of_one_in_order_delivery(

@@ -299,7 +299,10 @@ impl Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(
+        // PROPTEST_CASES soaks it longer.
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+    ))]
 
     #[test]
     fn stock_and_money_invariants_hold_for_any_command_sequence(steps in proptest::collection::vec(step(), 1..80)) {

@@ -215,7 +215,10 @@ fn scenario() -> impl Strategy<Value = (BTreeMap<MealId, u32>, Vec<Report>, Vec<
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(
+        // PROPTEST_CASES soaks it longer.
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+    ))]
 
     #[test]
     fn any_delivery_order_gives_the_stock_of_sequence_order(

@@ -402,7 +402,10 @@ impl Month {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1_000))]
+    #![proptest_config(ProptestConfig::with_cases(
+        // PROPTEST_CASES soaks it longer.
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000)
+    ))]
 
     #[test]
     fn every_cent_charged_is_delivered_or_credited(
