@@ -30,7 +30,7 @@ use protocol::schedule::{
 };
 use protocol::{ChargeId, FridgeId, KitchenId, MealId, OrderId, PlanId};
 
-use crate::billing::{charge_id, credit_to_apply, period_end, period_start};
+use crate::billing::{credit_to_apply, period_end, period_start};
 use crate::calendar::Calendar;
 use crate::plan::{canonical_days, earliest_effective, Plan};
 use crate::state::{ChargeStatus, ScheduleState, Stage};
