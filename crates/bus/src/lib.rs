@@ -66,8 +66,9 @@ pub fn result_consumer(district: &str) -> String {
     format!("region-{district}")
 }
 
-fn stream_config(name: &str, prefix: &str) -> stream::Config {
+fn stream_config(name: &str, prefix: &str, replicas: usize) -> stream::Config {
     stream::Config {
+        num_replicas: replicas.max(1),
         name: name.to_string(),
         subjects: vec![format!("{prefix}.>")],
         storage: stream::StorageType::File,
@@ -77,15 +78,26 @@ fn stream_config(name: &str, prefix: &str) -> stream::Config {
     }
 }
 
-/// Creates both payment streams if they do not exist yet.
+/// Creates both payment streams if they do not exist yet, with `replicas`
+/// copies (3 on a NATS cluster, so a stream survives losing one server; 1
+/// on a single server). Existing streams are used as they are.
 pub async fn ensure_streams(
     js: &jetstream::Context,
+    replicas: usize,
 ) -> Result<(stream::Stream, stream::Stream), async_nats::Error> {
     let requests = js
-        .get_or_create_stream(stream_config(REQUEST_STREAM, REQUEST_SUBJECT_PREFIX))
+        .get_or_create_stream(stream_config(
+            REQUEST_STREAM,
+            REQUEST_SUBJECT_PREFIX,
+            replicas,
+        ))
         .await?;
     let results = js
-        .get_or_create_stream(stream_config(RESULT_STREAM, RESULT_SUBJECT_PREFIX))
+        .get_or_create_stream(stream_config(
+            RESULT_STREAM,
+            RESULT_SUBJECT_PREFIX,
+            replicas,
+        ))
         .await?;
     Ok((requests, results))
 }

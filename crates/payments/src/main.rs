@@ -28,6 +28,10 @@ struct Cli {
     command: Option<Cmd>,
     #[arg(long, env = "LARDER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Copies of the payment streams if this service creates them: 3 on a
+    /// NATS cluster, 1 on a single server.
+    #[arg(long, env = "LARDER_NATS_REPLICAS", default_value_t = 1)]
+    nats_replicas: usize,
     #[arg(
         long,
         env = "LARDER_PAYMENTS_DATA_DIR",
@@ -126,12 +130,22 @@ async fn main() -> anyhow::Result<()> {
         amount_limit: cli.sandbox_amount_limit,
     };
     let sandbox = Arc::new(Sandbox::new(book.db(), rules)?);
+    // Several servers of a cluster are separated by commas.
+    let servers: Vec<&str> = cli
+        .nats_url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     let client = async_nats::ConnectOptions::new()
         .name("larder-payments")
         .retry_on_initial_connect()
-        .connect(&cli.nats_url)
+        .connect(servers.as_slice())
         .await?;
-    let service = Arc::new(Service::new(client.clone(), book.clone(), sandbox.clone())?);
+    let service = Arc::new(
+        Service::new(client.clone(), book.clone(), sandbox.clone())?
+            .with_replicas(cli.nats_replicas),
+    );
     let seen = book.db().open_tree("requests_seen")?;
     tokio::spawn(service.run());
 

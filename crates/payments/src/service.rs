@@ -33,6 +33,8 @@ pub struct Service<P> {
     book: Book,
     provider: Arc<P>,
     seen: sled::Tree,
+    /// Copies of the payment streams if this service creates them.
+    replicas: usize,
 }
 
 impl<P: Provider> Service<P> {
@@ -47,7 +49,15 @@ impl<P: Provider> Service<P> {
             book,
             provider,
             seen,
+            replicas: 1,
         })
+    }
+
+    /// Creates the payment streams with `replicas` copies (3 on a NATS
+    /// cluster) if they do not exist yet.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// How many times a request id was delivered here.
@@ -64,7 +74,7 @@ impl<P: Provider> Service<P> {
     pub async fn run(self: Arc<Self>) {
         loop {
             let consumer = async {
-                let (requests, _) = bus::ensure_streams(&self.js).await?;
+                let (requests, _) = bus::ensure_streams(&self.js, self.replicas).await?;
                 bus::durable_consumer(
                     &requests,
                     bus::REQUEST_CONSUMER,

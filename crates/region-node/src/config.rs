@@ -55,6 +55,8 @@ pub struct Config {
     pub fridges: FridgesConfig,
     #[serde(default)]
     pub snapshots: SnapshotsConfig,
+    #[serde(default)]
+    pub fleet: FleetConfig,
 }
 
 /// `[fridges]`: how the district treats fridge telemetry.
@@ -131,6 +133,48 @@ pub const SNAPSHOT_EVERY_EVENTS_DEFAULT: u64 = 100_000;
 pub const SNAPSHOT_EVERY_SECS_DEFAULT: u64 = 600;
 /// Snapshots kept on disk: the newest, and one to fall back to.
 pub const SNAPSHOT_KEEP_DEFAULT: usize = 2;
+
+/// A district whose heartbeat was not seen for this long has left the
+/// fleet: three missed heartbeats.
+pub const FLEET_TTL_SECS_DEFAULT: u64 = 15;
+pub const FLEET_HEARTBEAT_SECS_DEFAULT: u64 = 5;
+/// Longest wait for NATS when joining the directory at start-up.
+pub const FLEET_JOIN_TIMEOUT_SECS_DEFAULT: u64 = 5;
+
+/// `[fleet]`: the region directory (used when `[nats]` is set). The
+/// static `[[directory]]` list stays as a fallback only (see `locate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// `false`: the node does not register and routes only from
+    /// `[[directory]]`.
+    pub enabled: bool,
+    pub ttl_secs: u64,
+    pub heartbeat_secs: u64,
+    pub join_timeout_secs: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            enabled: true,
+            ttl_secs: FLEET_TTL_SECS_DEFAULT,
+            heartbeat_secs: FLEET_HEARTBEAT_SECS_DEFAULT,
+            join_timeout_secs: FLEET_JOIN_TIMEOUT_SECS_DEFAULT,
+        }
+    }
+}
+
+impl FleetConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_secs == 0 || self.ttl_secs < 2 * self.heartbeat_secs {
+            return Err(ConfigError::Invalid(
+                "[fleet] needs heartbeat_secs >= 1 and ttl_secs >= 2 * heartbeat_secs".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// `[snapshots]`: when the node writes state snapshots (start-up replays
 /// only the log after the newest one).
@@ -429,8 +473,29 @@ impl SubscriptionsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
-    /// e.g. `nats://127.0.0.1:4222`.
+    /// e.g. `nats://127.0.0.1:4222`; several servers of a cluster are
+    /// separated by commas.
     pub url: String,
+    /// Copies of each stream and bucket this node creates (payment streams,
+    /// the region directory): 3 on a NATS cluster, 1 on a single server.
+    #[serde(default = "one")]
+    pub replicas: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl NatsConfig {
+    /// Each server of `url`.
+    pub fn servers(&self) -> Vec<String> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
 }
 
 /// Writes (POST, PUT, PATCH, DELETE) one caller may make per second, by
@@ -555,6 +620,14 @@ impl Config {
         config.ws.validate()?;
         config.fridges.validate()?;
         config.subscriptions.validate()?;
+        config.fleet.validate()?;
+        if let Some(n) = &config.nats {
+            if !(1..=5).contains(&n.replicas) {
+                return Err(ConfigError::Invalid(
+                    "[nats] replicas must be 1 to 5".into(),
+                ));
+            }
+        }
         for entry in &config.directory {
             DistrictArea::new(entry.geohash_prefixes.clone()).map_err(|e| {
                 ConfigError::Invalid(format!("directory {}: {e}", entry.district_id))

@@ -135,6 +135,7 @@ pub fn run(
     // This node, in process, with demo data.
     cfg.nats = Some(NatsConfig {
         url: nats_url.clone(),
+        replicas: 1,
     });
     cfg.data_dir = state_dir.join("region");
     let node_addr_file = state_dir.join("region.addr");

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod fleet;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
@@ -62,6 +63,8 @@ pub enum NodeError {
     Demo(String),
     #[error(transparent)]
     Unfinished(#[from] lifecycle::Unfinished),
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
 }
 
 /// Opens the store, recovers the state and starts the writer, which runs
@@ -123,6 +126,11 @@ pub async fn serve(
     // that submits to it.
     let writer = Lifecycle::new();
     let tasks = Lifecycle::new();
+    // Bound first (the directory entry names the URL), announced last.
+    let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
+    // Before the district is opened: a node refused for an overlapping
+    // prefix writes nothing.
+    let fleet = join_fleet(&config, listener.local_addr()?, &opts.clock, &tasks).await?;
     let (district, log) = open_district(
         &config,
         opts.clock.clone(),
@@ -149,8 +157,10 @@ pub async fn serve(
         config.auth.leeway_secs,
         opts.clock.clone(),
     )?;
-    let listener = listen(config.http_addr, opts.port_file.as_deref()).await?;
+    announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
+        public_url: public_url(&config, listener.local_addr()?),
+        fleet,
         area: config.area()?,
         rate_limits: Arc::new(http::limits::RateLimits::new(&config.limits)),
         ws_per_caller: Arc::default(),
@@ -200,7 +210,8 @@ async fn start_tasks(
     let nats = match &config.nats {
         Some(n) => Some(
             nats::NatsLink::start(
-                &n.url,
+                &n.servers(),
+                n.replicas,
                 district.clone(),
                 config.district_id.clone(),
                 &tasks.shutdown(),
@@ -224,12 +235,49 @@ async fn start_tasks(
     Ok((nats, hub))
 }
 
-/// Binds the HTTP listener and announces its address in `port_file`, if any.
-async fn listen(
-    addr: SocketAddr,
+/// The URL clients reach this node at: `public_url`, or the bound address.
+pub fn public_url(config: &Config, bound: SocketAddr) -> String {
+    config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"))
+}
+
+/// Registers the district in the region directory when NATS is set and
+/// `[fleet]` enabled; an overlapping district or an unreachable NATS stops
+/// the start (an unknown directory could hide an overlap).
+async fn join_fleet(
+    config: &Config,
+    bound: SocketAddr,
+    clock: &Clock,
+    tasks: &Lifecycle,
+) -> Result<Option<fleet::Fleet>, NodeError> {
+    let Some(nats) = config.nats.as_ref().filter(|_| config.fleet.enabled) else {
+        return Ok(None);
+    };
+    let me = fleet::Registration {
+        district_id: config.district_id.clone(),
+        url: public_url(config, bound),
+        geohash_prefixes: config.geohash_prefixes.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        instance: clock.ulid().to_string(),
+    };
+    let joined = fleet::join(
+        &nats.servers(),
+        nats.replicas,
+        me,
+        &config.fleet,
+        &tasks.shutdown(),
+    )
+    .await?;
+    Ok(Some(joined))
+}
+
+/// Announces the bound address in `port_file`, if any.
+fn announce(
+    listener: &tokio::net::TcpListener,
     port_file: Option<&std::path::Path>,
-) -> Result<tokio::net::TcpListener, NodeError> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+) -> Result<(), NodeError> {
     let bound: SocketAddr = listener.local_addr()?;
     if let Some(path) = port_file {
         // Write then rename so a reader never sees a half-written address.
@@ -238,7 +286,7 @@ async fn listen(
         std::fs::rename(&tmp, path)?;
     }
     tracing::info!(addr = %bound, "listening");
-    Ok(listener)
+    Ok(())
 }
 
 /// The two shutdown steps of [`serve`]: every task (and the HTTP server),

@@ -141,6 +141,9 @@ struct Overrides {
     /// NATS server URL; enables payments over JetStream.
     #[arg(long, env = "LARDER_NATS_URL")]
     nats_url: Option<String>,
+    /// Copies of the streams and buckets this node creates (3 on a cluster).
+    #[arg(long, env = "LARDER_NATS_REPLICAS")]
+    nats_replicas: Option<usize>,
     #[arg(long)]
     grace_window_secs: Option<u32>,
     #[arg(long)]
@@ -181,7 +184,11 @@ struct Overrides {
 impl Overrides {
     fn apply(self, cfg: &mut Config) -> anyhow::Result<()> {
         if let Some(url) = self.nats_url {
-            cfg.nats = Some(region_node::config::NatsConfig { url });
+            let replicas = cfg.nats.as_ref().map_or(1, |n| n.replicas);
+            cfg.nats = Some(region_node::config::NatsConfig { url, replicas });
+        }
+        if let (Some(n), Some(r)) = (cfg.nats.as_mut(), self.nats_replicas) {
+            n.replicas = r;
         }
         let o = &mut cfg.orders;
         o.grace_window_secs = self.grace_window_secs.unwrap_or(o.grace_window_secs);

@@ -66,7 +66,8 @@ impl NatsLink {
     /// and spawns the relay and the result consumer, both stopped by
     /// `shutdown`.
     pub async fn start(
-        url: &str,
+        servers: &[String],
+        replicas: usize,
         district: District,
         district_id: DistrictId,
         shutdown: &Shutdown,
@@ -74,7 +75,7 @@ impl NatsLink {
         let client = async_nats::ConnectOptions::new()
             .name(format!("larder-region-{district_id}"))
             .retry_on_initial_connect()
-            .connect(url)
+            .connect(servers)
             .await?;
         let js = jetstream::new(client.clone());
         let outlet = JetStream {
@@ -82,12 +83,13 @@ impl NatsLink {
             js: js.clone(),
             subject: request_subject(&district_id),
             streams_ready: false,
+            replicas,
         };
         let relay_district = district.clone();
         shutdown.spawn("payment-relay", |s| relay(outlet, relay_district, s));
         let results_client = client.clone();
         shutdown.spawn("payment-results", |s| {
-            consume_results(results_client, js, district, district_id, s)
+            consume_results(results_client, js, replicas, district, district_id, s)
         });
         Ok(NatsLink { client })
     }
@@ -136,13 +138,14 @@ struct JetStream {
     js: jetstream::Context,
     subject: String,
     streams_ready: bool,
+    replicas: usize,
 }
 
 impl Outlet for JetStream {
     async fn ready(&mut self) -> bool {
         let connected = self.client.connection_state() == async_nats::connection::State::Connected;
         if connected && !self.streams_ready {
-            match bus::ensure_streams(&self.js).await {
+            match bus::ensure_streams(&self.js, self.replicas).await {
                 Ok(_) => self.streams_ready = true,
                 Err(e) => tracing::warn!(error = %e, "relay: streams not ready"),
             }
@@ -272,6 +275,7 @@ fn pickup_code() -> String {
 async fn consume_results(
     client: async_nats::Client,
     js: jetstream::Context,
+    replicas: usize,
     district: District,
     district_id: DistrictId,
     mut shutdown: Shutdown,
@@ -279,7 +283,7 @@ async fn consume_results(
     let consumer_name = bus::result_consumer(&district_id);
     loop {
         let messages = async {
-            let (_, results) = bus::ensure_streams(&js).await?;
+            let (_, results) = bus::ensure_streams(&js, replicas).await?;
             let consumer =
                 bus::durable_consumer(&results, &consumer_name, result_subject(&district_id))
                     .await?;

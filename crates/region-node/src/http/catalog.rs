@@ -30,13 +30,17 @@ fn point(lat: f64, lon: f64) -> Result<GeoPoint, ApiError> {
     GeoPoint::new(lat, lon).map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
 }
 
-/// `GET /v1/catalog?lat=&lon=&radius_m=`: nearest fridges first, with ETag.
+/// `GET /v1/catalog?lat=&lon=&radius_m=`: nearest fridges first, with ETag;
+/// `421` for a point another district serves.
 pub async fn catalog(
     State(app): State<AppState>,
     Query(params): Query<CatalogParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let at = point(params.lat, params.lon)?;
+    if let Some(to) = elsewhere(&app, &at) {
+        return Err(misdirected(to));
+    }
     let radius_m = params.radius_m.unwrap_or(RADIUS_M_DEFAULT);
     let max = app.config.limits.max_radius_m;
     if radius_m == 0 || radius_m > max {
@@ -97,6 +101,51 @@ pub struct Located {
     url: String,
 }
 
+/// Geohash precision routing compares with district prefixes (about
+/// 37 mm cells: finer than any prefix).
+const ROUTING_PRECISION: usize = 12;
+
+/// Which other district serves `at`: the live region directory first, then
+/// the static `[[directory]]` fallback. `None` for this district's own
+/// points and for points nobody serves.
+fn elsewhere(app: &AppState, at: &GeoPoint) -> Option<Located> {
+    if app.area.contains(at) {
+        return None;
+    }
+    let geohash = at.geohash(ROUTING_PRECISION);
+    if let Some(r) = app.fleet.as_ref().and_then(|f| f.locate(&geohash)) {
+        return Some(Located {
+            district_id: r.district_id.to_string(),
+            url: r.url,
+        });
+    }
+    app.config
+        .directory
+        .iter()
+        .find(|d| DistrictArea::new(d.geohash_prefixes.clone()).is_ok_and(|area| area.contains(at)))
+        .map(|d| Located {
+            district_id: d.district_id.clone(),
+            url: d.url.clone(),
+        })
+}
+
+/// `421 misdirected`: the point is another district's; the body names the
+/// node that serves it, so a client can follow.
+fn misdirected(to: Located) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected",
+        format!(
+            "district {} serves that point at {}",
+            to.district_id, to.url
+        ),
+    );
+    let details = e.details.get_or_insert_with(Default::default);
+    details.insert("district_id".into(), json!(to.district_id));
+    details.insert("url".into(), json!(to.url));
+    e
+}
+
 /// `GET /v1/locate`: which node serves a point (this one or one from the
 /// directory).
 pub async fn locate(
@@ -105,28 +154,13 @@ pub async fn locate(
 ) -> Result<axum::Json<Located>, ApiError> {
     let at = point(p.lat, p.lon)?;
     if app.area.contains(&at) {
-        let url = app
-            .config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", app.config.http_addr));
         return Ok(axum::Json(Located {
             district_id: app.config.district_id.to_string(),
-            url,
+            url: app.public_url.clone(),
         }));
     }
-    app.config
-        .directory
-        .iter()
-        .find(|d| {
-            DistrictArea::new(d.geohash_prefixes.clone()).is_ok_and(|area| area.contains(&at))
-        })
-        .map(|d| {
-            axum::Json(Located {
-                district_id: d.district_id.clone(),
-                url: d.url.clone(),
-            })
-        })
+    elsewhere(&app, &at)
+        .map(axum::Json)
         .ok_or_else(|| ApiError::not_found("not_served", "no district serves that point"))
 }
 

@@ -43,10 +43,14 @@ pub struct AppState {
     pub verifier: Verifier,
     pub config: Arc<Config>,
     pub area: DistrictArea,
+    /// Where clients reach this node (`public_url` or the bound address).
+    pub public_url: String,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     /// `None` when the node runs without NATS.
     pub nats: Option<crate::nats::NatsLink>,
+    /// The region directory; `None` without NATS or with `[fleet]` off.
+    pub fleet: Option<crate::fleet::Fleet>,
     pub hub: crate::push::hub::Hub,
     /// Open WebSocket connections (the limit is `config.ws.max_connections`).
     pub ws_connections: Arc<std::sync::atomic::AtomicUsize>,

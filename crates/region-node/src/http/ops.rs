@@ -32,6 +32,7 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         "ready": store_ok,
         "store": if store_ok { "ok" } else { "stopped" },
         "nats": app.nats.as_ref().map_or("not_configured", |n| n.state()),
+        "directory": app.fleet.as_ref().map_or_else(|| json!({"state": "off"}), |f| f.status()),
         "outbox_pending": app.district.state().outbox().len(),
         "log_seq": app.district.state().last_seq(),
     });
