@@ -102,6 +102,26 @@ pub async fn ensure_streams(
     Ok((requests, results))
 }
 
+/// How long one pull waits for messages before it is renewed.
+pub const PULL_EXPIRES_SECS: u64 = 10;
+/// The server's idle heartbeat on a pull: two missed beats tell a dead
+/// pull (a server lost, a stream leader moved) within seconds, where the
+/// client's default (15 s beats, 30 s pulls) took up to half a minute.
+pub const PULL_HEARTBEAT_SECS: u64 = 2;
+
+/// The message stream of a durable pull consumer, with the pull timing
+/// above.
+pub async fn pull(
+    consumer: &consumer::Consumer<consumer::pull::Config>,
+) -> Result<consumer::pull::Stream, consumer::StreamError> {
+    consumer
+        .stream()
+        .expires(Duration::from_secs(PULL_EXPIRES_SECS))
+        .heartbeat(Duration::from_secs(PULL_HEARTBEAT_SECS))
+        .messages()
+        .await
+}
+
 fn consumer_config(name: &str, filter_subject: String) -> consumer::pull::Config {
     consumer::pull::Config {
         durable_name: Some(name.to_string()),

@@ -27,6 +27,11 @@ use crate::provider::{Provider, ProviderError, ProviderOutcome};
 pub const CONCURRENCY: usize = 256;
 /// Pause before retrying NATS setup after a failure.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// A request whose result could not be published (a NATS server lost, a
+/// stream leader moving) comes back after this long, not after the
+/// consumer's whole `ack_wait`: the outcome is in the book, so the retry
+/// only publishes it.
+const REDELIVER_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 pub struct Service<P> {
     js: jetstream::Context,
@@ -83,7 +88,7 @@ impl<P: Provider> Service<P> {
                 .await
             };
             let messages = match consumer.await {
-                Ok(c) => c.messages().await,
+                Ok(c) => bus::pull(&c).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "payments: NATS not ready");
                     tokio::time::sleep(RETRY_DELAY).await;
@@ -156,6 +161,8 @@ impl<P: Provider> Service<P> {
         };
         if let Err(e) = published {
             tracing::warn!(error = %e, %msg_id, "payments: result not published; request will be redelivered");
+            let nak = jetstream::AckKind::Nak(Some(REDELIVER_AFTER_FAILURE));
+            let _ = msg.ack_with(nak).await;
             return;
         }
         tracing::info!(%msg_id, approved = Book::is_approved(&result), "payments: answered");

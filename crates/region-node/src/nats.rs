@@ -287,7 +287,7 @@ async fn consume_results(
             let consumer =
                 bus::durable_consumer(&results, &consumer_name, result_subject(&district_id))
                     .await?;
-            Ok::<_, async_nats::Error>(consumer.messages().await?)
+            Ok::<_, async_nats::Error>(bus::pull(&consumer).await?)
         };
         let messages = tokio::select! {
             m = messages => m,
