@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 pub mod chaos;
 pub mod disk;
+pub mod fleet;
 pub mod strace;
 pub mod ws;
 pub use disk::SmallFs;
@@ -580,10 +581,12 @@ struct NodeStart<'a> {
 async fn spawn_node(start: NodeStart<'_>) -> (ChildGuard, String) {
     let port_file = start.data_dir.join("http.addr");
     let mut cmd = command(&bin("region-node"), start.trace);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dev_config())
-        .arg("--data-dir")
+    cmd.arg("serve");
+    // A test's own config (another district) replaces the dev config.
+    if !start.extra.iter().any(|a| a == "--config") {
+        cmd.arg("--config").arg(dev_config());
+    }
+    cmd.arg("--data-dir")
         .arg(start.node_dir)
         .args(["--http-addr", "127.0.0.1:0"])
         .arg("--port-file")
@@ -1052,18 +1055,35 @@ impl Nats {
 
 /// Starts nats-server; its guard, client port and monitoring URL.
 async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16, String) {
+    let conf = workspace_root().join("deploy/nats/single.conf");
+    let (guard, port, monitoring, _) =
+        spawn_nats_with(&conf, Some(&dir.join("js")), &dir.join("ports"), port).await;
+    (guard, port, monitoring)
+}
+
+/// Starts nats-server with `conf` (and `-sd store` if given) on 127.0.0.1,
+/// on `port` or a free one; its guard, client port, monitoring URL and
+/// ports file.
+pub(crate) async fn spawn_nats_with(
+    conf: &Path,
+    store: Option<&Path>,
+    ports_dir: &Path,
+    port: Option<u16>,
+) -> (ChildGuard, u16, String, Value) {
     let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-    let ports_dir = dir.join("ports");
-    let _ = std::fs::remove_dir_all(&ports_dir);
-    std::fs::create_dir_all(&ports_dir).unwrap();
+    let _ = std::fs::remove_dir_all(ports_dir);
+    std::fs::create_dir_all(ports_dir).unwrap();
     let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
-    let child = Command::new(&bin)
-        .arg("-c")
-        .arg(workspace_root().join("deploy/nats/single.conf"))
-        .args(["-a", "127.0.0.1", "-p", &port_arg, "-m", "-1", "-sd"])
-        .arg(dir.join("js"))
+    let mut cmd = Command::new(&bin);
+    cmd.arg("-c")
+        .arg(conf)
+        .args(["-a", "127.0.0.1", "-p", &port_arg, "-m", "-1"]);
+    if let Some(store) = store {
+        cmd.arg("-sd").arg(store);
+    }
+    let child = cmd
         .arg("--ports_file_dir")
-        .arg(&ports_dir)
+        .arg(ports_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -1091,7 +1111,7 @@ async fn spawn_nats(dir: &Path, port: Option<u16>) -> (ChildGuard, u16, String) 
         .as_str()
         .expect("monitoring url")
         .to_string();
-    (guard, port, monitoring)
+    (guard, port, monitoring, ports)
 }
 
 /// The real payments service with the sandbox provider.
@@ -1132,17 +1152,25 @@ impl Payments {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Payments::spawn(nats, dir, data_dir, extra, env, trace).await
+        Payments::spawn(&nats.url, dir, data_dir, extra, env, trace).await
+    }
+
+    /// The service on the NATS servers `urls` (comma-separated, e.g. a
+    /// [`fleet::NatsCluster`]), with `extra` flags.
+    pub async fn start_on(urls: &str, extra: &[&str]) -> Payments {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        Payments::spawn(urls, dir, data_dir, extra, vec![], None).await
     }
 
     /// The service with its book in `data_dir` (e.g. on a [`SmallFs`]).
     pub async fn start_at(nats: &Nats, data_dir: PathBuf) -> Payments {
         let dir = tempfile::tempdir().expect("tempdir");
-        Payments::spawn(nats, dir, data_dir, &[], vec![], None).await
+        Payments::spawn(&nats.url, dir, data_dir, &[], vec![], None).await
     }
 
     async fn spawn(
-        nats: &Nats,
+        nats_url: &str,
         dir: tempfile::TempDir,
         data_dir: PathBuf,
         extra: &[&str],
@@ -1152,7 +1180,7 @@ impl Payments {
         let mut payments = Payments {
             base: String::new(),
             http: reqwest::Client::new(),
-            nats_url: nats.url.clone(),
+            nats_url: nats_url.to_string(),
             dir,
             data_dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),

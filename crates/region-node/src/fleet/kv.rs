@@ -141,7 +141,12 @@ impl Fleet {
         let (s, m) = (store.clone(), self.me.clone());
         shutdown.spawn("directory-heartbeat", move |sd| beat(s, m, heartbeat, sd));
         let (c, cl) = (self.copy.clone(), self.client.clone());
-        shutdown.spawn("directory-watch", move |sd| watch(store, c, cl, sd));
+        let canary = Canary {
+            district_id: self.me.district_id.clone(),
+            // Two beats missed on our own entry: the watch is dead.
+            within: heartbeat * 2 + Duration::from_secs(1),
+        };
+        shutdown.spawn("directory-watch", move |sd| watch(store, c, cl, canary, sd));
         Ok(())
     }
 }
@@ -348,12 +353,23 @@ async fn beat(store: kv::Store, me: Registration, every: Duration, mut shutdown:
     }
 }
 
+/// Our own heartbeats, seen on the watch, prove it is alive. A watch is an
+/// ephemeral consumer on one server; when that server dies the client may
+/// reconnect elsewhere at once and the watch goes quiet without an error,
+/// and a quiet watch would make every other district look silent.
+#[derive(Clone)]
+struct Canary {
+    district_id: DistrictId,
+    within: Duration,
+}
+
 /// Keeps the copy current until shutdown: watch, and after any break a
 /// fresh read of the whole bucket.
 async fn watch(
     store: kv::Store,
     copy: Arc<RwLock<Directory>>,
     client: async_nats::Client,
+    canary: Canary,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -377,7 +393,7 @@ async fn watch(
             None
         };
         if let Some(w) = resynced {
-            if follow(w, &copy, &client, &mut shutdown).await {
+            if follow(w, &copy, &client, &canary, &mut shutdown).await {
                 return;
             }
         }
@@ -397,14 +413,22 @@ async fn follow(
     mut w: kv::Watch,
     copy: &RwLock<Directory>,
     client: &async_nats::Client,
+    canary: &Canary,
     shutdown: &mut Shutdown,
 ) -> bool {
     let mut sweep = tokio::time::interval(Duration::from_millis(SWEEP_MS));
+    let own_key = key(&canary.district_id);
+    let mut own_seen = Instant::now();
     loop {
         tokio::select! {
             () = shutdown.triggered() => return true,
             next = w.next() => match next {
-                Some(Ok(entry)) => apply(copy, entry),
+                Some(Ok(entry)) => {
+                    if entry.key == own_key {
+                        own_seen = Instant::now();
+                    }
+                    apply(copy, entry);
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "directory watch broke; reading the bucket again");
                     return false;
@@ -414,6 +438,10 @@ async fn follow(
             _ = sweep.tick() => {
                 if client.connection_state() != async_nats::connection::State::Connected {
                     tracing::warn!("NATS link lost; routing from the directory copy");
+                    return false;
+                }
+                if own_seen.elapsed() > canary.within {
+                    tracing::warn!("directory watch went quiet; reading the bucket again");
                     return false;
                 }
                 if let Ok(mut c) = copy.write() {
