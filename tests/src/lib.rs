@@ -65,6 +65,12 @@ pub fn dev_config() -> PathBuf {
     workspace_root().join("deploy/dev/region-detroit.toml")
 }
 
+/// Makes the command's process lead a new process group, for
+/// [`ChildGuard::group`].
+pub fn leads_a_group(cmd: &mut Command) -> &mut Command {
+    std::os::unix::process::CommandExt::process_group(cmd, 0)
+}
+
 /// Kills the child on drop, whatever happened in the test.
 pub struct ChildGuard {
     pub child: Option<Child>,
@@ -79,6 +85,16 @@ impl ChildGuard {
         ChildGuard {
             child: Some(child),
             group: false,
+        }
+    }
+
+    /// A child spawned as the leader of its own process group (see
+    /// [`leads_a_group`]): the whole group is killed, so what it started
+    /// (`region-node dev`'s NATS servers and payments) goes with it.
+    pub fn group(child: Child) -> Self {
+        ChildGuard {
+            child: Some(child),
+            group: true,
         }
     }
 

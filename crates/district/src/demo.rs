@@ -41,9 +41,27 @@ pub struct DemoStock {
     pub spec: StockSpec,
 }
 
+/// The second demo district (west Detroit: Southwest and Warrendale, two
+/// kitchens of its own), as shipped in `deploy/demo/detroit-west.json`.
+pub const DETROIT_WEST_JSON: &str = include_str!("../../../deploy/demo/detroit-west.json");
+
 /// The shipped demo data; an error only if the file in `deploy/` is broken.
 pub fn detroit() -> Result<DemoData, serde_json::Error> {
     serde_json::from_str(DETROIT_JSON)
+}
+
+/// The demo data of a district by its id: `detroit-west` has its own, any
+/// other district gets downtown's (the data every test and demo knows).
+pub fn json_for(district_id: &str) -> &'static str {
+    match district_id {
+        "detroit-west" => DETROIT_WEST_JSON,
+        _ => DETROIT_JSON,
+    }
+}
+
+/// [`json_for`], parsed.
+pub fn for_district(district_id: &str) -> Result<DemoData, serde_json::Error> {
+    serde_json::from_str(json_for(district_id))
 }
 
 /// Every command that builds the demo district, in order.
@@ -72,6 +90,8 @@ pub fn commands(data: DemoData) -> Vec<Command> {
 
 /// The demo district's geohash prefixes (`deploy/dev/region-detroit.toml`).
 pub const PREFIXES: [&str; 3] = ["dpsbv", "dpsby", "dpscj"];
+/// The second demo district's prefixes (`detroit-west`).
+pub const WEST_PREFIXES: [&str; 2] = ["dpsbg", "dpsbu"];
 
 /// The demo district's area.
 pub fn area() -> DistrictArea {
@@ -116,5 +136,28 @@ pub fn plain_fridge(name: &str) -> FridgeSpec {
         lon: -83.0466,
         vendor: "frostline-json".into(),
         secret: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every demo fridge lies inside its district, and the data builds.
+    #[test]
+    fn both_demo_districts_parse_and_their_fridges_are_inside() {
+        for (id, prefixes) in [
+            ("detroit-downtown", &PREFIXES[..]),
+            ("detroit-west", &WEST_PREFIXES[..]),
+        ] {
+            let area = DistrictArea::new(prefixes.iter().map(|p| p.to_string()).collect())
+                .expect("prefixes");
+            let data = for_district(id).expect("demo data parses");
+            assert!(!data.meals.is_empty() && !data.fridges.is_empty());
+            for f in &data.fridges {
+                let at = protocol::geo::GeoPoint::new(f.spec.lat, f.spec.lon).expect("point");
+                assert!(area.contains(&at), "{id}: {} is outside", f.fridge_id);
+            }
+        }
     }
 }

@@ -138,7 +138,7 @@ pub async fn serve(
         writer.shutdown(),
     )?;
     if opts.demo {
-        demo::seed_if_empty(&district).await?;
+        demo::seed_if_empty(&district, config.district_id.as_str()).await?;
     }
     // For `GET /v1/admin/log`. It keeps the tree open as long as the HTTP
     // server holds its state, which `stop` waits for before the writer.

@@ -94,6 +94,14 @@ enum Cmd {
         /// Let an admin advance the node's clock (`POST /v1/dev/clock`).
         #[arg(long)]
         dev_clock: bool,
+        /// Demo districts to run: 1 (downtown, one NATS server) or 2
+        /// (downtown and west Detroit on a 3-node NATS cluster).
+        #[arg(long, default_value_t = 1)]
+        districts: usize,
+        /// Overrides `http_addr` of the first district; the next listen on
+        /// the following ports (port 0: each picks a free one).
+        #[arg(long)]
+        http_addr: Option<std::net::SocketAddr>,
     },
     /// Load the demo district into the data dir (node must not be running).
     Seed {
@@ -309,9 +317,17 @@ fn main() -> anyhow::Result<()> {
             state_dir,
             no_fridges,
             dev_clock,
+            districts,
+            http_addr,
         } => {
             init_tracing();
-            dev::run(&config, state_dir, !no_fridges, dev_clock)
+            let opts = dev::DevOptions {
+                fridges: !no_fridges,
+                dev_clock,
+                districts,
+                http_addr,
+            };
+            dev::run(&config, state_dir, &opts)
         }
         Cmd::Seed { config, data_dir } => seed(&config, data_dir),
         Cmd::Backup { to, remote } => backup::backup(&to, remote),
@@ -429,7 +445,7 @@ fn seed(config: &std::path::Path, data_dir: Option<PathBuf>) -> anyhow::Result<(
         let (district, log) =
             region_node::open_district(&cfg, Clock::system(), metrics, writer.shutdown())?;
         drop(log);
-        let loaded = region_node::demo::seed_if_empty(&district).await?;
+        let loaded = region_node::demo::seed_if_empty(&district, cfg.district_id.as_str()).await?;
         // Close the log before exiting, not whenever the runtime drops it.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
         writer.stop(deadline).await?;

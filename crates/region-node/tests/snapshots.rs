@@ -49,7 +49,9 @@ async fn history(dir: &Path, keep: usize, snap_before: &[usize], orders: usize) 
     let log = EventLog::open(&dir.join("log")).unwrap();
     let writer = Lifecycle::new();
     let district = support::writer_until(log.clone(), Clock::system(), writer.shutdown());
-    region_node::demo::seed_if_empty(&district).await.unwrap();
+    region_node::demo::seed_if_empty(&district, "detroit-downtown")
+        .await
+        .unwrap();
     for n in 0..=orders {
         if snap_before.contains(&n) {
             store.write(&district.state(), &log).unwrap();

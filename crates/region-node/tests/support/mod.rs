@@ -43,6 +43,8 @@ pub fn writer_until(log: EventLog, clock: Clock, shutdown: Shutdown) -> District
 /// A writer on `dir` with the demo district loaded.
 pub async fn demo_writer(dir: &Path) -> District {
     let district = writer(EventLog::open(dir).unwrap(), Clock::system());
-    region_node::demo::seed_if_empty(&district).await.unwrap();
+    region_node::demo::seed_if_empty(&district, "detroit-downtown")
+        .await
+        .unwrap();
     district
 }
