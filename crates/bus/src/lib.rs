@@ -163,13 +163,15 @@ mod tests {
 
     #[test]
     fn stream_configs_keep_retention_and_dedupe() {
-        let s = stream_config(REQUEST_STREAM, REQUEST_SUBJECT_PREFIX);
+        let s = stream_config(REQUEST_STREAM, REQUEST_SUBJECT_PREFIX, 3);
         assert_eq!(s.name, "LARDER_PAYMENT_REQUESTS");
+        assert_eq!(s.num_replicas, 3);
         assert_eq!(s.subjects, vec!["larder.payments.request.>".to_string()]);
         assert_eq!(s.storage, stream::StorageType::File);
         assert_eq!(s.max_age, Duration::from_secs(604_800));
         assert_eq!(s.duplicate_window, Duration::from_secs(120));
-        let r = stream_config(RESULT_STREAM, RESULT_SUBJECT_PREFIX);
+        let r = stream_config(RESULT_STREAM, RESULT_SUBJECT_PREFIX, 0);
+        assert_eq!(r.num_replicas, 1, "never fewer than one copy");
         assert_eq!(r.name, "LARDER_PAYMENT_RESULTS");
         assert_eq!(r.subjects, vec!["larder.payments.result.>".to_string()]);
     }
