@@ -130,7 +130,8 @@ impl NatsCluster {
         self.await_leader().await;
     }
 
-    /// Until some live server reports a JetStream meta leader.
+    /// Until some live server reports a JetStream meta leader with every
+    /// live server a current peer of the meta group.
     async fn await_leader(&self) {
         let http = reqwest::Client::new();
         let urls: Vec<String> = self
@@ -139,6 +140,7 @@ impl NatsCluster {
             .filter(|s| s.child.child.is_some())
             .map(|s| format!("{}/jsz", s.monitoring))
             .collect();
+        let live = urls.len();
         eventually("a JetStream meta leader", START_DEADLINE, || {
             let (http, urls) = (http.clone(), urls.clone());
             async move {
@@ -149,10 +151,16 @@ impl NatsCluster {
                     let Ok(jsz) = r.json::<Value>().await else {
                         continue;
                     };
-                    if jsz["meta_cluster"]["leader"]
-                        .as_str()
-                        .is_some_and(|l| !l.is_empty())
-                    {
+                    // A leader, and every other live server a current peer:
+                    // placing an R3 stream needs all three.
+                    let meta = &jsz["meta_cluster"];
+                    let peers = meta["replicas"].as_array().map_or(0, |r| {
+                        r.iter()
+                            .filter(|p| p["current"] == true && p["offline"] != true)
+                            .count()
+                    });
+                    let led = meta["leader"].as_str().is_some_and(|l| !l.is_empty());
+                    if led && peers + 1 >= live {
                         return true;
                     }
                 }

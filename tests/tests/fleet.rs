@@ -236,3 +236,29 @@ async fn losing_a_nats_server_loses_nothing_and_losing_all_keeps_routing() {
         "a district sells with NATS down: {ready}"
     );
 }
+
+#[tokio::test]
+async fn an_area_across_the_border_names_the_node_serving_the_rest() {
+    let f = Fleet::start().await;
+    let mut across = WsClient::connect(&f.downtown, None).await;
+    // On the downtown (dpsbv) / west (dpsbu) border, 2 km around.
+    let border = json!({"lat": 42.3413, "lon": -83.1006, "radius_m": 2000});
+    across.subscribe(json!({"areas": [border]})).await;
+    let is_elsewhere = |m: &Value| m["type"] == "elsewhere";
+    let elsewhere = match across.seen_matching(is_elsewhere).pop() {
+        Some(m) => m,
+        None => across.expect("elsewhere", is_elsewhere).await,
+    };
+    assert_eq!(
+        elsewhere["districts"],
+        json!([{"district_id": "detroit-west", "url": f.west.base}])
+    );
+    // An area well inside downtown names nobody: its answer comes before
+    // the pong that follows it.
+    let mut inside = WsClient::connect(&f.downtown, None).await;
+    let campus = json!({"lat": 42.3316, "lon": -83.0466, "radius_m": 300});
+    inside.subscribe(json!({"areas": [campus]})).await;
+    inside.send_json(json!({"type": "ping"})).await;
+    inside.expect("pong", |m| m["type"] == "pong").await;
+    assert!(inside.seen_matching(is_elsewhere).is_empty());
+}

@@ -117,6 +117,11 @@ pub enum ServerMessage {
         fridges: usize,
         orders: bool,
     },
+    /// Part of a subscribed area lies in other districts: their nodes (from
+    /// the region directory) push what happens there; this one does not.
+    Elsewhere {
+        districts: Vec<ElsewhereDistrict>,
+    },
     /// `since` is older than what the node keeps (or from before a restart):
     /// refetch over HTTP, then carry on from `version`.
     Resync {
@@ -127,6 +132,14 @@ pub enum ServerMessage {
         code: String,
         message: String,
     },
+}
+
+/// A district serving part of a subscribed area, and where to subscribe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElsewhereDistrict {
+    pub district_id: String,
+    /// The node's base URL (`http://…`); its WebSocket is `/v1/ws` there.
+    pub url: String,
 }
 
 /// A message ready to fan out: encoded once, shared by every connection.

@@ -38,6 +38,8 @@ pub const BUCKET: &str = "larder-directory";
 const LEAVE_MS: u64 = 1_000;
 /// Pause before reading the bucket again after the link broke.
 const RESYNC_DELAY: Duration = Duration::from_millis(500);
+/// Longest wait for a new watch and a full read of the bucket.
+const RESYNC_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the copy is checked for silent districts and a lost link.
 const SWEEP_MS: u64 = 500;
 
@@ -375,20 +377,11 @@ async fn watch(
     loop {
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         let resynced = if connected {
-            // Watch first, then read: nothing between the two is missed
-            // (revisions order what arrives twice).
-            match store.watch_all().await {
-                Ok(w) => match read_all(&store).await {
-                    Ok(all) => {
-                        if let Ok(mut c) = copy.write() {
-                            c.replace(all, Instant::now());
-                        }
-                        Some(w)
-                    }
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            }
+            // Bounded: a request to a server that just died can hang.
+            tokio::time::timeout(RESYNC_TIMEOUT, resync(&store, &copy))
+                .await
+                .ok()
+                .flatten()
         } else {
             None
         };
@@ -405,6 +398,18 @@ async fn watch(
             () = tokio::time::sleep(RESYNC_DELAY) => {}
         }
     }
+}
+
+/// A new watch and, behind it, a fresh read of the whole bucket into the
+/// copy. Watch first, then read: nothing between the two is missed
+/// (revisions order what arrives twice).
+async fn resync(store: &kv::Store, copy: &RwLock<Directory>) -> Option<kv::Watch> {
+    let w = store.watch_all().await.ok()?;
+    let all = read_all(store).await.ok()?;
+    if let Ok(mut c) = copy.write() {
+        c.replace(all, Instant::now());
+    }
+    Some(w)
 }
 
 /// Applies watched entries and expires silent districts until the watch or

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::catalog::{FridgeSpec, MealSpec, MealView, StockSpec};
-use protocol::geo::{DistrictArea, GeoPoint};
+use protocol::geo::GeoPoint;
 use protocol::{FridgeId, MealId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -95,38 +95,59 @@ pub struct LocateParams {
     lon: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Located {
-    district_id: String,
-    url: String,
+    pub district_id: String,
+    pub url: String,
 }
 
 /// Geohash precision routing compares with district prefixes (about
 /// 37 mm cells: finer than any prefix).
 const ROUTING_PRECISION: usize = 12;
 
-/// Which other district serves `at`: the live region directory first, then
-/// the static `[[directory]]` fallback. `None` for this district's own
-/// points and for points nobody serves.
+/// Every other district this node knows, with its prefixes: the live
+/// region directory first, then the static `[[directory]]` fallback for
+/// districts the directory does not list.
+pub fn other_districts(app: &AppState) -> Vec<(Located, Vec<String>)> {
+    let me = app.config.district_id.as_str();
+    let mut out: Vec<(Located, Vec<String>)> = app
+        .fleet
+        .as_ref()
+        .map(|f| f.districts())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.district_id.as_str() != me)
+        .map(|r| {
+            let located = Located {
+                district_id: r.district_id.to_string(),
+                url: r.url,
+            };
+            (located, r.geohash_prefixes)
+        })
+        .collect();
+    for d in &app.config.directory {
+        if d.district_id != me && !out.iter().any(|(l, _)| l.district_id == d.district_id) {
+            let located = Located {
+                district_id: d.district_id.clone(),
+                url: d.url.clone(),
+            };
+            out.push((located, d.geohash_prefixes.clone()));
+        }
+    }
+    out
+}
+
+/// Which other district serves `at`. `None` for this district's own points
+/// and for points nobody serves.
 fn elsewhere(app: &AppState, at: &GeoPoint) -> Option<Located> {
     if app.area.contains(at) {
         return None;
     }
     let geohash = at.geohash(ROUTING_PRECISION);
-    if let Some(r) = app.fleet.as_ref().and_then(|f| f.locate(&geohash)) {
-        return Some(Located {
-            district_id: r.district_id.to_string(),
-            url: r.url,
-        });
-    }
-    app.config
-        .directory
-        .iter()
-        .find(|d| DistrictArea::new(d.geohash_prefixes.clone()).is_ok_and(|area| area.contains(at)))
-        .map(|d| Located {
-            district_id: d.district_id.clone(),
-            url: d.url.clone(),
-        })
+    other_districts(app)
+        .into_iter()
+        .find(|(_, prefixes)| prefixes.iter().any(|p| geohash.starts_with(p.as_str())))
+        .map(|(located, _)| located)
 }
 
 /// `421 misdirected`: the point is another district's; the body names the

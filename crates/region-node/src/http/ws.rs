@@ -36,7 +36,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::auth::Caller;
 use crate::push::hub::Kick;
-use crate::push::{cover, AreaSpec, Interest, ServerMessage};
+use crate::push::{cover, AreaSpec, ElsewhereDistrict, Interest, ServerMessage};
 
 /// After sending a close frame, how long the client may take to answer it.
 /// Dropping the socket at once would make the client's TCP stack discard
@@ -500,6 +500,28 @@ fn text(msg: &ServerMessage) -> Message {
     Message::Text(Utf8Bytes::try_from(msg.to_frame()).unwrap_or_default())
 }
 
+/// The other districts a subscription's areas reach into (a cell and a
+/// prefix overlap when one extends the other), if any: the client
+/// subscribes there too for the rest of its area.
+fn elsewhere(app: &AppState, interest: &Interest) -> Option<ServerMessage> {
+    let cells = interest.cells();
+    let districts: Vec<ElsewhereDistrict> = super::catalog::other_districts(app)
+        .into_iter()
+        .filter(|(_, prefixes)| {
+            cells.iter().any(|c| {
+                prefixes
+                    .iter()
+                    .any(|p| c.starts_with(p.as_str()) || p.starts_with(*c))
+            })
+        })
+        .map(|(l, _)| ElsewhereDistrict {
+            district_id: l.district_id,
+            url: l.url,
+        })
+        .collect();
+    (!districts.is_empty()).then_some(ServerMessage::Elsewhere { districts })
+}
+
 /// A client's text frame: the new interest goes to the hub; the answer,
 /// if any, back to the client.
 async fn on_text(
@@ -518,8 +540,9 @@ async fn on_text(
         Ok(msg) => match next_interest(app, interest, auth, msg) {
             Ok((next, since)) => {
                 *interest = next.clone();
+                let elsewhere = elsewhere(app, &next);
                 app.hub.follow(conn, next, since).await;
-                None
+                elsewhere
             }
             Err(r) => Some(refused(r)),
         },
