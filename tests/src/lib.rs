@@ -1289,6 +1289,92 @@ impl Payments {
     }
 }
 
+/// `region-node dev` as the README runs it: nats-server, payments and a
+/// node with the demo district, all started by the one command. Its config
+/// is the dev config with `http_addr` on a free port; it runs in the
+/// workspace root (it finds `scripts/ensure-nats` and the NATS config
+/// there) and leads its own process group, which is killed on drop, so a
+/// failed test leaves none of its three services running.
+pub struct Dev {
+    pub base: String,
+    /// Its `--state-dir` and config.
+    pub dir: tempfile::TempDir,
+    child: ChildGuard,
+}
+
+impl Dev {
+    /// Starts `region-node dev --state-dir … extra`; returns once the node
+    /// listens (after NATS and payments, which it starts first).
+    pub async fn start(extra: &[&str]) -> Dev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config: toml::Value =
+            toml::from_str(&std::fs::read_to_string(dev_config()).expect("dev config"))
+                .expect("toml");
+        config["http_addr"] = toml::Value::String("127.0.0.1:0".into());
+        let config_path = dir.path().join("region.toml");
+        std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("config");
+        let state_dir = dir.path().join("state");
+        let mut cmd = Command::new(bin("region-node"));
+        cmd.arg("dev")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(extra)
+            .current_dir(workspace_root())
+            .env(
+                "LARDER_LOG",
+                std::env::var("LARDER_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn region-node dev");
+        let mut child = ChildGuard {
+            child: Some(child),
+            group: true,
+        };
+        // NATS and payments come up first, each within START_DEADLINE.
+        let deadline = 3 * START_DEADLINE;
+        let addr = await_file(
+            &state_dir.join("region.addr"),
+            &mut child,
+            "region-node dev",
+            deadline,
+        )
+        .await;
+        Dev {
+            base: format!("http://{}", addr.trim()),
+            dir,
+            child,
+        }
+    }
+
+    pub fn admin(&self) -> Client {
+        Client {
+            node_base: self.base.clone(),
+            http: reqwest::Client::new(),
+            token: Some(token("admin", "ops-1", &[])),
+        }
+    }
+
+    /// SIGTERM, as Ctrl-C stops it: awaits its exit (panics after
+    /// `deadline`). Its status, and whether any other process of its group
+    /// (its NATS, its payments) outlived it; those are killed then.
+    pub async fn terminate(&mut self, deadline: Duration) -> (std::process::ExitStatus, bool) {
+        let pgid = self.child.child.as_ref().expect("running").id() as libc::pid_t;
+        let status = self.child.terminate(deadline).await;
+        // SAFETY: kill(2) on a process group; signal 0 only checks that it
+        // still exists, and only then is it killed.
+        let survived = unsafe { libc::kill(-pgid, 0) == 0 };
+        if survived {
+            // SAFETY: as above.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        (status, survived)
+    }
+}
+
 /// The dev config's public key as a PEM file in `dir`, for `payments --public-key`.
 pub fn dev_public_key(dir: &Path) -> PathBuf {
     let config: toml::Value =

@@ -1,5 +1,6 @@
 //! Broken object-level authorization, route by route: for every route that
-//! takes an id, another customer's token and every wrong role get 403 or
+//! takes an id, and the operator's reads of the whole district (calendar,
+//! event log), another customer's token and every wrong role get 403 or
 //! 404, and the district's log does not move (nothing changed).
 
 use chrono::NaiveDate;
@@ -70,14 +71,26 @@ fn routes(order_id: &str, plan_id: &str) -> Vec<(reqwest::Method, String, Option
     vec![
         (M::GET, format!("/v1/orders/{order_id}"), None),
         (M::POST, format!("/v1/orders/{order_id}/cancel"), None),
+        (M::GET, format!("/v1/subscriptions/{plan_id}"), None),
         (
             M::PATCH,
             format!("/v1/subscriptions/{plan_id}"),
             Some(json!({"paused": true})),
         ),
+        (
+            M::PATCH,
+            format!("/v1/subscriptions/{plan_id}"),
+            Some(json!({"payment_method": "tok_thief"})),
+        ),
         (M::DELETE, format!("/v1/subscriptions/{plan_id}"), None),
+        (
+            M::DELETE,
+            format!("/v1/subscriptions/{plan_id}?refund=true"),
+            None,
+        ),
         (M::PUT, format!("/v1/admin/meals/{MEAL}"), Some(meal)),
         (M::DELETE, format!("/v1/admin/meals/{MEAL}"), None),
+        (M::GET, format!("/v1/admin/fridges/{FRIDGE}"), None),
         (M::PUT, format!("/v1/admin/fridges/{FRIDGE}"), Some(fridge)),
         (
             M::PUT,
@@ -94,6 +107,13 @@ fn routes(order_id: &str, plan_id: &str) -> Vec<(reqwest::Method, String, Option
             "/v1/admin/calendar/2030-01-07".to_string(),
             Some(json!({"working": false})),
         ),
+        (
+            M::GET,
+            "/v1/admin/calendar?from=2030-01-07&to=2030-01-13".to_string(),
+            None,
+        ),
+        // The whole event log: every customer's orders and plans.
+        (M::GET, "/v1/admin/log?after=0".to_string(), None),
         (
             M::GET,
             "/v1/kitchens/k-midtown-greens/prep?date=2030-01-07".to_string(),
@@ -130,7 +150,12 @@ async fn no_one_but_the_owner_or_an_operator_reaches_an_object() {
                 )
                 .await;
             tried += 1;
-            if ![401, 403, 404].contains(&r.status) || r.code() == "<no error code>" {
+            // `not_found` is the router's own answer: a path that names no
+            // route would test nothing.
+            if ![401, 403, 404].contains(&r.status)
+                || r.code() == "<no error code>"
+                || r.code() == "not_found"
+            {
                 wrong.push(format!(
                     "{} {} {} → {} {}",
                     attempt.who, attempt.method, attempt.path, r.status, r.body
@@ -176,6 +201,8 @@ async fn no_one_but_the_owner_or_an_operator_reaches_an_object() {
     let bob = node.as_role("customer", "bob");
     let r = bob.get(&format!("/v1/orders/{order_id}")).await;
     assert_eq!((r.status, r.code()), (404, "unknown_order"), "{}", r.body);
+    let r = bob.get(&format!("/v1/subscriptions/{plan_id}")).await;
+    assert_eq!((r.status, r.code()), (404, "unknown_plan"), "{}", r.body);
     let r = bob.plans().await;
     assert_eq!(r.status, 200);
     let plans = r.body["plans"].as_array().cloned().unwrap_or_default();

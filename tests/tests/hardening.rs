@@ -14,9 +14,24 @@ const MEAL: &str = "m-greek-salad";
 
 /// A raw GET with extra headers, for what `Client` never sends.
 async fn raw_get(node: &Node, path: &str, headers: &[(String, String)]) -> Resp {
-    let mut req = node.http.get(node.url(path));
+    raw_request(node, reqwest::Method::GET, path, headers, None).await
+}
+
+/// A raw request with extra headers and an optional body, sent with no
+/// `content-type` unless `headers` give one.
+async fn raw_request(
+    node: &Node,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+) -> Resp {
+    let mut req = node.http.request(method, node.url(path));
     for (name, value) in headers {
         req = req.header(name.as_str(), value.as_str());
+    }
+    if let Some(body) = body {
+        req = req.body(body.to_string());
     }
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
@@ -63,6 +78,63 @@ async fn every_layer_answers_errors_as_json() {
         .post("/v1/admin/fridges/f-lafayette/quarantine/lift", json!({}))
         .await;
     assert_ne!(r.status, 413);
+
+    // Routing, before any handler or token check: one code per condition,
+    // whichever route and depth.
+    for path in ["/v1/nope", "/v2/catalog", "/v1/subscriptions/p-1/nope"] {
+        assert_json_error(&raw_get(&node, path, &[]).await, 404, "not_found");
+    }
+    use reqwest::Method as M;
+    for (method, path, allow) in [
+        (M::DELETE, "/v1/catalog", "GET,HEAD"),
+        (M::GET, "/v1/orders/o-1/pickup", "POST"),
+        (M::PUT, "/v1/subscriptions", "POST,GET,HEAD"),
+        (M::POST, "/v1/subscriptions/p-1", "GET,HEAD,PATCH,DELETE"),
+    ] {
+        let r = raw_request(&node, method, path, &[], None).await;
+        assert_json_error(&r, 405, "method_not_allowed");
+        // The methods the route takes, in any order.
+        let mut allowed: Vec<&str> = r
+            .headers
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let mut expected: Vec<&str> = allow.split(',').collect();
+        allowed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(allowed, expected, "{path}");
+    }
+
+    // A JSON body sent as another media type, or as none, to a route the
+    // caller may use: 415, whichever route.
+    let bearer = |role: &str, sub: &str| {
+        (
+            "authorization".to_string(),
+            format!("Bearer {}", token(role, sub, &[])),
+        )
+    };
+    let customer = bearer("customer", "alice");
+    let operator = bearer("admin", "ops-1");
+    for (method, path, caller) in [
+        (M::POST, "/v1/orders", &customer),
+        (M::POST, "/v1/subscriptions", &customer),
+        (M::PATCH, "/v1/subscriptions/p-1", &customer),
+        (M::PUT, "/v1/admin/meals/m-kale-caesar", &operator),
+    ] {
+        for ctype in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
+            let mut headers = vec![caller.clone()];
+            headers.extend(ctype.map(|c| ("content-type".to_string(), c.to_string())));
+            let r = raw_request(&node, method.clone(), path, &headers, Some("{}")).await;
+            assert_json_error(&r, 415, "unsupported_media_type");
+        }
+    }
 }
 
 #[tokio::test]

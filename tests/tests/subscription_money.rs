@@ -438,6 +438,73 @@ async fn a_week_with_nothing_due_is_not_paid_and_a_dev_clock_survives_a_restart(
     assert_eq!(today(&ivy).await, eve);
 }
 
+/// Finding 10, small ones: a role that may not do something is told so in
+/// words (`a pos token may not do this`), not in Rust's debug text
+/// (`role Pos may not do this`).
+#[tokio::test]
+async fn a_refused_role_is_named_in_words() {
+    let node = Node::start_demo().await;
+    let refused = [
+        ("pos", node.as_role("pos", "till-1")),
+        ("kitchen", node.kitchen(SALAD.kitchen)),
+        ("fridge", node.as_role("fridge", SALAD.fridge)),
+    ];
+    for (role, caller) in refused {
+        for r in [
+            caller.plans().await,
+            caller
+                .get("/v1/admin/calendar?from=2030-01-07&to=2030-01-13")
+                .await,
+        ] {
+            assert_eq!((r.status, r.code()), (403, "forbidden"), "{}", r.body);
+            let message = r.body["error"]["message"].as_str().unwrap_or_default();
+            assert_eq!(message, format!("a {role} token may not do this"));
+        }
+    }
+    let r = node.as_role("customer", "ivy").get("/v1/admin/log").await;
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        (r.status, message),
+        (403, "a customer token may not do this"),
+        "{}",
+        r.body
+    );
+}
+
+/// Finding 10, small ones: the README's run command takes the README's
+/// clock step. `region-node dev --dev-clock` starts NATS, payments and a
+/// node whose clock an admin moves; Ctrl-C (SIGTERM) stops all three.
+#[tokio::test]
+async fn region_node_dev_runs_with_a_dev_clock() {
+    let mut dev = Dev::start(&["--dev-clock", "--no-fridges"]).await;
+    let admin = dev.admin();
+    let r = admin.get("/v1/dev/clock").await;
+    assert_eq!(r.body["adjustable"], true, "{}", r.body);
+    let before: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(r.body["now"].clone()).expect("now");
+    let r = admin
+        .send(
+            reqwest::Method::POST,
+            "/v1/dev/clock",
+            Some(RawBody::Json(json!({"seconds": DAY_SECS}))),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(r.body["now"].clone()).expect("now");
+    assert!(after - before >= chrono::Duration::seconds(DAY_SECS));
+    // The demo district is loaded, and the node reaches the NATS it started.
+    assert_eq!(admin.get("/v1/meals/m-greek-salad").await.status, 200);
+    eventually("the node connected to NATS", PAYMENT_DEADLINE, || async {
+        admin.get("/readyz").await.body["nats"] == "connected"
+    })
+    .await;
+
+    let (status, survived) = dev.terminate(std::time::Duration::from_secs(30)).await;
+    assert!(status.success(), "region-node dev exited with {status}");
+    assert!(!survived, "NATS or payments outlived region-node dev");
+}
+
 /// Finding 7: the same plan twice (say, a double tap without an
 /// Idempotency-Key) is refused, as is any plan that shares a delivery day
 /// at the same fridge: it would charge twice for one lunch. A plan at

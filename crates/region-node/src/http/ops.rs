@@ -118,3 +118,69 @@ pub async fn clock_advance(
         .map_err(|e| ApiError::unprocessable("invalid", e))?;
     Ok(axum::Json(json!({"now": now})))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::schedule::PlanChange;
+    use serde_json::Value;
+
+    /// A value the schema allows for each `PlanChange` field.
+    fn sample(field: &str) -> Value {
+        match field {
+            "fridge_id" => json!("f-campus-martius"),
+            "days" => json!([{"weekday": 1, "meal_id": "m-greek-salad"}]),
+            "paused" => json!(true),
+            "end_date" | "from" => json!("2026-12-31"),
+            "payment_method" => json!("tok_visa"),
+            other => panic!("no sample for PlanChange field {other}"),
+        }
+    }
+
+    /// The `PlanChange` schema names each field of the Rust type, and its
+    /// `anyOf` lists exactly the fields the server takes as a change on
+    /// their own: a body with only that field passes `validate` (a body
+    /// with only `from` changes nothing and is refused).
+    #[test]
+    fn the_plan_change_schema_states_what_the_server_accepts() {
+        let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json");
+        let schema = &doc["components"]["schemas"]["PlanChange"];
+        let mut documented: Vec<&str> = schema["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let fields = serde_json::to_value(PlanChange::default()).expect("serialize");
+        let mut rust: Vec<&str> = fields
+            .as_object()
+            .expect("fields")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        documented.sort_unstable();
+        rust.sort_unstable();
+        assert_eq!(documented, rust, "PlanChange's properties");
+
+        let alone: Vec<&str> = schema["anyOf"]
+            .as_array()
+            .expect("anyOf")
+            .iter()
+            .filter_map(
+                |branch| match branch["required"].as_array().map(Vec::as_slice) {
+                    Some([field]) => field.as_str(),
+                    _ => None,
+                },
+            )
+            .collect();
+        for field in rust {
+            let body = json!({ field: sample(field) });
+            let change: PlanChange = serde_json::from_value(body).expect(field);
+            assert_eq!(
+                alone.contains(&field),
+                change.validate().is_ok(),
+                "{field} alone: the schema's anyOf and the server disagree"
+            );
+        }
+    }
+}
