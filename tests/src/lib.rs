@@ -1337,7 +1337,7 @@ impl Dev {
         // NATS and payments come up first, each within START_DEADLINE.
         let deadline = 3 * START_DEADLINE;
         let addr = await_file(
-            &state_dir.join("region.addr"),
+            &state_dir.join("detroit-downtown.addr"),
             &mut child,
             "region-node dev",
             deadline,
