@@ -149,6 +149,19 @@ async fn main() -> anyhow::Result<()> {
     let seen = book.db().open_tree("requests_seen")?;
     tokio::spawn(service.run());
 
+    // Both signals, installed before the port file says we are up: a
+    // container runtime stops us with SIGTERM, a terminal with Ctrl-C.
+    let stop = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
+            }
+        }
+    };
     let listener = tokio::net::TcpListener::bind(cli.http_addr).await?;
     let bound = listener.local_addr()?;
     if let Some(path) = &cli.port_file {
@@ -165,9 +178,7 @@ async fn main() -> anyhow::Result<()> {
         auth,
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stop)
         .await?;
     Ok(())
 }
