@@ -172,6 +172,12 @@ impl OrderBook {
             .filter_map(|id| self.orders.get(id))
     }
 
+    /// Every customer with an order here (for the global customer index,
+    /// which lists the districts a customer has orders in).
+    pub fn customers(&self) -> impl Iterator<Item = &str> {
+        self.by_customer.keys().map(String::as_str)
+    }
+
     /// The order a customer's `Idempotency-Key` made, with the fingerprint
     /// of the request that made it.
     pub fn by_idempotency_key(&self, customer: &str, key: &str) -> Option<&(OrderId, u64)> {
