@@ -160,11 +160,7 @@ pub async fn serve(
         tasks.spawn("customer-index", |s| fleet::customers::run(i, d, id, s));
         index
     });
-    let verifier = auth::Verifier::from_pem(
-        &config.auth.public_key_pem,
-        config.auth.leeway_secs,
-        opts.clock.clone(),
-    )?;
+    let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
         public_url: public_url(&config, listener.local_addr()?),
