@@ -9,8 +9,8 @@
 //!   or an outage while orders came in, loses nothing), remembers whom it
 //!   has indexed in this process, and retries what it could not put while
 //!   NATS is down. A put is idempotent: the same key, the same value.
-//! - **Read** ([`CustomerIndex::districts_of`]): the last entry of every
-//!   key under `customer.{hash}.>`, one ordered consumer per question.
+//! - **Read** ([`CustomerIndex::districts_of`]): the keys under
+//!   `customer.{hash}.>`, from one stream-info request.
 //!
 //! A hash collision only adds a district to ask: a district answers a
 //! caller with that caller's own orders, so it cannot leak anyone's.
@@ -21,7 +21,6 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{push, DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use protocol::{DistrictId, Event};
@@ -133,54 +132,34 @@ impl CustomerIndex {
     }
 
     /// The districts `customer` has orders in, as the index says now.
+    ///
+    /// One stream-info request for the subjects under `customer.{hash}.`
+    /// (answered by the stream's leader), not a consumer: a consumer's
+    /// pushed messages may wait on subscription interest crossing the
+    /// cluster, which right after a server is lost can take longer than a
+    /// request may. Keys are never deleted (an index entry outlives nothing
+    /// it points at), so a subject present is a district with orders.
     pub async fn districts_of(&self, customer: &str) -> Result<Vec<DistrictId>, IndexError> {
         let store = self.store().await?;
-        let hash = customer_hash(customer);
-        let under = format!("{}customer.{hash}.", store.prefix);
-        // What `kv::Store::keys` does, for our keys only: the last entry of
-        // each, headers only.
-        let consumer = store
+        let under = format!("{}customer.{}.", store.prefix, customer_hash(customer));
+        let mut subjects = store
             .stream
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
-                description: Some("customer index lookup".to_string()),
-                filter_subject: format!("{under}>"),
-                headers_only: true,
-                replay_policy: ReplayPolicy::Instant,
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_err("lookup", e))?;
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(vec![]);
-        }
-        let mut messages = consumer
-            .messages()
+            .info_with_subjects(format!("{under}>"))
             .await
             .map_err(|e| nats_err("lookup", e))?;
         let mut districts = vec![];
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| nats_err("lookup", e))?;
-            let removed = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("KV-Operation"))
-                .is_some_and(|op| op.as_str() != "PUT");
-            let district = message
-                .subject
+        while let Some(subject) = subjects.next().await {
+            let (subject, _count) = subject.map_err(|e| nats_err("lookup", e))?;
+            match subject
                 .strip_prefix(under.as_str())
-                .and_then(|d| d.parse::<DistrictId>().ok());
-            match district {
-                Some(d) if !removed => districts.push(d),
-                Some(_) => {}
-                None => tracing::warn!(subject = %message.subject, "unreadable index key skipped"),
-            }
-            let pending = message.info().map(|i| i.pending).unwrap_or(0);
-            if pending == 0 {
-                break;
+                .and_then(|d| d.parse::<DistrictId>().ok())
+            {
+                Some(d) => districts.push(d),
+                None => tracing::warn!(%subject, "unreadable index key skipped"),
             }
         }
+        districts.sort();
+        districts.dedup();
         Ok(districts)
     }
 }
