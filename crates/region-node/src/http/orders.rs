@@ -185,6 +185,12 @@ pub struct ListParams {
 /// (`None`).
 pub fn whose_orders(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
+    if asked.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "customer must not be empty",
+        ));
+    }
     if claims.role == Role::Admin {
         return Ok(asked);
     }
