@@ -132,6 +132,22 @@ impl Order {
     }
 }
 
+/// The customer whose order `event` adds to the book, if it adds one: an
+/// order placed (app or POS) or a plan's order scheduled. The one place
+/// that knows which events do, so whoever follows the log for "who has
+/// orders here" (the region's customer index) sees what
+/// [`OrderBook::customers`] sees.
+pub fn customer_of_new_order(event: &protocol::Event) -> Option<&str> {
+    match event {
+        protocol::Event::OrderPlaced { customer, .. } => Some(customer),
+        protocol::Event::Schedule(protocol::schedule::ScheduleEvent::OrderScheduled {
+            customer,
+            ..
+        }) => Some(customer),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderBook {
     orders: OrdMap<OrderId, Order>,

@@ -4,7 +4,8 @@
 //! the token subject (subjects may hold characters KV keys cannot).
 //!
 //! - **Write** ([`run`]): a task follows the district's committed feed and
-//!   puts the key for every customer whose order it sees, off the request
+//!   puts the key for every customer whose new order it sees (placed, or
+//!   scheduled by a plan: `district::orders::customer_of_new_order`), off the request
 //!   path. It starts from every customer in the order book (so a restart,
 //!   or an outage while orders came in, loses nothing), remembers whom it
 //!   has indexed in this process, and retries what it could not put while
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
-use protocol::{DistrictId, Event};
+use protocol::DistrictId;
 use tokio::sync::{broadcast, OnceCell};
 
 use crate::lifecycle::Shutdown;
@@ -164,12 +165,11 @@ impl CustomerIndex {
     }
 }
 
-/// Customers with an order in the events of a batch.
+/// Customers with a new order in the events of a batch.
 fn ordering_customers(events: &[protocol::EventEnvelope]) -> impl Iterator<Item = &str> {
-    events.iter().filter_map(|e| match &e.event {
-        Event::OrderPlaced { customer, .. } => Some(customer.as_str()),
-        _ => None,
-    })
+    events
+        .iter()
+        .filter_map(|e| district::orders::customer_of_new_order(&e.event))
 }
 
 /// Keeps the index current for this district until `shutdown` (see the
