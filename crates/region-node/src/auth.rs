@@ -1,5 +1,12 @@
 //! Authentication and roles: Ed25519-signed JWTs (alg EdDSA) verified at the
-//! node with the public key from its config — no call home.
+//! node with the issuer's public keys from its config — no call home.
+//!
+//! The issuer's keys are a key set: a token's header `kid` picks one of
+//! `[[auth.keys]]` (or `[auth] public_key_pem` when it names `[auth] kid`);
+//! a token without `kid` is verified with `[auth] public_key_pem`. Every
+//! node carries the same set, so one customer token works on every node,
+//! and a key is rotated without downtime by adding the new one everywhere
+//! before the issuer signs with it.
 //!
 //! Owns the claims shape, minting (development only) and verification. Route
 //! handlers state which roles they accept through [`Caller::require`].
@@ -84,7 +91,10 @@ pub enum AuthError {
 
 #[derive(Clone)]
 pub struct Verifier {
+    /// For tokens without `kid`.
     key: DecodingKey,
+    /// The key set, by `kid`.
+    by_kid: std::sync::Arc<std::collections::HashMap<String, DecodingKey>>,
     validation: Validation,
     leeway_secs: u64,
     clock: Clock,
@@ -94,7 +104,25 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// `clock` is the node's: every expiry check reads it.
+    /// The key set of `[auth]` (see the module docs). `clock` is the
+    /// node's: every expiry check reads it.
+    pub fn from_config(auth: &crate::config::AuthConfig, clock: Clock) -> Result<Self, AuthError> {
+        let mut verifier = Self::from_pem(&auth.public_key_pem, auth.leeway_secs, clock)?;
+        let mut by_kid = std::collections::HashMap::new();
+        if let Some(kid) = &auth.kid {
+            by_kid.insert(kid.clone(), verifier.key.clone());
+        }
+        for k in &auth.keys {
+            let key = DecodingKey::from_ed_pem(k.public_key_pem.as_bytes())
+                .map_err(|e| AuthError::Key(format!("key {}: {e}", k.kid)))?;
+            by_kid.insert(k.kid.clone(), key);
+        }
+        verifier.by_kid = std::sync::Arc::new(by_kid);
+        Ok(verifier)
+    }
+
+    /// One key for every token, whatever its `kid`. `clock` is the
+    /// node's: every expiry check reads it.
     pub fn from_pem(public_pem: &str, leeway_secs: u64, clock: Clock) -> Result<Self, AuthError> {
         let key = DecodingKey::from_ed_pem(public_pem.as_bytes())
             .map_err(|e| AuthError::Key(e.to_string()))?;
@@ -106,6 +134,7 @@ impl Verifier {
         validation.validate_exp = false;
         Ok(Verifier {
             key,
+            by_kid: Default::default(),
             validation,
             leeway_secs,
             clock,
@@ -136,7 +165,7 @@ impl Verifier {
             self.check_times(&claims, now_secs)?;
             return Ok(claims);
         }
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, self.key_for(token)?, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| AuthError::Invalid(rejection(&e).into()))?;
         self.check_times(&claims, now_secs)?;
@@ -147,6 +176,23 @@ impl Verifier {
             cache.insert(token.into(), claims.clone());
         }
         Ok(claims)
+    }
+
+    /// The key a token names in its header `kid`; the default key for a
+    /// token without one, or for every token when no key set is configured.
+    fn key_for(&self, token: &str) -> Result<&DecodingKey, AuthError> {
+        if self.by_kid.is_empty() {
+            return Ok(&self.key);
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Invalid(rejection(&e).into()))?;
+        match header.kid {
+            None => Ok(&self.key),
+            Some(kid) => self
+                .by_kid
+                .get(&kid)
+                .ok_or_else(|| AuthError::Invalid("token signed with an unknown key (kid)".into())),
+        }
     }
 
     /// `exp`, `nbf` and `iat` against `now_secs`, each with the leeway.
@@ -206,10 +252,20 @@ fn rejection(e: &jsonwebtoken::errors::Error) -> &'static str {
 }
 
 pub fn mint(private_pem: &str, claims: &Claims) -> Result<String, AuthError> {
+    mint_with_kid(private_pem, None, claims)
+}
+
+/// [`mint`] with the key's id in the header, when it has one.
+pub fn mint_with_kid(
+    private_pem: &str,
+    kid: Option<&str>,
+    claims: &Claims,
+) -> Result<String, AuthError> {
     let key = EncodingKey::from_ed_pem(private_pem.as_bytes())
         .map_err(|e| AuthError::Key(e.to_string()))?;
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &key)
-        .map_err(|e| AuthError::Key(e.to_string()))
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = kid.map(String::from);
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| AuthError::Key(e.to_string()))
 }
 
 /// A verified caller.
@@ -294,6 +350,74 @@ mod tests {
             matches!(v.verify(&token), Err(AuthError::Invalid(_))),
             "expired by the node's clock although the system's is before exp"
         );
+    }
+
+    /// A second issuer key (the foreign test key's pair).
+    const SECOND_PRIVATE: &str = include_str!("../../../tests/fixtures/foreign-ed25519.pem");
+    const SECOND_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAmsvZUyEA+GmFsWVyV8Ll1QXQXA7Fjgl+mtS/8XpOg/U=
+-----END PUBLIC KEY-----
+";
+
+    #[test]
+    fn a_tokens_kid_picks_its_key_and_a_token_without_one_uses_the_default() {
+        let (public, private) = keys();
+        let auth = crate::config::AuthConfig {
+            public_key_pem: public,
+            kid: Some("k-2026-11".into()),
+            keys: vec![crate::config::KeyConfig {
+                kid: "k-2026-12".into(),
+                public_key_pem: SECOND_PUBLIC.into(),
+            }],
+            private_key_pem: None,
+            leeway_secs: 0,
+        };
+        let v = Verifier::from_config(&auth, Clock::system()).unwrap();
+        let now = unix_secs(&Clock::system());
+        let claims = alice_for_a_minute(now);
+        let old = mint(&private, &claims).unwrap();
+        assert_eq!(
+            v.verify_at(&old, now).unwrap(),
+            claims,
+            "no kid: default key"
+        );
+        let old_named = mint_with_kid(&private, Some("k-2026-11"), &claims).unwrap();
+        assert_eq!(v.verify_at(&old_named, now).unwrap(), claims);
+        let new = mint_with_kid(SECOND_PRIVATE, Some("k-2026-12"), &claims).unwrap();
+        assert_eq!(
+            v.verify_at(&new, now).unwrap(),
+            claims,
+            "the rotated-in key"
+        );
+        let wrong = mint_with_kid(SECOND_PRIVATE, Some("k-2026-11"), &claims).unwrap();
+        assert!(v.verify_at(&wrong, now).is_err(), "kid names another key");
+        let unknown = mint_with_kid(SECOND_PRIVATE, Some("k-1999"), &claims).unwrap();
+        assert!(
+            matches!(v.verify_at(&unknown, now), Err(AuthError::Invalid(m)) if m.contains("unknown key")),
+        );
+        let unnamed = mint(SECOND_PRIVATE, &claims).unwrap();
+        assert!(
+            v.verify_at(&unnamed, now).is_err(),
+            "no kid: only the default key"
+        );
+    }
+
+    #[test]
+    fn a_single_key_config_verifies_whatever_the_kid() {
+        // The old shape, `[auth] public_key_pem` alone, behaves as before.
+        let (public, private) = keys();
+        let auth = crate::config::AuthConfig {
+            public_key_pem: public,
+            kid: None,
+            keys: vec![],
+            private_key_pem: None,
+            leeway_secs: 0,
+        };
+        let v = Verifier::from_config(&auth, Clock::system()).unwrap();
+        let now = unix_secs(&Clock::system());
+        let claims = alice_for_a_minute(now);
+        let named = mint_with_kid(&private, Some("anything"), &claims).unwrap();
+        assert_eq!(v.verify_at(&named, now).unwrap(), claims);
     }
 
     #[test]

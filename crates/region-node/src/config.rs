@@ -558,14 +558,59 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Ed25519 public key (SPKI PEM) that verifies every token.
+    /// Ed25519 public key (SPKI PEM) of the issuer: it verifies tokens
+    /// without a `kid` (and those whose `kid` is [`AuthConfig::kid`]).
     pub public_key_pem: String,
+    /// The id of `public_key_pem` in the issuer's key set, if it has one.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// More of the issuer's keys, each chosen by a token's header `kid`:
+    /// during a rotation the new key is added here before the issuer signs
+    /// with it, and the old one is removed once its tokens have expired.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
     /// Ed25519 private key (PKCS#8 PEM) for `region-node token`. Only
     /// development configs carry it; production nodes verify, never mint.
     #[serde(default)]
     pub private_key_pem: Option<String>,
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+}
+
+/// One key of the issuer's key set (`[[auth.keys]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub kid: String,
+    /// Ed25519 public key (SPKI PEM).
+    pub public_key_pem: String,
+}
+
+/// Longest key id accepted, in bytes.
+pub const MAX_KID_LEN: usize = 64;
+
+impl AuthConfig {
+    /// Key ids are 1..=[`MAX_KID_LEN`] visible ASCII bytes and unique.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        let kids = self.kid.iter().chain(self.keys.iter().map(|k| &k.kid));
+        for kid in kids {
+            if kid.is_empty()
+                || kid.len() > MAX_KID_LEN
+                || !kid.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "auth key id {kid:?} must be 1..={MAX_KID_LEN} visible ASCII bytes"
+                )));
+            }
+            if !seen.insert(kid) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth key id {kid:?} is listed twice"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -621,6 +666,7 @@ impl Config {
         config.fridges.validate()?;
         config.subscriptions.validate()?;
         config.fleet.validate()?;
+        config.auth.validate()?;
         if let Some(n) = &config.nats {
             if !(1..=5).contains(&n.replicas) {
                 return Err(ConfigError::Invalid(
@@ -644,5 +690,48 @@ impl Config {
     pub fn area(&self) -> Result<DistrictArea, ConfigError> {
         DistrictArea::new(self.geohash_prefixes.clone())
             .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dev config with `extra` inserted into its `[auth]` table.
+    fn with_auth(extra: &str) -> Result<Config, ConfigError> {
+        let dev = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/dev/region-detroit.toml"
+        );
+        let text = std::fs::read_to_string(dev).expect("dev config");
+        let text = text.replacen("[auth]\n", &format!("[auth]\n{extra}\n"), 1);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).expect("write config");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn the_single_key_config_still_loads() {
+        let config = with_auth("").expect("dev config");
+        assert!(config.auth.kid.is_none() && config.auth.keys.is_empty());
+    }
+
+    #[test]
+    fn a_key_set_loads_and_a_repeated_kid_is_refused() {
+        let pem = "-----BEGIN PUBLIC KEY-----\\nMCowBQYDK2VwAyEAmsvZUyEA+GmFsWVyV8Ll1QXQXA7Fjgl+mtS/8XpOg/U=\\n-----END PUBLIC KEY-----\\n";
+        let config = with_auth(&format!(
+            "kid = \"k-1\"\nkeys = [{{ kid = \"k-2\", public_key_pem = \"{pem}\" }}]"
+        ))
+        .expect("a key set");
+        assert_eq!(config.auth.kid.as_deref(), Some("k-1"));
+        assert_eq!(config.auth.keys[0].kid, "k-2");
+        let twice = with_auth(&format!(
+            "kid = \"k-1\"\nkeys = [{{ kid = \"k-1\", public_key_pem = \"{pem}\" }}]"
+        ));
+        assert!(
+            matches!(twice, Err(ConfigError::Invalid(m)) if m.contains("twice")),
+            "a kid listed twice"
+        );
     }
 }

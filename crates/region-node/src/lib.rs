@@ -65,6 +65,8 @@ pub enum NodeError {
     Unfinished(#[from] lifecycle::Unfinished),
     #[error(transparent)]
     Fleet(#[from] fleet::FleetError),
+    #[error("http client for other districts: {0}")]
+    Peers(#[from] reqwest::Error),
 }
 
 /// Opens the store, recovers the state and starts the writer, which runs
@@ -152,15 +154,19 @@ pub async fn serve(
         None => drop(log),
     }
     let (nats, hub) = start_tasks(&config, &opts, &district, &metrics, &tasks).await?;
-    let verifier = auth::Verifier::from_pem(
-        &config.auth.public_key_pem,
-        config.auth.leeway_secs,
-        opts.clock.clone(),
-    )?;
+    let customers = fleet.as_ref().map(|f| {
+        let index = f.customer_index();
+        let (i, d, id) = (index.clone(), district.clone(), config.district_id.clone());
+        tasks.spawn("customer-index", |s| fleet::customers::run(i, d, id, s));
+        index
+    });
+    let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
         public_url: public_url(&config, listener.local_addr()?),
         fleet,
+        customers,
+        peers: http::me::peer_client()?,
         area: config.area()?,
         rate_limits: Arc::new(http::limits::RateLimits::new(&config.limits)),
         ws_per_caller: Arc::default(),

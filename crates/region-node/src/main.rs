@@ -428,7 +428,7 @@ fn mint(
         fridge_id,
         kitchen_id,
     };
-    Ok(auth::mint(pem, &claims)?)
+    Ok(auth::mint_with_kid(pem, cfg.auth.kid.as_deref(), &claims)?)
 }
 
 /// `region-node seed`: loads the demo district into an empty data dir.

@@ -132,6 +132,22 @@ impl Order {
     }
 }
 
+/// The customer whose order `event` adds to the book, if it adds one: an
+/// order placed (app or POS) or a plan's order scheduled. The one place
+/// that knows which events do, so whoever follows the log for "who has
+/// orders here" (the region's customer index) sees what
+/// [`OrderBook::customers`] sees.
+pub fn customer_of_new_order(event: &protocol::Event) -> Option<&str> {
+    match event {
+        protocol::Event::OrderPlaced { customer, .. } => Some(customer),
+        protocol::Event::Schedule(protocol::schedule::ScheduleEvent::OrderScheduled {
+            customer,
+            ..
+        }) => Some(customer),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderBook {
     orders: OrdMap<OrderId, Order>,
@@ -170,6 +186,12 @@ impl OrderBook {
             .into_iter()
             .flatten()
             .filter_map(|id| self.orders.get(id))
+    }
+
+    /// Every customer with an order here (for the global customer index,
+    /// which lists the districts a customer has orders in).
+    pub fn customers(&self) -> impl Iterator<Item = &str> {
+        self.by_customer.keys().map(String::as_str)
     }
 
     /// The order a customer's `Idempotency-Key` made, with the fingerprint

@@ -20,7 +20,7 @@ use protocol::{Event, MealId};
 
 use super::{Context, DistrictState, DomainError, Recorded};
 
-pub use book::{NewOrder, Order, OrderBook, OrderTimer};
+pub use book::{customer_of_new_order, NewOrder, Order, OrderBook, OrderTimer};
 
 /// Default grace window for app orders, in seconds (undo-send style).
 pub const GRACE_WINDOW_DEFAULT_SECS: u32 = 20;

@@ -123,6 +123,16 @@ impl Fleet {
         })
     }
 
+    /// The customer index, on this node's NATS connection.
+    pub fn customer_index(&self) -> super::CustomerIndex {
+        super::CustomerIndex::new(self.client.clone(), self.replicas)
+    }
+
+    /// This node's own entry.
+    pub fn me(&self) -> &Registration {
+        &self.me
+    }
+
     fn set(&self, standing: Standing) {
         self.standing.store(standing as u8, Ordering::Relaxed);
     }

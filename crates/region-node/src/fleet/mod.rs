@@ -4,12 +4,17 @@
 //!
 //! - [`directory`]: the copy and the routing questions (pure).
 //! - [`kv`]: joining, heartbeats, the watch and leaving, on NATS.
+//! - [`customers`]: the customer index (which districts a customer has
+//!   orders in), written from the committed feed, read by `/v1/me/orders`.
 //!
 //! Architecture Invariant: no district data crosses NATS here; only which
-//! district serves which prefixes, and where.
+//! district serves which prefixes, and where, and which districts a
+//! customer has orders in.
 
+pub mod customers;
 pub mod directory;
 pub mod kv;
 
+pub use customers::CustomerIndex;
 pub use directory::Registration;
 pub use kv::{join, Fleet, FleetError};

@@ -12,6 +12,7 @@ pub mod fridges;
 pub mod kitchens;
 pub mod limits;
 pub mod log;
+pub mod me;
 pub mod ops;
 pub mod orders;
 pub mod pickup_limit;
@@ -51,6 +52,10 @@ pub struct AppState {
     pub nats: Option<crate::nats::NatsLink>,
     /// The region directory; `None` without NATS or with `[fleet]` off.
     pub fleet: Option<crate::fleet::Fleet>,
+    /// The customer index; `None` exactly when `fleet` is.
+    pub customers: Option<crate::fleet::CustomerIndex>,
+    /// HTTP client for asking other districts' nodes (`/v1/me/orders`).
+    pub peers: reqwest::Client,
     pub hub: crate::push::hub::Hub,
     /// Open WebSocket connections (the limit is `config.ws.max_connections`).
     pub ws_connections: Arc<std::sync::atomic::AtomicUsize>,
@@ -106,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/orders", post(orders::place).get(orders::list))
         .route("/v1/orders/{order_id}", get(orders::get_one))
+        .route("/v1/me/orders", get(me::orders))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/orders/{order_id}/pickup", post(orders::pickup))
         .route("/v1/ws", get(ws::upgrade))

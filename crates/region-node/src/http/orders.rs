@@ -10,7 +10,7 @@ use protocol::orders::{
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{Json, Path};
+use super::extract::{Json, Path, Query};
 use super::pickup_limit::Try;
 use super::AppState;
 use crate::auth::{Caller, Role};
@@ -171,32 +171,69 @@ pub async fn get_one(
 }
 
 /// Most orders one listing returns (newest first).
-const MAX_ORDERS_LISTED: usize = 100;
+pub const MAX_ORDERS_LISTED: usize = 100;
 
-/// `GET /v1/orders`: a customer's own orders, newest first.
-pub async fn list(
-    State(app): State<AppState>,
-    caller: Caller,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Whose orders (admin only; a customer may name only itself).
+    pub customer: Option<String>,
+}
+
+/// Whose orders the caller may list: a customer its own (naming another
+/// is forbidden), an admin the one it names or, without a name, everyone's
+/// (`None`).
+pub fn whose_orders(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
-    let state = app.district.state();
-    let orders: Vec<OrderView> = if claims.role == Role::Admin {
-        state
+    if asked.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "customer must not be empty",
+        ));
+    }
+    if claims.role == Role::Admin {
+        return Ok(asked);
+    }
+    match asked {
+        Some(other) if other != claims.sub => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a customer may list only its own orders",
+        )),
+        _ => Ok(Some(claims.sub.clone())),
+    }
+}
+
+/// This district's orders of `customer` (everyone's for `None`), newest
+/// first, at most [`MAX_ORDERS_LISTED`].
+pub fn listed(state: &district::DistrictState, customer: Option<&str>) -> Vec<OrderView> {
+    match customer {
+        None => state
             .orders()
             .iter()
             .rev()
             .take(MAX_ORDERS_LISTED)
             .map(|o| view(o, true))
-            .collect()
-    } else {
-        state
+            .collect(),
+        Some(c) => state
             .orders()
-            .of_customer(&claims.sub)
+            .of_customer(c)
             .rev()
             .take(MAX_ORDERS_LISTED)
             .map(|o| view(o, true))
-            .collect()
-    };
+            .collect(),
+    }
+}
+
+/// `GET /v1/orders`: a customer's own orders, newest first; an admin's
+/// listing is everyone's, or one customer's with `?customer=`.
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let customer = whose_orders(&caller, params.customer)?;
+    let orders = listed(&app.district.state(), customer.as_deref());
     Ok(axum::Json(serde_json::json!({ "orders": orders })))
 }
 
