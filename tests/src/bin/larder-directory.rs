@@ -10,17 +10,23 @@
 //! - watch fan-out: ROUNDS times a new district joins, and the time until
 //!   all NODES copies route its point (then it leaves, and the time until
 //!   all have dropped it);
-//! - lookups: `Fleet::locate` on a copy of NODES districts, one thread.
+//! - lookups: `Fleet::locate` on a copy of NODES districts, one thread;
+//! - the customer index (`region_node::fleet::customers`): ENTRIES puts
+//!   (customers in two districts each, 64 at a time), then `districts_of`
+//!   for random customers, 16 at a time.
 //!
 //! Usage: `cargo build --release --workspace --bins &&
-//! target/release/larder-directory [NODES] [ROUNDS]` (default 100, 20).
+//! target/release/larder-directory [NODES] [ROUNDS] [ENTRIES]` (default
+//! 100, 20, 20000).
 //! Results go to stdout; record them in BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use hdrhistogram::Histogram;
 use larder_tests::fleet::NatsCluster;
 use region_node::config::FleetConfig;
+use region_node::fleet::customers::CustomerIndex;
 use region_node::fleet::{self, Fleet, Registration};
 use region_node::lifecycle::Lifecycle;
 
@@ -165,9 +171,69 @@ async fn main() -> anyhow::Result<()> {
         lookups as f64 / start.elapsed().as_secs_f64() / 1e6,
         copy.districts().len()
     );
+    customer_index(&cluster, larder_tests::arg_or(3, 20_000) as usize).await?;
     life.stop(tokio::time::Instant::now() + Duration::from_secs(10))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(cluster);
+    Ok(())
+}
+
+/// Puts and lookups on the customer index, through the node's own code.
+async fn customer_index(cluster: &NatsCluster, entries: usize) -> anyhow::Result<()> {
+    let servers: Vec<String> = cluster.urls().split(',').map(String::from).collect();
+    let client = async_nats::connect(servers.as_slice()).await?;
+    let index = CustomerIndex::new(client, 3);
+    let districts: Vec<protocol::DistrictId> = ["d-a", "d-b"]
+        .iter()
+        .map(|d| d.parse())
+        .collect::<Result<_, _>>()?;
+    let customers = entries / districts.len();
+    let start = Instant::now();
+    let puts = (0..customers).flat_map(|c| districts.iter().map(move |d| (c, d)));
+    let failed = futures::stream::iter(puts)
+        .map(|(c, d)| {
+            let index = index.clone();
+            async move { index.put(&format!("customer-{c}"), d).await.is_err() }
+        })
+        .buffer_unordered(64)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    anyhow::ensure!(failed == 0, "{failed} puts failed");
+    let put_secs = start.elapsed().as_secs_f64();
+    let mut lookup_us = Histogram::<u64>::new(3)?;
+    let asks = 2_000usize;
+    let start = Instant::now();
+    let answers: Vec<(Duration, usize)> = futures::stream::iter(0..asks)
+        .map(|i| {
+            let index = index.clone();
+            // Spread over the customers (a multiplicative hash of i).
+            let c = (i.wrapping_mul(2_654_435_761)) % customers.max(1);
+            async move {
+                let t = Instant::now();
+                let found = index.districts_of(&format!("customer-{c}")).await;
+                (t.elapsed(), found.map(|d| d.len()).unwrap_or(0))
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let lookup_secs = start.elapsed().as_secs_f64();
+    for (took, found) in &answers {
+        anyhow::ensure!(
+            *found == districts.len(),
+            "a lookup found {found} districts"
+        );
+        lookup_us.record(took.as_micros() as u64)?;
+    }
+    println!(
+        "customer index: {} puts at {:.0}/s; {asks} lookups at {:.0}/s (p50 {:.1} ms, p99 {:.1} ms) over {customers} customers",
+        customers * districts.len(),
+        (customers * districts.len()) as f64 / put_secs,
+        asks as f64 / lookup_secs,
+        ms(&lookup_us, 0.5),
+        ms(&lookup_us, 0.99),
+    );
     Ok(())
 }
