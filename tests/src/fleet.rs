@@ -9,6 +9,12 @@ use serde_json::Value;
 
 use crate::{bin, dev_config, eventually, spawn_nats_with, ChildGuard, START_DEADLINE};
 
+/// The demo districts' prefixes: downtown (the dev config's) and west.
+pub const DOWNTOWN_PREFIXES: [&str; 3] = ["dpsbv", "dpsby", "dpscj"];
+pub const WEST_PREFIXES: [&str; 2] = ["dpsbg", "dpsbu"];
+/// Well past a few heartbeats (1 s) and the TTL (3 s) of the test configs.
+pub const DIRECTORY_DEADLINE: Duration = Duration::from_secs(15);
+
 /// West Detroit (`dpsbg`, `dpsbu`): the second demo district's area.
 pub const WEST: (f64, f64) = (42.3413, -83.1666);
 /// A point no district serves (the Gulf of Guinea).
@@ -263,4 +269,66 @@ pub async fn await_directory(node: &crate::Node, districts: &[&str], deadline: D
         }
     })
     .await;
+}
+
+/// A node for district `id` serving `prefixes` on the cluster (its config
+/// written into `configs`), creating R3 streams and buckets; with the demo
+/// data and an adjustable clock when `demo`.
+pub async fn district_node(
+    nats: &NatsCluster,
+    configs: &tempfile::TempDir,
+    id: &str,
+    prefixes: &[&str],
+    demo: bool,
+) -> crate::Node {
+    let config = district_config(configs.path(), id, prefixes);
+    let urls = nats.urls();
+    let config = config.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "--config",
+        config,
+        "--nats-url",
+        &urls,
+        "--nats-replicas",
+        "3",
+    ];
+    if demo {
+        args.extend(["--demo", "--dev-clock"]);
+    }
+    crate::Node::start(&args).await
+}
+
+/// Two districts on one 3-node cluster, each already listing both in its
+/// directory copy: downtown (with the demo data and an adjustable clock)
+/// and west (empty).
+pub struct TwoDistricts {
+    pub nats: NatsCluster,
+    pub configs: tempfile::TempDir,
+    pub downtown: crate::Node,
+    pub west: crate::Node,
+}
+
+impl TwoDistricts {
+    pub async fn start() -> TwoDistricts {
+        let nats = NatsCluster::start().await;
+        let configs = tempfile::tempdir().expect("tempdir");
+        let downtown = district_node(
+            &nats,
+            &configs,
+            "detroit-downtown",
+            &DOWNTOWN_PREFIXES,
+            true,
+        )
+        .await;
+        let west = district_node(&nats, &configs, "detroit-west", &WEST_PREFIXES, false).await;
+        let both = ["detroit-downtown", "detroit-west"];
+        await_directory(&downtown, &both, DIRECTORY_DEADLINE).await;
+        await_directory(&west, &both, DIRECTORY_DEADLINE).await;
+        TwoDistricts {
+            nats,
+            configs,
+            downtown,
+            west,
+        }
+    }
 }

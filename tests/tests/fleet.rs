@@ -8,71 +8,13 @@ use larder_tests::fleet::*;
 use larder_tests::*;
 use serde_json::{json, Value};
 
-const DOWNTOWN_PREFIXES: [&str; 3] = ["dpsbv", "dpsby", "dpscj"];
-const WEST_PREFIXES: [&str; 2] = ["dpsbg", "dpsbu"];
-/// Well past a few heartbeats (1 s) and the TTL (3 s) of the test configs.
-const DIRECTORY_DEADLINE: Duration = Duration::from_secs(15);
 const PAYMENT_DEADLINE: Duration = Duration::from_secs(30);
 /// After a server is lost: a stream leader is elected again and a pull
 /// that died is noticed (two 2 s heartbeats) before payment flows again.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(45);
 
 /// Two districts on one cluster: downtown (with the demo data) and west.
-struct Fleet {
-    nats: NatsCluster,
-    configs: tempfile::TempDir,
-    downtown: Node,
-    west: Node,
-}
-
-impl Fleet {
-    async fn start() -> Fleet {
-        let nats = NatsCluster::start().await;
-        let configs = tempfile::tempdir().expect("tempdir");
-        let downtown = node(
-            &nats,
-            &configs,
-            "detroit-downtown",
-            &DOWNTOWN_PREFIXES,
-            true,
-        )
-        .await;
-        let west = node(&nats, &configs, "detroit-west", &WEST_PREFIXES, false).await;
-        let both = ["detroit-downtown", "detroit-west"];
-        await_directory(&downtown, &both, DIRECTORY_DEADLINE).await;
-        await_directory(&west, &both, DIRECTORY_DEADLINE).await;
-        Fleet {
-            nats,
-            configs,
-            downtown,
-            west,
-        }
-    }
-}
-
-async fn node(
-    nats: &NatsCluster,
-    configs: &tempfile::TempDir,
-    id: &str,
-    prefixes: &[&str],
-    demo: bool,
-) -> Node {
-    let config = district_config(configs.path(), id, prefixes);
-    let urls = nats.urls();
-    let config = config.to_str().expect("utf-8 path");
-    let mut args = vec![
-        "--config",
-        config,
-        "--nats-url",
-        &urls,
-        "--nats-replicas",
-        "3",
-    ];
-    if demo {
-        args.extend(["--demo", "--dev-clock"]);
-    }
-    Node::start(&args).await
-}
+use larder_tests::fleet::TwoDistricts as Fleet;
 
 async fn locate(node: &Node, (lat, lon): (f64, f64)) -> Resp {
     node.anonymous()

@@ -10,10 +10,6 @@ use larder_tests::fleet::*;
 use larder_tests::*;
 use serde_json::Value;
 
-const DOWNTOWN_PREFIXES: [&str; 3] = ["dpsbv", "dpsby", "dpscj"];
-const WEST_PREFIXES: [&str; 2] = ["dpsbg", "dpsbu"];
-/// Well past a few heartbeats (1 s) and the TTL (3 s) of the test configs.
-const DIRECTORY_DEADLINE: Duration = Duration::from_secs(15);
 /// The index is written off the request path: an order shows in the other
 /// node's answer once its district's index task has put the key.
 const INDEX_DEADLINE: Duration = Duration::from_secs(15);
@@ -21,30 +17,6 @@ const INDEX_DEADLINE: Duration = Duration::from_secs(15);
 /// index answers (as payments in `fleet.rs`); until then a node answers
 /// with its own district and `index: "unavailable"`.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(45);
-
-async fn node(
-    nats: &NatsCluster,
-    configs: &tempfile::TempDir,
-    id: &str,
-    prefixes: &[&str],
-    demo: bool,
-) -> Node {
-    let config = district_config(configs.path(), id, prefixes);
-    let urls = nats.urls();
-    let config = config.to_str().expect("utf-8 path");
-    let mut args = vec![
-        "--config",
-        config,
-        "--nats-url",
-        &urls,
-        "--nats-replicas",
-        "3",
-    ];
-    if demo {
-        args.extend(["--demo", "--dev-clock"]);
-    }
-    Node::start(&args).await
-}
 
 /// Orders one unit of `meal` at `fridge` as `customer`; its id.
 async fn order(customer: &Client, fridge: &str, meal: &str) -> String {
@@ -127,21 +99,13 @@ struct Travel {
 
 impl Travel {
     async fn start() -> Travel {
-        let nats = NatsCluster::start().await;
+        let TwoDistricts {
+            nats,
+            configs,
+            downtown,
+            west,
+        } = TwoDistricts::start().await;
         let _payments = Payments::start_on(&nats.urls(), &["--nats-replicas", "3"]).await;
-        let configs = tempfile::tempdir().expect("tempdir");
-        let downtown = node(
-            &nats,
-            &configs,
-            "detroit-downtown",
-            &DOWNTOWN_PREFIXES,
-            true,
-        )
-        .await;
-        let west = node(&nats, &configs, "detroit-west", &WEST_PREFIXES, false).await;
-        let both = ["detroit-downtown", "detroit-west"];
-        await_directory(&downtown, &both, DIRECTORY_DEADLINE).await;
-        await_directory(&west, &both, DIRECTORY_DEADLINE).await;
 
         // Stock on both sides: the demo fridge downtown, a fridge of our own
         // in the west (which has no demo data).
