@@ -240,28 +240,17 @@ async fn bucket(
     config: &FleetConfig,
     replicas: usize,
 ) -> Result<kv::Store, FleetError> {
-    if let Ok(store) = js.get_key_value(BUCKET).await {
-        return Ok(store);
-    }
-    let created = js
-        .create_key_value(kv::Config {
-            bucket: BUCKET.to_string(),
-            description: "Larder region directory: district id -> prefixes, URL".into(),
-            history: 1,
-            max_age: Duration::from_secs(config.ttl_secs),
-            num_replicas: replicas.max(1),
-            storage: jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await;
-    match created {
-        Ok(store) => Ok(store),
-        // Another node made it in between.
-        Err(e) => js
-            .get_key_value(BUCKET)
-            .await
-            .map_err(|_| nats_err("create bucket", e)),
-    }
+    let config = kv::Config {
+        bucket: BUCKET.to_string(),
+        description: "Larder region directory: district id -> prefixes, URL".into(),
+        history: 1,
+        max_age: Duration::from_secs(config.ttl_secs),
+        num_replicas: replicas.max(1),
+        ..Default::default()
+    };
+    super::ensure_bucket(js, config)
+        .await
+        .map_err(|e| nats_err("create bucket", e))
 }
 
 /// Every entry in the bucket now, with its revision.

@@ -16,5 +16,28 @@ pub mod directory;
 pub mod kv;
 
 pub use customers::CustomerIndex;
+
+use async_nats::jetstream::{self, kv as jskv};
+
+/// A KV bucket of the global plane: the existing one, or a new one made
+/// with `config` (on file storage). Another node making it in between is
+/// not an error: its bucket is used.
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    config: jskv::Config,
+) -> Result<jskv::Store, String> {
+    let name = config.bucket.clone();
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
+    }
+    let config = jskv::Config {
+        storage: jetstream::stream::StorageType::File,
+        ..config
+    };
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        Err(e) => js.get_key_value(&name).await.map_err(|_| e.to_string()),
+    }
+}
 pub use directory::Registration;
 pub use kv::{join, Fleet, FleetError};
