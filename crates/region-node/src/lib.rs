@@ -160,12 +160,14 @@ pub async fn serve(
         tasks.spawn("customer-index", |s| fleet::customers::run(i, d, id, s));
         index
     });
+    let profiles = fleet.as_ref().map(fleet::Fleet::profiles);
     let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
         public_url: public_url(&config, listener.local_addr()?),
         fleet,
         customers,
+        profiles,
         peers: http::me::peer_client()?,
         area: config.area()?,
         rate_limits: Arc::new(http::limits::RateLimits::new(&config.limits)),

@@ -128,6 +128,11 @@ impl Fleet {
         super::CustomerIndex::new(self.client.clone(), self.replicas)
     }
 
+    /// The profile store, on this node's NATS connection.
+    pub fn profiles(&self) -> super::Profiles {
+        super::Profiles::new(self.client.clone(), self.replicas)
+    }
+
     /// This node's own entry.
     pub fn me(&self) -> &Registration {
         &self.me

@@ -6,14 +6,17 @@
 //! - [`kv`]: joining, heartbeats, the watch and leaving, on NATS.
 //! - [`customers`]: the customer index (which districts a customer has
 //!   orders in), written from the committed feed, read by `/v1/me/orders`.
+//! - [`profiles`]: customer profiles (display name, saved payment method),
+//!   read and written by `/v1/me/profile` on any node.
 //!
 //! Architecture Invariant: no district data crosses NATS here; only which
-//! district serves which prefixes, and where, and which districts a
-//! customer has orders in.
+//! district serves which prefixes, and where, which districts a customer
+//! has orders in, and a customer's profile (which belongs to no district).
 
 pub mod customers;
 pub mod directory;
 pub mod kv;
+pub mod profiles;
 
 pub use customers::CustomerIndex;
 
@@ -41,3 +44,4 @@ async fn ensure_bucket(
 }
 pub use directory::Registration;
 pub use kv::{join, Fleet, FleetError};
+pub use profiles::Profiles;

@@ -16,6 +16,7 @@ pub mod me;
 pub mod ops;
 pub mod orders;
 pub mod pickup_limit;
+pub mod profile;
 pub mod server;
 pub mod subscriptions;
 pub mod ws;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub fleet: Option<crate::fleet::Fleet>,
     /// The customer index; `None` exactly when `fleet` is.
     pub customers: Option<crate::fleet::CustomerIndex>,
+    /// Customer profiles (`/v1/me/profile`); `None` exactly when `fleet` is.
+    pub profiles: Option<crate::fleet::Profiles>,
     /// HTTP client for asking other districts' nodes (`/v1/me/orders`).
     pub peers: reqwest::Client,
     pub hub: crate::push::hub::Hub,
@@ -112,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::place).get(orders::list))
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/me/orders", get(me::orders))
+        .route(
+            "/v1/me/profile",
+            get(profile::get_profile).put(profile::put_profile),
+        )
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/orders/{order_id}/pickup", post(orders::pickup))
         .route("/v1/ws", get(ws::upgrade))

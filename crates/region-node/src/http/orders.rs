@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use protocol::orders::{
-    Channel, OrderAccepted, OrderId, OrderStatus, OrderView, PlaceOrder, MAX_IDEMPOTENCY_KEY_LEN,
+    Channel, OrderAccepted, OrderId, OrderItem, OrderStatus, OrderView, PlaceOrder,
+    MAX_IDEMPOTENCY_KEY_LEN,
 };
 use serde::Deserialize;
 
@@ -89,13 +90,95 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
     }
 }
 
+/// Body of `POST /v1/orders` as sent: [`PlaceOrder`] with
+/// `payment_method` optional (a customer's saved one fills it in). Same
+/// fields, same order, so serde's messages are [`PlaceOrder`]'s.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderBody {
+    fridge_id: protocol::FridgeId,
+    items: Vec<OrderItem>,
+    #[serde(default)]
+    coupon: Option<String>,
+    #[serde(default)]
+    share_code: Option<String>,
+    #[serde(default)]
+    payment_method: Option<String>,
+}
+
+impl PlaceOrderBody {
+    fn with_payment_method(self, payment_method: String) -> PlaceOrder {
+        PlaceOrder {
+            fridge_id: self.fridge_id,
+            items: self.items,
+            coupon: self.coupon,
+            share_code: self.share_code,
+            payment_method,
+        }
+    }
+}
+
+/// Today's answer to a body without `payment_method` (and no saved one).
+fn missing_payment_method(why: Option<&str>) -> ApiError {
+    let mut message = "invalid body: missing field `payment_method`".to_string();
+    if let Some(why) = why {
+        message.push_str(&format!(" ({why})"));
+    }
+    ApiError::unprocessable("invalid_body", message)
+}
+
+/// The request to place and its idempotency fingerprint. The fingerprint
+/// is of the body as sent: a body without `payment_method` hashes as one
+/// with an empty one (never valid), so a retry matches whatever the saved
+/// method is by then, and a body with one hashes exactly as before.
+async fn resolve(
+    app: &AppState,
+    claims: &crate::auth::Claims,
+    body: PlaceOrderBody,
+) -> Result<(PlaceOrder, u64), ApiError> {
+    if let Some(method) = body.payment_method.clone() {
+        let request = body.with_payment_method(method);
+        let f = fingerprint(&request);
+        return Ok((request, f));
+    }
+    let sent = body.with_payment_method(String::new());
+    let f = fingerprint(&sent);
+    if claims.role != Role::Customer {
+        return Err(missing_payment_method(None));
+    }
+    let Some(profiles) = &app.profiles else {
+        return Err(missing_payment_method(None));
+    };
+    match super::profile::read(profiles, &claims.sub).await {
+        Ok(Some(profile)) => {
+            let method = profile.payment_method.as_str().to_string();
+            Ok((
+                PlaceOrder {
+                    payment_method: method,
+                    ..sent
+                },
+                f,
+            ))
+        }
+        Ok(None) => Err(missing_payment_method(Some("and no saved profile"))),
+        Err(e) => {
+            tracing::warn!(error = %e, "profile unreadable; order needs its payment_method");
+            Err(missing_payment_method(Some(
+                "and the saved profile could not be read",
+            )))
+        }
+    }
+}
+
 /// `POST /v1/orders`.
 pub async fn place(
     State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Json(request): Json<PlaceOrder>,
+    Json(body): Json<PlaceOrderBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // First, as the body's own errors came first when the field was required.
+    let (request, fingerprint) = resolve(&app, &caller.0, body).await?;
     let claims = caller.require(&[Role::Customer, Role::Pos])?;
     let channel = if claims.role == Role::Pos {
         Channel::Pos
@@ -103,7 +186,7 @@ pub async fn place(
         Channel::App
     };
     let key = idempotency_key(&headers)?;
-    let idempotency = key.clone().map(|k| (k, fingerprint(&request)));
+    let idempotency = key.clone().map(|k| (k, fingerprint));
     let order_id = OrderId::from(app.clock.ulid());
     let customer = claims.sub.clone();
     let committed = app
