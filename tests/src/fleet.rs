@@ -272,8 +272,8 @@ pub async fn await_directory(node: &crate::Node, districts: &[&str], deadline: D
 }
 
 /// A node for district `id` serving `prefixes` on the cluster (its config
-/// written into `configs`), creating R3 streams and buckets; with the demo
-/// data and an adjustable clock when `demo`.
+/// written into `configs`), creating R3 streams and buckets, with an
+/// adjustable clock; with the demo data when `demo`.
 pub async fn district_node(
     nats: &NatsCluster,
     configs: &tempfile::TempDir,
@@ -292,15 +292,17 @@ pub async fn district_node(
         "--nats-replicas",
         "3",
     ];
+    // A dev clock everywhere: tests move a node past a grace window.
+    args.push("--dev-clock");
     if demo {
-        args.extend(["--demo", "--dev-clock"]);
+        args.push("--demo");
     }
     crate::Node::start(&args).await
 }
 
 /// Two districts on one 3-node cluster, each already listing both in its
-/// directory copy: downtown (with the demo data and an adjustable clock)
-/// and west (empty).
+/// directory copy: downtown (with the demo data) and west (empty), both
+/// with adjustable clocks.
 pub struct TwoDistricts {
     pub nats: NatsCluster,
     pub configs: tempfile::TempDir,

@@ -10,10 +10,6 @@ use larder_tests::fleet::*;
 use larder_tests::*;
 use serde_json::{json, Value};
 
-const DOWNTOWN_PREFIXES: [&str; 3] = ["dpsbv", "dpsby", "dpscj"];
-const WEST_PREFIXES: [&str; 2] = ["dpsbg", "dpsbu"];
-/// Well past a few heartbeats (1 s) and the TTL (3 s) of the test configs.
-const DIRECTORY_DEADLINE: Duration = Duration::from_secs(15);
 /// A profile put on one node is read on another: at most a stream
 /// leader's round trip, but the bucket may be made by the first request.
 const PROFILE_DEADLINE: Duration = Duration::from_secs(15);
@@ -21,32 +17,6 @@ const PROFILE_DEADLINE: Duration = Duration::from_secs(15);
 const PAYMENT_DEADLINE: Duration = Duration::from_secs(20);
 /// Past the grace window of an app order (20 s), on the node's dev clock.
 const PAST_GRACE_SECS: i64 = 30;
-
-async fn node(
-    nats: &NatsCluster,
-    configs: &tempfile::TempDir,
-    id: &str,
-    prefixes: &[&str],
-    demo: bool,
-) -> Node {
-    let config = district_config(configs.path(), id, prefixes);
-    let urls = nats.urls();
-    let config = config.to_str().expect("utf-8 path");
-    let mut args = vec![
-        "--config",
-        config,
-        "--nats-url",
-        &urls,
-        "--nats-replicas",
-        "3",
-    ];
-    // A dev clock everywhere: the test moves the west's past the grace window.
-    args.push("--dev-clock");
-    if demo {
-        args.push("--demo");
-    }
-    Node::start(&args).await
-}
 
 /// Polls `GET /v1/me/profile` as `who` until it answers 200 with `want`'s
 /// name and payment method, for up to `deadline`; the profile.
@@ -77,21 +47,13 @@ fn without_payment_method() -> Value {
 
 #[tokio::test]
 async fn a_profile_saved_on_one_node_is_read_and_used_on_another() {
-    let nats = NatsCluster::start().await;
+    let TwoDistricts {
+        nats,
+        configs: _configs,
+        downtown,
+        west,
+    } = TwoDistricts::start().await;
     let _payments = Payments::start_on(&nats.urls(), &["--nats-replicas", "3"]).await;
-    let configs = tempfile::tempdir().expect("tempdir");
-    let downtown = node(
-        &nats,
-        &configs,
-        "detroit-downtown",
-        &DOWNTOWN_PREFIXES,
-        true,
-    )
-    .await;
-    let west = node(&nats, &configs, "detroit-west", &WEST_PREFIXES, false).await;
-    let both = ["detroit-downtown", "detroit-west"];
-    await_directory(&downtown, &both, DIRECTORY_DEADLINE).await;
-    await_directory(&west, &both, DIRECTORY_DEADLINE).await;
 
     // Alice saves her profile downtown and reads it in the west.
     let alice_downtown = downtown.as_role("customer", "alice");

@@ -148,30 +148,16 @@ impl Profiles {
         }
         self.store
             .get_or_try_init(|| async {
-                if let Ok(store) = self.js.get_key_value(BUCKET).await {
-                    return Ok(store);
-                }
-                let created = self
-                    .js
-                    .create_key_value(kv::Config {
-                        bucket: BUCKET.to_string(),
-                        description: "Larder customer profiles: display name, payment method"
-                            .into(),
-                        history: 1,
-                        num_replicas: self.replicas.max(1),
-                        storage: jetstream::stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await;
-                match created {
-                    Ok(store) => Ok(store),
-                    // Another node made it in between.
-                    Err(e) => self
-                        .js
-                        .get_key_value(BUCKET)
-                        .await
-                        .map_err(|_| nats_err("create bucket", e)),
-                }
+                let config = kv::Config {
+                    bucket: BUCKET.to_string(),
+                    description: "Larder customer profiles: display name, payment method".into(),
+                    history: 1,
+                    num_replicas: self.replicas.max(1),
+                    ..Default::default()
+                };
+                super::ensure_bucket(&self.js, config)
+                    .await
+                    .map_err(|e| nats_err("create bucket", e))
             })
             .await
     }
