@@ -22,10 +22,10 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures::StreamExt;
 use protocol::DistrictId;
-use tokio::sync::{broadcast, OnceCell};
+use tokio::sync::broadcast;
 
 use crate::lifecycle::Shutdown;
 use crate::writer::District;
@@ -65,47 +65,28 @@ pub fn key(customer: &str, district: &DistrictId) -> String {
 /// first use, so a node started with NATS down still starts.
 #[derive(Clone)]
 pub struct CustomerIndex {
-    js: jetstream::Context,
-    client: async_nats::Client,
-    /// Copies of the bucket if this node creates it.
-    replicas: usize,
-    store: std::sync::Arc<OnceCell<kv::Store>>,
+    bucket: super::LazyBucket,
 }
 
 impl CustomerIndex {
+    /// `replicas`: copies of the bucket if this node creates it (one
+    /// history entry, no expiry: an index entry lives as long as the
+    /// district's orders).
     pub fn new(client: async_nats::Client, replicas: usize) -> Self {
+        let config = kv::Config {
+            bucket: BUCKET.to_string(),
+            description: "Larder customer index: districts a customer has orders in".into(),
+            history: 1,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        };
         CustomerIndex {
-            js: jetstream::new(client.clone()),
-            client,
-            replicas,
-            store: Default::default(),
+            bucket: super::LazyBucket::new(client, config),
         }
     }
 
-    fn connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
-    }
-
-    /// The bucket, created if no node made it yet (one history entry, no
-    /// expiry: an index entry lives as long as the district's orders).
     async fn store(&self) -> Result<&kv::Store, IndexError> {
-        if !self.connected() {
-            return Err(IndexError::Nats("not connected".into()));
-        }
-        self.store
-            .get_or_try_init(|| async {
-                let config = kv::Config {
-                    bucket: BUCKET.to_string(),
-                    description: "Larder customer index: districts a customer has orders in".into(),
-                    history: 1,
-                    num_replicas: self.replicas.max(1),
-                    ..Default::default()
-                };
-                super::ensure_bucket(&self.js, config)
-                    .await
-                    .map_err(|e| nats_err("create bucket", e))
-            })
-            .await
+        self.bucket.get().await.map_err(IndexError::Nats)
     }
 
     /// Records that `customer` has orders in `district`.

@@ -20,7 +20,47 @@ pub mod profiles;
 
 pub use customers::CustomerIndex;
 
+use std::sync::Arc;
+
 use async_nats::jetstream::{self, kv as jskv};
+use tokio::sync::OnceCell;
+
+/// A bucket of the global plane found (or created, with its config) on
+/// first use, so a node started with NATS down still starts. Refused at
+/// once while the client is not connected, rather than waiting for the
+/// reconnect. Cheap to clone.
+#[derive(Clone)]
+struct LazyBucket {
+    js: jetstream::Context,
+    client: async_nats::Client,
+    config: jskv::Config,
+    store: Arc<OnceCell<jskv::Store>>,
+}
+
+impl LazyBucket {
+    fn new(client: async_nats::Client, config: jskv::Config) -> Self {
+        LazyBucket {
+            js: jetstream::new(client.clone()),
+            client,
+            config,
+            store: Arc::default(),
+        }
+    }
+
+    /// The bucket; `Err` says why not (`not connected`, `create bucket: …`).
+    async fn get(&self) -> Result<&jskv::Store, String> {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err("not connected".into());
+        }
+        self.store
+            .get_or_try_init(|| async {
+                ensure_bucket(&self.js, self.config.clone())
+                    .await
+                    .map_err(|e| format!("create bucket: {e}"))
+            })
+            .await
+    }
+}
 
 /// A KV bucket of the global plane: the existing one, or a new one made
 /// with `config` (on file storage). Another node making it in between is

@@ -12,10 +12,9 @@
 //! Validation lives in the newtypes [`DisplayName`] and [`PaymentToken`]:
 //! a value in the bucket was valid when written.
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 
 use super::customers::customer_hash;
 
@@ -123,43 +122,28 @@ pub fn key(customer: &str) -> String {
 /// on first use, so a node started with NATS down still starts.
 #[derive(Clone)]
 pub struct Profiles {
-    js: jetstream::Context,
-    client: async_nats::Client,
-    /// Copies of the bucket if this node creates it.
-    replicas: usize,
-    store: std::sync::Arc<OnceCell<kv::Store>>,
+    bucket: super::LazyBucket,
 }
 
 impl Profiles {
+    /// `replicas`: copies of the bucket if this node creates it (one
+    /// history entry, no expiry: a profile lives until its customer
+    /// changes it).
     pub fn new(client: async_nats::Client, replicas: usize) -> Self {
+        let config = kv::Config {
+            bucket: BUCKET.to_string(),
+            description: "Larder customer profiles: display name, payment method".into(),
+            history: 1,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        };
         Profiles {
-            js: jetstream::new(client.clone()),
-            client,
-            replicas,
-            store: Default::default(),
+            bucket: super::LazyBucket::new(client, config),
         }
     }
 
-    /// The bucket, created if no node made it yet (one history entry, no
-    /// expiry: a profile lives until its customer changes it).
     async fn store(&self) -> Result<&kv::Store, ProfileError> {
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            return Err(ProfileError::Nats("not connected".into()));
-        }
-        self.store
-            .get_or_try_init(|| async {
-                let config = kv::Config {
-                    bucket: BUCKET.to_string(),
-                    description: "Larder customer profiles: display name, payment method".into(),
-                    history: 1,
-                    num_replicas: self.replicas.max(1),
-                    ..Default::default()
-                };
-                super::ensure_bucket(&self.js, config)
-                    .await
-                    .map_err(|e| nats_err("create bucket", e))
-            })
-            .await
+        self.bucket.get().await.map_err(ProfileError::Nats)
     }
 
     /// `customer`'s profile, `None` if it has none.
