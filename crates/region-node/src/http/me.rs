@@ -100,74 +100,13 @@ pub async fn orders(
         ));
     };
     let me = app.config.district_id.clone();
-    let own = serde_json::to_value(listed(&app.district.state(), Some(&customer)))
-        .ok()
-        .and_then(|v| match v {
-            Value::Array(a) => Some(a),
-            _ => None,
-        })
-        .unwrap_or_default();
-    let mut orders = tagged(own, &me);
+    let mut orders = tagged(own_orders(&app, &customer), &me);
     let mut districts = vec![DistrictAnswer::ok(me.clone())];
-
-    let (index, others) = match &app.customers {
-        None => ("none", BTreeSet::new()),
-        Some(index) => {
-            let looked_up = tokio::time::timeout(
-                Duration::from_millis(INDEX_TIMEOUT_MS),
-                index.districts_of(&customer),
-            )
-            .await;
-            match looked_up {
-                Ok(Ok(found)) => ("ok", found.into_iter().filter(|d| *d != me).collect()),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "customer index unreadable; own district only");
-                    ("unavailable", BTreeSet::new())
-                }
-                Err(_) => {
-                    tracing::warn!("customer index did not answer; own district only");
-                    ("unavailable", BTreeSet::new())
-                }
-            }
-        }
-    };
-
-    let directory = app
-        .fleet
-        .as_ref()
-        .map(|f| f.districts())
-        .unwrap_or_default();
-    let authorization = headers.get(header::AUTHORIZATION).cloned();
-    let admin_query = (caller.0.role == crate::auth::Role::Admin).then(|| customer.clone());
-    let mut asks = vec![];
-    for (n, district) in others.into_iter().enumerate() {
-        if n >= MAX_DISTRICTS_ASKED {
-            districts.push(DistrictAnswer::partial(
-                district,
-                format!("not asked: more than {MAX_DISTRICTS_ASKED} districts"),
-            ));
-            continue;
-        }
-        let Some(entry) = directory.iter().find(|r| r.district_id == district) else {
-            districts.push(DistrictAnswer::partial(
-                district,
-                "not in the region directory",
-            ));
-            continue;
-        };
-        let url = format!("{}/v1/orders", entry.url.trim_end_matches('/'));
-        let mut request = app
-            .peers
-            .get(url)
-            .timeout(Duration::from_millis(PEER_TIMEOUT_MS));
-        if let Some(a) = &authorization {
-            request = request.header(header::AUTHORIZATION, a.clone());
-        }
-        if let Some(c) = &admin_query {
-            request = request.query(&[("customer", c)]);
-        }
-        asks.push(async move { (district, ask(request).await) });
-    }
+    let (index, others) = indexed_districts(&app, &customer, &me).await;
+    let requests = peer_requests(&app, &caller, &headers, &customer, others, &mut districts);
+    let asks = requests
+        .into_iter()
+        .map(|(district, request)| async move { (district, ask(request).await) });
     for (district, answer) in futures::future::join_all(asks).await {
         match answer {
             Ok(theirs) => {
@@ -188,6 +127,96 @@ pub async fn orders(
         "districts": districts,
         "index": index,
     })))
+}
+
+/// This district's orders of `customer`, as `GET /v1/orders` lists them.
+fn own_orders(app: &AppState, customer: &str) -> Vec<Value> {
+    serde_json::to_value(listed(&app.district.state(), Some(customer)))
+        .ok()
+        .and_then(|v| match v {
+            Value::Array(a) => Some(a),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// What the customer index says (`ok`, `unavailable`, or `none` without
+/// one), and the other districts it lists.
+async fn indexed_districts(
+    app: &AppState,
+    customer: &str,
+    me: &DistrictId,
+) -> (&'static str, BTreeSet<DistrictId>) {
+    let Some(index) = &app.customers else {
+        return ("none", BTreeSet::new());
+    };
+    let looked_up = tokio::time::timeout(
+        Duration::from_millis(INDEX_TIMEOUT_MS),
+        index.districts_of(customer),
+    )
+    .await;
+    match looked_up {
+        Ok(Ok(found)) => ("ok", found.into_iter().filter(|d| d != me).collect()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "customer index unreadable; own district only");
+            ("unavailable", BTreeSet::new())
+        }
+        Err(_) => {
+            tracing::warn!("customer index did not answer; own district only");
+            ("unavailable", BTreeSet::new())
+        }
+    }
+}
+
+/// The request to each other district's node (the caller's token
+/// forwarded; an admin's `?customer=` too). A district over
+/// [`MAX_DISTRICTS_ASKED`] or missing from the directory is recorded in
+/// `districts` as `partial` and not asked.
+fn peer_requests(
+    app: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    customer: &str,
+    others: BTreeSet<DistrictId>,
+    districts: &mut Vec<DistrictAnswer>,
+) -> Vec<(DistrictId, reqwest::RequestBuilder)> {
+    let directory = app
+        .fleet
+        .as_ref()
+        .map(|f| f.districts())
+        .unwrap_or_default();
+    let authorization = headers.get(header::AUTHORIZATION);
+    let admin_query = (caller.0.role == crate::auth::Role::Admin).then_some(customer);
+    let mut requests = vec![];
+    for (n, district) in others.into_iter().enumerate() {
+        if n >= MAX_DISTRICTS_ASKED {
+            districts.push(DistrictAnswer::partial(
+                district,
+                format!("not asked: more than {MAX_DISTRICTS_ASKED} districts"),
+            ));
+            continue;
+        }
+        let Some(entry) = directory.iter().find(|r| r.district_id == district) else {
+            districts.push(DistrictAnswer::partial(
+                district,
+                "not in the region directory",
+            ));
+            continue;
+        };
+        let url = format!("{}/v1/orders", entry.url.trim_end_matches('/'));
+        let mut request = app
+            .peers
+            .get(url)
+            .timeout(Duration::from_millis(PEER_TIMEOUT_MS));
+        if let Some(a) = authorization {
+            request = request.header(header::AUTHORIZATION, a.clone());
+        }
+        if let Some(c) = admin_query {
+            request = request.query(&[("customer", c)]);
+        }
+        requests.push((district, request));
+    }
+    requests
 }
 
 /// One district's `{orders: [...]}`, or why not.
