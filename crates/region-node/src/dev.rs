@@ -344,6 +344,22 @@ fn start_nats(state_dir: &Path) -> anyhow::Result<(Guard, String)> {
     Ok((guard, client_url(&ports)?))
 }
 
+/// Server `i`'s config: JetStream (`sync_interval: always`) in `store`,
+/// routes listening on `listen` (a port or `-1`), routed to the seed.
+fn cluster_conf(i: usize, store: &Path, listen: &str, seed_route: u16) -> String {
+    let store = store.display();
+    let route = format!("nats-route://127.0.0.1:{seed_route}");
+    [
+        format!("server_name: larder-dev-{i}"),
+        format!("jetstream {{ store_dir: \"{store}\", sync_interval: always }}"),
+        format!(
+            "cluster {{ name: larder-dev, listen: \"127.0.0.1:{listen}\", routes: [\"{route}\"] }}"
+        ),
+    ]
+    .join("\n")
+        + "\n"
+}
+
 /// Three NATS servers with JetStream (`sync_interval: always`) in one
 /// cluster on free ports: a seed (its route port picked here, since a
 /// JetStream cluster needs a configured route) and two routed to it.
@@ -363,16 +379,7 @@ fn start_nats_cluster(state_dir: &Path) -> anyhow::Result<(Vec<Guard>, String)> 
             "-1".into()
         };
         let conf = dir.join("nats.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "server_name: larder-dev-{i}\n\
-                 jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
-                 cluster {{ name: larder-dev, listen: \"127.0.0.1:{listen}\", \
-                 routes: [\"nats-route://127.0.0.1:{seed_route}\"] }}\n",
-                dir.join("js").display()
-            ),
-        )?;
+        std::fs::write(&conf, cluster_conf(i, &dir.join("js"), &listen, seed_route))?;
         let (guard, ports) = spawn_nats(Some(&conf), None, &dir.join("ports"))?;
         urls.push(client_url(&ports)?);
         guards.push(guard);
