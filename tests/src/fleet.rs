@@ -334,3 +334,20 @@ impl TwoDistricts {
         }
     }
 }
+
+/// A fridge `f-west` at [`WEST`] with 5 `m-coney` (695), registered on a
+/// west node started without demo data.
+pub async fn stock_west_fridge(west: &crate::Node) {
+    let admin = west.admin();
+    let r = admin
+        .put_meal("m-coney", crate::meal_spec("Coney", 695))
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    let (lat, lon) = WEST;
+    let r = admin
+        .put_fridge("f-west", crate::fridge_spec("West", lat, lon))
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    let r = admin.set_stock("f-west", &[("m-coney", 5)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

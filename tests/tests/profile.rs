@@ -137,15 +137,7 @@ async fn a_profile_saved_on_one_node_is_read_and_used_on_another() {
     }
 
     // West has a fridge with stock (it has no demo data).
-    let r = admin.put_meal("m-coney", meal_spec("Coney", 695)).await;
-    assert!(r.status == 200 || r.status == 201, "{}", r.body);
-    let (lat, lon) = WEST;
-    let r = admin
-        .put_fridge("f-west", fridge_spec("West", lat, lon))
-        .await;
-    assert!(r.status == 200 || r.status == 201, "{}", r.body);
-    let r = admin.set_stock("f-west", &[("m-coney", 5)]).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    stock_west_fridge(&west).await;
 
     // Alice orders in the west without naming a payment method: her saved
     // one pays.

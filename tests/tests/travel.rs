@@ -114,16 +114,7 @@ impl Travel {
             .set_stock("f-campus-martius", &[("m-greek-salad", 5)])
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
-        let admin = west.admin();
-        let r = admin.put_meal("m-coney", meal_spec("Coney", 695)).await;
-        assert!(r.status == 200 || r.status == 201, "{}", r.body);
-        let (lat, lon) = WEST;
-        let r = admin
-            .put_fridge("f-west", fridge_spec("West", lat, lon))
-            .await;
-        assert!(r.status == 200 || r.status == 201, "{}", r.body);
-        let r = admin.set_stock("f-west", &[("m-coney", 5)]).await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        stock_west_fridge(&west).await;
 
         Travel {
             nats,
