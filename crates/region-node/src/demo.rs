@@ -6,8 +6,6 @@ use district::demo::{commands, for_district};
 use crate::writer::District;
 use crate::NodeError;
 
-pub use district::demo::DETROIT_JSON;
-
 /// Loads the demo data of `district_id` ([`district::demo::for_district`])
 /// unless the log already has events.
 pub async fn seed_if_empty(district: &District, district_id: &str) -> Result<bool, NodeError> {

@@ -3,7 +3,6 @@
 //! asking twice can never charge twice.
 
 use chrono::{Datelike, Duration, NaiveDate};
-use protocol::{ChargeId, PlanId};
 
 /// The Monday of `date`'s ISO week.
 pub fn period_start(date: NaiveDate) -> NaiveDate {
@@ -13,13 +12,6 @@ pub fn period_start(date: NaiveDate) -> NaiveDate {
 /// The Sunday ending the period that starts on `start`.
 pub fn period_end(start: NaiveDate) -> NaiveDate {
     start + Duration::days(6)
-}
-
-/// Deterministic id of a plan's charge for one period
-/// (`plan-{plan}-{monday}`); also the payment request's `order_id`, so the
-/// payments service de-duplicates it.
-pub fn charge_id(plan_id: &PlanId, period_start: NaiveDate) -> ChargeId {
-    ChargeId::for_period(plan_id, period_start)
 }
 
 /// How much of the subscriber's credit a charge of `gross` uses: positive
@@ -38,6 +30,7 @@ pub fn credit_to_apply(credit: i64, gross: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::{ChargeId, PlanId};
 
     #[test]
     fn periods_are_iso_weeks() {
@@ -50,7 +43,7 @@ mod tests {
             NaiveDate::from_ymd_opt(2026, 12, 6).unwrap()
         );
         assert_eq!(
-            charge_id(&PlanId::from_static("p1"), mon),
+            ChargeId::for_period(&PlanId::from_static("p1"), mon),
             "plan-p1-2026-11-30"
         );
         assert_eq!(credit_to_apply(500, 300), 300);
