@@ -228,6 +228,8 @@ pub enum Event {
         until: DateTime<Utc>,
         max_milli_c: i32,
     },
+    /// Campaigns, coupons, subsidies and the price of an order after them.
+    Promotion(crate::promotions::PromotionEvent),
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -302,6 +304,7 @@ impl Event {
             Event::MealUnitsExpired { fridge_id, .. }
             | Event::StockMovementRecorded { fridge_id, .. } => StreamId::Stock(fridge_id.clone()),
             Event::Schedule(e) => e.stream(),
+            Event::Promotion(e) => e.stream(),
         }
     }
 
@@ -342,6 +345,7 @@ impl Event {
             Event::PickupNothingTaken { .. } => "PickupNothingTaken",
             Event::TemperatureRecovered { .. } => "TemperatureRecovered",
             Event::Schedule(e) => e.kind(),
+            Event::Promotion(e) => e.kind(),
         }
     }
 }

@@ -234,6 +234,32 @@ id_type!(
     max_len = MAX_ID_LEN
 );
 
+id_type!(
+    /// Identifier of a campaign (chosen by the admin, e.g. `lunch-week-49`).
+    CampaignId,
+    max_len = MAX_ID_LEN
+);
+id_type!(
+    /// A coupon code as customers type it. Codes are case-insensitive:
+    /// input goes through [`CouponCode::from_input`], which upper-cases it,
+    /// so the log holds one spelling. At most 32 bytes.
+    CouponCode,
+    max_len = 32
+);
+id_type!(
+    /// Identifier of an employer subsidy (one sponsor may have several).
+    SubsidyId,
+    max_len = MAX_ID_LEN
+);
+
+impl CouponCode {
+    /// Parses a code as a customer or an admin typed it (`summer10` and
+    /// `SUMMER10` are the same code).
+    pub fn from_input(code: &str) -> Result<CouponCode, IdError> {
+        CouponCode::parse(code.trim().to_ascii_uppercase())
+    }
+}
+
 /// A date in id form: chrono's `YYYY-MM-DD` for years 0..=9999, which is
 /// every date a district will see. Outside that range the year keeps its
 /// digits (and a `-` sign) but not chrono's `+`, which is no id character.

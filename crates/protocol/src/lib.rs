@@ -22,6 +22,7 @@ pub mod ids;
 pub mod money;
 pub mod orders;
 pub mod payments;
+pub mod promotions;
 pub mod schedule;
 pub mod stream;
 pub mod validation;
@@ -32,6 +33,7 @@ pub use stream::StreamId;
 pub use validation::{IdError, ValidationError};
 
 pub use ids::{
-    ChargeId, DistrictId, FridgeId, KitchenId, MealId, OrderId, PlanId, MAX_ID_LEN, MAX_PLAN_ID_LEN,
+    CampaignId, ChargeId, CouponCode, DistrictId, FridgeId, KitchenId, MealId, OrderId, PlanId,
+    SubsidyId, MAX_ID_LEN, MAX_PLAN_ID_LEN,
 };
 pub use money::Money;

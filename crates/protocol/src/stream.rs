@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use crate::orders::OrderId;
 use crate::schedule::PlanId;
-use crate::{FridgeId, MealId};
+use crate::{CampaignId, CouponCode, FridgeId, MealId, SubsidyId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamId {
@@ -22,6 +22,9 @@ pub enum StreamId {
     Order(OrderId),
     Plan(PlanId),
     Calendar(NaiveDate),
+    Campaign(CampaignId),
+    Coupon(CouponCode),
+    Subsidy(SubsidyId),
 }
 
 impl fmt::Display for StreamId {
@@ -34,6 +37,9 @@ impl fmt::Display for StreamId {
             StreamId::Order(id) => write!(f, "order-{id}"),
             StreamId::Plan(id) => write!(f, "plan-{id}"),
             StreamId::Calendar(date) => write!(f, "calendar-{date}"),
+            StreamId::Campaign(id) => write!(f, "campaign-{id}"),
+            StreamId::Coupon(code) => write!(f, "coupon-{code}"),
+            StreamId::Subsidy(id) => write!(f, "subsidy-{id}"),
         }
     }
 }

@@ -69,6 +69,13 @@ pub enum ValidationError {
     GeohashPrefix { prefix: String },
     #[error("days must list 1..=7 weekdays")]
     DayCount,
+    /// An amount of a promotion (a discount, budget, cap or minimum).
+    #[error("{field} must be between 1 and {max} minor units")]
+    Amount { field: &'static str, max: i64 },
+    #[error("{field} must be later than the start")]
+    EndsBeforeStart { field: &'static str },
+    #[error("area.cells: {value:?} is not a geohash cell (1..=12 base-32 characters)")]
+    Cell { value: String },
     #[error("weekday must be 1 (Monday) ..= 7 (Sunday), got {weekday}")]
     Weekday { weekday: u8 },
     #[error("weekday {weekday} is listed twice")]

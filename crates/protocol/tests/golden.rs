@@ -16,7 +16,11 @@ use protocol::geo::GeoPoint;
 use protocol::money::Currency;
 use protocol::orders::{Channel, OrderLine, RefundReason, RefusalReason};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
+use protocol::promotions::{
+    CampaignDiscount, CouponUse, LinePrice, PointsSpend, PriceSplit, PromotionEvent, SubsidyShare,
+};
 use protocol::schedule::{ScheduleEvent, WithdrawReason};
+use protocol::{CampaignId, CouponCode, SubsidyId};
 use protocol::{DistrictId, Event, EventEnvelope, FridgeId, KitchenId, MealId, OrderId, PlanId};
 
 /// A `MealStockUpdated` written with schema version 1.
@@ -91,6 +95,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::MealUnitPlacedForOrder { .. } => (26, "MealUnitPlacedForOrder"),
         Event::PickupNothingTaken { .. } => (27, "PickupNothingTaken"),
         Event::TemperatureRecovered { .. } => (28, "TemperatureRecovered"),
+        Event::Promotion(_) => (29, "Promotion"),
     }
 }
 
@@ -284,6 +289,35 @@ fn samples() -> Vec<Event> {
             until: at(),
             max_milli_c: 9_500,
         },
+        Event::Promotion(PromotionEvent::OrderPriced {
+            order_id: order(),
+            split: PriceSplit {
+                list_minor: 2590,
+                lines: vec![LinePrice {
+                    meal_id: MealId::from_static("m-teriyaki"),
+                    qty: 2,
+                    list_minor: 2590,
+                    discount_minor: 259,
+                }],
+                campaigns: vec![CampaignDiscount {
+                    campaign_id: CampaignId::from_static("lunch"),
+                    discount_minor: 259,
+                }],
+                coupon: Some(CouponUse {
+                    code: CouponCode::from_static("WELCOME"),
+                    discount_minor: 100,
+                }),
+                subsidy: Some(SubsidyShare {
+                    subsidy_id: SubsidyId::from_static("acme"),
+                    amount_minor: 500,
+                }),
+                points: Some(PointsSpend {
+                    points: 200,
+                    value_minor: 200,
+                }),
+                charged_minor: 1531,
+            },
+        }),
     ]
 }
 
