@@ -23,6 +23,7 @@ pub mod fridges;
 pub mod links;
 pub mod orders;
 pub mod outbox;
+pub mod promotions;
 pub mod push;
 pub mod query;
 pub mod schedule;
@@ -47,6 +48,7 @@ use stock::Stock;
 pub use catalog::CatalogCommand;
 pub use fridges::{FridgeCommand, FridgePolicy};
 pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
+pub use promotions::PromotionCommand;
 pub use schedule::ScheduleCommand;
 
 /// Everything a command may need besides the state: the district's identity
@@ -58,6 +60,16 @@ pub struct Context {
     pub now: DateTime<Utc>,
     pub policy: OrderPolicy,
     pub fridges: FridgePolicy,
+    /// The district's offset from UTC, in minutes: campaigns and coupons
+    /// are in district-local time, subsidy caps per district-local day.
+    pub utc_offset_minutes: i32,
+}
+
+impl Context {
+    /// The district's wall clock now.
+    pub fn local_now(&self) -> chrono::NaiveDateTime {
+        (self.now + chrono::Duration::minutes(i64::from(self.utc_offset_minutes))).naive_utc()
+    }
 }
 
 /// A request to change the district.
@@ -67,6 +79,7 @@ pub enum Command {
     Order(OrderCommand),
     Fridge(FridgeCommand),
     Schedule(ScheduleCommand),
+    Promotion(PromotionCommand),
     /// A payment result from the payments service, for an order or a plan
     /// charge (the outbox knows which). `pickup_code` is drawn by the
     /// adapter (randomness is IO) and used if the result completes a
@@ -125,6 +138,14 @@ pub enum DomainError {
     },
     #[error(transparent)]
     Schedule(#[from] scheduler::ScheduleError),
+    /// No campaign, coupon or subsidy by that id.
+    #[error("{0} is not a campaign, coupon or subsidy of this district")]
+    UnknownPromotion(String),
+    /// The order names a coupon code this district does not know.
+    #[error("this coupon code is not valid here")]
+    UnknownCoupon,
+    #[error("{0}")]
+    CouponRefused(promotions::CouponRefusal),
 }
 
 /// In-memory state of one district, rebuilt from the log at start-up: one
@@ -146,6 +167,8 @@ pub struct DistrictState {
     orders: OrderBook,
     outbox: Outbox,
     links: FridgeLinks,
+    /// Campaigns, coupons, subsidies and the orders they priced.
+    promotions: promotions::Promotions,
     /// Plans, calendar, charges and scheduled orders. Behind an `Arc` so
     /// snapshots stay O(1); a batch that changes it copies it once.
     #[serde(with = "shared")]
@@ -157,7 +180,7 @@ pub struct DistrictState {
 /// (the node replays the log instead), never upcast. Bump it whenever a
 /// change to the state's types changes their serialized form; the golden
 /// test `tests/snapshot_shape.rs` fails until you do.
-pub const STATE_SNAPSHOT_VERSION: u32 = 1;
+pub const STATE_SNAPSHOT_VERSION: u32 = 2;
 
 /// Parts shared between snapshots by `Arc` are stored as their value.
 pub(crate) mod shared {
@@ -209,6 +232,10 @@ impl DistrictState {
         &self.links
     }
 
+    pub fn promotions(&self) -> &promotions::Promotions {
+        &self.promotions
+    }
+
     pub fn schedule(&self) -> &scheduler::ScheduleState {
         &self.schedule
     }
@@ -230,6 +257,7 @@ pub fn decide(
         Command::Order(c) => orders::decide(state, c, ctx),
         Command::Fridge(c) => fridges::decide(state, c, ctx),
         Command::Schedule(c) => schedule::decide(state, c, ctx),
+        Command::Promotion(c) => promotions::decide(state, c, ctx),
         Command::RecordPayment {
             result,
             pickup_code,
@@ -291,6 +319,7 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         | Event::FridgeQuarantined { .. }
         | Event::FridgeQuarantineLifted { .. } => fridges::evolve(state, event),
         Event::Schedule(e) => schedule::evolve(state, e, rec),
+        Event::Promotion(e) => promotions::evolve(state, e),
     };
     if changed {
         state.catalog_version = env.seq;

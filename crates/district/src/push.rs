@@ -196,8 +196,8 @@ pub fn changes(
         .collect()
 }
 
-/// A meal's definition changed: the whole district's catalog; a fridge
-/// changed: the cell around it.
+/// A meal's definition or a campaign changed: the whole district's
+/// catalog; a fridge changed: the cell around it.
 fn catalog_changes(
     prev: &DistrictState,
     next: &DistrictState,
@@ -211,7 +211,12 @@ fn catalog_changes(
         catalog_version: next.catalog_version(),
         area,
     };
-    if !prev.catalog().meals().ptr_eq(next.catalog().meals()) {
+    // A meal's definition or a campaign (its prices) changed everywhere.
+    let campaigns_changed = !prev
+        .promotions()
+        .campaigns()
+        .ptr_eq(next.promotions().campaigns());
+    if !prev.catalog().meals().ptr_eq(next.catalog().meals()) || campaigns_changed {
         out.push((Route::District, updated(district_prefixes.to_vec())));
     }
     if prev.catalog().fridges().ptr_eq(next.catalog().fridges()) {

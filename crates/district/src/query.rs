@@ -6,16 +6,21 @@ use protocol::catalog::{CatalogView, FridgeView, MealAvailability};
 use protocol::geo::GeoPoint;
 use protocol::DistrictId;
 
+use crate::promotions::{self, When};
 use crate::DistrictState;
 
 /// Fridges within `radius_m` of `at`, nearest first (ties by id, so the answer
-/// is stable), each with the meals a customer can buy there now.
+/// is stable), each with the meals a customer can buy there now, and the
+/// price a campaign makes of them at `when` (`price_now`, only while one
+/// applies).
 pub fn catalog_near(
     state: &DistrictState,
     district_id: &DistrictId,
     at: &GeoPoint,
     radius_m: u32,
+    when: &When,
 ) -> CatalogView {
+    let campaigns = !state.promotions().campaigns().is_empty();
     let mut fridges: Vec<(f64, FridgeView)> = state
         .catalog()
         .fridges()
@@ -33,12 +38,20 @@ pub fn catalog_near(
                 .filter_map(|(meal_id, level)| {
                     let meal = state.catalog().meal(meal_id)?;
                     let available = level.available();
-                    (available > 0).then(|| MealAvailability {
+                    if available == 0 {
+                        return None;
+                    }
+                    let now = campaigns
+                        .then(|| promotions::display_price(state, fridge, meal, when))
+                        .filter(|p| p.now_minor != p.list_minor);
+                    Some(MealAvailability {
                         meal_id: meal_id.clone(),
                         name: meal.spec.name.clone(),
                         price: meal.spec.price,
                         currency: meal.spec.currency.clone(),
                         available,
+                        price_now: now.as_ref().map(|p| p.now_minor),
+                        campaigns: now.map(|p| p.campaigns).unwrap_or_default(),
                     })
                 })
                 .collect();

@@ -474,6 +474,7 @@ mod tests {
             now: crate::given::t0(),
             policy: Default::default(),
             fridges: Default::default(),
+            utc_offset_minutes: 0,
         };
         decide(
             state,

@@ -55,6 +55,47 @@ impl Stock {
             .unwrap_or(0)
     }
 
+    /// Best-before of the next `units` units a sale would take, oldest
+    /// first: stock rotation hands out the oldest units, and the units
+    /// already reserved for other orders come off the oldest general lots
+    /// first. Lots set aside for one order and units past their best-before
+    /// are passed by. Shorter than `units` when the lots do not say (a
+    /// level set before lots were kept).
+    pub fn next_for_sale(
+        &self,
+        fridge_id: &FridgeId,
+        meal_id: &MealId,
+        units: u32,
+        now: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        let Some(lots) = self.lots(fridge_id, meal_id) else {
+            return vec![];
+        };
+        let set_aside: u32 = lots
+            .iter()
+            .filter(|l| l.for_order.is_some())
+            .map(|l| l.units)
+            .sum();
+        let mut skip = self
+            .level(fridge_id, meal_id)
+            .reserved
+            .saturating_sub(set_aside);
+        let mut out = Vec::with_capacity(units.min(64) as usize);
+        for lot in lots
+            .iter()
+            .filter(|l| l.for_order.is_none() && l.best_before > now)
+        {
+            let skipped = skip.min(lot.units);
+            skip -= skipped;
+            let take = (lot.units - skipped).min(units - out.len() as u32);
+            out.extend(std::iter::repeat_n(lot.best_before, take as usize));
+            if out.len() as u32 == units {
+                break;
+            }
+        }
+        out
+    }
+
     /// Pairs whose lots say more units are expired at `now` than are withheld.
     pub fn expiry_due(&self, now: DateTime<Utc>) -> Vec<(FridgeId, MealId)> {
         self.lots

@@ -43,6 +43,7 @@ impl District {
                 now: t0(),
                 policy: Default::default(),
                 fridges: FridgePolicy::default(),
+                utc_offset_minutes: 0,
             },
         };
         for cmd in district::demo::commands(district::demo::detroit().unwrap()) {

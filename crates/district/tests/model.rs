@@ -681,6 +681,7 @@ impl Harness {
                 holds: Default::default(),
             },
             fridges: Default::default(),
+            utc_offset_minutes: 0,
         };
         let mut h = Harness {
             state: DistrictState::default(),
@@ -1101,7 +1102,8 @@ impl Harness {
             lon: -83.0466,
         };
         let district_id = DistrictId::from_static(support::DISTRICT);
-        let view = district::query::catalog_near(&self.state, &district_id, &at, 1_000);
+        let view =
+            district::query::catalog_near(&self.state, &district_id, &at, 1_000, &support::when());
         prop_assert_eq!(view.fridges.len(), FRIDGES.len());
         for fridge in &view.fridges {
             let f = FRIDGES
@@ -1336,7 +1338,8 @@ fn same_answers(
         lon: -83.0466,
     };
     let district_id = DistrictId::from_static(support::DISTRICT);
-    let catalog = |state| district::query::catalog_near(state, &district_id, &at, 1_000);
+    let catalog =
+        |state| district::query::catalog_near(state, &district_id, &at, 1_000, &support::when());
     prop_assert_eq!(catalog(a), catalog(b), "catalog");
     Ok(())
 }

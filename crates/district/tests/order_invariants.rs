@@ -84,6 +84,7 @@ impl Harness {
                 ..Default::default()
             },
             fridges: Default::default(),
+            utc_offset_minutes: 0,
         };
         let mut h = Harness {
             state: DistrictState::default(),

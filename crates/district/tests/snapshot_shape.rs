@@ -4,7 +4,8 @@
 //! `golden/state-v{STATE_SNAPSHOT_VERSION}.bin` is the snapshot body
 //! (postcard of `DistrictState`) of a fixed history touching every part of
 //! the state: catalog, stock and lots, orders in several states with their
-//! timers and indexes, the outbox, a weekly plan with its charge. If you
+//! timers and indexes, the outbox, a weekly plan with its charge, and
+//! promotions (a campaign, a coupon use, a subsidy) with priced orders. If you
 //! change a type the state holds so that its serialized form changes, this
 //! test fails: bump `STATE_SNAPSHOT_VERSION` (old snapshots are then skipped
 //! and the log replayed, which is always correct) and write the new golden
@@ -12,14 +13,17 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use district::{
-    CatalogCommand, Command, Context, DistrictState, OrderCommand, ScheduleCommand,
-    STATE_SNAPSHOT_VERSION,
+    CatalogCommand, Command, Context, DistrictState, OrderCommand, PromotionCommand,
+    ScheduleCommand, STATE_SNAPSHOT_VERSION,
 };
 use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, OrderItem, PlaceOrder};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
+use protocol::promotions::{
+    Budget, CampaignSpec, CouponDiscount, CouponSpec, PromoRule, Stacking, SubsidySpec,
+};
 use protocol::schedule::{PlanDay, PlanSpec};
-use protocol::{DistrictId, FridgeId, MealId, PlanId};
+use protocol::{CampaignId, CouponCode, DistrictId, FridgeId, MealId, PlanId, SubsidyId};
 
 mod support;
 
@@ -31,6 +35,7 @@ fn history() -> DistrictState {
         now: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
         policy: Default::default(),
         fridges: Default::default(),
+        utc_offset_minutes: 0,
     };
     let run = |state: &mut DistrictState, ctx: &Context, cmd: Command| {
         let events = district::decide(state, cmd, ctx).expect("the fixed history is accepted");
@@ -54,6 +59,9 @@ fn history() -> DistrictState {
             spec: StockSpec { counts },
         }),
     );
+    for cmd in promotions(&fridge) {
+        run(&mut state, &ctx, cmd);
+    }
     for (n, channel) in [Channel::Pos, Channel::App, Channel::App]
         .into_iter()
         .enumerate()
@@ -99,6 +107,57 @@ fn history() -> DistrictState {
     state
 }
 
+/// A campaign, a coupon (the second order uses it) and a subsidy, so the
+/// orders carry price splits and the promotions their uses.
+fn promotions(fridge: &FridgeId) -> Vec<Command> {
+    let from = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let until = from + Duration::days(365);
+    vec![
+        Command::Promotion(PromotionCommand::DefineCampaign {
+            campaign_id: CampaignId::from_static("spring"),
+            spec: CampaignSpec {
+                name: "Spring".into(),
+                starts: from,
+                ends: until,
+                area: Default::default(),
+                target: Default::default(),
+                rule: PromoRule::PercentOff { percent: 10 },
+                priority: 1,
+                stacking: Stacking::Combinable,
+                budget: Budget {
+                    max_redemptions: Some(100),
+                    max_discount_minor: None,
+                },
+            },
+        }),
+        Command::Promotion(PromotionCommand::DefineCoupon {
+            code: CouponCode::from_static("GOLDEN"),
+            spec: CouponSpec {
+                discount: CouponDiscount::AmountOff { amount_minor: 100 },
+                valid_from: from,
+                valid_until: until,
+                max_uses: Some(10),
+                max_uses_per_customer: Some(1),
+                min_order_minor: None,
+                first_order_only: false,
+                target: Default::default(),
+            },
+        }),
+        Command::Promotion(PromotionCommand::DefineSubsidy {
+            subsidy_id: SubsidyId::from_static("acme"),
+            spec: SubsidySpec {
+                sponsor: "ACME".into(),
+                fridges: vec![fridge.clone()],
+                percent: 20,
+                cap_per_customer_day_minor: 500,
+            },
+        }),
+    ]
+}
+
 fn order_id(n: usize) -> OrderId {
     OrderId::parse(format!("o-golden-{n}")).unwrap()
 }
@@ -114,7 +173,7 @@ fn place(n: usize, channel: Channel, fridge: &FridgeId, meal: &MealId) -> Comman
                 meal_id: meal.clone(),
                 qty: 1,
             }],
-            coupon: None,
+            coupon: (n == 1).then(|| "golden".to_string()),
             share_code: None,
             payment_method: "tok_visa".into(),
         },
@@ -144,6 +203,14 @@ fn a_snapshot_of_this_version_decodes_to_the_same_state() {
         "the history covers a plan charge"
     );
     assert!(state.orders().len() >= 3, "the history covers orders");
+    assert!(
+        state.promotions().priced_orders().count() >= 3
+            && state
+                .orders()
+                .iter()
+                .any(|o| o.price.as_ref().is_some_and(|p| p.coupon.is_some())),
+        "the history covers priced orders and a coupon use"
+    );
     let path = format!(
         "{}/tests/golden/state-v{STATE_SNAPSHOT_VERSION}.bin",
         env!("CARGO_MANIFEST_DIR")

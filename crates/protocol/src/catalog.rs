@@ -182,6 +182,13 @@ pub struct MealAvailability {
     pub price: i64,
     pub currency: Currency,
     pub available: u32,
+    /// What one unit costs now while a campaign lowers `price` (the list
+    /// price); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_now: Option<i64>,
+    /// The campaigns that make `price_now`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<crate::CampaignId>,
 }
 
 fn check_text(

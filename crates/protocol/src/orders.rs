@@ -70,8 +70,8 @@ impl PlaceOrder {
                 max: MAX_PAYMENT_METHOD_LEN,
             });
         }
-        if self.coupon.is_some() || self.share_code.is_some() {
-            return Err(ValidationError::CouponsNotAccepted);
+        if self.share_code.is_some() {
+            return Err(ValidationError::ShareCodesNotAccepted);
         }
         Ok(())
     }
@@ -156,8 +156,14 @@ pub struct OrderAccepted {
     pub order_id: OrderId,
     pub status: OrderStatus,
     pub hold_until: DateTime<Utc>,
+    /// What the payment method is charged: the list price after any
+    /// campaign, coupon and subsidy.
     pub total: i64,
     pub currency: Currency,
+    /// How promotions got from the list price to `total` (absent when
+    /// none applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::promotions::PriceSplit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,8 +179,13 @@ pub struct OrderView {
     pub status: OrderStatus,
     pub fridge_id: FridgeId,
     pub lines: Vec<OrderLine>,
+    /// What the payment method is charged (after promotions).
     pub total: i64,
     pub currency: Currency,
+    /// How promotions got from the list price to `total` (absent when
+    /// none applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::promotions::PriceSplit>,
     /// When the grace window ends (app and POS orders; a subscription order
     /// is prepaid and has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,7 +13,7 @@
 //! Amounts are minor units of the district's currency (a promotion carries
 //! no currency of its own: a district sells in one).
 
-use chrono::{NaiveDateTime, NaiveTime};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{MAX_LIST_ITEMS, MAX_NAME_LEN};
@@ -59,9 +59,11 @@ pub struct PromoTarget {
     pub tags: Vec<String>,
 }
 
-/// What a campaign does to the price of one unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+/// What a campaign does to the price of one unit. JSON tags it with
+/// `kind` (`{"kind":"percent_off","percent":20}`); the log's postcard
+/// cannot read an internally tagged enum, so it stores the variant index
+/// (see [`dual_tagging`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromoRule {
     /// `percent` (1..=100) off the unit price, rounded down to a minor unit.
     PercentOff { percent: u8 },
@@ -73,7 +75,6 @@ pub enum PromoRule {
     /// empty: every day) from `from` until `until` (district-local; `until`
     /// excluded; `from > until` spans midnight).
     HappyHour {
-        #[serde(default)]
         weekdays: Vec<u8>,
         from: NaiveTime,
         until: NaiveTime,
@@ -82,6 +83,132 @@ pub enum PromoRule {
     /// `percent` off a unit whose best-before is within `within_hours`
     /// from now (shelf-life markdown; units from the oldest lot first).
     ShelfLife { within_hours: u32, percent: u8 },
+}
+
+/// One enum, two encodings: JSON (human-readable) tags a variant with
+/// `kind`, as the API documents; postcard (the log, NATS) cannot decode an
+/// internally tagged enum (it needs `deserialize_any`), so it writes the
+/// variant index like any other enum. The mirrors below list the variants
+/// in the same order as the real enums: **append only**, like events.
+mod dual_tagging {
+    use chrono::NaiveTime;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{CouponDiscount, PromoRule};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(
+        remote = "PromoRule",
+        tag = "kind",
+        rename_all = "snake_case",
+        deny_unknown_fields
+    )]
+    enum RuleJson {
+        PercentOff {
+            percent: u8,
+        },
+        AmountOff {
+            amount_minor: i64,
+        },
+        FixedPrice {
+            price_minor: i64,
+        },
+        HappyHour {
+            #[serde(default)]
+            weekdays: Vec<u8>,
+            from: NaiveTime,
+            until: NaiveTime,
+            percent: u8,
+        },
+        ShelfLife {
+            within_hours: u32,
+            percent: u8,
+        },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(remote = "PromoRule")]
+    enum RuleLog {
+        PercentOff {
+            percent: u8,
+        },
+        AmountOff {
+            amount_minor: i64,
+        },
+        FixedPrice {
+            price_minor: i64,
+        },
+        HappyHour {
+            #[serde(default)]
+            weekdays: Vec<u8>,
+            from: NaiveTime,
+            until: NaiveTime,
+            percent: u8,
+        },
+        ShelfLife {
+            within_hours: u32,
+            percent: u8,
+        },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(
+        remote = "CouponDiscount",
+        tag = "kind",
+        rename_all = "snake_case",
+        deny_unknown_fields
+    )]
+    enum CouponJson {
+        PercentOff { percent: u8 },
+        AmountOff { amount_minor: i64 },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(remote = "CouponDiscount")]
+    enum CouponLog {
+        PercentOff { percent: u8 },
+        AmountOff { amount_minor: i64 },
+    }
+
+    impl Serialize for PromoRule {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                RuleJson::serialize(self, s)
+            } else {
+                RuleLog::serialize(self, s)
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for PromoRule {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            if d.is_human_readable() {
+                RuleJson::deserialize(d)
+            } else {
+                RuleLog::deserialize(d)
+            }
+        }
+    }
+
+    impl Serialize for CouponDiscount {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                CouponJson::serialize(self, s)
+            } else {
+                CouponLog::serialize(self, s)
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for CouponDiscount {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            if d.is_human_readable() {
+                CouponJson::deserialize(d)
+            } else {
+                CouponLog::deserialize(d)
+            }
+        }
+    }
 }
 
 impl PromoRule {
@@ -144,9 +271,9 @@ pub struct CampaignSpec {
     pub budget: Budget,
 }
 
-/// What a coupon takes off the order (after campaigns).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+/// What a coupon takes off the order (after campaigns). Tagged with
+/// `kind` in JSON, by variant index in the log, like [`PromoRule`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CouponDiscount {
     /// `percent` (1..=100) off the order, rounded down.
     PercentOff { percent: u8 },
@@ -337,6 +464,9 @@ pub enum PromotionEvent {
     /// the order is cancelled in its grace window or refused by payments.
     OrderPriced {
         order_id: OrderId,
+        /// The district-local day the order counts against (subsidy caps,
+        /// statements and reports by day).
+        local_date: NaiveDate,
         split: PriceSplit,
     },
 }
@@ -633,6 +763,74 @@ mod tests {
         spec.rule = PromoRule::PercentOff { percent: 10 };
         spec.area.cells.push("dr5a!".into());
         assert!(matches!(spec.validate(), Err(ValidationError::Cell { .. })));
+    }
+
+    fn rules() -> Vec<PromoRule> {
+        vec![
+            PromoRule::PercentOff { percent: 10 },
+            PromoRule::AmountOff { amount_minor: 100 },
+            PromoRule::FixedPrice { price_minor: 500 },
+            PromoRule::HappyHour {
+                weekdays: vec![1, 5],
+                from: NaiveTime::from_hms_opt(15, 0, 0).unwrap(),
+                until: NaiveTime::from_hms_opt(17, 0, 0).unwrap(),
+                percent: 20,
+            },
+            PromoRule::ShelfLife {
+                within_hours: 6,
+                percent: 50,
+            },
+        ]
+    }
+
+    /// The log stores campaign definitions with postcard, which cannot
+    /// read JSON's `kind` tag: each rule must survive both encodings, and
+    /// postcard must write its variant index (append-only, like events).
+    #[test]
+    fn every_rule_and_coupon_discount_survives_the_log_and_the_api() {
+        for (index, rule) in rules().into_iter().enumerate() {
+            let bytes = postcard::to_stdvec(&rule).unwrap();
+            assert_eq!(bytes[0] as usize, index, "{rule:?}: variant index moved");
+            assert_eq!(postcard::from_bytes::<PromoRule>(&bytes).unwrap(), rule);
+            let json = serde_json::to_value(&rule).unwrap();
+            assert_eq!(json["kind"], rule.kind());
+            assert_eq!(serde_json::from_value::<PromoRule>(json).unwrap(), rule);
+            let event = PromotionEvent::CampaignDefined {
+                campaign_id: CampaignId::from_static("c"),
+                spec: campaign(rule),
+            };
+            let bytes = postcard::to_stdvec(&event).unwrap();
+            assert_eq!(
+                postcard::from_bytes::<PromotionEvent>(&bytes).unwrap(),
+                event
+            );
+        }
+        for (index, discount) in [
+            CouponDiscount::PercentOff { percent: 5 },
+            CouponDiscount::AmountOff { amount_minor: 200 },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let bytes = postcard::to_stdvec(&discount).unwrap();
+            assert_eq!(bytes[0] as usize, index);
+            assert_eq!(
+                postcard::from_bytes::<CouponDiscount>(&bytes).unwrap(),
+                discount
+            );
+            let json = serde_json::to_string(&discount).unwrap();
+            assert_eq!(
+                serde_json::from_str::<CouponDiscount>(&json).unwrap(),
+                discount
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_rule_fields_are_refused_in_json() {
+        let bad = r#"{"kind":"percent_off","percent":10,"percnt":20}"#;
+        assert!(serde_json::from_str::<PromoRule>(bad).is_err());
+        assert!(serde_json::from_str::<PromoRule>(r#"{"kind":"bogo"}"#).is_err());
     }
 
     #[test]

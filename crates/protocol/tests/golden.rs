@@ -291,6 +291,7 @@ fn samples() -> Vec<Event> {
         },
         Event::Promotion(PromotionEvent::OrderPriced {
             order_id: order(),
+            local_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
             split: PriceSplit {
                 list_minor: 2590,
                 lines: vec![LinePrice {

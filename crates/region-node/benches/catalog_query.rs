@@ -13,6 +13,7 @@ fn demo_state() -> DistrictState {
         now: chrono::Utc::now(),
         policy: Default::default(),
         fridges: Default::default(),
+        utc_offset_minutes: 0,
     };
     let mut state = DistrictState::default();
     let data = district::demo::detroit().unwrap();
@@ -41,6 +42,11 @@ fn catalog(c: &mut Criterion) {
     let state = demo_state();
     assert_eq!(state.catalog().fridges().len(), 12);
     let downtown = GeoPoint::new(42.3316, -83.0466).unwrap();
+    let now = chrono::Utc::now();
+    let when = district::promotions::When {
+        local: now.naive_utc(),
+        utc: now,
+    };
     c.bench_function("catalog_near/2km/12_fridges", |b| {
         b.iter(|| {
             district::query::catalog_near(
@@ -48,6 +54,7 @@ fn catalog(c: &mut Criterion) {
                 &DistrictId::from_static("detroit-downtown"),
                 std::hint::black_box(&downtown),
                 2_000,
+                &when,
             )
         })
     });
@@ -58,6 +65,7 @@ fn catalog(c: &mut Criterion) {
                 &DistrictId::from_static("detroit-downtown"),
                 &downtown,
                 2_000,
+                &when,
             ))
             .unwrap()
         })

@@ -217,6 +217,7 @@ fn generate(log_dir: &Path, events: u64) {
             now: Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap(),
             policy: Default::default(),
             fridges: Default::default(),
+            utc_offset_minutes: 0,
         },
         pending: Vec::new(),
         uncollected: Default::default(),

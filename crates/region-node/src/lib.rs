@@ -89,6 +89,7 @@ pub fn open_district(
             metrics,
             policy: config.orders.policy(),
             fridge_policy: config.fridges.policy(),
+            utc_offset_minutes: config.subscriptions.utc_offset_minutes,
             snapshots: config.snapshots.store(&config.data_dir),
         },
         shutdown,

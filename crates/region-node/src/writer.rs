@@ -60,6 +60,8 @@ pub struct WriterSetup {
     pub metrics: Arc<Metrics>,
     pub policy: district::OrderPolicy,
     pub fridge_policy: district::FridgePolicy,
+    /// The district's offset from UTC, in minutes (see `district::Context`).
+    pub utc_offset_minutes: i32,
     /// Where start-up looks for a snapshot to replay from (`None`: the
     /// whole log).
     pub snapshots: Option<crate::snapshot::SnapshotStore>,
@@ -367,6 +369,7 @@ impl Writer {
             now,
             policy: self.setup.policy,
             fridges: self.setup.fridge_policy,
+            utc_offset_minutes: self.setup.utc_offset_minutes,
         };
         let events = district::decide(&self.state, command, &ctx)?;
         let mut out = Vec::with_capacity(events.len());

@@ -52,6 +52,8 @@ pub struct Order {
     pub delivery_date: Option<NaiveDate>,
     /// For a withdrawn subscription order: why, and what was credited.
     pub withdrawn: Option<Withdrawal>,
+    /// The split after promotions (`OrderPriced`); `None`: the list price.
+    pub price: Option<std::sync::Arc<protocol::promotions::PriceSplit>>,
 }
 
 /// What every order starts from, whichever way it was made: placed by an
@@ -72,6 +74,15 @@ pub struct NewOrder {
 }
 
 impl Order {
+    /// What the customer's payment method is charged (and refunded): the
+    /// total after promotions.
+    pub fn charged(&self) -> Money {
+        match &self.price {
+            Some(split) => Money::new(split.charged_minor, self.total.currency.clone()),
+            None => self.total.clone(),
+        }
+    }
+
     /// The one constructor: the total is the lines' sum, the history starts
     /// with the first status at `at`.
     pub fn new(new: NewOrder, at: DateTime<Utc>) -> Order {
@@ -106,6 +117,7 @@ impl Order {
             shortage: Vec::new(),
             delivery_date: new.delivery_date,
             withdrawn: None,
+            price: None,
         }
     }
 

@@ -16,6 +16,7 @@ use protocol::catalog::FridgeStatus;
 use protocol::orders::{
     Channel, OrderId, OrderLine, OrderStatus, PlaceOrder, RefundReason, RefusalReason,
 };
+use protocol::promotions::PromotionEvent;
 use protocol::{Event, MealId};
 
 use super::{Context, DistrictState, DomainError, Recorded};
@@ -117,10 +118,11 @@ pub fn decide(
                             order_id: order_id.clone(),
                         }],
                     );
+                    let charged = order.charged();
                     events.push(Event::RefundRequested {
                         order_id,
-                        amount: order.total.amount_minor,
-                        currency: order.total.currency.clone(),
+                        amount: charged.amount_minor,
+                        currency: charged.currency,
                         reason: RefundReason::Cancelled,
                     });
                     Ok(events)
@@ -146,7 +148,7 @@ pub fn decide(
             Ok(match timer {
                 OrderTimer::GraceWindowEnd => vec![Event::PurchaseRequested {
                     order_id,
-                    amount: order.total.amount_minor,
+                    amount: order.charged().amount_minor,
                     currency: order.total.currency.clone(),
                     deadline: ctx.now + ctx.policy.payment_timeout,
                 }],
@@ -281,6 +283,14 @@ fn place(
         Channel::App => ctx.policy.grace_window_app,
         Channel::Pos => ctx.policy.grace_window_pos,
     };
+    let price = crate::promotions::price_order(
+        state,
+        &customer,
+        &request.fridge_id,
+        &lines,
+        request.coupon.as_deref(),
+        ctx,
+    )?;
     let mut events = vec![Event::OrderPlaced {
         order_id: order_id.clone(),
         customer,
@@ -293,6 +303,13 @@ fn place(
         hold_until: ctx.now + grace,
         idempotency,
     }];
+    if let Some((local_date, split)) = price {
+        events.push(Event::Promotion(PromotionEvent::OrderPriced {
+            order_id: order_id.clone(),
+            local_date,
+            split,
+        }));
+    }
     events.extend(lines.into_iter().map(|l| Event::MealStockReserved {
         order_id: order_id.clone(),
         fridge_id: request.fridge_id.clone(),
@@ -338,6 +355,14 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
             false
         }
         Event::OrderCancelled { order_id } => {
+            // Touches the promotions too: a cancel in the grace window gives
+            // the coupon use and budgets back; after the purchase the order
+            // is refunded and only the sponsor's share goes back.
+            let release = match state.orders.get(order_id).map(|o| o.status) {
+                Some(OrderStatus::Held) => crate::promotions::Release::All,
+                _ => crate::promotions::Release::Subsidy,
+            };
+            crate::promotions::release(state, order_id, release);
             end(state, order_id, OrderStatus::Cancelled, rec);
             false
         }

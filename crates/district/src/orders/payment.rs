@@ -41,10 +41,11 @@ pub(crate) fn record(
             PaymentOutcome::Approved { .. },
             OrderStatus::Refused | OrderStatus::Cancelled,
         ) if !order.refund_pending => {
+            let charged = order.charged();
             vec![Event::RefundRequested {
                 order_id,
-                amount: order.total.amount_minor,
-                currency: order.total.currency.clone(),
+                amount: charged.amount_minor,
+                currency: charged.currency,
                 reason: RefundReason::LateConfirmation,
             }]
         }
@@ -150,6 +151,8 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
         }
         Event::OrderPurchaseRefused { order_id, reason } => {
             state.outbox.settle(&key(order_id, PaymentKind::Charge));
+            // Nothing was bought: the coupon use and budgets go back.
+            crate::promotions::release(state, order_id, crate::promotions::Release::All);
             state.orders.update(order_id, |order| {
                 order.timer = None;
                 order.refusal_reason = Some(*reason);

@@ -69,3 +69,13 @@ pub fn restart(log: &[EventEnvelope]) -> DistrictState {
     }
     state
 }
+
+/// A pricing moment for catalog reads (no campaign is defined in these
+/// tests, so any moment prices at list).
+pub fn when() -> district::promotions::When {
+    let utc = DateTime::<Utc>::UNIX_EPOCH;
+    district::promotions::When {
+        local: utc.naive_utc(),
+        utc,
+    }
+}

@@ -50,8 +50,22 @@ pub async fn catalog(
         ));
     }
     let state = app.district.state();
-    // The answer for a given URL changes only when the catalog version does.
-    let etag = format!("\"{}-{}\"", app.config.district_id, state.catalog_version());
+    let when = super::promotions::when(&app);
+    // Without campaigns the answer for a given URL changes only when the
+    // catalog version does. A campaign's price moves with the clock (a
+    // happy hour starts, a unit nears its best-before), so then the tag
+    // also names the prices: they are computed before the tag is compared.
+    let etag = if state.promotions().campaigns().is_empty() {
+        format!("\"{}-{}\"", app.config.district_id, state.catalog_version())
+    } else {
+        let view = query::catalog_near(&state, &app.config.district_id, &at, radius_m, &when);
+        format!(
+            "\"{}-{}-p{:x}\"",
+            app.config.district_id,
+            state.catalog_version(),
+            price_digest(&view)
+        )
+    };
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -63,8 +77,20 @@ pub async fn catalog(
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let view = query::catalog_near(&state, &app.config.district_id, &at, radius_m);
+    let view = query::catalog_near(&state, &app.config.district_id, &at, radius_m, &when);
     Ok((cache, axum::Json(view)).into_response())
+}
+
+/// FNV-1a over the prices a campaign sets in `view`: the part of the
+/// answer that moves with the clock.
+fn price_digest(view: &protocol::catalog::CatalogView) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for meal in view.fridges.iter().flat_map(|f| &f.meals) {
+        for byte in meal.price_now.unwrap_or(-1).to_le_bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 fn unknown_meal(meal_id: &str) -> ApiError {

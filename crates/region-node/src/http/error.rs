@@ -166,8 +166,24 @@ impl From<DomainError> for ApiError {
                 retry_after_secs, ..
             } => Self::too_many("cancel_cooldown", message, retry_after_secs),
             DomainError::Schedule(e) => e.into(),
+            DomainError::UnknownPromotion(_) => Self::not_found("unknown_promotion", message),
+            DomainError::UnknownCoupon => coupon_refused("unknown", message),
+            DomainError::CouponRefused(refusal) => coupon_refused(refusal.code(), message),
         }
     }
+}
+
+/// 422 `coupon_refused` with the machine-readable `reason` (`unknown`,
+/// `expired`, `limit_reached`, …): the app can say why, or drop the code
+/// and confirm again.
+fn coupon_refused(reason: &'static str, message: String) -> ApiError {
+    let mut e = ApiError::unprocessable("coupon_refused", message);
+    e.details = Some(
+        [("reason".to_string(), json!(reason))]
+            .into_iter()
+            .collect(),
+    );
+    e
 }
 
 impl From<scheduler::ScheduleError> for ApiError {

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod orders;
 pub mod pickup_limit;
 pub mod profile;
+pub mod promotions;
 pub mod server;
 pub mod subscriptions;
 pub mod ws;
@@ -145,6 +146,32 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/calendar", get(kitchens::calendar))
         .route("/v1/admin/log", get(log::records))
         .route("/v1/admin/calendar/{date}", put(kitchens::set_calendar_day))
+        .route("/v1/admin/campaigns", get(promotions::campaigns))
+        .route(
+            "/v1/admin/campaigns/{campaign_id}",
+            put(promotions::define_campaign)
+                .get(promotions::campaign)
+                .delete(promotions::end_campaign),
+        )
+        .route("/v1/admin/coupons", get(promotions::coupons))
+        .route(
+            "/v1/admin/coupons/{code}",
+            put(promotions::define_coupon)
+                .get(promotions::coupon)
+                .delete(promotions::withdraw_coupon),
+        )
+        .route("/v1/admin/subsidies", get(promotions::subsidies))
+        .route(
+            "/v1/admin/subsidies/{subsidy_id}",
+            put(promotions::define_subsidy)
+                .get(promotions::subsidy)
+                .delete(promotions::end_subsidy),
+        )
+        .route(
+            "/v1/admin/subsidies/{subsidy_id}/statement",
+            get(promotions::statement),
+        )
+        .route("/v1/admin/promotions/report", get(promotions::report))
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
         .fallback(not_found)

@@ -59,8 +59,9 @@ fn accepted(order: &Order) -> OrderAccepted {
         // look exactly like the original one.
         status: OrderStatus::Held,
         hold_until: order.hold_until,
-        total: order.total.amount_minor,
+        total: order.charged().amount_minor,
         currency: order.total.currency.clone(),
+        pricing: order.price.as_deref().cloned(),
     }
 }
 
@@ -70,8 +71,9 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         status: order.status,
         fridge_id: order.fridge_id.clone(),
         lines: order.lines.clone(),
-        total: order.total.amount_minor,
+        total: order.charged().amount_minor,
         currency: order.total.currency.clone(),
+        pricing: order.price.as_deref().cloned(),
         hold_until: (order.delivery_date.is_none()).then_some(order.hold_until),
         pickup_code: order.pickup_code.clone().filter(|_| {
             show_code
@@ -98,7 +100,8 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
 pub struct PlaceOrderBody {
     fridge_id: protocol::FridgeId,
     items: Vec<OrderItem>,
-    #[serde(default)]
+    /// `coupon_code` is accepted as another name for it.
+    #[serde(default, alias = "coupon_code")]
     coupon: Option<String>,
     #[serde(default)]
     share_code: Option<String>,

@@ -33,6 +33,7 @@ pub fn writer_until(log: EventLog, clock: Clock, shutdown: Shutdown) -> District
             metrics: Arc::new(Metrics::default()),
             policy: Default::default(),
             fridge_policy: Default::default(),
+            utc_offset_minutes: 0,
             snapshots: None,
         },
         shutdown,
