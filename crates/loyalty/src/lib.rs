@@ -43,9 +43,12 @@
 //! `points <= 0`, [`LoyaltyError::TooManyHolds`] beyond [`MAX_HOLDS`]
 //! holds, [`LoyaltyError::Insufficient`] when `points` is more than is
 //! available. Reserving again for the same order is idempotent with the
-//! same points (the hold is left as it is) and replaces the hold with
-//! different points, checked against what is available without the old
-//! hold (a refused replacement leaves the old hold).
+//! same points: the hold is left as it is and the balance is not checked
+//! again (the hold was granted; a node retrying after a write it could not
+//! confirm gets the same answer; if points have gone since, by expiry or a
+//! reversal, Commit clamps). With different points it replaces the hold,
+//! checked against what is available without the old hold (a refused
+//! replacement leaves the old hold).
 //!
 //! A hold expires [`HOLD_TTL_SECS`] after it was made: a node that crashed
 //! between reserve and confirm leaves one behind, and orders settle within
