@@ -98,7 +98,8 @@
 //! Every change of points is an [`Entry`] (signed: `+` in, `-` out), newest
 //! last; no entry is written when nothing moved, except `Returned`, which
 //! is written even when every returned point had expired. Until the history
-//! is trimmed, the entries' points add up to the balance. An `Expired`
+//! is trimmed, the entries' points add up to the balance as of the last
+//! change (a lot that expires later is subtracted when it is pruned). An `Expired`
 //! entry's `at` is the lot's `expires_at` (when the points stopped
 //! counting), the other entries' `at` is the `now` of the change.
 //!
