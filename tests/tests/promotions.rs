@@ -365,6 +365,16 @@ async fn bad_promotions_are_refused_and_change_nothing() {
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
+    // serde would read a struct from an array; the API takes objects only.
+    let mut arrayed = campaign(json!({"kind": "percent_off", "percent": 10}), SALAD);
+    arrayed["budget"] = json!([null, null]);
+    let r = admin.put("/v1/admin/campaigns/arrayed", arrayed).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "invalid_body");
+    let r = admin
+        .put("/v1/admin/calendar/2099-01-05", json!([true]))
+        .await;
+    assert_eq!(r.status, 422, "a whole body as an array too: {}", r.body);
     let r = admin.delete("/v1/admin/campaigns/never-was").await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(node.log_seq().await, seq);

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod expiry;
 pub mod fridges;
 pub mod links;
+pub mod loyalty;
 pub mod orders;
 pub mod outbox;
 pub mod promotions;
@@ -169,6 +170,8 @@ pub struct DistrictState {
     links: FridgeLinks,
     /// Campaigns, coupons, subsidies and the orders they priced.
     promotions: promotions::Promotions,
+    /// Bonus-point rules and what the orders owe the global ledger.
+    loyalty: loyalty::Loyalty,
     /// Plans, calendar, charges and scheduled orders. Behind an `Arc` so
     /// snapshots stay O(1); a batch that changes it copies it once.
     #[serde(with = "shared")]
@@ -234,6 +237,10 @@ impl DistrictState {
 
     pub fn promotions(&self) -> &promotions::Promotions {
         &self.promotions
+    }
+
+    pub fn loyalty(&self) -> &loyalty::Loyalty {
+        &self.loyalty
     }
 
     pub fn schedule(&self) -> &scheduler::ScheduleState {
@@ -321,6 +328,9 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         Event::Schedule(e) => schedule::evolve(state, e, rec),
         Event::Promotion(e) => promotions::evolve(state, e),
     };
+    // Not a second handler of the event: a reader of what the order
+    // handlers decided, queueing what it means for the points ledger.
+    loyalty::follow(state, event, rec);
     if changed {
         state.catalog_version = env.seq;
     }

@@ -163,6 +163,14 @@ pub enum PromotionCommand {
     EndSubsidy {
         subsidy_id: SubsidyId,
     },
+    /// The node's configured bonus-point rules (a no-op when unchanged).
+    DefineLoyaltyRules {
+        rules: protocol::promotions::LoyaltyRules,
+    },
+    /// The ledger applied these operations of the loyalty outbox.
+    LoyaltyApplied {
+        op_ids: Vec<String>,
+    },
 }
 
 pub fn decide(
@@ -228,6 +236,22 @@ pub fn decide(
             Some(s) if s.ended => return Ok(vec![]),
             Some(_) => PromotionEvent::SubsidyEnded { subsidy_id },
         },
+        PromotionCommand::DefineLoyaltyRules { rules } => {
+            if state.loyalty.rules() == Some(&rules) {
+                return Ok(vec![]);
+            }
+            PromotionEvent::LoyaltyRulesDefined { rules }
+        }
+        PromotionCommand::LoyaltyApplied { op_ids } => {
+            let op_ids: Vec<String> = op_ids
+                .into_iter()
+                .filter(|id| state.loyalty.due().contains_key(id))
+                .collect();
+            if op_ids.is_empty() {
+                return Ok(vec![]);
+            }
+            PromotionEvent::LoyaltyApplied { op_ids }
+        }
     };
     Ok(vec![Event::Promotion(event)])
 }
@@ -250,8 +274,24 @@ pub(crate) fn price_order(
     fridge_id: &FridgeId,
     lines: &[OrderLine],
     coupon: Option<&str>,
+    points: Option<i64>,
     ctx: &Context,
 ) -> Result<Option<(NaiveDate, PriceSplit)>, DomainError> {
+    let points = match points {
+        None => None,
+        Some(p) if p <= 0 => return Err(DomainError::Invalid("points must be at least 1".into())),
+        Some(p) => match state.loyalty.rules() {
+            Some(rules) if rules.minor_per_point > 0 => Some(::promotions::PointsRequest {
+                points: p,
+                minor_per_point: i64::from(rules.minor_per_point),
+            }),
+            _ => {
+                return Err(DomainError::Invalid(
+                    "this district does not take bonus points".into(),
+                ))
+            }
+        },
+    };
     let promos = &state.promotions;
     let coupon = match coupon {
         None => None,
@@ -269,7 +309,11 @@ pub(crate) fn price_order(
         .iter()
         .filter(|(_, s)| !s.ended && s.spec.fridges.contains(fridge_id))
         .collect();
-    if promos.campaigns.is_empty() && coupon.is_none() && subsidies_here.is_empty() {
+    if promos.campaigns.is_empty()
+        && coupon.is_none()
+        && subsidies_here.is_empty()
+        && points.is_none()
+    {
         return Ok(None);
     }
     let when = when(ctx);
@@ -300,7 +344,7 @@ pub(crate) fn price_order(
         &promos.offers(),
         coupon_offer.as_ref(),
         &subsidy_offers,
-        None,
+        points.as_ref(),
         &when,
     )
     .map_err(DomainError::CouponRefused)?;
@@ -438,6 +482,14 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &PromotionEvent) -> bool 
             split,
         } => {
             priced(state, order_id, *local_date, split);
+            false
+        }
+        PromotionEvent::LoyaltyRulesDefined { rules } => {
+            crate::loyalty::define_rules(state, *rules);
+            false
+        }
+        PromotionEvent::LoyaltyApplied { op_ids } => {
+            crate::loyalty::applied(state, op_ids);
             false
         }
     }

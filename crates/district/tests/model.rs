@@ -978,6 +978,7 @@ fn place(
             items,
             coupon: None,
             share_code: None,
+            points: None,
             payment_method: "tok".into(),
         },
         idempotency,

@@ -164,6 +164,7 @@ impl Harness {
                     }],
                     coupon: None,
                     share_code: None,
+                    points: None,
                     payment_method: "tok".into(),
                 };
                 let channel = if pos { Channel::Pos } else { Channel::App };

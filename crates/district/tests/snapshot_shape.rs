@@ -146,6 +146,14 @@ fn promotions(fridge: &FridgeId) -> Vec<Command> {
                 target: Default::default(),
             },
         }),
+        Command::Promotion(PromotionCommand::DefineLoyaltyRules {
+            rules: protocol::promotions::LoyaltyRules {
+                points_per_major_unit: 1,
+                minor_per_major: 100,
+                minor_per_point: 1,
+                expire_after_days: 365,
+            },
+        }),
         Command::Promotion(PromotionCommand::DefineSubsidy {
             subsidy_id: SubsidyId::from_static("acme"),
             spec: SubsidySpec {
@@ -175,6 +183,7 @@ fn place(n: usize, channel: Channel, fridge: &FridgeId, meal: &MealId) -> Comman
             }],
             coupon: (n == 1).then(|| "golden".to_string()),
             share_code: None,
+            points: None,
             payment_method: "tok_visa".into(),
         },
         idempotency: Some((format!("key-{n}"), 7)),

@@ -36,6 +36,10 @@ pub struct PlaceOrder {
     pub coupon: Option<String>,
     #[serde(default)]
     pub share_code: Option<String>,
+    /// Bonus points to spend on this order (reserved with the global
+    /// ledger before the order is confirmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<i64>,
     /// A token from the payment provider's client SDK (the sandbox declines
     /// `tok_decline`).
     pub payment_method: String,

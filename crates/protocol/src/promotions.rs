@@ -322,6 +322,30 @@ pub struct SubsidySpec {
     pub cap_per_customer_day_minor: i64,
 }
 
+/// How a district's customers earn and spend bonus points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoyaltyRules {
+    /// Points earned per major currency unit charged (0: no earning).
+    pub points_per_major_unit: u32,
+    /// Minor units in a major one (100 for USD).
+    pub minor_per_major: u32,
+    /// What a point is worth when spent, in minor units (0: no spending).
+    pub minor_per_point: u32,
+    /// Earned points expire this many days later.
+    pub expire_after_days: u32,
+}
+
+impl LoyaltyRules {
+    /// Points a charge of `charged_minor` earns (whole major units only).
+    pub fn earned(&self, charged_minor: i64) -> i64 {
+        if self.minor_per_major == 0 || charged_minor <= 0 {
+            return 0;
+        }
+        charged_minor / i64::from(self.minor_per_major) * i64::from(self.points_per_major_unit)
+    }
+}
+
 /// One coupon use in a priced order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CouponUse {
@@ -469,6 +493,15 @@ pub enum PromotionEvent {
         local_date: NaiveDate,
         split: PriceSplit,
     },
+    /// The district's bonus-point rules (from its config at start-up).
+    LoyaltyRulesDefined {
+        rules: LoyaltyRules,
+    },
+    /// The global ledger applied these operations (op ids of the district's
+    /// loyalty outbox); they are owed no longer.
+    LoyaltyApplied {
+        op_ids: Vec<String>,
+    },
 }
 
 impl PromotionEvent {
@@ -482,6 +515,8 @@ impl PromotionEvent {
             PromotionEvent::SubsidyDefined { .. } => "SubsidyDefined",
             PromotionEvent::SubsidyEnded { .. } => "SubsidyEnded",
             PromotionEvent::OrderPriced { .. } => "OrderPriced",
+            PromotionEvent::LoyaltyRulesDefined { .. } => "LoyaltyRulesDefined",
+            PromotionEvent::LoyaltyApplied { .. } => "LoyaltyApplied",
         }
     }
 
@@ -497,6 +532,9 @@ impl PromotionEvent {
             PromotionEvent::SubsidyDefined { subsidy_id, .. }
             | PromotionEvent::SubsidyEnded { subsidy_id } => StreamId::Subsidy(subsidy_id.clone()),
             PromotionEvent::OrderPriced { order_id, .. } => StreamId::Order(order_id.clone()),
+            PromotionEvent::LoyaltyRulesDefined { .. } | PromotionEvent::LoyaltyApplied { .. } => {
+                StreamId::Loyalty
+            }
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum StreamId {
     Campaign(CampaignId),
     Coupon(CouponCode),
     Subsidy(SubsidyId),
+    /// The district's loyalty rules and its ledger outbox.
+    Loyalty,
 }
 
 impl fmt::Display for StreamId {
@@ -40,6 +42,7 @@ impl fmt::Display for StreamId {
             StreamId::Campaign(id) => write!(f, "campaign-{id}"),
             StreamId::Coupon(code) => write!(f, "coupon-{code}"),
             StreamId::Subsidy(id) => write!(f, "subsidy-{id}"),
+            StreamId::Loyalty => write!(f, "loyalty"),
         }
     }
 }

@@ -326,6 +326,7 @@ impl Generator {
                 }],
                 coupon: None,
                 share_code: None,
+                points: None,
                 payment_method: "tok_visa".into(),
             },
             idempotency: None,

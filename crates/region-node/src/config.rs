@@ -46,6 +46,8 @@ pub struct Config {
     pub orders: OrdersConfig,
     #[serde(default)]
     pub subscriptions: SubscriptionsConfig,
+    #[serde(default)]
+    pub loyalty: LoyaltyConfig,
     /// Without it the node runs alone: orders wait in the outbox for NATS.
     #[serde(default)]
     pub nats: Option<NatsConfig>,
@@ -384,6 +386,65 @@ impl OrdersConfig {
     }
 }
 
+/// `[loyalty]`: how customers earn and spend bonus points here. Recorded
+/// in the log at start-up when it changed (`LoyaltyRulesDefined`), so a
+/// purchase earns by the rules of its time.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoyaltyConfig {
+    /// Points per major currency unit charged (0: no earning; default 1).
+    pub points_per_major_unit: u32,
+    /// Minor units in a major one (default 100).
+    pub minor_per_major: u32,
+    /// A point's value when spent, in minor units (0: no spending; default 1).
+    pub minor_per_point: u32,
+    /// Earned points expire after this many days (1..=3650; default 365).
+    pub expire_after_days: u32,
+}
+
+impl Default for LoyaltyConfig {
+    fn default() -> Self {
+        LoyaltyConfig {
+            points_per_major_unit: 1,
+            minor_per_major: 100,
+            minor_per_point: 1,
+            expire_after_days: 365,
+        }
+    }
+}
+
+impl LoyaltyConfig {
+    pub fn rules(&self) -> protocol::promotions::LoyaltyRules {
+        protocol::promotions::LoyaltyRules {
+            points_per_major_unit: self.points_per_major_unit,
+            minor_per_major: self.minor_per_major,
+            minor_per_point: self.minor_per_point,
+            expire_after_days: self.expire_after_days,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=3650).contains(&self.expire_after_days) {
+            return Err(format!(
+                "loyalty.expire_after_days must be 1..=3650, got {}",
+                self.expire_after_days
+            ));
+        }
+        if !(1..=10_000).contains(&self.minor_per_major) {
+            return Err(format!(
+                "loyalty.minor_per_major must be 1..=10000, got {}",
+                self.minor_per_major
+            ));
+        }
+        if self.points_per_major_unit > 10_000 || self.minor_per_point > 10_000 {
+            return Err(
+                "loyalty.points_per_major_unit and minor_per_point must be at most 10000".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// `[subscriptions]`: weekly plans and materialisation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -665,6 +726,7 @@ impl Config {
         config.ws.validate()?;
         config.fridges.validate()?;
         config.subscriptions.validate()?;
+        config.loyalty.validate().map_err(ConfigError::Invalid)?;
         config.fleet.validate()?;
         config.auth.validate()?;
         if let Some(n) = &config.nats {

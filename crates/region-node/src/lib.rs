@@ -67,6 +67,8 @@ pub enum NodeError {
     Fleet(#[from] fleet::FleetError),
     #[error("http client for other districts: {0}")]
     Peers(#[from] reqwest::Error),
+    #[error("recording the loyalty rules: {0}")]
+    LoyaltyRules(writer::WriteError),
 }
 
 /// Opens the store, recovers the state and starts the writer, which runs
@@ -162,6 +164,19 @@ pub async fn serve(
         index
     });
     let profiles = fleet.as_ref().map(fleet::Fleet::profiles);
+    let rules = district::PromotionCommand::DefineLoyaltyRules {
+        rules: config.loyalty.rules(),
+    };
+    district
+        .submit(district::Command::Promotion(rules))
+        .await
+        .map_err(NodeError::LoyaltyRules)?;
+    let ledger = fleet.as_ref().map(|f| {
+        let ledger = f.ledger();
+        let (l, d, c) = (ledger.clone(), district.clone(), opts.clock.clone());
+        tasks.spawn("points-ledger", |s| fleet::points::run(l, d, c, s));
+        ledger
+    });
     let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
@@ -169,6 +184,7 @@ pub async fn serve(
         fleet,
         customers,
         profiles,
+        ledger,
         peers: http::me::peer_client()?,
         area: config.area()?,
         rate_limits: Arc::new(http::limits::RateLimits::new(&config.limits)),

@@ -27,6 +27,7 @@ async fn place(district: &District, n: usize) {
         }],
         coupon: None,
         share_code: None,
+        points: None,
         payment_method: "tok_visa".into(),
     };
     let placed = district

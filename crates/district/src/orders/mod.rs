@@ -234,6 +234,11 @@ fn place(
     if fridge.status != FridgeStatus::Online {
         return Err(DomainError::FridgeUnavailable(fridge.fridge_id.clone()));
     }
+    if channel == Channel::Pos && request.points.is_some() {
+        return Err(DomainError::Invalid(
+            "bonus points are spent from the customer's app, not at a till".into(),
+        ));
+    }
     if channel == Channel::App {
         let meals: Vec<&MealId> = request.items.iter().map(|i| &i.meal_id).collect();
         hoarding::check(&state.orders, &customer, &meals, ctx.now, &ctx.policy.holds)?;
@@ -289,6 +294,7 @@ fn place(
         &request.fridge_id,
         &lines,
         request.coupon.as_deref(),
+        request.points,
         ctx,
     )?;
     let mut events = vec![Event::OrderPlaced {

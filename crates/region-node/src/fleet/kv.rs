@@ -133,6 +133,11 @@ impl Fleet {
         super::Profiles::new(self.client.clone(), self.replicas)
     }
 
+    /// The bonus-point ledger, on this node's NATS connection.
+    pub fn ledger(&self) -> super::points::Ledger {
+        super::points::Ledger::new(self.client.clone(), self.replicas)
+    }
+
     /// This node's own entry.
     pub fn me(&self) -> &Registration {
         &self.me

@@ -8,14 +8,18 @@
 //!   orders in), written from the committed feed, read by `/v1/me/orders`.
 //! - [`profiles`]: customer profiles (display name, saved payment method),
 //!   read and written by `/v1/me/profile` on any node.
+//! - [`points`]: the bonus-point ledger, one account per customer, changed
+//!   by compare-and-set from any node.
 //!
 //! Architecture Invariant: no district data crosses NATS here; only which
 //! district serves which prefixes, and where, which districts a customer
-//! has orders in, and a customer's profile (which belongs to no district).
+//! has orders in, a customer's profile and bonus-point account (which
+//! belong to no district).
 
 pub mod customers;
 pub mod directory;
 pub mod kv;
+pub mod points;
 pub mod profiles;
 
 pub use customers::CustomerIndex;

@@ -186,6 +186,39 @@ fn coupon_refused(reason: &'static str, message: String) -> ApiError {
     e
 }
 
+impl From<crate::fleet::points::LedgerError> for ApiError {
+    fn from(e: crate::fleet::points::LedgerError) -> Self {
+        use crate::fleet::points::LedgerError as L;
+        let message = e.to_string();
+        match e {
+            // Spends need the global balance; the rest of an order does not:
+            // the app can confirm again without points.
+            L::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "loyalty_unavailable",
+                message,
+            )
+            .retry_after(5),
+            L::Refused(loyalty::LoyaltyError::Insufficient { available, .. }) => {
+                let mut e = Self::unprocessable("insufficient_points", message);
+                e.details = Some(
+                    [("available".to_string(), json!(available))]
+                        .into_iter()
+                        .collect(),
+                );
+                e
+            }
+            L::Refused(loyalty::LoyaltyError::NotPositive) => {
+                Self::unprocessable("invalid", message)
+            }
+            L::Refused(loyalty::LoyaltyError::TooManyHolds) => {
+                Self::too_many("too_many_point_holds", message, 60)
+            }
+            L::Corrupt(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}
+
 impl From<scheduler::ScheduleError> for ApiError {
     fn from(e: scheduler::ScheduleError) -> Self {
         use scheduler::ScheduleError as S;

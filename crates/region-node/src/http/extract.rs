@@ -13,6 +13,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::error::ApiError;
 use super::AppState;
@@ -21,7 +22,7 @@ use crate::auth::Caller;
 /// `axum::Json` with our error body.
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned + Serialize, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -36,14 +37,62 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 }
             })?;
         let request = Request::from_parts(parts, Body::from(bytes.clone()));
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
+        let value = match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(v)) => v,
             Err(JsonRejection::JsonDataError(e)) => integral_floats_as_integers(&bytes)
                 .and_then(|fixed| axum::Json::<T>::from_bytes(&fixed).ok())
-                .map(|axum::Json(v)| Json(v))
-                .ok_or_else(|| json_rejection(JsonRejection::JsonDataError(e))),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+                .map(|axum::Json(v)| v)
+                .ok_or_else(|| json_rejection(JsonRejection::JsonDataError(e)))?,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        objects_not_arrays(&bytes, &value)?;
+        Ok(Json(value))
+    }
+}
+
+/// serde reads a struct from a JSON array too (`[1, 2]` for `{a, b}`, and
+/// `["percent_off", 10]` for a tagged enum); the API documents objects, so
+/// an array where the decoded value is an object is refused. Schema-free:
+/// the decoded value is written back and compared with what was sent,
+/// path by path (a field the value does not write back is not compared).
+fn objects_not_arrays<T: Serialize>(bytes: &[u8], decoded: &T) -> Result<(), ApiError> {
+    if !bytes.contains(&b'[') {
+        return Ok(());
+    }
+    let (Ok(sent), Ok(back)) = (
+        serde_json::from_slice::<serde_json::Value>(bytes),
+        serde_json::to_value(decoded),
+    ) else {
+        return Ok(());
+    };
+    match array_for_object(&sent, &back, "body") {
+        Some(path) => Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("invalid body: {path} must be an object, not an array"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The first path where `sent` has an array and `back` an object.
+fn array_for_object(
+    sent: &serde_json::Value,
+    back: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value as V;
+    match (sent, back) {
+        (V::Array(_), V::Object(_)) => Some(path.to_string()),
+        (V::Array(a), V::Array(b)) => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| array_for_object(x, y, &format!("{path}[{i}]"))),
+        (V::Object(a), V::Object(b)) => a.iter().find_map(|(k, x)| {
+            b.get(k)
+                .and_then(|y| array_for_object(x, y, &format!("{path}.{k}")))
+        }),
+        _ => None,
     }
 }
 

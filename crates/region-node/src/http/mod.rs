@@ -16,6 +16,7 @@ pub mod me;
 pub mod ops;
 pub mod orders;
 pub mod pickup_limit;
+pub mod points;
 pub mod profile;
 pub mod promotions;
 pub mod server;
@@ -58,6 +59,9 @@ pub struct AppState {
     pub customers: Option<crate::fleet::CustomerIndex>,
     /// Customer profiles (`/v1/me/profile`); `None` exactly when `fleet` is.
     pub profiles: Option<crate::fleet::Profiles>,
+    /// The bonus-point ledger (`/v1/me/points`, spends at confirm); `None`
+    /// exactly when `fleet` is.
+    pub ledger: Option<crate::fleet::points::Ledger>,
     /// HTTP client for asking other districts' nodes (`/v1/me/orders`).
     pub peers: reqwest::Client,
     pub hub: crate::push::hub::Hub,
@@ -116,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::place).get(orders::list))
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/me/orders", get(me::orders))
+        .route("/v1/me/points", get(points::mine))
         .route(
             "/v1/me/profile",
             get(profile::get_profile).put(profile::put_profile),

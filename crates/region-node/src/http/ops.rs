@@ -84,7 +84,7 @@ pub async fn openapi() -> impl IntoResponse {
 /// Longest single clock step, in seconds (one year).
 const MAX_CLOCK_STEP_SECS: i64 = 366 * 24 * 3600;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Advance {
     seconds: i64,

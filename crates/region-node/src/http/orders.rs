@@ -95,7 +95,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
 /// Body of `POST /v1/orders` as sent: [`PlaceOrder`] with
 /// `payment_method` optional (a customer's saved one fills it in). Same
 /// fields, same order, so serde's messages are [`PlaceOrder`]'s.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
     fridge_id: protocol::FridgeId,
@@ -107,6 +107,8 @@ pub struct PlaceOrderBody {
     share_code: Option<String>,
     #[serde(default)]
     payment_method: Option<String>,
+    #[serde(default)]
+    points: Option<i64>,
 }
 
 impl PlaceOrderBody {
@@ -117,6 +119,7 @@ impl PlaceOrderBody {
             coupon: self.coupon,
             share_code: self.share_code,
             payment_method,
+            points: self.points,
         }
     }
 }
@@ -192,6 +195,12 @@ pub async fn place(
     let idempotency = key.clone().map(|k| (k, fingerprint));
     let order_id = OrderId::from(app.clock.ulid());
     let customer = claims.sub.clone();
+    let hold = match (request.points, channel) {
+        (Some(points), Channel::App) if points > 0 => {
+            Some(reserve_points(&app, &customer, &order_id, points).await?)
+        }
+        _ => None, // The decider refuses what is wrong with it.
+    };
     let committed = app
         .district
         .submit(Command::Order(OrderCommand::Place {
@@ -201,8 +210,20 @@ pub async fn place(
             request,
             idempotency,
         }))
-        .await?;
+        .await;
     let state = app.district.state();
+    if let Some((ledger, ledger_key)) = hold {
+        // The hold stays only for an order placed now that spends points.
+        let spends = committed.as_ref().is_ok_and(|c| !c.events.is_empty())
+            && state
+                .orders()
+                .get(&order_id)
+                .is_some_and(|o| o.price.as_ref().is_some_and(|p| p.points.is_some()));
+        if !spends {
+            ledger.release_hold(&customer, &ledger_key).await;
+        }
+    }
+    let committed = committed?;
     let placed_id = if committed.events.is_empty() {
         // Same key, same request: answer with the order it created first.
         key.and_then(|k| {
@@ -224,6 +245,27 @@ pub async fn place(
             )
         })?;
     Ok((StatusCode::CREATED, axum::Json(accepted(&order))))
+}
+
+/// Reserves `points` for the order about to be placed; the ledger and the
+/// order's key there, to undo it if the order does not spend them.
+async fn reserve_points(
+    app: &AppState,
+    customer: &str,
+    order_id: &OrderId,
+    points: i64,
+) -> Result<(crate::fleet::points::Ledger, String), ApiError> {
+    let Some(ledger) = app.ledger.clone() else {
+        return Err(crate::fleet::points::LedgerError::Unavailable(
+            "this node runs without NATS".into(),
+        )
+        .into());
+    };
+    let key = district::loyalty::order_key(&app.config.district_id, order_id);
+    ledger
+        .reserve(customer, &key, points, app.clock.now())
+        .await?;
+    Ok((ledger, key))
 }
 
 fn unknown_order(order_id: &str) -> ApiError {
@@ -342,7 +384,7 @@ pub async fn cancel(
     Ok(axum::Json(view(&order, true)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PickupBody {
     pickup_code: String,

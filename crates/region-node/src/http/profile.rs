@@ -31,7 +31,7 @@ pub struct ProfileParams {
 }
 
 /// Body of `PUT /v1/me/profile`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileBody {
     pub name: String,

@@ -20,7 +20,8 @@ use crate::auth::{Caller, Role};
 use district::promotions::{self as promos, When};
 use district::{Command, PromotionCommand};
 
-/// Longest report range, in days: a report walks every priced order.
+/// Longest report range, in days counting both ends: a report walks every
+/// priced order.
 pub const MAX_REPORT_DAYS: i64 = 366;
 
 /// The pricing moment: the node's clock and the district's wall clock.
@@ -346,7 +347,7 @@ pub async fn report(
     if !(0..MAX_REPORT_DAYS).contains(&days) {
         return Err(ApiError::bad_request(
             "invalid_query",
-            format!("to must be on or after from, at most {MAX_REPORT_DAYS} days later"),
+            format!("to must be on or after from, and the range at most {MAX_REPORT_DAYS} days (both ends included)"),
         ));
     }
     Ok(axum::Json(promos::report(

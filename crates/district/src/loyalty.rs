@@ -1,0 +1,311 @@
+//! The district's side of bonus points: the rules its customers earn and
+//! spend by, and the operations its orders owe the global ledger (an
+//! outbox, settled by `LoyaltyApplied`).
+//!
+//! The ledger itself (one account per customer, in a JetStream KV record,
+//! the `loyalty` crate's rules) is global; the district only says what its
+//! orders did. [`follow`] reads each order event after its own handler ran
+//! and queues what it means for points:
+//! - bought (`OrderPurchased`): spend what the order's hold reserved
+//!   (`Commit`), and earn by the rules (`Earn`; app orders only: a POS
+//!   till is nobody's account);
+//! - not bought (cancelled in its grace window, refused): drop the hold
+//!   (`Release`);
+//! - refunded after it was bought: the spent points come back
+//!   (`ReturnSpent`) and the earned ones go (`ReverseEarn`).
+//!
+//! Op ids are `{kind}-{district}/{order}`: deterministic, so a replayed log
+//! or a retried apply is recognised by the account, which applies each id
+//! once. The node's loyalty task applies what is due and records
+//! `LoyaltyApplied`; with NATS down the ops simply wait here (in the log),
+//! which is how earns queue while spends are refused (`503`).
+
+use chrono::Duration;
+use imbl::{HashMap, OrdMap};
+use loyalty::LoyaltyOp;
+use protocol::orders::{Channel, OrderId};
+use protocol::promotions::LoyaltyRules;
+use protocol::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::{DistrictState, Recorded};
+
+/// An operation owed to the ledger for one customer's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DueOp {
+    pub customer: String,
+    pub op: LoyaltyOp,
+}
+
+/// What the ledger was told about one order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct OrderPoints {
+    committed: bool,
+    earned: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Loyalty {
+    rules: Option<LoyaltyRules>,
+    due: OrdMap<String, DueOp>,
+    orders: HashMap<OrderId, OrderPoints>,
+}
+
+impl Loyalty {
+    pub fn rules(&self) -> Option<&LoyaltyRules> {
+        self.rules.as_ref()
+    }
+
+    /// Operations not yet applied by the ledger, by op id.
+    pub fn due(&self) -> &OrdMap<String, DueOp> {
+        &self.due
+    }
+}
+
+/// The ledger's name for an order: `{district}/{order}`.
+pub fn order_key(district: &str, order_id: &str) -> String {
+    format!("{district}/{order_id}")
+}
+
+fn owe(state: &mut DistrictState, kind: &str, key: &str, customer: &str, op: LoyaltyOp) {
+    let due = DueOp {
+        customer: customer.to_string(),
+        op,
+    };
+    state.loyalty.due.insert(format!("{kind}-{key}"), due);
+}
+
+/// Queues the ledger operations an order event implies (see the module
+/// docs). Runs after the event's own handler, so the order's status is
+/// already the new one.
+pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
+    let order_id = match event {
+        Event::OrderPurchased { order_id, .. }
+        | Event::OrderCancelled { order_id }
+        | Event::OrderPurchaseRefused { order_id, .. }
+        | Event::OrderRefunded { order_id, .. } => order_id,
+        _ => return,
+    };
+    // Only the few facts needed: this runs for every order event.
+    let Some((customer, channel, spent, charged)) = state.orders.get(order_id).map(|o| {
+        let spent = o
+            .price
+            .as_ref()
+            .and_then(|p| p.points.as_ref())
+            .map_or(0, |p| p.points);
+        (
+            o.customer.clone(),
+            o.channel,
+            spent,
+            o.charged().amount_minor,
+        )
+    }) else {
+        return;
+    };
+    let key = order_key(rec.district_id, order_id);
+    let seen = state
+        .loyalty
+        .orders
+        .get(order_id)
+        .copied()
+        .unwrap_or_default();
+    match event {
+        Event::OrderPurchased { .. } => {
+            let mut now = seen;
+            if spent > 0 {
+                owe(
+                    state,
+                    "commit",
+                    &key,
+                    &customer,
+                    LoyaltyOp::Commit {
+                        order: key.clone(),
+                        points: spent,
+                    },
+                );
+                now.committed = true;
+            }
+            let earned = match (channel, state.loyalty.rules) {
+                (Channel::App, Some(rules)) => rules.earned(charged),
+                _ => 0,
+            };
+            if earned > 0 {
+                let days = state.loyalty.rules.map_or(0, |r| r.expire_after_days);
+                let expires_at = rec.at + Duration::days(i64::from(days));
+                let op = LoyaltyOp::Earn {
+                    order: key.clone(),
+                    points: earned,
+                    expires_at,
+                };
+                owe(state, "earn", &key, &customer, op);
+                now.earned = earned;
+            }
+            if now != seen {
+                state.loyalty.orders.insert(order_id.clone(), now);
+            }
+        }
+        Event::OrderCancelled { .. } | Event::OrderPurchaseRefused { .. }
+            if spent > 0 && !seen.committed =>
+        {
+            let op = LoyaltyOp::Release { order: key.clone() };
+            owe(state, "release", &key, &customer, op);
+        }
+        Event::OrderRefunded { .. } => {
+            if seen.committed {
+                owe(
+                    state,
+                    "return",
+                    &key,
+                    &customer,
+                    LoyaltyOp::ReturnSpent { order: key.clone() },
+                );
+            }
+            if seen.earned > 0 {
+                owe(
+                    state,
+                    "reverse",
+                    &key,
+                    &customer,
+                    LoyaltyOp::ReverseEarn { order: key.clone() },
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(crate) fn define_rules(state: &mut DistrictState, rules: LoyaltyRules) {
+    state.loyalty.rules = Some(rules);
+}
+
+pub(crate) fn applied(state: &mut DistrictState, op_ids: &[String]) {
+    for id in op_ids {
+        state.loyalty.due.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::given::{state, t0};
+    use protocol::money::Currency;
+    use protocol::orders::OrderLine;
+    use protocol::promotions::{LinePrice, PointsSpend, PriceSplit, PromotionEvent};
+    use protocol::{FridgeId, MealId};
+
+    const RULES: LoyaltyRules = LoyaltyRules {
+        points_per_major_unit: 1,
+        minor_per_major: 100,
+        minor_per_point: 1,
+        expire_after_days: 30,
+    };
+
+    fn placed(channel: Channel) -> Vec<Event> {
+        vec![
+            Event::Promotion(PromotionEvent::LoyaltyRulesDefined { rules: RULES }),
+            Event::OrderPlaced {
+                order_id: OrderId::from_static("o1"),
+                customer: "ann".into(),
+                channel,
+                fridge_id: FridgeId::from_static("f1"),
+                lines: vec![OrderLine {
+                    meal_id: MealId::from_static("m1"),
+                    name: "Bowl".into(),
+                    qty: 1,
+                    unit_price: 1_250,
+                }],
+                total: 1_250,
+                currency: Currency::try_from("USD".to_string()).unwrap_or_else(|_| unreachable!()),
+                payment_method: "tok_visa".into(),
+                hold_until: t0(),
+                idempotency: None,
+            },
+        ]
+    }
+
+    /// `placed` plus a price split spending 250 points on it.
+    fn placed_spending(channel: Channel) -> Vec<Event> {
+        let mut split = PriceSplit::list(vec![LinePrice {
+            meal_id: MealId::from_static("m1"),
+            qty: 1,
+            list_minor: 1_250,
+            discount_minor: 0,
+        }]);
+        split.points = Some(PointsSpend {
+            points: 250,
+            value_minor: 250,
+        });
+        split.charged_minor = 1_000;
+        let mut events = placed(channel);
+        events.push(Event::Promotion(PromotionEvent::OrderPriced {
+            order_id: OrderId::from_static("o1"),
+            local_date: t0().date_naive(),
+            split,
+        }));
+        events
+    }
+
+    fn purchased() -> Event {
+        Event::OrderPurchased {
+            order_id: OrderId::from_static("o1"),
+            pickup_code: "123456".into(),
+            pickup_deadline: t0(),
+        }
+    }
+
+    fn due_ids(s: &DistrictState) -> Vec<&str> {
+        s.loyalty().due().keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_purchase_commits_the_spend_and_earns_on_what_the_card_paid() {
+        let mut events = placed_spending(Channel::App);
+        events.push(purchased());
+        let s = state(events);
+        assert_eq!(due_ids(&s), ["commit-d/o1", "earn-d/o1"]);
+        let earn = &s.loyalty().due()["earn-d/o1"];
+        assert_eq!(earn.customer, "ann");
+        assert!(
+            matches!(earn.op, LoyaltyOp::Earn { points: 10, .. }),
+            "10.00 paid: {:?}",
+            earn.op
+        );
+        assert!(matches!(
+            s.loyalty().due()["commit-d/o1"].op,
+            LoyaltyOp::Commit { points: 250, .. }
+        ));
+    }
+
+    #[test]
+    fn a_till_earns_nobody_points() {
+        let mut events = placed(Channel::Pos);
+        events.push(purchased());
+        assert!(state(events).loyalty().due().is_empty());
+    }
+
+    #[test]
+    fn a_cancel_in_the_grace_window_releases_the_hold() {
+        let mut events = placed_spending(Channel::App);
+        events.push(Event::OrderCancelled {
+            order_id: OrderId::from_static("o1"),
+        });
+        assert_eq!(due_ids(&state(events)), ["release-d/o1"]);
+    }
+
+    #[test]
+    fn a_refund_returns_the_spend_and_reverses_the_earn() {
+        let mut events = placed_spending(Channel::App);
+        events.push(purchased());
+        events.push(Event::Promotion(PromotionEvent::LoyaltyApplied {
+            op_ids: vec!["commit-d/o1".into(), "earn-d/o1".into()],
+        }));
+        events.push(Event::OrderCancelled {
+            order_id: OrderId::from_static("o1"),
+        });
+        events.push(Event::OrderRefunded {
+            order_id: OrderId::from_static("o1"),
+            reference: "re_1".into(),
+        });
+        assert_eq!(due_ids(&state(events)), ["return-d/o1", "reverse-d/o1"]);
+    }
+}
