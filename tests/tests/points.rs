@@ -131,11 +131,14 @@ async fn points_earned_downtown_are_spent_in_the_west_and_never_twice() {
     await_available(&alice_downtown, 31).await;
 
     // 20 points off a 6.95 coney in the west: the card pays 6.75, which earns 6.
-    let r = alice_west
-        .order_body(order_body("f-west", "m-coney", 1, Some(20)), None)
-        .await;
+    let body = order_body("f-west", "m-coney", 1, Some(20));
+    let r = alice_west.order_body(body.clone(), Some("spend-1")).await;
     let spent = created(&r);
     assert_eq!(r.body["total"], 675, "{}", r.body);
+    // A retry with the same key is the first answer, not a second spend.
+    let again = alice_west.order_body(body, Some("spend-1")).await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body["order_id"], spent.as_str());
     pay(&west, &spent).await;
     assert_eq!(payments.ledger(&spent).await["ledger"]["amount"], 675);
     let balance = await_available(&alice_downtown, 31 - 20 + 6).await;

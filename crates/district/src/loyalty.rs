@@ -12,7 +12,10 @@
 //! - not bought (cancelled in its grace window, refused): drop the hold
 //!   (`Release`);
 //! - refunded after it was bought: the spent points come back
-//!   (`ReturnSpent`) and the earned ones go (`ReverseEarn`).
+//!   (`ReturnSpent`) and the earned ones go (`ReverseEarn`);
+//! - bought with someone's share code (`OrderReferred`): the buyer is
+//!   referred and the code's owner rewarded (once per payment method);
+//! - a buyer's first app purchase here registers their share code.
 //!
 //! Op ids are `{kind}-{district}/{order}`: deterministic, so a replayed log
 //! or a retried apply is recognised by the account, which applies each id
@@ -21,7 +24,7 @@
 //! which is how earns queue while spends are refused (`503`).
 
 use chrono::Duration;
-use imbl::{HashMap, OrdMap};
+use imbl::{HashMap, HashSet, OrdMap};
 use loyalty::LoyaltyOp;
 use protocol::orders::{Channel, OrderId};
 use protocol::promotions::LoyaltyRules;
@@ -30,18 +33,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DistrictState, Recorded};
 
-/// An operation owed to the ledger for one customer's account.
+/// What is owed to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerOp {
+    /// A change to `DueOp::customer`'s account.
+    Account(LoyaltyOp),
+    /// Register `DueOp::customer`'s share code (on a first purchase here).
+    ShareCode,
+}
+
+/// An operation owed to the ledger for one customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueOp {
     pub customer: String,
-    pub op: LoyaltyOp,
+    pub op: LedgerOp,
 }
 
-/// What the ledger was told about one order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the ledger was told about one order, and who referred it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct OrderPoints {
     committed: bool,
     earned: i64,
+    referrer: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -49,6 +62,8 @@ pub struct Loyalty {
     rules: Option<LoyaltyRules>,
     due: OrdMap<String, DueOp>,
     orders: HashMap<OrderId, OrderPoints>,
+    /// Customers whose share code this district has asked to register.
+    shared: HashSet<String>,
 }
 
 impl Loyalty {
@@ -70,9 +85,19 @@ pub fn order_key(district: &str, order_id: &str) -> String {
 fn owe(state: &mut DistrictState, kind: &str, key: &str, customer: &str, op: LoyaltyOp) {
     let due = DueOp {
         customer: customer.to_string(),
-        op,
+        op: LedgerOp::Account(op),
     };
     state.loyalty.due.insert(format!("{kind}-{key}"), due);
+}
+
+/// The facts of an order `follow` needs (it runs for every order event,
+/// so only these are copied).
+struct Facts {
+    customer: String,
+    channel: Channel,
+    spent: i64,
+    charged: i64,
+    method: u64,
 }
 
 /// Queues the ledger operations an order event implies (see the module
@@ -86,19 +111,16 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
         | Event::OrderRefunded { order_id, .. } => order_id,
         _ => return,
     };
-    // Only the few facts needed: this runs for every order event.
-    let Some((customer, channel, spent, charged)) = state.orders.get(order_id).map(|o| {
-        let spent = o
+    let Some(facts) = state.orders.get(order_id).map(|o| Facts {
+        customer: o.customer.clone(),
+        channel: o.channel,
+        spent: o
             .price
             .as_ref()
             .and_then(|p| p.points.as_ref())
-            .map_or(0, |p| p.points);
-        (
-            o.customer.clone(),
-            o.channel,
-            spent,
-            o.charged().amount_minor,
-        )
+            .map_or(0, |p| p.points),
+        charged: o.charged().amount_minor,
+        method: loyalty::method_hash(&o.payment_method),
     }) else {
         return;
     };
@@ -107,71 +129,109 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
         .loyalty
         .orders
         .get(order_id)
-        .copied()
+        .cloned()
         .unwrap_or_default();
     match event {
         Event::OrderPurchased { .. } => {
-            let mut now = seen;
-            if spent > 0 {
-                owe(
-                    state,
-                    "commit",
-                    &key,
-                    &customer,
-                    LoyaltyOp::Commit {
-                        order: key.clone(),
-                        points: spent,
-                    },
-                );
-                now.committed = true;
-            }
-            let earned = match (channel, state.loyalty.rules) {
-                (Channel::App, Some(rules)) => rules.earned(charged),
-                _ => 0,
-            };
-            if earned > 0 {
-                let days = state.loyalty.rules.map_or(0, |r| r.expire_after_days);
-                let expires_at = rec.at + Duration::days(i64::from(days));
-                let op = LoyaltyOp::Earn {
-                    order: key.clone(),
-                    points: earned,
-                    expires_at,
-                };
-                owe(state, "earn", &key, &customer, op);
-                now.earned = earned;
-            }
+            let now = purchased(state, &key, &facts, &seen, rec);
             if now != seen {
                 state.loyalty.orders.insert(order_id.clone(), now);
             }
         }
         Event::OrderCancelled { .. } | Event::OrderPurchaseRefused { .. }
-            if spent > 0 && !seen.committed =>
+            if facts.spent > 0 && !seen.committed =>
         {
             let op = LoyaltyOp::Release { order: key.clone() };
-            owe(state, "release", &key, &customer, op);
+            owe(state, "release", &key, &facts.customer, op);
         }
         Event::OrderRefunded { .. } => {
             if seen.committed {
-                owe(
-                    state,
-                    "return",
-                    &key,
-                    &customer,
-                    LoyaltyOp::ReturnSpent { order: key.clone() },
-                );
+                let op = LoyaltyOp::ReturnSpent { order: key.clone() };
+                owe(state, "return", &key, &facts.customer, op);
             }
             if seen.earned > 0 {
-                owe(
-                    state,
-                    "reverse",
-                    &key,
-                    &customer,
-                    LoyaltyOp::ReverseEarn { order: key.clone() },
-                );
+                let op = LoyaltyOp::ReverseEarn { order: key.clone() };
+                owe(state, "reverse", &key, &facts.customer, op);
             }
         }
         _ => {}
     }
+}
+
+/// A purchase: commit the spend; for an app order, earn, register the
+/// buyer's share code and settle a referral. Returns what the ledger was
+/// told about the order.
+fn purchased(
+    state: &mut DistrictState,
+    key: &str,
+    facts: &Facts,
+    seen: &OrderPoints,
+    rec: Recorded,
+) -> OrderPoints {
+    let mut now = seen.clone();
+    let customer = facts.customer.as_str();
+    if facts.spent > 0 {
+        let op = LoyaltyOp::Commit {
+            order: key.to_string(),
+            points: facts.spent,
+        };
+        owe(state, "commit", key, customer, op);
+        now.committed = true;
+    }
+    if facts.channel != Channel::App {
+        return now; // A till is nobody's account.
+    }
+    let Some(rules) = state.loyalty.rules else {
+        return now;
+    };
+    let expires_at = rec.at + Duration::days(i64::from(rules.expire_after_days));
+    let earned = rules.earned(facts.charged);
+    if earned > 0 {
+        let op = LoyaltyOp::Earn {
+            order: key.to_string(),
+            points: earned,
+            expires_at,
+        };
+        owe(state, "earn", key, customer, op);
+        now.earned = earned;
+    }
+    if let Some(owner) = seen.referrer.clone() {
+        let referred = LoyaltyOp::Referred {
+            order: key.to_string(),
+            owner: owner.clone(),
+        };
+        owe(state, "referred", key, customer, referred);
+        let reward = LoyaltyOp::ReferralReward {
+            order: key.to_string(),
+            customer: customer.to_string(),
+            method: facts.method,
+            points: i64::from(rules.referral_reward_points),
+            expires_at,
+        };
+        owe(state, "reward", key, &owner, reward);
+    }
+    if !state.loyalty.shared.contains(customer) {
+        state.loyalty.shared.insert(customer.to_string());
+        let due = DueOp {
+            customer: customer.to_string(),
+            op: LedgerOp::ShareCode,
+        };
+        let id = format!("share-{}", loyalty::share_code(customer));
+        state.loyalty.due.insert(id, due);
+    }
+    now
+}
+
+/// `OrderReferred`: remembered until the order is bought.
+pub(crate) fn referred_by(state: &mut DistrictState, order_id: &OrderId, owner: &str) {
+    let mut entry = state
+        .loyalty
+        .orders
+        .get(order_id)
+        .cloned()
+        .unwrap_or_default();
+    entry.referrer = Some(owner.to_string());
+    state.loyalty.orders.insert(order_id.clone(), entry);
 }
 
 pub(crate) fn define_rules(state: &mut DistrictState, rules: LoyaltyRules) {
@@ -198,6 +258,7 @@ mod tests {
         minor_per_major: 100,
         minor_per_point: 1,
         expire_after_days: 30,
+        referral_reward_points: 100,
     };
 
     fn placed(channel: Channel) -> Vec<Event> {
@@ -262,17 +323,21 @@ mod tests {
         let mut events = placed_spending(Channel::App);
         events.push(purchased());
         let s = state(events);
-        assert_eq!(due_ids(&s), ["commit-d/o1", "earn-d/o1"]);
+        let share = format!("share-{}", loyalty::share_code("ann"));
+        assert_eq!(due_ids(&s), ["commit-d/o1", "earn-d/o1", share.as_str()]);
         let earn = &s.loyalty().due()["earn-d/o1"];
         assert_eq!(earn.customer, "ann");
         assert!(
-            matches!(earn.op, LoyaltyOp::Earn { points: 10, .. }),
+            matches!(
+                earn.op,
+                LedgerOp::Account(LoyaltyOp::Earn { points: 10, .. })
+            ),
             "10.00 paid: {:?}",
             earn.op
         );
         assert!(matches!(
             s.loyalty().due()["commit-d/o1"].op,
-            LoyaltyOp::Commit { points: 250, .. }
+            LedgerOp::Account(LoyaltyOp::Commit { points: 250, .. })
         ));
     }
 
@@ -297,7 +362,11 @@ mod tests {
         let mut events = placed_spending(Channel::App);
         events.push(purchased());
         events.push(Event::Promotion(PromotionEvent::LoyaltyApplied {
-            op_ids: vec!["commit-d/o1".into(), "earn-d/o1".into()],
+            op_ids: vec![
+                "commit-d/o1".into(),
+                "earn-d/o1".into(),
+                format!("share-{}", loyalty::share_code("ann")),
+            ],
         }));
         events.push(Event::OrderCancelled {
             order_id: OrderId::from_static("o1"),
@@ -307,5 +376,28 @@ mod tests {
             reference: "re_1".into(),
         });
         assert_eq!(due_ids(&state(events)), ["return-d/o1", "reverse-d/o1"]);
+    }
+
+    #[test]
+    fn a_purchase_with_a_share_code_refers_the_buyer_and_rewards_the_owner() {
+        let mut events = placed(Channel::App);
+        events.push(Event::Promotion(PromotionEvent::OrderReferred {
+            order_id: OrderId::from_static("o1"),
+            owner: "bob".into(),
+        }));
+        events.push(purchased());
+        let s = state(events);
+        let referred = &s.loyalty().due()["referred-d/o1"];
+        assert_eq!(referred.customer, "ann");
+        let reward = &s.loyalty().due()["reward-d/o1"];
+        assert_eq!(reward.customer, "bob");
+        assert!(
+            matches!(
+                &reward.op,
+                LedgerOp::Account(LoyaltyOp::ReferralReward { points: 100, customer, .. }) if customer == "ann"
+            ),
+            "{:?}",
+            reward.op
+        );
     }
 }

@@ -492,6 +492,10 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &PromotionEvent) -> bool 
             crate::loyalty::applied(state, op_ids);
             false
         }
+        PromotionEvent::OrderReferred { order_id, owner } => {
+            crate::loyalty::referred_by(state, order_id, owner);
+            false
+        }
     }
 }
 

@@ -88,6 +88,7 @@ impl District {
             channel: Channel::App,
             request,
             idempotency: None,
+            referral: None,
         }))
         .expect("order placed");
         order_id

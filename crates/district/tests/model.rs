@@ -982,6 +982,7 @@ fn place(
             payment_method: "tok".into(),
         },
         idempotency,
+        referral: None,
     })
 }
 

@@ -174,6 +174,7 @@ impl Harness {
                     channel,
                     request,
                     idempotency: None,
+                    referral: None,
                 };
                 if !self.run(Command::Order(cmd)).is_empty() {
                     self.orders.push(order_id);

@@ -152,6 +152,7 @@ fn promotions(fridge: &FridgeId) -> Vec<Command> {
                 minor_per_major: 100,
                 minor_per_point: 1,
                 expire_after_days: 365,
+                referral_reward_points: 100,
             },
         }),
         Command::Promotion(PromotionCommand::DefineSubsidy {
@@ -187,6 +188,7 @@ fn place(n: usize, channel: Channel, fridge: &FridgeId, meal: &MealId) -> Comman
             payment_method: "tok_visa".into(),
         },
         idempotency: Some((format!("key-{n}"), 7)),
+        referral: None,
     })
 }
 

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::lots::{self, Lot, Origin, Piece};
 use crate::{
-    Balance, Entry, EntryKind, LoyaltyError, LoyaltyOp, OrderKey, HOLD_TTL_SECS, MAX_APPLIED_OPS,
-    MAX_HISTORY, MAX_HOLDS, MAX_LOTS, MAX_SPENT_PIECES,
+    Balance, Entry, EntryKind, LoyaltyError, LoyaltyOp, OrderKey, Referral, HOLD_TTL_SECS,
+    MAX_APPLIED_OPS, MAX_HISTORY, MAX_HOLDS, MAX_LOTS, MAX_REFERRALS, MAX_SPENT_PIECES,
 };
 
 /// Points reserved for an order that is being confirmed.
@@ -45,6 +45,14 @@ pub struct Account {
     history: VecDeque<Entry>,
     /// Op ids applied, newest last, at most `MAX_APPLIED_OPS`.
     applied: VecDeque<String>,
+    /// Who referred this customer (their first purchase with a share code).
+    referred_by: Option<Referral>,
+    /// Purchases made with this customer's share code, newest last, at
+    /// most `MAX_REFERRALS`.
+    referrals: VecDeque<Referral>,
+    /// Payment methods (hashes) whose purchases earned this owner a
+    /// referral reward, at most `MAX_REFERRALS`.
+    rewarded_methods: VecDeque<u64>,
 }
 
 impl Account {
@@ -147,6 +155,22 @@ impl Account {
             }
             LoyaltyOp::ReturnSpent { order } => self.return_spent(order, now),
             LoyaltyOp::ReverseEarn { order } => self.reverse_earn(order, now),
+            LoyaltyOp::Referred { order, owner } => {
+                if self.referred_by.is_none() {
+                    self.referred_by = Some(Referral {
+                        customer: owner.clone(),
+                        order: order.clone(),
+                        at: now,
+                    });
+                }
+            }
+            LoyaltyOp::ReferralReward {
+                order,
+                customer,
+                method,
+                points,
+                expires_at,
+            } => self.reward(order, customer, *method, *points, *expires_at, now),
         }
         // An earn or a return may bring lots that have already expired.
         self.prune_lots(now);
@@ -158,6 +182,53 @@ impl Account {
         );
         push_bounded(&mut self.applied, op_id.to_owned(), MAX_APPLIED_OPS);
         true
+    }
+
+    /// Who referred this customer, if anyone did.
+    pub fn referred_by(&self) -> Option<&Referral> {
+        self.referred_by.as_ref()
+    }
+
+    /// Purchases made with this customer's share code, oldest first.
+    pub fn referrals(&self) -> impl Iterator<Item = &Referral> {
+        self.referrals.iter()
+    }
+
+    /// Whether a purchase paid with `method` already earned this owner a
+    /// referral reward.
+    pub fn rewarded_method(&self, method: u64) -> bool {
+        self.rewarded_methods.contains(&method)
+    }
+
+    fn reward(
+        &mut self,
+        order: &OrderKey,
+        customer: &str,
+        method: u64,
+        points: i64,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        let referral = Referral {
+            customer: customer.to_owned(),
+            order: order.clone(),
+            at: now,
+        };
+        push_bounded(&mut self.referrals, referral, MAX_REFERRALS);
+        if self.rewarded_methods.contains(&method) || points <= 0 || expires_at <= now {
+            return;
+        }
+        push_bounded(&mut self.rewarded_methods, method, MAX_REFERRALS);
+        lots::insert(
+            &mut self.lots,
+            Lot {
+                order: order.clone(),
+                origin: Origin::Earned,
+                points,
+                expires_at,
+            },
+        );
+        self.record(now, EntryKind::Referral, order, points);
     }
 
     /// What happened, oldest first (the last [`MAX_HISTORY`] entries).

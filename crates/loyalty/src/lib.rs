@@ -183,6 +183,35 @@ pub enum LoyaltyOp {
     /// The order was refunded: the points it earned are taken back (what
     /// is left of them; the balance never goes below zero).
     ReverseEarn { order: OrderKey },
+    /// On the buyer's account: the order was bought with `owner`'s share
+    /// code (kept only for the first such order: a customer is referred
+    /// once).
+    Referred { order: OrderKey, owner: String },
+    /// On the share code's owner's account: `customer` bought with the
+    /// code. Earns `points` unless a purchase paid with the same payment
+    /// method (`method`: a hash of it) already earned this owner a reward,
+    /// so one card cannot farm a code through made-up accounts.
+    ReferralReward {
+        order: OrderKey,
+        customer: String,
+        method: u64,
+        points: i64,
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// Most referrals remembered per owner (newest kept), and most payment
+/// methods remembered as rewarded.
+pub const MAX_REFERRALS: usize = 256;
+
+/// One purchase made with a share code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Referral {
+    /// The other side: the buyer on the owner's account, the owner on the
+    /// buyer's.
+    pub customer: String,
+    pub order: OrderKey,
+    pub at: DateTime<Utc>,
 }
 
 /// One change of points, as the customer sees it.
@@ -205,6 +234,8 @@ pub enum EntryKind {
     Returned,
     Reversed,
     Expired,
+    /// A reward for a purchase made with the customer's share code.
+    Referral,
 }
 
 /// An account's balance at one moment ([`Account::balance`]).
@@ -231,4 +262,63 @@ pub enum LoyaltyError {
     TooManyHolds,
     #[error("points to reserve must be positive")]
     NotPositive,
+}
+
+/// Characters of a share code: Crockford's base 32 (no I, L, O, U), so a
+/// code read aloud or typed from a receipt is hard to get wrong.
+const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Length of a share code: 10 characters, 50 bits.
+pub const SHARE_CODE_LEN: usize = 10;
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A customer's share code: the same on every purchase and in every
+/// district, derived from the customer's id (FNV-1a, 50 bits). The ledger
+/// registers it on the customer's first purchase; a collision (another
+/// customer holding it already) leaves the later customer without one.
+pub fn share_code(customer: &str) -> String {
+    let hash = fnv1a(customer.as_bytes());
+    (0..SHARE_CODE_LEN)
+        .map(|i| char::from(CODE_ALPHABET[((hash >> (i * 5)) & 31) as usize]))
+        .collect()
+}
+
+/// A share code as typed: upper-cased, `None` if it cannot be one.
+pub fn parse_share_code(text: &str) -> Option<String> {
+    let code = text.trim().to_ascii_uppercase();
+    (code.len() == SHARE_CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b)))
+        .then_some(code)
+}
+
+/// A payment method as the referral rules remember it: a hash, never the
+/// token itself.
+pub fn method_hash(payment_method: &str) -> u64 {
+    fnv1a(payment_method.as_bytes())
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::*;
+
+    #[test]
+    fn a_share_code_is_stable_typable_and_parses_back() {
+        let code = share_code("alice");
+        assert_eq!(code, share_code("alice"));
+        assert_ne!(code, share_code("bob"));
+        assert_eq!(code.len(), SHARE_CODE_LEN);
+        assert_eq!(
+            parse_share_code(&code.to_ascii_lowercase()),
+            Some(code.clone())
+        );
+        assert_eq!(
+            parse_share_code("I0L0U0O0I0"),
+            None,
+            "not Crockford characters"
+        );
+        assert_eq!(parse_share_code("SHORT"), None);
+    }
 }

@@ -670,3 +670,49 @@ fn a_record_filled_to_every_bound_stays_under_512_kib() {
     println!("a record filled to every bound: {} bytes", bytes.len());
     assert!(bytes.len() < 512 * 1024, "{} bytes", bytes.len());
 }
+
+// ---- referrals -------------------------------------------------------------
+
+fn reward(order: &str, customer: &str, method: u64, points: i64) -> LoyaltyOp {
+    LoyaltyOp::ReferralReward {
+        order: order.into(),
+        customer: customer.into(),
+        method,
+        points,
+        expires_at: jan(),
+    }
+}
+
+#[test]
+fn a_referral_reward_earns_once_per_payment_method() {
+    // Given an owner whose code bob bought with card 7
+    let mut owner = Account::default();
+    owner.apply("r1", &reward("d/o1", "bob", 7, 50), now());
+    // When carol pays with the same card 7, and dan with card 8
+    owner.apply("r2", &reward("d/o2", "carol", 7, 50), now());
+    owner.apply("r3", &reward("d/o3", "dan", 8, 50), now());
+    // Then all three are referrals, but card 7 earned only once
+    let who: Vec<&str> = owner.referrals().map(|r| r.customer.as_str()).collect();
+    assert_eq!(who, ["bob", "carol", "dan"]);
+    assert_eq!(owner.balance(now()).points, 100);
+    assert!(owner.rewarded_method(7) && owner.rewarded_method(8));
+    let kinds: Vec<EntryKind> = owner.history().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EntryKind::Referral, EntryKind::Referral]);
+}
+
+#[test]
+fn a_customer_is_referred_once_by_the_first_code_used() {
+    let mut bob = Account::default();
+    let referred = |order: &str, owner: &str| LoyaltyOp::Referred {
+        order: order.into(),
+        owner: owner.into(),
+    };
+    bob.apply("x1", &referred("d/o1", "ann"), now());
+    bob.apply("x2", &referred("d/o2", "eve"), now());
+    assert_eq!(bob.referred_by().map(|r| r.customer.as_str()), Some("ann"));
+    assert_eq!(
+        bob.balance(now()).points,
+        0,
+        "being referred earns nothing by itself"
+    );
+}

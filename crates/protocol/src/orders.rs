@@ -74,9 +74,6 @@ impl PlaceOrder {
                 max: MAX_PAYMENT_METHOD_LEN,
             });
         }
-        if self.share_code.is_some() {
-            return Err(ValidationError::ShareCodesNotAccepted);
-        }
         Ok(())
     }
 }
@@ -190,6 +187,10 @@ pub struct OrderView {
     /// none applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<crate::promotions::PriceSplit>,
+    /// The buyer's share code, on a bought app order: a purchase made
+    /// with it credits the buyer (`/v1/me/referrals`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_code: Option<String>,
     /// When the grace window ends (app and POS orders; a subscription order
     /// is prepaid and has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -334,6 +334,8 @@ pub struct LoyaltyRules {
     pub minor_per_point: u32,
     /// Earned points expire this many days later.
     pub expire_after_days: u32,
+    /// Points a share code's owner earns when someone buys with it.
+    pub referral_reward_points: u32,
 }
 
 impl LoyaltyRules {
@@ -497,6 +499,12 @@ pub enum PromotionEvent {
     LoyaltyRulesDefined {
         rules: LoyaltyRules,
     },
+    /// The order was placed with the share code of `owner` (checked by the
+    /// node against the global ledger before the order was placed).
+    OrderReferred {
+        order_id: OrderId,
+        owner: String,
+    },
     /// The global ledger applied these operations (op ids of the district's
     /// loyalty outbox); they are owed no longer.
     LoyaltyApplied {
@@ -517,6 +525,7 @@ impl PromotionEvent {
             PromotionEvent::OrderPriced { .. } => "OrderPriced",
             PromotionEvent::LoyaltyRulesDefined { .. } => "LoyaltyRulesDefined",
             PromotionEvent::LoyaltyApplied { .. } => "LoyaltyApplied",
+            PromotionEvent::OrderReferred { .. } => "OrderReferred",
         }
     }
 
@@ -531,7 +540,8 @@ impl PromotionEvent {
             | PromotionEvent::CouponWithdrawn { code } => StreamId::Coupon(code.clone()),
             PromotionEvent::SubsidyDefined { subsidy_id, .. }
             | PromotionEvent::SubsidyEnded { subsidy_id } => StreamId::Subsidy(subsidy_id.clone()),
-            PromotionEvent::OrderPriced { order_id, .. } => StreamId::Order(order_id.clone()),
+            PromotionEvent::OrderPriced { order_id, .. }
+            | PromotionEvent::OrderReferred { order_id, .. } => StreamId::Order(order_id.clone()),
             PromotionEvent::LoyaltyRulesDefined { .. } | PromotionEvent::LoyaltyApplied { .. } => {
                 StreamId::Loyalty
             }

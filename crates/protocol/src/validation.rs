@@ -61,8 +61,6 @@ pub enum ValidationError {
     /// An order lists a meal twice (instead of a larger `qty`).
     #[error("meal {meal_id} is listed twice; use qty")]
     OrderedTwice { meal_id: MealId },
-    #[error("share codes are not accepted yet")]
-    ShareCodesNotAccepted,
     #[error("a district needs at least one geohash prefix")]
     NoGeohashPrefix,
     #[error("{prefix:?} is not a geohash prefix (base32, 1..={FRIDGE_GEOHASH_PRECISION} chars)")]
@@ -191,7 +189,6 @@ mod tests {
                 },
                 "meal m-1 is listed twice; use qty",
             ),
-            (V::ShareCodesNotAccepted, "share codes are not accepted yet"),
             (
                 V::NoGeohashPrefix,
                 "a district needs at least one geohash prefix",

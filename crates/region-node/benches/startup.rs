@@ -330,6 +330,7 @@ impl Generator {
                 payment_method: "tok_visa".into(),
             },
             idempotency: None,
+            referral: None,
         }));
         if app {
             return self.run(Command::Order(OrderCommand::Cancel {

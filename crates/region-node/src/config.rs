@@ -400,6 +400,9 @@ pub struct LoyaltyConfig {
     pub minor_per_point: u32,
     /// Earned points expire after this many days (1..=3650; default 365).
     pub expire_after_days: u32,
+    /// Points a share code's owner earns per purchase made with it
+    /// (default 100; once per payment method).
+    pub referral_reward_points: u32,
 }
 
 impl Default for LoyaltyConfig {
@@ -409,6 +412,7 @@ impl Default for LoyaltyConfig {
             minor_per_major: 100,
             minor_per_point: 1,
             expire_after_days: 365,
+            referral_reward_points: 100,
         }
     }
 }
@@ -420,6 +424,7 @@ impl LoyaltyConfig {
             minor_per_major: self.minor_per_major,
             minor_per_point: self.minor_per_point,
             expire_after_days: self.expire_after_days,
+            referral_reward_points: self.referral_reward_points,
         }
     }
 
@@ -436,7 +441,10 @@ impl LoyaltyConfig {
                 self.minor_per_major
             ));
         }
-        if self.points_per_major_unit > 10_000 || self.minor_per_point > 10_000 {
+        if self.points_per_major_unit > 10_000
+            || self.minor_per_point > 10_000
+            || self.referral_reward_points > 1_000_000
+        {
             return Err(
                 "loyalty.points_per_major_unit and minor_per_point must be at most 10000".into(),
             );

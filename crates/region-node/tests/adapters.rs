@@ -113,6 +113,7 @@ async fn place(d: &District, order_id: &'static str) -> OrderId {
         channel: Channel::App,
         request,
         idempotency: None,
+        referral: None,
     }))
     .await
     .unwrap();

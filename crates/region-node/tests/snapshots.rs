@@ -37,6 +37,7 @@ async fn place(district: &District, n: usize) {
             channel: Channel::Pos,
             request,
             idempotency: None,
+            referral: None,
         }))
         .await;
     assert!(placed.is_ok(), "order {n}: {placed:?}");

@@ -67,6 +67,9 @@ pub enum OrderCommand {
         channel: Channel,
         request: PlaceOrder,
         idempotency: Option<(String, u64)>,
+        /// The owner of the request's share code, as the node found it in
+        /// the global ledger (after its self-referral and farming checks).
+        referral: Option<String>,
     },
     /// `customer` is `None` when an admin cancels.
     Cancel {
@@ -95,15 +98,18 @@ pub fn decide(
             channel,
             request,
             idempotency,
-        } => place(
-            state,
-            order_id,
-            customer,
-            channel,
-            request,
-            idempotency,
-            ctx,
-        ),
+            referral,
+        } => {
+            let placed = Placement {
+                order_id,
+                customer,
+                channel,
+                request,
+                idempotency,
+                referral,
+            };
+            place(state, placed, ctx)
+        }
         OrderCommand::Cancel { order_id, customer } => {
             let order = find(state, &order_id, customer.as_deref())?;
             match order.status {
@@ -206,15 +212,25 @@ pub(crate) fn with_release(order: &Order, mut events: Vec<Event>) -> Vec<Event> 
     events
 }
 
-fn place(
-    state: &DistrictState,
+/// An order to place, as the command brought it.
+struct Placement {
     order_id: OrderId,
     customer: String,
     channel: Channel,
     request: PlaceOrder,
     idempotency: Option<(String, u64)>,
-    ctx: &Context,
-) -> Result<Vec<Event>, DomainError> {
+    referral: Option<String>,
+}
+
+fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event>, DomainError> {
+    let Placement {
+        order_id,
+        customer,
+        channel,
+        request,
+        idempotency,
+        referral,
+    } = p;
     if let Some((key, fingerprint)) = &idempotency {
         if let Some((_, first)) = state.orders.by_idempotency_key(&customer, key) {
             return if first == fingerprint {
@@ -233,6 +249,11 @@ fn place(
         .ok_or_else(|| DomainError::UnknownFridge(request.fridge_id.clone()))?;
     if fridge.status != FridgeStatus::Online {
         return Err(DomainError::FridgeUnavailable(fridge.fridge_id.clone()));
+    }
+    if channel == Channel::Pos && (request.share_code.is_some() || referral.is_some()) {
+        return Err(DomainError::Invalid(
+            "share codes are used from the customer's app, not at a till".into(),
+        ));
     }
     if channel == Channel::Pos && request.points.is_some() {
         return Err(DomainError::Invalid(
@@ -309,6 +330,12 @@ fn place(
         hold_until: ctx.now + grace,
         idempotency,
     }];
+    if let Some(owner) = referral {
+        events.push(Event::Promotion(PromotionEvent::OrderReferred {
+            order_id: order_id.clone(),
+            owner,
+        }));
+    }
     if let Some((local_date, split)) = price {
         events.push(Event::Promotion(PromotionEvent::OrderPriced {
             order_id: order_id.clone(),

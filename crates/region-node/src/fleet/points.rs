@@ -187,6 +187,46 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Registers `customer`'s share code (`share.{code}` → the customer),
+    /// once: a code already held by the same customer is fine; one held by
+    /// another (a 50-bit collision) stays theirs, and this customer has
+    /// none (logged).
+    pub async fn register_share_code(&self, customer: &str) -> Result<(), LedgerError> {
+        let store = self.store().await?;
+        let code = loyalty::share_code(customer);
+        let key = format!("share.{code}");
+        match store
+            .create(&key, customer.as_bytes().to_vec().into())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                match self.share_owner(&code).await? {
+                    Some(owner) if owner != customer => {
+                        tracing::warn!(%code, "share code collision: kept by its first owner")
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            Err(e) => Err(LedgerError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Who holds share code `code` (as parsed), read from the leader.
+    pub async fn share_owner(&self, code: &str) -> Result<Option<String>, LedgerError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as NotThere;
+        let store = self.store().await?;
+        let subject = format!("{}share.{code}", store.prefix);
+        match store.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => Ok(String::from_utf8(m.payload.to_vec()).ok()),
+            Err(e) if e.kind() == NotThere::NoMessageFound => Ok(None),
+            Err(e) => Err(LedgerError::Unavailable(e.to_string())),
+        }
+    }
+}
+
 /// Applies the district's loyalty outbox to the ledger until `shutdown`
 /// (see the module docs).
 pub async fn run(ledger: Ledger, district: District, clock: Clock, mut shutdown: Shutdown) {
@@ -244,13 +284,19 @@ async fn apply(
     due: &[(String, district::loyalty::DueOp)],
     now: DateTime<Utc>,
 ) -> Vec<String> {
+    use district::loyalty::LedgerOp;
     let changes = due.iter().map(|(id, d)| async move {
-        let r = ledger
-            .update(&d.customer, |a| {
-                a.apply(id, &d.op, now);
-                Ok(())
-            })
-            .await;
+        let r = match &d.op {
+            LedgerOp::Account(op) => {
+                ledger
+                    .update(&d.customer, |a| {
+                        a.apply(id, op, now);
+                        Ok(())
+                    })
+                    .await
+            }
+            LedgerOp::ShareCode => ledger.register_share_code(&d.customer).await,
+        };
         (id, r)
     });
     futures::future::join_all(changes)

@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/me/orders", get(me::orders))
         .route("/v1/me/points", get(points::mine))
+        .route("/v1/me/referrals", get(points::referrals))
         .route(
             "/v1/me/profile",
             get(profile::get_profile).put(profile::put_profile),

@@ -74,6 +74,12 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         total: order.charged().amount_minor,
         currency: order.total.currency.clone(),
         pricing: order.price.as_deref().cloned(),
+        share_code: (order.channel == Channel::App
+            && matches!(
+                order.status,
+                OrderStatus::Purchased | OrderStatus::PickedUp | OrderStatus::Unclaimed
+            ))
+        .then(|| loyalty::share_code(&order.customer)),
         hold_until: (order.delivery_date.is_none()).then_some(order.hold_until),
         pickup_code: order.pickup_code.clone().filter(|_| {
             show_code
@@ -195,8 +201,24 @@ pub async fn place(
     let idempotency = key.clone().map(|k| (k, fingerprint));
     let order_id = OrderId::from(app.clock.ulid());
     let customer = claims.sub.clone();
+    // A retry of a placed order gets its first answer from the decider:
+    // nothing is checked or reserved for it again.
+    let retry = key.as_ref().is_some_and(|k| {
+        app.district
+            .state()
+            .orders()
+            .by_idempotency_key(&customer, k)
+            .is_some()
+    });
+    let referral = match (&request.share_code, channel) {
+        (Some(_), _) if retry => None,
+        (Some(code), Channel::App) => {
+            Some(referrer(&app, &customer, code, &request.payment_method).await?)
+        }
+        _ => None, // The decider refuses a share code at a till.
+    };
     let hold = match (request.points, channel) {
-        (Some(points), Channel::App) if points > 0 => {
+        (Some(points), Channel::App) if points > 0 && !retry => {
             Some(reserve_points(&app, &customer, &order_id, points).await?)
         }
         _ => None, // The decider refuses what is wrong with it.
@@ -209,6 +231,7 @@ pub async fn place(
             channel,
             request,
             idempotency,
+            referral,
         }))
         .await;
     let state = app.district.state();
@@ -245,6 +268,58 @@ pub async fn place(
             )
         })?;
     Ok((StatusCode::CREATED, axum::Json(accepted(&order))))
+}
+
+fn referral_refused(reason: &'static str, message: &str) -> ApiError {
+    let mut e = ApiError::unprocessable("referral_refused", message);
+    e.details = Some(
+        [("reason".to_string(), serde_json::json!(reason))]
+            .into_iter()
+            .collect(),
+    );
+    e
+}
+
+/// The owner of share code `code` if `customer` may buy with it: not their
+/// own, not referred before, and the payment method has not earned the
+/// owner a reward already (one card farming a code through made-up
+/// accounts). Read from the global ledger; 503 without it.
+async fn referrer(
+    app: &AppState,
+    customer: &str,
+    code: &str,
+    payment_method: &str,
+) -> Result<String, ApiError> {
+    let Some(ledger) = app.ledger.as_ref() else {
+        return Err(crate::fleet::points::LedgerError::Unavailable(
+            "this node runs without NATS".into(),
+        )
+        .into());
+    };
+    let unknown = || referral_refused("unknown_code", "this share code is not valid");
+    let code = loyalty::parse_share_code(code).ok_or_else(unknown)?;
+    let owner = ledger.share_owner(&code).await?.ok_or_else(unknown)?;
+    if owner == customer {
+        return Err(referral_refused(
+            "self_referral",
+            "this is your own share code",
+        ));
+    }
+    let (buyer, _) = ledger.account(customer).await?;
+    if buyer.referred_by().is_some() {
+        return Err(referral_refused(
+            "already_referred",
+            "you were referred before; a share code counts once per customer",
+        ));
+    }
+    let (owner_account, _) = ledger.account(&owner).await?;
+    if owner_account.rewarded_method(loyalty::method_hash(payment_method)) {
+        return Err(referral_refused(
+            "payment_method_used",
+            "this payment method was already used with this share code",
+        ));
+    }
+    Ok(owner)
 }
 
 /// Reserves `points` for the order about to be placed; the ledger and the

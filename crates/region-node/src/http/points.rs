@@ -52,3 +52,87 @@ pub async fn mine(
         history: account.history().cloned().collect(),
     }))
 }
+
+/// Most first-level referrals whose own referrals are read for
+/// `/v1/me/referrals` (one ledger read each).
+pub const MAX_SECOND_LEVEL_READS: usize = 50;
+
+/// Another customer as a referral view shows them: the first two
+/// characters of their id, so an owner recognises friends without the
+/// view handing out ids.
+fn masked(customer: &str) -> String {
+    let shown: String = customer.chars().take(2).collect();
+    format!("{shown}***")
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferralView {
+    pub customer: String,
+    pub order: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Purchases made with this customer's own code (second level only:
+    /// empty below it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrals: Option<Vec<ReferralView>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReferralsView {
+    /// The caller's share code, once registered (after a first app
+    /// purchase); `null` before.
+    pub share_code: Option<String>,
+    pub referred_by: Option<ReferralView>,
+    /// Different people who bought with the caller's code.
+    pub people: usize,
+    /// Purchases made with the caller's code, each with the purchases
+    /// made with that buyer's code (two levels, no deeper).
+    pub referrals: Vec<ReferralView>,
+}
+
+fn view(r: &loyalty::Referral, referrals: Option<Vec<ReferralView>>) -> ReferralView {
+    ReferralView {
+        customer: masked(&r.customer),
+        order: r.order.clone(),
+        at: r.at,
+        referrals,
+    }
+}
+
+/// `GET /v1/me/referrals` (customer): the caller's share code and the
+/// purchases made through it, two levels down.
+pub async fn referrals(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<ReferralsView>, ApiError> {
+    let claims = caller.require(&[Role::Customer])?;
+    let ledger = app
+        .ledger
+        .as_ref()
+        .ok_or_else(|| LedgerError::Unavailable("this node runs without NATS".into()))?;
+    let me = claims.sub.as_str();
+    let code = loyalty::share_code(me);
+    let registered = ledger.share_owner(&code).await?.as_deref() == Some(me);
+    let (account, _) = ledger.account(me).await?;
+    let mut second: std::collections::HashMap<String, Vec<ReferralView>> = Default::default();
+    let buyers: std::collections::BTreeSet<&str> =
+        account.referrals().map(|r| r.customer.as_str()).collect();
+    for buyer in buyers.iter().take(MAX_SECOND_LEVEL_READS) {
+        let (theirs, _) = ledger.account(buyer).await?;
+        let below = theirs.referrals().map(|r| view(r, None)).collect();
+        second.insert(buyer.to_string(), below);
+    }
+    Ok(axum::Json(ReferralsView {
+        share_code: registered.then_some(code),
+        referred_by: account.referred_by().map(|r| view(r, None)),
+        people: buyers.len(),
+        referrals: account
+            .referrals()
+            .map(|r| {
+                view(
+                    r,
+                    Some(second.get(&r.customer).cloned().unwrap_or_default()),
+                )
+            })
+            .collect(),
+    }))
+}
