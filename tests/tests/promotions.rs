@@ -148,9 +148,16 @@ async fn a_happy_hour_shows_in_the_catalog_is_charged_at_confirm_and_ends_on_tim
     );
     assert_eq!(shelf["campaigns"], json!(["happy"]));
 
+    let mut ws = WsClient::connect(&sys.node, None).await;
+    ws.subscribe(json!({"fridges": [FRIDGE]})).await;
     let r = sys.pos_order(SALAD, 1, json!({})).await;
     let id = created(&r);
     assert_eq!(r.body["total"], 836, "{}", r.body);
+    let pushed = ws.expect_stock(FRIDGE, SALAD, 4).await;
+    assert_eq!(
+        pushed["price_now"], 836,
+        "the push shows the price too: {pushed}"
+    );
     assert_eq!(r.body["pricing"]["list_minor"], 1045);
     assert_eq!(r.body["pricing"]["campaigns"][0]["discount_minor"], 209);
     assert_eq!(
@@ -332,6 +339,30 @@ async fn a_subsidised_fridge_charges_only_the_customers_share_up_to_the_daily_ca
     assert_eq!(statement.body["sponsor"], "ACME Corp");
     assert_eq!(statement.body["total_minor"], 600, "{}", statement.body);
     assert_eq!(statement.body["orders"].as_array().map(Vec::len), Some(2));
+
+    // The first is refunded (the card's 5.23, `Order::charged`) and the
+    // sponsor no longer pays its 5.22.
+    let r = sys
+        .node
+        .admin()
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{first}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    sys.node
+        .await_status(&first, "refunded", PAYMENT_DEADLINE)
+        .await;
+    let refund = sys.payments.ledger(&first).await;
+    assert_eq!(refund["ledger"]["refunds"], 1, "{refund}");
+    let statement = sys
+        .node
+        .admin()
+        .get(&format!("/v1/admin/subsidies/acme/statement?month={month}"))
+        .await;
+    assert_eq!(statement.body["total_minor"], 78, "{}", statement.body);
 }
 
 #[tokio::test]

@@ -75,12 +75,15 @@ pub enum ServerMessage {
         catalog_version: u64,
         area: Vec<String>,
     },
-    /// Units a customer can buy now.
+    /// Units a customer can buy now, and what one costs while a campaign
+    /// lowers the list price (as of the batch's time).
     Stock {
         fridge_id: FridgeId,
         meal_id: MealId,
         available: u32,
         version: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price_now: Option<i64>,
     },
     /// A status change of one of the caller's orders.
     Order {
@@ -163,16 +166,24 @@ impl ServerMessage {
 
 /// What a batch changed, as messages in version order. `prev` is the state
 /// the previous batch left, `next` the state after `events`.
+/// `utc_offset_minutes` is the district's (campaign times are local); the
+/// prices in stock messages are as of the batch's last event.
 pub fn changes(
     prev: &DistrictState,
     next: &DistrictState,
     events: &[EventEnvelope],
     district_id: &str,
     district_prefixes: &[String],
+    utc_offset_minutes: i32,
 ) -> Vec<Push> {
     let mut out: Vec<(Route, ServerMessage)> = Vec::new();
     catalog_changes(prev, next, district_id, district_prefixes, &mut out);
-    stock_changes(prev, next, &mut out);
+    let when = events.last().map(|e| crate::promotions::When {
+        local: (e.recorded_at + chrono::Duration::minutes(i64::from(utc_offset_minutes)))
+            .naive_utc(),
+        utc: e.recorded_at,
+    });
+    stock_changes(prev, next, when.as_ref(), &mut out);
     order_changes(prev, next, events, &mut out);
     charge_results(next, events, &mut out);
     out.truncate(MAX_MESSAGES_PER_BATCH);
@@ -244,8 +255,10 @@ fn catalog_changes(
 fn stock_changes(
     prev: &DistrictState,
     next: &DistrictState,
+    when: Option<&crate::promotions::When>,
     out: &mut Vec<(Route, ServerMessage)>,
 ) {
+    let priced = when.filter(|_| !next.promotions().campaigns().is_empty());
     if prev.stock().levels().ptr_eq(next.stock().levels()) {
         return;
     }
@@ -267,11 +280,17 @@ fn stock_changes(
                 .map(|l| l.available())
                 .unwrap_or(0)
         };
+        let price_now = |meal_id: &MealId| {
+            let meal = next.catalog().meal(meal_id)?;
+            let p = crate::promotions::display_price(next, fridge, meal, priced?);
+            (p.now_minor != p.list_minor).then_some(p.now_minor)
+        };
         let stock = |meal_id: &MealId, available: u32| ServerMessage::Stock {
             fridge_id: fridge_id.clone(),
             meal_id: meal_id.clone(),
             available,
             version: 0,
+            price_now: price_now(meal_id),
         };
         for (meal_id, level) in meals.iter() {
             let available = level.available();

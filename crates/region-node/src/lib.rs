@@ -251,6 +251,7 @@ async fn start_tasks(
         push::hub::HubConfig {
             district_id: config.district_id.clone(),
             district_prefixes: config.geohash_prefixes.clone(),
+            utc_offset_minutes: config.subscriptions.utc_offset_minutes,
             queue_frames: config.ws.queue_frames,
             resume_messages: config.ws.resume_messages,
         },

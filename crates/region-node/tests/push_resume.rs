@@ -92,6 +92,7 @@ async fn resuming_in_any_interleaving_gives_exactly_the_districts_counts() {
             HubConfig {
                 district_id: DistrictId::from_static("detroit-downtown"),
                 district_prefixes: vec!["dpsby".into()],
+                utc_offset_minutes: 0,
                 queue_frames: 1024,
                 resume_messages: 4096,
             },

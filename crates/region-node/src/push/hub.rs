@@ -36,6 +36,8 @@ pub const CONTROL_QUEUE_CAPACITY: usize = 4096;
 pub struct HubConfig {
     pub district_id: DistrictId,
     pub district_prefixes: Vec<String>,
+    /// The district's offset from UTC (campaign prices in stock messages).
+    pub utc_offset_minutes: i32,
     /// Frames a connection may have queued before it counts as too slow.
     pub queue_frames: usize,
     /// Recent messages kept for clients resuming with `since`.
@@ -215,6 +217,7 @@ impl HubTask {
             events,
             &self.config.district_id,
             &self.config.district_prefixes,
+            self.config.utc_offset_minutes,
         );
         self.prev = state.clone();
         self.head = version_after(state.last_seq());
