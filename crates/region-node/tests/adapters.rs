@@ -324,10 +324,10 @@ fn the_hub_closes_every_connection_queue_at_the_signal() {
             HubConfig {
                 district_id: DistrictId::from_static("detroit-downtown"),
                 district_prefixes: district::demo::PREFIXES
-                utc_offset_minutes: 0,
                     .iter()
                     .map(|p| p.to_string())
                     .collect(),
+                utc_offset_minutes: 0,
                 queue_frames: 16,
                 resume_messages: 16,
             },
