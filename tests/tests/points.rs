@@ -188,4 +188,80 @@ async fn without_nats_a_spend_is_refused_and_changes_nothing() {
         .order_body(order_body(DOWNTOWN_FRIDGE, SALAD, 1, Some(5)), None)
         .await;
     assert_eq!(r.status, 422, "a till does not spend points: {}", r.body);
+    // A coupon counted over the fleet needs NATS too; a district's own does not.
+    let fleet = json!({"discount": {"kind": "percent_off", "percent": 10},
+        "valid_from": "2020-01-01T00:00:00", "valid_until": "2099-01-01T00:00:00",
+        "fleet_max_uses": 5});
+    let r = node.admin().put("/v1/admin/coupons/fleet", fleet).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut body = order_body(DOWNTOWN_FRIDGE, SALAD, 1, None);
+    body["coupon"] = json!("fleet");
+    let r = alice.order_body(body, None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "loyalty_unavailable");
+}
+
+#[tokio::test]
+async fn a_coupon_counted_over_the_fleet_is_used_once_across_districts() {
+    let TwoDistricts {
+        nats: _nats,
+        configs: _configs,
+        downtown,
+        west,
+    } = TwoDistricts::start().await;
+    stock_west_fridge(&west).await;
+    let r = downtown
+        .admin()
+        .set_stock(DOWNTOWN_FRIDGE, &[(SALAD, 5)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let coupon = json!({"discount": {"kind": "amount_off", "amount_minor": 100},
+        "valid_from": "2020-01-01T00:00:00", "valid_until": "2099-01-01T00:00:00",
+        "fleet_max_uses": 1});
+    for node in [&downtown, &west] {
+        let r = node
+            .admin()
+            .put("/v1/admin/coupons/launch", coupon.clone())
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let with_coupon = |fridge: &str, meal: &str| {
+        let mut body = order_body(fridge, meal, 1, None);
+        body["coupon"] = json!("LAUNCH");
+        body
+    };
+    let ann = downtown.as_role("customer", "ann");
+    let r = ann
+        .order_body(with_coupon(DOWNTOWN_FRIDGE, SALAD), None)
+        .await;
+    let first = created(&r);
+    assert_eq!(r.body["total"], 945, "{}", r.body);
+
+    // The one fleet-wide use is held downtown: the west refuses it.
+    let bob = west.as_role("customer", "bob");
+    let r = bob.order_body(with_coupon("f-west", "m-coney"), None).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["reason"], "limit_reached", "{}", r.body);
+
+    // Ann cancels in her grace window: once downtown tells the ledger, the
+    // use is free again and the west may take it.
+    let r = ann
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{first}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let start = std::time::Instant::now();
+    loop {
+        let r = bob.order_body(with_coupon("f-west", "m-coney"), None).await;
+        if r.status == 201 {
+            assert_eq!(r.body["total"], 595, "{}", r.body);
+            break;
+        }
+        assert_eq!(r.body["error"]["reason"], "limit_reached", "{}", r.body);
+        assert!(start.elapsed() < LEDGER_DEADLINE, "the use never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -15,7 +15,10 @@
 //!   (`ReturnSpent`) and the earned ones go (`ReverseEarn`);
 //! - bought with someone's share code (`OrderReferred`): the buyer is
 //!   referred and the code's owner rewarded (once per payment method);
-//! - a buyer's first app purchase here registers their share code.
+//! - a buyer's first app purchase here registers their share code;
+//! - an order with a coupon whose uses count fleet-wide
+//!   (`fleet_max_uses`) commits its use when bought and releases it when
+//!   not.
 //!
 //! Op ids are `{kind}-{district}/{order}`: deterministic, so a replayed log
 //! or a retried apply is recognised by the account, which applies each id
@@ -40,6 +43,11 @@ pub enum LedgerOp {
     Account(LoyaltyOp),
     /// Register `DueOp::customer`'s share code (on a first purchase here).
     ShareCode,
+    /// A change to a coupon's fleet-wide uses (`fleet_max_uses`).
+    Coupon {
+        code: protocol::CouponCode,
+        op: loyalty::coupon::CouponOp,
+    },
 }
 
 /// An operation owed to the ledger for one customer.
@@ -52,6 +60,8 @@ pub struct DueOp {
 /// What the ledger was told about one order, and who referred it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct OrderPoints {
+    /// Bought (a later cancel is a refund, not a release).
+    bought: bool,
     committed: bool,
     earned: i64,
     referrer: Option<String>,
@@ -90,6 +100,20 @@ fn owe(state: &mut DistrictState, kind: &str, key: &str, customer: &str, op: Loy
     state.loyalty.due.insert(format!("{kind}-{key}"), due);
 }
 
+fn owe_coupon(
+    state: &mut DistrictState,
+    kind: &str,
+    key: &str,
+    code: protocol::CouponCode,
+    op: loyalty::coupon::CouponOp,
+) {
+    let due = DueOp {
+        customer: String::new(),
+        op: LedgerOp::Coupon { code, op },
+    };
+    state.loyalty.due.insert(format!("{kind}-{key}"), due);
+}
+
 /// The facts of an order `follow` needs (it runs for every order event,
 /// so only these are copied).
 struct Facts {
@@ -98,6 +122,8 @@ struct Facts {
     spent: i64,
     charged: i64,
     method: u64,
+    /// The coupon the order used, if its uses count fleet-wide.
+    fleet_coupon: Option<protocol::CouponCode>,
 }
 
 /// Queues the ledger operations an order event implies (see the module
@@ -121,6 +147,18 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
             .map_or(0, |p| p.points),
         charged: o.charged().amount_minor,
         method: loyalty::method_hash(&o.payment_method),
+        fleet_coupon: o
+            .price
+            .as_ref()
+            .and_then(|p| p.coupon.as_ref())
+            .map(|c| c.code.clone())
+            .filter(|code| {
+                state
+                    .promotions
+                    .coupons()
+                    .get(code)
+                    .is_some_and(|c| c.spec.fleet_max_uses.is_some())
+            }),
     }) else {
         return;
     };
@@ -138,11 +176,15 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
                 state.loyalty.orders.insert(order_id.clone(), now);
             }
         }
-        Event::OrderCancelled { .. } | Event::OrderPurchaseRefused { .. }
-            if facts.spent > 0 && !seen.committed =>
-        {
-            let op = LoyaltyOp::Release { order: key.clone() };
-            owe(state, "release", &key, &facts.customer, op);
+        Event::OrderCancelled { .. } | Event::OrderPurchaseRefused { .. } if !seen.bought => {
+            if facts.spent > 0 && !seen.committed {
+                let op = LoyaltyOp::Release { order: key.clone() };
+                owe(state, "release", &key, &facts.customer, op);
+            }
+            if let Some(code) = facts.fleet_coupon.clone() {
+                let op = loyalty::coupon::CouponOp::Release { order: key.clone() };
+                owe_coupon(state, "coupon-release", &key, code, op);
+            }
         }
         Event::OrderRefunded { .. } => {
             if seen.committed {
@@ -169,7 +211,14 @@ fn purchased(
     rec: Recorded,
 ) -> OrderPoints {
     let mut now = seen.clone();
+    now.bought = true;
     let customer = facts.customer.as_str();
+    if let Some(code) = facts.fleet_coupon.clone() {
+        let op = loyalty::coupon::CouponOp::Commit {
+            order: key.to_string(),
+        };
+        owe_coupon(state, "coupon-commit", key, code, op);
+    }
     if facts.spent > 0 {
         let op = LoyaltyOp::Commit {
             order: key.to_string(),

@@ -141,6 +141,7 @@ fn promotions(fridge: &FridgeId) -> Vec<Command> {
                 valid_until: until,
                 max_uses: Some(10),
                 max_uses_per_customer: Some(1),
+                fleet_max_uses: None,
                 min_order_minor: None,
                 first_order_only: false,
                 target: Default::default(),

@@ -133,6 +133,7 @@
 //! Amounts saturate instead of overflowing.
 
 mod account;
+pub mod coupon;
 mod lots;
 
 use chrono::{DateTime, Utc};

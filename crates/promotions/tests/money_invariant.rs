@@ -191,6 +191,7 @@ fn coupon() -> impl Strategy<Value = (CouponSpec, CouponState)> {
                     valid_until: valid_from + Duration::hours(len_h),
                     max_uses,
                     max_uses_per_customer: per_customer,
+                    fleet_max_uses: None,
                     min_order_minor: min_order,
                     first_order_only: first,
                     target,

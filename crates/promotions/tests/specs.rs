@@ -602,6 +602,7 @@ fn coupon_spec(discount: CouponDiscount) -> CouponSpec {
         valid_until: at("2026-12-08T00:00"),
         max_uses: None,
         max_uses_per_customer: None,
+        fleet_max_uses: None,
         min_order_minor: None,
         first_order_only: false,
         target: PromoTarget::default(),

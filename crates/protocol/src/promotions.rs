@@ -295,6 +295,11 @@ pub struct CouponSpec {
     /// Most uses by one customer.
     #[serde(default)]
     pub max_uses_per_customer: Option<u32>,
+    /// Most uses over every district that defines this code, counted on
+    /// NATS (a use is reserved before the order is placed; without NATS
+    /// such a coupon is refused with 503).
+    #[serde(default)]
+    pub fleet_max_uses: Option<u32>,
     /// The order (after campaigns) must come to at least this much.
     #[serde(default)]
     pub min_order_minor: Option<i64>,
@@ -730,6 +735,7 @@ impl CouponSpec {
         check_window("valid_until", self.valid_from, self.valid_until)?;
         check_uses("max_uses", self.max_uses)?;
         check_uses("max_uses_per_customer", self.max_uses_per_customer)?;
+        check_uses("fleet_max_uses", self.fleet_max_uses)?;
         if let Some(min) = self.min_order_minor {
             check_amount("min_order_minor", min)?;
         }

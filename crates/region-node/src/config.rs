@@ -441,10 +441,13 @@ impl LoyaltyConfig {
                 self.minor_per_major
             ));
         }
-        if self.points_per_major_unit > 10_000
-            || self.minor_per_point > 10_000
-            || self.referral_reward_points > 1_000_000
-        {
+        if self.referral_reward_points > 1_000_000 {
+            return Err(format!(
+                "loyalty.referral_reward_points must be at most 1000000, got {}",
+                self.referral_reward_points
+            ));
+        }
+        if self.points_per_major_unit > 10_000 || self.minor_per_point > 10_000 {
             return Err(
                 "loyalty.points_per_major_unit and minor_per_point must be at most 10000".into(),
             );

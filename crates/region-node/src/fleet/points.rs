@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use chrono::{DateTime, Utc};
 use district::{Command, PromotionCommand};
+use loyalty::coupon::CouponUses;
 use loyalty::{Account, LoyaltyError};
 
 use crate::clock::Clock;
@@ -48,8 +49,10 @@ pub enum LedgerError {
     Unavailable(String),
     #[error(transparent)]
     Refused(#[from] LoyaltyError),
-    #[error("points ledger: account record of {0} is unreadable")]
+    #[error("points ledger: record of {0} is unreadable")]
     Corrupt(String),
+    #[error(transparent)]
+    CouponLimit(#[from] loyalty::coupon::CouponLimit),
 }
 
 /// The account's key: `account.{hex of the customer's subject}` (subjects
@@ -84,15 +87,25 @@ impl Ledger {
     }
 
     /// `customer`'s account and its revision (0: none yet).
+    pub async fn account(&self, customer: &str) -> Result<(Account, u64), LedgerError> {
+        self.read(&key(customer), customer).await
+    }
+
+    /// The record under `key` and its revision (0: none yet; `what` names
+    /// it in errors).
     ///
     /// Read from the stream's leader (`STREAM.MSG.GET`), not with the KV
     /// API's direct get, which any replica may answer from behind: a stale
     /// record cannot overdraw (its revision loses the compare-and-set), but
     /// it could refuse a spend the balance covers.
-    pub async fn account(&self, customer: &str) -> Result<(Account, u64), LedgerError> {
+    async fn read<R: Default + serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<(R, u64), LedgerError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind as NotThere;
         let store = self.store().await?;
-        let subject = format!("{}{}", store.prefix, key(customer));
+        let subject = format!("{}{key}", store.prefix);
         let mut tries = 0;
         let message = loop {
             match store.stream.get_last_raw_message_by_subject(&subject).await {
@@ -110,11 +123,11 @@ impl Ledger {
         };
         match message {
             Some(m) if !m.payload.is_empty() => {
-                let account = protocol::codec::from_postcard(&m.payload)
-                    .map_err(|_| LedgerError::Corrupt(customer.to_string()))?;
-                Ok((account, m.sequence))
+                let record = protocol::codec::from_postcard(&m.payload)
+                    .map_err(|_| LedgerError::Corrupt(what.to_string()))?;
+                Ok((record, m.sequence))
             }
-            _ => Ok((Account::default(), 0)),
+            _ => Ok((R::default(), 0)),
         }
     }
 
@@ -124,23 +137,45 @@ impl Ledger {
     pub async fn update<T>(
         &self,
         customer: &str,
-        mut change: impl FnMut(&mut Account) -> Result<T, LoyaltyError>,
+        change: impl FnMut(&mut Account) -> Result<T, LoyaltyError>,
     ) -> Result<T, LedgerError> {
+        self.cas(&key(customer), customer, change).await
+    }
+
+    /// Changes coupon `code`'s fleet-wide uses, like [`Ledger::update`].
+    pub async fn update_coupon<T>(
+        &self,
+        code: &str,
+        change: impl FnMut(&mut CouponUses) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        self.cas(&format!("coupon.{code}"), code, change).await
+    }
+
+    async fn cas<R, T, E>(
+        &self,
+        key: &str,
+        what: &str,
+        mut change: impl FnMut(&mut R) -> Result<T, E>,
+    ) -> Result<T, LedgerError>
+    where
+        R: Default + serde::Serialize + serde::de::DeserializeOwned,
+        LedgerError: From<E>,
+    {
         let store = self.store().await?;
         for attempt in 0..MAX_CAS_ATTEMPTS {
-            let (mut account, revision) = self.account(customer).await?;
-            let out = change(&mut account)?;
-            let bytes = protocol::codec::to_postcard(&account)
+            let (mut record, revision) = self.read::<R>(key, what).await?;
+            let out = change(&mut record)?;
+            let bytes = protocol::codec::to_postcard(&record)
                 .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
             let written = if revision == 0 {
                 store
-                    .create(key(customer), bytes.into())
+                    .create(key, bytes.into())
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             } else {
                 store
-                    .update(key(customer), bytes.into(), revision)
+                    .update(key, bytes.into(), revision)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
@@ -158,6 +193,32 @@ impl Ledger {
         Err(LedgerError::Unavailable(format!(
             "{MAX_CAS_ATTEMPTS} compare-and-set attempts lost"
         )))
+    }
+
+    /// Reserves a use of coupon `code` (at most `max` over the fleet) for
+    /// `order`, within [`RESERVE_TIMEOUT_MS`].
+    pub async fn reserve_coupon(
+        &self,
+        code: &str,
+        order: &str,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let reserve = self.update_coupon(code, |u| {
+            u.reserve(order, max, now).map_err(LedgerError::CouponLimit)
+        });
+        match tokio::time::timeout(Duration::from_millis(RESERVE_TIMEOUT_MS), reserve).await {
+            Ok(r) => r,
+            Err(_) => Err(LedgerError::Unavailable("reserve timed out".into())),
+        }
+    }
+
+    /// Drops a coupon hold for an order that was not placed (best effort).
+    pub async fn release_coupon_hold(&self, code: &str, order: &str) {
+        let released = self.update_coupon(code, |u| Ok(u.release_hold(order)));
+        if let Err(e) = released.await {
+            tracing::warn!(error = %e, order, "points ledger: coupon hold not released; it lapses by itself");
+        }
     }
 
     /// Reserves `points` of `customer`'s balance for `order` (its ledger
@@ -296,6 +357,14 @@ async fn apply(
                     .await
             }
             LedgerOp::ShareCode => ledger.register_share_code(&d.customer).await,
+            LedgerOp::Coupon { code, op } => {
+                ledger
+                    .update_coupon(code, |u| {
+                        u.apply(id, op, now);
+                        Ok(())
+                    })
+                    .await
+            }
         };
         (id, r)
     });

@@ -215,6 +215,9 @@ impl From<crate::fleet::points::LedgerError> for ApiError {
                 Self::too_many("too_many_point_holds", message, 60)
             }
             L::Corrupt(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+            // The fleet-wide limit of a coupon: the same answer as a
+            // district's own limit.
+            L::CouponLimit(_) => coupon_refused("limit_reached", message),
         }
     }
 }

@@ -217,9 +217,21 @@ pub async fn place(
         }
         _ => None, // The decider refuses a share code at a till.
     };
+    let coupon_hold = match &request.coupon {
+        Some(code) if !retry => reserve_fleet_coupon(&app, code, &order_id).await?,
+        _ => None,
+    };
     let hold = match (request.points, channel) {
         (Some(points), Channel::App) if points > 0 && !retry => {
-            Some(reserve_points(&app, &customer, &order_id, points).await?)
+            match reserve_points(&app, &customer, &order_id, points).await {
+                Ok(hold) => Some(hold),
+                Err(e) => {
+                    if let Some((ledger, code, key)) = &coupon_hold {
+                        ledger.release_coupon_hold(code, key).await;
+                    }
+                    return Err(e);
+                }
+            }
         }
         _ => None, // The decider refuses what is wrong with it.
     };
@@ -244,6 +256,19 @@ pub async fn place(
                 .is_some_and(|o| o.price.as_ref().is_some_and(|p| p.points.is_some()));
         if !spends {
             ledger.release_hold(&customer, &ledger_key).await;
+        }
+    }
+    if let Some((ledger, code, ledger_key)) = coupon_hold {
+        // Kept only for an order placed now that uses the coupon.
+        let uses = committed.as_ref().is_ok_and(|c| !c.events.is_empty())
+            && state.orders().get(&order_id).is_some_and(|o| {
+                o.price
+                    .as_ref()
+                    .and_then(|p| p.coupon.as_ref())
+                    .is_some_and(|c| c.code.as_str() == code)
+            });
+        if !uses {
+            ledger.release_coupon_hold(&code, &ledger_key).await;
         }
     }
     let committed = committed?;
@@ -320,6 +345,41 @@ async fn referrer(
         ));
     }
     Ok(owner)
+}
+
+/// For a coupon whose uses count fleet-wide (`fleet_max_uses`): reserves
+/// one use for the order about to be placed (503 without the ledger, 422
+/// `limit_reached` when the fleet has used them all). `None` for any other
+/// coupon (the decider checks it, or refuses an unknown one).
+async fn reserve_fleet_coupon(
+    app: &AppState,
+    code: &str,
+    order_id: &OrderId,
+) -> Result<Option<(crate::fleet::points::Ledger, String, String)>, ApiError> {
+    let Ok(code) = protocol::CouponCode::from_input(code) else {
+        return Ok(None);
+    };
+    let max = app
+        .district
+        .state()
+        .promotions()
+        .coupons()
+        .get(&code)
+        .and_then(|c| c.spec.fleet_max_uses);
+    let Some(max) = max else {
+        return Ok(None);
+    };
+    let Some(ledger) = app.ledger.clone() else {
+        return Err(crate::fleet::points::LedgerError::Unavailable(
+            "this coupon is counted over every district, and this node runs without NATS".into(),
+        )
+        .into());
+    };
+    let key = district::loyalty::order_key(&app.config.district_id, order_id);
+    ledger
+        .reserve_coupon(code.as_str(), &key, max, app.clock.now())
+        .await?;
+    Ok(Some((ledger, code.into_string(), key)))
 }
 
 /// Reserves `points` for the order about to be placed; the ledger and the
