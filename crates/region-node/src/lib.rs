@@ -164,13 +164,16 @@ pub async fn serve(
         index
     });
     let profiles = fleet.as_ref().map(fleet::Fleet::profiles);
-    let rules = district::PromotionCommand::DefineLoyaltyRules {
-        rules: config.loyalty.rules(),
-    };
-    district
-        .submit(district::Command::Promotion(rules))
-        .await
-        .map_err(NodeError::LoyaltyRules)?;
+    // Recorded only when they changed: a restart with the same config
+    // submits nothing (and so never waits on the writer to start).
+    let rules = config.loyalty.rules();
+    if district.state().loyalty().rules() != Some(&rules) {
+        let define = district::PromotionCommand::DefineLoyaltyRules { rules };
+        district
+            .submit(district::Command::Promotion(define))
+            .await
+            .map_err(NodeError::LoyaltyRules)?;
+    }
     let ledger = fleet.as_ref().map(|f| {
         let ledger = f.ledger();
         let (l, d, c) = (ledger.clone(), district.clone(), opts.clock.clone());
