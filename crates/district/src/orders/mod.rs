@@ -110,39 +110,7 @@ pub fn decide(
             };
             place(state, placed, ctx)
         }
-        OrderCommand::Cancel { order_id, customer } => {
-            let order = find(state, &order_id, customer.as_deref())?;
-            match order.status {
-                OrderStatus::Held => Ok(with_release(
-                    order,
-                    vec![Event::OrderCancelled { order_id }],
-                )),
-                OrderStatus::Purchased => {
-                    let mut events = with_release(
-                        order,
-                        vec![Event::OrderCancelled {
-                            order_id: order_id.clone(),
-                        }],
-                    );
-                    let charged = order.charged();
-                    events.push(Event::RefundRequested {
-                        order_id,
-                        amount: charged.amount_minor,
-                        currency: charged.currency,
-                        reason: RefundReason::Cancelled,
-                    });
-                    Ok(events)
-                }
-                OrderStatus::Paying => Err(DomainError::WrongState {
-                    status: order.status,
-                    message: "the payment is in progress; try again in a moment".into(),
-                }),
-                status => Err(DomainError::WrongState {
-                    status,
-                    message: "the order can no longer be cancelled".into(),
-                }),
-            }
-        }
+        OrderCommand::Cancel { order_id, customer } => cancel(state, order_id, customer),
         OrderCommand::FireTimer { order_id, timer } => {
             let order = find(state, &order_id, None)?;
             // A timer is acted on only if it is still the order's current one
@@ -186,6 +154,45 @@ pub fn decide(
             }
             Ok(vec![Event::OrderPickedUp { order_id }])
         }
+    }
+}
+
+/// A cancel: free in the grace window; after the purchase, refunded.
+fn cancel(
+    state: &DistrictState,
+    order_id: OrderId,
+    customer: Option<String>,
+) -> Result<Vec<Event>, DomainError> {
+    let order = find(state, &order_id, customer.as_deref())?;
+    match order.status {
+        OrderStatus::Held => Ok(with_release(
+            order,
+            vec![Event::OrderCancelled { order_id }],
+        )),
+        OrderStatus::Purchased => {
+            let mut events = with_release(
+                order,
+                vec![Event::OrderCancelled {
+                    order_id: order_id.clone(),
+                }],
+            );
+            let charged = order.charged();
+            events.push(Event::RefundRequested {
+                order_id,
+                amount: charged.amount_minor,
+                currency: charged.currency,
+                reason: RefundReason::Cancelled,
+            });
+            Ok(events)
+        }
+        OrderStatus::Paying => Err(DomainError::WrongState {
+            status: order.status,
+            message: "the payment is in progress; try again in a moment".into(),
+        }),
+        status => Err(DomainError::WrongState {
+            status,
+            message: "the order can no longer be cancelled".into(),
+        }),
     }
 }
 
@@ -250,59 +257,12 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
     if fridge.status != FridgeStatus::Online {
         return Err(DomainError::FridgeUnavailable(fridge.fridge_id.clone()));
     }
-    if channel == Channel::Pos && (request.share_code.is_some() || referral.is_some()) {
-        return Err(DomainError::Invalid(
-            "share codes are used from the customer's app, not at a till".into(),
-        ));
-    }
-    if channel == Channel::Pos && request.points.is_some() {
-        return Err(DomainError::Invalid(
-            "bonus points are spent from the customer's app, not at a till".into(),
-        ));
-    }
+    at_a_till(channel, &request, referral.as_deref())?;
     if channel == Channel::App {
         let meals: Vec<&MealId> = request.items.iter().map(|i| &i.meal_id).collect();
         hoarding::check(&state.orders, &customer, &meals, ctx.now, &ctx.policy.holds)?;
     }
-    let mut lines = Vec::with_capacity(request.items.len());
-    let mut shortfall = false;
-    let mut available: Vec<(MealId, u32)> = vec![];
-    for item in &request.items {
-        let meal = state
-            .catalog
-            .meal(&item.meal_id)
-            .ok_or_else(|| DomainError::UnknownMeal(item.meal_id.clone()))?;
-        let free = state
-            .stock_level(&request.fridge_id, &item.meal_id)
-            .available();
-        shortfall |= free < item.qty;
-        available.push((item.meal_id.clone(), free));
-        lines.push(OrderLine {
-            meal_id: item.meal_id.clone(),
-            name: meal.spec.name.clone(),
-            qty: item.qty,
-            unit_price: meal.spec.price,
-        });
-    }
-    if shortfall {
-        return Err(DomainError::InsufficientStock { available });
-    }
-    let currency = state
-        .catalog
-        .meal(&request.items[0].meal_id)
-        .map(|m| m.spec.currency.clone());
-    let currency =
-        currency.ok_or_else(|| DomainError::UnknownMeal(request.items[0].meal_id.clone()))?;
-    if request.items.iter().any(|i| {
-        state
-            .catalog
-            .meal(&i.meal_id)
-            .is_some_and(|m| m.spec.currency != currency)
-    }) {
-        return Err(DomainError::Invalid(
-            "all meals of an order must share one currency".into(),
-        ));
-    }
+    let (lines, currency) = lines_in_stock(state, &request)?;
     // Prices are bounded (MAX_MEAL_PRICE_MINOR × MAX_QTY × MAX_LINES), so this cannot overflow.
     let total = lines.iter().map(|l| l.unit_price * i64::from(l.qty)).sum();
     let grace = match channel {
@@ -350,6 +310,76 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
         qty: l.qty,
     }));
     Ok(events)
+}
+
+/// Share codes and points belong to a customer's app, not to a till.
+fn at_a_till(
+    channel: Channel,
+    request: &PlaceOrder,
+    referral: Option<&str>,
+) -> Result<(), DomainError> {
+    if channel != Channel::Pos {
+        return Ok(());
+    }
+    if request.share_code.is_some() || referral.is_some() {
+        return Err(DomainError::Invalid(
+            "share codes are used from the customer's app, not at a till".into(),
+        ));
+    }
+    if request.points.is_some() {
+        return Err(DomainError::Invalid(
+            "bonus points are spent from the customer's app, not at a till".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The order's lines at today's list prices, and their one currency;
+/// refused when the fridge holds too few of a meal (with what it holds).
+fn lines_in_stock(
+    state: &DistrictState,
+    request: &PlaceOrder,
+) -> Result<(Vec<OrderLine>, protocol::money::Currency), DomainError> {
+    let mut lines = Vec::with_capacity(request.items.len());
+    let mut shortfall = false;
+    let mut available: Vec<(MealId, u32)> = vec![];
+    for item in &request.items {
+        let meal = state
+            .catalog
+            .meal(&item.meal_id)
+            .ok_or_else(|| DomainError::UnknownMeal(item.meal_id.clone()))?;
+        let free = state
+            .stock_level(&request.fridge_id, &item.meal_id)
+            .available();
+        shortfall |= free < item.qty;
+        available.push((item.meal_id.clone(), free));
+        lines.push(OrderLine {
+            meal_id: item.meal_id.clone(),
+            name: meal.spec.name.clone(),
+            qty: item.qty,
+            unit_price: meal.spec.price,
+        });
+    }
+    if shortfall {
+        return Err(DomainError::InsufficientStock { available });
+    }
+    let currency = state
+        .catalog
+        .meal(&request.items[0].meal_id)
+        .map(|m| m.spec.currency.clone());
+    let currency =
+        currency.ok_or_else(|| DomainError::UnknownMeal(request.items[0].meal_id.clone()))?;
+    if request.items.iter().any(|i| {
+        state
+            .catalog
+            .meal(&i.meal_id)
+            .is_some_and(|m| m.spec.currency != currency)
+    }) {
+        return Err(DomainError::Invalid(
+            "all meals of an order must share one currency".into(),
+        ));
+    }
+    Ok((lines, currency))
 }
 
 /// Applies the placement and fulfilment events of an order; returns
