@@ -103,14 +103,28 @@ impl Ledger {
         key: &str,
         what: &str,
     ) -> Result<(R, u64), LedgerError> {
+        match self.read_raw(key).await? {
+            Some((payload, revision)) if !payload.is_empty() => {
+                let record = protocol::codec::from_postcard(&payload)
+                    .map_err(|_| LedgerError::Corrupt(what.to_string()))?;
+                Ok((record, revision))
+            }
+            _ => Ok((R::default(), 0)),
+        }
+    }
+
+    /// The value under `key` and its revision, from the stream's leader
+    /// (see `read` for why); retried while a new bucket has
+    /// no leader yet.
+    async fn read_raw(&self, key: &str) -> Result<Option<(bytes::Bytes, u64)>, LedgerError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind as NotThere;
         let store = self.store().await?;
         let subject = format!("{}{key}", store.prefix);
         let mut tries = 0;
-        let message = loop {
+        loop {
             match store.stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(message) => break Some(message),
-                Err(e) if e.kind() == NotThere::NoMessageFound => break None,
+                Ok(m) => return Ok(Some((m.payload, m.sequence))),
+                Err(e) if e.kind() == NotThere::NoMessageFound => return Ok(None),
                 // A bucket made a moment ago may not have its leader yet
                 // ("no responders"); that passes within a second or two.
                 Err(e) if tries < READ_RETRIES => {
@@ -120,14 +134,6 @@ impl Ledger {
                 }
                 Err(e) => return Err(LedgerError::Unavailable(e.to_string())),
             }
-        };
-        match message {
-            Some(m) if !m.payload.is_empty() => {
-                let record = protocol::codec::from_postcard(&m.payload)
-                    .map_err(|_| LedgerError::Corrupt(what.to_string()))?;
-                Ok((record, m.sequence))
-            }
-            _ => Ok((R::default(), 0)),
         }
     }
 
@@ -277,14 +283,8 @@ impl Ledger {
 
     /// Who holds share code `code` (as parsed), read from the leader.
     pub async fn share_owner(&self, code: &str) -> Result<Option<String>, LedgerError> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind as NotThere;
-        let store = self.store().await?;
-        let subject = format!("{}share.{code}", store.prefix);
-        match store.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => Ok(String::from_utf8(m.payload.to_vec()).ok()),
-            Err(e) if e.kind() == NotThere::NoMessageFound => Ok(None),
-            Err(e) => Err(LedgerError::Unavailable(e.to_string())),
-        }
+        let raw = self.read_raw(&format!("share.{code}")).await?;
+        Ok(raw.and_then(|(payload, _)| String::from_utf8(payload.to_vec()).ok()))
     }
 }
 

@@ -152,6 +152,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/calendar", get(kitchens::calendar))
         .route("/v1/admin/log", get(log::records))
         .route("/v1/admin/calendar/{date}", put(kitchens::set_calendar_day))
+        .merge(promotion_routes())
+        .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
+        .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
+        .layer(middleware::from_fn(guard_request_head))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The promotions admin routes (`http/promotions.rs`).
+fn promotion_routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/admin/campaigns", get(promotions::campaigns))
         .route(
             "/v1/admin/campaigns/{campaign_id}",
@@ -178,19 +197,6 @@ pub fn router(state: AppState) -> Router {
             get(promotions::statement),
         )
         .route("/v1/admin/promotions/report", get(promotions::report))
-        .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
-        .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
-        .layer(middleware::from_fn(guard_request_head))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_responses,
-        ))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -1,6 +1,7 @@
 //! Order routes: confirm (with `Idempotency-Key`), read own orders, cancel,
 //! manual pickup.
 
+use crate::fleet::points::{Ledger, LedgerError};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -217,23 +218,9 @@ pub async fn place(
         }
         _ => None, // The decider refuses a share code at a till.
     };
-    let coupon_hold = match &request.coupon {
-        Some(code) if !retry => reserve_fleet_coupon(&app, code, &order_id).await?,
-        _ => None,
-    };
-    let hold = match (request.points, channel) {
-        (Some(points), Channel::App) if points > 0 && !retry => {
-            match reserve_points(&app, &customer, &order_id, points).await {
-                Ok(hold) => Some(hold),
-                Err(e) => {
-                    if let Some((ledger, code, key)) = &coupon_hold {
-                        ledger.release_coupon_hold(code, key).await;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        _ => None, // The decider refuses what is wrong with it.
+    let holds = match retry {
+        true => Holds::default(),
+        false => Holds::take(&app, &request, channel, &customer, &order_id).await?,
     };
     let committed = app
         .district
@@ -247,30 +234,12 @@ pub async fn place(
         }))
         .await;
     let state = app.district.state();
-    if let Some((ledger, ledger_key)) = hold {
-        // The hold stays only for an order placed now that spends points.
-        let spends = committed.as_ref().is_ok_and(|c| !c.events.is_empty())
-            && state
-                .orders()
-                .get(&order_id)
-                .is_some_and(|o| o.price.as_ref().is_some_and(|p| p.points.is_some()));
-        if !spends {
-            ledger.release_hold(&customer, &ledger_key).await;
-        }
-    }
-    if let Some((ledger, code, ledger_key)) = coupon_hold {
-        // Kept only for an order placed now that uses the coupon.
-        let uses = committed.as_ref().is_ok_and(|c| !c.events.is_empty())
-            && state.orders().get(&order_id).is_some_and(|o| {
-                o.price
-                    .as_ref()
-                    .and_then(|p| p.coupon.as_ref())
-                    .is_some_and(|c| c.code.as_str() == code)
-            });
-        if !uses {
-            ledger.release_coupon_hold(&code, &ledger_key).await;
-        }
-    }
+    let placed_now = committed
+        .as_ref()
+        .is_ok_and(|c| !c.events.is_empty())
+        .then(|| state.orders().get(&order_id))
+        .flatten();
+    holds.settle(&customer, placed_now).await;
     let committed = committed?;
     let placed_id = if committed.events.is_empty() {
         // Same key, same request: answer with the order it created first.
@@ -315,12 +284,7 @@ async fn referrer(
     code: &str,
     payment_method: &str,
 ) -> Result<String, ApiError> {
-    let Some(ledger) = app.ledger.as_ref() else {
-        return Err(crate::fleet::points::LedgerError::Unavailable(
-            "this node runs without NATS".into(),
-        )
-        .into());
-    };
+    let ledger = ledger(app, NO_NATS)?;
     let unknown = || referral_refused("unknown_code", "this share code is not valid");
     let code = loyalty::parse_share_code(code).ok_or_else(unknown)?;
     let owner = ledger.share_owner(&code).await?.ok_or_else(unknown)?;
@@ -347,6 +311,73 @@ async fn referrer(
     Ok(owner)
 }
 
+/// What the ledger holds for an order about to be placed: a use of a
+/// fleet-counted coupon and the points to spend.
+#[derive(Default)]
+struct Holds {
+    coupon: Option<(Ledger, String, String)>,
+    points: Option<(Ledger, String)>,
+}
+
+impl Holds {
+    /// Reserves what the request needs from the ledger; on a refusal,
+    /// gives back what was already taken.
+    async fn take(
+        app: &AppState,
+        request: &PlaceOrder,
+        channel: Channel,
+        customer: &str,
+        order_id: &OrderId,
+    ) -> Result<Holds, ApiError> {
+        let mut holds = Holds::default();
+        if let Some(code) = &request.coupon {
+            holds.coupon = reserve_fleet_coupon(app, code, order_id).await?;
+        }
+        if let (Some(points), Channel::App) = (request.points, channel) {
+            if points > 0 {
+                // Otherwise the decider refuses what is wrong with it.
+                match reserve_points(app, customer, order_id, points).await {
+                    Ok(hold) => holds.points = Some(hold),
+                    Err(e) => {
+                        holds.settle(customer, None).await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(holds)
+    }
+
+    /// Keeps each hold only if `placed_now` (the order this request
+    /// placed, if it did) spends the points or uses the coupon.
+    async fn settle(self, customer: &str, placed_now: Option<&Order>) {
+        let price = placed_now.and_then(|o| o.price.as_ref());
+        if let Some((ledger, key)) = self.points {
+            if price.is_none_or(|p| p.points.is_none()) {
+                ledger.release_hold(customer, &key).await;
+            }
+        }
+        if let Some((ledger, code, key)) = self.coupon {
+            let uses = price
+                .and_then(|p| p.coupon.as_ref())
+                .is_some_and(|c| c.code.as_str() == code);
+            if !uses {
+                ledger.release_coupon_hold(&code, &key).await;
+            }
+        }
+    }
+}
+
+/// Why the ledger is unavailable on a node configured without NATS.
+pub(crate) const NO_NATS: &str = "this node runs without NATS";
+
+/// The ledger, or 503 `loyalty_unavailable` on a node without NATS.
+pub(crate) fn ledger(app: &AppState, why: &str) -> Result<Ledger, ApiError> {
+    app.ledger
+        .clone()
+        .ok_or_else(|| LedgerError::Unavailable(why.to_string()).into())
+}
+
 /// For a coupon whose uses count fleet-wide (`fleet_max_uses`): reserves
 /// one use for the order about to be placed (503 without the ledger, 422
 /// `limit_reached` when the fleet has used them all). `None` for any other
@@ -355,7 +386,7 @@ async fn reserve_fleet_coupon(
     app: &AppState,
     code: &str,
     order_id: &OrderId,
-) -> Result<Option<(crate::fleet::points::Ledger, String, String)>, ApiError> {
+) -> Result<Option<(Ledger, String, String)>, ApiError> {
     let Ok(code) = protocol::CouponCode::from_input(code) else {
         return Ok(None);
     };
@@ -369,12 +400,10 @@ async fn reserve_fleet_coupon(
     let Some(max) = max else {
         return Ok(None);
     };
-    let Some(ledger) = app.ledger.clone() else {
-        return Err(crate::fleet::points::LedgerError::Unavailable(
-            "this coupon is counted over every district, and this node runs without NATS".into(),
-        )
-        .into());
-    };
+    let ledger = ledger(
+        app,
+        "this coupon is counted over every district, and this node runs without NATS",
+    )?;
     let key = district::loyalty::order_key(&app.config.district_id, order_id);
     ledger
         .reserve_coupon(code.as_str(), &key, max, app.clock.now())
@@ -389,13 +418,8 @@ async fn reserve_points(
     customer: &str,
     order_id: &OrderId,
     points: i64,
-) -> Result<(crate::fleet::points::Ledger, String), ApiError> {
-    let Some(ledger) = app.ledger.clone() else {
-        return Err(crate::fleet::points::LedgerError::Unavailable(
-            "this node runs without NATS".into(),
-        )
-        .into());
-    };
+) -> Result<(Ledger, String), ApiError> {
+    let ledger = ledger(app, NO_NATS)?;
     let key = district::loyalty::order_key(&app.config.district_id, order_id);
     ledger
         .reserve(customer, &key, points, app.clock.now())

@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{Caller, Role};
-use crate::fleet::points::LedgerError;
 
 #[derive(Debug, Serialize)]
 pub struct Lot {
@@ -34,10 +33,7 @@ pub async fn mine(
     caller: Caller,
 ) -> Result<axum::Json<PointsView>, ApiError> {
     let claims = caller.require(&[Role::Customer])?;
-    let ledger = app
-        .ledger
-        .as_ref()
-        .ok_or_else(|| LedgerError::Unavailable("this node runs without NATS".into()))?;
+    let ledger = super::orders::ledger(&app, super::orders::NO_NATS)?;
     let (account, _) = ledger.account(&claims.sub).await?;
     let now = app.clock.now();
     let rules = app.district.state().loyalty().rules().copied();
@@ -105,10 +101,7 @@ pub async fn referrals(
     caller: Caller,
 ) -> Result<axum::Json<ReferralsView>, ApiError> {
     let claims = caller.require(&[Role::Customer])?;
-    let ledger = app
-        .ledger
-        .as_ref()
-        .ok_or_else(|| LedgerError::Unavailable("this node runs without NATS".into()))?;
+    let ledger = super::orders::ledger(&app, super::orders::NO_NATS)?;
     let me = claims.sub.as_str();
     let code = loyalty::share_code(me);
     let registered = ledger.share_owner(&code).await?.as_deref() == Some(me);
