@@ -453,17 +453,19 @@ impl Node {
         }
     }
 
-    /// A subscription story must not straddle the daily change cutoff (its
-    /// "earliest date" would move mid-test): within a few minutes of it,
-    /// move the node's clock past it first.
-    pub async fn step_off_the_cutoff(&self) {
+    /// Moves the node's clock forward to the next 10:00 district time, so a
+    /// subscription story starts at the same time of day whenever it runs:
+    /// its "earliest date" must not move mid-test at the 18:00 change
+    /// cutoff, and a day's pickup window must still be open on the day it
+    /// reaches (after 23:00 UTC the wall clock is past both).
+    pub async fn start_the_day(&self) {
         use chrono::Timelike;
         let now = self.clock_now().await;
-        let minutes_to_cutoff = (i64::from(CUTOFF_UTC_HOUR) * 60
-            - i64::from(now.hour() * 60 + now.minute()))
-        .rem_euclid(24 * 60);
-        if minutes_to_cutoff < 5 {
-            self.advance_clock((minutes_to_cutoff + 5) * 60).await;
+        let since_midnight_secs = i64::from(now.num_seconds_from_midnight());
+        let to_morning_secs =
+            (i64::from(MORNING_UTC_HOUR) * 3600 - since_midnight_secs).rem_euclid(24 * 3600);
+        if to_morning_secs > 0 {
+            self.advance_clock(to_morning_secs).await;
         }
     }
 
@@ -695,8 +697,9 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// The dev config's change cutoff: 18:00 at UTC−5 is 23:00 UTC.
-pub const CUTOFF_UTC_HOUR: u32 = 23;
+/// Where `Node::start_the_day` puts the dev clock: 10:00 at the dev
+/// config's UTC−5 (its change cutoff is 18:00, 23:00 UTC).
+pub const MORNING_UTC_HOUR: u32 = 15;
 
 /// An HTTP client acting as one caller.
 #[derive(Clone)]

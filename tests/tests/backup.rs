@@ -171,7 +171,7 @@ async fn a_node_restored_from_an_online_backup_answers_as_the_original_did() {
     let nats = Nats::start().await;
     let _payments = Payments::start(&nats, &[]).await;
     let node = Node::start_with_nats(&nats, &[]).await;
-    node.step_off_the_cutoff().await;
+    node.start_the_day().await;
     let r = node.admin().set_stock(FRIDGE, &[(MEAL, 10_000)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let orders = orders_in_several_states(&node).await;

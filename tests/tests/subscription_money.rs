@@ -47,7 +47,7 @@ impl System {
         let nats = Nats::start().await;
         let payments = Payments::start(&nats, &[]).await;
         let node = Node::start_with_nats(&nats, &[]).await;
-        node.step_off_the_cutoff().await;
+        node.start_the_day().await;
         System {
             _nats: nats,
             payments,
@@ -408,7 +408,7 @@ async fn plan_meals_are_placed_on_their_eve_or_day_and_wait_until_the_pickup_win
 #[tokio::test]
 async fn a_week_with_nothing_due_is_not_paid_and_a_dev_clock_survives_a_restart() {
     let mut node = Node::start(&["--demo", "--dev-clock"]).await;
-    node.step_off_the_cutoff().await;
+    node.start_the_day().await;
     let ivy = node.as_role("customer", "ivy");
     // Weekend meals only: weekends do not work, so nothing is due.
     let mut saturday = ivy.earliest_change_date().await;
@@ -512,7 +512,7 @@ async fn region_node_dev_runs_with_a_dev_clock() {
 #[tokio::test]
 async fn an_overlapping_plan_at_the_same_fridge_is_refused() {
     let node = Node::start(&["--demo", "--dev-clock"]).await;
-    node.step_off_the_cutoff().await;
+    node.start_the_day().await;
     let jo = node.as_role("customer", "jo");
     let start = jo.earliest_change_date().await;
     let first = create_plan(&jo, SALAD, start).await;
@@ -1044,7 +1044,7 @@ async fn a_cancellation_can_refund_to_the_card_instead_of_crediting() {
 #[tokio::test]
 async fn an_offline_fridge_takes_no_new_plan_until_it_reports_again() {
     let node = Node::start(&["--demo", "--dev-clock"]).await;
-    node.step_off_the_cutoff().await;
+    node.start_the_day().await;
     let spot = Spot {
         fridge: "f-fox-theatre",
         ..SALAD

@@ -24,7 +24,7 @@ impl System {
         let nats = Nats::start().await;
         let payments = Payments::start(&nats, &[]).await;
         let node = Node::start_with_nats(&nats, &[]).await;
-        node.step_off_the_cutoff().await;
+        node.start_the_day().await;
         System {
             _nats: nats,
             payments,
@@ -352,7 +352,7 @@ async fn holidays_pauses_and_cancellations_credit_unproduced_days_and_reopening_
 async fn bad_plans_and_late_changes_get_a_clear_4xx_and_change_nothing() {
     // No NATS: nothing is charged, so nothing materialises behind our back.
     let node = Node::start(&["--demo", "--dev-clock"]).await;
-    node.step_off_the_cutoff().await;
+    node.start_the_day().await;
     let dave = node.as_role("customer", "dave");
     let start = dave.earliest_change_date().await;
     let seq = node.log_seq().await;
