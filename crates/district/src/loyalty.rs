@@ -350,7 +350,7 @@ mod tests {
         events.push(Event::Promotion(PromotionEvent::OrderPriced {
             order_id: OrderId::from_static("o1"),
             local_date: t0().date_naive(),
-            split,
+            split: std::sync::Arc::new(split),
         }));
         events
     }

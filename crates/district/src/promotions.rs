@@ -83,7 +83,9 @@ pub struct Promotions {
     usage: HashMap<CampaignId, CampaignUsage>,
     coupons: OrdMap<CouponCode, Coupon>,
     subsidies: OrdMap<SubsidyId, Subsidy>,
-    priced: HashMap<OrderId, PricedOrder>,
+    /// Shared: the map's nodes are copied after every snapshot, and a
+    /// copy of an entry is then a count, not two strings.
+    priced: HashMap<OrderId, Arc<PricedOrder>>,
 }
 
 impl Promotions {
@@ -105,12 +107,12 @@ impl Promotions {
 
     /// The price of an order placed with a promotion (`None`: list price).
     pub fn priced(&self, order_id: &str) -> Option<&PricedOrder> {
-        self.priced.get(order_id)
+        self.priced.get(order_id).map(Arc::as_ref)
     }
 
     /// Every priced order (reports and statements read these).
     pub fn priced_orders(&self) -> impl Iterator<Item = (&OrderId, &PricedOrder)> {
-        self.priced.iter()
+        self.priced.iter().map(|(id, p)| (id, p.as_ref()))
     }
 
     /// The campaigns as the pricing rules take them.
@@ -325,7 +327,8 @@ pub(crate) fn price_order(
         withdrawn: c.withdrawn,
         uses_total: c.uses,
         uses_by_customer: c.uses_by_customer.get(customer).copied().unwrap_or(0),
-        first_order: is_first_order(state, customer),
+        // Looked up only when it matters: it walks the customer's orders.
+        first_order: c.spec.first_order_only && is_first_order(state, customer),
     });
     let subsidy_offers: Vec<_> = subsidies_here
         .iter()
@@ -503,7 +506,7 @@ fn priced(
     state: &mut DistrictState,
     order_id: &OrderId,
     local_date: NaiveDate,
-    split: &PriceSplit,
+    split: &Arc<PriceSplit>,
 ) {
     let Some(order) = state.orders.get(order_id) else {
         return; // Recorded with its OrderPlaced; nothing to price without it.
@@ -512,14 +515,17 @@ fn priced(
         customer: order.customer.clone(),
         fridge_id: order.fridge_id.clone(),
         local_date,
-        split: Arc::new(split.clone()),
+        split: split.clone(),
         uses_held: true,
         subsidy_held: true,
     };
     let shared = priced.split.clone();
     state.orders.update(order_id, |o| o.price = Some(shared));
     count(&mut state.promotions, &priced, 1);
-    state.promotions.priced.insert(order_id.clone(), priced);
+    state
+        .promotions
+        .priced
+        .insert(order_id.clone(), Arc::new(priced));
 }
 
 /// Adds (`sign` 1) or takes back (`sign` -1) an order's held uses.
@@ -573,7 +579,12 @@ pub(crate) enum Release {
 
 /// Gives back what an order held; each part at most once.
 pub(crate) fn release(state: &mut DistrictState, order_id: &OrderId, what: Release) {
-    let Some(mut p) = state.promotions.priced.get(order_id).cloned() else {
+    let Some(mut p) = state
+        .promotions
+        .priced
+        .get(order_id)
+        .map(|p| PricedOrder::clone(p))
+    else {
         return;
     };
     let before = p.clone();
@@ -586,7 +597,10 @@ pub(crate) fn release(state: &mut DistrictState, order_id: &OrderId, what: Relea
     }
     p.subsidy_held = false;
     if p != before {
-        state.promotions.priced.insert(order_id.clone(), p);
+        state
+            .promotions
+            .priced
+            .insert(order_id.clone(), Arc::new(p));
     }
 }
 

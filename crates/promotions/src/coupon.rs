@@ -21,7 +21,8 @@ pub struct CouponOffer<'a> {
     pub uses_total: u32,
     /// Uses by this customer so far (held or kept).
     pub uses_by_customer: u32,
-    /// The customer has no earlier order in this district.
+    /// The customer has no earlier order in this district (only read for
+    /// a first-order-only coupon; the district may leave it false otherwise).
     pub first_order: bool,
 }
 

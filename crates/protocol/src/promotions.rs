@@ -498,7 +498,10 @@ pub enum PromotionEvent {
         /// The district-local day the order counts against (subsidy caps,
         /// statements and reports by day).
         local_date: NaiveDate,
-        split: PriceSplit,
+        /// Shared with the order that keeps it, so copying the event (the
+        /// writer hands it to the log, the feed and the push hub) does not
+        /// copy the split. Encoded exactly as a `PriceSplit`.
+        split: std::sync::Arc<PriceSplit>,
     },
     /// The district's bonus-point rules (from its config at start-up).
     LoyaltyRulesDefined {

@@ -292,7 +292,7 @@ fn samples() -> Vec<Event> {
         Event::Promotion(PromotionEvent::OrderPriced {
             order_id: order(),
             local_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
-            split: PriceSplit {
+            split: std::sync::Arc::new(PriceSplit {
                 list_minor: 2590,
                 lines: vec![LinePrice {
                     meal_id: MealId::from_static("m-teriyaki"),
@@ -317,7 +317,7 @@ fn samples() -> Vec<Event> {
                     value_minor: 200,
                 }),
                 charged_minor: 1531,
-            },
+            }),
         }),
     ]
 }

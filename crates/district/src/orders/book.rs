@@ -242,7 +242,7 @@ impl OrderBook {
             .entry(order.customer.clone())
             .or_default()
             .push_back(order.order_id.clone());
-        self.reindex(None, &order);
+        self.reindex(&order.order_id, &order.fridge_id, None, Indexed::of(&order));
         self.orders.insert(order.order_id.clone(), order);
     }
 
@@ -263,18 +263,27 @@ impl OrderBook {
     }
 
     pub(crate) fn update(&mut self, order_id: &str, f: impl FnOnce(&mut Order)) -> bool {
-        let Some(before) = self.orders.get(order_id).cloned() else {
+        // Changed in place: an order is large (lines, history, strings) and
+        // cloning it twice per change was a good part of every event's
+        // cost. Only the facts the indexes key on are kept from before.
+        let Some(order) = self.orders.get_mut(order_id) else {
             return false;
         };
-        let mut after = before.clone();
-        f(&mut after);
-        self.reindex(Some(&before), &after);
-        self.orders.insert(after.order_id.clone(), after);
+        let before = Indexed::of(order);
+        f(order);
+        let after = Indexed::of(order);
+        let (order_id, fridge_id) = (order.order_id.clone(), order.fridge_id.clone());
+        self.reindex(&order_id, &fridge_id, Some(before), after);
         true
     }
 
-    fn reindex(&mut self, before: Option<&Order>, after: &Order) {
-        let id = &after.order_id;
+    fn reindex(
+        &mut self,
+        id: &OrderId,
+        fridge_id: &FridgeId,
+        before: Option<Indexed>,
+        after: Indexed,
+    ) {
         let old_timer = before.and_then(|b| b.timer);
         if old_timer != after.timer {
             if let Some((at, _)) = old_timer {
@@ -284,25 +293,36 @@ impl OrderBook {
                 self.timers.insert((at, id.clone()), kind);
             }
         }
-        let held = before.is_some_and(|b| b.status.holds_stock());
-        let holds = after.status.holds_stock();
-        if held == holds {
+        let held = before.is_some_and(|b| b.holds_stock);
+        if held == after.holds_stock {
             return;
         }
-        let mut set = self
-            .open_by_fridge
-            .get(&after.fridge_id)
-            .cloned()
-            .unwrap_or_default();
-        if holds {
+        // In place: cloning the set out and back shared its nodes with the
+        // map's copy, so every insert copied a path of order ids.
+        let set = self.open_by_fridge.entry(fridge_id.clone()).or_default();
+        if after.holds_stock {
             set.insert(id.clone());
         } else {
             set.remove(id);
         }
         if set.is_empty() {
-            self.open_by_fridge.remove(&after.fridge_id);
-        } else {
-            self.open_by_fridge.insert(after.fridge_id.clone(), set);
+            self.open_by_fridge.remove(fridge_id);
+        }
+    }
+}
+
+/// What the order book's indexes key on, taken before and after a change.
+#[derive(Debug, Clone, Copy)]
+struct Indexed {
+    timer: Option<(DateTime<Utc>, OrderTimer)>,
+    holds_stock: bool,
+}
+
+impl Indexed {
+    fn of(order: &Order) -> Indexed {
+        Indexed {
+            timer: order.timer,
+            holds_stock: order.status.holds_stock(),
         }
     }
 }

@@ -300,7 +300,7 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
         events.push(Event::Promotion(PromotionEvent::OrderPriced {
             order_id: order_id.clone(),
             local_date,
-            split,
+            split: std::sync::Arc::new(split),
         }));
     }
     events.extend(lines.into_iter().map(|l| Event::MealStockReserved {
