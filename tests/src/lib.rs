@@ -727,6 +727,31 @@ impl Resp {
 }
 
 impl Client {
+    /// GETs `path` until `done` holds for a 200 answer, within `deadline`;
+    /// returns that answer's body (what settles off the request path: the
+    /// ledger, the indexes).
+    pub async fn await_get(
+        &self,
+        path: &str,
+        deadline: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = self.get(path).await;
+            if r.status == 200 && done(&r.body) {
+                return r.body;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{path} never answered as awaited; last: {} {}",
+                r.status,
+                r.body
+            );
+            tokio::time::sleep(POLL_STEP).await;
+        }
+    }
+
     pub fn with_token(mut self, token: &str) -> Self {
         self.token = Some(token.to_string());
         self

@@ -21,23 +21,10 @@ const PAST_GRACE_SECS: i64 = 30;
 /// Polls `GET /v1/me/profile` as `who` until it answers 200 with `want`'s
 /// name and payment method, for up to `deadline`; the profile.
 async fn await_profile(who: &Client, path: &str, want: &Value, deadline: Duration) -> Value {
-    let start = tokio::time::Instant::now();
-    loop {
-        let r = who.get(path).await;
-        if r.status == 200
-            && r.body["name"] == want["name"]
-            && r.body["payment_method"] == want["payment_method"]
-        {
-            return r.body;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "{path} never answered {want}: last {} {}",
-            r.status,
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    who.await_get(path, deadline, |v| {
+        v["name"] == want["name"] && v["payment_method"] == want["payment_method"]
+    })
+    .await
 }
 
 /// An order of one `m-coney` at `f-west` without `payment_method`.

@@ -71,20 +71,9 @@ impl Shop {
 
     async fn await_referrals(&self, who: &str, done: impl Fn(&Value) -> bool) -> Value {
         let client = self.node.as_role("customer", who);
-        let start = std::time::Instant::now();
-        loop {
-            let r = client.get("/v1/me/referrals").await;
-            assert_eq!(r.status, 200, "{}", r.body);
-            if done(&r.body) {
-                return r.body;
-            }
-            assert!(
-                start.elapsed() < LEDGER_DEADLINE,
-                "{who}'s referrals never settled: {}",
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        client
+            .await_get("/v1/me/referrals", LEDGER_DEADLINE, done)
+            .await
     }
 }
 
@@ -159,4 +148,59 @@ async fn three_chained_purchases_show_two_levels_to_the_first_owner() {
         )
         .await;
     assert_eq!(r.status, 422, "a till takes no share codes: {}", r.body);
+}
+
+/// Bob buys with ann's code and ann is rewarded; bob then cancels the paid
+/// order (a refund): ann's reward goes with it, her own points stay, and
+/// bob stays referred (a refund does not free him to be referred again).
+#[tokio::test]
+async fn a_refunded_purchase_takes_the_referral_reward_back() {
+    let shop = Shop::start().await;
+    let ann = shop.buy("ann", "tok_ann", None).await;
+    let r = shop.order("bob", "tok_bob", Some(&ann)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let bobs = r.body["order_id"].as_str().unwrap_or_default().to_string();
+    shop.node.advance_clock(25).await;
+    shop.node
+        .await_status(&bobs, "purchased", PAYMENT_DEADLINE)
+        .await;
+    await_points(&shop.node, "ann", 110).await;
+
+    let r = shop
+        .node
+        .as_role("customer", "bob")
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{bobs}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    shop.node
+        .await_status(&bobs, "refunded", PAYMENT_DEADLINE)
+        .await;
+    let ann_points = await_points(&shop.node, "ann", 10).await;
+    let last = ann_points["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&last["kind"], &last["points"]),
+        (&json!("reversed"), &json!(-100)),
+        "{ann_points}"
+    );
+    await_points(&shop.node, "bob", 0).await;
+    let bob_view = shop
+        .await_referrals("bob", |v| v["referred_by"].is_object())
+        .await;
+    assert_eq!(bob_view["referred_by"]["customer"], "an***", "{bob_view}");
+}
+
+/// Awaits `who`'s balance reaching `points`; returns the balance view.
+async fn await_points(node: &Node, who: &str, points: i64) -> Value {
+    let client = node.as_role("customer", who);
+    client
+        .await_get("/v1/me/points", LEDGER_DEADLINE, |v| v["points"] == points)
+        .await
 }

@@ -195,6 +195,12 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
                 let op = LoyaltyOp::ReverseEarn { order: key.clone() };
                 owe(state, "reverse", &key, &facts.customer, op);
             }
+            // The share code's owner was rewarded for this purchase (or the
+            // ledger refused the reward: then this changes nothing there).
+            if let Some(owner) = seen.referrer.as_ref().filter(|_| seen.bought) {
+                let op = LoyaltyOp::ReverseEarn { order: key.clone() };
+                owe(state, "reverse-reward", &key, owner, op);
+            }
         }
         _ => {}
     }
@@ -448,5 +454,51 @@ mod tests {
             "{:?}",
             reward.op
         );
+    }
+
+    #[test]
+    fn a_refund_of_a_referred_purchase_takes_the_owners_reward_back() {
+        let mut events = placed(Channel::App);
+        events.push(Event::Promotion(PromotionEvent::OrderReferred {
+            order_id: OrderId::from_static("o1"),
+            owner: "bob".into(),
+        }));
+        events.push(purchased());
+        events.push(Event::Promotion(PromotionEvent::LoyaltyApplied {
+            op_ids: s_due(&state(events.clone())),
+        }));
+        events.push(Event::OrderCancelled {
+            order_id: OrderId::from_static("o1"),
+        });
+        events.push(Event::OrderRefunded {
+            order_id: OrderId::from_static("o1"),
+            reference: "re_1".into(),
+        });
+        let s = state(events);
+        assert_eq!(due_ids(&s), ["reverse-d/o1", "reverse-reward-d/o1"]);
+        let back = &s.loyalty().due()["reverse-reward-d/o1"];
+        assert_eq!(back.customer, "bob");
+        assert!(
+            matches!(&back.op, LedgerOp::Account(LoyaltyOp::ReverseEarn { order }) if order == "d/o1"),
+            "{:?}",
+            back.op
+        );
+    }
+
+    #[test]
+    fn a_referred_order_cancelled_before_it_was_bought_owes_the_owner_nothing() {
+        let mut events = placed(Channel::App);
+        events.push(Event::Promotion(PromotionEvent::OrderReferred {
+            order_id: OrderId::from_static("o1"),
+            owner: "bob".into(),
+        }));
+        events.push(Event::OrderCancelled {
+            order_id: OrderId::from_static("o1"),
+        });
+        assert!(state(events).loyalty().due().is_empty());
+    }
+
+    fn s_due(s: &DistrictState) -> Vec<String> {
+        due_ids(s).into_iter().map(str::to_string).collect()
     }
 }

@@ -219,15 +219,9 @@ impl Account {
             return;
         }
         push_bounded(&mut self.rewarded_methods, method, MAX_REFERRALS);
-        lots::insert(
-            &mut self.lots,
-            Lot {
-                order: order.clone(),
-                origin: Origin::Earned,
-                points,
-                expires_at,
-            },
-        );
+        // Kept as the order's earn, so a refund of the purchase takes the
+        // reward back (ReverseEarn) as it does the buyer's own points.
+        self.add_earned(order, points, expires_at);
         self.record(now, EntryKind::Referral, order, points);
     }
 
@@ -260,6 +254,12 @@ impl Account {
         if points <= 0 {
             return;
         }
+        self.add_earned(order, points, expires_at);
+        self.record(now, EntryKind::Earned, order, points);
+    }
+
+    /// A lot of `points` earned by `order`, remembered for ReverseEarn.
+    fn add_earned(&mut self, order: &OrderKey, points: i64, expires_at: DateTime<Utc>) {
         lots::insert(
             &mut self.lots,
             Lot {
@@ -273,7 +273,6 @@ impl Account {
             Some((_, sum)) => *sum = sum.saturating_add(points),
             None => push_bounded(&mut self.earned, (order.clone(), points), MAX_APPLIED_OPS),
         }
-        self.record(now, EntryKind::Earned, order, points);
     }
 
     /// Spends `min(points, the hold)` (no more than the account has), or

@@ -85,7 +85,11 @@
 //!   (points that expired unused are not taken again from other lots):
 //!   from the order's own lot while it is there, then from the lots that
 //!   expire first (the customer may have spent the earned points already),
-//!   never below zero. The `Reversed` entry shows what was taken.
+//!   never below zero. The `Reversed` entry shows what was taken. A
+//!   referral reward counts as earned by the purchase that paid it, so on
+//!   the share code's owner's account ReverseEarn of that order takes the
+//!   reward back (the payment method stays rewarded: a refunded purchase
+//!   does not open the code to the same card again).
 //!
 //! An operation on an order the account does not know (Release without a
 //! hold, ReturnSpent without a spend, ReverseEarn without an earn, or a
@@ -191,7 +195,8 @@ pub enum LoyaltyOp {
     /// On the share code's owner's account: `customer` bought with the
     /// code. Earns `points` unless a purchase paid with the same payment
     /// method (`method`: a hash of it) already earned this owner a reward,
-    /// so one card cannot farm a code through made-up accounts.
+    /// so one card cannot farm a code through made-up accounts. The reward
+    /// counts as earned by `order` (ReverseEarn takes it back).
     ReferralReward {
         order: OrderKey,
         customer: String,

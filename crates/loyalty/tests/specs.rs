@@ -701,6 +701,25 @@ fn a_referral_reward_earns_once_per_payment_method() {
 }
 
 #[test]
+fn a_refunded_purchase_takes_its_referral_reward_back_and_the_card_stays_rewarded() {
+    // Given an owner rewarded 50 for bob's purchase d/o1 (card 7), who also
+    // earned 20 of their own
+    let mut owner = Account::default();
+    owner.apply("e1", &earn("d/o9", 20, feb()), now());
+    owner.apply("r1", &reward("d/o1", "bob", 7, 50), now());
+    assert_eq!(owner.balance(now()).points, 70);
+    // When bob's purchase is refunded
+    owner.apply("x1", &reverse_earn("d/o1"), now());
+    // Then the reward is gone, the owner's own points stay, and card 7
+    // cannot earn the owner a second reward through another account
+    assert_eq!(owner.balance(now()).points, 20);
+    let last = owner.history().last().map(|e| (e.kind, e.points));
+    assert_eq!(last, Some((EntryKind::Reversed, -50)));
+    owner.apply("r2", &reward("d/o2", "carol", 7, 50), now());
+    assert_eq!(owner.balance(now()).points, 20);
+}
+
+#[test]
 fn a_customer_is_referred_once_by_the_first_code_used() {
     let mut bob = Account::default();
     let referred = |order: &str, owner: &str| LoyaltyOp::Referred {
