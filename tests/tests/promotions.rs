@@ -12,6 +12,8 @@ const FRIDGE: &str = "f-campus-martius";
 const SALAD: &str = "m-greek-salad";
 /// 14.95, shelf life 36 h.
 const POKE: &str = "m-salmon-poke";
+/// The node's timer looks for turned campaign hours every second.
+const TURN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The dev config's district is UTC-5.
 const UTC_OFFSET_MINUTES: i64 = -300;
 
@@ -193,6 +195,54 @@ async fn a_happy_hour_shows_in_the_catalog_is_charged_at_confirm_and_ends_on_tim
     assert_eq!(line["orders"], 1);
     assert_eq!(line["discount_minor"], 209);
     assert_eq!(line["revenue_minor"], 836);
+}
+
+/// Nothing is written when a happy hour opens or closes; the node's timer
+/// records the turn once it has passed, and apps watching the fridge are
+/// told to fetch the catalog again (with a new catalog version).
+#[tokio::test]
+async fn a_happy_hour_opening_and_closing_by_the_clock_is_pushed_to_apps() {
+    let sys = System::start().await;
+    sys.stock(SALAD, 5).await;
+    let mut ws = WsClient::connect(&sys.node, None).await;
+    ws.subscribe(json!({"fridges": [FRIDGE]})).await;
+    let now = sys.local_now().await;
+    let minute = |t: chrono::NaiveDateTime| t.time().with_second(0).unwrap_or_default();
+    let (from, until) = (
+        minute(now + Span::minutes(10)),
+        minute(now + Span::minutes(70)),
+    );
+    sys.define(
+        "/v1/admin/campaigns/later",
+        campaign(
+            json!({"kind": "happy_hour", "from": from, "until": until, "percent": 20}),
+            SALAD,
+        ),
+    )
+    .await;
+    let defined = catalog_updated(&mut ws, "for the new campaign").await;
+    assert!(sys.shelf(SALAD).await.get("price_now").is_none(), "not yet");
+
+    sys.node.advance_clock(11 * 60).await;
+    let opened = catalog_updated(&mut ws, "when the happy hour opens").await;
+    assert!(
+        opened["catalog_version"].as_u64() > defined["catalog_version"].as_u64(),
+        "{defined} then {opened}"
+    );
+    assert_eq!(sys.shelf(SALAD).await["price_now"], 836);
+
+    sys.node.advance_clock(60 * 60).await;
+    let closed = catalog_updated(&mut ws, "when the happy hour closes").await;
+    assert!(closed["catalog_version"].as_u64() > opened["catalog_version"].as_u64());
+    assert!(sys.shelf(SALAD).await.get("price_now").is_none(), "over");
+}
+
+/// The next `catalog_updated` (within the timer's deadline).
+async fn catalog_updated(ws: &mut WsClient, when: &str) -> Value {
+    ws.expect_within(&format!("catalog_updated {when}"), TURN_DEADLINE, |m| {
+        m["type"] == "catalog_updated"
+    })
+    .await
 }
 
 #[tokio::test]

@@ -173,12 +173,19 @@ pub enum PromotionCommand {
     LoyaltyApplied {
         op_ids: Vec<String>,
     },
+    /// District-local `at` has passed and is when campaigns' prices turned
+    /// by the clock ([`::promotions::next_turn`]); records which did. The
+    /// node's timer sends it at least once per turn (a repeat only pushes
+    /// one more `catalog_updated`).
+    TurnHours {
+        at: chrono::NaiveDateTime,
+    },
 }
 
 pub fn decide(
     state: &DistrictState,
     cmd: PromotionCommand,
-    _ctx: &Context,
+    ctx: &Context,
 ) -> Result<Vec<Event>, DomainError> {
     let promos = &state.promotions;
     let invalid = |e: protocol::ValidationError| DomainError::Invalid(e.to_string());
@@ -254,8 +261,51 @@ pub fn decide(
             }
             PromotionEvent::LoyaltyApplied { op_ids }
         }
+        PromotionCommand::TurnHours { at } => return turn_hours(state, at, ctx),
     };
     Ok(vec![Event::Promotion(event)])
+}
+
+/// `CampaignHoursTurned` for each running campaign whose clock conditions
+/// change at `at` (which must have passed).
+fn turn_hours(
+    state: &DistrictState,
+    at: chrono::NaiveDateTime,
+    ctx: &Context,
+) -> Result<Vec<Event>, DomainError> {
+    if at > ctx.local_now() {
+        return Err(DomainError::Invalid(format!(
+            "{at} has not come yet: hours turn once they have passed"
+        )));
+    }
+    Ok(state
+        .promotions
+        .campaigns
+        .iter()
+        .filter(|(_, c)| !c.ended && ::promotions::turns_at(&c.spec, at))
+        .map(|(id, c)| {
+            Event::Promotion(PromotionEvent::CampaignHoursTurned {
+                campaign_id: id.clone(),
+                at,
+                on: ::promotions::in_hours(&c.spec, at),
+            })
+        })
+        .collect())
+}
+
+/// The next instant, after district-local `after`, at which the clock
+/// alone changes a running campaign's prices (for the node's timer).
+pub fn next_turn(
+    state: &DistrictState,
+    after: chrono::NaiveDateTime,
+) -> Option<chrono::NaiveDateTime> {
+    let running = state
+        .promotions
+        .campaigns
+        .values()
+        .filter(|c| !c.ended)
+        .map(|c| &c.spec);
+    ::promotions::next_turn(running, after)
 }
 
 /// The pricing moment: `when` from the context.
@@ -499,6 +549,8 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &PromotionEvent) -> bool 
             crate::loyalty::referred_by(state, order_id, owner);
             false
         }
+        // What the catalog shows changed: its version moves, apps are told.
+        PromotionEvent::CampaignHoursTurned { .. } => true,
     }
 }
 
@@ -868,5 +920,74 @@ pub fn report(state: &DistrictState, from: NaiveDate, to: NaiveDate) -> PromoRep
         to,
         campaigns: lines(campaigns),
         coupons: lines(coupons),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::given::{state, t0};
+    use protocol::geo::DistrictArea;
+    use protocol::DistrictId;
+
+    /// Now is 2026-11-25 12:00 (UTC, offset 0).
+    fn ctx() -> Context {
+        Context {
+            district_id: DistrictId::from_static("d"),
+            area: DistrictArea::new(vec!["dpsby".into()]).unwrap_or_else(|_| unreachable!()),
+            now: t0(),
+            policy: Default::default(),
+            fridges: Default::default(),
+            utc_offset_minutes: 0,
+        }
+    }
+
+    fn lunch_hour() -> Event {
+        let spec: CampaignSpec = serde_json::from_value(serde_json::json!({
+            "name": "lunch", "starts": "2026-11-01T00:00:00", "ends": "2027-01-01T00:00:00",
+            "rule": {"kind": "happy_hour", "from": "11:30:00", "until": "13:00:00", "percent": 20},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        Event::Promotion(PromotionEvent::CampaignDefined {
+            campaign_id: CampaignId::from_static("lunch"),
+            spec,
+        })
+    }
+
+    fn turn(at: &str) -> PromotionCommand {
+        PromotionCommand::TurnHours {
+            at: at.parse().unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    #[test]
+    fn a_happy_hour_that_opened_is_recorded_as_turned_on() {
+        let s = state(vec![lunch_hour()]);
+        assert_eq!(
+            next_turn(&s, "2026-11-25T10:00:00".parse().unwrap_or_default()),
+            "2026-11-25T11:30:00".parse().ok()
+        );
+        let events = decide(&s, turn("2026-11-25T11:30:00"), &ctx()).unwrap_or_default();
+        assert!(
+            matches!(
+                events.as_slice(),
+                [Event::Promotion(PromotionEvent::CampaignHoursTurned {
+                    on: true,
+                    ..
+                })]
+            ),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn hours_are_turned_only_once_they_have_passed_and_only_where_they_turn() {
+        let s = state(vec![lunch_hour()]);
+        assert!(matches!(
+            decide(&s, turn("2026-11-25T13:00:00"), &ctx()),
+            Err(DomainError::Invalid(_))
+        ));
+        let nothing = decide(&s, turn("2026-11-25T11:45:00"), &ctx());
+        assert_eq!(nothing.ok(), Some(vec![]), "no edge at 11:45");
     }
 }

@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashSet};
 use chrono::{DateTime, Utc};
 use protocol::geo::GeoPoint;
 use protocol::orders::{OrderId, OrderStatus, RefusalReason};
+use protocol::promotions::PromotionEvent;
 use protocol::schedule::ScheduleEvent;
 use protocol::{ChargeId, Event, EventEnvelope, FridgeId, MealId, PlanId, StreamId};
 use serde::{Deserialize, Serialize};
@@ -177,7 +178,7 @@ pub fn changes(
     utc_offset_minutes: i32,
 ) -> Vec<Push> {
     let mut out: Vec<(Route, ServerMessage)> = Vec::new();
-    catalog_changes(prev, next, district_id, district_prefixes, &mut out);
+    catalog_changes(prev, next, events, district_id, district_prefixes, &mut out);
     let when = events.last().map(|e| crate::promotions::When {
         local: (e.recorded_at + chrono::Duration::minutes(i64::from(utc_offset_minutes)))
             .naive_utc(),
@@ -212,6 +213,7 @@ pub fn changes(
 fn catalog_changes(
     prev: &DistrictState,
     next: &DistrictState,
+    events: &[EventEnvelope],
     district_id: &str,
     district_prefixes: &[String],
     out: &mut Vec<(Route, ServerMessage)>,
@@ -222,11 +224,18 @@ fn catalog_changes(
         catalog_version: next.catalog_version(),
         area,
     };
-    // A meal's definition or a campaign (its prices) changed everywhere.
+    // A meal's definition or a campaign (its prices) changed everywhere,
+    // also when only the clock turned a campaign's hours.
     let campaigns_changed = !prev
         .promotions()
         .campaigns()
-        .ptr_eq(next.promotions().campaigns());
+        .ptr_eq(next.promotions().campaigns())
+        || events.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::Promotion(PromotionEvent::CampaignHoursTurned { .. })
+            )
+        });
     if !prev.catalog().meals().ptr_eq(next.catalog().meals()) || campaigns_changed {
         out.push((Route::District, updated(district_prefixes.to_vec())));
     }

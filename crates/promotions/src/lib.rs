@@ -94,6 +94,7 @@
 
 mod campaigns;
 mod coupon;
+mod hours;
 mod matching;
 mod sponsor;
 
@@ -106,6 +107,7 @@ pub use campaigns::{
     Usage,
 };
 pub use coupon::{CouponOffer, CouponRefusal};
+pub use hours::{in_hours, next_turn, turns_at, TURN_HORIZON_DAYS};
 pub use matching::{area_matches, coupon_applies_to, target_matches, MealRef};
 pub use sponsor::{points_earned, PointsRequest, SubsidyOffer};
 

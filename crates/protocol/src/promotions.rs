@@ -518,6 +518,15 @@ pub enum PromotionEvent {
     LoyaltyApplied {
         op_ids: Vec<String>,
     },
+    /// The clock alone changed the campaign's prices at district-local
+    /// `at`: its time frame started or ended, or its happy hour opened or
+    /// closed (`on`: it applies from `at`). Recorded once `at` has passed,
+    /// so apps are told to fetch the catalog again.
+    CampaignHoursTurned {
+        campaign_id: CampaignId,
+        at: NaiveDateTime,
+        on: bool,
+    },
 }
 
 impl PromotionEvent {
@@ -534,6 +543,7 @@ impl PromotionEvent {
             PromotionEvent::LoyaltyRulesDefined { .. } => "LoyaltyRulesDefined",
             PromotionEvent::LoyaltyApplied { .. } => "LoyaltyApplied",
             PromotionEvent::OrderReferred { .. } => "OrderReferred",
+            PromotionEvent::CampaignHoursTurned { .. } => "CampaignHoursTurned",
         }
     }
 
@@ -541,7 +551,8 @@ impl PromotionEvent {
         use crate::StreamId;
         match self {
             PromotionEvent::CampaignDefined { campaign_id, .. }
-            | PromotionEvent::CampaignEnded { campaign_id } => {
+            | PromotionEvent::CampaignEnded { campaign_id }
+            | PromotionEvent::CampaignHoursTurned { campaign_id, .. } => {
                 StreamId::Campaign(campaign_id.clone())
             }
             PromotionEvent::CouponDefined { code, .. }

@@ -228,7 +228,10 @@ async fn start_tasks(
         opts.clock.clone(),
         config.fridges.policy(),
     );
-    tasks.spawn("timers", |s| timers::run(d, clock, policy, s));
+    let utc_offset_minutes = config.subscriptions.utc_offset_minutes;
+    tasks.spawn("timers", move |s| {
+        timers::run(d, clock, policy, utc_offset_minutes, s)
+    });
     let (d, clock, policy) = (
         district.clone(),
         opts.clock.clone(),

@@ -8,18 +8,22 @@
 //! down fires on the first tick after start-up.
 //!
 //! Every [`FRIDGE_CHECK_TICKS`] ticks it also looks for fridges silent
-//! longer than allowed (`CheckSilence`) and for units past their
-//! best-before (`ExpireUnits`), submitting only when there is something.
+//! longer than allowed (`CheckSilence`), for units past their best-before
+//! (`ExpireUnits`) and for campaign hours the clock has turned since the
+//! last look (`TurnHours`: a happy hour opened, a campaign's time frame
+//! ended), submitting only when there is something.
 //!
 //! On shutdown the loop finishes the round it is in (its commands are
 //! answered by the still-running writer) and returns.
 
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
+
 use crate::clock::Clock;
 use crate::lifecycle::Shutdown;
 use crate::writer::{District, WriteError};
-use district::{fridges, Command, FridgeCommand, FridgePolicy, OrderCommand};
+use district::{fridges, Command, FridgeCommand, FridgePolicy, OrderCommand, PromotionCommand};
 
 /// How often due timers are looked for; the precision of grace windows and
 /// timeouts.
@@ -34,11 +38,18 @@ pub async fn run(
     district: District,
     clock: Clock,
     fridge_policy: FridgePolicy,
+    utc_offset_minutes: i32,
     mut shutdown: Shutdown,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(TIMER_TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
+    let local = |now: chrono::DateTime<chrono::Utc>| {
+        (now + chrono::Duration::minutes(i64::from(utc_offset_minutes))).naive_utc()
+    };
+    // Turns before start-up are not told: apps that reconnect fetch the
+    // catalog anyway.
+    let mut hours_checked = local(clock.now());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -49,6 +60,7 @@ pub async fn run(
         let state = district.state();
         if ticks.is_multiple_of(FRIDGE_CHECK_TICKS) {
             check_fridges(&district, &state, now, &fridge_policy).await;
+            turn_hours(&district, &state, local(now), &mut hours_checked).await;
         }
         let due: Vec<_> = state
             .orders()
@@ -117,4 +129,28 @@ async fn check_fridges(
             tracing::warn!(error = %e, "expiry refused");
         }
     }
+}
+
+/// Records the first campaign-hours turn after `checked` (district-local)
+/// once it has passed, then looks on from `local_now`: several turns since
+/// the last look (a node clock moved by days) mean one record and one
+/// `catalog_updated`, which is all an app needs to fetch prices again.
+async fn turn_hours(
+    district: &District,
+    state: &district::DistrictState,
+    local_now: NaiveDateTime,
+    checked: &mut NaiveDateTime,
+) {
+    let due = district::promotions::next_turn(state, *checked).filter(|at| *at <= local_now);
+    if let Some(at) = due {
+        let turned = district
+            .submit(Command::Promotion(PromotionCommand::TurnHours { at }))
+            .await;
+        if let Err(e) = turned {
+            tracing::warn!(%at, error = %e, "campaign hours not recorded; retrying");
+            return;
+        }
+        tracing::info!(%at, "campaign hours turned");
+    }
+    *checked = local_now;
 }

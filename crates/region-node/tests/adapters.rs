@@ -137,7 +137,7 @@ fn timers_fire_a_due_timer_on_their_tick_and_stop_at_the_signal() {
         let lifecycle = Lifecycle::new();
         let (district, timer_clock) = (d.clone(), clock.clone());
         lifecycle.spawn("timers", |s| {
-            timers::run(district, timer_clock, Default::default(), s)
+            timers::run(district, timer_clock, Default::default(), 0, s)
         });
         while status(&d, &id) == OrderStatus::Held {
             feed.recv().await.unwrap();
