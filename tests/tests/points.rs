@@ -119,14 +119,7 @@ async fn points_earned_downtown_are_spent_in_the_west_and_never_twice() {
 
     // The winner cancels in its grace window: the hold comes back.
     let id = created(won);
-    let r = winner_node
-        .as_role("customer", "alice")
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{id}/cancel"),
-            None,
-        )
-        .await;
+    let r = winner_node.as_role("customer", "alice").cancel(&id).await;
     assert_eq!(r.status, 200, "{}", r.body);
     await_available(&alice_downtown, 31).await;
 
@@ -151,13 +144,7 @@ async fn points_earned_downtown_are_spent_in_the_west_and_never_twice() {
     assert_eq!(kinds, ["earned", "spent", "earned"], "{balance}");
 
     // Refunded (cancelled after the purchase): the 20 come back, the 6 go.
-    let r = alice_west
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{spent}/cancel"),
-            None,
-        )
-        .await;
+    let r = alice_west.cancel(&spent).await;
     assert_eq!(r.status, 200, "{}", r.body);
     west.await_status(&spent, "refunded", PAYMENT_DEADLINE)
         .await;
@@ -245,13 +232,7 @@ async fn a_coupon_counted_over_the_fleet_is_used_once_across_districts() {
 
     // Ann cancels in her grace window: once downtown tells the ledger, the
     // use is free again and the west may take it.
-    let r = ann
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{first}/cancel"),
-            None,
-        )
-        .await;
+    let r = ann.cancel(&first).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let start = std::time::Instant::now();
     loop {

@@ -339,15 +339,7 @@ async fn a_coupon_use_comes_back_when_the_order_is_cancelled_in_its_grace_window
         .await;
     assert_eq!(r.body["error"]["reason"], "limit_reached", "{}", r.body);
 
-    let r = sys
-        .node
-        .as_role("customer", "ann")
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{id}/cancel"),
-            None,
-        )
-        .await;
+    let r = sys.node.as_role("customer", "ann").cancel(&id).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let coupon = sys.node.admin().get("/v1/admin/coupons/one-off").await;
     assert_eq!(coupon.body["uses"], 0, "{}", coupon.body);
@@ -392,15 +384,7 @@ async fn a_subsidised_fridge_charges_only_the_customers_share_up_to_the_daily_ca
 
     // The first is refunded (the card's 5.23, `Order::charged`) and the
     // sponsor no longer pays its 5.22.
-    let r = sys
-        .node
-        .admin()
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{first}/cancel"),
-            None,
-        )
-        .await;
+    let r = sys.node.admin().cancel(&first).await;
     assert_eq!(r.status, 200, "{}", r.body);
     sys.node
         .await_status(&first, "refunded", PAYMENT_DEADLINE)

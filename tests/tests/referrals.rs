@@ -166,15 +166,7 @@ async fn a_refunded_purchase_takes_the_referral_reward_back() {
         .await;
     await_points(&shop.node, "ann", 110).await;
 
-    let r = shop
-        .node
-        .as_role("customer", "bob")
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{bobs}/cancel"),
-            None,
-        )
-        .await;
+    let r = shop.node.as_role("customer", "bob").cancel(&bobs).await;
     assert_eq!(r.status, 200, "{}", r.body);
     shop.node
         .await_status(&bobs, "refunded", PAYMENT_DEADLINE)
