@@ -213,10 +213,7 @@ impl Ledger {
         let reserve = self.update_coupon(code, |u| {
             u.reserve(order, max, now).map_err(LedgerError::CouponLimit)
         });
-        match tokio::time::timeout(Duration::from_millis(RESERVE_TIMEOUT_MS), reserve).await {
-            Ok(r) => r,
-            Err(_) => Err(LedgerError::Unavailable("reserve timed out".into())),
-        }
+        within_reserve_timeout(reserve).await
     }
 
     /// Drops a coupon hold for an order that was not placed (best effort).
@@ -237,10 +234,7 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<(), LedgerError> {
         let reserve = self.update(customer, |a| a.reserve(order, points, now));
-        match tokio::time::timeout(Duration::from_millis(RESERVE_TIMEOUT_MS), reserve).await {
-            Ok(r) => r,
-            Err(_) => Err(LedgerError::Unavailable("reserve timed out".into())),
-        }
+        within_reserve_timeout(reserve).await
     }
 
     /// Drops a hold the node made for a confirm that did not place the
@@ -251,6 +245,18 @@ impl Ledger {
         if let Err(e) = released.await {
             tracing::warn!(error = %e, order, "points ledger: hold not released; it lapses by itself");
         }
+    }
+}
+
+/// A reserve is on the confirm's path: one that has not answered within
+/// [`RESERVE_TIMEOUT_MS`] counts as the ledger being unavailable (503),
+/// not as a confirm left waiting.
+async fn within_reserve_timeout(
+    reserve: impl std::future::Future<Output = Result<(), LedgerError>>,
+) -> Result<(), LedgerError> {
+    match tokio::time::timeout(Duration::from_millis(RESERVE_TIMEOUT_MS), reserve).await {
+        Ok(r) => r,
+        Err(_) => Err(LedgerError::Unavailable("reserve timed out".into())),
     }
 }
 
