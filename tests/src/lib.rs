@@ -28,6 +28,18 @@ pub const START_DEADLINE: Duration = Duration::from_secs(20);
 /// Polling step while awaiting a condition.
 pub const POLL_STEP: Duration = Duration::from_millis(20);
 
+/// The node flags of the load benchmarks (`larder-load`,
+/// `larder-promo-load`): a long payment timeout, so a payment backlog
+/// built on purpose is paid late rather than refused, and rate limits off,
+/// since every client there is a till hammering on purpose
+/// (`larder-abuse` measures the limits).
+pub const LOAD_NODE_FLAGS: [&str; 4] = [
+    "--payment-timeout-secs",
+    "600",
+    "--writes-per-sec-per-caller",
+    "0",
+];
+
 /// Positional argument `i` of a bench binary as a number, or `default`.
 pub fn arg_or(i: usize, default: u64) -> u64 {
     std::env::args()

@@ -40,20 +40,9 @@ async fn main() -> anyhow::Result<()> {
     let seconds = larder_tests::arg_or(2, 10);
     let nats = Nats::start().await;
     let payments = Payments::start(&nats, &[]).await;
-    // A long payment timeout: phase 1 builds a backlog on purpose, and its
-    // orders should be paid late, not refused.
-    // Rate limits off: every client here is a till hammering on purpose
-    // (`larder-abuse` measures the limits).
-    let node = Node::start_with_nats(
-        &nats,
-        &[
-            "--payment-timeout-secs",
-            "600",
-            "--writes-per-sec-per-caller",
-            "0",
-        ],
-    )
-    .await;
+    // Phase 1 builds a payment backlog on purpose; its orders should be
+    // paid late, not refused.
+    let node = Node::start_with_nats(&nats, &larder_tests::LOAD_NODE_FLAGS).await;
 
     let (fridges, meal_ids) = node.stock_every_meal(UNITS_PER_MEAL).await;
 

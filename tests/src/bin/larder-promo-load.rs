@@ -154,18 +154,7 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 async fn run(variant: Variant, clients: usize, seconds: u64) -> anyhow::Result<Run> {
     let mut nats = Nats::start().await;
     let mut payments = Payments::start(&nats, &[]).await;
-    // The flags of larder-load: payments may lag without refusing orders,
-    // and every client is a till hammering on purpose.
-    let mut node = Node::start_with_nats(
-        &nats,
-        &[
-            "--payment-timeout-secs",
-            "600",
-            "--writes-per-sec-per-caller",
-            "0",
-        ],
-    )
-    .await;
+    let mut node = Node::start_with_nats(&nats, &larder_tests::LOAD_NODE_FLAGS).await;
     let (fridges, meal_ids) = node.stock_every_meal(UNITS_PER_MEAL).await;
     if variant == Variant::B {
         define_promotions(&node).await?;
