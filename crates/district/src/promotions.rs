@@ -451,9 +451,12 @@ fn is_first_order(state: &DistrictState, customer: &str) -> bool {
     })
 }
 
-/// What a meal costs at a fridge right now, for the catalog.
+/// What a meal costs at a fridge right now, for the catalog and stock
+/// pushes. `offers` is [`Promotions::offers`], taken once per catalog
+/// answer or batch rather than once per shelf.
 pub fn display_price(
     state: &DistrictState,
+    offers: &[::promotions::CampaignOffer<'_>],
     fridge: &protocol::catalog::Fridge,
     meal: &Meal,
     when: &When,
@@ -469,7 +472,7 @@ pub fn display_price(
         (&meal.meal_id, &meal.spec.kitchen_id, &meal.spec.tags),
         meal.spec.price,
         next,
-        &state.promotions.offers(),
+        offers,
         when,
     )
 }

@@ -271,6 +271,8 @@ fn stock_changes(
     if prev.stock().levels().ptr_eq(next.stock().levels()) {
         return;
     }
+    // Once per batch, not per shelf.
+    let offers = next.promotions().offers();
     for (fridge_id, meals) in next.stock().levels().iter() {
         let before = prev.stock().fridge(fridge_id);
         if before.is_some_and(|b| b.ptr_eq(meals)) {
@@ -291,7 +293,7 @@ fn stock_changes(
         };
         let price_now = |meal_id: &MealId| {
             let meal = next.catalog().meal(meal_id)?;
-            let p = crate::promotions::display_price(next, fridge, meal, priced?);
+            let p = crate::promotions::display_price(next, &offers, fridge, meal, priced?);
             (p.now_minor != p.list_minor).then_some(p.now_minor)
         };
         let stock = |meal_id: &MealId, available: u32| ServerMessage::Stock {

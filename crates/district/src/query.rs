@@ -21,6 +21,8 @@ pub fn catalog_near(
     when: &When,
 ) -> CatalogView {
     let campaigns = !state.promotions().campaigns().is_empty();
+    // Once per query, not per shelf.
+    let offers = state.promotions().offers();
     let mut fridges: Vec<(f64, FridgeView)> = state
         .catalog()
         .fridges()
@@ -42,7 +44,7 @@ pub fn catalog_near(
                         return None;
                     }
                     let now = campaigns
-                        .then(|| promotions::display_price(state, fridge, meal, when))
+                        .then(|| promotions::display_price(state, &offers, fridge, meal, when))
                         .filter(|p| p.now_minor != p.list_minor);
                     Some(MealAvailability {
                         meal_id: meal_id.clone(),
