@@ -24,6 +24,7 @@ pub mod links;
 pub mod loyalty;
 pub mod orders;
 pub mod outbox;
+pub mod preorders;
 pub mod promotions;
 pub mod push;
 pub mod query;
@@ -64,6 +65,9 @@ pub struct Context {
     /// The district's offset from UTC, in minutes: campaigns and coupons
     /// are in district-local time, subsidy caps per district-local day.
     pub utc_offset_minutes: i32,
+    /// The kitchen calendar's rules (horizon, change cutoff) that orders
+    /// ahead follow like plan days.
+    pub schedule: scheduler::Policy,
 }
 
 impl Context {
@@ -183,7 +187,7 @@ pub struct DistrictState {
 /// (the node replays the log instead), never upcast. Bump it whenever a
 /// change to the state's types changes their serialized form; the golden
 /// test `tests/snapshot_shape.rs` fails until you do.
-pub const STATE_SNAPSHOT_VERSION: u32 = 2;
+pub const STATE_SNAPSHOT_VERSION: u32 = 3;
 
 /// Parts shared between snapshots by `Arc` are stored as their value.
 pub(crate) mod shared {

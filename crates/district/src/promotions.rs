@@ -942,6 +942,7 @@ mod tests {
             policy: Default::default(),
             fridges: Default::default(),
             utc_offset_minutes: 0,
+            schedule: Default::default(),
         }
     }
 

@@ -210,7 +210,7 @@ pub fn decide(
             return Ok(with_stock(state, events));
         }
     };
-    Ok(events.into_iter().map(Event::Schedule).collect())
+    Ok(crate::preorders::refunds(state, events))
 }
 
 /// Precedes every availability with its unit arriving in the fridge set
@@ -322,6 +322,41 @@ fn evolve_orders(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded) {
         }
         ScheduleEvent::OrderDispatched { order_id } => {
             advance(state, order_id, OrderStatus::Dispatched, rec)
+        }
+        ScheduleEvent::PreorderPlaced {
+            order_id,
+            date,
+            kitchen_id,
+            cancel_until,
+        } => {
+            let preorder = super::orders::Preorder {
+                date: *date,
+                kitchen_id: kitchen_id.clone(),
+                cancel_until: *cancel_until,
+            };
+            state.orders.update(order_id, |order| {
+                order.delivery_date = Some(preorder.date);
+                order.preorder = Some(preorder);
+            });
+        }
+        ScheduleEvent::PreorderScheduled { order_id, .. } => {
+            state.orders.update(order_id, |order| {
+                order.timer = None; // Paid: the payment timeout is done.
+                order.advance(OrderStatus::Scheduled, rec.at);
+            });
+        }
+        ScheduleEvent::PreorderWithdrawn {
+            order_id, reason, ..
+        } => {
+            let withdrawn = Withdrawal {
+                reason: *reason,
+                credited: 0, // Refunded instead (`RefundRequested` follows).
+            };
+            state.orders.update(order_id, |order| {
+                order.timer = None;
+                order.withdrawn = Some(withdrawn);
+                order.advance(OrderStatus::Cancelled, rec.at);
+            });
         }
         ScheduleEvent::OrderAvailableForPicking {
             order_id,
@@ -475,6 +510,7 @@ mod tests {
             policy: Default::default(),
             fridges: Default::default(),
             utc_offset_minutes: 0,
+            schedule: Default::default(),
         };
         decide(
             state,

@@ -44,6 +44,7 @@ impl District {
                 policy: Default::default(),
                 fridges: FridgePolicy::default(),
                 utc_offset_minutes: 0,
+                schedule: Default::default(),
             },
         };
         for cmd in district::demo::commands(district::demo::detroit().unwrap()) {

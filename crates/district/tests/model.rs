@@ -682,6 +682,7 @@ impl Harness {
             },
             fridges: Default::default(),
             utc_offset_minutes: 0,
+            schedule: Default::default(),
         };
         let mut h = Harness {
             state: DistrictState::default(),
@@ -980,6 +981,7 @@ fn place(
             share_code: None,
             points: None,
             payment_method: "tok".into(),
+            pickup_date: None,
         },
         idempotency,
         referral: None,

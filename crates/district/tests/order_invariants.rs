@@ -85,6 +85,7 @@ impl Harness {
             },
             fridges: Default::default(),
             utc_offset_minutes: 0,
+            schedule: Default::default(),
         };
         let mut h = Harness {
             state: DistrictState::default(),
@@ -166,6 +167,7 @@ impl Harness {
                     share_code: None,
                     points: None,
                     payment_method: "tok".into(),
+                    pickup_date: None,
                 };
                 let channel = if pos { Channel::Pos } else { Channel::App };
                 let cmd = OrderCommand::Place {

@@ -36,6 +36,7 @@ fn history() -> DistrictState {
         policy: Default::default(),
         fridges: Default::default(),
         utc_offset_minutes: 0,
+        schedule: Default::default(),
     };
     let run = |state: &mut DistrictState, ctx: &Context, cmd: Command| {
         let events = district::decide(state, cmd, ctx).expect("the fixed history is accepted");
@@ -187,6 +188,7 @@ fn place(n: usize, channel: Channel, fridge: &FridgeId, meal: &MealId) -> Comman
             share_code: None,
             points: None,
             payment_method: "tok_visa".into(),
+            pickup_date: None,
         },
         idempotency: Some((format!("key-{n}"), 7)),
         referral: None,

@@ -43,6 +43,10 @@ pub struct PlaceOrder {
     /// A token from the payment provider's client SDK (the sandbox declines
     /// `tok_decline`).
     pub payment_method: String,
+    /// Order ahead: the district-local date to pick the meal up on. The
+    /// kitchen makes it for that day; nothing is taken from today's shelf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_date: Option<chrono::NaiveDate>,
 }
 
 impl PlaceOrder {
@@ -149,6 +153,9 @@ pub enum RefundReason {
     Cancelled,
     /// The charge was confirmed after the order had timed out.
     LateConfirmation,
+    /// An order ahead was not placed in its fridge on its day (not
+    /// produced, the kitchen or fridge closed that day).
+    NotDelivered,
 }
 
 /// `201` body of `POST /v1/orders`.
@@ -216,6 +223,10 @@ pub struct OrderView {
     /// credited to the subscriber.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdrawn: Option<Withdrawal>,
+    /// For an order ahead (a `pickup_date` was given): until when it may
+    /// be cancelled for a full refund (the change cutoff of the day before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_until: Option<DateTime<Utc>>,
 }
 
 /// Why a subscription order was withdrawn and what it credited.

@@ -271,6 +271,38 @@ pub enum ScheduleEvent {
         approved: bool,
         reference: String,
     },
+    /// An order ahead (a one-off order for a future day) was confirmed: it
+    /// follows its `OrderPlaced` in the same batch and says which day and
+    /// kitchen it is for, and until when it may be cancelled for a refund
+    /// (the change cutoff of the day before, as for a plan day).
+    PreorderPlaced {
+        order_id: OrderId,
+        date: NaiveDate,
+        kitchen_id: KitchenId,
+        cancel_until: DateTime<Utc>,
+    },
+    /// An order ahead was paid: from now on the kitchen makes it, like a
+    /// plan day's order (prep report, stages, placement, pickup code).
+    PreorderScheduled {
+        order_id: OrderId,
+        customer: String,
+        date: NaiveDate,
+        fridge_id: FridgeId,
+        kitchen_id: KitchenId,
+        meal_id: MealId,
+        meal_name: String,
+        price: i64,
+        currency: Currency,
+    },
+    /// A paid order ahead can no longer be delivered (its day ended before
+    /// the kitchen placed it, or the day became non-working, or its fridge
+    /// is closed that day): it is withdrawn, and the district refunds it in
+    /// the same batch.
+    PreorderWithdrawn {
+        order_id: OrderId,
+        customer: String,
+        reason: WithdrawReason,
+    },
 }
 
 impl ScheduleEvent {
@@ -292,7 +324,10 @@ impl ScheduleEvent {
             | ScheduleEvent::OrderWithdrawn { order_id, .. }
             | ScheduleEvent::OrderPrepared { order_id }
             | ScheduleEvent::OrderDispatched { order_id }
-            | ScheduleEvent::OrderAvailableForPicking { order_id, .. } => {
+            | ScheduleEvent::OrderAvailableForPicking { order_id, .. }
+            | ScheduleEvent::PreorderPlaced { order_id, .. }
+            | ScheduleEvent::PreorderScheduled { order_id, .. }
+            | ScheduleEvent::PreorderWithdrawn { order_id, .. } => {
                 crate::StreamId::Order(order_id.clone())
             }
         }
@@ -319,6 +354,9 @@ impl ScheduleEvent {
             ScheduleEvent::PaymentMethodChanged { .. } => "PaymentMethodChanged",
             ScheduleEvent::CreditRefundRequested { .. } => "CreditRefundRequested",
             ScheduleEvent::CreditRefundSettled { .. } => "CreditRefundSettled",
+            ScheduleEvent::PreorderPlaced { .. } => "PreorderPlaced",
+            ScheduleEvent::PreorderScheduled { .. } => "PreorderScheduled",
+            ScheduleEvent::PreorderWithdrawn { .. } => "PreorderWithdrawn",
         }
     }
 }

@@ -431,10 +431,15 @@ fn nested_enum_indices_are_stable() {
         },
     );
     check(
-        &[RefundReason::Cancelled, RefundReason::LateConfirmation],
+        &[
+            RefundReason::Cancelled,
+            RefundReason::LateConfirmation,
+            RefundReason::NotDelivered,
+        ],
         |v| match v {
             RefundReason::Cancelled => 0,
             RefundReason::LateConfirmation => 1,
+            RefundReason::NotDelivered => 2,
         },
     );
     check(&[PaymentKind::Charge, PaymentKind::Refund], |v| match v {

@@ -127,6 +127,28 @@ fn all_schedule_events() -> Vec<ScheduleEvent> {
             approved: true,
             reference: "ref".into(),
         },
+        ScheduleEvent::PreorderPlaced {
+            order_id: OrderId::from_static("o"),
+            date: date(),
+            kitchen_id: KitchenId::from_static("k-1"),
+            cancel_until: at,
+        },
+        ScheduleEvent::PreorderScheduled {
+            order_id: OrderId::from_static("o"),
+            customer: "alice".into(),
+            date: date(),
+            fridge_id: FridgeId::from_static("f-1"),
+            kitchen_id: KitchenId::from_static("k-1"),
+            meal_id: MealId::from_static("m-1"),
+            meal_name: "Bowl".into(),
+            price: 1000,
+            currency: usd.clone(),
+        },
+        ScheduleEvent::PreorderWithdrawn {
+            order_id: OrderId::from_static("o"),
+            customer: "alice".into(),
+            reason: WithdrawReason::NotProduced,
+        },
     ]
 }
 
@@ -167,7 +189,7 @@ fn scheduled_orders_share_the_order_stream() {
 /// `ScheduleEvent`s as postcard writes them since they were introduced; the
 /// bytes pin the variant order (append-only) and the field order. The index
 /// of `Event::Schedule` itself is pinned in `golden.rs`.
-const GOLDEN_HEX: [&str; 15] = [
+const GOLDEN_HEX: [&str; 18] = [
     "00017005616c6963650a323032362d31322d30320a323032362d31322d303203662d310103036d2d31000355534408746f6b5f76697361",
     "0101700a323032362d31322d303203662d310103036d2d31000a323032362d31322d3032",
     "0201700a323032362d31322d3032",
@@ -183,6 +205,9 @@ const GOLDEN_HEX: [&str; 15] = [
     "0c017008746f6b5f76697361",
     "0d11706c616e2d702d323032362d31322d3032017005616c696365d00f0355534408746f6b5f7669736114323032362d31322d30315431323a30303a30305a",
     "0e11706c616e2d702d323032362d31322d303201700103726566",
+    "0f016f0a323032362d31322d3032036b2d3114323032362d31322d30315431323a30303a30305a",
+    "10016f05616c6963650a323032362d31322d303203662d31036b2d31036d2d3104426f776cd00f03555344",
+    "11016f05616c69636504",
 ];
 
 /// Postcard's index of each variant. Exhaustive on purpose (no `_` arm): a
@@ -205,6 +230,9 @@ fn variant_index(event: &ScheduleEvent) -> usize {
         ScheduleEvent::PaymentMethodChanged { .. } => 12,
         ScheduleEvent::CreditRefundRequested { .. } => 13,
         ScheduleEvent::CreditRefundSettled { .. } => 14,
+        ScheduleEvent::PreorderPlaced { .. } => 15,
+        ScheduleEvent::PreorderScheduled { .. } => 16,
+        ScheduleEvent::PreorderWithdrawn { .. } => 17,
     }
 }
 

@@ -14,6 +14,7 @@ fn demo_state() -> DistrictState {
         policy: Default::default(),
         fridges: Default::default(),
         utc_offset_minutes: 0,
+        schedule: Default::default(),
     };
     let mut state = DistrictState::default();
     let data = district::demo::detroit().unwrap();

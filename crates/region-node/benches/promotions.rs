@@ -182,6 +182,7 @@ fn decide_evolve(c: &mut Criterion) {
             policy: Default::default(),
             fridges: Default::default(),
             utc_offset_minutes: 0,
+            schedule: Default::default(),
         };
         let district_id = ctx.district_id.clone();
         let mut n = 0usize;

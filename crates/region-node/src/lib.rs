@@ -92,6 +92,7 @@ pub fn open_district(
             policy: config.orders.policy(),
             fridge_policy: config.fridges.policy(),
             utc_offset_minutes: config.subscriptions.utc_offset_minutes,
+            schedule_policy: config.subscriptions.policy(),
             snapshots: config.snapshots.store(&config.data_dir),
         },
         shutdown,

@@ -62,6 +62,8 @@ pub struct WriterSetup {
     pub fridge_policy: district::FridgePolicy,
     /// The district's offset from UTC, in minutes (see `district::Context`).
     pub utc_offset_minutes: i32,
+    /// The kitchen calendar's rules, for orders ahead.
+    pub schedule_policy: scheduler::Policy,
     /// Where start-up looks for a snapshot to replay from (`None`: the
     /// whole log).
     pub snapshots: Option<crate::snapshot::SnapshotStore>,
@@ -370,6 +372,7 @@ impl Writer {
             policy: self.setup.policy,
             fridges: self.setup.fridge_policy,
             utc_offset_minutes: self.setup.utc_offset_minutes,
+            schedule: self.setup.schedule_policy,
         };
         let events = district::decide(&self.state, command, &ctx)?;
         let mut out = Vec::with_capacity(events.len());

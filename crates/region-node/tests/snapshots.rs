@@ -29,6 +29,7 @@ async fn place(district: &District, n: usize) {
         share_code: None,
         points: None,
         payment_method: "tok_visa".into(),
+        pickup_date: None,
     };
     let placed = district
         .submit(Command::Order(OrderCommand::Place {

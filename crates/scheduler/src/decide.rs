@@ -33,7 +33,7 @@ use protocol::{ChargeId, FridgeId, KitchenId, MealId, OrderId, PlanId};
 use crate::billing::{credit_to_apply, period_end, period_start};
 use crate::calendar::Calendar;
 use crate::plan::{canonical_days, earliest_effective, Plan};
-use crate::state::{ChargeStatus, ScheduleState, Stage};
+use crate::state::{ChargeStatus, ScheduleState, ScheduledOrder, Stage};
 use crate::{local_date, pickup_deadline, Catalog, Policy, ScheduleError};
 
 /// Deterministic id of the `generation`-th order for a plan day (0 = first).
@@ -384,6 +384,25 @@ pub fn set_calendar_day(
     Ok(events)
 }
 
+/// The withdrawal of an undeliverable order: a plan day's is credited to
+/// the subscriber, an order ahead is refunded by the district.
+fn withdraw(o: &ScheduledOrder, reason: WithdrawReason) -> ScheduleEvent {
+    match &o.plan_id {
+        Some(plan_id) => ScheduleEvent::OrderWithdrawn {
+            order_id: o.order_id.clone(),
+            plan_id: plan_id.clone(),
+            customer: o.customer.clone(),
+            credit: o.price,
+            reason,
+        },
+        None => ScheduleEvent::PreorderWithdrawn {
+            order_id: o.order_id.clone(),
+            customer: o.customer.clone(),
+            reason,
+        },
+    }
+}
+
 /// Withdraws the unproduced orders and credits the prepaid days of `date`
 /// whose kitchen does not work that day under the calendar `after`.
 fn settle_closed_day(
@@ -399,13 +418,7 @@ fn settle_closed_day(
             && !after.is_working(date, Some(&o.kitchen_id))
             && o.stage(catalog) == Stage::Scheduled
         {
-            events.push(ScheduleEvent::OrderWithdrawn {
-                order_id: o.order_id.clone(),
-                plan_id: o.plan_id.clone(),
-                customer: o.customer.clone(),
-                credit: o.price,
-                reason,
-            });
+            events.push(withdraw(o, reason));
         }
     }
     for ((plan_id, d), amount) in &state.prepaid_days {
@@ -717,13 +730,7 @@ fn undeliverable(
                 return None;
             };
             let stage = o.stage(catalog);
-            (stage < Stage::Available).then(|| ScheduleEvent::OrderWithdrawn {
-                order_id: o.order_id.clone(),
-                plan_id: o.plan_id.clone(),
-                customer: o.customer.clone(),
-                credit: o.price,
-                reason,
-            })
+            (stage < Stage::Available).then(|| withdraw(o, reason))
         })
         .collect()
 }

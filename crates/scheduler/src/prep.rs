@@ -37,6 +37,8 @@ pub struct PrepRow {
     pub fridge_id: FridgeId,
     pub subscription_units: u32,
     pub forecast_one_off_units: u32,
+    /// Paid orders ahead for this day: firm, like plan days.
+    pub preorder_units: u32,
 }
 
 /// `GET /v1/kitchens/{kitchen_id}/prep?date=`.
@@ -48,6 +50,7 @@ pub struct PrepReport {
     pub rows: Vec<PrepRow>,
     pub total_subscription_units: u32,
     pub total_forecast_one_off_units: u32,
+    pub total_preorder_units: u32,
 }
 
 /// Mean units per same weekday over the previous [`FORECAST_WEEKS`] weeks,
@@ -96,11 +99,16 @@ pub fn prep_report(
                 fridge_id: fridge_id.clone(),
                 subscription_units: 0,
                 forecast_one_off_units: 0,
+                preorder_units: 0,
             })
     }
     for o in state.orders.values() {
         if o.kitchen_id == *kitchen_id && o.date == date && o.stage(catalog) != Stage::Withdrawn {
-            row(&mut rows, meal_name, &o.meal_id, &o.fridge_id).subscription_units += 1;
+            let r = row(&mut rows, meal_name, &o.meal_id, &o.fridge_id);
+            match o.plan_id {
+                Some(_) => r.subscription_units += 1,
+                None => r.preorder_units += 1,
+            }
         }
     }
     for ((meal_id, fridge_id), units) in forecast(sales, date) {
@@ -114,13 +122,15 @@ pub fn prep_report(
         date,
         total_subscription_units: rows.iter().map(|r| r.subscription_units).sum(),
         total_forecast_one_off_units: rows.iter().map(|r| r.forecast_one_off_units).sum(),
+        total_preorder_units: rows.iter().map(|r| r.preorder_units).sum(),
         rows,
     }
 }
 
 /// CSV header of [`to_csv`].
+/// (`preorder_units` was appended last, so readers by position still work.)
 pub const CSV_HEADER: &str =
-    "date,kitchen_id,meal_id,meal_name,fridge_id,subscription_units,forecast_one_off_units";
+    "date,kitchen_id,meal_id,meal_name,fridge_id,subscription_units,forecast_one_off_units,preorder_units";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -136,14 +146,15 @@ pub fn to_csv(report: &PrepReport) -> String {
     out.push_str("\r\n");
     for r in &report.rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{},{}\r\n",
             report.date,
             csv_field(&report.kitchen_id),
             csv_field(&r.meal_id),
             csv_field(&r.meal_name),
             csv_field(&r.fridge_id),
             r.subscription_units,
-            r.forecast_one_off_units
+            r.forecast_one_off_units,
+            r.preorder_units
         ));
     }
     out
@@ -195,13 +206,15 @@ mod tests {
                 fridge_id: FridgeId::from_static("f"),
                 subscription_units: 3,
                 forecast_one_off_units: 1,
+                preorder_units: 2,
             }],
             total_subscription_units: 3,
             total_forecast_one_off_units: 1,
+            total_preorder_units: 2,
         };
         assert_eq!(
             to_csv(&report),
-            format!("{CSV_HEADER}\r\n2026-12-07,k,m,\"Rice, \"\"spicy\"\"\",f,3,1\r\n")
+            format!("{CSV_HEADER}\r\n2026-12-07,k,m,\"Rice, \"\"spicy\"\"\",f,3,1,2\r\n")
         );
     }
 }

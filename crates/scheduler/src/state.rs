@@ -81,13 +81,14 @@ impl Stage {
             Some(OrderStatus::Available | OrderStatus::PickedUp | OrderStatus::Unclaimed) => {
                 Stage::Available
             }
-            Some(OrderStatus::Cancelled) => Stage::Withdrawn,
+            // An order ahead is cancelled (and then refunded) by its
+            // customer before the cutoff, or withdrawn and refunded.
+            Some(OrderStatus::Cancelled | OrderStatus::Refunded) => Stage::Withdrawn,
             Some(
                 OrderStatus::Held
                 | OrderStatus::Paying
                 | OrderStatus::Purchased
-                | OrderStatus::Refused
-                | OrderStatus::Refunded,
+                | OrderStatus::Refused,
             )
             | None => {
                 debug_assert!(false, "not a scheduled order's status: {status:?}");
@@ -100,7 +101,10 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduledOrder {
     pub order_id: OrderId,
-    pub plan_id: PlanId,
+    /// The plan whose day it is; `None` for an order ahead (a paid one-off
+    /// order for this day), which is refunded, not credited, when it
+    /// cannot be delivered.
+    pub plan_id: Option<PlanId>,
     pub customer: String,
     pub date: NaiveDate,
     pub fridge_id: FridgeId,
@@ -204,6 +208,8 @@ impl ScheduleState {
             ScheduleEvent::OrderPrepared { .. }
                 | ScheduleEvent::OrderDispatched { .. }
                 | ScheduleEvent::OrderAvailableForPicking { .. }
+                | ScheduleEvent::PreorderPlaced { .. }
+                | ScheduleEvent::PreorderWithdrawn { .. }
         )
     }
 
@@ -248,10 +254,36 @@ impl ScheduleState {
             ScheduleEvent::OrderScheduled { .. }
             | ScheduleEvent::OrderWithdrawn { .. }
             | ScheduleEvent::DayCredited { .. } => self.apply_order_or_credit(event),
-            // Not kept here (see `keeps`).
+            ScheduleEvent::PreorderScheduled {
+                order_id,
+                customer,
+                date,
+                fridge_id,
+                kitchen_id,
+                meal_id,
+                price,
+                ..
+            } => {
+                let order = ScheduledOrder {
+                    order_id: order_id.clone(),
+                    plan_id: None,
+                    customer: customer.clone(),
+                    date: *date,
+                    fridge_id: fridge_id.clone(),
+                    kitchen_id: kitchen_id.clone(),
+                    meal_id: meal_id.clone(),
+                    price: *price,
+                };
+                self.orders.insert(order_id.clone(), order);
+            }
+            // Not kept here (see `keeps`): an order ahead before it is paid
+            // lives in the district's order book only, and its withdrawal
+            // moves it there (its refund is the district's).
             ScheduleEvent::OrderPrepared { .. }
             | ScheduleEvent::OrderDispatched { .. }
-            | ScheduleEvent::OrderAvailableForPicking { .. } => {}
+            | ScheduleEvent::OrderAvailableForPicking { .. }
+            | ScheduleEvent::PreorderPlaced { .. }
+            | ScheduleEvent::PreorderWithdrawn { .. } => {}
         }
     }
 
@@ -417,7 +449,7 @@ impl ScheduleState {
                 self.add_credit(customer, -debit);
                 let order = ScheduledOrder {
                     order_id: order_id.clone(),
-                    plan_id: plan_id.clone(),
+                    plan_id: Some(plan_id.clone()),
                     customer: customer.clone(),
                     date: *date,
                     fridge_id: fridge_id.clone(),

@@ -228,7 +228,9 @@ impl World {
         self.state
             .orders
             .values()
-            .filter(|o| o.plan_id == plan && o.stage(&self.menu) != Stage::Withdrawn)
+            .filter(|o| {
+                o.plan_id.as_deref() == Some(plan) && o.stage(&self.menu) != Stage::Withdrawn
+            })
             .map(|o| o.date)
             .collect()
     }
@@ -574,7 +576,9 @@ fn a_month_of_plans() {
         .state
         .orders
         .values()
-        .filter(|o| o.plan_id == "bob-plan" && o.stage(&w.menu) != Stage::Withdrawn)
+        .filter(|o| {
+            o.plan_id.as_deref() == Some("bob-plan") && o.stage(&w.menu) != Stage::Withdrawn
+        })
         .map(|o| o.price)
         .sum();
     assert_eq!(charged - w.state.credit("bob"), delivered);

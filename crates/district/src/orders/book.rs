@@ -54,6 +54,18 @@ pub struct Order {
     pub withdrawn: Option<Withdrawal>,
     /// The split after promotions (`OrderPriced`); `None`: the list price.
     pub price: Option<std::sync::Arc<protocol::promotions::PriceSplit>>,
+    /// For an order ahead (`PreorderPlaced`): its day, kitchen and cancel
+    /// deadline. `delivery_date` is its day too.
+    pub preorder: Option<Preorder>,
+}
+
+/// What makes an order an order ahead: the kitchen makes it for `date`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Preorder {
+    pub date: NaiveDate,
+    pub kitchen_id: protocol::KitchenId,
+    /// Until when its customer may cancel it for a full refund.
+    pub cancel_until: DateTime<Utc>,
 }
 
 /// What every order starts from, whichever way it was made: placed by an
@@ -74,6 +86,13 @@ pub struct NewOrder {
 }
 
 impl Order {
+    /// Whether units on a shelf are reserved for it: an order ahead takes
+    /// none until the kitchen places its unit (`Available`).
+    pub fn holds_stock(&self) -> bool {
+        self.status.holds_stock()
+            && (self.preorder.is_none() || self.status == OrderStatus::Available)
+    }
+
     /// What the customer's payment method is charged (and refunded): the
     /// total after promotions.
     pub fn charged(&self) -> Money {
@@ -118,6 +137,7 @@ impl Order {
             delivery_date: new.delivery_date,
             withdrawn: None,
             price: None,
+            preorder: None,
         }
     }
 
@@ -322,7 +342,7 @@ impl Indexed {
     fn of(order: &Order) -> Indexed {
         Indexed {
             timer: order.timer,
-            holds_stock: order.status.holds_stock(),
+            holds_stock: order.holds_stock(),
         }
     }
 }

@@ -21,7 +21,7 @@ use protocol::{Event, MealId};
 
 use super::{Context, DistrictState, DomainError, Recorded};
 
-pub use book::{customer_of_new_order, NewOrder, Order, OrderBook, OrderTimer};
+pub use book::{customer_of_new_order, NewOrder, Order, OrderBook, OrderTimer, Preorder};
 
 /// Default grace window for app orders, in seconds (undo-send style).
 pub const GRACE_WINDOW_DEFAULT_SECS: u32 = 20;
@@ -59,6 +59,10 @@ impl Default for OrderPolicy {
     }
 }
 
+// `Place` is the big one and the common one: a command is built once per
+// request and moved into the writer's queue, so boxing it would only add an
+// allocation per order.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrderCommand {
     Place {
@@ -110,7 +114,7 @@ pub fn decide(
             };
             place(state, placed, ctx)
         }
-        OrderCommand::Cancel { order_id, customer } => cancel(state, order_id, customer),
+        OrderCommand::Cancel { order_id, customer } => cancel(state, order_id, customer, ctx),
         OrderCommand::FireTimer { order_id, timer } => {
             let order = find(state, &order_id, None)?;
             // A timer is acted on only if it is still the order's current one
@@ -162,6 +166,7 @@ fn cancel(
     state: &DistrictState,
     order_id: OrderId,
     customer: Option<String>,
+    ctx: &Context,
 ) -> Result<Vec<Event>, DomainError> {
     let order = find(state, &order_id, customer.as_deref())?;
     match order.status {
@@ -189,6 +194,9 @@ fn cancel(
             status: order.status,
             message: "the payment is in progress; try again in a moment".into(),
         }),
+        OrderStatus::Scheduled if order.preorder.is_some() => {
+            crate::preorders::cancel(order, ctx.now)
+        }
         status => Err(DomainError::WrongState {
             status,
             message: "the order can no longer be cancelled".into(),
@@ -208,8 +216,12 @@ pub(crate) fn find<'a>(
     }
 }
 
-/// Appends the releases of every reserved line after `events`.
+/// Appends the releases of every reserved line after `events` (none for
+/// an order that holds no stock: an order ahead before its placement).
 pub(crate) fn with_release(order: &Order, mut events: Vec<Event>) -> Vec<Event> {
+    if !order.holds_stock() {
+        return events;
+    }
     events.extend(order.lines.iter().map(|line| Event::MealStockReleased {
         order_id: order.order_id.clone(),
         fridge_id: order.fridge_id.clone(),
@@ -220,13 +232,13 @@ pub(crate) fn with_release(order: &Order, mut events: Vec<Event>) -> Vec<Event> 
 }
 
 /// An order to place, as the command brought it.
-struct Placement {
-    order_id: OrderId,
-    customer: String,
-    channel: Channel,
-    request: PlaceOrder,
-    idempotency: Option<(String, u64)>,
-    referral: Option<String>,
+pub(crate) struct Placement {
+    pub order_id: OrderId,
+    pub customer: String,
+    pub channel: Channel,
+    pub request: PlaceOrder,
+    pub idempotency: Option<(String, u64)>,
+    pub referral: Option<String>,
 }
 
 fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event>, DomainError> {
@@ -250,6 +262,17 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
     request
         .validate()
         .map_err(|e| DomainError::Invalid(e.to_string()))?;
+    if let Some(date) = request.pickup_date {
+        let p = Placement {
+            order_id,
+            customer,
+            channel,
+            request,
+            idempotency,
+            referral,
+        };
+        return crate::preorders::place(state, p, date, ctx);
+    }
     let fridge = state
         .catalog
         .fridge(&request.fridge_id)

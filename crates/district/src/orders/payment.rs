@@ -24,6 +24,11 @@ pub(crate) fn record(
     let order = find(state, &result.order_id, None)?;
     let order_id = result.order_id.clone();
     let events = match (result.kind, result.outcome, order.status) {
+        (PaymentKind::Charge, PaymentOutcome::Approved { reference }, OrderStatus::Paying)
+            if order.preorder.is_some() =>
+        {
+            crate::preorders::paid(order, reference)
+        }
         (PaymentKind::Charge, PaymentOutcome::Approved { reference }, OrderStatus::Paying) => vec![
             Event::OrderPurchaseConfirmed {
                 order_id: order_id.clone(),

@@ -81,7 +81,9 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
                 OrderStatus::Purchased | OrderStatus::PickedUp | OrderStatus::Unclaimed
             ))
         .then(|| loyalty::share_code(&order.customer)),
-        hold_until: (order.delivery_date.is_none()).then_some(order.hold_until),
+        // A plan day's order was never held; an order ahead was, like any.
+        hold_until: (order.delivery_date.is_none() || order.preorder.is_some())
+            .then_some(order.hold_until),
         pickup_code: order.pickup_code.clone().filter(|_| {
             show_code
                 && !matches!(
@@ -96,6 +98,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         shortage: order.shortage.clone(),
         delivery_date: order.delivery_date,
         withdrawn: order.withdrawn,
+        cancel_until: order.preorder.as_ref().map(|p| p.cancel_until),
     }
 }
 
@@ -116,6 +119,8 @@ pub struct PlaceOrderBody {
     payment_method: Option<String>,
     #[serde(default)]
     points: Option<i64>,
+    #[serde(default)]
+    pickup_date: Option<chrono::NaiveDate>,
 }
 
 impl PlaceOrderBody {
@@ -127,6 +132,7 @@ impl PlaceOrderBody {
             share_code: self.share_code,
             payment_method,
             points: self.points,
+            pickup_date: self.pickup_date,
         }
     }
 }

@@ -124,7 +124,7 @@ fn order_views(state: &DistrictState, plan: &Plan) -> Vec<Value> {
         .schedule()
         .orders
         .values()
-        .filter(|o| o.plan_id == plan.plan_id)
+        .filter(|o| o.plan_id.as_ref() == Some(&plan.plan_id))
         .map(|o| {
             let order = state.orders().get(&o.order_id);
             let status = order.map(|x| x.status);

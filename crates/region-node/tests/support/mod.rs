@@ -34,6 +34,7 @@ pub fn writer_until(log: EventLog, clock: Clock, shutdown: Shutdown) -> District
             policy: Default::default(),
             fridge_policy: Default::default(),
             utc_offset_minutes: 0,
+            schedule_policy: Default::default(),
             snapshots: None,
         },
         shutdown,
