@@ -30,6 +30,7 @@ pub mod push;
 pub mod query;
 pub mod schedule;
 pub mod stock;
+pub mod waitlist;
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub use fridges::{FridgeCommand, FridgePolicy};
 pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
 pub use promotions::PromotionCommand;
 pub use schedule::ScheduleCommand;
+pub use waitlist::{WaitlistCommand, WaitlistPolicy};
 
 /// Everything a command may need besides the state: the district's identity
 /// and the time, passed in so the core never reads a clock.
@@ -85,6 +87,7 @@ pub enum Command {
     Fridge(FridgeCommand),
     Schedule(ScheduleCommand),
     Promotion(PromotionCommand),
+    Waitlist(WaitlistCommand),
     /// A payment result from the payments service, for an order or a plan
     /// charge (the outbox knows which). `pickup_code` is drawn by the
     /// adapter (randomness is IO) and used if the result completes a
@@ -151,6 +154,19 @@ pub enum DomainError {
     UnknownCoupon,
     #[error("{0}")]
     CouponRefused(promotions::CouponRefusal),
+    /// A waitlist join for a meal that is for sale now where the customer
+    /// would wait: buy it instead.
+    #[error("{meal_id} is available now; order it instead of waiting")]
+    MealAvailable {
+        meal_id: MealId,
+        available: Vec<(FridgeId, u32)>,
+    },
+    #[error("waitlist entry {0} does not exist")]
+    UnknownWaitlistEntry(protocol::WaitlistId),
+    #[error("the waitlist entry is {status:?}, no longer waiting")]
+    WaitlistEntryClosed {
+        status: protocol::waitlist::WaitlistStatus,
+    },
 }
 
 /// In-memory state of one district, rebuilt from the log at start-up: one
@@ -176,6 +192,8 @@ pub struct DistrictState {
     promotions: promotions::Promotions,
     /// Bonus-point rules and what the orders owe the global ledger.
     loyalty: loyalty::Loyalty,
+    /// Back-in-stock waitlists and their holds.
+    waitlist: waitlist::Waitlist,
     /// Plans, calendar, charges and scheduled orders. Behind an `Arc` so
     /// snapshots stay O(1); a batch that changes it copies it once.
     #[serde(with = "shared")]
@@ -247,6 +265,10 @@ impl DistrictState {
         &self.loyalty
     }
 
+    pub fn waitlist(&self) -> &waitlist::Waitlist {
+        &self.waitlist
+    }
+
     pub fn schedule(&self) -> &scheduler::ScheduleState {
         &self.schedule
     }
@@ -269,6 +291,7 @@ pub fn decide(
         Command::Fridge(c) => fridges::decide(state, c, ctx),
         Command::Schedule(c) => schedule::decide(state, c, ctx),
         Command::Promotion(c) => promotions::decide(state, c, ctx),
+        Command::Waitlist(c) => waitlist::decide(state, c, ctx),
         Command::RecordPayment {
             result,
             pickup_code,
@@ -331,6 +354,7 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         | Event::FridgeQuarantineLifted { .. } => fridges::evolve(state, event),
         Event::Schedule(e) => schedule::evolve(state, e, rec),
         Event::Promotion(e) => promotions::evolve(state, e),
+        Event::Waitlist(e) => waitlist::evolve(state, e, rec),
     };
     // Not a second handler of the event: a reader of what the order
     // handlers decided, queueing what it means for the points ledger.

@@ -132,6 +132,16 @@ impl Stock {
         });
     }
 
+    /// A waitlist hold takes one unit off sale for its customer.
+    pub(crate) fn hold(&mut self, fridge_id: &FridgeId, meal_id: &MealId) {
+        self.adjust(fridge_id, meal_id, |l| l.held = l.held.saturating_add(1));
+    }
+
+    /// A waitlist hold ends (used by an order, lapsed, given back).
+    pub(crate) fn unhold(&mut self, fridge_id: &FridgeId, meal_id: &MealId) {
+        self.adjust(fridge_id, meal_id, |l| l.held = l.held.saturating_sub(1));
+    }
+
     /// The order's reservation ends without a pickup: its units, including
     /// any set aside for it, are on general sale again.
     pub(crate) fn release(

@@ -1089,6 +1089,7 @@ impl Harness {
                     reserved: l.reserved,
                     quarantined: 0,
                     expired: 0,
+                    held: 0,
                 };
                 (FRIDGES[f], MEALS[m], level)
             })

@@ -128,6 +128,10 @@ pub struct StockLevel {
     /// Units past their best-before, still on the shelf.
     #[serde(default)]
     pub expired: u32,
+    /// Units held for customers on the back-in-stock waitlist (one per
+    /// hold): off sale until used by an order, lapsed or given back.
+    #[serde(default)]
+    pub held: u32,
 }
 
 impl StockLevel {
@@ -135,6 +139,7 @@ impl StockLevel {
     pub fn available(&self) -> u32 {
         self.on_hand
             .saturating_sub(self.reserved)
+            .saturating_sub(self.held)
             .saturating_sub(self.quarantined)
             .saturating_sub(self.expired)
     }

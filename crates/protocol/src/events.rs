@@ -230,6 +230,8 @@ pub enum Event {
     },
     /// Campaigns, coupons, subsidies and the price of an order after them.
     Promotion(crate::promotions::PromotionEvent),
+    /// Back-in-stock waitlists: entries and the short holds they are offered.
+    Waitlist(crate::waitlist::WaitlistEvent),
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -305,6 +307,7 @@ impl Event {
             | Event::StockMovementRecorded { fridge_id, .. } => StreamId::Stock(fridge_id.clone()),
             Event::Schedule(e) => e.stream(),
             Event::Promotion(e) => e.stream(),
+            Event::Waitlist(e) => e.stream(),
         }
     }
 
@@ -346,6 +349,7 @@ impl Event {
             Event::TemperatureRecovered { .. } => "TemperatureRecovered",
             Event::Schedule(e) => e.kind(),
             Event::Promotion(e) => e.kind(),
+            Event::Waitlist(e) => e.kind(),
         }
     }
 }

@@ -251,6 +251,11 @@ id_type!(
     SubsidyId,
     max_len = MAX_ID_LEN
 );
+id_type!(
+    /// Identifier of a back-in-stock waitlist entry (a ULID from the node).
+    WaitlistId,
+    max_len = MAX_ID_LEN
+);
 
 impl CouponCode {
     /// Parses a code as a customer or an admin typed it (`summer10` and

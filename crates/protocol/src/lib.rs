@@ -26,6 +26,7 @@ pub mod promotions;
 pub mod schedule;
 pub mod stream;
 pub mod validation;
+pub mod waitlist;
 
 pub use envelope::EventEnvelope;
 pub use events::Event;
@@ -34,6 +35,6 @@ pub use validation::{IdError, ValidationError};
 
 pub use ids::{
     CampaignId, ChargeId, CouponCode, DistrictId, FridgeId, KitchenId, MealId, OrderId, PlanId,
-    SubsidyId, MAX_ID_LEN, MAX_PLAN_ID_LEN,
+    SubsidyId, WaitlistId, MAX_ID_LEN, MAX_PLAN_ID_LEN,
 };
 pub use money::Money;

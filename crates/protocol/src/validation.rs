@@ -86,6 +86,8 @@ pub enum ValidationError {
     NothingToChange,
     #[error("order_ids must list 1..={max} orders")]
     OrderIdCount { max: usize },
+    #[error("exactly one of {fields} must be given")]
+    OneOf { fields: &'static str },
 }
 
 impl ValidationError {

@@ -96,6 +96,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::PickupNothingTaken { .. } => (27, "PickupNothingTaken"),
         Event::TemperatureRecovered { .. } => (28, "TemperatureRecovered"),
         Event::Promotion(_) => (29, "Promotion"),
+        Event::Waitlist(_) => (30, "Waitlist"),
     }
 }
 
@@ -318,6 +319,13 @@ fn samples() -> Vec<Event> {
                 }),
                 charged_minor: 1531,
             }),
+        }),
+        Event::Waitlist(protocol::waitlist::WaitlistEvent::Joined {
+            entry_id: protocol::WaitlistId::from_static("01JWAIT"),
+            customer: "alice".into(),
+            meal_id: MealId::from_static("m-teriyaki"),
+            fridges: vec![FridgeId::from_static("f-campus")],
+            expires_at: at(),
         }),
     ]
 }

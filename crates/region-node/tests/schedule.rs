@@ -151,6 +151,7 @@ async fn a_plan_day_goes_from_charge_to_pickup_and_survives_replay() {
             reserved: 1,
             quarantined: 0,
             expired: 0,
+            held: 0,
         },
         "the kitchen's unit is in the fridge, reserved, not for sale"
     );

@@ -285,7 +285,25 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
         let meals: Vec<&MealId> = request.items.iter().map(|i| &i.meal_id).collect();
         hoarding::check(&state.orders, &customer, &meals, ctx.now, &ctx.policy.holds)?;
     }
-    let (lines, currency) = lines_in_stock(state, &request)?;
+    // Units a waitlist hold keeps for this customer count as theirs.
+    let (held, hold_events) = match channel {
+        Channel::App => {
+            let items: Vec<(MealId, u32)> = request
+                .items
+                .iter()
+                .map(|i| (i.meal_id.clone(), i.qty))
+                .collect();
+            crate::waitlist::holds_for_order(
+                state,
+                &customer,
+                &request.fridge_id,
+                &items,
+                &order_id,
+            )
+        }
+        Channel::Pos => (vec![0; request.items.len()], vec![]),
+    };
+    let (lines, currency) = lines_in_stock(state, &request, &held)?;
     // Prices are bounded (MAX_MEAL_PRICE_MINOR × MAX_QTY × MAX_LINES), so this cannot overflow.
     let total = lines.iter().map(|l| l.unit_price * i64::from(l.qty)).sum();
     let grace = match channel {
@@ -326,6 +344,7 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
             split: std::sync::Arc::new(split),
         }));
     }
+    events.extend(hold_events);
     events.extend(lines.into_iter().map(|l| Event::MealStockReserved {
         order_id: order_id.clone(),
         fridge_id: request.fridge_id.clone(),
@@ -362,18 +381,24 @@ fn at_a_till(
 fn lines_in_stock(
     state: &DistrictState,
     request: &PlaceOrder,
+    held: &[u32],
 ) -> Result<(Vec<OrderLine>, protocol::money::Currency), DomainError> {
     let mut lines = Vec::with_capacity(request.items.len());
     let mut shortfall = false;
     let mut available: Vec<(MealId, u32)> = vec![];
-    for item in &request.items {
+    for (item, held) in request
+        .items
+        .iter()
+        .zip(held.iter().chain(std::iter::repeat(&0)))
+    {
         let meal = state
             .catalog
             .meal(&item.meal_id)
             .ok_or_else(|| DomainError::UnknownMeal(item.meal_id.clone()))?;
         let free = state
             .stock_level(&request.fridge_id, &item.meal_id)
-            .available();
+            .available()
+            + held;
         shortfall |= free < item.qty;
         available.push((item.meal_id.clone(), free));
         lines.push(OrderLine {
