@@ -80,3 +80,54 @@ pub fn catalog_near(
         fridges: fridges.into_iter().map(|(_, v)| v).collect(),
     }
 }
+
+/// Most other fridges named when an order is refused for stock.
+pub const MAX_ALTERNATIVES: usize = 3;
+
+/// Another fridge that has some of the meals an order could not get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alternative {
+    pub fridge_id: protocol::FridgeId,
+    pub name: String,
+    pub distance_m: u32,
+    /// The asked-for meals it has now, with the units a customer can buy.
+    pub meals: Vec<(protocol::MealId, u32)>,
+}
+
+/// The nearest online fridges (after `fridge_id`, at most
+/// [`MAX_ALTERNATIVES`]) that have at least one of `meals` for sale now,
+/// for the answer to an order refused for stock: the app moves the
+/// customer on in one tap.
+pub fn alternatives(
+    state: &DistrictState,
+    fridge_id: &str,
+    meals: &[protocol::MealId],
+) -> Vec<Alternative> {
+    use protocol::catalog::FridgeStatus;
+    let Some(from) = state.catalog().fridge(fridge_id).map(|f| f.position) else {
+        return vec![];
+    };
+    let mut found: Vec<Alternative> = state
+        .catalog()
+        .fridges()
+        .values()
+        .filter(|f| f.fridge_id.as_str() != fridge_id && f.status == FridgeStatus::Online)
+        .filter_map(|f| {
+            let have: Vec<(protocol::MealId, u32)> = meals
+                .iter()
+                .map(|m| (m.clone(), state.stock_level(&f.fridge_id, m).available()))
+                .filter(|(_, units)| *units > 0)
+                .collect();
+            (!have.is_empty()).then(|| Alternative {
+                fridge_id: f.fridge_id.clone(),
+                name: f.name.clone(),
+                // Within a district: far below u32::MAX metres.
+                distance_m: from.distance_m(&f.position).round() as u32,
+                meals: have,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| (a.distance_m, &a.fridge_id).cmp(&(b.distance_m, &b.fridge_id)));
+    found.truncate(MAX_ALTERNATIVES);
+    found
+}

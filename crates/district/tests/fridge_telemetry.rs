@@ -4,11 +4,11 @@
 //! as if each report had arrived once, in order.
 
 use protocol::orders::OrderId;
-use protocol::{DistrictId, FridgeId, MealId};
+use protocol::{FridgeId, MealId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use district::{Command, Context, DistrictState, FridgeCommand, FridgePolicy, OrderCommand};
+use district::{Command, Context, DistrictState, FridgeCommand, OrderCommand};
 use fridge_acl::{Batch, DoorActor, DoorSession, Report, ReportBody, Scan, SecretUsed};
 use proptest::prelude::*;
 use protocol::catalog::FridgeStatus;
@@ -37,15 +37,7 @@ impl District {
     fn new() -> District {
         let mut d = District {
             state: DistrictState::default(),
-            ctx: Context {
-                district_id: DistrictId::from_static("detroit-downtown"),
-                area: support::demo_area(),
-                now: t0(),
-                policy: Default::default(),
-                fridges: FridgePolicy::default(),
-                utc_offset_minutes: 0,
-                schedule: Default::default(),
-            },
+            ctx: support::context(t0()),
         };
         for cmd in district::demo::commands(district::demo::detroit().unwrap()) {
             d.run(cmd).expect("demo district");

@@ -39,15 +39,7 @@ impl District {
     fn new() -> District {
         let mut d = District {
             state: DistrictState::default(),
-            ctx: Context {
-                district_id: DistrictId::from_static(support::DISTRICT),
-                area: support::demo_area(),
-                now: t0(),
-                policy: Default::default(),
-                fridges: Default::default(),
-                utc_offset_minutes: 0,
-                schedule: Default::default(),
-            },
+            ctx: support::context(t0()),
             log: vec![],
         };
         for cmd in district::demo::commands(district::demo::detroit().unwrap()) {

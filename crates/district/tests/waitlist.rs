@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, PlaceOrder};
 use protocol::waitlist::{JoinWaitlist, WaitlistStatus};
-use protocol::{DistrictId, Event, FridgeId, MealId, WaitlistId};
+use protocol::{Event, FridgeId, MealId, WaitlistId};
 
 const FRIDGE: &str = "f-fox-theatre";
 /// Another demo fridge, farther from the fox theatre's door.
@@ -36,15 +36,7 @@ impl District {
     fn new() -> District {
         let mut d = District {
             state: DistrictState::default(),
-            ctx: Context {
-                district_id: DistrictId::from_static(support::DISTRICT),
-                area: support::demo_area(),
-                now: t0(),
-                policy: Default::default(),
-                fridges: Default::default(),
-                utc_offset_minutes: 0,
-                schedule: Default::default(),
-            },
+            ctx: support::context(t0()),
             next_id: 0,
         };
         for cmd in district::demo::commands(district::demo::detroit().unwrap()) {

@@ -350,6 +350,13 @@ impl From<ulid::Ulid> for PlanId {
     }
 }
 
+/// Waitlist entries are named by a ULID.
+impl From<ulid::Ulid> for WaitlistId {
+    fn from(id: ulid::Ulid) -> WaitlistId {
+        WaitlistId(id.to_string())
+    }
+}
+
 /// A plan charge is requested from the payments service under its id (the
 /// message's `order_id` field); both kinds follow the same rule.
 impl From<ChargeId> for OrderId {

@@ -59,6 +59,52 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     #[serde(default)]
     pub fleet: FleetConfig,
+    #[serde(default)]
+    pub waitlist: WaitlistConfig,
+}
+
+/// `[waitlist]`: back-in-stock waitlists.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WaitlistConfig {
+    /// How long a hold keeps its unit for the customer, seconds (30..=3600).
+    pub hold_secs: u32,
+    /// How long an entry waits before it expires, seconds (60..=604800).
+    pub entry_ttl_secs: u32,
+}
+
+impl Default for WaitlistConfig {
+    fn default() -> Self {
+        WaitlistConfig {
+            hold_secs: district::waitlist::HOLD_DEFAULT_SECS,
+            entry_ttl_secs: district::waitlist::ENTRY_TTL_DEFAULT_SECS,
+        }
+    }
+}
+
+impl WaitlistConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(30..=3600).contains(&self.hold_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "waitlist.hold_secs must be 30..=3600, got {}",
+                self.hold_secs
+            )));
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.entry_ttl_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "waitlist.entry_ttl_secs must be 60..=604800, got {}",
+                self.entry_ttl_secs
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn policy(&self) -> district::WaitlistPolicy {
+        district::WaitlistPolicy {
+            hold: chrono::Duration::seconds(self.hold_secs.into()),
+            entry_ttl: chrono::Duration::seconds(self.entry_ttl_secs.into()),
+        }
+    }
 }
 
 /// `[fridges]`: how the district treats fridge telemetry.
@@ -736,6 +782,7 @@ impl Config {
         config.orders.validate()?;
         config.ws.validate()?;
         config.fridges.validate()?;
+        config.waitlist.validate()?;
         config.subscriptions.validate()?;
         config.loyalty.validate().map_err(ConfigError::Invalid)?;
         config.fleet.validate()?;

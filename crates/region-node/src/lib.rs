@@ -31,7 +31,9 @@ pub mod push;
 pub mod schedule_tick;
 pub mod snapshot;
 pub mod store;
+pub mod tick;
 pub mod timers;
+pub mod waitlist_tick;
 pub mod writer;
 
 use std::future::Future;
@@ -239,6 +241,12 @@ async fn start_tasks(
         config.schedule_policy(),
     );
     tasks.spawn("schedule-tick", |s| schedule_tick::run(d, clock, policy, s));
+    let (d, clock, policy) = (
+        district.clone(),
+        opts.clock.clone(),
+        config.waitlist.policy(),
+    );
+    tasks.spawn("waitlist-tick", |s| waitlist_tick::run(d, clock, policy, s));
     let nats = match &config.nats {
         Some(n) => Some(
             nats::NatsLink::start(

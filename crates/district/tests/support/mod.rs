@@ -79,3 +79,16 @@ pub fn when() -> district::promotions::When {
         utc,
     }
 }
+
+/// The demo district's decision context at `now`, with default policies.
+pub fn context(now: DateTime<Utc>) -> district::Context {
+    district::Context {
+        district_id: DistrictId::from_static(DISTRICT),
+        area: demo_area(),
+        now,
+        policy: Default::default(),
+        fridges: Default::default(),
+        utc_offset_minutes: 0,
+        schedule: Default::default(),
+    }
+}

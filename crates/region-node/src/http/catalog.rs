@@ -321,6 +321,7 @@ pub async fn fridge(
                 "reserved": level.reserved,
                 "quarantined": level.quarantined,
                 "expired": level.expired,
+                "held": level.held,
                 "available": level.available(),
             })
         })
@@ -383,7 +384,8 @@ pub async fn set_stock(
         .map(|meal_id| {
             let level = state.stock_level(&fridge_id, meal_id);
             json!({"meal_id": meal_id, "on_hand": level.on_hand, "reserved": level.reserved,
-                   "quarantined": level.quarantined, "available": level.available()})
+                   "quarantined": level.quarantined, "held": level.held,
+                   "available": level.available()})
         })
         .collect();
     Ok(axum::Json(json!({"fridge_id": fridge_id, "meals": meals})))

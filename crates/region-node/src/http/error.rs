@@ -169,6 +169,31 @@ impl From<DomainError> for ApiError {
             DomainError::UnknownPromotion(_) => Self::not_found("unknown_promotion", message),
             DomainError::UnknownCoupon => coupon_refused("unknown", message),
             DomainError::CouponRefused(refusal) => coupon_refused(refusal.code(), message),
+            DomainError::MealAvailable { available, .. } => {
+                let available: Vec<_> = available
+                    .into_iter()
+                    .map(|(fridge_id, units)| json!({"fridge_id": fridge_id, "available": units}))
+                    .collect();
+                let mut e = Self::new(StatusCode::CONFLICT, "meal_available", message);
+                e.details = Some(
+                    [("available_at".to_string(), json!(available))]
+                        .into_iter()
+                        .collect(),
+                );
+                e
+            }
+            DomainError::UnknownWaitlistEntry(_) => {
+                Self::not_found("unknown_waitlist_entry", message)
+            }
+            DomainError::WaitlistEntryClosed { status } => {
+                let mut e = Self::new(StatusCode::CONFLICT, "waitlist_entry_closed", message);
+                e.details = Some(
+                    [("status".to_string(), json!(status))]
+                        .into_iter()
+                        .collect(),
+                );
+                e
+            }
         }
     }
 }

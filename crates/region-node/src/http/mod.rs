@@ -21,6 +21,7 @@ pub mod profile;
 pub mod promotions;
 pub mod server;
 pub mod subscriptions;
+pub mod waitlist;
 pub mod ws;
 
 use std::sync::Arc;
@@ -128,6 +129,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/orders/{order_id}/pickup", post(orders::pickup))
+        .route("/v1/waitlist", post(waitlist::join).get(waitlist::mine))
+        .route(
+            "/v1/waitlist/{entry_id}",
+            get(waitlist::one).delete(waitlist::leave),
+        )
         .route("/v1/ws", get(ws::upgrade))
         .route(
             "/v1/fridges/{fridge_id}/telemetry",

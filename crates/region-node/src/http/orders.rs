@@ -224,6 +224,8 @@ pub async fn place(
         }
         _ => None, // The decider refuses a share code at a till.
     };
+    // For a refusal for stock: where else the meals are, and the waitlist.
+    let asked = (request.fridge_id.clone(), request.items.clone());
     let holds = match retry {
         true => Holds::default(),
         false => Holds::take(&app, &request, channel, &customer, &order_id).await?,
@@ -246,7 +248,12 @@ pub async fn place(
         .then(|| state.orders().get(&order_id))
         .flatten();
     holds.settle(&customer, placed_now).await;
-    let committed = committed?;
+    let committed = committed.map_err(|e| match e {
+        WriteError::Domain(d @ DomainError::InsufficientStock { .. }) => {
+            elsewhere(ApiError::from(d), &state, &asked.0, &asked.1)
+        }
+        e => ApiError::from(e),
+    })?;
     let placed_id = if committed.events.is_empty() {
         // Same key, same request: answer with the order it created first.
         key.and_then(|k| {
@@ -268,6 +275,44 @@ pub async fn place(
             )
         })?;
     Ok((StatusCode::CREATED, axum::Json(accepted(&order))))
+}
+
+/// Adds to a 409 `insufficient_stock` the nearest fridges that have the
+/// short meals now (`alternatives`) and the waitlist entries to ask for
+/// (`waitlist`: bodies for `POST /v1/waitlist`), so an app can move the
+/// customer on in one tap.
+fn elsewhere(
+    mut e: ApiError,
+    state: &district::DistrictState,
+    fridge_id: &protocol::FridgeId,
+    items: &[OrderItem],
+) -> ApiError {
+    let short: Vec<protocol::MealId> = items
+        .iter()
+        .filter(|i| state.stock_level(fridge_id, &i.meal_id).available() < i.qty)
+        .map(|i| i.meal_id.clone())
+        .collect();
+    let alternatives: Vec<serde_json::Value> =
+        district::query::alternatives(state, fridge_id, &short)
+            .into_iter()
+            .map(|a| {
+                let meals: Vec<_> = a
+                    .meals
+                    .iter()
+                    .map(|(m, units)| serde_json::json!({"meal_id": m, "available": units}))
+                    .collect();
+                serde_json::json!({"fridge_id": a.fridge_id, "name": a.name,
+                    "distance_m": a.distance_m, "meals": meals})
+            })
+            .collect();
+    let waitlist: Vec<serde_json::Value> = short
+        .iter()
+        .map(|m| serde_json::json!({"meal_id": m, "fridge_id": fridge_id}))
+        .collect();
+    let details = e.details.get_or_insert_with(Default::default);
+    details.insert("alternatives".into(), serde_json::json!(alternatives));
+    details.insert("waitlist".into(), serde_json::json!(waitlist));
+    e
 }
 
 fn referral_refused(reason: &'static str, message: &str) -> ApiError {
