@@ -40,8 +40,8 @@ fn intruders(node: &Node) -> Vec<(&'static str, Client)> {
     ]
 }
 
-/// Alice's order and plan, and the other ids the routes take.
-async fn alices_things(node: &Node) -> (String, String) {
+/// Alice's order, plan and waitlist entry, and the other ids the routes take.
+async fn alices_things(node: &Node) -> (String, String, String) {
     let alice = node.as_role("customer", "alice");
     let r = alice.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -61,10 +61,24 @@ async fn alices_things(node: &Node) -> (String, String) {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let plan_id = r.body["plan_id"].as_str().expect("plan id").to_string();
-    (order_id, plan_id)
+    let r = node.admin().set_stock("f-corktown", &[(MEAL, 0)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = alice
+        .post(
+            "/v1/waitlist",
+            json!({"meal_id": MEAL, "fridge_id": "f-corktown"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let entry_id = r.body["entry_id"].as_str().expect("entry id").to_string();
+    (order_id, plan_id, entry_id)
 }
 
-fn routes(order_id: &str, plan_id: &str) -> Vec<(reqwest::Method, String, Option<Value>)> {
+fn routes(
+    order_id: &str,
+    plan_id: &str,
+    entry_id: &str,
+) -> Vec<(reqwest::Method, String, Option<Value>)> {
     use reqwest::Method as M;
     let meal = meal_spec("Stolen salad", 100);
     let fridge = fridge_spec("Hijacked", 42.3316, -83.0466);
@@ -83,6 +97,8 @@ fn routes(order_id: &str, plan_id: &str) -> Vec<(reqwest::Method, String, Option
             Some(json!({"payment_method": "tok_thief"})),
         ),
         (M::DELETE, format!("/v1/subscriptions/{plan_id}"), None),
+        (M::GET, format!("/v1/waitlist/{entry_id}"), None),
+        (M::DELETE, format!("/v1/waitlist/{entry_id}"), None),
         (
             M::DELETE,
             format!("/v1/subscriptions/{plan_id}?refund=true"),
@@ -130,11 +146,11 @@ fn routes(order_id: &str, plan_id: &str) -> Vec<(reqwest::Method, String, Option
 #[tokio::test]
 async fn no_one_but_the_owner_or_an_operator_reaches_an_object() {
     let node = Node::start(&["--demo", "--grace-window-secs", "30"]).await;
-    let (order_id, plan_id) = alices_things(&node).await;
+    let (order_id, plan_id, entry_id) = alices_things(&node).await;
     let seq = node.log_seq().await;
     let mut wrong: Vec<String> = vec![];
     let mut tried = 0;
-    for (method, path, body) in routes(&order_id, &plan_id) {
+    for (method, path, body) in routes(&order_id, &plan_id, &entry_id) {
         for (who, client) in intruders(&node) {
             let attempt = Attempt {
                 who,
