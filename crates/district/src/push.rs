@@ -187,7 +187,8 @@ pub fn changes(
     stock_changes(prev, next, when.as_ref(), &mut out);
     order_changes(prev, next, events, &mut out);
     charge_results(next, events, &mut out);
-    out.truncate(MAX_MESSAGES_PER_BATCH);
+    // The slots above are the notifications' (`notifications` ids).
+    out.truncate(crate::notifications::NOTIFICATION_SLOT_BASE);
     out.into_iter()
         .enumerate()
         .map(|(slot, (route, mut msg))| {

@@ -230,6 +230,9 @@ pub enum Event {
     },
     /// Campaigns, coupons, subsidies and the price of an order after them.
     Promotion(crate::promotions::PromotionEvent),
+    /// Pickup reminders and quiet hours (most notifications are derived
+    /// from the other events: see `district::notifications`).
+    Notification(crate::notifications::NotificationEvent),
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -305,6 +308,7 @@ impl Event {
             | Event::StockMovementRecorded { fridge_id, .. } => StreamId::Stock(fridge_id.clone()),
             Event::Schedule(e) => e.stream(),
             Event::Promotion(e) => e.stream(),
+            Event::Notification(e) => e.stream(),
         }
     }
 
@@ -346,6 +350,7 @@ impl Event {
             Event::TemperatureRecovered { .. } => "TemperatureRecovered",
             Event::Schedule(e) => e.kind(),
             Event::Promotion(e) => e.kind(),
+            Event::Notification(e) => e.kind(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum StreamId {
     Subsidy(SubsidyId),
     /// The district's loyalty rules and its ledger outbox.
     Loyalty,
+    /// Pickup reminders and customers' quiet hours.
+    Notifications,
 }
 
 impl fmt::Display for StreamId {
@@ -43,6 +45,7 @@ impl fmt::Display for StreamId {
             StreamId::Coupon(code) => write!(f, "coupon-{code}"),
             StreamId::Subsidy(id) => write!(f, "subsidy-{id}"),
             StreamId::Loyalty => write!(f, "loyalty"),
+            StreamId::Notifications => write!(f, "notifications"),
         }
     }
 }

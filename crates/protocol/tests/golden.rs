@@ -14,6 +14,7 @@ use protocol::codec::{decode_log_record, encode_log_record};
 use protocol::events::{StockMovement, StockSource};
 use protocol::geo::GeoPoint;
 use protocol::money::Currency;
+use protocol::notifications::NotificationEvent;
 use protocol::orders::{Channel, OrderLine, RefundReason, RefusalReason};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use protocol::promotions::{
@@ -96,6 +97,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::PickupNothingTaken { .. } => (27, "PickupNothingTaken"),
         Event::TemperatureRecovered { .. } => (28, "TemperatureRecovered"),
         Event::Promotion(_) => (29, "Promotion"),
+        Event::Notification(_) => (30, "Notification"),
     }
 }
 
@@ -318,6 +320,11 @@ fn samples() -> Vec<Event> {
                 }),
                 charged_minor: 1531,
             }),
+        }),
+        Event::Notification(NotificationEvent::PickupReminded {
+            order_id: order(),
+            customer: "alice".into(),
+            pickup_deadline: at(),
         }),
     ]
 }
