@@ -64,8 +64,15 @@ pub struct QuietHoursSpec {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHoursBody {
-    /// `null`: none (pushes are sent at any hour).
+    /// `null`: none (pushes are sent at any hour). Required: a body
+    /// without it is refused rather than read as "none".
+    #[serde(deserialize_with = "required")]
     pub quiet_hours: Option<QuietHoursSpec>,
+}
+
+/// An `Option` field that must be present (`null` allowed).
+fn required<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<QuietHoursSpec>, D::Error> {
+    Option::<QuietHoursSpec>::deserialize(d)
 }
 
 #[derive(Debug, Serialize)]
