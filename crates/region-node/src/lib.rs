@@ -263,6 +263,7 @@ async fn start_tasks(
             district.clone(),
             opts.clock.clone(),
             config.subscriptions.utc_offset_minutes,
+            metrics.clone(),
             tasks,
         )),
     };

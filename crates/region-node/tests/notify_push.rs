@@ -97,10 +97,25 @@ async fn pushes_are_retried_in_order_and_held_through_quiet_hours() {
         ..NotificationsConfig::default()
     };
     let tasks = Lifecycle::new();
-    let queue = region_node::notify::start(&config, district.clone(), clock.clone(), 0, &tasks);
+    let metrics = std::sync::Arc::new(region_node::metrics::Metrics::default());
+    let queue = region_node::notify::start(
+        &config,
+        district.clone(),
+        clock.clone(),
+        0,
+        metrics.clone(),
+        &tasks,
+    );
     queue.send(note(1, "ann", "a-1")).await.unwrap();
     queue.send(note(2, "bob", "b-1")).await.unwrap();
     queue.send(note(3, "bob", "b-2")).await.unwrap();
+
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let until = tokio::time::Instant::now() + PUSH_DEADLINE;
+    while count(&metrics.push_failures) == 0 {
+        assert!(tokio::time::Instant::now() < until, "no failed push");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The provider recovers: bob's go out, in order; ann's stays held.
     std::fs::create_dir_all(&out).unwrap();
@@ -111,6 +126,8 @@ async fn pushes_are_retried_in_order_and_held_through_quiet_hours() {
     clock.advance(chrono::Duration::minutes(61)).unwrap();
     await_written(&file, "ann's push", |w| w.len() >= 3).await;
     assert_eq!(written(&file)[2], pair("ann", "a-1"));
+    assert_eq!(count(&metrics.pushes_sent), 3);
+    assert_eq!(count(&metrics.pushes_dropped), 0);
 
     tasks.trigger();
     tasks

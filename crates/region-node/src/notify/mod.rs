@@ -19,6 +19,8 @@
 pub mod provider;
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Timelike;
@@ -28,6 +30,7 @@ use tokio::sync::mpsc;
 use crate::clock::Clock;
 use crate::config::{NotificationsConfig, PushAdapter};
 use crate::lifecycle::{Lifecycle, Shutdown};
+use crate::metrics::Metrics;
 use crate::writer::District;
 pub use provider::{FilePush, LogPush, PhonePush, PushError, PushProvider};
 
@@ -47,6 +50,7 @@ pub fn start(
     district: District,
     clock: Clock,
     utc_offset_minutes: i32,
+    metrics: Arc<Metrics>,
     tasks: &Lifecycle,
 ) -> mpsc::Sender<Notification> {
     let (queue, inbox) = mpsc::channel(config.push_queue_notifications.max(1));
@@ -54,6 +58,7 @@ pub fn start(
         district,
         clock,
         utc_offset_minutes,
+        metrics,
         held: VecDeque::new(),
     };
     match (config.push, config.push_file.clone()) {
@@ -75,6 +80,7 @@ struct Pusher {
     district: District,
     clock: Clock,
     utc_offset_minutes: i32,
+    metrics: Arc<Metrics>,
     /// Waiting pushes, in the order they came.
     held: VecDeque<Held>,
 }
@@ -112,6 +118,7 @@ impl Pusher {
     fn hold(&mut self, notification: Notification) {
         if self.held.len() >= MAX_HELD_PUSHES {
             if let Some(old) = self.held.pop_front() {
+                self.metrics.pushes_dropped.fetch_add(1, Relaxed);
                 tracing::warn!(
                     notification = old.notification.id,
                     customer = %old.notification.customer,
@@ -158,14 +165,19 @@ impl Pusher {
                     .await
                     .unwrap_or_else(|_| Err(PushError::Provider("timed out".into())));
             match sent {
-                Ok(()) => tracing::debug!(
-                    notification = h.notification.id,
-                    customer = %customer,
-                    "phone push sent"
-                ),
+                Ok(()) => {
+                    self.metrics.pushes_sent.fetch_add(1, Relaxed);
+                    tracing::debug!(
+                        notification = h.notification.id,
+                        customer = %customer,
+                        "phone push sent"
+                    );
+                }
                 Err(e) => {
+                    self.metrics.push_failures.fetch_add(1, Relaxed);
                     h.attempts += 1;
                     if h.attempts >= PUSH_ATTEMPTS {
+                        self.metrics.pushes_dropped.fetch_add(1, Relaxed);
                         tracing::warn!(
                             notification = h.notification.id,
                             customer = %customer,

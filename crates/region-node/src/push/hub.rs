@@ -305,6 +305,7 @@ impl HubTask {
             return;
         };
         if let Err(e) = queue.try_send(n.clone()) {
+            self.metrics.pushes_dropped.fetch_add(1, Ordering::Relaxed);
             let full = matches!(e, mpsc::error::TrySendError::Full(_));
             tracing::warn!(
                 notification = id,
