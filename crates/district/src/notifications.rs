@@ -208,6 +208,11 @@ impl Notifications {
         self.by_id.range(id.saturating_add(1)..).map(|(_, n)| n)
     }
 
+    /// The kept notification with this id.
+    pub fn get(&self, id: u64) -> Option<&Notification> {
+        self.by_id.get(&id)
+    }
+
     pub fn quiet_hours(&self, customer: &str) -> Option<QuietHours> {
         self.quiet.get(customer).copied()
     }

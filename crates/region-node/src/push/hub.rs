@@ -267,7 +267,6 @@ impl HubTask {
         // come before the batch's messages, those of its last event after.
         pushes.extend(notification_changes(&self.prev, state));
         pushes.sort_by_key(|p| p.version);
-        let prev_seq = self.prev.last_seq();
         self.prev = state.clone();
         self.head = version_after(state.last_seq());
         for push in pushes {
@@ -278,7 +277,7 @@ impl HubTask {
             if is_notification(push.version) {
                 // Replayed from the state, not the ring.
                 if targets.is_empty() {
-                    self.offline(state, prev_seq, push.version);
+                    self.offline(state, push.version);
                 }
                 continue;
             }
@@ -291,17 +290,13 @@ impl HubTask {
         }
     }
 
-    /// Hands notification `id` (recorded after `prev_seq`) to the push
-    /// adapter: its customer has no connection following orders.
-    fn offline(&self, state: &DistrictState, prev_seq: u64, id: u64) {
+    /// Hands notification `id` to the push adapter: its customer has no
+    /// connection following orders.
+    fn offline(&self, state: &DistrictState, id: u64) {
         let Some(queue) = &self.link.offline else {
             return;
         };
-        let Some(n) = state
-            .notifications()
-            .after(version_after(prev_seq))
-            .find(|n| n.id == id)
-        else {
+        let Some(n) = state.notifications().get(id) else {
             return;
         };
         if let Err(e) = queue.try_send(n.clone()) {
@@ -326,10 +321,9 @@ impl HubTask {
         let fresh = self.district.state();
         // Notifications of the lost batches still reach offline phones;
         // connected apps resync (and fetch them with `since`).
-        let prev_seq = self.prev.last_seq();
         for push in notification_changes(&self.prev, &fresh) {
             if self.targets(&push.route).is_empty() {
-                self.offline(&fresh, prev_seq, push.version);
+                self.offline(&fresh, push.version);
             }
         }
         self.prev = fresh;
