@@ -355,3 +355,42 @@ async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(node.log_seq().await, seq);
 }
+
+#[tokio::test]
+async fn a_quarantine_tells_the_customer_whose_open_order_is_in_that_fridge() {
+    let sys = system(&[]).await;
+    let node = &sys.node;
+    let fridge_id = "f-fox-theatre";
+    let r = node.admin().set_stock(fridge_id, &[(MEAL, 5)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let alice = node.as_role("customer", "alice");
+    let mut ws = WsClient::connect(node, Some(&token("customer", "alice", &[]))).await;
+    ws.subscribe(json!({"orders": true})).await;
+    let o1 = order_id(&alice.order(fridge_id, &[(MEAL, 1)], "tok_visa", None).await);
+    let elsewhere = order_id(&alice.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await);
+
+    // Twenty minutes at 7.5 °C, a sample a minute, ending now (node clock).
+    let mut fridge = demo_fridge(fridge_id);
+    let now = node.clock_now().await;
+    let samples = (0..20)
+        .map(|i| fridge.temperature_report(now - chrono::TimeDelta::minutes(19 - i), 7_500))
+        .collect();
+    let warm = fridge
+        .sign(samples, now, &fridge_sim::SignOptions::default())
+        .expect("sign");
+    let r = node.telemetry(&warm).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let told = ws
+        .expect_within("fridge_quarantined", Duration::from_secs(5), |m| {
+            m["type"] == "notification" && m["kind"] == "fridge_quarantined"
+        })
+        .await;
+    assert_eq!(
+        (told["fridge_id"].as_str(), told["order_id"].as_str()),
+        (Some(fridge_id), Some(o1.as_str()))
+    );
+    // Only the order in that fridge.
+    assert!(ws
+        .seen_matching(|m| m["kind"] == "fridge_quarantined" && m["order_id"] == elsewhere.as_str())
+        .is_empty());
+}
