@@ -795,6 +795,48 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_order_placed_in_its_fridge_is_told_and_reminded() {
+        let deadline = t0() + Duration::hours(6);
+        let s = state(vec![
+            Event::Schedule(ScheduleEvent::OrderScheduled {
+                order_id: o("sub-p1-2026-11-25"),
+                plan_id: PlanId::from_static("p1"),
+                customer: "ann".into(),
+                date: t0().date_naive(),
+                fridge_id: FridgeId::from_static("f1"),
+                kitchen_id: protocol::KitchenId::from_static("k1"),
+                meal_id: MealId::from_static("m1"),
+                meal_name: "Bowl".into(),
+                price: 1_250,
+                currency: usd(),
+                debit: 0,
+            }),
+            Event::Schedule(ScheduleEvent::OrderAvailableForPicking {
+                order_id: o("sub-p1-2026-11-25"),
+                pickup_code: "654321".into(),
+                pickup_deadline: deadline,
+            }),
+        ]);
+        let told: Vec<_> = s
+            .notifications()
+            .of_customer_after("ann", 0, t0())
+            .collect();
+        assert_eq!(told.len(), 1);
+        assert_eq!(
+            told[0].kind,
+            NotificationKind::OrderAvailable {
+                order_id: o("sub-p1-2026-11-25"),
+                fridge_id: FridgeId::from_static("f1"),
+                pickup_code: "654321".into(),
+                pickup_deadline: deadline,
+            }
+        );
+        let near = deadline - Duration::minutes(10);
+        let due: Vec<_> = reminders_due(&s, near, Duration::minutes(30)).collect();
+        assert_eq!(due, [&o("sub-p1-2026-11-25")]);
+    }
+
+    #[test]
     fn quiet_hours_are_set_cleared_and_a_repeat_records_nothing() {
         let q = QuietHours::parse("22:00", "07:00");
         let set = NotificationCommand::SetQuietHours {
