@@ -851,6 +851,43 @@ mod tests {
     }
 
     #[test]
+    fn notifications_config_is_checked() {
+        let ok = NotificationsConfig::default();
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.reminder_lead(), chrono::Duration::minutes(30));
+        let bad = [
+            NotificationsConfig {
+                push: PushAdapter::File,
+                ..NotificationsConfig::default()
+            },
+            NotificationsConfig {
+                push_file: Some("pushes.jsonl".into()),
+                ..NotificationsConfig::default()
+            },
+            NotificationsConfig {
+                reminder_lead_minutes: 0,
+                ..NotificationsConfig::default()
+            },
+            NotificationsConfig {
+                push_queue_notifications: 0,
+                ..NotificationsConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(
+                matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.starts_with("[notifications]")),
+                "{config:?}"
+            );
+        }
+        let file = NotificationsConfig {
+            push: PushAdapter::File,
+            push_file: Some("pushes.jsonl".into()),
+            ..NotificationsConfig::default()
+        };
+        assert!(file.validate().is_ok());
+    }
+
+    #[test]
     fn the_single_key_config_still_loads() {
         let config = with_auth("").expect("dev config");
         assert!(config.auth.kid.is_none() && config.auth.keys.is_empty());
