@@ -22,6 +22,7 @@ pub mod expiry;
 pub mod fridges;
 pub mod links;
 pub mod loyalty;
+pub mod notifications;
 pub mod orders;
 pub mod outbox;
 pub mod preorders;
@@ -50,6 +51,7 @@ use stock::Stock;
 
 pub use catalog::CatalogCommand;
 pub use fridges::{FridgeCommand, FridgePolicy};
+pub use notifications::NotificationCommand;
 pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
 pub use promotions::PromotionCommand;
 pub use schedule::ScheduleCommand;
@@ -88,6 +90,8 @@ pub enum Command {
     Schedule(ScheduleCommand),
     Promotion(PromotionCommand),
     Waitlist(WaitlistCommand),
+    /// Pickup reminders and quiet hours.
+    Notification(NotificationCommand),
     /// A payment result from the payments service, for an order or a plan
     /// charge (the outbox knows which). `pickup_code` is drawn by the
     /// adapter (randomness is IO) and used if the result completes a
@@ -198,6 +202,9 @@ pub struct DistrictState {
     /// snapshots stay O(1); a batch that changes it copies it once.
     #[serde(with = "shared")]
     schedule: Arc<scheduler::ScheduleState>,
+    /// Each customer's notifications of the last day, pending pickup
+    /// reminders and quiet hours.
+    notifications: notifications::Notifications,
 }
 
 /// The shape of [`DistrictState`] as a snapshot stores it. A snapshot is a
@@ -273,6 +280,10 @@ impl DistrictState {
         &self.schedule
     }
 
+    pub fn notifications(&self) -> &notifications::Notifications {
+        &self.notifications
+    }
+
     /// Shorthand for `stock().level(..)`.
     pub fn stock_level(&self, fridge: &str, meal: &str) -> StockLevel {
         self.stock.level(fridge, meal)
@@ -292,6 +303,7 @@ pub fn decide(
         Command::Schedule(c) => schedule::decide(state, c, ctx),
         Command::Promotion(c) => promotions::decide(state, c, ctx),
         Command::Waitlist(c) => waitlist::decide(state, c, ctx),
+        Command::Notification(c) => notifications::decide(state, c, ctx),
         Command::RecordPayment {
             result,
             pickup_code,
@@ -355,10 +367,13 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         Event::Schedule(e) => schedule::evolve(state, e, rec),
         Event::Promotion(e) => promotions::evolve(state, e),
         Event::Waitlist(e) => waitlist::evolve(state, e, rec),
+        Event::Notification(e) => notifications::evolve(state, e),
     };
     // Not a second handler of the event: a reader of what the order
     // handlers decided, queueing what it means for the points ledger.
     loyalty::follow(state, event, rec);
+    // Likewise: what the event means for its customers' notifications.
+    notifications::follow(state, event, rec);
     if changed {
         state.catalog_version = env.seq;
     }

@@ -113,6 +113,15 @@ pub enum ServerMessage {
         amount: i64,
         version: u64,
     },
+    /// One of the caller's notifications (`district::notifications`):
+    /// `{id, at, kind, ...}`; `version` equals `id`. Sent live to the
+    /// customer's connections that follow orders, and replayed from the
+    /// last 24 h on a subscribe with `since`.
+    Notification {
+        version: u64,
+        #[serde(flatten)]
+        notification: serde_json::Map<String, serde_json::Value>,
+    },
     /// Answer to subscribe/unsubscribe: what the connection now follows and
     /// the version it is at.
     Subscribed {
@@ -187,7 +196,8 @@ pub fn changes(
     stock_changes(prev, next, when.as_ref(), &mut out);
     order_changes(prev, next, events, &mut out);
     charge_results(next, events, &mut out);
-    out.truncate(MAX_MESSAGES_PER_BATCH);
+    // The slots above are the notifications' (`notifications` ids).
+    out.truncate(crate::notifications::NOTIFICATION_SLOT_BASE);
     out.into_iter()
         .enumerate()
         .map(|(slot, (route, mut msg))| {
@@ -205,6 +215,27 @@ pub fn changes(
                 frame: msg.to_frame(),
             }
         })
+        .collect()
+}
+
+/// A notification as a push to its customer (its id is its version).
+pub fn notification_push(n: &crate::notifications::Notification) -> Push {
+    let msg = ServerMessage::Notification {
+        version: n.id,
+        notification: n.to_json(),
+    };
+    Push {
+        version: n.id,
+        route: Route::Customer(n.customer.clone()),
+        frame: msg.to_frame(),
+    }
+}
+
+/// The notifications a batch recorded (after the state `prev`), as pushes.
+pub fn notification_changes(prev: &DistrictState, next: &DistrictState) -> Vec<Push> {
+    next.notifications()
+        .after(version_after(prev.last_seq()))
+        .map(notification_push)
         .collect()
 }
 

@@ -181,6 +181,13 @@ fn an_order_ahead_is_paid_cooked_placed_and_picked_up_without_touching_todays_sh
 
     d.pay(&id);
     assert_eq!(d.status(&id), OrderStatus::Scheduled);
+    let told: Vec<&str> = d
+        .state
+        .notifications()
+        .of_customer_after("alice", 0, d.ctx.now)
+        .map(|n| n.kind.name())
+        .collect();
+    assert_eq!(told, ["order_placed", "order_ahead_confirmed"]);
     assert_eq!(
         d.prep(day(26)),
         (1, 0),

@@ -173,6 +173,13 @@ fn three_wait_two_arrive_the_first_two_hold_and_a_lapsed_hold_passes_to_the_thir
 
     d.count(FRIDGE, 2);
     assert_eq!(offered(&d.tick()), [ann.to_string(), bob.to_string()]);
+    let told: Vec<&str> = d
+        .state
+        .notifications()
+        .of_customer_after("ann", 0, d.ctx.now)
+        .map(|n| n.kind.name())
+        .collect();
+    assert_eq!(told, ["waitlist_hold"], "ann is told her unit is held");
     assert_eq!(d.available(FRIDGE), 0, "both units held");
     assert_eq!(d.status(&cat), WaitlistStatus::Waiting);
     assert!(

@@ -232,6 +232,9 @@ pub enum Event {
     Promotion(crate::promotions::PromotionEvent),
     /// Back-in-stock waitlists: entries and the short holds they are offered.
     Waitlist(crate::waitlist::WaitlistEvent),
+    /// Pickup reminders and quiet hours (most notifications are derived
+    /// from the other events: see `district::notifications`).
+    Notification(crate::notifications::NotificationEvent),
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -308,6 +311,7 @@ impl Event {
             Event::Schedule(e) => e.stream(),
             Event::Promotion(e) => e.stream(),
             Event::Waitlist(e) => e.stream(),
+            Event::Notification(e) => e.stream(),
         }
     }
 
@@ -350,6 +354,7 @@ impl Event {
             Event::Schedule(e) => e.kind(),
             Event::Promotion(e) => e.kind(),
             Event::Waitlist(e) => e.kind(),
+            Event::Notification(e) => e.kind(),
         }
     }
 }

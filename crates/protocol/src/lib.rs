@@ -20,6 +20,7 @@ pub mod events;
 pub mod geo;
 pub mod ids;
 pub mod money;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod promotions;

@@ -29,6 +29,8 @@ pub enum StreamId {
     Loyalty,
     /// One back-in-stock waitlist entry and its holds.
     Waitlist(crate::WaitlistId),
+    /// Pickup reminders and customers' quiet hours.
+    Notifications,
 }
 
 impl fmt::Display for StreamId {
@@ -46,6 +48,7 @@ impl fmt::Display for StreamId {
             StreamId::Subsidy(id) => write!(f, "subsidy-{id}"),
             StreamId::Loyalty => write!(f, "loyalty"),
             StreamId::Waitlist(id) => write!(f, "waitlist-{id}"),
+            StreamId::Notifications => write!(f, "notifications"),
         }
     }
 }

@@ -14,6 +14,7 @@ use protocol::codec::{decode_log_record, encode_log_record};
 use protocol::events::{StockMovement, StockSource};
 use protocol::geo::GeoPoint;
 use protocol::money::Currency;
+use protocol::notifications::NotificationEvent;
 use protocol::orders::{Channel, OrderLine, RefundReason, RefusalReason};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use protocol::promotions::{
@@ -97,6 +98,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::TemperatureRecovered { .. } => (28, "TemperatureRecovered"),
         Event::Promotion(_) => (29, "Promotion"),
         Event::Waitlist(_) => (30, "Waitlist"),
+        Event::Notification(_) => (31, "Notification"),
     }
 }
 
@@ -326,6 +328,11 @@ fn samples() -> Vec<Event> {
             meal_id: MealId::from_static("m-teriyaki"),
             fridges: vec![FridgeId::from_static("f-campus")],
             expires_at: at(),
+        }),
+        Event::Notification(NotificationEvent::PickupReminded {
+            order_id: order(),
+            customer: "alice".into(),
+            pickup_deadline: at(),
         }),
     ]
 }

@@ -61,6 +61,71 @@ pub struct Config {
     pub fleet: FleetConfig,
     #[serde(default)]
     pub waitlist: WaitlistConfig,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+/// Default lead of a pickup reminder before the deadline, in minutes.
+pub const REMINDER_LEAD_MINUTES_DEFAULT: u32 = 30;
+/// Longest reminder lead, in minutes (a day).
+pub const REMINDER_LEAD_MINUTES_MAX: u32 = 24 * 60;
+/// Default notifications waiting for the push adapter before new ones are
+/// dropped (the adapter is behind or the provider slow).
+pub const PUSH_QUEUE_NOTIFICATIONS_DEFAULT: usize = 4_096;
+
+/// Where phone pushes go (see `notify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushAdapter {
+    /// A structured log line per push (development; the default).
+    Log,
+    /// One JSON line per push appended to `push_file` (tests, demos).
+    File,
+}
+
+/// `[notifications]`: pickup reminders and pushes to offline phones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    pub reminder_lead_minutes: u32,
+    pub push: PushAdapter,
+    /// Required with `push = "file"`.
+    pub push_file: Option<PathBuf>,
+    pub push_queue_notifications: usize,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            reminder_lead_minutes: REMINDER_LEAD_MINUTES_DEFAULT,
+            push: PushAdapter::Log,
+            push_file: None,
+            push_queue_notifications: PUSH_QUEUE_NOTIFICATIONS_DEFAULT,
+        }
+    }
+}
+
+impl NotificationsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("[notifications] {m}")));
+        if !(1..=REMINDER_LEAD_MINUTES_MAX).contains(&self.reminder_lead_minutes) {
+            return invalid(&format!(
+                "reminder_lead_minutes must be 1 to {REMINDER_LEAD_MINUTES_MAX}"
+            ));
+        }
+        if self.push_queue_notifications == 0 {
+            return invalid("push_queue_notifications must be at least 1");
+        }
+        match (self.push, &self.push_file) {
+            (PushAdapter::File, None) => invalid("push = \"file\" needs push_file"),
+            (PushAdapter::Log, Some(_)) => invalid("push_file is only read with push = \"file\""),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn reminder_lead(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.reminder_lead_minutes))
+    }
 }
 
 /// `[waitlist]`: back-in-stock waitlists.
@@ -787,6 +852,7 @@ impl Config {
         config.loyalty.validate().map_err(ConfigError::Invalid)?;
         config.fleet.validate()?;
         config.auth.validate()?;
+        config.notifications.validate()?;
         if let Some(n) = &config.nats {
             if !(1..=5).contains(&n.replicas) {
                 return Err(ConfigError::Invalid(
@@ -829,6 +895,43 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(&path, text).expect("write config");
         Config::load(&path)
+    }
+
+    #[test]
+    fn notifications_config_is_checked() {
+        let ok = NotificationsConfig::default();
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.reminder_lead(), chrono::Duration::minutes(30));
+        let bad = [
+            NotificationsConfig {
+                push: PushAdapter::File,
+                ..NotificationsConfig::default()
+            },
+            NotificationsConfig {
+                push_file: Some("pushes.jsonl".into()),
+                ..NotificationsConfig::default()
+            },
+            NotificationsConfig {
+                reminder_lead_minutes: 0,
+                ..NotificationsConfig::default()
+            },
+            NotificationsConfig {
+                push_queue_notifications: 0,
+                ..NotificationsConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(
+                matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.starts_with("[notifications]")),
+                "{config:?}"
+            );
+        }
+        let file = NotificationsConfig {
+            push: PushAdapter::File,
+            push_file: Some("pushes.jsonl".into()),
+            ..NotificationsConfig::default()
+        };
+        assert!(file.validate().is_ok());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`http`]: axum routes, extractors, the error mapping.
 //! - [`push`]: what committed batches mean for WebSocket subscribers, and
 //!   the hub task that fans them out (sockets live in `http::ws`).
+//! - [`notify`]: phone pushes of notifications for customers with no live
+//!   socket (the push-provider boundary, quiet hours).
 //! - [`timers`]: fires due order timers; [`schedule_tick`]: plan charges
 //!   and materialisation; [`nats`]: outbox relay and payment results over
 //!   JetStream.
@@ -27,6 +29,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nats;
+pub mod notify;
 pub mod push;
 pub mod schedule_tick;
 pub mod snapshot;
@@ -232,8 +235,9 @@ async fn start_tasks(
         config.fridges.policy(),
     );
     let utc_offset_minutes = config.subscriptions.utc_offset_minutes;
+    let lead = config.notifications.reminder_lead();
     tasks.spawn("timers", move |s| {
-        timers::run(d, clock, policy, utc_offset_minutes, s)
+        timers::run_with(d, clock, policy, utc_offset_minutes, Some(lead), s)
     });
     let (d, clock, policy) = (
         district.clone(),
@@ -261,7 +265,18 @@ async fn start_tasks(
         ),
         None => None,
     };
-    let hub = push::hub::Hub::start(
+    let link = push::hub::NotifyLink {
+        clock: opts.clock.clone(),
+        offline: Some(notify::start(
+            &config.notifications,
+            district.clone(),
+            opts.clock.clone(),
+            config.subscriptions.utc_offset_minutes,
+            metrics.clone(),
+            tasks,
+        )),
+    };
+    let hub = push::hub::Hub::start_with(
         district.clone(),
         push::hub::HubConfig {
             district_id: config.district_id.clone(),
@@ -271,6 +286,7 @@ async fn start_tasks(
             resume_messages: config.ws.resume_messages,
         },
         metrics.clone(),
+        link,
         &tasks.shutdown(),
     );
     Ok((nats, hub))

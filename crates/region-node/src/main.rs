@@ -187,6 +187,11 @@ struct Overrides {
     /// `[snapshots]`: events between two state snapshots.
     #[arg(long)]
     snapshot_every_events: Option<u64>,
+    /// `[notifications]`: phone pushes go to this file (JSON lines).
+    #[arg(long)]
+    push_file: Option<std::path::PathBuf>,
+    #[arg(long)]
+    reminder_lead_minutes: Option<u32>,
 }
 
 impl Overrides {
@@ -230,6 +235,15 @@ impl Overrides {
         l.catalog_burst_per_ip = self.catalog_burst_per_ip.unwrap_or(l.catalog_burst_per_ip);
         let s = &mut cfg.snapshots;
         s.every_events = self.snapshot_every_events.unwrap_or(s.every_events);
+        let n = &mut cfg.notifications;
+        if let Some(path) = self.push_file {
+            n.push = region_node::config::PushAdapter::File;
+            n.push_file = Some(path);
+        }
+        n.reminder_lead_minutes = self
+            .reminder_lead_minutes
+            .unwrap_or(n.reminder_lead_minutes);
+        n.validate()?;
         Ok(())
     }
 }

@@ -45,6 +45,11 @@ pub struct Metrics {
     /// State snapshots written since start, and the seq of the newest.
     pub snapshots_written: AtomicU64,
     pub snapshot_seq: AtomicU64,
+    /// Phone pushes handed to the provider, failed tries (retried), and
+    /// dropped (push queue full, too many held, or out of tries).
+    pub pushes_sent: AtomicU64,
+    pub push_failures: AtomicU64,
+    pub pushes_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -88,7 +93,7 @@ impl Metrics {
     }
 
     fn render_counters(&self, out: &mut String) {
-        let counters: [(&str, &str, u64); 12] = [
+        let counters: [(&str, &str, u64); 15] = [
             (
                 "larder_commit_batches_total",
                 "Group commits (one sync each when they append events).",
@@ -148,6 +153,21 @@ impl Metrics {
                 "larder_snapshots_written_total",
                 "State snapshots written since start.",
                 self.snapshots_written.load(Relaxed),
+            ),
+            (
+                "larder_pushes_sent_total",
+                "Phone pushes of notifications handed to the push provider.",
+                self.pushes_sent.load(Relaxed),
+            ),
+            (
+                "larder_push_failures_total",
+                "Failed phone-push tries (retried up to 5 times).",
+                self.push_failures.load(Relaxed),
+            ),
+            (
+                "larder_pushes_dropped_total",
+                "Phone pushes dropped: push queue full, too many held, or out of tries.",
+                self.pushes_dropped.load(Relaxed),
             ),
         ];
         for (name, help, v) in counters {

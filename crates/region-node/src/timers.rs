@@ -11,7 +11,9 @@
 //! longer than allowed (`CheckSilence`), for units past their best-before
 //! (`ExpireUnits`) and for campaign hours the clock has turned since the
 //! last look (`TurnHours`: a happy hour opened, a campaign's time frame
-//! ended), submitting only when there is something.
+//! ended), and for orders whose pickup deadline is within the reminder
+//! lead (`RemindPickups`: one `PickupReminded` per order, recorded once),
+//! submitting only when there is something.
 //!
 //! On shutdown the loop finishes the round it is in (its commands are
 //! answered by the still-running writer) and returns.
@@ -39,6 +41,27 @@ pub async fn run(
     clock: Clock,
     fridge_policy: FridgePolicy,
     utc_offset_minutes: i32,
+    shutdown: Shutdown,
+) {
+    run_with(
+        district,
+        clock,
+        fridge_policy,
+        utc_offset_minutes,
+        None,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], also reminding of pickups `reminder_lead` before their
+/// deadline when given.
+pub async fn run_with(
+    district: District,
+    clock: Clock,
+    fridge_policy: FridgePolicy,
+    utc_offset_minutes: i32,
+    reminder_lead: Option<chrono::Duration>,
     mut shutdown: Shutdown,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(TIMER_TICK_MS));
@@ -61,6 +84,9 @@ pub async fn run(
         if ticks.is_multiple_of(FRIDGE_CHECK_TICKS) {
             check_fridges(&district, &state, now, &fridge_policy).await;
             turn_hours(&district, &state, local(now), &mut hours_checked).await;
+            if let Some(lead) = reminder_lead {
+                remind_pickups(&district, &state, now, lead).await;
+            }
         }
         let due: Vec<_> = state
             .orders()
@@ -153,4 +179,25 @@ async fn turn_hours(
         tracing::info!(%at, "campaign hours turned");
     }
     *checked = local_now;
+}
+
+/// Records the pickup reminders due at `now` (the decider takes the same
+/// orders, and records each once).
+async fn remind_pickups(
+    district: &District,
+    state: &district::DistrictState,
+    now: chrono::DateTime<chrono::Utc>,
+    lead: chrono::Duration,
+) {
+    if district::notifications::reminders_due(state, now, lead)
+        .next()
+        .is_none()
+    {
+        return;
+    }
+    let cmd = district::NotificationCommand::RemindPickups { lead };
+    match district.submit(Command::Notification(cmd)).await {
+        Ok(_) => tracing::info!("pickup reminders recorded"),
+        Err(e) => tracing::warn!(error = %e, "pickup reminders not recorded; retrying"),
+    }
 }

@@ -13,6 +13,7 @@ pub mod kitchens;
 pub mod limits;
 pub mod log;
 pub mod me;
+pub mod notifications;
 pub mod ops;
 pub mod orders;
 pub mod pickup_limit;
@@ -159,6 +160,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/log", get(log::records))
         .route("/v1/admin/calendar/{date}", put(kitchens::set_calendar_day))
         .merge(promotion_routes())
+        .route("/v1/me/notifications", get(notifications::mine))
+        .route(
+            "/v1/me/quiet-hours",
+            get(notifications::quiet_hours).put(notifications::set_quiet_hours),
+        )
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
         .fallback(not_found)

@@ -12,6 +12,14 @@
 //! Subscribing goes through the same task as fan-out, so "replay what was
 //! missed, then continue live" has no gap and no duplicate.
 //!
+//! Notifications (`district::notifications`) go to the customer's
+//! connections that follow orders; one for a customer with none is handed
+//! to the phone-push adapter (`crate::notify`) through its bounded queue
+//! (`try_send`: a full queue drops it, with a warning, and never waits).
+//! A subscribe with `since` replays the customer's notifications after it
+//! from the state (the last 24 h), not from the ring, merged with the
+//! ring's messages in version order.
+//!
 //! At shutdown the hub stops and drops every queue; a connection task that
 //! finds its queue closed (and was not kicked) closes with 1001.
 
@@ -22,10 +30,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, Notify};
 
-use super::{changes, version_after, Interest, Push, Route, ServerMessage};
+use super::{
+    changes, notification_changes, notification_push, version_after, Interest, Push, Route,
+    ServerMessage,
+};
+use crate::clock::Clock;
 use crate::lifecycle::Shutdown;
 use crate::metrics::Metrics;
 use crate::writer::District;
+use district::notifications::{Notification, NOTIFICATION_SLOT_BASE};
 use district::DistrictState;
 use protocol::{DistrictId, FridgeId};
 
@@ -84,13 +97,37 @@ enum Control {
     },
 }
 
+/// Where the hub sends notifications nobody is connected for, and the
+/// clock that says which are older than a day.
+pub struct NotifyLink {
+    pub clock: Clock,
+    /// The phone-push adapter's queue; `None`: nobody is pushed.
+    pub offline: Option<mpsc::Sender<Notification>>,
+}
+
 impl Hub {
     /// Starts the hub task on the district's feed; it runs until
-    /// `shutdown` or until the feed ends.
+    /// `shutdown` or until the feed ends. Notifications go to sockets only,
+    /// judged by the system clock (see [`Hub::start_with`]).
     pub fn start(
         district: District,
         config: HubConfig,
         metrics: Arc<Metrics>,
+        shutdown: &Shutdown,
+    ) -> Hub {
+        let link = NotifyLink {
+            clock: Clock::system(),
+            offline: None,
+        };
+        Hub::start_with(district, config, metrics, link, shutdown)
+    }
+
+    /// [`Hub::start`] with the node's clock and push adapter.
+    pub fn start_with(
+        district: District,
+        config: HubConfig,
+        metrics: Arc<Metrics>,
+        link: NotifyLink,
         shutdown: &Shutdown,
     ) -> Hub {
         // Subscribe before reading the state: a batch committed in between is
@@ -117,6 +154,7 @@ impl Hub {
             by_cell: HashMap::new(),
             by_customer: HashMap::new(),
             listeners: HashSet::new(),
+            link,
         };
         shutdown.spawn("push-hub", |s| task.run(feed, inbox, s));
         hub
@@ -181,6 +219,12 @@ struct HubTask {
     by_customer: HashMap<String, HashSet<u64>>,
     /// Connections with any area or fridge subscription.
     listeners: HashSet<u64>,
+    link: NotifyLink,
+}
+
+/// Whether a push is a notification (its version is in the upper slots).
+fn is_notification(version: u64) -> bool {
+    version & ((1 << district::push::VERSION_SLOT_BITS) - 1) >= NOTIFICATION_SLOT_BASE as u64
 }
 
 impl HubTask {
@@ -211,7 +255,7 @@ impl HubTask {
         if state.last_seq() <= self.prev.last_seq() {
             return; // Already part of the state the hub started from.
         }
-        let pushes = changes(
+        let mut pushes = changes(
             &self.prev,
             state,
             events,
@@ -219,11 +263,23 @@ impl HubTask {
             &self.config.district_prefixes,
             self.config.utc_offset_minutes,
         );
+        // In version order: notifications of an earlier event in the batch
+        // come before the batch's messages, those of its last event after.
+        pushes.extend(notification_changes(&self.prev, state));
+        pushes.sort_by_key(|p| p.version);
         self.prev = state.clone();
         self.head = version_after(state.last_seq());
         for push in pushes {
-            for id in self.targets(&push.route) {
-                self.deliver(id, &push.frame);
+            let targets = self.targets(&push.route);
+            for id in &targets {
+                self.deliver(*id, &push.frame);
+            }
+            if is_notification(push.version) {
+                // Replayed from the state, not the ring.
+                if targets.is_empty() {
+                    self.offline(state, push.version);
+                }
+                continue;
             }
             self.ring.push_back(push);
             while self.ring.len() > self.config.resume_messages {
@@ -234,6 +290,27 @@ impl HubTask {
         }
     }
 
+    /// Hands notification `id` to the push adapter: its customer has no
+    /// connection following orders.
+    fn offline(&self, state: &DistrictState, id: u64) {
+        let Some(queue) = &self.link.offline else {
+            return;
+        };
+        let Some(n) = state.notifications().get(id) else {
+            return;
+        };
+        if let Err(e) = queue.try_send(n.clone()) {
+            self.metrics.pushes_dropped.fetch_add(1, Ordering::Relaxed);
+            let full = matches!(e, mpsc::error::TrySendError::Full(_));
+            tracing::warn!(
+                notification = id,
+                customer = %n.customer,
+                queue_full = full,
+                "phone push dropped: the push adapter is not keeping up"
+            );
+        }
+    }
+
     /// The hub fell behind the writer's feed: messages were lost, so every
     /// client starts over from a fresh snapshot.
     fn on_lag(&mut self, missed: u64) {
@@ -241,7 +318,15 @@ impl HubTask {
             missed_batches = missed,
             "push hub lagged behind the feed; resync all"
         );
-        self.prev = self.district.state();
+        let fresh = self.district.state();
+        // Notifications of the lost batches still reach offline phones;
+        // connected apps resync (and fetch them with `since`).
+        for push in notification_changes(&self.prev, &fresh) {
+            if self.targets(&push.route).is_empty() {
+                self.offline(&fresh, push.version);
+            }
+        }
+        self.prev = fresh;
         self.head = version_after(self.prev.last_seq());
         self.floor = self.head;
         self.ring.clear();
@@ -283,24 +368,31 @@ impl HubTask {
         self.index(id, &interest);
 
         if let Some(since) = since {
-            let missed: Vec<Bytes> = if since >= self.floor && since <= self.head {
+            let missed: Vec<(u64, Bytes)> = if since >= self.floor && since <= self.head {
                 self.ring
                     .iter()
                     .filter(|p| p.version > since && interest.wants(&p.route))
-                    .map(|p| p.frame.clone())
+                    .map(|p| (p.version, p.frame.clone()))
                     .collect()
             } else {
                 Vec::new()
             };
+            let notes = self.missed_notifications(&interest, since);
             let too_old = since < self.floor || since > self.head;
             // A replay longer than half the queue would cut the client off
             // at once; a resync is cheaper for both sides.
-            if too_old || missed.len() > self.config.queue_frames / 2 {
+            if too_old || missed.len() + notes.len() > self.config.queue_frames / 2 {
+                for (_, frame) in &notes {
+                    self.deliver(id, frame);
+                }
                 self.metrics.ws_resyncs.fetch_add(1, Ordering::Relaxed);
                 let frame = ServerMessage::Resync { version: self.head }.to_frame();
                 self.deliver(id, &frame);
             } else {
-                for frame in &missed {
+                let mut all = missed;
+                all.extend(notes);
+                all.sort_by_key(|(v, _)| *v);
+                for (_, frame) in &all {
                     self.deliver(id, frame);
                 }
             }
@@ -313,6 +405,29 @@ impl HubTask {
         }
         .to_frame();
         self.deliver(id, &ack);
+    }
+
+    /// The notifications of the last 24 h after `since` for the customer
+    /// whose orders `interest` follows: at most a quarter of the queue, the
+    /// newest (the rest are at `GET /v1/me/notifications`).
+    fn missed_notifications(&self, interest: &Interest, since: u64) -> Vec<(u64, Bytes)> {
+        let Some(customer) = &interest.customer else {
+            return Vec::new();
+        };
+        let now = self.link.clock.now();
+        let notes: Vec<&Notification> = self
+            .prev
+            .notifications()
+            .of_customer_after(customer, since, now)
+            .collect();
+        let keep = (self.config.queue_frames / 4).max(1);
+        notes[notes.len().saturating_sub(keep)..]
+            .iter()
+            .map(|n| {
+                let p = notification_push(n);
+                (p.version, p.frame)
+            })
+            .collect()
     }
 
     fn index(&mut self, id: u64, interest: &Interest) {
