@@ -29,6 +29,7 @@ pub mod push;
 pub mod query;
 pub mod schedule;
 pub mod stock;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub use fridges::{FridgeCommand, FridgePolicy};
 pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
 pub use promotions::PromotionCommand;
 pub use schedule::ScheduleCommand;
+pub use webhooks::WebhookCommand;
 
 /// Everything a command may need besides the state: the district's identity
 /// and the time, passed in so the core never reads a clock.
@@ -81,6 +83,8 @@ pub enum Command {
     Fridge(FridgeCommand),
     Schedule(ScheduleCommand),
     Promotion(PromotionCommand),
+    /// Webhook endpoints (admin).
+    Webhook(WebhookCommand),
     /// A payment result from the payments service, for an order or a plan
     /// charge (the outbox knows which). `pickup_code` is drawn by the
     /// adapter (randomness is IO) and used if the result completes a
@@ -176,6 +180,8 @@ pub struct DistrictState {
     /// snapshots stay O(1); a batch that changes it copies it once.
     #[serde(with = "shared")]
     schedule: Arc<scheduler::ScheduleState>,
+    /// Webhook endpoints registered by admins.
+    webhooks: webhooks::Webhooks,
 }
 
 /// The shape of [`DistrictState`] as a snapshot stores it. A snapshot is a
@@ -183,7 +189,7 @@ pub struct DistrictState {
 /// (the node replays the log instead), never upcast. Bump it whenever a
 /// change to the state's types changes their serialized form; the golden
 /// test `tests/snapshot_shape.rs` fails until you do.
-pub const STATE_SNAPSHOT_VERSION: u32 = 2;
+pub const STATE_SNAPSHOT_VERSION: u32 = 3;
 
 /// Parts shared between snapshots by `Arc` are stored as their value.
 pub(crate) mod shared {
@@ -247,6 +253,10 @@ impl DistrictState {
         &self.schedule
     }
 
+    pub fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.webhooks
+    }
+
     /// Shorthand for `stock().level(..)`.
     pub fn stock_level(&self, fridge: &str, meal: &str) -> StockLevel {
         self.stock.level(fridge, meal)
@@ -265,6 +275,7 @@ pub fn decide(
         Command::Fridge(c) => fridges::decide(state, c, ctx),
         Command::Schedule(c) => schedule::decide(state, c, ctx),
         Command::Promotion(c) => promotions::decide(state, c, ctx),
+        Command::Webhook(c) => webhooks::decide(state, c, ctx),
         Command::RecordPayment {
             result,
             pickup_code,
@@ -327,6 +338,7 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         | Event::FridgeQuarantineLifted { .. } => fridges::evolve(state, event),
         Event::Schedule(e) => schedule::evolve(state, e, rec),
         Event::Promotion(e) => promotions::evolve(state, e),
+        Event::Webhook(e) => webhooks::evolve(state, e, rec),
     };
     // Not a second handler of the event: a reader of what the order
     // handlers decided, queueing what it means for the points ledger.

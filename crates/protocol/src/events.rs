@@ -230,6 +230,8 @@ pub enum Event {
     },
     /// Campaigns, coupons, subsidies and the price of an order after them.
     Promotion(crate::promotions::PromotionEvent),
+    /// Webhook endpoints registered and disabled by admins.
+    Webhook(crate::webhooks::WebhookEvent),
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -305,6 +307,7 @@ impl Event {
             | Event::StockMovementRecorded { fridge_id, .. } => StreamId::Stock(fridge_id.clone()),
             Event::Schedule(e) => e.stream(),
             Event::Promotion(e) => e.stream(),
+            Event::Webhook(e) => e.stream(),
         }
     }
 
@@ -346,6 +349,7 @@ impl Event {
             Event::TemperatureRecovered { .. } => "TemperatureRecovered",
             Event::Schedule(e) => e.kind(),
             Event::Promotion(e) => e.kind(),
+            Event::Webhook(e) => e.kind(),
         }
     }
 }

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use crate::orders::OrderId;
 use crate::schedule::PlanId;
-use crate::{CampaignId, CouponCode, FridgeId, MealId, SubsidyId};
+use crate::{CampaignId, CouponCode, FridgeId, MealId, SubsidyId, WebhookId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamId {
@@ -27,6 +27,8 @@ pub enum StreamId {
     Subsidy(SubsidyId),
     /// The district's loyalty rules and its ledger outbox.
     Loyalty,
+    /// A webhook endpoint's registration.
+    Webhook(WebhookId),
 }
 
 impl fmt::Display for StreamId {
@@ -43,6 +45,7 @@ impl fmt::Display for StreamId {
             StreamId::Coupon(code) => write!(f, "coupon-{code}"),
             StreamId::Subsidy(id) => write!(f, "subsidy-{id}"),
             StreamId::Loyalty => write!(f, "loyalty"),
+            StreamId::Webhook(id) => write!(f, "webhook-{id}"),
         }
     }
 }

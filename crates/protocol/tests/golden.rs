@@ -20,6 +20,8 @@ use protocol::promotions::{
     CampaignDiscount, CouponUse, LinePrice, PointsSpend, PriceSplit, PromotionEvent, SubsidyShare,
 };
 use protocol::schedule::{ScheduleEvent, WithdrawReason};
+use protocol::webhooks::{WebhookEvent, WebhookFamily};
+use protocol::WebhookId;
 use protocol::{CampaignId, CouponCode, SubsidyId};
 use protocol::{DistrictId, Event, EventEnvelope, FridgeId, KitchenId, MealId, OrderId, PlanId};
 
@@ -96,6 +98,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::PickupNothingTaken { .. } => (27, "PickupNothingTaken"),
         Event::TemperatureRecovered { .. } => (28, "TemperatureRecovered"),
         Event::Promotion(_) => (29, "Promotion"),
+        Event::Webhook(_) => (30, "Webhook"),
     }
 }
 
@@ -319,6 +322,12 @@ fn samples() -> Vec<Event> {
                 charged_minor: 1531,
             }),
         }),
+        Event::Webhook(WebhookEvent::EndpointRegistered {
+            endpoint_id: WebhookId::from_static("01JDQW0000000000000000HOOK"),
+            url: "https://erp.example.com/larder".into(),
+            families: vec![WebhookFamily::Orders, WebhookFamily::Kitchens],
+            secret: "whsec-0123456789abcdef".into(),
+        }),
     ]
 }
 
@@ -471,6 +480,22 @@ fn nested_enum_indices_are_stable() {
             WithdrawReason::NotDelivered => 3,
             WithdrawReason::NotProduced => 4,
             WithdrawReason::FridgeUnavailable => 5,
+        },
+    );
+    check(
+        &[
+            WebhookFamily::Orders,
+            WebhookFamily::Stock,
+            WebhookFamily::Fridges,
+            WebhookFamily::Plans,
+            WebhookFamily::Kitchens,
+        ],
+        |v| match v {
+            WebhookFamily::Orders => 0,
+            WebhookFamily::Stock => 1,
+            WebhookFamily::Fridges => 2,
+            WebhookFamily::Plans => 3,
+            WebhookFamily::Kitchens => 4,
         },
     );
 }
