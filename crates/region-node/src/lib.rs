@@ -32,6 +32,7 @@ pub mod schedule_tick;
 pub mod snapshot;
 pub mod store;
 pub mod timers;
+pub mod webhooks;
 pub mod writer;
 
 use std::future::Future;
@@ -69,6 +70,8 @@ pub enum NodeError {
     Peers(#[from] reqwest::Error),
     #[error("recording the loyalty rules: {0}")]
     LoyaltyRules(writer::WriteError),
+    #[error("webhook outbox: {0}")]
+    Webhooks(String),
 }
 
 /// Opens the store, recovers the state and starts the writer, which runs
@@ -180,6 +183,15 @@ pub async fn serve(
         tasks.spawn("points-ledger", |s| fleet::points::run(l, d, c, s));
         ledger
     });
+    // Webhooks read the committed feed and, to catch up, the log.
+    let webhooks = webhooks::Webhooks::start(
+        &config.data_dir,
+        district.clone(),
+        log_reader.clone(),
+        opts.clock.clone(),
+        metrics.clone(),
+        &tasks,
+    )?;
     let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
@@ -203,6 +215,7 @@ pub async fn serve(
         pickup_attempts: Arc::default(),
         shutdown: tasks.shutdown(),
         log: log_reader,
+        webhooks,
     };
     let app = http::router(state);
     let server = http::server::run(listener, app, tasks.shutdown());
