@@ -87,11 +87,15 @@ impl Transport for Recorder {
 }
 
 async fn register(d: &District, id: &'static str, url: &str) {
+    register_for(d, id, url, WebhookFamily::Orders).await
+}
+
+async fn register_for(d: &District, id: &'static str, url: &str, family: WebhookFamily) {
     d.submit(Command::Webhook(WebhookCommand::Register {
         endpoint_id: WebhookId::from_static(id),
         spec: WebhookSpec {
             url: url.into(),
-            families: vec![WebhookFamily::Orders],
+            families: vec![family],
             secret: "whsec-0123456789abcdef".into(),
         },
     }))
@@ -292,4 +296,111 @@ fn after_the_retry_window_a_delivery_is_failed_and_its_stream_moves_on() {
             .unwrap();
         drop(tx);
     });
+}
+
+async fn count(d: &District, units: u32) {
+    use protocol::catalog::{StockCount, StockSpec};
+    use protocol::{FridgeId, MealId};
+    d.submit(Command::Catalog(district::CatalogCommand::SetStock {
+        fridge_id: FridgeId::from_static("f-1"),
+        spec: StockSpec {
+            counts: vec![StockCount {
+                meal_id: MealId::from_static("m-1"),
+                units,
+            }],
+        },
+    }))
+    .await
+    .unwrap();
+}
+
+/// Real time: the outbox's own task, its store and an endpoint that
+/// refuses connections (nothing listens on port 9 here).
+#[tokio::test]
+async fn the_outbox_catches_up_from_the_log_then_follows_the_feed() {
+    use protocol::{FridgeId, MealId};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::adjustable();
+    let log = EventLog::open(&dir.path().join("log")).unwrap();
+    let reader = log.reader();
+    let d = support::writer(log, clock.clone());
+    for cmd in [
+        district::CatalogCommand::DefineMeal {
+            meal_id: MealId::from_static("m-1"),
+            spec: support::meal_spec(1000),
+        },
+        district::CatalogCommand::RegisterFridge {
+            fridge_id: FridgeId::from_static("f-1"),
+            spec: district::demo::plain_fridge("Lobby"),
+        },
+    ] {
+        d.submit(Command::Catalog(cmd)).await.unwrap();
+    }
+    count(&d, 1).await; // before the endpoint: not for it
+    register_for(&d, "w", "http://127.0.0.1:9/hook", WebhookFamily::Stock).await;
+    count(&d, 2).await;
+    count(&d, 3).await;
+
+    // Committed before the outbox started: found in the log.
+    let tasks = Lifecycle::new();
+    let metrics = Arc::new(Metrics::default());
+    let hooks = region_node::webhooks::Webhooks::start(
+        dir.path(),
+        d.clone(),
+        reader,
+        clock.clone(),
+        metrics,
+        &tasks,
+    )
+    .unwrap();
+    let on_hand = |hooks: &region_node::webhooks::Webhooks| -> Vec<u64> {
+        let mut list = hooks.deliveries("w").unwrap();
+        list.sort_by_key(|x| x.seq);
+        list.iter()
+            .map(|x| {
+                serde_json::from_str::<serde_json::Value>(&x.body).unwrap()["data"]["on_hand"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + REAL_DEADLINE;
+    while on_hand(&hooks).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no catch-up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Then from the feed.
+    count(&d, 4).await;
+    while on_hand(&hooks).len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed was not followed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        on_hand(&hooks),
+        vec![2, 3, 4],
+        "each once, nothing before the registration"
+    );
+    // Refused connections are failed attempts, retried later.
+    while hooks
+        .deliveries("w")
+        .unwrap()
+        .iter()
+        .all(|x| x.attempts == 0)
+    {
+        assert!(std::time::Instant::now() < deadline, "never attempted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tried = hooks.deliveries("w").unwrap();
+    let first = tried.iter().find(|x| x.attempts > 0).unwrap();
+    assert_eq!(first.state, DeliveryState::Pending);
+    assert_eq!(first.last_attempts[0].status, None);
+    assert!(first.last_attempts[0].error.is_some());
+    assert!(first.next_attempt_at.is_some());
+    tasks
+        .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .expect("the outbox and its sender stop at the signal");
 }
