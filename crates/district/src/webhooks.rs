@@ -73,6 +73,11 @@ impl Endpoint {
         &self.secret
     }
 
+    /// The log seq of its registration: it wants nothing up to it.
+    pub fn registered_seq(&self) -> u64 {
+        self.registered_seq
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.disabled.is_none()
     }

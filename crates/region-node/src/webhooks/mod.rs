@@ -44,6 +44,11 @@ use store::{Delivery, DeliveryState, DeliveryStore, DeliveryStoreError};
 const CATCH_UP_RECORDS: usize = 1024;
 /// Pause before trying again after the outbox could not be written.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How often a cursor moved only past events that made no deliveries is
+/// synced. Such a move need not be durable (reading those events again
+/// makes nothing), so a busy district without endpoints costs no fsync
+/// per batch here.
+const CURSOR_SYNC_MS: u64 = 1_000;
 /// Deliveries listed by the delivery log route, newest first.
 pub const DELIVERY_LOG_LIMIT: usize = 100;
 
@@ -92,6 +97,7 @@ impl Webhooks {
             metrics,
             transport,
             senders: HashMap::new(),
+            unsynced: false,
         };
         tasks.spawn("webhook-outbox", |s| outbox.run(requeued, s));
         Ok(Webhooks {
@@ -138,6 +144,8 @@ struct Outbox {
     metrics: Arc<Metrics>,
     transport: Arc<sender::Http>,
     senders: HashMap<WebhookId, mpsc::UnboundedSender<Delivery>>,
+    /// The cursor moved without a sync (past events that made nothing).
+    unsynced: bool,
 }
 
 impl Outbox {
@@ -158,6 +166,7 @@ impl Outbox {
             Err(e) => tracing::error!(error = %e, "webhooks: pending deliveries not read"),
         }
         let mut behind = true;
+        let mut sync_cursor = tokio::time::interval(Duration::from_millis(CURSOR_SYNC_MS));
         loop {
             if behind {
                 tokio::select! {
@@ -190,8 +199,19 @@ impl Outbox {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 Some(d) = requeued.recv() => self.dispatch(d, &spawner),
-                () = shutdown.triggered() => return,
+                _ = sync_cursor.tick(), if self.unsynced => self.sync_cursor().await,
+                () = shutdown.triggered() => {
+                    self.sync_cursor().await;
+                    return;
+                }
             }
+        }
+    }
+
+    async fn sync_cursor(&mut self) {
+        match self.store.sync().await {
+            Ok(()) => self.unsynced = false,
+            Err(e) => tracing::warn!(error = %e, "webhooks: cursor not synced"),
         }
     }
 
@@ -200,6 +220,20 @@ impl Outbox {
     async fn catch_up(&mut self, spawner: &Shutdown) -> Result<(), String> {
         let state = self.district.state();
         let upto = state.last_seq();
+        // No endpoint wants an event from before the oldest registration,
+        // so those are not read (a node without endpoints reads nothing).
+        let floor = state
+            .webhooks()
+            .iter()
+            .map(|e| e.registered_seq())
+            .min()
+            .unwrap_or(upto);
+        if self.store.cursor().map_err(|e| e.to_string())? < floor {
+            self.store
+                .advance_cursor(floor.min(upto))
+                .map_err(|e| e.to_string())?;
+            self.unsynced = true;
+        }
         loop {
             let cursor = self.store.cursor().map_err(|e| e.to_string())?;
             if cursor >= upto {
@@ -227,7 +261,8 @@ impl Outbox {
     }
 
     /// Queues the deliveries of `events` (those after the cursor), moves the
-    /// cursor past them, syncs once, then hands them to the senders. A batch
+    /// cursor past them, syncs once, then hands them to the senders (a
+    /// batch that makes none moves the cursor without a sync). A batch
     /// that does not start right after the cursor is left to `catch_up`.
     async fn take(
         &mut self,
@@ -264,14 +299,19 @@ impl Outbox {
                 }
             }
         }
-        self.store.append(&new, last).await?;
-        if !new.is_empty() {
-            tracing::debug!(
-                deliveries = new.len(),
-                cursor = last,
-                "webhooks: deliveries queued"
-            );
+        if new.is_empty() {
+            self.store.advance_cursor(last)?;
+            self.unsynced = true;
+            return Ok(());
         }
+        // The deliveries and the cursor past them: one batch, one sync.
+        self.store.append(&new, last).await?;
+        self.unsynced = false;
+        tracing::debug!(
+            deliveries = new.len(),
+            cursor = last,
+            "webhooks: deliveries queued"
+        );
         for d in new {
             self.dispatch(d, spawner);
         }

@@ -184,6 +184,20 @@ impl DeliveryStore {
         Ok(())
     }
 
+    /// Moves the cursor past events that made no deliveries, without a
+    /// sync: losing it in a crash only means reading those events again,
+    /// which makes nothing (see `webhooks::Outbox::take`).
+    pub fn advance_cursor(&self, cursor: u64) -> Result<(), DeliveryStoreError> {
+        self.meta.insert(CURSOR_KEY, &cursor.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub async fn sync(&self) -> Result<(), DeliveryStoreError> {
+        self.db.flush_and_sync().await?;
+        Ok(())
+    }
+
     /// Rewrites one delivery (an attempt's result, a redelivery), durably.
     pub async fn put(&self, d: &Delivery) -> Result<(), DeliveryStoreError> {
         self.deliveries
