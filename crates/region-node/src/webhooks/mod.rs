@@ -44,11 +44,6 @@ use store::{Delivery, DeliveryState, DeliveryStore, DeliveryStoreError};
 const CATCH_UP_RECORDS: usize = 1024;
 /// Pause before trying again after the outbox could not be written.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
-/// How often a cursor moved only past events that made no deliveries is
-/// synced. Such a move need not be durable (reading those events again
-/// makes nothing), so a busy district without endpoints costs no fsync
-/// per batch here.
-const CURSOR_SYNC_MS: u64 = 1_000;
 /// Deliveries listed by the delivery log route, newest first.
 pub const DELIVERY_LOG_LIMIT: usize = 100;
 
@@ -97,7 +92,7 @@ impl Webhooks {
             metrics,
             transport,
             senders: HashMap::new(),
-            unsynced: false,
+            cursor: None,
         };
         tasks.spawn("webhook-outbox", |s| outbox.run(requeued, s));
         Ok(Webhooks {
@@ -144,8 +139,12 @@ struct Outbox {
     metrics: Arc<Metrics>,
     transport: Arc<sender::Http>,
     senders: HashMap<WebhookId, mpsc::UnboundedSender<Delivery>>,
-    /// The cursor moved without a sync (past events that made nothing).
-    unsynced: bool,
+    /// The last log seq taken, when it is ahead of the stored one: a move
+    /// past events that made no deliveries is not synced (reading those
+    /// events again after a crash makes nothing), so a busy district whose
+    /// events no endpoint wants costs no fsync per batch. Written with the
+    /// next deliveries, and at shutdown.
+    cursor: Option<u64>,
 }
 
 impl Outbox {
@@ -166,7 +165,6 @@ impl Outbox {
             Err(e) => tracing::error!(error = %e, "webhooks: pending deliveries not read"),
         }
         let mut behind = true;
-        let mut sync_cursor = tokio::time::interval(Duration::from_millis(CURSOR_SYNC_MS));
         loop {
             if behind {
                 tokio::select! {
@@ -199,19 +197,33 @@ impl Outbox {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 Some(d) = requeued.recv() => self.dispatch(d, &spawner),
-                _ = sync_cursor.tick(), if self.unsynced => self.sync_cursor().await,
                 () = shutdown.triggered() => {
-                    self.sync_cursor().await;
+                    self.save_cursor().await;
                     return;
                 }
             }
         }
     }
 
-    async fn sync_cursor(&mut self) {
-        match self.store.sync().await {
-            Ok(()) => self.unsynced = false,
-            Err(e) => tracing::warn!(error = %e, "webhooks: cursor not synced"),
+    /// Stores the cursor reached (shutdown), so the next start does not
+    /// read those events again.
+    async fn save_cursor(&mut self) {
+        let Some(cursor) = self.cursor else { return };
+        let saved = match self.store.advance_cursor(cursor) {
+            Ok(()) => self.store.sync().await,
+            Err(e) => Err(e),
+        };
+        match saved {
+            Ok(()) => self.cursor = None,
+            Err(e) => tracing::warn!(error = %e, "webhooks: cursor not saved"),
+        }
+    }
+
+    /// The last log seq taken.
+    fn cursor(&self) -> Result<u64, DeliveryStoreError> {
+        match self.cursor {
+            Some(c) => Ok(c),
+            None => self.store.cursor(),
         }
     }
 
@@ -220,22 +232,10 @@ impl Outbox {
     async fn catch_up(&mut self, spawner: &Shutdown) -> Result<(), String> {
         let state = self.district.state();
         let upto = state.last_seq();
-        // No endpoint wants an event from before the oldest registration,
-        // so those are not read (a node without endpoints reads nothing).
-        let floor = state
-            .webhooks()
-            .iter()
-            .map(|e| e.registered_seq())
-            .min()
-            .unwrap_or(upto);
-        if self.store.cursor().map_err(|e| e.to_string())? < floor {
-            self.store
-                .advance_cursor(floor.min(upto))
-                .map_err(|e| e.to_string())?;
-            self.unsynced = true;
-        }
         loop {
-            let cursor = self.store.cursor().map_err(|e| e.to_string())?;
+            let cursor = self
+                .skip_unwanted(&state, upto)
+                .map_err(|e| e.to_string())?;
             if cursor >= upto {
                 return Ok(());
             }
@@ -270,10 +270,10 @@ impl Outbox {
         state: &DistrictState,
         spawner: &Shutdown,
     ) -> Result<(), DeliveryStoreError> {
-        let cursor = self.store.cursor()?;
         let Some(last) = events.last().map(|e| e.seq) else {
             return Ok(());
         };
+        let cursor = self.skip_unwanted(state, last)?;
         if last <= cursor {
             return Ok(());
         }
@@ -300,13 +300,12 @@ impl Outbox {
             }
         }
         if new.is_empty() {
-            self.store.advance_cursor(last)?;
-            self.unsynced = true;
+            self.cursor = Some(last);
             return Ok(());
         }
         // The deliveries and the cursor past them: one batch, one sync.
         self.store.append(&new, last).await?;
-        self.unsynced = false;
+        self.cursor = None;
         tracing::debug!(
             deliveries = new.len(),
             cursor = last,
@@ -316,6 +315,29 @@ impl Outbox {
             self.dispatch(d, spawner);
         }
         Ok(())
+    }
+
+    /// The cursor, moved (in memory) up to the oldest endpoint's
+    /// registration: no endpoint wants anything before it, so a node without
+    /// endpoints reads and writes nothing. At most `upto`.
+    fn skip_unwanted(
+        &mut self,
+        state: &DistrictState,
+        upto: u64,
+    ) -> Result<u64, DeliveryStoreError> {
+        let floor = state
+            .webhooks()
+            .iter()
+            .map(|e| e.registered_seq())
+            .min()
+            .unwrap_or(upto)
+            .min(upto);
+        let cursor = self.cursor()?;
+        if cursor < floor {
+            self.cursor = Some(floor);
+            return Ok(floor);
+        }
+        Ok(cursor)
     }
 
     /// Hands a durable pending delivery to its endpoint's sender, starting
