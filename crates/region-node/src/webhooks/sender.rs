@@ -187,34 +187,7 @@ pub async fn run<T: Transport>(
             ) {
                 let Some(d) = pending.get(&seq) else { continue };
                 busy.insert(d.stream.clone());
-                let t = now.timestamp();
-                let headers = vec![
-                    (
-                        SIGNATURE_HEADER,
-                        signature(endpoint.secret(), t, d.body.as_bytes()),
-                    ),
-                    (DELIVERY_HEADER, d.header_id()),
-                    (EVENT_HEADER, d.event_type.clone()),
-                ];
-                let (url, body, transport) = (
-                    endpoint.url().to_string(),
-                    d.body.clone(),
-                    transport.clone(),
-                );
-                in_flight.push(async move {
-                    let started = std::time::Instant::now();
-                    let limit = Duration::from_millis(ATTEMPT_TIMEOUT_MS);
-                    let outcome = match tokio::time::timeout(
-                        limit,
-                        transport.post(&url, headers, body),
-                    )
-                    .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(format!("no answer within {ATTEMPT_TIMEOUT_MS} ms")),
-                    };
-                    (seq, outcome, started.elapsed())
-                });
+                in_flight.push(attempt(transport.clone(), endpoint, d, now));
             }
         }
         tokio::select! {
@@ -223,8 +196,8 @@ pub async fn run<T: Transport>(
                 busy.remove(&d.stream);
                 settle(&mut d, outcome, took, clock.now(), &metrics);
                 if let Err(e) = store.put(&d).await {
-                    // Kept in memory and retried; at worst a restart sends
-                    // it again (at least once).
+                    // The sender goes on from what it knows; at worst a
+                    // restart sends this delivery again (at least once).
                     tracing::error!(endpoint = %endpoint_id, seq, error = %e, "webhooks: attempt result not stored");
                 }
                 if d.state == DeliveryState::Pending {
@@ -239,7 +212,10 @@ pub async fn run<T: Transport>(
                         metrics.webhook_backlog.fetch_add(1, Relaxed);
                     }
                 }
-                None => return,
+                None => {
+                    metrics.webhook_backlog.fetch_sub(pending.len() as i64, Relaxed);
+                    return;
+                }
             },
             _ = tick.tick() => {}
             () = shutdown.triggered() => {
@@ -249,6 +225,34 @@ pub async fn run<T: Transport>(
                 return;
             }
         }
+    }
+}
+
+/// One signed POST of `d` at `now`, bounded by [`ATTEMPT_TIMEOUT_MS`]:
+/// its seq, the outcome and how long it took.
+fn attempt<T: Transport>(
+    transport: Arc<T>,
+    endpoint: &district::webhooks::Endpoint,
+    d: &Delivery,
+    now: DateTime<Utc>,
+) -> impl Future<Output = (u64, Result<u16, String>, Duration)> + Send + 'static {
+    let headers = vec![
+        (
+            SIGNATURE_HEADER,
+            signature(endpoint.secret(), now.timestamp(), d.body.as_bytes()),
+        ),
+        (DELIVERY_HEADER, d.header_id()),
+        (EVENT_HEADER, d.event_type.clone()),
+    ];
+    let (seq, url, body) = (d.seq, endpoint.url().to_string(), d.body.clone());
+    async move {
+        let started = std::time::Instant::now();
+        let limit = Duration::from_millis(ATTEMPT_TIMEOUT_MS);
+        let outcome = match tokio::time::timeout(limit, transport.post(&url, headers, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {ATTEMPT_TIMEOUT_MS} ms")),
+        };
+        (seq, outcome, started.elapsed())
     }
 }
 
