@@ -238,6 +238,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the documented pattern (the OpenAPI document's) accepts,
+        /// the node accepts: schemathesis sends such URLs and expects a 2xx.
+        #[test]
+        fn every_url_the_pattern_accepts_is_accepted(
+            url in proptest::string::string_regex(
+                URL_PATTERN.trim_start_matches('^').trim_end_matches('$'),
+            )
+            .unwrap()
+        ) {
+            proptest::prop_assert!(url.len() > MAX_URL_BYTES || url_ok(&url), "{}", url);
+        }
+    }
+
     #[test]
     fn bad_urls_and_secrets_are_refused() {
         let secret = "0123456789abcdef";
