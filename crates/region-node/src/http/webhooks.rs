@@ -158,3 +158,30 @@ pub async fn redeliver(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The URL rule is stated twice, in the code and in the contract; they
+    /// must be the same pattern (the protocol crate checks the code against
+    /// it).
+    #[test]
+    fn the_openapi_url_pattern_is_the_one_the_node_enforces() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        let spec = &doc["components"]["schemas"]["WebhookSpec"]["properties"];
+        assert_eq!(
+            spec["url"]["pattern"],
+            protocol::webhooks::URL_PATTERN,
+            "update openapi.json's WebhookSpec.url"
+        );
+        assert_eq!(spec["url"]["maxLength"], protocol::webhooks::MAX_URL_BYTES);
+        assert_eq!(
+            spec["secret"]["minLength"],
+            protocol::webhooks::MIN_SECRET_BYTES
+        );
+        assert_eq!(
+            spec["secret"]["maxLength"],
+            protocol::webhooks::MAX_SECRET_BYTES
+        );
+    }
+}
