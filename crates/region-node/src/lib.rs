@@ -14,6 +14,8 @@
 //! - [`timers`]: fires due order timers; [`schedule_tick`]: plan charges
 //!   and materialisation; [`nats`]: outbox relay and payment results over
 //!   JetStream.
+//! - [`webhooks`]: the webhook outbox fed by the committed feed, and one
+//!   sender per endpoint (signed, retried, in order per stream).
 //! - [`lifecycle`]: the stop signal every background task receives, and
 //!   the wait for them at shutdown.
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
