@@ -32,6 +32,7 @@ pub mod query;
 pub mod schedule;
 pub mod stock;
 pub mod waitlist;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
 pub use promotions::PromotionCommand;
 pub use schedule::ScheduleCommand;
 pub use waitlist::{WaitlistCommand, WaitlistPolicy};
+pub use webhooks::WebhookCommand;
 
 /// Everything a command may need besides the state: the district's identity
 /// and the time, passed in so the core never reads a clock.
@@ -92,6 +94,8 @@ pub enum Command {
     Waitlist(WaitlistCommand),
     /// Pickup reminders and quiet hours.
     Notification(NotificationCommand),
+    /// Webhook endpoints (admin).
+    Webhook(WebhookCommand),
     /// A payment result from the payments service, for an order or a plan
     /// charge (the outbox knows which). `pickup_code` is drawn by the
     /// adapter (randomness is IO) and used if the result completes a
@@ -205,6 +209,8 @@ pub struct DistrictState {
     /// Each customer's notifications of the last day, pending pickup
     /// reminders and quiet hours.
     notifications: notifications::Notifications,
+    /// Webhook endpoints registered by admins.
+    webhooks: webhooks::Webhooks,
 }
 
 /// The shape of [`DistrictState`] as a snapshot stores it. A snapshot is a
@@ -284,6 +290,10 @@ impl DistrictState {
         &self.notifications
     }
 
+    pub fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.webhooks
+    }
+
     /// Shorthand for `stock().level(..)`.
     pub fn stock_level(&self, fridge: &str, meal: &str) -> StockLevel {
         self.stock.level(fridge, meal)
@@ -304,6 +314,7 @@ pub fn decide(
         Command::Promotion(c) => promotions::decide(state, c, ctx),
         Command::Waitlist(c) => waitlist::decide(state, c, ctx),
         Command::Notification(c) => notifications::decide(state, c, ctx),
+        Command::Webhook(c) => webhooks::decide(state, c, ctx),
         Command::RecordPayment {
             result,
             pickup_code,
@@ -368,6 +379,7 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         Event::Promotion(e) => promotions::evolve(state, e),
         Event::Waitlist(e) => waitlist::evolve(state, e, rec),
         Event::Notification(e) => notifications::evolve(state, e),
+        Event::Webhook(e) => webhooks::evolve(state, e, rec),
     };
     // Not a second handler of the event: a reader of what the order
     // handlers decided, queueing what it means for the points ledger.

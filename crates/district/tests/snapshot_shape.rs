@@ -5,7 +5,8 @@
 //! (postcard of `DistrictState`) of a fixed history touching every part of
 //! the state: catalog, stock and lots, orders in several states with their
 //! timers and indexes, the outbox, a weekly plan with its charge, and
-//! promotions (a campaign, a coupon use, a subsidy) with priced orders. If you
+//! promotions (a campaign, a coupon use, a subsidy) with priced orders, and
+//! webhook endpoints (one disabled). If you
 //! change a type the state holds so that its serialized form changes, this
 //! test fails: bump `STATE_SNAPSHOT_VERSION` (old snapshots are then skipped
 //! and the log replayed, which is always correct) and write the new golden
@@ -14,7 +15,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use district::{
     CatalogCommand, Command, Context, DistrictState, OrderCommand, PromotionCommand,
-    ScheduleCommand, STATE_SNAPSHOT_VERSION,
+    ScheduleCommand, WebhookCommand, STATE_SNAPSHOT_VERSION,
 };
 use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, OrderItem, PlaceOrder};
@@ -23,6 +24,8 @@ use protocol::promotions::{
     Budget, CampaignSpec, CouponDiscount, CouponSpec, PromoRule, Stacking, SubsidySpec,
 };
 use protocol::schedule::{PlanDay, PlanSpec};
+use protocol::webhooks::{WebhookFamily, WebhookSpec};
+use protocol::WebhookId;
 use protocol::{CampaignId, CouponCode, DistrictId, FridgeId, MealId, PlanId, SubsidyId};
 
 mod support;
@@ -104,6 +107,33 @@ fn history() -> DistrictState {
         &mut state,
         &ctx,
         Command::Schedule(ScheduleCommand::Tick { policy }),
+    );
+    // Two webhook endpoints, one of them disabled.
+    for (id, families) in [
+        (
+            "w-golden-1",
+            vec![WebhookFamily::Orders, WebhookFamily::Stock],
+        ),
+        ("w-golden-2", vec![WebhookFamily::Kitchens]),
+    ] {
+        let spec = WebhookSpec {
+            url: "https://erp.example.com/larder".into(),
+            families,
+            secret: "whsec-0123456789abcdef".into(),
+        };
+        let endpoint_id = WebhookId::from_static(id);
+        run(
+            &mut state,
+            &ctx,
+            Command::Webhook(WebhookCommand::Register { endpoint_id, spec }),
+        );
+    }
+    run(
+        &mut state,
+        &ctx,
+        Command::Webhook(WebhookCommand::Disable {
+            endpoint_id: WebhookId::from_static("w-golden-2"),
+        }),
     );
     state
 }

@@ -235,6 +235,8 @@ pub enum Event {
     /// Pickup reminders and quiet hours (most notifications are derived
     /// from the other events: see `district::notifications`).
     Notification(crate::notifications::NotificationEvent),
+    /// Webhook endpoints registered and disabled by admins.
+    Webhook(crate::webhooks::WebhookEvent),
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -312,6 +314,7 @@ impl Event {
             Event::Promotion(e) => e.stream(),
             Event::Waitlist(e) => e.stream(),
             Event::Notification(e) => e.stream(),
+            Event::Webhook(e) => e.stream(),
         }
     }
 
@@ -355,6 +358,7 @@ impl Event {
             Event::Promotion(e) => e.kind(),
             Event::Waitlist(e) => e.kind(),
             Event::Notification(e) => e.kind(),
+            Event::Webhook(e) => e.kind(),
         }
     }
 }

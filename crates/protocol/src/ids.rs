@@ -335,6 +335,20 @@ impl PlanId {
     }
 }
 
+id_type!(
+    /// Identifier of a webhook endpoint: a ULID the node draws at
+    /// registration.
+    WebhookId,
+    max_len = MAX_ID_LEN
+);
+
+/// Webhook endpoints are named by a ULID.
+impl From<ulid::Ulid> for WebhookId {
+    fn from(id: ulid::Ulid) -> WebhookId {
+        WebhookId(id.to_string())
+    }
+}
+
 /// App and POS orders are named by a ULID: 26 letters and digits.
 impl From<ulid::Ulid> for OrderId {
     fn from(id: ulid::Ulid) -> OrderId {

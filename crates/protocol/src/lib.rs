@@ -28,12 +28,14 @@ pub mod schedule;
 pub mod stream;
 pub mod validation;
 pub mod waitlist;
+pub mod webhooks;
 
 pub use envelope::EventEnvelope;
 pub use events::Event;
 pub use stream::StreamId;
 pub use validation::{IdError, ValidationError};
 
+pub use ids::WebhookId;
 pub use ids::{
     CampaignId, ChargeId, CouponCode, DistrictId, FridgeId, KitchenId, MealId, OrderId, PlanId,
     SubsidyId, WaitlistId, MAX_ID_LEN, MAX_PLAN_ID_LEN,

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 
 use crate::orders::OrderId;
 use crate::schedule::PlanId;
-use crate::{CampaignId, CouponCode, FridgeId, MealId, SubsidyId};
+use crate::{CampaignId, CouponCode, FridgeId, MealId, SubsidyId, WebhookId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamId {
@@ -31,6 +31,8 @@ pub enum StreamId {
     Waitlist(crate::WaitlistId),
     /// Pickup reminders and customers' quiet hours.
     Notifications,
+    /// A webhook endpoint's registration.
+    Webhook(WebhookId),
 }
 
 impl fmt::Display for StreamId {
@@ -49,6 +51,7 @@ impl fmt::Display for StreamId {
             StreamId::Loyalty => write!(f, "loyalty"),
             StreamId::Waitlist(id) => write!(f, "waitlist-{id}"),
             StreamId::Notifications => write!(f, "notifications"),
+            StreamId::Webhook(id) => write!(f, "webhook-{id}"),
         }
     }
 }

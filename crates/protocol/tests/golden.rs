@@ -21,6 +21,8 @@ use protocol::promotions::{
     CampaignDiscount, CouponUse, LinePrice, PointsSpend, PriceSplit, PromotionEvent, SubsidyShare,
 };
 use protocol::schedule::{ScheduleEvent, WithdrawReason};
+use protocol::webhooks::{WebhookEvent, WebhookFamily};
+use protocol::WebhookId;
 use protocol::{CampaignId, CouponCode, SubsidyId};
 use protocol::{DistrictId, Event, EventEnvelope, FridgeId, KitchenId, MealId, OrderId, PlanId};
 
@@ -99,6 +101,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::Promotion(_) => (29, "Promotion"),
         Event::Waitlist(_) => (30, "Waitlist"),
         Event::Notification(_) => (31, "Notification"),
+        Event::Webhook(_) => (32, "Webhook"),
     }
 }
 
@@ -334,6 +337,12 @@ fn samples() -> Vec<Event> {
             customer: "alice".into(),
             pickup_deadline: at(),
         }),
+        Event::Webhook(WebhookEvent::EndpointRegistered {
+            endpoint_id: WebhookId::from_static("01JDQW0000000000000000HOOK"),
+            url: "https://erp.example.com/larder".into(),
+            families: vec![WebhookFamily::Orders, WebhookFamily::Kitchens],
+            secret: "whsec-0123456789abcdef".into(),
+        }),
     ]
 }
 
@@ -491,6 +500,22 @@ fn nested_enum_indices_are_stable() {
             WithdrawReason::NotDelivered => 3,
             WithdrawReason::NotProduced => 4,
             WithdrawReason::FridgeUnavailable => 5,
+        },
+    );
+    check(
+        &[
+            WebhookFamily::Orders,
+            WebhookFamily::Stock,
+            WebhookFamily::Fridges,
+            WebhookFamily::Plans,
+            WebhookFamily::Kitchens,
+        ],
+        |v| match v {
+            WebhookFamily::Orders => 0,
+            WebhookFamily::Stock => 1,
+            WebhookFamily::Fridges => 2,
+            WebhookFamily::Plans => 3,
+            WebhookFamily::Kitchens => 4,
         },
     );
 }

@@ -16,6 +16,8 @@
 //! - [`timers`]: fires due order timers; [`schedule_tick`]: plan charges
 //!   and materialisation; [`nats`]: outbox relay and payment results over
 //!   JetStream.
+//! - [`webhooks`]: the webhook outbox fed by the committed feed, and one
+//!   sender per endpoint (signed, retried, in order per stream).
 //! - [`lifecycle`]: the stop signal every background task receives, and
 //!   the wait for them at shutdown.
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
@@ -37,6 +39,7 @@ pub mod store;
 pub mod tick;
 pub mod timers;
 pub mod waitlist_tick;
+pub mod webhooks;
 pub mod writer;
 
 use std::future::Future;
@@ -74,6 +77,8 @@ pub enum NodeError {
     Peers(#[from] reqwest::Error),
     #[error("recording the loyalty rules: {0}")]
     LoyaltyRules(writer::WriteError),
+    #[error("webhook outbox: {0}")]
+    Webhooks(String),
 }
 
 /// Opens the store, recovers the state and starts the writer, which runs
@@ -186,6 +191,15 @@ pub async fn serve(
         tasks.spawn("points-ledger", |s| fleet::points::run(l, d, c, s));
         ledger
     });
+    // Webhooks read the committed feed and, to catch up, the log.
+    let webhooks = webhooks::Webhooks::start(
+        &config.data_dir,
+        district.clone(),
+        log_reader.clone(),
+        opts.clock.clone(),
+        metrics.clone(),
+        &tasks,
+    )?;
     let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
@@ -209,6 +223,7 @@ pub async fn serve(
         pickup_attempts: Arc::default(),
         shutdown: tasks.shutdown(),
         log: log_reader,
+        webhooks,
     };
     let app = http::router(state);
     let server = http::server::run(listener, app, tasks.shutdown());

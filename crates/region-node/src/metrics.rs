@@ -2,7 +2,7 @@
 //! atomics are all the node needs, and it keeps the dependency tree small.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,13 @@ pub struct Metrics {
     pub pushes_sent: AtomicU64,
     pub push_failures: AtomicU64,
     pub pushes_dropped: AtomicU64,
+    /// Webhooks (`webhooks/`): deliveries answered 2xx, attempts that were
+    /// not, deliveries given up after the retry window, and deliveries
+    /// pending in the senders now.
+    pub webhook_delivered: AtomicU64,
+    pub webhook_attempts_failed: AtomicU64,
+    pub webhook_failed: AtomicU64,
+    pub webhook_backlog: AtomicI64,
 }
 
 impl Metrics {
@@ -86,6 +93,7 @@ impl Metrics {
         self.render_recovery(&mut out);
         self.render_http(&mut out);
         self.render_commit_histogram(&mut out);
+        self.render_webhooks(&mut out);
         for (name, help, v) in gauges {
             gauge(&mut out, name, help, *v);
         }
@@ -236,6 +244,37 @@ impl Metrics {
             self.commit_micros_sum.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count {batches}");
+    }
+}
+
+impl Metrics {
+    fn render_webhooks(&self, out: &mut String) {
+        for (name, help, v) in [
+            (
+                "larder_webhook_deliveries_total",
+                "Webhook deliveries answered with a 2xx.",
+                &self.webhook_delivered,
+            ),
+            (
+                "larder_webhook_attempts_failed_total",
+                "Webhook attempts without a 2xx answer (each is retried).",
+                &self.webhook_attempts_failed,
+            ),
+            (
+                "larder_webhook_deliveries_failed_total",
+                "Webhook deliveries given up after the retry window (alert on any).",
+                &self.webhook_failed,
+            ),
+        ] {
+            counter(out, name, help, v.load(Relaxed));
+        }
+        let backlog = self.webhook_backlog.load(Relaxed).max(0) as u64;
+        gauge(
+            out,
+            "larder_webhook_backlog",
+            "Webhook deliveries pending in the senders.",
+            backlog,
+        );
     }
 }
 

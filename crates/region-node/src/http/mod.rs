@@ -23,6 +23,7 @@ pub mod promotions;
 pub mod server;
 pub mod subscriptions;
 pub mod waitlist;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub shutdown: crate::lifecycle::Shutdown,
     /// The event log, read-only: `GET /v1/admin/log` (backup, export).
     pub log: crate::store::LogReader,
+    /// The webhook outbox: delivery logs and redelivery.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// Longest request target (path and query) answered, in bytes: 414 above.
@@ -165,6 +168,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/me/quiet-hours",
             get(notifications::quiet_hours).put(notifications::set_quiet_hours),
         )
+        .merge(webhook_routes())
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
         .fallback(not_found)
@@ -209,6 +213,27 @@ fn promotion_routes() -> Router<AppState> {
             get(promotions::statement),
         )
         .route("/v1/admin/promotions/report", get(promotions::report))
+}
+
+/// The webhook admin routes (`http/webhooks.rs`).
+fn webhook_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/admin/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/v1/admin/webhooks/{endpoint_id}",
+            get(webhooks::one).delete(webhooks::disable),
+        )
+        .route(
+            "/v1/admin/webhooks/{endpoint_id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/v1/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
 }
 
 async fn not_found() -> ApiError {
