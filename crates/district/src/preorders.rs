@@ -26,6 +26,7 @@
 //! order ahead does not have.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use protocol::orders::Withdrawal;
 use protocol::orders::{Channel, OrderStatus, RefundReason};
 use protocol::schedule::ScheduleEvent;
 use protocol::Event;
@@ -239,6 +240,50 @@ fn refund(order: &Order, reason: RefundReason) -> Event {
         amount: charged.amount_minor,
         currency: charged.currency,
         reason,
+    }
+}
+
+/// The order-book side of an order ahead's schedule events (its day, paid,
+/// withdrawn); the scheduler's side is `ScheduleState::apply`. Called by
+/// `schedule::evolve` for every schedule event; others are ignored.
+pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: crate::Recorded) {
+    match e {
+        ScheduleEvent::PreorderPlaced {
+            order_id,
+            date,
+            kitchen_id,
+            cancel_until,
+        } => {
+            let preorder = crate::orders::Preorder {
+                date: *date,
+                kitchen_id: kitchen_id.clone(),
+                cancel_until: *cancel_until,
+            };
+            state.orders.update(order_id, |order| {
+                order.delivery_date = Some(preorder.date);
+                order.preorder = Some(preorder);
+            });
+        }
+        ScheduleEvent::PreorderScheduled { order_id, .. } => {
+            state.orders.update(order_id, |order| {
+                order.timer = None; // Paid: the payment timeout is done.
+                order.advance(OrderStatus::Scheduled, rec.at);
+            });
+        }
+        ScheduleEvent::PreorderWithdrawn {
+            order_id, reason, ..
+        } => {
+            let withdrawn = Withdrawal {
+                reason: *reason,
+                credited: 0, // Refunded instead (`RefundRequested` follows).
+            };
+            state.orders.update(order_id, |order| {
+                order.timer = None;
+                order.withdrawn = Some(withdrawn);
+                order.advance(OrderStatus::Cancelled, rec.at);
+            });
+        }
+        _ => {}
     }
 }
 

@@ -262,6 +262,7 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded
         Arc::make_mut(&mut state.schedule).apply(e);
     }
     evolve_orders(state, e, rec);
+    crate::preorders::evolve(state, e, rec);
     evolve_payments(state, e, rec);
     false
 }
@@ -322,41 +323,6 @@ fn evolve_orders(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded) {
         }
         ScheduleEvent::OrderDispatched { order_id } => {
             advance(state, order_id, OrderStatus::Dispatched, rec)
-        }
-        ScheduleEvent::PreorderPlaced {
-            order_id,
-            date,
-            kitchen_id,
-            cancel_until,
-        } => {
-            let preorder = super::orders::Preorder {
-                date: *date,
-                kitchen_id: kitchen_id.clone(),
-                cancel_until: *cancel_until,
-            };
-            state.orders.update(order_id, |order| {
-                order.delivery_date = Some(preorder.date);
-                order.preorder = Some(preorder);
-            });
-        }
-        ScheduleEvent::PreorderScheduled { order_id, .. } => {
-            state.orders.update(order_id, |order| {
-                order.timer = None; // Paid: the payment timeout is done.
-                order.advance(OrderStatus::Scheduled, rec.at);
-            });
-        }
-        ScheduleEvent::PreorderWithdrawn {
-            order_id, reason, ..
-        } => {
-            let withdrawn = Withdrawal {
-                reason: *reason,
-                credited: 0, // Refunded instead (`RefundRequested` follows).
-            };
-            state.orders.update(order_id, |order| {
-                order.timer = None;
-                order.withdrawn = Some(withdrawn);
-                order.advance(OrderStatus::Cancelled, rec.at);
-            });
         }
         ScheduleEvent::OrderAvailableForPicking {
             order_id,

@@ -406,20 +406,20 @@ fn tick(state: &DistrictState, now: DateTime<Utc>, policy: WaitlistPolicy) -> Ve
 pub(crate) fn holds_for_order(
     state: &DistrictState,
     customer: &str,
-    fridge_id: &FridgeId,
-    items: &[(MealId, u32)],
+    request: &protocol::orders::PlaceOrder,
     order_id: &OrderId,
 ) -> (Vec<u32>, Vec<Event>) {
     let wl = &state.waitlist;
+    let items = &request.items;
     if wl.holding.is_empty() {
         return (vec![0; items.len()], vec![]);
     }
     let mut extra = Vec::with_capacity(items.len());
     let mut events = vec![];
-    for (meal_id, qty) in items {
+    for item in items {
         let mine: Vec<&Entry> = wl
-            .holds_of(customer, fridge_id, meal_id)
-            .take(*qty as usize)
+            .holds_of(customer, &request.fridge_id, &item.meal_id)
+            .take(item.qty as usize)
             .collect();
         extra.push(u32::try_from(mine.len()).unwrap_or(0));
         events.extend(mine.into_iter().map(|e| {

@@ -241,7 +241,33 @@ pub(crate) struct Placement {
     pub referral: Option<String>,
 }
 
+/// The checks every confirm shares (a retry's first answer, the request's
+/// own rules), then an order for now or an order ahead.
 fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event>, DomainError> {
+    if let Some((key, fingerprint)) = &p.idempotency {
+        if let Some((_, first)) = state.orders.by_idempotency_key(&p.customer, key) {
+            return if first == fingerprint {
+                Ok(vec![]) // The first answer stands; the adapter reads it back.
+            } else {
+                Err(DomainError::IdempotencyKeyReused)
+            };
+        }
+    }
+    p.request
+        .validate()
+        .map_err(|e| DomainError::Invalid(e.to_string()))?;
+    match p.request.pickup_date {
+        Some(date) => crate::preorders::place(state, p, date, ctx),
+        None => place_now(state, p, ctx),
+    }
+}
+
+/// An order from what is on the shelf now: reserved at once.
+fn place_now(
+    state: &DistrictState,
+    p: Placement,
+    ctx: &Context,
+) -> Result<Vec<Event>, DomainError> {
     let Placement {
         order_id,
         customer,
@@ -250,29 +276,6 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
         idempotency,
         referral,
     } = p;
-    if let Some((key, fingerprint)) = &idempotency {
-        if let Some((_, first)) = state.orders.by_idempotency_key(&customer, key) {
-            return if first == fingerprint {
-                Ok(vec![]) // The first answer stands; the adapter reads it back.
-            } else {
-                Err(DomainError::IdempotencyKeyReused)
-            };
-        }
-    }
-    request
-        .validate()
-        .map_err(|e| DomainError::Invalid(e.to_string()))?;
-    if let Some(date) = request.pickup_date {
-        let p = Placement {
-            order_id,
-            customer,
-            channel,
-            request,
-            idempotency,
-            referral,
-        };
-        return crate::preorders::place(state, p, date, ctx);
-    }
     let fridge = state
         .catalog
         .fridge(&request.fridge_id)
@@ -287,20 +290,7 @@ fn place(state: &DistrictState, p: Placement, ctx: &Context) -> Result<Vec<Event
     }
     // Units a waitlist hold keeps for this customer count as theirs.
     let (held, hold_events) = match channel {
-        Channel::App => {
-            let items: Vec<(MealId, u32)> = request
-                .items
-                .iter()
-                .map(|i| (i.meal_id.clone(), i.qty))
-                .collect();
-            crate::waitlist::holds_for_order(
-                state,
-                &customer,
-                &request.fridge_id,
-                &items,
-                &order_id,
-            )
-        }
+        Channel::App => crate::waitlist::holds_for_order(state, &customer, &request, &order_id),
         Channel::Pos => (vec![0; request.items.len()], vec![]),
     };
     let (lines, currency) = lines_in_stock(state, &request, &held)?;
