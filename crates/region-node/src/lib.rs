@@ -159,14 +159,7 @@ pub async fn serve(
     // For `GET /v1/admin/log`. It keeps the tree open as long as the HTTP
     // server holds its state, which `stop` waits for before the writer.
     let log_reader = log.reader();
-    match config.snapshots.store(&config.data_dir) {
-        Some(store) => {
-            let (d, policy, m) = (district.clone(), config.snapshots.policy(), metrics.clone());
-            tasks.spawn("snapshots", |s| snapshot::run(d, log, store, policy, m, s));
-        }
-        // Nobody else may keep the log open past the writer.
-        None => drop(log),
-    }
+    start_snapshots(&config, &district, log, &metrics, &tasks);
     let (nats, hub) = start_tasks(&config, &opts, &district, &metrics, &tasks).await?;
     let customers = fleet.as_ref().map(|f| {
         let index = f.customer_index();
@@ -175,16 +168,7 @@ pub async fn serve(
         index
     });
     let profiles = fleet.as_ref().map(fleet::Fleet::profiles);
-    // Recorded only when they changed: a restart with the same config
-    // submits nothing (and so never waits on the writer to start).
-    let rules = config.loyalty.rules();
-    if district.state().loyalty().rules() != Some(&rules) {
-        let define = district::PromotionCommand::DefineLoyaltyRules { rules };
-        district
-            .submit(district::Command::Promotion(define))
-            .await
-            .map_err(NodeError::LoyaltyRules)?;
-    }
+    record_loyalty_rules(&config, &district).await?;
     let ledger = fleet.as_ref().map(|f| {
         let ledger = f.ledger();
         let (l, d, c) = (ledger.clone(), district.clone(), opts.clock.clone());
@@ -233,6 +217,36 @@ pub async fn serve(
         () = shutdown => None,
     };
     stop(served, server, tasks, writer).await
+}
+
+/// The snapshot task, if snapshots are on; it owns `log` (nobody else may
+/// keep the log open past the writer, so without it `log` is dropped).
+fn start_snapshots(
+    config: &Config,
+    district: &District,
+    log: EventLog,
+    metrics: &Arc<Metrics>,
+    tasks: &Lifecycle,
+) {
+    if let Some(store) = config.snapshots.store(&config.data_dir) {
+        let (d, policy, m) = (district.clone(), config.snapshots.policy(), metrics.clone());
+        tasks.spawn("snapshots", |s| snapshot::run(d, log, store, policy, m, s));
+    }
+}
+
+/// Records the config's loyalty rules, only when they changed: a restart
+/// with the same config submits nothing (and so never waits on the writer
+/// to start).
+async fn record_loyalty_rules(config: &Config, district: &District) -> Result<(), NodeError> {
+    let rules = config.loyalty.rules();
+    if district.state().loyalty().rules() != Some(&rules) {
+        let define = district::PromotionCommand::DefineLoyaltyRules { rules };
+        district
+            .submit(district::Command::Promotion(define))
+            .await
+            .map_err(NodeError::LoyaltyRules)?;
+    }
+    Ok(())
 }
 
 /// The background tasks that feed the writer or read its feed: timers,
