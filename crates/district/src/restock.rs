@@ -164,10 +164,12 @@ fn local_midnight(date: NaiveDate, utc_offset_minutes: i32) -> DateTime<Utc> {
 }
 
 /// Suggestions from the `days` complete district-local days before
-/// `ctx.now`'s day, for every fridge and meal of the catalog with history.
+/// `today` (district-local), for every fridge and meal of the catalog with
+/// history in them.
 pub fn suggestions(
     state: &DistrictState,
-    ctx: &Context,
+    today: NaiveDate,
+    utc_offset_minutes: i32,
     days: u32,
 ) -> Result<Vec<Suggestion>, DomainError> {
     if !(MIN_WINDOW_DAYS..=MAX_WINDOW_DAYS).contains(&days) {
@@ -175,8 +177,7 @@ pub fn suggestions(
             "days must be {MIN_WINDOW_DAYS} to {MAX_WINDOW_DAYS}, got {days}"
         )));
     }
-    let today = ctx.local_now().date();
-    let to = local_midnight(today, ctx.utc_offset_minutes);
+    let to = local_midnight(today, utc_offset_minutes);
     let from = to - Duration::days(i64::from(days));
     let catalog = state.catalog();
     Ok(state
@@ -234,10 +235,13 @@ pub fn decide(
                 .into_iter()
                 .collect())
         }
-        RestockCommand::ApplySuggestions { days } => Ok(suggestions(state, ctx, days)?
-            .into_iter()
-            .filter_map(|s| set_par(state, s.fridge_id, s.meal_id, s.units))
-            .collect()),
+        RestockCommand::ApplySuggestions { days } => {
+            let today = ctx.local_now().date();
+            Ok(suggestions(state, today, ctx.utc_offset_minutes, days)?
+                .into_iter()
+                .filter_map(|s| set_par(state, s.fridge_id, s.meal_id, s.units))
+                .collect())
+        }
     }
 }
 
