@@ -284,7 +284,7 @@ fn without_a_par_level_the_forecast_fills_the_shelf_and_without_either_there_is_
     // Three sold on each of the four Thursdays before: forecast 3.
     let sales: Vec<Sale> = [5, 12, 19]
         .into_iter()
-        .map(|d| day(d))
+        .map(day)
         .chain([NaiveDate::from_ymd_opt(2026, 10, 29).unwrap()])
         .map(|date| Sale {
             date,
