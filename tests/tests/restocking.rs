@@ -254,6 +254,20 @@ async fn bad_par_levels_change_nothing_and_a_restart_keeps_the_good_ones() {
     assert_eq!(r.body["units"], 0, "{}", r.body);
     let r = node.admin().get("/v1/admin/par").await;
     assert_eq!(levels(&r.body), json!([]));
+
+    let openapi = node.anonymous().get("/v1/openapi.json").await;
+    for path in [
+        "/v1/admin/fridges/{fridge_id}/par/{meal_id}",
+        "/v1/admin/par",
+        "/v1/admin/par/suggested",
+        "/v1/admin/par/suggested/apply",
+        "/v1/kitchens/{kitchen_id}/picklist",
+    ] {
+        assert!(
+            openapi.body["paths"].get(path).is_some(),
+            "{path} undocumented"
+        );
+    }
 }
 
 #[tokio::test]
