@@ -111,15 +111,15 @@ impl Restock {
         to: DateTime<Utc>,
     ) -> BTreeMap<(FridgeId, MealId), Tally> {
         let mut out: BTreeMap<(FridgeId, MealId), Tally> = BTreeMap::new();
-        let (first, end) = (bucket_of(from), bucket_of(to));
-        for ((bucket, f, m), t) in self.history.iter() {
-            if *bucket >= end {
-                break;
-            }
-            // A bucket starting before `from` is outside the window.
-            if *bucket >= first && bucket * TALLY_BUCKET_SECS >= from.timestamp() {
-                out.entry((f.clone(), m.clone())).or_default().add(*t);
-            }
+        // A bucket belongs to the window its start falls in.
+        let (first, end) = (first_bucket_from(from), first_bucket_from(to));
+        for ((_, f, m), t) in self
+            .history
+            .iter()
+            .skip_while(|((b, _, _), _)| *b < first)
+            .take_while(|((b, _, _), _)| *b < end)
+        {
+            out.entry((f.clone(), m.clone())).or_default().add(*t);
         }
         out
     }
@@ -128,6 +128,11 @@ impl Restock {
 /// The quarter hour `at` falls in, counted from the epoch.
 fn bucket_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(TALLY_BUCKET_SECS)
+}
+
+/// The first quarter hour starting at or after `at`.
+fn first_bucket_from(at: DateTime<Utc>) -> i64 {
+    (at.timestamp() + TALLY_BUCKET_SECS - 1).div_euclid(TALLY_BUCKET_SECS)
 }
 
 /// The par the history suggests (see the module docs for the rule).
@@ -556,5 +561,8 @@ mod tests {
         assert_eq!(bucket_of(at(899)), 0);
         assert_eq!(bucket_of(at(900)), 1);
         assert_eq!(bucket_of(at(-1)), -1);
+        assert_eq!(first_bucket_from(at(0)), 0);
+        assert_eq!(first_bucket_from(at(1)), 1);
+        assert_eq!(first_bucket_from(at(900)), 1);
     }
 }
