@@ -29,6 +29,7 @@ pub mod preorders;
 pub mod promotions;
 pub mod push;
 pub mod query;
+pub mod restock;
 pub mod schedule;
 pub mod stock;
 pub mod waitlist;
@@ -55,6 +56,7 @@ pub use fridges::{FridgeCommand, FridgePolicy};
 pub use notifications::NotificationCommand;
 pub use orders::{Order, OrderCommand, OrderPolicy, OrderTimer};
 pub use promotions::PromotionCommand;
+pub use restock::RestockCommand;
 pub use schedule::ScheduleCommand;
 pub use waitlist::{WaitlistCommand, WaitlistPolicy};
 pub use webhooks::WebhookCommand;
@@ -96,6 +98,8 @@ pub enum Command {
     Notification(NotificationCommand),
     /// Webhook endpoints (admin).
     Webhook(WebhookCommand),
+    /// Par levels (admin).
+    Restock(RestockCommand),
     /// A payment result from the payments service, for an order or a plan
     /// charge (the outbox knows which). `pickup_code` is drawn by the
     /// adapter (randomness is IO) and used if the result completes a
@@ -211,6 +215,8 @@ pub struct DistrictState {
     notifications: notifications::Notifications,
     /// Webhook endpoints registered by admins.
     webhooks: webhooks::Webhooks,
+    /// Par levels and the shelves' demand history.
+    restock: restock::Restock,
 }
 
 /// The shape of [`DistrictState`] as a snapshot stores it. A snapshot is a
@@ -218,7 +224,7 @@ pub struct DistrictState {
 /// (the node replays the log instead), never upcast. Bump it whenever a
 /// change to the state's types changes their serialized form; the golden
 /// test `tests/snapshot_shape.rs` fails until you do.
-pub const STATE_SNAPSHOT_VERSION: u32 = 3;
+pub const STATE_SNAPSHOT_VERSION: u32 = 4;
 
 /// Parts shared between snapshots by `Arc` are stored as their value.
 pub(crate) mod shared {
@@ -294,6 +300,10 @@ impl DistrictState {
         &self.webhooks
     }
 
+    pub fn restock(&self) -> &restock::Restock {
+        &self.restock
+    }
+
     /// Shorthand for `stock().level(..)`.
     pub fn stock_level(&self, fridge: &str, meal: &str) -> StockLevel {
         self.stock.level(fridge, meal)
@@ -315,6 +325,7 @@ pub fn decide(
         Command::Waitlist(c) => waitlist::decide(state, c, ctx),
         Command::Notification(c) => notifications::decide(state, c, ctx),
         Command::Webhook(c) => webhooks::decide(state, c, ctx),
+        Command::Restock(c) => restock::decide(state, c, ctx),
         Command::RecordPayment {
             result,
             pickup_code,
@@ -380,12 +391,15 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         Event::Waitlist(e) => waitlist::evolve(state, e, rec),
         Event::Notification(e) => notifications::evolve(state, e),
         Event::Webhook(e) => webhooks::evolve(state, e, rec),
+        Event::Restock(e) => restock::evolve(state, e),
     };
     // Not a second handler of the event: a reader of what the order
     // handlers decided, queueing what it means for the points ledger.
     loyalty::follow(state, event, rec);
     // Likewise: what the event means for its customers' notifications.
     notifications::follow(state, event, rec);
+    // Likewise: the shelves' demand history behind par suggestions.
+    restock::follow(state, event, rec);
     if changed {
         state.catalog_version = env.seq;
     }

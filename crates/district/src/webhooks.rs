@@ -439,7 +439,7 @@ fn public(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
         Event::Schedule(e) => return schedule(e),
         // Catalog definitions, the payment plumbing (told as order.purchased
         // / refused / refunded), telemetry receipts (ACL cursors),
-        // promotions and webhook registrations themselves: nothing public.
+        // promotions, webhook registrations and par levels: nothing public.
         Event::MealDefined { .. }
         | Event::MealDiscontinued { .. }
         | Event::PurchaseRequested { .. }
@@ -448,7 +448,8 @@ fn public(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
         | Event::PaymentResultRecorded { .. }
         | Event::FridgeTelemetryReceived { .. }
         | Event::Promotion(_)
-        | Event::Webhook(_) => return None,
+        | Event::Webhook(_)
+        | Event::Restock(_) => return None,
         // A customer's waitlist entries and notifications are theirs, not
         // integration data (the shelf's counts travel as stock events).
         Event::Waitlist(_) | Event::Notification(_) => return None,

@@ -5,8 +5,8 @@
 //! (postcard of `DistrictState`) of a fixed history touching every part of
 //! the state: catalog, stock and lots, orders in several states with their
 //! timers and indexes, the outbox, a weekly plan with its charge, and
-//! promotions (a campaign, a coupon use, a subsidy) with priced orders, and
-//! webhook endpoints (one disabled). If you
+//! promotions (a campaign, a coupon use, a subsidy) with priced orders,
+//! webhook endpoints (one disabled) and a par level. If you
 //! change a type the state holds so that its serialized form changes, this
 //! test fails: bump `STATE_SNAPSHOT_VERSION` (old snapshots are then skipped
 //! and the log replayed, which is always correct) and write the new golden
@@ -15,7 +15,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use district::{
     CatalogCommand, Command, Context, DistrictState, OrderCommand, PromotionCommand,
-    ScheduleCommand, WebhookCommand, STATE_SNAPSHOT_VERSION,
+    RestockCommand, ScheduleCommand, WebhookCommand, STATE_SNAPSHOT_VERSION,
 };
 use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, OrderItem, PlaceOrder};
@@ -133,6 +133,16 @@ fn history() -> DistrictState {
         &ctx,
         Command::Webhook(WebhookCommand::Disable {
             endpoint_id: WebhookId::from_static("w-golden-2"),
+        }),
+    );
+    // A par level (the demand history holds the pickups above, if any).
+    run(
+        &mut state,
+        &ctx,
+        Command::Restock(RestockCommand::SetParLevel {
+            fridge_id: fridge.clone(),
+            meal_id: meal.clone(),
+            units: 6,
         }),
     );
     state

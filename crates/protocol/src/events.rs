@@ -237,6 +237,8 @@ pub enum Event {
     Notification(crate::notifications::NotificationEvent),
     /// Webhook endpoints registered and disabled by admins.
     Webhook(crate::webhooks::WebhookEvent),
+    /// Par levels per fridge and meal, set by admins (restocking).
+    Restock(crate::restock::RestockEvent),
 }
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
@@ -315,6 +317,7 @@ impl Event {
             Event::Waitlist(e) => e.stream(),
             Event::Notification(e) => e.stream(),
             Event::Webhook(e) => e.stream(),
+            Event::Restock(e) => e.stream(),
         }
     }
 
@@ -359,6 +362,7 @@ impl Event {
             Event::Waitlist(e) => e.kind(),
             Event::Notification(e) => e.kind(),
             Event::Webhook(e) => e.kind(),
+            Event::Restock(e) => e.kind(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod promotions;
+pub mod restock;
 pub mod schedule;
 pub mod stream;
 pub mod validation;

@@ -33,6 +33,8 @@ pub enum StreamId {
     Notifications,
     /// A webhook endpoint's registration.
     Webhook(WebhookId),
+    /// A fridge's par levels (restocking).
+    Restock(FridgeId),
 }
 
 impl fmt::Display for StreamId {
@@ -52,6 +54,7 @@ impl fmt::Display for StreamId {
             StreamId::Waitlist(id) => write!(f, "waitlist-{id}"),
             StreamId::Notifications => write!(f, "notifications"),
             StreamId::Webhook(id) => write!(f, "webhook-{id}"),
+            StreamId::Restock(id) => write!(f, "restock-{id}"),
         }
     }
 }
@@ -74,6 +77,10 @@ mod tests {
             (StreamId::Order(OrderId::from_static("01J")), "order-01J"),
             (StreamId::Plan(PlanId::from_static("p-1")), "plan-p-1"),
             (StreamId::Calendar(date), "calendar-2026-12-01"),
+            (
+                StreamId::Restock(FridgeId::from_static("f-1")),
+                "restock-f-1",
+            ),
         ];
         for (id, text) in cases {
             assert_eq!(id.to_string(), text);

@@ -20,6 +20,7 @@ use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentRes
 use protocol::promotions::{
     CampaignDiscount, CouponUse, LinePrice, PointsSpend, PriceSplit, PromotionEvent, SubsidyShare,
 };
+use protocol::restock::RestockEvent;
 use protocol::schedule::{ScheduleEvent, WithdrawReason};
 use protocol::webhooks::{WebhookEvent, WebhookFamily};
 use protocol::WebhookId;
@@ -102,6 +103,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::Waitlist(_) => (30, "Waitlist"),
         Event::Notification(_) => (31, "Notification"),
         Event::Webhook(_) => (32, "Webhook"),
+        Event::Restock(_) => (33, "Restock"),
     }
 }
 
@@ -342,6 +344,11 @@ fn samples() -> Vec<Event> {
             url: "https://erp.example.com/larder".into(),
             families: vec![WebhookFamily::Orders, WebhookFamily::Kitchens],
             secret: "whsec-0123456789abcdef".into(),
+        }),
+        Event::Restock(RestockEvent::ParLevelSet {
+            fridge_id: FridgeId::from_static("f-campus"),
+            meal_id: MealId::from_static("m-teriyaki"),
+            units: 6,
         }),
     ]
 }

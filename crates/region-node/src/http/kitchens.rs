@@ -23,7 +23,7 @@ use district::schedule::{StateCatalog, PREPAID_PAYMENT_METHOD};
 use district::{Command, DistrictState, ScheduleCommand};
 use scheduler::prep::{prep_report, to_csv, PrepReport, Sale, FORECAST_WEEKS};
 
-fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {
+pub(super) fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {
     let claims = caller.require(&[Role::Kitchen, Role::Admin])?;
     if claims.role == Role::Kitchen && claims.kitchen_id.as_deref() != Some(kitchen_id) {
         return Err(ApiError::new(
@@ -43,7 +43,10 @@ fn parse_date(s: &str) -> Result<NaiveDate, ApiError> {
 
 /// A kitchen exists in this district while it has meals here (or orders
 /// from when it had); a path that is no id names none.
-fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<KitchenId, ApiError> {
+pub(super) fn known_kitchen(
+    state: &DistrictState,
+    kitchen_id: &str,
+) -> Result<KitchenId, ApiError> {
     let unknown = || {
         ApiError::not_found(
             "unknown_kitchen",
@@ -121,6 +124,42 @@ fn unavailable_fridges(state: &DistrictState, report: &PrepReport) -> Vec<serde_
         .collect()
 }
 
+/// The prep report of `kitchen_id` for `date`: scheduled orders, and the
+/// one-off forecast from the sales of the weeks before. The one way it is
+/// built (the prep route and the pick list share it).
+pub(super) fn prep_report_for(
+    state: &DistrictState,
+    policy: &scheduler::Policy,
+    kitchen_id: &KitchenId,
+    date: NaiveDate,
+) -> PrepReport {
+    let kitchen_meals: Vec<MealId> = state
+        .catalog()
+        .meals()
+        .values()
+        .filter(|m| m.spec.kitchen_id == *kitchen_id)
+        .map(|m| m.meal_id.clone())
+        .collect();
+    let sales = one_off_sales(state, policy, date);
+    let name = |meal_id: &MealId| {
+        state
+            .catalog()
+            .meals()
+            .get(meal_id)
+            .map(|m| m.spec.name.clone())
+            .unwrap_or_else(|| meal_id.to_string())
+    };
+    prep_report(
+        state.schedule(),
+        &StateCatalog(state),
+        kitchen_id,
+        date,
+        &name,
+        &kitchen_meals,
+        &sales,
+    )
+}
+
 /// `GET /v1/kitchens/{kitchen_id}/prep?date=YYYY-MM-DD`.
 pub async fn prep(
     State(app): State<AppState>,
@@ -131,32 +170,8 @@ pub async fn prep(
 ) -> Result<Response, ApiError> {
     own_kitchen(&caller, &kitchen_id)?;
     let state = app.district.state();
-    let kitchen_meals: Vec<MealId> = state
-        .catalog()
-        .meals()
-        .values()
-        .filter(|m| m.spec.kitchen_id == kitchen_id)
-        .map(|m| m.meal_id.clone())
-        .collect();
     let kitchen_id = known_kitchen(&state, &kitchen_id)?;
-    let sales = one_off_sales(&state, &app.config.schedule_policy(), q.date);
-    let name = |meal_id: &MealId| {
-        state
-            .catalog()
-            .meals()
-            .get(meal_id)
-            .map(|m| m.spec.name.clone())
-            .unwrap_or_else(|| meal_id.to_string())
-    };
-    let report = prep_report(
-        state.schedule(),
-        &StateCatalog(&state),
-        &kitchen_id,
-        q.date,
-        &name,
-        &kitchen_meals,
-        &sales,
-    );
+    let report = prep_report_for(&state, &app.config.schedule_policy(), &kitchen_id, q.date);
     // Operators see at once whether the day is worked and which fridges
     // cannot take meals now (the CSV is the kitchen's pick list only).
     let working_day = state

@@ -20,6 +20,7 @@ pub mod pickup_limit;
 pub mod points;
 pub mod profile;
 pub mod promotions;
+pub mod restock;
 pub mod server;
 pub mod subscriptions;
 pub mod waitlist;
@@ -169,6 +170,7 @@ pub fn router(state: AppState) -> Router {
             get(notifications::quiet_hours).put(notifications::set_quiet_hours),
         )
         .merge(webhook_routes())
+        .merge(restock_routes())
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
         .fallback(not_found)
@@ -213,6 +215,19 @@ fn promotion_routes() -> Router<AppState> {
             get(promotions::statement),
         )
         .route("/v1/admin/promotions/report", get(promotions::report))
+}
+
+/// The restocking routes (`http/restock.rs`).
+fn restock_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/admin/fridges/{fridge_id}/par/{meal_id}",
+            put(restock::set_par),
+        )
+        .route("/v1/admin/par", get(restock::levels))
+        .route("/v1/admin/par/suggested", get(restock::suggested))
+        .route("/v1/admin/par/suggested/apply", post(restock::apply))
+        .route("/v1/kitchens/{kitchen_id}/picklist", get(restock::picklist))
 }
 
 /// The webhook admin routes (`http/webhooks.rs`).
