@@ -23,7 +23,7 @@ use district::schedule::{StateCatalog, PREPAID_PAYMENT_METHOD};
 use district::{Command, DistrictState, ScheduleCommand};
 use scheduler::prep::{prep_report, to_csv, PrepReport, Sale, FORECAST_WEEKS};
 
-fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {
+pub(super) fn own_kitchen(caller: &Caller, kitchen_id: &str) -> Result<(), ApiError> {
     let claims = caller.require(&[Role::Kitchen, Role::Admin])?;
     if claims.role == Role::Kitchen && claims.kitchen_id.as_deref() != Some(kitchen_id) {
         return Err(ApiError::new(
@@ -43,7 +43,10 @@ fn parse_date(s: &str) -> Result<NaiveDate, ApiError> {
 
 /// A kitchen exists in this district while it has meals here (or orders
 /// from when it had); a path that is no id names none.
-fn known_kitchen(state: &DistrictState, kitchen_id: &str) -> Result<KitchenId, ApiError> {
+pub(super) fn known_kitchen(
+    state: &DistrictState,
+    kitchen_id: &str,
+) -> Result<KitchenId, ApiError> {
     let unknown = || {
         ApiError::not_found(
             "unknown_kitchen",
