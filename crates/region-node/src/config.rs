@@ -1001,4 +1001,15 @@ mod tests {
             "a kid listed twice"
         );
     }
+
+    #[test]
+    fn a_config_without_insights_publishes_every_minute_and_zero_is_refused() {
+        let config = with_auth("").expect("dev config");
+        assert_eq!(config.insights.publish_secs, INSIGHTS_PUBLISH_SECS_DEFAULT);
+        assert_eq!(config.insights.stale_after_secs(), 180);
+        let zero = InsightsConfig { publish_secs: 0 };
+        assert!(
+            matches!(zero.validate(), Err(ConfigError::Invalid(m)) if m.starts_with("[insights]"))
+        );
+    }
 }
