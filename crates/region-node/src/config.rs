@@ -63,6 +63,49 @@ pub struct Config {
     pub waitlist: WaitlistConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub insights: InsightsConfig,
+}
+
+/// Default seconds between two fleet publications of the insights.
+pub const INSIGHTS_PUBLISH_SECS_DEFAULT: u64 = 60;
+
+/// `[insights]`: the reporting projection's fleet publication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InsightsConfig {
+    /// Seconds between two puts of today's and yesterday's aggregate on
+    /// the fleet board (also put at shutdown); at least 1.
+    pub publish_secs: u64,
+}
+
+impl Default for InsightsConfig {
+    fn default() -> Self {
+        InsightsConfig {
+            publish_secs: INSIGHTS_PUBLISH_SECS_DEFAULT,
+        }
+    }
+}
+
+impl InsightsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.publish_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "[insights] publish_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn publish_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.publish_secs.max(1))
+    }
+
+    /// A district whose newest aggregate is older than this is stale on
+    /// the fleet view: three missed publications.
+    pub fn stale_after_secs(&self) -> i64 {
+        i64::try_from(self.publish_secs.saturating_mul(3)).unwrap_or(i64::MAX)
+    }
 }
 
 /// Default lead of a pickup reminder before the deadline, in minutes.
@@ -853,6 +896,7 @@ impl Config {
         config.fleet.validate()?;
         config.auth.validate()?;
         config.notifications.validate()?;
+        config.insights.validate()?;
         if let Some(n) = &config.nats {
             if !(1..=5).contains(&n.replicas) {
                 return Err(ConfigError::Invalid(
@@ -955,6 +999,17 @@ mod tests {
         assert!(
             matches!(twice, Err(ConfigError::Invalid(m)) if m.contains("twice")),
             "a kid listed twice"
+        );
+    }
+
+    #[test]
+    fn a_config_without_insights_publishes_every_minute_and_zero_is_refused() {
+        let config = with_auth("").expect("dev config");
+        assert_eq!(config.insights.publish_secs, INSIGHTS_PUBLISH_SECS_DEFAULT);
+        assert_eq!(config.insights.stale_after_secs(), 180);
+        let zero = InsightsConfig { publish_secs: 0 };
+        assert!(
+            matches!(zero.validate(), Err(ConfigError::Invalid(m)) if m.starts_with("[insights]"))
         );
     }
 }

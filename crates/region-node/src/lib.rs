@@ -18,6 +18,8 @@
 //!   JetStream.
 //! - [`webhooks`]: the webhook outbox fed by the committed feed, and one
 //!   sender per endpoint (signed, retried, in order per stream).
+//! - [`insights`]: the reporting projection fed by the committed feed, and
+//!   the fleet board of every district's daily aggregate.
 //! - [`lifecycle`]: the stop signal every background task receives, and
 //!   the wait for them at shutdown.
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
@@ -28,6 +30,7 @@ pub mod config;
 pub mod demo;
 pub mod fleet;
 pub mod http;
+pub mod insights;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nats;
@@ -184,6 +187,14 @@ pub async fn serve(
         metrics.clone(),
         &tasks,
     )?;
+    let (insights, insight_board) = start_insights(
+        &config,
+        &opts,
+        &district,
+        &log_reader,
+        fleet.as_ref(),
+        &tasks,
+    );
     let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
@@ -208,6 +219,8 @@ pub async fn serve(
         shutdown: tasks.shutdown(),
         log: log_reader,
         webhooks,
+        insights,
+        insight_board,
     };
     let app = http::router(state);
     let server = http::server::run(listener, app, tasks.shutdown());
@@ -232,6 +245,37 @@ fn start_snapshots(
         let (d, policy, m) = (district.clone(), config.snapshots.policy(), metrics.clone());
         tasks.spawn("snapshots", |s| snapshot::run(d, log, store, policy, m, s));
     }
+}
+
+/// The reporting projection on the committed feed (it catches up from the
+/// log first) and, with a fleet, the task that puts this district's daily
+/// aggregate on the fleet board, and the board the fleet view reads.
+fn start_insights(
+    config: &Config,
+    opts: &ServeOptions,
+    district: &District,
+    log: &store::LogReader,
+    fleet: Option<&fleet::Fleet>,
+    tasks: &Lifecycle,
+) -> (insights::Insights, Option<insights::fleet::Board>) {
+    let projection = insights::Insights::start(
+        district.clone(),
+        log.clone(),
+        config.subscriptions.utc_offset_minutes,
+        tasks,
+    );
+    let board = fleet.map(fleet::Fleet::insights_board);
+    if let Some(board) = &board {
+        insights::fleet::Publisher {
+            board: board.clone(),
+            insights: projection.clone(),
+            district_id: config.district_id.clone(),
+            clock: opts.clock.clone(),
+            every: config.insights.publish_every(),
+        }
+        .start(tasks);
+    }
+    (projection, board)
 }
 
 /// Records the config's loyalty rules, only when they changed: a restart

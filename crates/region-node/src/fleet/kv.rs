@@ -138,6 +138,11 @@ impl Fleet {
         super::points::Ledger::new(self.client.clone(), self.replicas)
     }
 
+    /// The fleet's insight board, on this node's NATS connection.
+    pub fn insights_board(&self) -> crate::insights::fleet::Board {
+        crate::insights::fleet::Board::new(self.client.clone(), self.replicas)
+    }
+
     /// This node's own entry.
     pub fn me(&self) -> &Registration {
         &self.me

@@ -10,6 +10,8 @@
 //!   read and written by `/v1/me/profile` on any node.
 //! - [`points`]: the bonus-point ledger, one account per customer, changed
 //!   by compare-and-set from any node.
+//! - (`crate::insights::fleet` keeps the insight board, each district's
+//!   daily order counters, in a bucket made the same way.)
 //!
 //! Architecture Invariant: no district data crosses NATS here; only which
 //! district serves which prefixes, and where, which districts a customer
@@ -34,7 +36,7 @@ use tokio::sync::OnceCell;
 /// once while the client is not connected, rather than waiting for the
 /// reconnect. Cheap to clone.
 #[derive(Clone)]
-struct LazyBucket {
+pub(crate) struct LazyBucket {
     js: jetstream::Context,
     client: async_nats::Client,
     config: jskv::Config,
@@ -42,7 +44,7 @@ struct LazyBucket {
 }
 
 impl LazyBucket {
-    fn new(client: async_nats::Client, config: jskv::Config) -> Self {
+    pub(crate) fn new(client: async_nats::Client, config: jskv::Config) -> Self {
         LazyBucket {
             js: jetstream::new(client.clone()),
             client,
@@ -52,7 +54,7 @@ impl LazyBucket {
     }
 
     /// The bucket; `Err` says why not (`not connected`, `create bucket: …`).
-    async fn get(&self) -> Result<&jskv::Store, String> {
+    pub(crate) async fn get(&self) -> Result<&jskv::Store, String> {
         if self.client.connection_state() != async_nats::connection::State::Connected {
             return Err("not connected".into());
         }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod fridges;
+pub mod insights;
 pub mod kitchens;
 pub mod limits;
 pub mod log;
@@ -84,6 +85,10 @@ pub struct AppState {
     pub log: crate::store::LogReader,
     /// The webhook outbox: delivery logs and redelivery.
     pub webhooks: crate::webhooks::Webhooks,
+    /// The reporting projection (`/v1/admin/insights`, a kitchen's slice).
+    pub insights: crate::insights::Insights,
+    /// The fleet's insight board; `None` exactly when `fleet` is.
+    pub insight_board: Option<crate::insights::fleet::Board>,
 }
 
 /// Longest request target (path and query) answered, in bytes: 414 above.
@@ -173,6 +178,9 @@ pub fn router(state: AppState) -> Router {
         .merge(restock_routes())
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
+        .route("/v1/admin/insights", get(insights::district))
+        .route("/v1/kitchens/{kitchen_id}/insights", get(insights::kitchen))
+        .route("/v1/admin/fleet/insights", get(insights::fleet))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
