@@ -20,9 +20,11 @@
 //!   sender per endpoint (signed, retried, in order per stream).
 //! - [`lifecycle`]: the stop signal every background task receives, and
 //!   the wait for them at shutdown.
+//! - [`capacity`]: the capacity planner (measured sizes × scenario).
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
 
 pub mod auth;
+pub mod capacity;
 pub mod clock;
 pub mod config;
 pub mod demo;
