@@ -271,11 +271,14 @@ impl Sim {
         let notes = crate::push::notification_changes(before, &self.state);
         for push in pushes.iter().chain(&notes) {
             let bytes = push.frame.len() as f64;
-            match push.route {
-                Route::Fridge { .. } => self.tally.push_fridge_bytes += bytes,
-                Route::District => self.tally.push_district_bytes += bytes,
-                Route::Customer(_) => self.tally.push_customer_bytes += bytes,
-            }
+            let t = &mut self.tally;
+            let (frames, total) = match push.route {
+                Route::Fridge { .. } => (&mut t.push_fridge_frames, &mut t.push_fridge_bytes),
+                Route::District => (&mut t.push_district_frames, &mut t.push_district_bytes),
+                Route::Customer(_) => (&mut t.push_customer_frames, &mut t.push_customer_bytes),
+            };
+            *frames += 1.0;
+            *total += bytes;
         }
     }
 

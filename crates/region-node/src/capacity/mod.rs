@@ -198,6 +198,10 @@ pub struct Cost {
     pub push_customer_bytes: f64,
     /// WebSocket frames to every connection (`catalog_updated`).
     pub push_district_bytes: f64,
+    /// The same three as frame counts.
+    pub push_fridge_frames: f64,
+    pub push_customer_frames: f64,
+    pub push_district_frames: f64,
     /// Fridge uploads.
     pub telemetry_requests: f64,
     /// Their bodies, signature headers and the node's answers.
@@ -218,6 +222,9 @@ impl Cost {
             push_fridge_bytes: self.push_fridge_bytes * k,
             push_customer_bytes: self.push_customer_bytes * k,
             push_district_bytes: self.push_district_bytes * k,
+            push_fridge_frames: self.push_fridge_frames * k,
+            push_customer_frames: self.push_customer_frames * k,
+            push_district_frames: self.push_district_frames * k,
             telemetry_requests: self.telemetry_requests * k,
             telemetry_bytes: self.telemetry_bytes * k,
             nats_messages: self.nats_messages * k,
@@ -428,6 +435,9 @@ fn add(a: Cost, b: Cost) -> Cost {
         push_fridge_bytes: a.push_fridge_bytes + b.push_fridge_bytes,
         push_customer_bytes: a.push_customer_bytes + b.push_customer_bytes,
         push_district_bytes: a.push_district_bytes + b.push_district_bytes,
+        push_fridge_frames: a.push_fridge_frames + b.push_fridge_frames,
+        push_customer_frames: a.push_customer_frames + b.push_customer_frames,
+        push_district_frames: a.push_district_frames + b.push_district_frames,
         telemetry_requests: a.telemetry_requests + b.telemetry_requests,
         telemetry_bytes: a.telemetry_bytes + b.telemetry_bytes,
         nats_messages: a.nats_messages + b.nats_messages,
@@ -454,9 +464,12 @@ fn channels(s: &Scenario, f: &FlowsPerDay, day: &Cost) -> Channels {
     let push_bytes = day.push_fridge_bytes * s.watchers_per_fridge
         + day.push_district_bytes * f.connections
         + day.push_customer_bytes;
+    let push_frames = day.push_fridge_frames * s.watchers_per_fridge
+        + day.push_district_frames * f.connections
+        + day.push_customer_frames;
     Channels {
         app_api: bandwidth(day.api_requests, day.api_bytes),
-        websocket_push: bandwidth(0.0, push_bytes),
+        websocket_push: bandwidth(push_frames, push_bytes),
         fridge_telemetry: bandwidth(day.telemetry_requests, day.telemetry_bytes),
         nats: bandwidth(day.nats_messages, day.nats_bytes),
     }
