@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 pub mod chaos;
 pub mod disk;
 pub mod fleet;
+pub mod report;
 pub mod strace;
 pub mod ws;
 pub use disk::SmallFs;

@@ -22,9 +22,11 @@
 //!   the fleet board of every district's daily aggregate.
 //! - [`lifecycle`]: the stop signal every background task receives, and
 //!   the wait for them at shutdown.
+//! - [`capacity`]: the capacity planner (measured sizes × scenario).
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
 
 pub mod auth;
+pub mod capacity;
 pub mod clock;
 pub mod config;
 pub mod demo;

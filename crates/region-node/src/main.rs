@@ -1,5 +1,5 @@
 //! `region-node`: serve a district, mint development tokens, load demo
-//! data, back up, restore and export the event log.
+//! data, back up, restore and export the event log, plan capacity.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use region_node::config::Config;
 use region_node::lifecycle::{Lifecycle, SHUTDOWN_GRACE_MS};
 
 mod backup;
+mod capacity_cmd;
 mod dev;
 
 /// After `serve` returns, how long tasks it did not own (connection
@@ -129,6 +130,21 @@ enum Cmd {
         /// Overrides `data_dir` from the config.
         #[arg(long, env = "LARDER_DATA_DIR")]
         data_dir: Option<PathBuf>,
+    },
+    /// Forecast storage per district and bandwidth per channel from the
+    /// measured sizes of real events and messages (docs/capacity.md).
+    Capacity {
+        /// A TOML scenario; flags override its values.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[command(flatten)]
+        flags: capacity_cmd::ScenarioFlags,
+        #[arg(long, value_enum, default_value = "table")]
+        format: capacity_cmd::Format,
+        /// Skip measuring sled's space on disk (a few seconds of appends
+        /// to a temporary log).
+        #[arg(long)]
+        no_disk_probe: bool,
     },
     /// Write a running node's events after a seq as JSON lines.
     Export {
@@ -351,6 +367,12 @@ fn main() -> anyhow::Result<()> {
             data_dir,
         } => backup::restore(&from, config.as_deref(), data_dir),
         Cmd::Export { since, out, remote } => backup::export(since, out.as_deref(), remote),
+        Cmd::Capacity {
+            scenario,
+            flags,
+            format,
+            no_disk_probe,
+        } => capacity_cmd::run(scenario, &flags, format, !no_disk_probe),
     }
 }
 

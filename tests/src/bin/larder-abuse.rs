@@ -16,14 +16,32 @@
 //!
 //! Usage: `cargo build --release --workspace --bins &&
 //! target/release/larder-abuse [GOOD] [RATE] [SECONDS] [ABUSE]` (default 16
-//! tills, 5 orders/s each, 10 s, 10×).
+//! tills, 5 orders/s each, 10 s, 10×). `--progress` (on by itself on a
+//! terminal) and `--report FILE` as in `larder-load`
+//! (`larder_tests::report`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use larder_tests::report::{BenchArgs, Progress, Report};
 use larder_tests::{Client, Node};
+
+const USAGE: &str = "\
+larder-abuse: the good tills' confirm latency alone, beside an abusive till
+with the rate limits on, and with them off (a region node with the demo
+district, started here).
+
+usage: larder-abuse [GOOD] [RATE] [SECONDS] [ABUSE] [--progress] [--report FILE]
+
+  GOOD         good POS tills (default 16)
+  RATE         orders per second per good till (default 5)
+  SECONDS      length of each phase (default 10)
+  ABUSE        the abuser's rate as a multiple of RATE (default 10; 0: a flood)
+  --progress   draw a progress line on stderr (default: when stderr is a terminal)
+  --report F   write a report with the good tills' latency per phase: F.html, or F.svg
+  -h, --help   this text";
 
 /// Units of every meal in every fridge before the run.
 const UNITS_PER_MEAL: u32 = 10_000;
@@ -48,6 +66,7 @@ async fn good_till(
     seed: usize,
     rate: u64,
     stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 ) -> (Histogram<u64>, u64) {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut refused = 0;
@@ -61,6 +80,7 @@ async fn good_till(
         let t = Instant::now();
         let r = pos.order(fridge, &[(meal, 1)], "tok_visa", None).await;
         latency.record(t.elapsed().as_nanos() as u64).ok();
+        progress.record(t.elapsed(), r.status == 201);
         if r.status != 201 {
             refused += 1;
         }
@@ -130,9 +150,18 @@ struct Load {
     good: usize,
     rate: u64,
     seconds: u64,
+    progress: bool,
 }
 
-async fn phase(name: &str, node: &Node, setup: &Arc<Setup>, load: &Load, abuse: Option<Abuse>) {
+/// One phase; prints its line and returns the good tills' latencies (ns).
+async fn phase(
+    name: &str,
+    node: &Node,
+    setup: &Arc<Setup>,
+    load: &Load,
+    abuse: Option<Abuse>,
+) -> Histogram<u64> {
+    let progress = Progress::start(&format!("{name} (good tills)"), load.progress);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Tally::default();
     let abuse = abuse.map(|a| {
@@ -147,11 +176,20 @@ async fn phase(name: &str, node: &Node, setup: &Arc<Setup>, load: &Load, abuse: 
     let tills: Vec<_> = (0..load.good)
         .map(|c| {
             let pos = node.as_role("pos", &format!("pos-{name}-{c}"));
-            tokio::spawn(good_till(pos, setup.clone(), c, load.rate, stop.clone()))
+            let progress = progress.clone();
+            tokio::spawn(good_till(
+                pos,
+                setup.clone(),
+                c,
+                load.rate,
+                stop.clone(),
+                progress,
+            ))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(load.seconds)).await;
     stop.store(true, Ordering::Relaxed);
+    progress.finish();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut refused = 0;
     for t in tills {
@@ -171,16 +209,19 @@ async fn phase(name: &str, node: &Node, setup: &Arc<Setup>, load: &Load, abuse: 
         tally.ok.load(Ordering::Relaxed),
         tally.limited.load(Ordering::Relaxed),
     );
+    latency
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = BenchArgs::or_usage(USAGE);
     let load = Load {
-        good: larder_tests::arg_or(1, 16) as usize,
-        rate: larder_tests::arg_or(2, 5),
-        seconds: larder_tests::arg_or(3, 10),
+        good: args.number(0, 16) as usize,
+        rate: args.number(1, 5),
+        seconds: args.number(2, 10),
+        progress: args.wants_progress(),
     };
-    let abuse = match larder_tests::arg_or(4, 10) {
+    let abuse = match args.number(3, 10) {
         0 => Abuse::Flood,
         times => Abuse::Paced {
             per_sec: times * load.rate,
@@ -196,10 +237,28 @@ async fn main() -> anyhow::Result<()> {
     );
     let limited = Node::start(&["--demo"]).await;
     let setup = Arc::new(stock(&limited).await?);
-    phase("baseline", &limited, &setup, &load, None).await;
-    phase("abuser_limited", &limited, &setup, &load, Some(abuse)).await;
+    let baseline = phase("baseline", &limited, &setup, &load, None).await;
+    let limited_run = phase("abuser_limited", &limited, &setup, &load, Some(abuse)).await;
     let open = Node::start(&["--demo", "--writes-per-sec-per-caller", "0"]).await;
     let setup = Arc::new(stock(&open).await?);
-    phase("abuser_unlimited", &open, &setup, &load, Some(abuse)).await;
+    let unlimited = phase("abuser_unlimited", &open, &setup, &load, Some(abuse)).await;
+    if let Some(path) = &args.report {
+        let mut report = Report::new("larder-abuse");
+        report.number("good_tills", load.good);
+        report.number("rate_per_till", format!("{}/s", load.rate));
+        report.number("seconds", load.seconds);
+        report.number("abuser", &shape);
+        report.histogram_ns("baseline: good tills' confirm latency", &baseline);
+        report.histogram_ns(
+            "abuser, limits on: good tills' confirm latency",
+            &limited_run,
+        );
+        report.histogram_ns(
+            "abuser, limits off: good tills' confirm latency",
+            &unlimited,
+        );
+        report.write(path)?;
+        eprintln!("report written to {}", path.display());
+    }
     Ok(())
 }

@@ -77,10 +77,28 @@ async fn converge(nodes: &[Fleet], check: impl Fn(&Fleet) -> bool) -> Duration {
     start.elapsed()
 }
 
+const USAGE: &str = "\
+larder-directory: the region directory on a real 3-node NATS cluster with
+many simulated district nodes (started here).
+
+usage: larder-directory [NODES] [ROUNDS] [ENTRIES]
+
+  NODES        district nodes joining the directory (default 100)
+  ROUNDS       districts joining and leaving, one after another (default 20)
+  ENTRIES      customer-index entries put, then looked up (default 20000)
+  -h, --help   this text
+
+Results go to stdout (the lines BENCHMARKS.md quotes).";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n = larder_tests::arg_or(1, 100) as usize;
-    let rounds = larder_tests::arg_or(2, 20) as usize;
+    let args = larder_tests::report::BenchArgs::or_usage(USAGE);
+    anyhow::ensure!(
+        args.report.is_none(),
+        "larder-directory writes no report (its results are counts and times on stdout)"
+    );
+    let n = args.number(0, 100) as usize;
+    let rounds = args.number(1, 20) as usize;
     let cluster = NatsCluster::start().await;
     let servers: Vec<String> = cluster.urls().split(',').map(String::from).collect();
     let life = Lifecycle::new();
@@ -171,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
         lookups as f64 / start.elapsed().as_secs_f64() / 1e6,
         copy.districts().len()
     );
-    customer_index(&cluster, larder_tests::arg_or(3, 20_000) as usize).await?;
+    customer_index(&cluster, args.number(2, 20_000) as usize).await?;
     life.stop(tokio::time::Instant::now() + Duration::from_secs(10))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -15,15 +15,34 @@
 //! Usage: `cargo build --release --workspace --bins &&
 //! target/release/larder-load [CLIENTS] [SECONDS] [RT_CLIENTS]`
 //! (default 64 clients, 10 s, 16 round-trip clients).
-//! Results go to stdout; record them in BENCHMARKS.md.
+//! Results go to stdout; record them in BENCHMARKS.md. `--progress` (on
+//! by itself when stderr is a terminal) draws a progress line on stderr;
+//! `--report FILE.html|.svg` writes the latency histograms and the
+//! summary (`larder_tests::report`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use larder_tests::report::{BenchArgs, Progress, Report};
 use larder_tests::{Nats, Node, Payments};
 use serde_json::Value;
+
+const USAGE: &str = "\
+larder-load: end-to-end order benchmark on loopback (nats-server, payments,
+a region node with the demo district, all started here).
+
+usage: larder-load [CLIENTS] [SECONDS] [RT_CLIENTS] [--progress] [--report FILE]
+
+  CLIENTS      concurrent POS clients in the open-loop phase (default 64)
+  SECONDS      length of each phase (default 10)
+  RT_CLIENTS   clients in the closed-loop payment round-trip phase (default 16)
+  --progress   draw a progress line on stderr (default: when stderr is a terminal)
+  --report F   write a report with latency histograms: F.html, or F.svg for the charts
+  -h, --help   this text
+
+Results go to stdout (the lines BENCHMARKS.md quotes).";
 
 /// How long the payment backlog of phase 1 may take to drain.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
@@ -36,8 +55,10 @@ fn micros(h: &Histogram<u64>, q: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let clients = larder_tests::arg_or(1, 64) as usize;
-    let seconds = larder_tests::arg_or(2, 10);
+    let args = BenchArgs::or_usage(USAGE);
+    let clients = args.number(0, 64) as usize;
+    let seconds = args.number(1, 10);
+    let mut report = Report::new("larder-load");
     let nats = Nats::start().await;
     let payments = Payments::start(&nats, &[]).await;
     // Phase 1 builds a payment backlog on purpose; its orders should be
@@ -48,10 +69,12 @@ async fn main() -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let progress = Progress::start("confirming (open loop)", args.wants_progress());
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let pos = node.as_role("pos", &format!("pos-{c}"));
             let stop = stop.clone();
+            let progress = progress.clone();
             let fridges = fridges.clone();
             let meal_ids = meal_ids.clone();
             tokio::spawn(async move {
@@ -66,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
                     let t = Instant::now();
                     let r = pos.order(fridge, &[(meal, 1)], "tok_visa", None).await;
                     latency.record(t.elapsed().as_nanos() as u64).ok();
+                    progress.record(t.elapsed(), r.status == 201);
                     if r.status == 201 {
                         ids.push(r.body["order_id"].as_str().unwrap_or_default().to_string());
                     } else {
@@ -87,8 +111,21 @@ async fn main() -> anyhow::Result<()> {
         ids.extend(i);
         refused += r;
     }
+    progress.finish();
     let elapsed = started.elapsed().as_secs_f64();
     println!("clients={clients} seconds={seconds}");
+    report.number("clients", clients);
+    report.number("seconds", seconds);
+    report.number("confirmed", ids.len());
+    report.number("refused", refused);
+    report.number(
+        "confirmed_per_sec",
+        format!("{:.0}", ids.len() as f64 / elapsed),
+    );
+    report.histogram_ns(
+        "confirm latency (HTTP 201, after the durable commit)",
+        &latency,
+    );
     println!(
         "confirmed={} refused={refused} confirmed_per_sec={:.0}",
         ids.len(),
@@ -137,8 +174,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Closed loop: each client waits for its purchase before the next order.
-    let round_trip_clients = larder_tests::arg_or(3, 16) as usize;
+    report.number("payment_backlog_drained_secs", format!("{drain:.1}"));
+    let round_trip_clients = args.number(2, 16) as usize;
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Progress::start("payment round trips (closed loop)", args.wants_progress());
     let tasks: Vec<_> = (0..round_trip_clients)
         .map(|c| {
             let node_base = node.base.clone();
@@ -147,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
             let stop = stop.clone();
             let fridges = fridges.clone();
             let meal_ids = meal_ids.clone();
+            let progress = progress.clone();
             tokio::spawn(async move {
                 let _ = node_base;
                 let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).unwrap();
@@ -167,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
                         if order["status"] == "purchased" {
                             if let Some(us) = round_trip_us(&order) {
                                 h.record(us).ok();
+                                progress.record(Duration::from_micros(us), true);
                             }
                             break;
                         }
@@ -190,8 +231,19 @@ async fn main() -> anyhow::Result<()> {
         round_trip.value_at_quantile(0.99) as f64 / 1000.0,
         round_trip.max() as f64 / 1000.0
     );
+    progress.finish();
+    report.number("round_trip_clients", round_trip_clients);
+    report.histogram_us(
+        "payment round trip (PurchaseRequested → OrderPurchased)",
+        &round_trip,
+    );
     let totals = payments.totals().await;
     println!("sandbox totals: {totals}");
+    report.number("sandbox totals", totals);
+    if let Some(path) = &args.report {
+        report.write(path)?;
+        eprintln!("report written to {}", path.display());
+    }
     Ok(())
 }
 

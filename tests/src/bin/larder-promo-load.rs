@@ -23,15 +23,30 @@
 //! Usage: `cargo build --release --workspace --bins &&
 //! target/release/larder-promo-load [CLIENTS] [SECONDS] [RUNS]`
 //! (default 32 clients, 8 s, 3 runs of each). Results go to stdout; record
-//! them in BENCHMARKS.md.
+//! them in BENCHMARKS.md. `--progress` (on by itself on a terminal) and
+//! `--report FILE` as in `larder-load` (`larder_tests::report`).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use larder_tests::report::{BenchArgs, Progress, Report};
 use larder_tests::{Nats, Node, Payments};
 use serde_json::{json, Value};
+
+const USAGE: &str = "\
+larder-promo-load: confirm throughput with and without promotions, as
+interleaved A/B runs (each a fresh nats-server, payments and region node).
+
+usage: larder-promo-load [CLIENTS] [SECONDS] [RUNS] [--progress] [--report FILE]
+
+  CLIENTS      concurrent POS clients (default 32)
+  SECONDS      counted seconds per run, after a 1 s warm-up (default 8)
+  RUNS         runs of each variant, alternating A, B (default 3)
+  --progress   draw a progress line on stderr (default: when stderr is a terminal)
+  --report F   write a report with the latency histograms of A and B: F.html, or F.svg
+  -h, --help   this text";
 
 /// Units of every meal in every fridge before a run.
 const UNITS_PER_MEAL: u32 = 10_000;
@@ -68,6 +83,8 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     node_cpu_us_per_confirm: f64,
+    /// Confirm latencies in ns (for the report).
+    latency: Histogram<u64>,
 }
 
 /// The three campaigns of B, as an admin sends them.
@@ -151,7 +168,12 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     (hz > 0).then(|| ticks as f64 / hz as f64)
 }
 
-async fn run(variant: Variant, clients: usize, seconds: u64) -> anyhow::Result<Run> {
+async fn run(
+    variant: Variant,
+    clients: usize,
+    seconds: u64,
+    progress: Arc<Progress>,
+) -> anyhow::Result<Run> {
     let mut nats = Nats::start().await;
     let mut payments = Payments::start(&nats, &[]).await;
     let mut node = Node::start_with_nats(&nats, &larder_tests::LOAD_NODE_FLAGS).await;
@@ -170,6 +192,7 @@ async fn run(variant: Variant, clients: usize, seconds: u64) -> anyhow::Result<R
             let phase = phase.clone();
             let fridges = fridges.clone();
             let meal_ids = meal_ids.clone();
+            let progress = progress.clone();
             tokio::spawn(async move {
                 let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
                 let (mut confirmed, mut refused, mut priced) = (0u64, 0u64, 0u64);
@@ -191,6 +214,7 @@ async fn run(variant: Variant, clients: usize, seconds: u64) -> anyhow::Result<R
                     if phase.load(Ordering::Relaxed) != COUNTING {
                         continue;
                     }
+                    progress.record(took, r.status == 201);
                     if r.status == 201 {
                         confirmed += 1;
                         latency.record(took.as_nanos() as u64).ok();
@@ -217,6 +241,7 @@ async fn run(variant: Variant, clients: usize, seconds: u64) -> anyhow::Result<R
     phase.store(STOPPING, Ordering::Relaxed);
     let window = counting.elapsed().as_secs_f64();
     let cpu_after = cpu_secs(pid);
+    progress.finish();
 
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let (mut confirmed, mut refused, mut priced) = (0u64, 0u64, 0u64);
@@ -253,6 +278,7 @@ async fn run(variant: Variant, clients: usize, seconds: u64) -> anyhow::Result<R
         p50_ms: latency.value_at_quantile(0.5) as f64 / 1e6,
         p99_ms: latency.value_at_quantile(0.99) as f64 / 1e6,
         node_cpu_us_per_confirm: cpu,
+        latency,
     })
 }
 
@@ -271,14 +297,17 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let clients = larder_tests::arg_or(1, 32) as usize;
-    let seconds = larder_tests::arg_or(2, 8);
-    let runs = larder_tests::arg_or(3, 3) as usize;
+    let args = BenchArgs::or_usage(USAGE);
+    let clients = args.number(0, 32) as usize;
+    let seconds = args.number(1, 8);
+    let runs = args.number(2, 3) as usize;
     println!("clients={clients} seconds={seconds} (after {WARM_UP:?} warm-up) runs={runs} of each, alternating A, B");
     let (mut a, mut b) = (vec![], vec![]);
     for n in 1..=runs {
         for variant in [Variant::A, Variant::B] {
-            let r = run(variant, clients, seconds).await?;
+            let label = format!("run {n} {}", variant.name());
+            let progress = Progress::start(&label, args.wants_progress());
+            let r = run(variant, clients, seconds, progress).await?;
             println!(
                 "run {n} {:<25} confirms/s={:>6.0} p50_ms={:>6.2} p99_ms={:>6.2} node_cpu_us_per_confirm={:>6.1}",
                 variant.name(),
@@ -323,5 +352,25 @@ async fn main() -> anyhow::Result<()> {
             "no"
         }
     );
+    if let Some(path) = &args.report {
+        let mut report = Report::new("larder-promo-load");
+        report.number("clients", clients);
+        report.number("seconds", seconds);
+        report.number("runs of each", runs);
+        report.number("B/A confirms/s, of the means", format!("{of_means:.3}"));
+        for (name, set) in [("A", &a), ("B", &b)] {
+            let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+            for r in set.iter() {
+                all.add(&r.latency).ok();
+            }
+            report.number(
+                &format!("{name} confirms/s"),
+                range(set, |r| r.confirms_per_sec, 0),
+            );
+            report.histogram_ns(&format!("{name}: confirm latency, every run"), &all);
+        }
+        report.write(path)?;
+        eprintln!("report written to {}", path.display());
+    }
     Ok(())
 }

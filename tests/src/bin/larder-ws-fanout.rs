@@ -12,12 +12,15 @@
 //! Usage: `cargo build --release --workspace --bins &&
 //! target/release/larder-ws-fanout [CLIENTS] [ROUNDS]` (default 10000, 20).
 //! Each process needs an open file per connection: `ulimit -n` ≥ CLIENTS + 100.
+//! `--progress` (on by itself on a terminal) and `--report FILE` as in
+//! `larder-load` (`larder_tests::report`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use larder_tests::report::{BenchArgs, Progress, Report};
 use larder_tests::Node;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Barrier};
@@ -42,6 +45,19 @@ struct StockMsg<'a> {
     #[serde(default)]
     available: u64,
 }
+
+const USAGE: &str = "\
+larder-ws-fanout: one stock change fanned out to N WebSocket clients (a region
+node with the demo district, started here).
+
+usage: larder-ws-fanout [CLIENTS] [ROUNDS] [--progress] [--report FILE]
+
+  CLIENTS      WebSocket connections, all following one fridge (default 10000;
+               needs ulimit -n >= CLIENTS + 100)
+  ROUNDS       stock changes sent one after another (default 20)
+  --progress   draw a progress line on stderr (default: when stderr is a terminal)
+  --report F   write a report with delivery histograms: F.html, or F.svg
+  -h, --help   this text";
 
 /// CPU time (user, system) the process has used, in milliseconds.
 fn cpu_ms(pid: u32) -> (u64, u64) {
@@ -72,8 +88,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let clients = larder_tests::arg_or(1, 10_000) as usize;
-    let rounds = larder_tests::arg_or(2, 20) as u32;
+    let args = BenchArgs::or_usage(USAGE);
+    let clients = args.number(0, 10_000) as usize;
+    let rounds = args.number(1, 20) as u32;
     let max = (clients + 100).to_string();
     let node = Node::start(&[
         "--demo",
@@ -99,9 +116,12 @@ async fn main() -> anyhow::Result<()> {
     let ready = Arc::new(Barrier::new(clients + 1));
     let gate = Arc::new(tokio::sync::Semaphore::new(CONNECT_PARALLELISM));
     let started = Instant::now();
+    let connecting = Progress::start("connecting", args.wants_progress());
     for _ in 0..clients {
         let (url, tx, ready, gate) = (url.clone(), tx.clone(), ready.clone(), gate.clone());
+        let connecting = connecting.clone();
         tokio::spawn(async move {
+            let t = Instant::now();
             let permit = gate.acquire_owned().await;
             let (mut ws, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
                 Ok(c) => c,
@@ -123,6 +143,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             drop(permit);
+            connecting.record(t.elapsed(), true);
+            drop(connecting);
             ready.wait().await;
             while let Some(Ok(msg)) = ws.next().await {
                 if let Message::Text(t) = msg {
@@ -140,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(tx);
     ready.wait().await;
+    connecting.finish();
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib(pid);
@@ -148,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before = cpu_ms(pid);
     let mut all = Histogram::<u64>::new(3)?;
     let mut last = Histogram::<u64>::new(3)?;
+    let progress = Progress::start("rounds (time until the last client)", args.wants_progress());
     for round in 1..=rounds {
         let value = u64::from(round);
         let t0 = Instant::now();
@@ -168,7 +192,9 @@ async fn main() -> anyhow::Result<()> {
             all.record(d.as_micros() as u64)?;
         }
         last.record(slowest.as_micros() as u64)?;
+        progress.record(slowest, true);
     }
+    progress.finish();
     let cpu_after = cpu_ms(pid);
     let per_round = |a: u64, b: u64| a.saturating_sub(b) as f64 / f64::from(rounds);
     let (user_ms, sys_ms) = (
@@ -193,5 +219,20 @@ async fn main() -> anyhow::Result<()> {
         ms(&last, 0.99),
         ms(&last, 1.0)
     );
+    if let Some(path) = &args.report {
+        let mut report = Report::new("larder-ws-fanout");
+        report.number("clients", clients);
+        report.number("rounds", rounds);
+        report.number("connect_secs", format!("{connect_secs:.1}"));
+        report.number("per_idle_connection_bytes", format!("{per_conn:.0}"));
+        report.number(
+            "node_cpu_ms_per_round",
+            format!("user {user_ms:.1}, system {sys_ms:.1}"),
+        );
+        report.histogram_us("delivery (all clients, all rounds)", &all);
+        report.histogram_us("last client (per round)", &last);
+        report.write(path)?;
+        eprintln!("report written to {}", path.display());
+    }
     Ok(())
 }

@@ -53,7 +53,7 @@ fn fingerprint(request: &PlaceOrder) -> u64 {
     })
 }
 
-fn accepted(order: &Order) -> OrderAccepted {
+pub(crate) fn accepted(order: &Order) -> OrderAccepted {
     OrderAccepted {
         order_id: order.order_id.clone(),
         // The first answer, whatever happened since: a retried confirm must
