@@ -23,6 +23,7 @@ pub mod promotions;
 pub mod server;
 pub mod subscriptions;
 pub mod waitlist;
+pub mod web;
 pub mod webhooks;
 pub mod ws;
 
@@ -169,6 +170,7 @@ pub fn router(state: AppState) -> Router {
             get(notifications::quiet_hours).put(notifications::set_quiet_hours),
         )
         .merge(webhook_routes())
+        .merge(page_routes())
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
         .fallback(not_found)
@@ -213,6 +215,15 @@ fn promotion_routes() -> Router<AppState> {
             get(promotions::statement),
         )
         .route("/v1/admin/promotions/report", get(promotions::report))
+}
+
+/// The web apps (`http/web.rs`): pages and their files, no API.
+fn page_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(web::customer))
+        .route("/ops", get(web::ops))
+        .route("/kitchen", get(web::kitchen))
+        .route("/web/{file}", get(web::asset))
 }
 
 /// The webhook admin routes (`http/webhooks.rs`).
