@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Map, Value};
 
@@ -130,6 +132,60 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
+    /// Runs `script` in the page; its return value (panics on a script error).
+    pub async fn execute(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script {script:?} failed: {e}"))
+    }
+
+    /// Presses and releases one key, as a keyboard does: the key goes to
+    /// whatever has the focus.
+    pub async fn press(&self, key: Key) {
+        let actions = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down { value: key.into() })
+            .then(KeyAction::Up { value: key.into() });
+        self.client
+            .perform_actions(actions)
+            .await
+            .expect("press a key");
+    }
+
+    /// Presses Tab until the focused element matches `css` (at most
+    /// `max_tabs` times): what a keyboard user does to reach a control.
+    pub async fn tab_to(&self, css: &str, max_tabs: usize) {
+        let script = format!(
+            "return document.activeElement !== null && document.activeElement.matches({});",
+            Value::String(css.to_owned())
+        );
+        for _ in 0..max_tabs {
+            self.press(Key::Tab).await;
+            if self.execute(&script).await == Value::Bool(true) {
+                return;
+            }
+        }
+        panic!("{css} never had the focus after {max_tabs} presses of Tab");
+    }
+
+    /// Whether the focused element shows its focus (`:focus-visible`).
+    pub async fn focus_is_visible(&self) -> bool {
+        self.execute("return document.activeElement.matches(':focus-visible');")
+            .await
+            == Value::Bool(true)
+    }
+
+    /// Scrolls the first element matching `css` to the top of the window
+    /// (for a screenshot of that part of the page).
+    pub async fn scroll_to(&self, css: &str) {
+        self.find(css).await;
+        let script = format!(
+            "document.querySelector({}).scrollIntoView({{block: 'start'}}); return true;",
+            Value::String(css.to_owned())
+        );
+        self.execute(&script).await;
+    }
+
     /// Errors the page met (uncaught exceptions and rejected promises,
     /// which `larder.js` keeps in `window.larderErrors`): a page test
     /// asserts there are none.
@@ -166,13 +222,20 @@ fn capabilities(size: (u32, u32), profile: &tempfile::TempDir) -> Map<String, Va
         format!("--window-size={},{}", size.0, size.1),
         format!("--user-data-dir={}", profile.path().display()),
     ];
-    let caps = json!({
+    let mut caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
             "binary": chromium_path(),
             "args": args,
         },
     });
+    // A headless window is at least 500 px wide: a phone's viewport needs
+    // Chromium's device emulation (which also makes it a touch screen).
+    if size.0 < 500 {
+        caps["goog:chromeOptions"]["mobileEmulation"] = json!({
+            "deviceMetrics": {"width": size.0, "height": size.1, "pixelRatio": 1},
+        });
+    }
     caps.as_object().cloned().unwrap_or_default()
 }
 

@@ -149,3 +149,11 @@ export function announce(text, kind = "info") {
   box.textContent = text;
   box.dataset.kind = kind;
 }
+
+// A fresh Idempotency-Key for one attempt at a write (a retry of the same
+// attempt reuses it). getRandomValues works on plain-HTTP district
+// networks too, where crypto.randomUUID is not available.
+export function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
