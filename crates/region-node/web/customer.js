@@ -313,7 +313,11 @@ function setAvailable(msg) {
   const m = f && f.meals.find((x) => x.meal_id === msg.meal_id);
   if (!m) return false;
   m.available = msg.available;
-  if (msg.price_now !== undefined) m.price_now = msg.price_now;
+  if (msg.price_now !== undefined && msg.price_now !== m.price_now) {
+    m.price_now = msg.price_now;
+    const price = document.querySelector(`#fridge[data-fridge-id="${msg.fridge_id}"] li[data-meal-id="${msg.meal_id}"] .price`);
+    if (price) price.replaceWith(priceLine(m));
+  }
   for (const c of document.querySelectorAll(`.count[data-fridge-id="${msg.fridge_id}"][data-meal-id="${msg.meal_id}"]`)) {
     c.textContent = String(msg.available);
   }
