@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod browser;
 pub mod chaos;
 pub mod disk;
 pub mod fleet;

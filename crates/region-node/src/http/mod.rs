@@ -25,6 +25,7 @@ pub mod restock;
 pub mod server;
 pub mod subscriptions;
 pub mod waitlist;
+pub mod web;
 pub mod webhooks;
 pub mod ws;
 
@@ -176,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(webhook_routes())
         .merge(restock_routes())
+        .merge(page_routes())
         .route("/v1/kitchens/{kitchen_id}/prep", get(kitchens::prep))
         .route("/v1/kitchens/{kitchen_id}/events", post(kitchens::event))
         .route("/v1/admin/insights", get(insights::district))
@@ -236,6 +238,15 @@ fn restock_routes() -> Router<AppState> {
         .route("/v1/admin/par/suggested", get(restock::suggested))
         .route("/v1/admin/par/suggested/apply", post(restock::apply))
         .route("/v1/kitchens/{kitchen_id}/picklist", get(restock::picklist))
+}
+
+/// The web apps (`http/web.rs`): pages and their files, no API.
+fn page_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(web::customer))
+        .route("/ops", get(web::ops))
+        .route("/kitchen", get(web::kitchen))
+        .route("/web/{file}", get(web::asset))
 }
 
 /// The webhook admin routes (`http/webhooks.rs`).

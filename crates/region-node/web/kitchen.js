@@ -1,0 +1,3 @@
+// The kitchen page (placeholder: built next).
+import { token } from "/web/larder.js";
+token();
