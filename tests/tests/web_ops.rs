@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use fridge_sim::{MealCounts, SignOptions};
-use larder_tests::browser::{Browser, DESKTOP, PHONE};
+use larder_tests::browser::{self, Browser, DESKTOP, PHONE};
 use larder_tests::*;
 use protocol::MealId;
 use serde_json::{json, Value};
@@ -207,6 +207,8 @@ async fn every_button_on_both_pages_has_a_name_and_every_field_a_label() {
     ] {
         browser.open(&node.url(&url)).await;
         browser.find(ready).await;
+        // Named without the token.
+        let url = url.split('#').next().unwrap_or_default();
         let unnamed = browser
             .client
             .execute(
@@ -224,6 +226,10 @@ async fn every_button_on_both_pages_has_a_name_and_every_field_a_label() {
         assert!(unnamed["buttons"].as_u64().unwrap() > 0, "{url}: {unnamed}");
         assert_eq!(unnamed["unnamed"], json!([]), "{url}");
         assert_eq!(unnamed["unlabelled"], json!([]), "{url}");
+        // Fast: drawn (every first API answer in) within a second.
+        let drawn_ms = first_render_ms(&browser).await;
+        eprintln!("{url}: first render after {drawn_ms:.0} ms");
+        assert!(drawn_ms < 1000.0, "{url}: first render after {drawn_ms} ms");
         // Keyboard: Tab reaches a button.
         let tabbed = tab_until_button(&browser).await;
         assert!(tabbed, "{url}: no button reachable with Tab");
@@ -319,6 +325,28 @@ async fn customer_page_shows_available(node: &Node, customer: &Client, order_id:
             |t| t.contains("available"),
         )
         .await;
+}
+
+/// When the page marked its first render (`larder-first-render`), in ms
+/// after navigation started.
+async fn first_render_ms(browser: &Browser) -> f64 {
+    let deadline = std::time::Instant::now() + browser::PAGE_DEADLINE;
+    while std::time::Instant::now() < deadline {
+        let mark = browser
+            .client
+            .execute(
+                "const m = performance.getEntriesByName('larder-first-render');
+                 return m.length ? m[0].startTime : null;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if let Some(ms) = mark.as_f64() {
+            return ms;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page never marked its first render");
 }
 
 /// Presses Tab until a button has the focus (at most 40 times).
