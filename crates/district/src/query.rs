@@ -131,3 +131,58 @@ pub fn alternatives(
     found.truncate(MAX_ALTERNATIVES);
     found
 }
+
+/// An excursion under way at a fridge (above its limit now).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ExcursionView {
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub max_milli_c: i32,
+    /// Whether it has lasted long enough to quarantine the fridge.
+    pub alerted: bool,
+}
+
+/// One fridge on the operators' fleet map: where it is, whether it sells,
+/// when it last reported, an excursion under way and its latest notices
+/// (the same notices as the single-fridge admin view).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FleetFridge<'a> {
+    pub fridge_id: &'a protocol::FridgeId,
+    pub name: &'a str,
+    pub lat: f64,
+    pub lon: f64,
+    pub status: protocol::catalog::FridgeStatus,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub excursion: Option<ExcursionView>,
+    pub notices: Vec<&'a crate::links::FridgeNotice>,
+}
+
+/// Every fridge of the district for operators, by id.
+pub fn fleet(state: &DistrictState) -> Vec<FleetFridge<'_>> {
+    state
+        .catalog()
+        .fridges()
+        .values()
+        .map(|fridge| {
+            let cursor = match state.links().cursor(&fridge.fridge_id) {
+                Some(crate::links::Cursor::Known(c)) => Some(c),
+                _ => None,
+            };
+            FleetFridge {
+                fridge_id: &fridge.fridge_id,
+                name: &fridge.name,
+                lat: fridge.position.lat,
+                lon: fridge.position.lon,
+                status: fridge.status,
+                last_seen: cursor.and_then(|c| c.last_seen),
+                excursion: cursor
+                    .and_then(|c| c.temperature.excursion)
+                    .map(|e| ExcursionView {
+                        since: e.since,
+                        max_milli_c: e.max_milli_c,
+                        alerted: e.alerted,
+                    }),
+                notices: state.links().notices(&fridge.fridge_id).collect(),
+            }
+        })
+        .collect()
+}

@@ -66,6 +66,17 @@ fn nats_server_binary() -> anyhow::Result<String> {
 }
 
 fn token(pem: &str, clock: &Clock, role: Role, sub: &str) -> anyhow::Result<String> {
+    demo_token(pem, clock, role, sub, None)
+}
+
+/// A demo token; a kitchen's names its kitchen (the kitchen view reads it).
+fn demo_token(
+    pem: &str,
+    clock: &Clock,
+    role: Role,
+    sub: &str,
+    kitchen_id: Option<&str>,
+) -> anyhow::Result<String> {
     let now = u64::try_from(clock.now().timestamp())?;
     let claims = Claims {
         sub: sub.into(),
@@ -74,7 +85,7 @@ fn token(pem: &str, clock: &Clock, role: Role, sub: &str) -> anyhow::Result<Stri
         exp: now + DEMO_TOKEN_TTL_SECS,
         nbf: None,
         fridge_id: None,
-        kitchen_id: None,
+        kitchen_id: kitchen_id.map(str::to_owned),
     };
     Ok(auth::mint(pem, &claims)?)
 }
@@ -428,6 +439,9 @@ fn start_payments(
     Ok((payments, pay_addr.trim().to_string()))
 }
 
+/// The demo kitchen whose token the banner prints for the kitchen view.
+const DEMO_KITCHEN: &str = "k-midtown-greens";
+
 /// What the person at the terminal needs: URLs, tokens, a first order.
 fn banner(
     nodes: &[DevNode],
@@ -459,6 +473,10 @@ fn banner(
          \n  export CUSTOMER={customer}\
          \n  export POS={pos}\
          \n  export ADMIN={admin}\
+         \n\nWeb apps (the token rides in the URL fragment, never sent to a server):\
+         \n  customer     http://{http}/#token={customer}\
+         \n  operations   http://{http}/ops#token={admin}\
+         \n  kitchen      http://{http}/kitchen#token={kitchen}   (kitchen {DEMO_KITCHEN})\
          \n\nTry:\
          \n  curl -s -X POST http://{http}/v1/orders -H \"Authorization: Bearer $CUSTOMER\" -H 'content-type: application/json' \\\
          \n       -H 'Idempotency-Key: demo-1' -d '{{\"fridge_id\":\"f-campus-martius\",\"items\":[{{\"meal_id\":\"m-greek-salad\",\"qty\":1}}],\"payment_method\":\"tok_visa\"}}'\
@@ -472,5 +490,6 @@ fn banner(
         customer = token(pem, clock, Role::Customer, "demo-customer")?,
         pos = token(pem, clock, Role::Pos, "demo-pos")?,
         admin = token(pem, clock, Role::Admin, "demo-admin")?,
+        kitchen = demo_token(pem, clock, Role::Kitchen, "demo-kitchen", Some(DEMO_KITCHEN))?,
     ))
 }

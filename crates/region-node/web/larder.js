@@ -157,3 +157,37 @@ export function newKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// Builds an SVG element, like el(): svg("rect", {x: 1, y: 2}, child).
+export function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    node.append(c instanceof Node ? c : String(c));
+  }
+  return node;
+}
+
+// The node's date (YYYY-MM-DD, UTC) from its clock: with the dev clock the
+// node's day is not the browser's. The browser's date if it cannot be read.
+export async function nodeToday() {
+  try {
+    const clock = await api("GET", "/v1/dev/clock");
+    return String(clock.now).slice(0, 10);
+  } catch {
+    return new Date().toISOString().slice(0, 10);
+  }
+}
+
+// `date` (YYYY-MM-DD) moved by `days`.
+export function addDays(date, days) {
+  const d = new Date(date + "T12:00:00Z");
+  d.setUTCDate(d.getUTCDate() + days);
+  return d.toISOString().slice(0, 10);
+}

@@ -292,6 +292,18 @@ pub async fn register_fridge(
     })))
 }
 
+/// `GET /v1/admin/fridges`: every fridge with its position, status, last
+/// report, excursion under way and latest notices, for the operations
+/// dashboard's fleet map.
+pub async fn fleet(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let state = app.district.state();
+    Ok(axum::Json(json!({ "fridges": query::fleet(&state) })))
+}
+
 /// `GET /v1/admin/fridges/{id}`: the fridge, its stock levels and its
 /// latest notices (a pickup code that took nothing, a refused door pickup,
 /// a temperature back in range).

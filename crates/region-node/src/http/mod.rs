@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/meals/{meal_id}",
             put(catalog::define_meal).delete(catalog::discontinue_meal),
         )
+        .route("/v1/admin/fridges", get(catalog::fleet))
         .route(
             "/v1/admin/fridges/{fridge_id}",
             put(catalog::register_fridge).get(catalog::fridge),
