@@ -140,6 +140,37 @@ fn routes(
             "/v1/kitchens/k-midtown-greens/events".to_string(),
             Some(json!({"stage": "prepared", "date": "2030-01-07"})),
         ),
+        // Issue 13: the fleet of fridges, par levels, a kitchen's pick list
+        // and insights, the district's and the fleet's.
+        (M::GET, "/v1/admin/fridges".to_string(), None),
+        (
+            M::PUT,
+            format!("/v1/admin/fridges/{FRIDGE}/par/{MEAL}"),
+            Some(json!({"units": 9})),
+        ),
+        (M::GET, format!("/v1/admin/par?fridge_id={FRIDGE}"), None),
+        (M::GET, "/v1/admin/par/suggested?days=7".to_string(), None),
+        (
+            M::POST,
+            "/v1/admin/par/suggested/apply?days=7".to_string(),
+            Some(json!({})),
+        ),
+        (
+            M::GET,
+            "/v1/kitchens/k-midtown-greens/picklist?date=2030-01-07".to_string(),
+            None,
+        ),
+        (M::GET, "/v1/admin/insights".to_string(), None),
+        (
+            M::GET,
+            "/v1/kitchens/k-midtown-greens/insights".to_string(),
+            None,
+        ),
+        (
+            M::GET,
+            "/v1/admin/fleet/insights?date=2030-01-07".to_string(),
+            None,
+        ),
     ]
 }
 
