@@ -378,3 +378,62 @@ async fn tab_until_button(browser: &Browser) -> bool {
     }
     false
 }
+
+/// At 8 p.m. in Detroit it is already tomorrow in UTC: the kitchen's
+/// "today" and the dashboard's insight range are the district's date.
+#[tokio::test]
+async fn the_pages_count_days_in_the_districts_time_zone() {
+    let node = Node::start(&["--demo", "--dev-clock"]).await;
+    node.start_the_day().await; // 10:00 in Detroit, 15:00 UTC
+    let local_today = node.clock_now().await.date_naive();
+    node.advance_clock(10 * 3600).await; // 20:00 in Detroit, 01:00 UTC
+    assert_eq!(
+        node.clock_now().await.date_naive(),
+        local_today.succ_opt().unwrap(),
+        "UTC has moved on to tomorrow"
+    );
+    let local_today = local_today.to_string();
+    let browser = Browser::start(DESKTOP).await;
+    let kitchen = node.kitchen(KITCHEN).token.unwrap();
+    browser
+        .open(&node.url(&format!("/kitchen#token={kitchen}")))
+        .await;
+    let first_day = browser.find("#days button").await;
+    assert_eq!(
+        first_day.attr("data-date").await.unwrap().as_deref(),
+        Some(local_today.as_str())
+    );
+    let admin = node.admin().token.unwrap();
+    browser
+        .open(&node.url(&format!("/ops#token={admin}")))
+        .await;
+    eventually(
+        "the insight range is filled in",
+        browser::PAGE_DEADLINE,
+        || {
+            let client = browser.client.clone();
+            async move {
+                let value = client
+                    .execute(
+                        "const i = document.getElementById('insights-to');
+                     return i ? i.value : '';",
+                        vec![],
+                    )
+                    .await
+                    .unwrap_or_default();
+                value != json!("")
+            }
+        },
+    )
+    .await;
+    let to = browser
+        .client
+        .execute(
+            "return document.getElementById('insights-to').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(to, json!(local_today));
+    assert_eq!(browser.page_errors().await, Vec::<String>::new());
+}

@@ -1,7 +1,7 @@
 // The kitchen view (/kitchen, kitchen token): the day's deliveries with
 // stage buttons, the prep report and the pick list, for today and the
 // next days.
-import { token, claims, api, el, announce, nodeToday, addDays } from "/web/larder.js";
+import { token, claims, api, el, announce, districtToday, addDays } from "/web/larder.js";
 
 const DAYS_SHOWN = 4;
 const STAGES = [
@@ -189,7 +189,8 @@ async function start() {
     return;
   }
   document.getElementById("kitchen-name").textContent = kitchenId;
-  const today = await nodeToday();
+  // The pick list answers for the district's today when given no date.
+  const today = await districtToday(`/v1/kitchens/${encodeURIComponent(kitchenId)}/picklist`, "date");
   day = today;
   dayButtons(today);
   document.getElementById("day-input").addEventListener("change", (e) => {

@@ -185,6 +185,21 @@ export async function nodeToday() {
   }
 }
 
+// The district's date today (YYYY-MM-DD in the district's time zone, on the
+// node's clock), from a route that answers for today when asked for no date
+// (`field` names the date in its answer). Neither the browser's clock nor its
+// time zone is the district's: at 8 p.m. in Detroit it is already tomorrow
+// in UTC. Falls back to nodeToday().
+export async function districtToday(path, field) {
+  try {
+    const answer = await api("GET", path);
+    if (answer && typeof answer[field] === "string") return answer[field];
+  } catch {
+    // The route is missing or refused: the node's UTC date will do.
+  }
+  return nodeToday();
+}
+
 // `date` (YYYY-MM-DD) moved by `days`.
 export function addDays(date, days) {
   const d = new Date(date + "T12:00:00Z");

@@ -1,7 +1,7 @@
 // The operations dashboard (/ops, admin token): fleet map and fridge table
 // with quarantine lift, live order flow, insight charts and campaigns.
 // Hand-written DOM and inline SVG; every number comes from the node's API.
-import { token, api, liveSocket, el, money, announce, nodeToday, addDays, svg } from "/web/larder.js";
+import { token, api, liveSocket, el, money, announce, districtToday, addDays, svg } from "/web/larder.js";
 
 const FLEET_EVERY_MS = 5000;
 const FLOW_EVERY_MS = 4000;
@@ -292,7 +292,8 @@ async function start() {
     announce("Open this page with an admin token: /ops#token=…", "error");
     return;
   }
-  const today = await nodeToday();
+  // Insights answer for the district's today when given no range.
+  const today = await districtToday("/v1/admin/insights", "to");
   document.getElementById("insights-from").value = addDays(today, -6);
   document.getElementById("insights-to").value = today;
   document.getElementById("insights-form").addEventListener("submit", (e) => {
