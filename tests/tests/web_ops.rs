@@ -69,10 +69,19 @@ async fn an_admin_lifts_a_quarantine_on_the_dashboard_once_the_fridge_is_cold() 
         .unwrap()
         .to_owned();
 
+    // Meanwhile a till sells at another fridge: the order flow shows it.
+    let till = node.as_role("pos", "pos-campus");
+    let sold = till.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
+    assert_eq!(sold.status, 201, "{}", sold.body);
+    let sold_id = sold.body["order_id"].as_str().unwrap().to_owned();
+
     let browser = Browser::start(DESKTOP).await;
     let admin_token = admin.token.clone().unwrap();
     browser
         .open(&node.url(&format!("/ops#token={admin_token}")))
+        .await;
+    browser
+        .find(&format!("#order-flow [data-order-id=\"{sold_id}\"]"))
         .await;
     let row = format!("#fridges tr[data-fridge-id=\"{WARM_FRIDGE}\"]");
     browser
@@ -128,6 +137,8 @@ async fn an_admin_lifts_a_quarantine_on_the_dashboard_once_the_fridge_is_cold() 
         .execute("window.scrollTo(0, 0);", vec![])
         .await
         .unwrap();
+    // The whole dashboard in one picture: map, order flow, fridges, charts.
+    browser.client.set_window_size(1280, 2200).await.unwrap();
     browser.screenshot("ops-overview").await;
     assert_eq!(browser.page_errors().await, Vec::<String>::new());
 }
