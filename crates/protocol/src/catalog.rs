@@ -95,7 +95,11 @@ pub struct FridgeSpec {
     #[serde(default = "default_vendor")]
     pub vendor: String,
     /// Shared secret the fridge signs telemetry with. Write-only: never served.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validation::not_null"
+    )]
     pub secret: Option<String>,
 }
 

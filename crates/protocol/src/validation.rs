@@ -223,3 +223,38 @@ mod tests {
         }
     }
 }
+
+/// For an optional field of a JSON body that may be left out but not sent
+/// as `null` (`#[serde(default, deserialize_with = "not_null")]`). serde
+/// reads `null` into `None` on its own, which would accept what the API's
+/// schema calls a type error, and turn `{"fridge_id": "f", "near": null}`
+/// into a body the schema's "exactly one of" refuses. JSON bodies only: a
+/// binary format would look for the `Option`'s tag, so a type using this
+/// must not be written to the log.
+pub fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod not_null_tests {
+    use crate::waitlist::JoinWaitlist;
+
+    /// Left out is `None`; sent as `null` is a type error, not `None`.
+    #[test]
+    fn an_optional_field_may_be_left_out_but_not_null() {
+        let left_out: JoinWaitlist =
+            serde_json::from_str(r#"{"meal_id":"m","fridge_id":"f"}"#).unwrap();
+        assert!(left_out.near.is_none());
+        let null =
+            serde_json::from_str::<JoinWaitlist>(r#"{"meal_id":"m","fridge_id":"f","near":null}"#);
+        assert!(null.is_err(), "{null:?}");
+        let spec = serde_json::from_str::<crate::catalog::FridgeSpec>(
+            r#"{"name":"F","lat":42.3,"lon":-83.0,"secret":null}"#,
+        );
+        assert!(spec.is_err(), "{spec:?}");
+    }
+}

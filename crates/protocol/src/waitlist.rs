@@ -95,9 +95,17 @@ pub struct Near {
 #[serde(deny_unknown_fields)]
 pub struct JoinWaitlist {
     pub meal_id: MealId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validation::not_null"
+    )]
     pub fridge_id: Option<FridgeId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validation::not_null"
+    )]
     pub near: Option<Near>,
 }
 
