@@ -21,6 +21,7 @@ use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, OrderItem, PlaceOrder};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::{DistrictId, EventEnvelope};
+use region_node::capacity::disk::dir_bytes;
 use region_node::snapshot::{recover, SnapshotStore};
 use region_node::store::EventLog;
 
@@ -175,21 +176,6 @@ fn prepare_snapshot(log_dir: &Path, snapshots: &SnapshotStore, at_seq: u64) {
         "snapshot at seq {at_seq} written in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// The district as the generator drives it: the state, the time, and the
