@@ -260,7 +260,53 @@ pub fn payloads(events: &[EventEnvelope]) -> Vec<Payload> {
 /// The public meaning of one event: family, type and data, or `None`.
 /// An allow-list: every field is named here.
 fn public(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
-    use WebhookFamily::{Fridges, Orders, Stock};
+    // Exhaustive here, so a new event must be placed in a family or said
+    // to be private; each family's own function builds its payloads.
+    match event {
+        Event::OrderPlaced { .. }
+        | Event::OrderCancelled { .. }
+        | Event::OrderPurchased { .. }
+        | Event::OrderPurchaseRefused { .. }
+        | Event::OrderRefunded { .. }
+        | Event::OrderPickedUp { .. }
+        | Event::OrderUnclaimed { .. }
+        | Event::OrderFlagged { .. } => order_payload(event),
+        Event::MealStockUpdated { .. }
+        | Event::MealStockReserved { .. }
+        | Event::MealStockReleased { .. }
+        | Event::MealUnitsExpired { .. }
+        | Event::StockMovementRecorded { .. }
+        | Event::MealUnitPlacedForOrder { .. } => stock_payload(event),
+        Event::FridgeRegistered { .. }
+        | Event::FridgeStatusChanged { .. }
+        | Event::FridgeQuarantined { .. }
+        | Event::FridgeQuarantineLifted { .. }
+        | Event::TemperatureRecovered { .. }
+        | Event::DoorPickupRefused { .. }
+        | Event::PickupNothingTaken { .. } => fridge_payload(event),
+        Event::Schedule(e) => schedule(e),
+        // Catalog definitions, the payment plumbing (told as order.purchased
+        // / refused / refunded), telemetry receipts (ACL cursors),
+        // promotions, webhook registrations and par levels: nothing public.
+        Event::MealDefined { .. }
+        | Event::MealDiscontinued { .. }
+        | Event::PurchaseRequested { .. }
+        | Event::OrderPurchaseConfirmed { .. }
+        | Event::RefundRequested { .. }
+        | Event::PaymentResultRecorded { .. }
+        | Event::FridgeTelemetryReceived { .. }
+        | Event::Promotion(_)
+        | Event::Webhook(_)
+        | Event::Restock(_) => None,
+        // A customer's waitlist entries and notifications are theirs, not
+        // integration data (the shelf's counts travel as stock events).
+        Event::Waitlist(_) | Event::Notification(_) => None,
+    }
+}
+
+/// The `orders` family: an order's life as integrators see it.
+fn order_payload(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
+    use WebhookFamily::Orders;
     let found = match event {
         Event::OrderPlaced {
             order_id,
@@ -318,6 +364,15 @@ fn public(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
             "order.flagged",
             json!({"order_id": order_id, "meal_id": meal_id, "reason": reason}),
         ),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// The `stock` family: counts, reservations and movements per fridge and meal.
+fn stock_payload(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
+    use WebhookFamily::Stock;
+    let found = match event {
         Event::MealStockUpdated {
             fridge_id,
             meal_id,
@@ -377,6 +432,15 @@ fn public(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
             "stock.placed_for_order",
             json!({"fridge_id": fridge_id, "meal_id": meal_id, "order_id": order_id}),
         ),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// The `fridges` family: registrations, status and temperature.
+fn fridge_payload(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
+    use WebhookFamily::Fridges;
+    let found = match event {
         Event::FridgeRegistered { fridge, .. } => (
             Fridges,
             "fridge.registered",
@@ -436,23 +500,7 @@ fn public(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
             "fridge.pickup_nothing_taken",
             json!({"fridge_id": fridge_id, "order_id": order_id, "at": at}),
         ),
-        Event::Schedule(e) => return schedule(e),
-        // Catalog definitions, the payment plumbing (told as order.purchased
-        // / refused / refunded), telemetry receipts (ACL cursors),
-        // promotions, webhook registrations and par levels: nothing public.
-        Event::MealDefined { .. }
-        | Event::MealDiscontinued { .. }
-        | Event::PurchaseRequested { .. }
-        | Event::OrderPurchaseConfirmed { .. }
-        | Event::RefundRequested { .. }
-        | Event::PaymentResultRecorded { .. }
-        | Event::FridgeTelemetryReceived { .. }
-        | Event::Promotion(_)
-        | Event::Webhook(_)
-        | Event::Restock(_) => return None,
-        // A customer's waitlist entries and notifications are theirs, not
-        // integration data (the shelf's counts travel as stock events).
-        Event::Waitlist(_) | Event::Notification(_) => return None,
+        _ => return None,
     };
     Some(found)
 }
