@@ -32,6 +32,9 @@ pub struct BenchArgs {
     pub progress: bool,
     /// `--report FILE`: write the report there (`.svg`: the charts only).
     pub report: Option<PathBuf>,
+    /// `--wrk`: drive the open-loop phase with wrk (a C client) instead of
+    /// the tool's own Rust clients (larder-load).
+    pub wrk: bool,
     pub help: bool,
 }
 
@@ -48,6 +51,7 @@ impl BenchArgs {
             match a.as_str() {
                 "-h" | "--help" => out.help = true,
                 "--progress" => out.progress = true,
+                "--wrk" => out.wrk = true,
                 "--report" => {
                     let path = args.next().ok_or("--report needs a file name")?;
                     out.report = Some(PathBuf::from(path));
