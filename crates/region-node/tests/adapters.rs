@@ -580,7 +580,8 @@ fn a_batch_of_results_is_committed_together_and_acked_only_once_durable() {
         };
         let mut batch: Vec<FakeDelivery> = orders
             .iter()
-            .map(|o| OrderId::from_static(*o))
+            .copied()
+            .map(OrderId::from_static)
             .map(|id| delivery(approved(&id), Some(id)))
             .collect();
         batch.push(delivery(b"not a result".to_vec(), None));

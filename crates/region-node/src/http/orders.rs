@@ -21,6 +21,9 @@ use district::{Command, DomainError, Order, OrderCommand};
 use std::sync::atomic::Ordering::Relaxed;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// `Retry-After` of a 503 `payments_backlog`, in seconds: a backlog at its
+/// limit drains in a few seconds once payments answer.
+pub const PAYMENTS_BACKLOG_RETRY_AFTER_SECS: i64 = 5;
 /// Longest pickup code accepted, in bytes.
 const MAX_PICKUP_CODE_LEN: usize = 16;
 
@@ -189,6 +192,31 @@ async fn resolve(
     }
 }
 
+/// The payments path is `pending` requests behind, at or over `[payments]
+/// max_backlog`: a new order would be taken now and time out unpaid later.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "payments are {pending} requests behind (the limit is {max}); \
+     new orders are taken again once they catch up"
+)]
+pub struct PaymentsBacklog {
+    pub pending: usize,
+    pub max: usize,
+}
+
+/// Refuses a new order (one that will ask for a payment) while the outbox
+/// holds `[payments] max_backlog` requests or more. Cancels, refunds and
+/// pickups never pass here: they settle what was already taken.
+fn admit_new_order(app: &AppState) -> Result<(), PaymentsBacklog> {
+    let pending = app.district.state().outbox().len();
+    let max = app.config.payments.max_backlog;
+    if pending < max {
+        return Ok(());
+    }
+    app.metrics.payments_backlog_refusals.fetch_add(1, Relaxed);
+    Err(PaymentsBacklog { pending, max })
+}
+
 /// `POST /v1/orders`.
 pub async fn place(
     State(app): State<AppState>,
@@ -217,6 +245,11 @@ pub async fn place(
             .by_idempotency_key(&customer, k)
             .is_some()
     });
+    // Before anything is reserved, so a refusal changes nothing; a retry
+    // only reads its first answer.
+    if !retry {
+        admit_new_order(&app)?;
+    }
     let referral = match (&request.share_code, channel) {
         (Some(_), _) if retry => None,
         (Some(code), Channel::App) => {
