@@ -252,11 +252,17 @@ struct Broker {
 }
 
 impl Broker {
-    /// The next `n` message ids sent, in order.
+    /// The next `n` message ids sent, in order. Fails when the relay stops
+    /// sending short of `n` for longer than a republish period: sending
+    /// does no real I/O, so virtual time is safe here.
     async fn next(&mut self, n: usize) -> Vec<String> {
         let mut ids = Vec::with_capacity(n);
-        for _ in 0..n {
-            ids.push(self.published.recv().await.unwrap().0);
+        let wait = Duration::from_secs(REPUBLISH_SECS);
+        while ids.len() < n {
+            match tokio::time::timeout(wait, self.published.recv()).await {
+                Ok(Some((id, _))) => ids.push(id),
+                _ => panic!("{} of {n} requests sent, then none for {wait:?}", ids.len()),
+            }
         }
         ids
     }
