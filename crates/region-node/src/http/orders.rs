@@ -217,6 +217,28 @@ fn admit_new_order(app: &AppState) -> Result<(), PaymentsBacklog> {
     Err(PaymentsBacklog { pending, max })
 }
 
+/// Whether the request retries an order placed under its key: a retry
+/// gets its first answer from the decider, and nothing is checked or
+/// reserved for it again. A new order must pass [`admit_new_order`] first,
+/// before anything is reserved, so a refusal changes nothing.
+fn retry_or_admit(
+    app: &AppState,
+    customer: &str,
+    key: Option<&str>,
+) -> Result<bool, PaymentsBacklog> {
+    let retry = key.is_some_and(|k| {
+        app.district
+            .state()
+            .orders()
+            .by_idempotency_key(customer, k)
+            .is_some()
+    });
+    if !retry {
+        admit_new_order(app)?;
+    }
+    Ok(retry)
+}
+
 /// `POST /v1/orders`.
 pub async fn place(
     State(app): State<AppState>,
@@ -236,20 +258,7 @@ pub async fn place(
     let idempotency = key.clone().map(|k| (k, fingerprint));
     let order_id = OrderId::from(app.clock.ulid());
     let customer = claims.sub.clone();
-    // A retry of a placed order gets its first answer from the decider:
-    // nothing is checked or reserved for it again.
-    let retry = key.as_ref().is_some_and(|k| {
-        app.district
-            .state()
-            .orders()
-            .by_idempotency_key(&customer, k)
-            .is_some()
-    });
-    // Before anything is reserved, so a refusal changes nothing; a retry
-    // only reads its first answer.
-    if !retry {
-        admit_new_order(&app)?;
-    }
+    let retry = retry_or_admit(&app, &customer, key.as_deref())?;
     let referral = match (&request.share_code, channel) {
         (Some(_), _) if retry => None,
         (Some(code), Channel::App) => {
