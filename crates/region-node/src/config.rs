@@ -65,6 +65,42 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     #[serde(default)]
     pub insights: InsightsConfig,
+    #[serde(default)]
+    pub payments: PaymentsConfig,
+}
+
+/// Default most payment requests awaiting a result before new orders are
+/// refused: at the ~5k orders/s a node confirms, a few seconds of orders
+/// behind; far below what would outlast the payment timeout.
+pub const MAX_PAYMENTS_BACKLOG_DEFAULT: usize = 20_000;
+
+/// `[payments]`: backpressure from the payments path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// Payment requests in the outbox (asked for, no result recorded yet)
+    /// at which new orders are answered 503 `payments_backlog` instead of
+    /// being taken and timing out unpaid; at least 1.
+    pub max_backlog: usize,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            max_backlog: MAX_PAYMENTS_BACKLOG_DEFAULT,
+        }
+    }
+}
+
+impl PaymentsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_backlog == 0 {
+            return Err(ConfigError::Invalid(
+                "[payments] max_backlog must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Default seconds between two fleet publications of the insights.
@@ -897,6 +933,7 @@ impl Config {
         config.auth.validate()?;
         config.notifications.validate()?;
         config.insights.validate()?;
+        config.payments.validate()?;
         if let Some(n) = &config.nats {
             if !(1..=5).contains(&n.replicas) {
                 return Err(ConfigError::Invalid(
@@ -999,6 +1036,16 @@ mod tests {
         assert!(
             matches!(twice, Err(ConfigError::Invalid(m)) if m.contains("twice")),
             "a kid listed twice"
+        );
+    }
+
+    #[test]
+    fn a_config_without_payments_refuses_at_the_default_backlog_and_zero_is_refused() {
+        let config = with_auth("").expect("dev config");
+        assert_eq!(config.payments.max_backlog, MAX_PAYMENTS_BACKLOG_DEFAULT);
+        let zero = PaymentsConfig { max_backlog: 0 };
+        assert!(
+            matches!(zero.validate(), Err(ConfigError::Invalid(m)) if m.starts_with("[payments]"))
         );
     }
 

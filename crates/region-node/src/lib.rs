@@ -333,6 +333,7 @@ async fn start_tasks(
                 n.replicas,
                 district.clone(),
                 config.district_id.clone(),
+                metrics.clone(),
                 &tasks.shutdown(),
             )
             .await

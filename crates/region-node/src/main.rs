@@ -208,6 +208,10 @@ struct Overrides {
     push_file: Option<std::path::PathBuf>,
     #[arg(long)]
     reminder_lead_minutes: Option<u32>,
+    /// `[payments] max_backlog`: payment requests awaiting a result at
+    /// which new orders are refused (503 `payments_backlog`).
+    #[arg(long)]
+    max_payments_backlog: Option<usize>,
 }
 
 impl Overrides {
@@ -260,6 +264,9 @@ impl Overrides {
             .reminder_lead_minutes
             .unwrap_or(n.reminder_lead_minutes);
         n.validate()?;
+        let p = &mut cfg.payments;
+        p.max_backlog = self.max_payments_backlog.unwrap_or(p.max_backlog);
+        p.validate()?;
         Ok(())
     }
 }

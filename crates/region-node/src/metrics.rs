@@ -57,6 +57,14 @@ pub struct Metrics {
     pub webhook_attempts_failed: AtomicU64,
     pub webhook_failed: AtomicU64,
     pub webhook_backlog: AtomicI64,
+    /// The payment relay (`nats.rs`): requests JetStream acknowledged, and
+    /// publishes that failed (each is published again).
+    pub payments_published: AtomicU64,
+    pub payment_publish_failures: AtomicU64,
+    /// Payment results committed (or found duplicate) and acked.
+    pub payment_results_recorded: AtomicU64,
+    /// New orders refused with 503 `payments_backlog`.
+    pub payments_backlog_refusals: AtomicU64,
 }
 
 impl Metrics {
@@ -94,6 +102,7 @@ impl Metrics {
         self.render_http(&mut out);
         self.render_commit_histogram(&mut out);
         self.render_webhooks(&mut out);
+        self.render_payments(&mut out);
         for (name, help, v) in gauges {
             gauge(&mut out, name, help, *v);
         }
@@ -275,6 +284,35 @@ impl Metrics {
             "Webhook deliveries pending in the senders.",
             backlog,
         );
+    }
+}
+
+impl Metrics {
+    fn render_payments(&self, out: &mut String) {
+        for (name, help, v) in [
+            (
+                "larder_payments_published_total",
+                "Payment requests published and acknowledged by JetStream (republishes included).",
+                &self.payments_published,
+            ),
+            (
+                "larder_payment_publish_failures_total",
+                "Payment request publishes that failed or were not acknowledged (published again).",
+                &self.payment_publish_failures,
+            ),
+            (
+                "larder_payment_results_recorded_total",
+                "Payment results committed to the log (or found duplicate) and acked.",
+                &self.payment_results_recorded,
+            ),
+            (
+                "larder_payments_backlog_refusals_total",
+                "New orders refused with 503 payments_backlog ([payments] max_backlog reached).",
+                &self.payments_backlog_refusals,
+            ),
+        ] {
+            counter(out, name, help, v.load(Relaxed));
+        }
     }
 }
 

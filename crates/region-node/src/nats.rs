@@ -6,9 +6,16 @@
 //!   durable. The relay publishes every pending request with `Nats-Msg-Id`
 //!   and republishes it every [`REPUBLISH_SECS`] until its *result* is
 //!   recorded (the row leaves the outbox), not merely until JetStream acks.
-//! - **Results**: a durable pull consumer on this district's result subject;
-//!   each result is committed through the writer *before* it is acked, so a
-//!   crash means redelivery, which the decider treats as a duplicate.
+//!   A round hands its publishes to the client one after another without
+//!   waiting for the broker, then awaits their acks together, with at most
+//!   [`MAX_PUBLISH_IN_FLIGHT`] unacknowledged at once: one broker round trip
+//!   per round (per that many requests), not per request.
+//! - **Results**: a durable pull consumer on this district's result subject,
+//!   fetched [`RESULT_FETCH_BATCH`] at a time; the results ready together
+//!   (up to [`RESULT_BATCH`]) are submitted to the writer together, so they
+//!   share group commits, and acked only after *all* of them are durable, so
+//!   a crash means redelivery, which the decider treats as a duplicate. An
+//!   ack is a plain publish the client buffers: no round trip per result.
 //!
 //! The outbox (`district::outbox`) is the one list of what is owed: order
 //! charges and refunds and plan charges alike, each row keyed by what it
@@ -17,25 +24,33 @@
 //! `district::outbox::record_result` routes to the schedule (plan charges)
 //! or the order book.
 //!
-//! With NATS down the node keeps taking orders; requests wait in the outbox.
+//! With NATS down the node keeps taking orders; requests wait in the outbox
+//! until it holds `[payments] max_backlog` of them, after which new orders
+//! are refused (503 `payments_backlog`, see `http::orders`).
 //!
-//! On shutdown the relay abandons its round (what it did not publish is
-//! still in the outbox after the restart) and the consumer stops pulling,
-//! finishes the results in flight and flushes its acks.
+//! On shutdown the relay abandons its round (what it did not publish, or
+//! published without an ack yet, is still in the outbox after the restart
+//! and is published again under the same id) and the consumer stops
+//! pulling, finishes the batches in flight (commit, then ack) and flushes
+//! its acks.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::Publish};
+use async_nats::jetstream::{self, consumer, context::Publish};
 use bus::{request_subject, result_subject, PaymentRequest, PaymentResult};
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rand::Rng;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::lifecycle::Shutdown;
+use crate::metrics::Metrics;
 use crate::writer::{CommittedBatch, District, WriteError};
 use district::Command;
 use protocol::DistrictId;
@@ -47,10 +62,23 @@ use protocol::DistrictId;
 pub const REPUBLISH_SECS: u64 = 30;
 /// How often the relay rescans the whole outbox for requests to (re)publish.
 pub const RESCAN_MS: u64 = 1_000;
-/// Most requests published (and awaited) in one relay round.
+/// Most requests a rescan adds to one relay round.
 pub const MAX_PUBLISH_PER_ROUND: usize = 4096;
-/// Results committed at once (they share group commits).
-pub const RESULT_CONCURRENCY: usize = 512;
+/// Most publishes sent and not yet acknowledged by JetStream at once: a
+/// round's acks are awaited together, but a broker that stopped answering
+/// must not collect an unbounded pile of pending acks (each holds an inbox
+/// and times out on its own).
+pub const MAX_PUBLISH_IN_FLIGHT: usize = 1024;
+/// Results the consumer asks JetStream for in one pull request. Below the
+/// server's default `max_ack_pending` (1,000), so a second pull can be
+/// under way while the first batch is committed.
+pub const RESULT_FETCH_BATCH: usize = 500;
+/// Most results committed (and then acked) as one batch: those delivered
+/// and ready together, up to this many.
+pub const RESULT_BATCH: usize = 256;
+/// Result batches being committed at once; with [`RESULT_BATCH`] this
+/// bounds the results waiting for the writer.
+pub const RESULT_BATCHES_IN_FLIGHT: usize = 4;
 /// Longest wait for buffered acks to reach NATS at shutdown.
 const FINAL_FLUSH_MS: u64 = 1_000;
 /// Pause before retrying NATS setup.
@@ -70,6 +98,7 @@ impl NatsLink {
         replicas: usize,
         district: District,
         district_id: DistrictId,
+        metrics: Arc<Metrics>,
         shutdown: &Shutdown,
     ) -> Result<Self, async_nats::ConnectError> {
         let client = async_nats::ConnectOptions::new()
@@ -85,12 +114,19 @@ impl NatsLink {
             streams_ready: false,
             replicas,
         };
-        let relay_district = district.clone();
-        shutdown.spawn("payment-relay", |s| relay(outlet, relay_district, s));
-        let results_client = client.clone();
-        shutdown.spawn("payment-results", |s| {
-            consume_results(results_client, js, replicas, district, district_id, s)
+        let (relay_district, relay_metrics) = (district.clone(), metrics.clone());
+        shutdown.spawn("payment-relay", |s| {
+            relay(outlet, relay_district, relay_metrics, s)
         });
+        let consumer = ResultConsumer {
+            client: client.clone(),
+            js,
+            replicas,
+            district,
+            district_id,
+            metrics,
+        };
+        shutdown.spawn("payment-results", |s| consumer.run(s));
         Ok(NatsLink { client })
     }
 
@@ -121,15 +157,22 @@ fn new_requests(batch: &CommittedBatch) -> Vec<(String, PaymentRequest)> {
 /// Where the relay sends payment requests: JetStream in the node, a
 /// recorder in tests (which run the relay under paused time).
 pub trait Outlet: Send {
+    /// Resolves once the broker has stored one sent request (`Ok`), or
+    /// refused or lost it.
+    type Ack: Future<Output = Result<(), String>> + Send + 'static;
     /// Whether requests can be sent now.
     fn ready(&mut self) -> impl Future<Output = bool> + Send;
-    /// Publishes one request under its message id; `Ok` once the broker
-    /// has stored it.
-    fn publish(
+    /// Hands one request to the broker under its message id, without
+    /// waiting for the broker's answer: that is the returned [`Self::Ack`].
+    fn send(
         &self,
         id: &str,
         request: &PaymentRequest,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<Self::Ack, String>> + Send;
+    /// Most sends awaiting their ack at once.
+    fn max_in_flight(&self) -> usize {
+        MAX_PUBLISH_IN_FLIGHT
+    }
 }
 
 /// The district's request subject on JetStream.
@@ -142,6 +185,8 @@ struct JetStream {
 }
 
 impl Outlet for JetStream {
+    type Ack = BoxFuture<'static, Result<(), String>>;
+
     async fn ready(&mut self) -> bool {
         let connected = self.client.connection_state() == async_nats::connection::State::Connected;
         if connected && !self.streams_ready {
@@ -153,8 +198,9 @@ impl Outlet for JetStream {
         connected && self.streams_ready
     }
 
-    async fn publish(&self, id: &str, request: &PaymentRequest) -> Result<(), String> {
+    async fn send(&self, id: &str, request: &PaymentRequest) -> Result<Self::Ack, String> {
         let bytes = protocol::codec::to_postcard(request).map_err(|e| e.to_string())?;
+        // Waits only for room in the client's send queue, not for the broker.
         let ack = self
             .js
             .send_publish(
@@ -163,17 +209,25 @@ impl Outlet for JetStream {
             )
             .await
             .map_err(|e| e.to_string())?;
-        ack.await.map_err(|e| e.to_string())?;
-        Ok(())
+        Ok(ack
+            .into_future()
+            .map(|stored| stored.map(|_| ()).map_err(|e| e.to_string()))
+            .boxed())
     }
 }
 
 /// Publishes the outbox through `outlet` until `shutdown`.
-pub async fn relay<O: Outlet>(outlet: O, district: District, mut shutdown: Shutdown) {
+pub async fn relay<O: Outlet>(
+    outlet: O,
+    district: District,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
     let mut feed = district.subscribe_feed();
     let mut relay = Relay {
         outlet,
         district,
+        metrics,
         published: HashMap::new(),
         fresh: vec![],
         rescan_due: true,
@@ -205,12 +259,21 @@ pub async fn relay<O: Outlet>(outlet: O, district: District, mut shutdown: Shutd
 struct Relay<O> {
     outlet: O,
     district: District,
+    metrics: Arc<Metrics>,
     /// When each pending request was last published.
     published: HashMap<String, Instant>,
     /// Requests from the feed, published promptly; everything else is
     /// found by the periodic rescan (start-up, reconnects, lag, republish).
     fresh: Vec<(String, PaymentRequest)>,
     rescan_due: bool,
+}
+
+/// What one round's publishes came to.
+#[derive(Default)]
+struct RoundOutcome {
+    stored: usize,
+    failed: usize,
+    first_error: Option<String>,
 }
 
 impl<O: Outlet> Relay<O> {
@@ -224,45 +287,94 @@ impl<O: Outlet> Relay<O> {
         let mut due = std::mem::take(&mut self.fresh);
         if self.rescan_due {
             self.rescan_due = false;
-            let state = self.district.state();
-            let pending: HashSet<String> =
-                state.outbox().iter().map(|(key, _)| key.msg_id()).collect();
-            self.published.retain(|id, _| pending.contains(id));
-            let republish = Duration::from_secs(REPUBLISH_SECS);
-            let published = &self.published;
-            due.extend(
-                state
-                    .outbox()
-                    .iter()
-                    .map(|(key, req)| (key.msg_id(), req))
-                    .filter(|(id, _)| published.get(id).is_none_or(|at| at.elapsed() >= republish))
-                    .take(MAX_PUBLISH_PER_ROUND)
-                    .map(|(id, req)| (id, req.clone())),
-            );
+            due.extend(self.rescan());
         }
-        // Send them all, then await the acks: one round trip per round,
-        // not per request.
-        let outlet = &self.outlet;
-        let sends = due
-            .into_iter()
-            .map(|(id, req)| async move { outlet.publish(&id, &req).await.map(|()| id) });
-        let round = futures::future::join_all(sends).await;
+        if due.is_empty() {
+            return;
+        }
+        let requests = due.len();
+        let outcome = self.publish(due).await;
+        self.metrics
+            .payments_published
+            .fetch_add(outcome.stored as u64, Relaxed);
+        self.metrics
+            .payment_publish_failures
+            .fetch_add(outcome.failed as u64, Relaxed);
         tracing::debug!(
-            requests = round.len(),
+            requests,
+            stored = outcome.stored,
+            failed = outcome.failed,
             published = self.published.len(),
             "relay round"
         );
-        for result in round {
-            match result {
-                Ok(id) => {
-                    // A crash with the request on JetStream but not marked published here.
-                    fail::fail_point!("relay-after-publish-before-mark", |_| std::process::abort());
-                    self.published.insert(id, Instant::now());
+        if let Some(error) = outcome.first_error {
+            tracing::warn!(failed = outcome.failed, %error, "relay: publishes failed; will retry");
+            self.rescan_due = true;
+        }
+    }
+
+    /// Pending requests never published, or published longer than
+    /// [`REPUBLISH_SECS`] ago without a result; forgets the published
+    /// marks of rows that have left the outbox.
+    fn rescan(&mut self) -> Vec<(String, PaymentRequest)> {
+        let state = self.district.state();
+        let pending: HashSet<String> = state.outbox().iter().map(|(key, _)| key.msg_id()).collect();
+        self.published.retain(|id, _| pending.contains(id));
+        let republish = Duration::from_secs(REPUBLISH_SECS);
+        let published = &self.published;
+        state
+            .outbox()
+            .iter()
+            .map(|(key, req)| (key.msg_id(), req))
+            .filter(|(id, _)| published.get(id).is_none_or(|at| at.elapsed() >= republish))
+            .take(MAX_PUBLISH_PER_ROUND)
+            .map(|(id, req)| (id, req.clone()))
+            .collect()
+    }
+
+    /// Sends every request without waiting for the broker, then awaits the
+    /// acks together; at most `max_in_flight` are unacknowledged at once (at
+    /// the limit, the next send waits for the oldest outstanding ack to
+    /// land, whichever does first). A request is marked published only once
+    /// its ack is in.
+    async fn publish(&mut self, due: Vec<(String, PaymentRequest)>) -> RoundOutcome {
+        let limit = self.outlet.max_in_flight().max(1);
+        let mut outcome = RoundOutcome::default();
+        let mut acks = FuturesUnordered::new();
+        for (id, request) in due {
+            if acks.len() >= limit {
+                if let Some(acked) = acks.next().await {
+                    self.mark(acked, &mut outcome);
                 }
+            }
+            match self.outlet.send(&id, &request).await {
+                Ok(ack) => acks.push(async move { (id, ack.await) }),
                 Err(e) => {
-                    tracing::warn!(error = %e, "relay: publish failed; will retry");
-                    self.rescan_due = true;
+                    // The client's queue is closed or stuck: the rest would
+                    // fail the same way. The next rescan finds them.
+                    outcome.failed += 1;
+                    outcome.first_error.get_or_insert(e);
+                    break;
                 }
+            }
+        }
+        while let Some(acked) = acks.next().await {
+            self.mark(acked, &mut outcome);
+        }
+        outcome
+    }
+
+    fn mark(&mut self, (id, stored): (String, Result<(), String>), outcome: &mut RoundOutcome) {
+        match stored {
+            Ok(()) => {
+                // A crash with the request on JetStream but not marked published here.
+                fail::fail_point!("relay-after-publish-before-mark", |_| std::process::abort());
+                self.published.insert(id, Instant::now());
+                outcome.stored += 1;
+            }
+            Err(e) => {
+                outcome.failed += 1;
+                outcome.first_error.get_or_insert(e);
             }
         }
     }
@@ -272,92 +384,167 @@ fn pickup_code() -> String {
     format!("{:06}", rand::thread_rng().gen_range(0..1_000_000))
 }
 
-async fn consume_results(
+/// One delivered payment result: JetStream's message in the node, a fake
+/// in tests.
+pub trait Delivery: Send + Sync + 'static {
+    fn payload(&self) -> &[u8];
+    /// Tells the broker the result is done with; it is not delivered again.
+    fn ack(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl Delivery for jetstream::Message {
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    async fn ack(&self) -> Result<(), String> {
+        // A publish to the reply subject, buffered by the client: no round trip.
+        jetstream::Message::ack(self)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How a batch of results ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ResultsRecorded {
+    /// Durable now (recorded, or found duplicate or meaningless) and acked.
+    pub recorded: usize,
+    /// Undecodable: dropped and acked.
+    pub dropped: usize,
+    /// Not recorded (the writer is stopping or failed): not acked, so
+    /// JetStream delivers them again.
+    pub left: usize,
+}
+
+/// Submits every result of `batch` to the writer at once (they land in the
+/// same group commits), waits until all are durable, then acks them: a
+/// result is never acked before the commit that records it.
+pub async fn record_results<D: Delivery>(district: &District, batch: Vec<D>) -> ResultsRecorded {
+    let mut done = ResultsRecorded::default();
+    let mut acks: Vec<D> = Vec::with_capacity(batch.len());
+    let mut commits = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        match protocol::codec::from_postcard::<PaymentResult>(delivery.payload()) {
+            Ok(result) => commits.push(async move {
+                let order_id = result.order_id.clone();
+                let cmd = Command::RecordPayment {
+                    result,
+                    pickup_code: pickup_code(),
+                };
+                (delivery, order_id, district.submit(cmd).await)
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "results: undecodable result dropped");
+                done.dropped += 1;
+                acks.push(delivery);
+            }
+        }
+    }
+    for (delivery, order_id, committed) in futures::future::join_all(commits).await {
+        match committed {
+            Ok(_) => {}
+            // Durable already or meaningless here: either way done.
+            Err(WriteError::Domain(e)) => {
+                tracing::warn!(%order_id, error = %e, "results: result refused")
+            }
+            Err(e @ (WriteError::Unavailable(_) | WriteError::ShuttingDown)) => {
+                tracing::error!(%order_id, error = %e, "results: not recorded; left for redelivery");
+                done.left += 1;
+                continue;
+            }
+        }
+        done.recorded += 1;
+        acks.push(delivery);
+    }
+    // A crash with the results in the log but the messages not acked.
+    fail::fail_point!("results-after-record-before-ack", |_| std::process::abort());
+    for delivery in &acks {
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(error = %e, "results: ack failed; redelivery is harmless");
+        }
+    }
+    done
+}
+
+/// The result consumer's connection and where results go.
+struct ResultConsumer {
     client: async_nats::Client,
     js: jetstream::Context,
     replicas: usize,
     district: District,
     district_id: DistrictId,
-    mut shutdown: Shutdown,
-) {
-    let consumer_name = bus::result_consumer(&district_id);
-    loop {
-        let messages = async {
-            let (_, results) = bus::ensure_streams(&js, replicas).await?;
-            let consumer =
-                bus::durable_consumer(&results, &consumer_name, result_subject(&district_id))
-                    .await?;
-            Ok::<_, async_nats::Error>(bus::pull(&consumer).await?)
-        };
-        let messages = tokio::select! {
-            m = messages => m,
-            () = shutdown.triggered() => break,
-        };
-        let messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "results: NATS not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY_DELAY) => continue,
-                    () = shutdown.triggered() => break,
-                }
+    metrics: Arc<Metrics>,
+}
+
+impl ResultConsumer {
+    async fn run(self, mut shutdown: Shutdown) {
+        loop {
+            let messages = tokio::select! {
+                m = self.messages() => m,
+                () = shutdown.triggered() => break,
+            };
+            match messages {
+                Ok(messages) => self.consume(messages, &shutdown).await,
+                Err(e) => tracing::warn!(error = %e, "results: NATS not ready"),
             }
-        };
-        let district = Arc::new(district.clone());
-        // At the signal the stream ends: no new result is pulled, and the
-        // ones in flight are committed and acked before this returns.
+            tokio::select! {
+                () = tokio::time::sleep(RETRY_DELAY) => {}
+                () = shutdown.triggered() => break,
+            }
+        }
+        // Acks are buffered by the client; send them before the process exits
+        // (one lost is only a redelivery, which the decider ignores), but do not
+        // hold the shutdown for a broker that is not there.
+        if self.client.connection_state() == async_nats::connection::State::Connected {
+            let flush =
+                tokio::time::timeout(Duration::from_millis(FINAL_FLUSH_MS), self.client.flush());
+            if !matches!(flush.await, Ok(Ok(()))) {
+                tracing::debug!("results: final flush of acks did not complete");
+            }
+        }
+    }
+
+    /// The district's result consumer, pulled [`RESULT_FETCH_BATCH`] at a
+    /// time with `bus`'s pull timing.
+    async fn messages(&self) -> Result<consumer::pull::Stream, async_nats::Error> {
+        let (_, results) = bus::ensure_streams(&self.js, self.replicas).await?;
+        let name = bus::result_consumer(&self.district_id);
+        let consumer =
+            bus::durable_consumer(&results, &name, result_subject(&self.district_id)).await?;
+        Ok(consumer
+            .stream()
+            .max_messages_per_batch(RESULT_FETCH_BATCH)
+            .expires(Duration::from_secs(bus::PULL_EXPIRES_SECS))
+            .heartbeat(Duration::from_secs(bus::PULL_HEARTBEAT_SECS))
+            .messages()
+            .await?)
+    }
+
+    /// Commits and acks results in batches until the stream breaks or the
+    /// signal. At the signal no new result is pulled, and the batches in
+    /// flight are committed and acked before this returns.
+    async fn consume(&self, messages: consumer::pull::Stream, shutdown: &Shutdown) {
         let mut stop = shutdown.clone();
         messages
             .take_until(async move { stop.triggered().await })
-            .for_each_concurrent(RESULT_CONCURRENCY, |msg| {
-                let district = district.clone();
-                async move {
-                    let msg = match msg {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "results: delivery error");
-                            return;
-                        }
-                    };
-                    let result: PaymentResult = match protocol::codec::from_postcard(&msg.payload) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(error = %e, "results: undecodable result dropped");
-                            let _ = msg.ack().await;
-                            return;
-                        }
-                    };
-                    let order_id = result.order_id.clone();
-                    let cmd = Command::RecordPayment { result, pickup_code: pickup_code() };
-                    match district.submit(cmd).await {
-                        Ok(_) => {}
-                        // Durable already or meaningless here: either way done.
-                        Err(WriteError::Domain(e)) => tracing::warn!(%order_id, error = %e, "results: result refused"),
-                        Err(e @ (WriteError::Unavailable(_) | WriteError::ShuttingDown)) => {
-                            tracing::error!(%order_id, error = %e, "results: not recorded; left for redelivery");
-                            return;
-                        }
-                    }
-                    // A crash with the result in the log but the message not acked.
-                    fail::fail_point!("results-after-record-before-ack", |_| std::process::abort());
-                    if let Err(e) = msg.ack().await {
-                        tracing::warn!(%order_id, error = %e, "results: ack failed; redelivery is harmless");
-                    }
-                }
+            .filter_map(|msg| async move {
+                msg.map_err(|e| tracing::warn!(error = %e, "results: delivery error"))
+                    .ok()
+            })
+            .ready_chunks(RESULT_BATCH)
+            .for_each_concurrent(RESULT_BATCHES_IN_FLIGHT, |batch| async move {
+                let done = record_results(&self.district, batch).await;
+                self.metrics
+                    .payment_results_recorded
+                    .fetch_add(done.recorded as u64, Relaxed);
+                tracing::debug!(
+                    recorded = done.recorded,
+                    dropped = done.dropped,
+                    left = done.left,
+                    "results batch"
+                );
             })
             .await;
-        tokio::select! {
-            () = tokio::time::sleep(RETRY_DELAY) => {}
-            () = shutdown.triggered() => break,
-        }
-    }
-    // Acks are buffered by the client; send them before the process exits
-    // (one lost is only a redelivery, which the decider ignores), but do not
-    // hold the shutdown for a broker that is not there.
-    if client.connection_state() == async_nats::connection::State::Connected {
-        let flush = tokio::time::timeout(Duration::from_millis(FINAL_FLUSH_MS), client.flush());
-        if !matches!(flush.await, Ok(Ok(()))) {
-            tracing::debug!("results: final flush of acks did not complete");
-        }
     }
 }

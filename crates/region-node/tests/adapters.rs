@@ -14,9 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use district::{CatalogCommand, Command, OrderCommand, OrderPolicy, OrderTimer, ScheduleCommand};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, OrderStatus, PlaceOrder};
 use protocol::payments::PaymentRequest;
+use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::schedule::{PlanDay, PlanSpec, ScheduleEvent};
 use protocol::Event;
 use region_node::clock::Clock;
@@ -28,7 +31,8 @@ use region_node::schedule_tick::{self, SCHEDULE_TICK_MS};
 use region_node::store::EventLog;
 use region_node::timers::{self, TIMER_TICK_MS};
 use region_node::writer::District;
-use tokio::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 mod support;
@@ -214,70 +218,181 @@ fn the_schedule_tick_charges_a_new_plan_and_stops_at_the_signal() {
     });
 }
 
-/// Records what the relay publishes; `stall` makes every publish hang, as
-/// a broker that accepted the connection and then stopped answering.
+/// How the recorder's broker answers the requests it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Not yet: every ack waits.
+    Wait,
+    /// Stored: every ack is `Ok`.
+    Store,
+    /// Lost or refused: every ack is an error.
+    Refuse,
+}
+
+/// Records what the relay sends and holds its acks until the test says how
+/// the broker answers (`answer`). `stall` makes every send hang, as a
+/// broker that accepted the connection and then stopped reading.
 #[derive(Clone)]
 struct Recorder {
     sent: mpsc::UnboundedSender<(String, Instant)>,
     stall: Arc<Mutex<bool>>,
+    answer: watch::Receiver<Answer>,
+    /// Sends whose ack has not landed, and the most there ever were.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
+}
+
+/// The test's side of a [`Recorder`].
+struct Broker {
+    published: mpsc::UnboundedReceiver<(String, Instant)>,
+    answer: watch::Sender<Answer>,
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
+}
+
+impl Broker {
+    /// The next `n` message ids sent, in order. Fails when the relay stops
+    /// sending short of `n` for longer than a republish period: sending
+    /// does no real I/O, so virtual time is safe here.
+    async fn next(&mut self, n: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        let wait = Duration::from_secs(REPUBLISH_SECS);
+        while ids.len() < n {
+            match tokio::time::timeout(wait, self.published.recv()).await {
+                Ok(Some((id, _))) => ids.push(id),
+                _ => panic!("{} of {n} requests sent, then none for {wait:?}", ids.len()),
+            }
+        }
+        ids
+    }
+
+    fn answer(&self, answer: Answer) {
+        self.answer.send_replace(answer);
+    }
+}
+
+fn recorder(answer: Answer, max_in_flight: usize) -> (Recorder, Broker) {
+    let (sent, published) = mpsc::unbounded_channel();
+    let (answer_tx, answer_rx) = watch::channel(answer);
+    let (in_flight, most_in_flight) = (Arc::default(), Arc::default());
+    let outlet = Recorder {
+        sent,
+        stall: Arc::default(),
+        answer: answer_rx,
+        in_flight: Arc::clone(&in_flight),
+        most_in_flight: Arc::clone(&most_in_flight),
+        max_in_flight,
+    };
+    let broker = Broker {
+        published,
+        answer: answer_tx,
+        in_flight,
+        most_in_flight,
+    };
+    (outlet, broker)
 }
 
 impl Outlet for Recorder {
+    type Ack = BoxFuture<'static, Result<(), String>>;
+
     async fn ready(&mut self) -> bool {
         true
     }
 
-    async fn publish(&self, id: &str, _request: &PaymentRequest) -> Result<(), String> {
+    async fn send(&self, id: &str, _request: &PaymentRequest) -> Result<Self::Ack, String> {
         let stall = self.stall.lock().map(|s| *s).unwrap_or(false);
         if stall {
             std::future::pending::<()>().await;
         }
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, SeqCst);
         let _ = self.sent.send((id.to_string(), Instant::now()));
-        Ok(())
+        let (mut answer, in_flight) = (self.answer.clone(), Arc::clone(&self.in_flight));
+        Ok(async move {
+            let answered = *answer
+                .wait_for(|a| *a != Answer::Wait)
+                .await
+                .map_err(|e| e.to_string())?;
+            in_flight.fetch_sub(1, SeqCst);
+            match answered {
+                Answer::Store => Ok(()),
+                _ => Err("the broker refused it".to_string()),
+            }
+        }
+        .boxed())
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 }
 
 /// A district with one order whose charge is in the outbox; returns its
 /// message id (`charge-{order}`).
 async fn with_pending_charge() -> (District, tempfile::TempDir, String) {
+    let (d, dir, mut ids) = with_pending_charges(&["o-1"]).await;
+    (d, dir, ids.remove(0))
+}
+
+/// A district with one order per id whose charges are in the outbox;
+/// returns their message ids (`charge-{order}`), in order.
+async fn with_pending_charges(
+    order_ids: &[&'static str],
+) -> (District, tempfile::TempDir, Vec<String>) {
     let (d, clock, dir) = district().await;
-    let id = place(&d, "o-1").await;
-    clock
-        .advance(OrderPolicy::default().grace_window_app + chrono::Duration::seconds(1))
+    let mut msg_ids = vec![];
+    for &order_id in order_ids {
+        // One at a time: a customer may hold only a few orders at once.
+        let id = place(&d, order_id).await;
+        clock
+            .advance(OrderPolicy::default().grace_window_app + chrono::Duration::seconds(1))
+            .unwrap();
+        d.submit(Command::Order(OrderCommand::FireTimer {
+            order_id: id.clone(),
+            timer: OrderTimer::GraceWindowEnd,
+        }))
+        .await
         .unwrap();
-    d.submit(Command::Order(OrderCommand::FireTimer {
-        order_id: id.clone(),
-        timer: OrderTimer::GraceWindowEnd,
-    }))
-    .await
-    .unwrap();
-    let msg_id = d.state().outbox().iter().next().unwrap().0.msg_id();
-    assert!(msg_id.contains(id.as_str()), "{msg_id}");
-    (d, dir, msg_id)
+        let key = d
+            .state()
+            .outbox()
+            .iter()
+            .map(|(k, _)| k.msg_id())
+            .find(|m| m.contains(id.as_str()));
+        msg_ids.push(key.expect("the charge is in the outbox"));
+    }
+    assert_eq!(d.state().outbox().len(), order_ids.len());
+    (d, dir, msg_ids)
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
 }
 
 #[test]
 fn the_relay_publishes_the_outbox_republishes_after_its_period_and_stops_at_the_signal() {
     paused(|| async {
         let (d, _dir, msg_id) = with_pending_charge().await;
-        let (sent, mut published) = mpsc::unbounded_channel();
-        let outlet = Recorder {
-            sent,
-            stall: Arc::default(),
-        };
+        let (outlet, mut broker) = recorder(Answer::Store, nats::MAX_PUBLISH_IN_FLIGHT);
         let lifecycle = Lifecycle::new();
         let started = Instant::now();
         let district = d.clone();
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, s));
+        let metrics = Arc::new(Metrics::default());
+        lifecycle.spawn("relay", |s| nats::relay(outlet, district, metrics, s));
 
-        let (first, at) = published.recv().await.unwrap();
+        let (first, at) = broker.published.recv().await.unwrap();
         assert_eq!(first, msg_id);
         assert_eq!(at, started, "pending requests go out at start-up");
 
         // Rescans before the republish period find it published already.
         tokio::time::sleep(Duration::from_secs(REPUBLISH_SECS - 1)).await;
-        assert!(published.try_recv().is_err(), "republished too early");
-        let (again, at) = published.recv().await.unwrap();
+        assert!(
+            broker.published.try_recv().is_err(),
+            "republished too early"
+        );
+        let (again, at) = broker.published.recv().await.unwrap();
         assert_eq!(again, msg_id);
         let waited = at - started;
         assert!(
@@ -297,20 +412,239 @@ fn the_relay_publishes_the_outbox_republishes_after_its_period_and_stops_at_the_
 fn a_relay_stuck_on_a_silent_broker_still_stops_at_the_signal() {
     paused(|| async {
         let (d, _dir, _) = with_pending_charge().await;
-        let (sent, mut published) = mpsc::unbounded_channel();
-        let outlet = Recorder {
-            sent,
-            stall: Arc::new(Mutex::new(true)),
-        };
+        let (outlet, mut broker) = recorder(Answer::Store, nats::MAX_PUBLISH_IN_FLIGHT);
+        *outlet.stall.lock().unwrap() = true;
         let lifecycle = Lifecycle::new();
         let district = d.clone();
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, s));
+        let metrics = Arc::new(Metrics::default());
+        lifecycle.spawn("relay", |s| nats::relay(outlet, district, metrics, s));
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(published.try_recv().is_err(), "the broker never answered");
+        assert!(
+            broker.published.try_recv().is_err(),
+            "the broker never answered"
+        );
         lifecycle
             .stop(in_ms(1))
             .await
             .expect("an unanswered publish does not hold the shutdown");
+    });
+}
+
+#[test]
+fn a_round_sends_every_request_before_awaiting_an_ack_and_counts_them_published_once_acked() {
+    paused(|| async {
+        let orders = ["o-1", "o-2", "o-3", "o-4", "o-5"];
+        let (d, _dir, msg_ids) = with_pending_charges(&orders).await;
+        let (outlet, mut broker) = recorder(Answer::Wait, nats::MAX_PUBLISH_IN_FLIGHT);
+        let lifecycle = Lifecycle::new();
+        let metrics = Arc::new(Metrics::default());
+        let (district, relay_metrics) = (d.clone(), metrics.clone());
+        lifecycle.spawn("relay", |s| nats::relay(outlet, district, relay_metrics, s));
+
+        let sent = broker.next(orders.len()).await;
+        assert_eq!(sorted(sent), sorted(msg_ids.clone()), "each once");
+        assert_eq!(
+            broker.in_flight.load(SeqCst),
+            orders.len(),
+            "all sent while no ack has landed"
+        );
+        // The round waits for its acks: no rescan sends anything meanwhile.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            broker.published.try_recv().is_err(),
+            "sent again before an answer"
+        );
+
+        broker.answer(Answer::Store);
+        tokio::time::sleep(Duration::from_secs(REPUBLISH_SECS - 1)).await;
+        assert_eq!(broker.in_flight.load(SeqCst), 0, "every ack landed");
+        assert_eq!(metrics.payments_published.load(SeqCst), orders.len() as u64);
+        assert!(
+            broker.published.try_recv().is_err(),
+            "acked requests are not republished before their period"
+        );
+        let again = broker.next(orders.len()).await;
+        assert_eq!(
+            sorted(again),
+            sorted(msg_ids),
+            "republished without a result"
+        );
+
+        lifecycle
+            .stop(in_ms(1))
+            .await
+            .expect("the relay stops at the signal");
+    });
+}
+
+#[test]
+fn no_more_than_max_in_flight_requests_await_their_ack() {
+    paused(|| async {
+        let orders = ["o-1", "o-2", "o-3", "o-4", "o-5"];
+        let (d, _dir, msg_ids) = with_pending_charges(&orders).await;
+        let limit = 2;
+        let (outlet, mut broker) = recorder(Answer::Wait, limit);
+        let lifecycle = Lifecycle::new();
+        let district = d.clone();
+        let metrics = Arc::new(Metrics::default());
+        lifecycle.spawn("relay", |s| nats::relay(outlet, district, metrics, s));
+
+        let first = broker.next(limit).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            broker.published.try_recv().is_err(),
+            "a third request was sent while two awaited their ack"
+        );
+        broker.answer(Answer::Store);
+        let rest = broker.next(orders.len() - limit).await;
+        let all: Vec<String> = first.into_iter().chain(rest).collect();
+        assert_eq!(sorted(all), sorted(msg_ids), "each once");
+        assert_eq!(broker.most_in_flight.load(SeqCst), limit);
+
+        lifecycle
+            .stop(in_ms(1))
+            .await
+            .expect("the relay stops at the signal");
+    });
+}
+
+#[test]
+fn a_refused_publish_is_sent_again_at_the_next_rescan_not_after_the_republish_period() {
+    paused(|| async {
+        let (d, _dir, msg_id) = with_pending_charge().await;
+        let (outlet, mut broker) = recorder(Answer::Refuse, nats::MAX_PUBLISH_IN_FLIGHT);
+        let lifecycle = Lifecycle::new();
+        let metrics = Arc::new(Metrics::default());
+        let (district, relay_metrics) = (d.clone(), metrics.clone());
+        lifecycle.spawn("relay", |s| nats::relay(outlet, district, relay_metrics, s));
+
+        let (first, at) = broker.published.recv().await.unwrap();
+        let (again, again_at) = broker.published.recv().await.unwrap();
+        assert_eq!((first, again), (msg_id.clone(), msg_id));
+        assert!(
+            again_at - at <= Duration::from_millis(nats::RESCAN_MS),
+            "sent again after {:?}",
+            again_at - at
+        );
+        assert!(metrics.payment_publish_failures.load(SeqCst) >= 1);
+        assert_eq!(metrics.payments_published.load(SeqCst), 0);
+
+        lifecycle
+            .stop(in_ms(1))
+            .await
+            .expect("the relay stops at the signal");
+    });
+}
+
+/// A payment result as JetStream delivers it; its ack records whether the
+/// order's result was already durable (the order no longer `paying`).
+struct FakeDelivery {
+    payload: Vec<u8>,
+    order_id: Option<OrderId>,
+    district: District,
+    acked: mpsc::UnboundedSender<(Option<OrderId>, bool)>,
+}
+
+impl nats::Delivery for FakeDelivery {
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    async fn ack(&self) -> Result<(), String> {
+        let durable = self
+            .order_id
+            .as_ref()
+            .is_none_or(|id| status(&self.district, id) != OrderStatus::Paying);
+        let _ = self.acked.send((self.order_id.clone(), durable));
+        Ok(())
+    }
+}
+
+fn approved(order_id: &OrderId) -> Vec<u8> {
+    let result = PaymentResult {
+        kind: PaymentKind::Charge,
+        order_id: order_id.clone(),
+        district_id: DistrictId::from_static("detroit-downtown"),
+        outcome: PaymentOutcome::Approved {
+            reference: format!("ref-{order_id}"),
+        },
+    };
+    protocol::codec::to_postcard(&result).unwrap()
+}
+
+#[test]
+fn a_batch_of_results_is_committed_together_and_acked_only_once_durable() {
+    paused(|| async {
+        let orders = ["o-1", "o-2", "o-3"];
+        let (d, _dir, _) = with_pending_charges(&orders).await;
+        let (acked, mut acks) = mpsc::unbounded_channel();
+        let delivery = |payload, order_id| FakeDelivery {
+            payload,
+            order_id,
+            district: d.clone(),
+            acked: acked.clone(),
+        };
+        let mut batch: Vec<FakeDelivery> = orders
+            .iter()
+            .copied()
+            .map(OrderId::from_static)
+            .map(|id| delivery(approved(&id), Some(id)))
+            .collect();
+        batch.push(delivery(b"not a result".to_vec(), None));
+        let mut feed = d.subscribe_feed();
+
+        let done = nats::record_results(&d, batch).await;
+        assert_eq!(
+            done,
+            nats::ResultsRecorded {
+                recorded: 3,
+                dropped: 1,
+                left: 0
+            }
+        );
+        let committed = feed.try_recv().expect("the results' batch");
+        let purchased = committed
+            .events
+            .iter()
+            .filter(|e| matches!(e.event, Event::OrderPurchaseConfirmed { .. }))
+            .count();
+        assert_eq!(purchased, orders.len(), "all three in one group commit");
+        assert!(d.state().outbox().is_empty(), "every charge settled");
+        drop(acked);
+        let mut seen = 0;
+        while let Some((order_id, durable)) = acks.recv().await {
+            assert!(durable, "{order_id:?} acked before its result was durable");
+            seen += 1;
+        }
+        assert_eq!(seen, 4, "each result acked once, the undecodable one too");
+    });
+}
+
+#[test]
+fn results_the_writer_did_not_record_are_left_unacked_for_redelivery() {
+    paused(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let lifecycle = Lifecycle::new();
+        let d = support::writer_until(
+            EventLog::open(dir.path()).unwrap(),
+            Clock::adjustable(),
+            lifecycle.shutdown(),
+        );
+        lifecycle
+            .stop(in_ms(60_000))
+            .await
+            .expect("the writer stops");
+        let (acked, mut acks) = mpsc::unbounded_channel();
+        let id = OrderId::from_static("o-1");
+        let batch = vec![FakeDelivery {
+            payload: approved(&id),
+            order_id: Some(id),
+            district: d.clone(),
+            acked,
+        }];
+        let done = nats::record_results(&d, batch).await;
+        assert_eq!(done.left, 1);
+        assert!(acks.recv().await.is_none(), "not acked");
     });
 }
 

@@ -16,6 +16,11 @@ use district::DomainError;
 /// Longest message sent back, in characters; longer ones end in `…`.
 pub const MAX_MESSAGE_CHARS: usize = 200;
 
+/// 5xx codes that are the node shedding load as designed, not failing:
+/// counted in `/metrics` and logged at debug, since under overload an
+/// error line per refused request would flood the log.
+const SHEDDING_CODES: &[&str] = &["payments_backlog"];
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -65,7 +70,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+            if SHEDDING_CODES.contains(&self.code) {
+                tracing::debug!(code = self.code, message = %self.message, "request refused");
+            } else {
+                tracing::error!(code = self.code, message = %self.message, "request failed");
+            }
         }
         let mut error = serde_json::Map::new();
         error.insert("code".into(), json!(self.code));
@@ -285,6 +294,17 @@ impl From<scheduler::ScheduleError> for ApiError {
             }
             S::IdempotencyKeyReused => Self::unprocessable("idempotency_key_reused", message),
         }
+    }
+}
+
+impl From<super::orders::PaymentsBacklog> for ApiError {
+    fn from(e: super::orders::PaymentsBacklog) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments_backlog",
+            e.to_string(),
+        )
+        .retry_after(super::orders::PAYMENTS_BACKLOG_RETRY_AFTER_SECS)
     }
 }
 

@@ -34,9 +34,19 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
         "nats": app.nats.as_ref().map_or("not_configured", |n| n.state()),
         "directory": app.fleet.as_ref().map_or_else(|| json!({"state": "off"}), |f| f.status()),
         "outbox_pending": app.district.state().outbox().len(),
+        "payments_backlog": backlog(&app),
         "log_seq": app.district.state().last_seq(),
     });
     (status, axum::Json(body))
+}
+
+/// The outbox against `[payments] max_backlog`: whether new orders are
+/// taken (the node stays ready while refusing them: cancels, refunds,
+/// pickups and reads go on).
+fn backlog(app: &AppState) -> serde_json::Value {
+    let pending = app.district.state().outbox().len();
+    let max = app.config.payments.max_backlog;
+    json!({"pending": pending, "max": max, "taking_orders": pending < max})
 }
 
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
@@ -67,6 +77,16 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             "Open WebSocket connections.",
             app.ws_connections
                 .load(std::sync::atomic::Ordering::Relaxed) as u64,
+        ),
+        (
+            "larder_payments_backlog",
+            "Payment requests awaiting a result (the outbox).",
+            state.outbox().len() as u64,
+        ),
+        (
+            "larder_payments_max_backlog",
+            "[payments] max_backlog: at this backlog new orders are refused (503 payments_backlog).",
+            app.config.payments.max_backlog as u64,
         ),
         (
             "larder_plans",

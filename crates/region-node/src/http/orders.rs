@@ -21,6 +21,9 @@ use district::{Command, DomainError, Order, OrderCommand};
 use std::sync::atomic::Ordering::Relaxed;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// `Retry-After` of a 503 `payments_backlog`, in seconds: a backlog at its
+/// limit drains in a few seconds once payments answer.
+pub const PAYMENTS_BACKLOG_RETRY_AFTER_SECS: i64 = 5;
 /// Longest pickup code accepted, in bytes.
 const MAX_PICKUP_CODE_LEN: usize = 16;
 
@@ -189,6 +192,53 @@ async fn resolve(
     }
 }
 
+/// The payments path is `pending` requests behind, at or over `[payments]
+/// max_backlog`: a new order would be taken now and time out unpaid later.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "payments are {pending} requests behind (the limit is {max}); \
+     new orders are taken again once they catch up"
+)]
+pub struct PaymentsBacklog {
+    pub pending: usize,
+    pub max: usize,
+}
+
+/// Refuses a new order (one that will ask for a payment) while the outbox
+/// holds `[payments] max_backlog` requests or more. Cancels, refunds and
+/// pickups never pass here: they settle what was already taken.
+fn admit_new_order(app: &AppState) -> Result<(), PaymentsBacklog> {
+    let pending = app.district.state().outbox().len();
+    let max = app.config.payments.max_backlog;
+    if pending < max {
+        return Ok(());
+    }
+    app.metrics.payments_backlog_refusals.fetch_add(1, Relaxed);
+    Err(PaymentsBacklog { pending, max })
+}
+
+/// Whether the request retries an order placed under its key: a retry
+/// gets its first answer from the decider, and nothing is checked or
+/// reserved for it again. A new order must pass [`admit_new_order`] first,
+/// before anything is reserved, so a refusal changes nothing.
+fn retry_or_admit(
+    app: &AppState,
+    customer: &str,
+    key: Option<&str>,
+) -> Result<bool, PaymentsBacklog> {
+    let retry = key.is_some_and(|k| {
+        app.district
+            .state()
+            .orders()
+            .by_idempotency_key(customer, k)
+            .is_some()
+    });
+    if !retry {
+        admit_new_order(app)?;
+    }
+    Ok(retry)
+}
+
 /// `POST /v1/orders`.
 pub async fn place(
     State(app): State<AppState>,
@@ -208,15 +258,7 @@ pub async fn place(
     let idempotency = key.clone().map(|k| (k, fingerprint));
     let order_id = OrderId::from(app.clock.ulid());
     let customer = claims.sub.clone();
-    // A retry of a placed order gets its first answer from the decider:
-    // nothing is checked or reserved for it again.
-    let retry = key.as_ref().is_some_and(|k| {
-        app.district
-            .state()
-            .orders()
-            .by_idempotency_key(&customer, k)
-            .is_some()
-    });
+    let retry = retry_or_admit(&app, &customer, key.as_deref())?;
     let referral = match (&request.share_code, channel) {
         (Some(_), _) if retry => None,
         (Some(code), Channel::App) => {
