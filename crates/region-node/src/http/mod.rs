@@ -193,7 +193,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_responses,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Server errors are logged once, where they are mapped
+        // (`ApiError::into_response`: shedding such as payments_backlog at
+        // debug, real failures at error); the trace layer's own ERROR line
+        // per 5xx would log every shed request twice, at error, under load.
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 
