@@ -101,9 +101,11 @@ enum Cmd {
     /// refund and capture lookup per key, its ledger synced before each
     /// answer. No authentication and no money: keep it on loopback.
     SandboxProcessor {
+        /// Address to listen on (loopback: it has no authentication).
         #[arg(long, default_value = "127.0.0.1:8091")]
         listen: SocketAddr,
-        /// Where its ledger lives (sled).
+        /// Where its ledger lives (sled; `payments backup --data-dir` copies
+        /// it like a book).
         #[arg(long, default_value = "./data/sandbox-processor")]
         data_dir: PathBuf,
         /// Write the bound address here once listening.
