@@ -17,6 +17,7 @@ pub mod browser;
 pub mod chaos;
 pub mod disk;
 pub mod fleet;
+pub mod payments_bus;
 pub mod report;
 pub mod strace;
 pub mod ws;

@@ -143,6 +143,55 @@ pub async fn durable_consumer(
         .await?)
 }
 
+/// Most requests the payments service's consumer lets its instances hold
+/// unacknowledged at once, over all of them. The server's default (1,000)
+/// would cap the batched service: a few instances with a few batches of
+/// [`REQUEST_BATCH_MAX`] in flight each already hold more.
+pub const REQUEST_MAX_ACK_PENDING: i64 = 20_000;
+/// Most requests one pull asks for (and one batch of the service holds).
+pub const REQUEST_BATCH_MAX: usize = 512;
+
+/// The payments service's request consumer, created or updated to these
+/// settings (the service owns its consumer's config, so a new `ack_wait`
+/// takes effect at the next start). Every instance shares it: JetStream
+/// hands each request to one of them, and to another after `ack_wait`
+/// without an ack. Instances should run with the same `ack_wait`: the last
+/// one started sets it.
+pub async fn request_consumer(
+    stream: &stream::Stream,
+    ack_wait: Duration,
+) -> Result<consumer::Consumer<consumer::pull::Config>, async_nats::Error> {
+    Ok(stream
+        .create_consumer(request_consumer_config(ack_wait))
+        .await?)
+}
+
+fn request_consumer_config(ack_wait: Duration) -> consumer::pull::Config {
+    consumer::pull::Config {
+        ack_wait,
+        max_ack_pending: REQUEST_MAX_ACK_PENDING,
+        ..consumer_config(REQUEST_CONSUMER, all_requests_subject())
+    }
+}
+
+/// The message stream of a durable pull consumer that asks for up to
+/// `batch_max` messages per pull and asks again when half of them arrived,
+/// so the next batch is on its way while one is handled. The pull timing is
+/// [`pull`]'s. A consumer reads it in groups (e.g. `ready_chunks`): what has
+/// arrived, up to `batch_max`, without waiting for a batch to fill.
+pub async fn pull_batches(
+    consumer: &consumer::Consumer<consumer::pull::Config>,
+    batch_max: usize,
+) -> Result<consumer::pull::Stream, consumer::StreamError> {
+    consumer
+        .stream()
+        .max_messages_per_batch(batch_max.max(1))
+        .expires(Duration::from_secs(PULL_EXPIRES_SECS))
+        .heartbeat(Duration::from_secs(PULL_HEARTBEAT_SECS))
+        .messages()
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +232,15 @@ mod tests {
         assert_eq!(c.filter_subject, "larder.payments.result.detroit");
         assert_eq!(c.ack_policy, consumer::AckPolicy::Explicit);
         assert_eq!(c.ack_wait, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_request_consumer_is_the_shared_durable_with_its_own_ack_wait() {
+        let c = request_consumer_config(Duration::from_millis(500));
+        assert_eq!(c.durable_name.as_deref(), Some("payments"));
+        assert_eq!(c.filter_subject, "larder.payments.request.>");
+        assert_eq!(c.ack_policy, consumer::AckPolicy::Explicit);
+        assert_eq!(c.ack_wait, Duration::from_millis(500));
+        assert_eq!(c.max_ack_pending, REQUEST_MAX_ACK_PENDING);
     }
 }

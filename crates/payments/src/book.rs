@@ -93,22 +93,53 @@ impl Book {
         msg_id: &str,
         result: &PaymentResult,
     ) -> Result<PaymentResult, BookError> {
-        let bytes = protocol::codec::to_postcard(result)
-            .map_err(|_| BookError::Corrupt(msg_id.to_string()))?;
-        let stored =
-            match self
-                .outcomes
-                .compare_and_swap(msg_id, None as Option<&[u8]>, Some(bytes))?
-            {
-                Ok(()) => result.clone(),
-                Err(existing) => match existing.current {
-                    Some(b) => protocol::codec::from_postcard(&b)
-                        .map_err(|_| BookError::Corrupt(msg_id.to_string()))?,
-                    None => result.clone(),
-                },
-            };
+        let mut stored = self
+            .record_many(&[(msg_id.to_string(), result.clone())])
+            .await?;
+        stored
+            .pop()
+            .ok_or_else(|| BookError::Corrupt(msg_id.to_string()))
+    }
+
+    /// Records a group of outcomes with ONE flush and sync for all of them
+    /// (shared with any concurrent caller's, see [`Book::make_durable`]),
+    /// and returns the stored outcome of each, in order: for an id already
+    /// in the book (a racing duplicate, another delivery of the same
+    /// request) the first record wins. On return every write made before
+    /// the call, the group's and any other, is durable; so an outcome
+    /// [`Book::get`] found before the call may be published after it. On an
+    /// error nothing of the group may be published.
+    pub async fn record_many(
+        &self,
+        outcomes: &[(String, PaymentResult)],
+    ) -> Result<Vec<PaymentResult>, BookError> {
+        let mut stored = Vec::with_capacity(outcomes.len());
+        for (msg_id, result) in outcomes {
+            stored.push(self.write_first(msg_id, result)?);
+        }
         self.make_durable().await?;
         Ok(stored)
+    }
+
+    /// Writes `result` for `msg_id` unless one is there; the one kept.
+    fn write_first(
+        &self,
+        msg_id: &str,
+        result: &PaymentResult,
+    ) -> Result<PaymentResult, BookError> {
+        let bytes = protocol::codec::to_postcard(result)
+            .map_err(|_| BookError::Corrupt(msg_id.to_string()))?;
+        match self
+            .outcomes
+            .compare_and_swap(msg_id, None as Option<&[u8]>, Some(bytes))?
+        {
+            Ok(()) => Ok(result.clone()),
+            Err(existing) => match existing.current {
+                Some(b) => protocol::codec::from_postcard(&b)
+                    .map_err(|_| BookError::Corrupt(msg_id.to_string())),
+                None => Ok(result.clone()),
+            },
+        }
     }
 
     /// Returns once every write made before the call is on stable storage.
@@ -171,6 +202,31 @@ pub(crate) mod tests {
             (1..100).contains(&shared),
             "100 records took {shared} syncs"
         );
+    }
+
+    #[tokio::test]
+    async fn a_group_is_recorded_with_one_sync_and_the_first_record_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(dir.path()).unwrap();
+        book.record("charge-o0", &approved("o0")).await.unwrap();
+        let syncs = book.sync_stats().clone();
+        let before = syncs.commits();
+        let mut group: Vec<(String, PaymentResult)> = (1..=200)
+            .map(|i| (format!("charge-o{i}"), approved(&format!("o{i}"))))
+            .collect();
+        // Already in the book with another outcome: the book's answer stays.
+        let mut late = approved("o0");
+        late.outcome = PaymentOutcome::Declined {
+            reason: "late".into(),
+        };
+        group.push(("charge-o0".into(), late));
+        let stored = book.record_many(&group).await.unwrap();
+        assert_eq!(syncs.commits(), before + 1, "one sync for the group");
+        assert_eq!(stored.len(), 201);
+        assert_eq!(stored[0], approved("o1"));
+        assert_eq!(stored[200], approved("o0"), "the first record wins");
+        assert_eq!(book.get("charge-o200").unwrap(), Some(approved("o200")));
+        assert_eq!(book.get("charge-o0").unwrap(), Some(approved("o0")));
     }
 
     #[tokio::test]

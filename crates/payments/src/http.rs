@@ -1,6 +1,10 @@
 //! Read-only operator API: health and the ledger per order, so an operator
 //! (or a test) can see what was really charged. The ledger needs an admin
 //! token signed with the region nodes' key (`--public-key`); health does not.
+//! With a shared processor (`--processor-url`) the money is in the
+//! processor's ledger, not here: `GET /v1/ledger` answers 404
+//! `ledger_at_processor` and an order's `ledger` is null, while its request
+//! counts and book outcomes are this instance's.
 
 use std::sync::Arc;
 
@@ -109,7 +113,8 @@ fn error(status: StatusCode, code: &'static str, message: &str) -> Refusal {
 #[derive(Clone)]
 pub struct Ops {
     pub book: Book,
-    pub sandbox: Arc<Sandbox>,
+    /// The in-process sandbox; `None` with a shared processor.
+    pub sandbox: Option<Arc<Sandbox>>,
     pub seen: sled::Tree,
     pub nats: async_nats::Client,
     pub auth: Arc<AdminAuth>,
@@ -148,8 +153,18 @@ async fn readyz(State(ops): State<Ops>) -> Json<Value> {
     Json(json!({"ready": true, "nats": nats}))
 }
 
-async fn totals(State(ops): State<Ops>) -> Json<Value> {
-    Json(json!(ops.sandbox.totals()))
+async fn totals(State(ops): State<Ops>) -> Response {
+    match &ops.sandbox {
+        Some(sandbox) => Json(json!(sandbox.totals())).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {
+                "code": "ledger_at_processor",
+                "message": "this instance charges through a shared processor (--processor-url): its ledger is there"
+            }})),
+        )
+            .into_response(),
+    }
 }
 
 async fn order(State(ops): State<Ops>, Path(order_id): Path<String>) -> Json<Value> {
@@ -159,7 +174,7 @@ async fn order(State(ops): State<Ops>, Path(order_id): Path<String>) -> Json<Val
         "order_id": order_id,
         "charge_requests_seen": Service::<Sandbox>::times_seen(&ops.seen, &charge),
         "refund_requests_seen": Service::<Sandbox>::times_seen(&ops.seen, &refund),
-        "ledger": ops.sandbox.entry(&order_id),
+        "ledger": ops.sandbox.as_ref().map(|s| s.entry(&order_id)),
         "charge_outcome": ops.book.get(&charge).ok().flatten().map(|r| outcome_view(&r.outcome)),
         "refund_outcome": ops.book.get(&refund).ok().flatten().map(|r| outcome_view(&r.outcome)),
     }))

@@ -1,13 +1,14 @@
 //! `payments`: the global payments service (sandbox provider by default).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use payments::book::Book;
-use payments::provider::{Sandbox, SandboxRules};
+use payments::provider::{Provider, Sandbox, SandboxRules};
+use payments::remote::HttpProcessor;
 use payments::service::Service;
 
 /// Same reason as the region node: many small short-lived allocations from
@@ -20,6 +21,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "payments",
     version,
     about = "Larder payments service",
+    long_about = "Larder payments service: consumes payment requests from JetStream in \
+batches, charges or refunds once per request id, records each outcome in its book \
+(synced) and publishes the result.\n\nOne instance charges through the in-process \
+sandbox. Several instances may share the request consumer, but then they must share \
+one processor (--processor-url, e.g. a `payments sandbox-processor`): each instance's \
+book only knows what it answered, and the processor's idempotency key is what keeps \
+an order from being charged twice.",
     subcommand_negates_reqs = true
 )]
 struct Cli {
@@ -52,10 +60,22 @@ struct Cli {
     /// Write the bound HTTP address here once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
-    /// Sandbox: simulated processor latency per call, in milliseconds.
+    /// Charge through this shared processor (`http://host:port` of a
+    /// `payments sandbox-processor`) instead of the in-process sandbox.
+    /// Required when several instances share the request consumer.
+    #[arg(long, env = "LARDER_PAYMENTS_PROCESSOR_URL")]
+    processor_url: Option<String>,
+    /// How long a delivered request may stay unacknowledged before
+    /// JetStream hands it out again, in milliseconds (the request
+    /// consumer's ack wait; set at each start, so run every instance with
+    /// the same value).
+    #[arg(long, env = "LARDER_PAYMENTS_ACK_WAIT_MS", default_value_t = bus::ACK_WAIT_SECS * 1000)]
+    ack_wait_ms: u64,
+    /// In-process sandbox: simulated processor latency per call, in
+    /// milliseconds.
     #[arg(long, default_value_t = 0)]
     sandbox_latency_ms: u64,
-    /// Sandbox: decline charges above this many minor units.
+    /// In-process sandbox: decline charges above this many minor units.
     #[arg(long, default_value_t = 50_000)]
     sandbox_amount_limit: i64,
 }
@@ -75,6 +95,28 @@ enum Cmd {
         from: PathBuf,
         #[arg(long, env = "LARDER_PAYMENTS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+    },
+    /// Serve the sandbox card processor over HTTP, for several payments
+    /// instances to share (`payments --processor-url`): idempotent charge,
+    /// refund and capture lookup per key, its ledger synced before each
+    /// answer. No authentication and no money: keep it on loopback.
+    SandboxProcessor {
+        /// Address to listen on (loopback: it has no authentication).
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: SocketAddr,
+        /// Where its ledger lives (sled; `payments backup --data-dir` copies
+        /// it like a book).
+        #[arg(long, default_value = "./data/sandbox-processor")]
+        data_dir: PathBuf,
+        /// Write the bound address here once listening.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+        /// Simulated processor latency per call, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Decline charges above this many minor units.
+        #[arg(long, default_value_t = 50_000)]
+        amount_limit: i64,
     },
 }
 
@@ -96,7 +138,92 @@ async fn run_command(cmd: Cmd) -> anyhow::Result<()> {
             let n = payments::backup::restore(&from, &data_dir).await?;
             println!("restored {n} records into {}", data_dir.display());
         }
+        Cmd::SandboxProcessor {
+            listen,
+            data_dir,
+            port_file,
+            latency_ms,
+            amount_limit,
+        } => {
+            init_tracing();
+            let rules = SandboxRules {
+                latency: Duration::from_millis(latency_ms),
+                amount_limit,
+            };
+            sandbox_processor(listen, &data_dir, port_file.as_deref(), rules).await?;
+        }
     }
+    Ok(())
+}
+
+/// `payments sandbox-processor`: the sandbox's ledger served over HTTP
+/// until SIGTERM or Ctrl-C.
+async fn sandbox_processor(
+    listen: SocketAddr,
+    data_dir: &Path,
+    port_file: Option<&Path>,
+    rules: SandboxRules,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let store = Book::open(data_dir)?;
+    let sandbox = Arc::new(Sandbox::new(store.db(), rules)?);
+    let stop = stop_signal()?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    if let Some(path) = port_file {
+        write_port_file(path, bound)?;
+    }
+    tracing::info!(addr = %bound, "sandbox processor listening");
+    let app = payments::processor::router(payments::processor::Processor { sandbox, store });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await?;
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("LARDER_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGTERM (a container runtime) or SIGINT (a terminal).
+/// Installed before the port file says we are up.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
+        }
+    })
+}
+
+/// Writes the bound address where a test or script waits for it (renamed
+/// into place, so a reader never sees half of it).
+fn write_port_file(path: &Path, bound: SocketAddr) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bound.to_string())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Starts the consumer loop with `provider`.
+fn spawn_service<P: Provider>(
+    cli: &Cli,
+    client: &async_nats::Client,
+    book: &Book,
+    provider: Arc<P>,
+) -> anyhow::Result<()> {
+    let service = Service::new(client.clone(), book.clone(), provider)?
+        .with_replicas(cli.nats_replicas)
+        .with_ack_wait(Duration::from_millis(cli.ack_wait_ms));
+    tokio::spawn(Arc::new(service).run());
     Ok(())
 }
 
@@ -106,30 +233,19 @@ async fn main() -> anyhow::Result<()> {
     if let Some(cmd) = cli.command.take() {
         return run_command(cmd).await;
     }
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("LARDER_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_tracing();
     let failpoints = storage::failpoints::arm_from_env()?;
     if let Some(names) = &failpoints.names {
         tracing::warn!(failpoints = %names, "failpoints armed");
     }
 
     // clap requires it whenever no command is given.
-    let public_key = cli.public_key.unwrap_or_default();
+    let public_key = cli.public_key.clone().unwrap_or_default();
     let public_pem = std::fs::read_to_string(&public_key)
         .map_err(|e| anyhow::anyhow!("--public-key {}: {e}", public_key.display()))?;
     let auth = Arc::new(payments::http::AdminAuth::from_pem(&public_pem)?);
     std::fs::create_dir_all(&cli.data_dir)?;
     let book = Book::open(&cli.data_dir)?;
-    let rules = SandboxRules {
-        latency: Duration::from_millis(cli.sandbox_latency_ms),
-        amount_limit: cli.sandbox_amount_limit,
-    };
-    let sandbox = Arc::new(Sandbox::new(book.db(), rules)?);
     // Several servers of a cluster are separated by commas.
     let servers: Vec<&str> = cli
         .nats_url
@@ -142,32 +258,29 @@ async fn main() -> anyhow::Result<()> {
         .retry_on_initial_connect()
         .connect(servers.as_slice())
         .await?;
-    let service = Arc::new(
-        Service::new(client.clone(), book.clone(), sandbox.clone())?
-            .with_replicas(cli.nats_replicas),
-    );
-    let seen = book.db().open_tree("requests_seen")?;
-    tokio::spawn(service.run());
-
-    // Both signals, installed before the port file says we are up: a
-    // container runtime stops us with SIGTERM, a terminal with Ctrl-C.
-    let stop = {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested"),
-                _ = int.recv() => tracing::info!(signal = "SIGINT", "stop requested"),
-            }
+    let sandbox = match &cli.processor_url {
+        Some(url) => {
+            tracing::info!(processor = %url, "payments: charging through a shared processor");
+            spawn_service(&cli, &client, &book, Arc::new(HttpProcessor::new(url)?))?;
+            None
+        }
+        None => {
+            let rules = SandboxRules {
+                latency: Duration::from_millis(cli.sandbox_latency_ms),
+                amount_limit: cli.sandbox_amount_limit,
+            };
+            let sandbox = Arc::new(Sandbox::new(book.db(), rules)?);
+            spawn_service(&cli, &client, &book, sandbox.clone())?;
+            Some(sandbox)
         }
     };
+    let seen = book.db().open_tree("requests_seen")?;
+
+    let stop = stop_signal()?;
     let listener = tokio::net::TcpListener::bind(cli.http_addr).await?;
     let bound = listener.local_addr()?;
     if let Some(path) = &cli.port_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bound.to_string())?;
-        std::fs::rename(&tmp, path)?;
+        write_port_file(path, bound)?;
     }
     tracing::info!(addr = %bound, nats = %cli.nats_url, "payments listening");
     let app = payments::http::router(payments::http::Ops {

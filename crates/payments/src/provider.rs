@@ -4,6 +4,12 @@
 //! processors' APIs do: calling twice with the same key returns the first
 //! outcome and moves money once. The sandbox keeps its ledger in sled so this
 //! holds across restarts, and exposes it so tests can count real charges.
+//!
+//! The sandbox runs in process (one payments instance, the default) or as a
+//! service of its own (`payments sandbox-processor`, [`crate::processor`]),
+//! reached through [`crate::remote::HttpProcessor`]: several instances must
+//! share one processor, since its idempotency key is what keeps two
+//! instances from charging an order twice.
 
 use std::time::Duration;
 
@@ -115,6 +121,14 @@ impl Sandbox {
             })
     }
 
+    /// The simulated latency. None at 0 ms: even a zero sleep waits for
+    /// the timer wheel's next tick (about a millisecond).
+    async fn pause(&self) {
+        if !self.rules.latency.is_zero() {
+            tokio::time::sleep(self.rules.latency).await;
+        }
+    }
+
     fn update(
         &self,
         key: &str,
@@ -181,7 +195,7 @@ impl Provider for Sandbox {
         amount: &Money,
         method: &str,
     ) -> Result<ProviderOutcome, ProviderError> {
-        tokio::time::sleep(self.rules.latency).await;
+        self.pause().await;
         // The sandbox has one limit for every currency.
         let amount = amount.amount_minor;
         let declined = method == SANDBOX_DECLINE_TOKEN || amount > self.rules.amount_limit;
@@ -213,7 +227,7 @@ impl Provider for Sandbox {
     }
 
     async fn refund(&self, key: &str, _amount: &Money) -> Result<ProviderOutcome, ProviderError> {
-        tokio::time::sleep(self.rules.latency).await;
+        self.pause().await;
         let entry = self.entry(key);
         if entry.charges == 0 {
             return Ok(ProviderOutcome::Declined {
