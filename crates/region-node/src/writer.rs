@@ -115,6 +115,8 @@ pub struct District {
     /// Why the writer stopped after a failed append (a full disk, an I/O
     /// error), so every later refusal names the cause.
     failure: Arc<OnceLock<String>>,
+    /// The archived orders' index (reads only).
+    archive: crate::archive::Archive,
 }
 
 impl District {
@@ -136,8 +138,10 @@ impl District {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let stopping = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(OnceLock::new());
+        let archive = setup.log.archive().clone();
         let writer = Writer {
             setup,
+            archived: Vec::new(),
             state,
             view: view.clone(),
             feed: feed.clone(),
@@ -151,6 +155,7 @@ impl District {
             feed,
             stopping,
             failure,
+            archive,
         })
     }
 
@@ -184,6 +189,12 @@ impl District {
     }
 
     /// The latest durable state. Never waits on the writer.
+    /// The archived orders (final orders that left the state: see
+    /// [`crate::archive`]).
+    pub fn archive(&self) -> &crate::archive::Archive {
+        &self.archive
+    }
+
     pub fn state(&self) -> Arc<DistrictState> {
         self.view.load_full()
     }
@@ -203,6 +214,8 @@ impl District {
 
 struct Writer {
     setup: WriterSetup,
+    /// Archive index entries of the batch being decided, written with it.
+    archived: Vec<crate::archive::Entry>,
     state: DistrictState,
     view: Arc<ArcSwap<DistrictState>>,
     feed: broadcast::Sender<Arc<CommittedBatch>>,
@@ -300,7 +313,13 @@ impl Writer {
             .flatten()
             .cloned()
             .collect();
-        if let Err(e) = self.setup.log.append_batch(&batch).await {
+        let archived = std::mem::take(&mut self.archived);
+        let appended = self
+            .setup
+            .log
+            .append_batch_archiving(&batch, &archived)
+            .await;
+        if let Err(e) = appended {
             tracing::error!(error = %e, events = batch.len(), "append failed; writer stops");
             let _ = self
                 .failure
@@ -375,6 +394,7 @@ impl Writer {
             schedule: self.setup.schedule_policy,
         };
         let events = district::decide(&self.state, command, &ctx)?;
+        self.archive_entries(&events)?;
         let mut out = Vec::with_capacity(events.len());
         let mut cause = None;
         for event in events {
@@ -398,5 +418,19 @@ impl Writer {
             out.push(env);
         }
         Ok(out)
+    }
+
+    /// The archive index entries of a decision's `OrdersArchived`, from the
+    /// state before the decision is applied (the only event of its
+    /// command, so that is the state it was decided on).
+    fn archive_entries(&mut self, events: &[protocol::Event]) -> Result<(), DomainError> {
+        for event in events {
+            if let protocol::Event::OrdersArchived { order_ids } = event {
+                let entries = crate::archive::entries(&self.state, order_ids)
+                    .map_err(|e| DomainError::Invalid(e.to_string()))?;
+                self.archived.extend(entries);
+            }
+        }
+        Ok(())
     }
 }
