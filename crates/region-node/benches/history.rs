@@ -100,9 +100,20 @@ fn main() {
             generate(&dir, orders, args.spacing_secs);
             std::fs::write(&complete, orders.to_string()).unwrap();
         }
+        // The measurement writes (its confirms): it runs on a copy, so the
+        // generated history stays as generated for the next run.
+        let run = root.join("run");
+        let _ = std::fs::remove_dir_all(&run);
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&dir)
+            .arg(&run)
+            .status()
+            .unwrap();
+        assert!(copied.success(), "copying {} failed", dir.display());
         let exe = std::env::current_exe().unwrap();
         let status = std::process::Command::new(exe)
-            .args(["--measure", &dir.display().to_string()])
+            .args(["--measure", &run.display().to_string()])
             .args(["--secs", &args.secs.to_string()])
             .args(["--tasks", &args.tasks.to_string()])
             .status()
@@ -141,7 +152,8 @@ struct Generator {
     ctx: Context,
     pending: Vec<EventEnvelope>,
     archived: Vec<region_node::archive::Entry>,
-    refused: u64,
+    /// Commands the decider refused, by error (rare, or the mix is off).
+    refused: std::collections::BTreeMap<String, u64>,
 }
 
 fn generate(dir: &Path, orders: u64, spacing_secs: i64) {
@@ -154,7 +166,7 @@ fn generate(dir: &Path, orders: u64, spacing_secs: i64) {
         ctx: context(Utc::now() - span - chrono::Duration::minutes(1)),
         pending: Vec::new(),
         archived: Vec::new(),
-        refused: 0,
+        refused: Default::default(),
     };
     let demo = district::demo::detroit().unwrap();
     let fridges: Vec<_> = demo.fridges.iter().map(|f| f.fridge_id.clone()).collect();
@@ -180,7 +192,7 @@ fn generate(dir: &Path, orders: u64, spacing_secs: i64) {
     rt.block_on(g.flush(&log));
     SnapshotStore::new(dir, 1).write(&g.state, &log).unwrap();
     println!(
-        "  generated {orders} orders ({} events) in {:.1} s; refused commands: {}",
+        "  generated {orders} orders ({} events) in {:.1} s; refused commands: {:?}",
         g.state.last_seq(),
         started.elapsed().as_secs_f64(),
         g.refused,
@@ -189,9 +201,14 @@ fn generate(dir: &Path, orders: u64, spacing_secs: i64) {
 
 impl Generator {
     fn run(&mut self, cmd: Command) {
-        let Ok(events) = district::decide(&self.state, cmd, &self.ctx) else {
-            self.refused += 1;
-            return;
+        let events = match district::decide(&self.state, cmd, &self.ctx) {
+            Ok(events) => events,
+            Err(e) => {
+                let kind = format!("{e:?}");
+                let kind = kind.split([' ', '(', '{']).next().unwrap_or("?");
+                *self.refused.entry(kind.to_string()).or_default() += 1;
+                return;
+            }
         };
         for event in events {
             if let protocol::Event::OrdersArchived { order_ids } = &event {
@@ -257,6 +274,11 @@ impl Generator {
                 customer: None,
             }));
         }
+        // A till's grace window is 0 s: the purchase starts at once.
+        self.run(Command::Order(OrderCommand::FireTimer {
+            order_id: order_id.clone(),
+            timer: district::OrderTimer::GraceWindowEnd,
+        }));
         self.run(Command::RecordPayment {
             result: PaymentResult {
                 kind: PaymentKind::Charge,
@@ -318,6 +340,15 @@ fn measure(dir: &Path, args: &Args) {
             Shutdown::never(),
         )
         .unwrap();
+        // What the node's archive tick does in its first seconds: archive
+        // what passed the retention since the last decision.
+        while !district
+            .submit(Command::Order(OrderCommand::Archive))
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+        {}
         let history = std::fs::read_to_string(dir.join("complete")).unwrap_or_default();
         let in_memory = district.state().orders().len();
         let resident = rss_mb();
