@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use ulid::Ulid;
@@ -115,8 +115,10 @@ pub struct District {
     /// Why the writer stopped after a failed append (a full disk, an I/O
     /// error), so every later refusal names the cause.
     failure: Arc<OnceLock<String>>,
-    /// The archived orders' index (reads only).
-    archive: crate::archive::Archive,
+    /// The archived orders' index (reads only), until the writer stops:
+    /// its trees keep the log's database open, which must close with the
+    /// writer (a restart in the same process opens it again).
+    archive: Arc<ArcSwapOption<crate::archive::Archive>>,
 }
 
 impl District {
@@ -138,9 +140,10 @@ impl District {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let stopping = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(OnceLock::new());
-        let archive = setup.log.archive().clone();
+        let archive = Arc::new(ArcSwapOption::from_pointee(setup.log.archive().clone()));
         let writer = Writer {
             setup,
+            archive: archive.clone(),
             archived: Vec::new(),
             state,
             view: view.clone(),
@@ -190,9 +193,9 @@ impl District {
 
     /// The latest durable state. Never waits on the writer.
     /// The archived orders (final orders that left the state: see
-    /// [`crate::archive`]).
-    pub fn archive(&self) -> &crate::archive::Archive {
-        &self.archive
+    /// [`crate::archive`]); `None` once the writer has stopped.
+    pub fn archive(&self) -> Option<Arc<crate::archive::Archive>> {
+        self.archive.load_full()
     }
 
     pub fn state(&self) -> Arc<DistrictState> {
@@ -214,6 +217,8 @@ impl District {
 
 struct Writer {
     setup: WriterSetup,
+    /// The readers' handle on the archive index, let go when the writer stops.
+    archive: Arc<ArcSwapOption<crate::archive::Archive>>,
     /// Archive index entries of the batch being decided, written with it.
     archived: Vec<crate::archive::Entry>,
     state: DistrictState,
@@ -251,7 +256,10 @@ impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Submission>, mut shutdown: Shutdown) {
         let stopping = self.stopping.clone();
         let failure = self.failure.clone();
+        let archive = self.archive.clone();
         let ended = self.commit_until(&mut rx, &mut shutdown).await;
+        // The log is closed; the readers' trees would keep it open.
+        archive.store(None);
         // The writer, and with it the log, is gone. Queued commands are
         // answered here; later submits fail at once on the closed channel.
         let signalled = match ended {

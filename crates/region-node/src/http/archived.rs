@@ -36,8 +36,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The archived order `order_id`, if it was archived (whoever asks).
+/// None while the node stops (the writer let the index go).
 pub async fn find(app: &AppState, order_id: &str) -> Result<Option<ArchivedOrder>, ApiError> {
-    let archive = app.district.archive().clone();
+    let Some(archive) = app.district.archive() else {
+        return Ok(None);
+    };
     let id = order_id.to_string();
     blocking(move || archive.get(&id)).await
 }
@@ -59,11 +62,11 @@ pub async fn visible(
 /// from memory.
 pub async fn listed(app: &AppState, customer: Option<String>) -> Result<Vec<OrderView>, ApiError> {
     let state = app.district.state();
-    let archive = app.district.archive().clone();
+    let archive = app.district.archive();
     blocking(move || {
         let mut views = super::orders::listed(&state, customer.as_deref());
         let room = super::orders::MAX_ORDERS_LISTED.saturating_sub(views.len());
-        if room > 0 {
+        if let (Some(archive), true) = (archive, room > 0) {
             let in_memory = |id: &str| state.orders().get(id).is_some();
             let older = archive.newest(customer.as_deref(), room, in_memory)?;
             views.extend(older.into_iter().map(|a| a.view));
