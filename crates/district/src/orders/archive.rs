@@ -43,11 +43,7 @@ pub const MAX_SCANNED_PER_BATCH: usize = 4 * MAX_ARCHIVED_PER_BATCH;
 pub const RETENTION_DEFAULT_DAYS: u32 = 7;
 
 /// The orders that may be archived at `now`, oldest final first.
-pub fn candidates(
-    state: &DistrictState,
-    now: DateTime<Utc>,
-    retention: Duration,
-) -> Vec<&OrderId> {
+pub fn candidates(state: &DistrictState, now: DateTime<Utc>, retention: Duration) -> Vec<&OrderId> {
     let mut finished = state
         .orders
         .finished_by(now - retention)
