@@ -224,7 +224,7 @@ pub struct DistrictState {
 /// (the node replays the log instead), never upcast. Bump it whenever a
 /// change to the state's types changes their serialized form; the golden
 /// test `tests/snapshot_shape.rs` fails until you do.
-pub const STATE_SNAPSHOT_VERSION: u32 = 4;
+pub const STATE_SNAPSHOT_VERSION: u32 = 5;
 
 /// Parts shared between snapshots by `Arc` are stored as their value.
 pub(crate) mod shared {
@@ -392,6 +392,17 @@ pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
         Event::Notification(e) => notifications::evolve(state, e),
         Event::Webhook(e) => webhooks::evolve(state, e, rec),
         Event::Restock(e) => restock::evolve(state, e),
+        Event::OrdersArchived { order_ids } => {
+            // The orders leave every area. Promotions first: it reads the
+            // order's final status from the book to keep what a statement
+            // needs; the book then drops the orders. Loyalty drops its
+            // per-order record in `follow` below. The outbox has no row for
+            // them (archiving waits for every payment), nor do stock,
+            // notifications or the waitlist keep anything per final order.
+            promotions::archived(state, order_ids);
+            orders::archive::evolve(state, order_ids);
+            false
+        }
     };
     // Not a second handler of the event: a reader of what the order
     // handlers decided, queueing what it means for the points ledger.

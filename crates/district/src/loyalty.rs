@@ -85,6 +85,25 @@ impl Loyalty {
     pub fn due(&self) -> &OrdMap<String, DueOp> {
         &self.due
     }
+
+    /// Whether the ledger was told something about this order (kept for a
+    /// later refund's reversal, until the order is archived).
+    pub fn knows_order(&self, order_id: &str) -> bool {
+        self.orders.contains_key(order_id)
+    }
+}
+
+/// The ids of the orders with an operation still owed to the ledger,
+/// which archiving must wait for. Op ids are `{kind}-{district}/{order}`
+/// (order ids have no `/`); an op id of another shape only names
+/// something that is no order, which costs nothing here.
+pub(crate) fn orders_owed(state: &DistrictState) -> std::collections::HashSet<&str> {
+    state
+        .loyalty
+        .due
+        .keys()
+        .filter_map(|op_id| op_id.rsplit_once('/').map(|(_, order)| order))
+        .collect()
 }
 
 /// The ledger's name for an order: `{district}/{order}`.
@@ -130,6 +149,14 @@ struct Facts {
 /// docs). Runs after the event's own handler, so the order's status is
 /// already the new one.
 pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
+    if let Event::OrdersArchived { order_ids } = event {
+        // Archiving waits for every op an order owes (`orders_owed`), so
+        // only what the ledger was told about the order goes.
+        for id in order_ids {
+            state.loyalty.orders.remove(id);
+        }
+        return;
+    }
     let order_id = match event {
         Event::OrderPurchased { order_id, .. }
         | Event::OrderCancelled { order_id }
@@ -500,5 +527,31 @@ mod tests {
 
     fn s_due(s: &DistrictState) -> Vec<String> {
         due_ids(s).into_iter().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn an_archived_order_leaves_the_ledgers_memory_once_its_ops_are_applied() {
+        let mut events = placed(Channel::App);
+        events.push(purchased());
+        let s = state(events.clone());
+        assert!(s.loyalty().knows_order("o1"));
+        assert!(
+            crate::loyalty::orders_owed(&s).contains("o1"),
+            "its commit and earn are owed: {:?}",
+            due_ids(&s)
+        );
+        events.push(Event::Promotion(PromotionEvent::LoyaltyApplied {
+            op_ids: s_due(&s),
+        }));
+        events.push(Event::OrderPickedUp {
+            order_id: OrderId::from_static("o1"),
+        });
+        events.push(Event::OrdersArchived {
+            order_ids: vec![OrderId::from_static("o1")],
+        });
+        let s = state(events);
+        assert!(s.orders().get("o1").is_none());
+        assert!(crate::loyalty::orders_owed(&s).is_empty());
+        assert!(!s.loyalty().knows_order("o1"));
     }
 }

@@ -75,6 +75,10 @@ pub struct PricedOrder {
     pub uses_held: bool,
     /// The sponsor's share counts against its daily cap (and statement).
     pub subsidy_held: bool,
+    /// Set when the order was archived while it counted as bought and
+    /// unrefunded: its currency and what was charged, which reports and
+    /// statements otherwise read from the order book.
+    pub kept_when_archived: Option<(protocol::money::Currency, i64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -573,6 +577,7 @@ fn priced(
         split: split.clone(),
         uses_held: true,
         subsidy_held: true,
+        kept_when_archived: None,
     };
     let shared = priced.split.clone();
     state.orders.update(order_id, |o| o.price = Some(shared));
@@ -656,6 +661,31 @@ pub(crate) fn release(state: &mut DistrictState, order_id: &OrderId, what: Relea
             .promotions
             .priced
             .insert(order_id.clone(), Arc::new(p));
+    }
+}
+
+/// The promotions' part of `OrdersArchived`, applied before the order
+/// book lets the orders go (it reads their final status): a priced order
+/// that counts in reports and statements (bought, not refunded) stays,
+/// with what it was charged frozen in it, since a sponsor's statement
+/// lists each order; every other priced order is dropped. Uses and budgets
+/// are counters kept apart, so nothing is given back here.
+pub(crate) fn archived(state: &mut DistrictState, order_ids: &[OrderId]) {
+    for id in order_ids {
+        let final_order = state.orders.get(id).is_some_and(|o| o.status.is_final());
+        let Some(p) = state.promotions.priced.get(id).filter(|_| final_order) else {
+            continue;
+        };
+        match kept(state, id) {
+            Some(kept) => {
+                let mut p = PricedOrder::clone(p);
+                p.kept_when_archived = Some(kept);
+                state.promotions.priced.insert(id.clone(), Arc::new(p));
+            }
+            None => {
+                state.promotions.priced.remove(id);
+            }
+        }
     }
 }
 
@@ -743,7 +773,10 @@ pub fn subsidy_view(state: &DistrictState, subsidy_id: &SubsidyId) -> Option<Sub
 /// statements count only these (a held order may still be cancelled).
 fn kept(state: &DistrictState, order_id: &str) -> Option<(protocol::money::Currency, i64)> {
     use protocol::orders::OrderStatus as S;
-    let order = state.orders.get(order_id)?;
+    let Some(order) = state.orders.get(order_id) else {
+        let priced = state.promotions.priced.get(order_id)?;
+        return priced.kept_when_archived.clone();
+    };
     let kept =
         matches!(order.status, S::Purchased | S::PickedUp | S::Unclaimed) && !order.refund_pending;
     kept.then(|| (order.total.currency.clone(), order.charged().amount_minor))

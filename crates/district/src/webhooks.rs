@@ -301,6 +301,8 @@ fn public(event: &Event) -> Option<(WebhookFamily, &'static str, Value)> {
         // A customer's waitlist entries and notifications are theirs, not
         // integration data (the shelf's counts travel as stock events).
         Event::Waitlist(_) | Event::Notification(_) => None,
+        // Housekeeping of the node's memory: no order changed.
+        Event::OrdersArchived { .. } => None,
     }
 }
 

@@ -679,6 +679,7 @@ impl Harness {
                 payment_timeout: Duration::seconds(PAYMENT_TIMEOUT_SECS),
                 pickup_window: Duration::seconds(PICKUP_WINDOW_SECS),
                 holds: Default::default(),
+                retention: district::OrderPolicy::default().retention,
             },
             fridges: Default::default(),
             utc_offset_minutes: 0,

@@ -239,7 +239,19 @@ pub enum Event {
     Webhook(crate::webhooks::WebhookEvent),
     /// Par levels per fridge and meal, set by admins (restocking).
     Restock(crate::restock::RestockEvent),
+    /// These orders, final for longer than the district's retention, leave
+    /// the in-memory state (issue 15): every area drops what it keeps per
+    /// order. Their events stay in the log, and the node serves their final
+    /// view from its archive index. At most `MAX_ARCHIVED_PER_EVENT` ids.
+    OrdersArchived {
+        order_ids: Vec<OrderId>,
+    },
 }
+
+/// The most order ids one [`Event::OrdersArchived`] names: a batch the
+/// writer applies in well under a millisecond, and a log record of about
+/// 30 KiB.
+pub const MAX_ARCHIVED_PER_EVENT: usize = 1024;
 
 /// `StockMovementRecorded.meal_id`: released logs hold refused door pickups
 /// as movements with an empty meal id, which is no [`MealId`]. They decode
@@ -318,6 +330,7 @@ impl Event {
             Event::Notification(e) => e.stream(),
             Event::Webhook(e) => e.stream(),
             Event::Restock(e) => e.stream(),
+            Event::OrdersArchived { .. } => StreamId::Archive,
         }
     }
 
@@ -363,6 +376,7 @@ impl Event {
             Event::Notification(e) => e.kind(),
             Event::Webhook(e) => e.kind(),
             Event::Restock(e) => e.kind(),
+            Event::OrdersArchived { .. } => "OrdersArchived",
         }
     }
 }

@@ -134,6 +134,20 @@ impl OrderStatus {
         matches!(self, OrderStatus::Purchased | OrderStatus::Available)
     }
 
+    /// Whether the order's life is over: nothing moves it on any more
+    /// (picked up, cancelled, refused, refunded, unclaimed). A cancelled
+    /// order may still owe a refund: see the order's `refund_pending`.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::PickedUp
+                | OrderStatus::Cancelled
+                | OrderStatus::Refused
+                | OrderStatus::Refunded
+                | OrderStatus::Unclaimed
+        )
+    }
+
     /// Whether the order still holds stock.
     pub fn holds_stock(self) -> bool {
         matches!(

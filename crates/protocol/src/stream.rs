@@ -35,6 +35,8 @@ pub enum StreamId {
     Webhook(WebhookId),
     /// A fridge's par levels (restocking).
     Restock(FridgeId),
+    /// The district's decisions to archive final orders.
+    Archive,
 }
 
 impl fmt::Display for StreamId {
@@ -55,6 +57,7 @@ impl fmt::Display for StreamId {
             StreamId::Notifications => write!(f, "notifications"),
             StreamId::Webhook(id) => write!(f, "webhook-{id}"),
             StreamId::Restock(id) => write!(f, "restock-{id}"),
+            StreamId::Archive => write!(f, "archive"),
         }
     }
 }
@@ -81,6 +84,7 @@ mod tests {
                 StreamId::Restock(FridgeId::from_static("f-1")),
                 "restock-f-1",
             ),
+            (StreamId::Archive, "archive"),
         ];
         for (id, text) in cases {
             assert_eq!(id.to_string(), text);

@@ -104,6 +104,7 @@ fn variant(event: &Event) -> (u32, &'static str) {
         Event::Notification(_) => (31, "Notification"),
         Event::Webhook(_) => (32, "Webhook"),
         Event::Restock(_) => (33, "Restock"),
+        Event::OrdersArchived { .. } => (34, "OrdersArchived"),
     }
 }
 
@@ -350,6 +351,9 @@ fn samples() -> Vec<Event> {
             meal_id: MealId::from_static("m-teriyaki"),
             units: 6,
         }),
+        Event::OrdersArchived {
+            order_ids: vec![order(), OrderId::from_static("01JDQW00000000000000000002")],
+        },
     ]
 }
 

@@ -484,7 +484,20 @@ pub struct OrdersConfig {
     pub free_cancels_per_meal: u32,
     #[serde(default = "free_cancel_window_default")]
     pub free_cancel_window_secs: u32,
+    /// How long a final order (picked up, cancelled, refused, refunded,
+    /// unclaimed) stays in memory before it is archived and served from
+    /// the archive index (`district::orders::archive`).
+    #[serde(default = "retention_days_default")]
+    pub retention_days: u32,
 }
+
+fn retention_days_default() -> u32 {
+    district::orders::archive::RETENTION_DEFAULT_DAYS
+}
+
+/// Longest retention accepted, in days (a year: beyond that the point of
+/// archiving, a bounded memory, is lost).
+pub const MAX_RETENTION_DAYS: u32 = 366;
 
 fn max_held_orders_default() -> u32 {
     district::orders::hoarding::MAX_HELD_ORDERS_DEFAULT
@@ -506,6 +519,7 @@ impl Default for OrdersConfig {
             max_held_orders_per_customer: max_held_orders_default(),
             free_cancels_per_meal: free_cancels_default(),
             free_cancel_window_secs: free_cancel_window_default(),
+            retention_days: retention_days_default(),
         }
     }
 }
@@ -557,7 +571,10 @@ impl OrdersConfig {
             self.pickup_window_secs,
             60,
             7 * 24 * 3600,
-        )
+        )?;
+        // At least a day: a refund or a late payment result names its
+        // order minutes after it ended, never days.
+        in_range("retention_days", self.retention_days, 1, MAX_RETENTION_DAYS)
     }
 
     pub fn policy(&self) -> OrderPolicy {
@@ -572,6 +589,7 @@ impl OrdersConfig {
                 free_cancels_per_meal: self.free_cancels_per_meal,
                 free_cancel_window: secs(self.free_cancel_window_secs),
             },
+            retention: chrono::Duration::days(i64::from(self.retention_days)),
         }
     }
 }

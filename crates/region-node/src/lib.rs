@@ -25,6 +25,8 @@
 //! - [`capacity`]: the capacity planner (measured sizes × scenario).
 //! - [`auth`], [`config`], [`clock`], [`metrics`], [`demo`]: edges.
 
+pub mod archive;
+pub mod archive_tick;
 pub mod auth;
 pub mod capacity;
 pub mod clock;
@@ -326,6 +328,14 @@ async fn start_tasks(
         config.waitlist.policy(),
     );
     tasks.spawn("waitlist-tick", |s| waitlist_tick::run(d, clock, policy, s));
+    let (d, clock, retention) = (
+        district.clone(),
+        opts.clock.clone(),
+        config.orders.policy().retention,
+    );
+    tasks.spawn("archive-tick", move |s| {
+        archive_tick::run(d, clock, retention, s)
+    });
     let nats = match &config.nats {
         Some(n) => Some(
             nats::NatsLink::start(

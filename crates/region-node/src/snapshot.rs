@@ -290,6 +290,12 @@ fn replay_into(
         });
         for batch in rx {
             for env in &batch? {
+                // The archive index follows the log: an entry missing (a
+                // log restored from a backup) is written from the state
+                // just before the event, as the writer wrote it.
+                if let protocol::Event::OrdersArchived { order_ids } = &env.event {
+                    log.archive().heal(state, order_ids)?;
+                }
                 district::evolve(state, env);
             }
         }

@@ -31,12 +31,15 @@ pub enum StoreError {
     Gap { expected: u64, found: u64 },
     #[error("encode: {0}")]
     Encode(CodecError),
+    #[error("archive index: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
 }
 
 #[derive(Clone)]
 pub struct EventLog {
     db: SyncedDb,
     log: sled::Tree,
+    archive: crate::archive::Archive,
 }
 
 impl EventLog {
@@ -53,7 +56,14 @@ impl EventLog {
             .flush_every_ms(None);
         let db = SyncedDb::open_with_stats(config, stats)?;
         let log = db.db().open_tree(LOG_TREE)?;
-        Ok(EventLog { db, log })
+        let archive = crate::archive::Archive::open(db.db())?;
+        Ok(EventLog { db, log, archive })
+    }
+
+    /// The archive index in the same database (reads; the writer writes it
+    /// through [`EventLog::append_batch_archiving`]).
+    pub fn archive(&self) -> &crate::archive::Archive {
+        &self.archive
     }
 
     /// How often the log was made durable (tests, metrics).
@@ -65,9 +75,22 @@ impl EventLog {
     /// (sled's flush, then `fdatasync` of the data file).
     /// Envelopes must carry consecutive `seq` numbers following the log's end.
     pub async fn append_batch(&self, batch: &[EventEnvelope]) -> Result<(), StoreError> {
+        self.append_batch_archiving(batch, &[]).await
+    }
+
+    /// [`EventLog::append_batch`] with the archive index entries of the
+    /// batch's `OrdersArchived` events, written before the records and
+    /// made durable by the same flush and `fdatasync` (see
+    /// [`crate::archive`]).
+    pub async fn append_batch_archiving(
+        &self,
+        batch: &[EventEnvelope],
+        archived: &[crate::archive::Entry],
+    ) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
+        self.archive.write(archived)?;
         let mut sled_batch = sled::Batch::default();
         for env in batch {
             let bytes = codec::encode_log_record(env).map_err(StoreError::Encode)?;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use ulid::Ulid;
@@ -115,6 +115,10 @@ pub struct District {
     /// Why the writer stopped after a failed append (a full disk, an I/O
     /// error), so every later refusal names the cause.
     failure: Arc<OnceLock<String>>,
+    /// The archived orders' index (reads only), until the writer stops:
+    /// its trees keep the log's database open, which must close with the
+    /// writer (a restart in the same process opens it again).
+    archive: Arc<ArcSwapOption<crate::archive::Archive>>,
 }
 
 impl District {
@@ -136,8 +140,11 @@ impl District {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let stopping = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(OnceLock::new());
+        let archive = Arc::new(ArcSwapOption::from_pointee(setup.log.archive().clone()));
         let writer = Writer {
             setup,
+            archive: archive.clone(),
+            archived: Vec::new(),
             state,
             view: view.clone(),
             feed: feed.clone(),
@@ -151,6 +158,7 @@ impl District {
             feed,
             stopping,
             failure,
+            archive,
         })
     }
 
@@ -184,6 +192,12 @@ impl District {
     }
 
     /// The latest durable state. Never waits on the writer.
+    /// The archived orders (final orders that left the state: see
+    /// [`crate::archive`]); `None` once the writer has stopped.
+    pub fn archive(&self) -> Option<Arc<crate::archive::Archive>> {
+        self.archive.load_full()
+    }
+
     pub fn state(&self) -> Arc<DistrictState> {
         self.view.load_full()
     }
@@ -203,6 +217,10 @@ impl District {
 
 struct Writer {
     setup: WriterSetup,
+    /// The readers' handle on the archive index, let go when the writer stops.
+    archive: Arc<ArcSwapOption<crate::archive::Archive>>,
+    /// Archive index entries of the batch being decided, written with it.
+    archived: Vec<crate::archive::Entry>,
     state: DistrictState,
     view: Arc<ArcSwap<DistrictState>>,
     feed: broadcast::Sender<Arc<CommittedBatch>>,
@@ -238,7 +256,10 @@ impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Submission>, mut shutdown: Shutdown) {
         let stopping = self.stopping.clone();
         let failure = self.failure.clone();
+        let archive = self.archive.clone();
         let ended = self.commit_until(&mut rx, &mut shutdown).await;
+        // The log is closed; the readers' trees would keep it open.
+        archive.store(None);
         // The writer, and with it the log, is gone. Queued commands are
         // answered here; later submits fail at once on the closed channel.
         let signalled = match ended {
@@ -300,7 +321,13 @@ impl Writer {
             .flatten()
             .cloned()
             .collect();
-        if let Err(e) = self.setup.log.append_batch(&batch).await {
+        let archived = std::mem::take(&mut self.archived);
+        let appended = self
+            .setup
+            .log
+            .append_batch_archiving(&batch, &archived)
+            .await;
+        if let Err(e) = appended {
             tracing::error!(error = %e, events = batch.len(), "append failed; writer stops");
             let _ = self
                 .failure
@@ -375,6 +402,7 @@ impl Writer {
             schedule: self.setup.schedule_policy,
         };
         let events = district::decide(&self.state, command, &ctx)?;
+        self.archive_entries(&events)?;
         let mut out = Vec::with_capacity(events.len());
         let mut cause = None;
         for event in events {
@@ -398,5 +426,19 @@ impl Writer {
             out.push(env);
         }
         Ok(out)
+    }
+
+    /// The archive index entries of a decision's `OrdersArchived`, from the
+    /// state before the decision is applied (the only event of its
+    /// command, so that is the state it was decided on).
+    fn archive_entries(&mut self, events: &[protocol::Event]) -> Result<(), DomainError> {
+        for event in events {
+            if let protocol::Event::OrdersArchived { order_ids } = event {
+                let entries = crate::archive::entries(&self.state, order_ids)
+                    .map_err(|e| DomainError::Invalid(e.to_string()))?;
+                self.archived.extend(entries);
+            }
+        }
+        Ok(())
     }
 }

@@ -7,6 +7,8 @@
 //! only, from the order as it is after a change, so they cannot drift from
 //! the orders they index.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use imbl::{HashMap, OrdMap, OrdSet, Vector};
 use protocol::money::{Currency, Money};
@@ -57,6 +59,9 @@ pub struct Order {
     /// For an order ahead (`PreorderPlaced`): its day, kitchen and cancel
     /// deadline. `delivery_date` is its day too.
     pub preorder: Option<Preorder>,
+    /// The `Idempotency-Key` that placed it, so archiving the order can
+    /// drop the key's entry without a reverse index.
+    pub idempotency_key: Option<String>,
 }
 
 /// What makes an order an order ahead: the kitchen makes it for `date`.
@@ -138,6 +143,7 @@ impl Order {
             withdrawn: None,
             price: None,
             preorder: None,
+            idempotency_key: None,
         }
     }
 
@@ -182,7 +188,10 @@ pub fn customer_of_new_order(event: &protocol::Event) -> Option<&str> {
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderBook {
-    orders: OrdMap<OrderId, Order>,
+    /// Behind an `Arc`: the map's nodes then hold pointers, so the path
+    /// copy after a published snapshot copies pointers, not orders, and
+    /// removing one (archiving) does not move large entries around.
+    orders: OrdMap<OrderId, Arc<Order>>,
     /// Each customer's orders, oldest first.
     by_customer: HashMap<String, Vector<OrderId>>,
     /// `(customer, Idempotency-Key)` → (order, request fingerprint).
@@ -191,11 +200,14 @@ pub struct OrderBook {
     timers: OrdMap<(DateTime<Utc>, OrderId), OrderTimer>,
     /// Orders holding stock, per fridge; ULID order ids sort oldest first.
     open_by_fridge: HashMap<FridgeId, OrdSet<OrderId>>,
+    /// Orders in a final status, by when they reached it: what archiving
+    /// reads oldest first, without walking the book.
+    finished: OrdSet<(DateTime<Utc>, OrderId)>,
 }
 
 impl OrderBook {
     pub fn get(&self, order_id: &str) -> Option<&Order> {
-        self.orders.get(order_id)
+        self.orders.get(order_id).map(Arc::as_ref)
     }
 
     pub fn len(&self) -> usize {
@@ -208,7 +220,7 @@ impl OrderBook {
 
     /// Every order, by id.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Order> {
-        self.orders.values()
+        self.orders.values().map(Arc::as_ref)
     }
 
     /// A customer's orders, oldest first.
@@ -217,7 +229,7 @@ impl OrderBook {
             .get(customer)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.orders.get(id))
+            .filter_map(|id| self.orders.get(id).map(Arc::as_ref))
     }
 
     /// Every customer with an order here (for the global customer index,
@@ -247,11 +259,59 @@ impl OrderBook {
             .get(fridge_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.orders.get(id))
+            .filter_map(|id| self.orders.get(id).map(Arc::as_ref))
+    }
+
+    /// Final orders that reached their status at or before `cutoff`,
+    /// oldest first.
+    pub fn finished_by(&self, cutoff: DateTime<Utc>) -> impl Iterator<Item = &Order> {
+        self.finished
+            .iter()
+            .take_while(move |(at, _)| *at <= cutoff)
+            .filter_map(|(_, id)| self.orders.get(id).map(Arc::as_ref))
+    }
+
+    /// The order leaves the book with every index entry it has (archiving:
+    /// its events stay in the log).
+    pub(crate) fn remove(&mut self, order_id: &str) {
+        let Some(order) = self.orders.remove(order_id) else {
+            return;
+        };
+        let id = &order.order_id;
+        let before = Indexed::of(&order);
+        if let Some((at, _)) = before.timer {
+            self.timers.remove(&(at, id.clone()));
+        }
+        if let Some(at) = before.finished_at {
+            self.finished.remove(&(at, id.clone()));
+        }
+        if let Some(set) = self.open_by_fridge.get_mut(&order.fridge_id) {
+            set.remove(id);
+            if set.is_empty() {
+                self.open_by_fridge.remove(&order.fridge_id);
+            }
+        }
+        if let Some(key) = &order.idempotency_key {
+            let entry = (order.customer.clone(), key.clone());
+            if self.idempotency.get(&entry).is_some_and(|(o, _)| o == id) {
+                self.idempotency.remove(&entry);
+            }
+        }
+        if let Some(ids) = self.by_customer.get_mut(&order.customer) {
+            // Archived orders are the oldest, near the front: found fast,
+            // and removed in O(log n) (`retain` rebuilds the vector).
+            if let Some(at) = ids.iter().position(|o| o == id) {
+                ids.remove(at);
+            }
+            if ids.is_empty() {
+                self.by_customer.remove(&order.customer);
+            }
+        }
     }
 
     /// Records a new order (made by whichever channel) and its key.
-    pub(crate) fn add(&mut self, order: Order, idempotency: Option<&(String, u64)>) {
+    pub(crate) fn add(&mut self, mut order: Order, idempotency: Option<&(String, u64)>) {
+        order.idempotency_key = idempotency.map(|(key, _)| key.clone());
         if let Some((key, fingerprint)) = idempotency {
             self.idempotency.insert(
                 (order.customer.clone(), key.clone()),
@@ -263,7 +323,7 @@ impl OrderBook {
             .or_default()
             .push_back(order.order_id.clone());
         self.reindex(&order.order_id, &order.fridge_id, None, Indexed::of(&order));
-        self.orders.insert(order.order_id.clone(), order);
+        self.orders.insert(order.order_id.clone(), Arc::new(order));
     }
 
     /// Changes an order; its timer and stock indexes follow. Returns whether
@@ -289,6 +349,8 @@ impl OrderBook {
         let Some(order) = self.orders.get_mut(order_id) else {
             return false;
         };
+        // Cloned once when a published snapshot still shares it.
+        let order = Arc::make_mut(order);
         let before = Indexed::of(order);
         f(order);
         let after = Indexed::of(order);
@@ -304,6 +366,15 @@ impl OrderBook {
         before: Option<Indexed>,
         after: Indexed,
     ) {
+        let old_finish = before.and_then(|b| b.finished_at);
+        if old_finish != after.finished_at {
+            if let Some(at) = old_finish {
+                self.finished.remove(&(at, id.clone()));
+            }
+            if let Some(at) = after.finished_at {
+                self.finished.insert((at, id.clone()));
+            }
+        }
         let old_timer = before.and_then(|b| b.timer);
         if old_timer != after.timer {
             if let Some((at, _)) = old_timer {
@@ -336,6 +407,8 @@ impl OrderBook {
 struct Indexed {
     timer: Option<(DateTime<Utc>, OrderTimer)>,
     holds_stock: bool,
+    /// When a final order reached its status (its last history entry).
+    finished_at: Option<DateTime<Utc>>,
 }
 
 impl Indexed {
@@ -343,6 +416,11 @@ impl Indexed {
         Indexed {
             timer: order.timer,
             holds_stock: order.holds_stock(),
+            finished_at: order
+                .history
+                .last()
+                .map(|c| c.at)
+                .filter(|_| order.status.is_final()),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! are part of the state derived from events, so one atomic log append
 //! records a decision, its outbox row and its timer together.
 
+pub mod archive;
 pub mod book;
 pub mod hoarding;
 pub mod payment;
@@ -45,6 +46,9 @@ pub struct OrderPolicy {
     pub payment_timeout: Duration,
     pub pickup_window: Duration,
     pub holds: hoarding::HoldPolicy,
+    /// How long a final order stays in the in-memory state before it is
+    /// archived ([`archive`]).
+    pub retention: Duration,
 }
 
 impl Default for OrderPolicy {
@@ -55,6 +59,7 @@ impl Default for OrderPolicy {
             payment_timeout: Duration::seconds(PAYMENT_TIMEOUT_DEFAULT_SECS.into()),
             pickup_window: Duration::seconds(PICKUP_WINDOW_DEFAULT_SECS.into()),
             holds: hoarding::HoldPolicy::default(),
+            retention: Duration::days(archive::RETENTION_DEFAULT_DAYS.into()),
         }
     }
 }
@@ -88,6 +93,9 @@ pub enum OrderCommand {
         order_id: OrderId,
         pickup_code: String,
     },
+    /// Archive the orders final for longer than the policy's retention at
+    /// the context's `now` (the node's tick: see [`archive`]).
+    Archive,
 }
 
 pub fn decide(
@@ -115,6 +123,7 @@ pub fn decide(
             place(state, placed, ctx)
         }
         OrderCommand::Cancel { order_id, customer } => cancel(state, order_id, customer, ctx),
+        OrderCommand::Archive => archive::decide(state, ctx),
         OrderCommand::FireTimer { order_id, timer } => {
             let order = find(state, &order_id, None)?;
             // A timer is acted on only if it is still the order's current one
@@ -148,10 +157,7 @@ pub fn decide(
         } => {
             let order = find(state, &order_id, None)?;
             if !order.status.awaits_pickup() {
-                return Err(DomainError::WrongState {
-                    status: order.status,
-                    message: "only purchased or available orders can be picked up".into(),
-                });
+                return Err(pickup_refused(order.status));
             }
             if order.pickup_code.as_deref() != Some(pickup_code.as_str()) {
                 return Err(DomainError::WrongPickupCode);
@@ -197,10 +203,26 @@ fn cancel(
         OrderStatus::Scheduled if order.preorder.is_some() => {
             crate::preorders::cancel(order, ctx.now)
         }
-        status => Err(DomainError::WrongState {
-            status,
-            message: "the order can no longer be cancelled".into(),
-        }),
+        status => Err(cancel_refused(status)),
+    }
+}
+
+/// The answer to a cancel of an order in `status` that cannot be
+/// cancelled: also what the node answers for an archived order, which is
+/// final (the answer it got just before it was archived).
+pub fn cancel_refused(status: OrderStatus) -> DomainError {
+    DomainError::WrongState {
+        status,
+        message: "the order can no longer be cancelled".into(),
+    }
+}
+
+/// The answer to a pickup of an order in `status` that does not await one
+/// (likewise answered for an archived order).
+pub fn pickup_refused(status: OrderStatus) -> DomainError {
+    DomainError::WrongState {
+        status,
+        message: "only purchased or available orders can be picked up".into(),
     }
 }
 

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::Query;
-use super::orders::{listed, whose_orders, ListParams};
+use super::orders::{whose_orders, ListParams};
 use super::AppState;
 use crate::auth::Caller;
 
@@ -100,7 +100,7 @@ pub async fn orders(
         ));
     };
     let me = app.config.district_id.clone();
-    let mut orders = tagged(own_orders(&app, &customer), &me);
+    let mut orders = tagged(own_orders(&app, &customer).await?, &me);
     let mut districts = vec![DistrictAnswer::ok(me.clone())];
     let (index, others) = indexed_districts(&app, &customer, &me).await;
     let requests = peer_requests(&app, &caller, &headers, &customer, others, &mut districts);
@@ -129,15 +129,17 @@ pub async fn orders(
     })))
 }
 
-/// This district's orders of `customer`, as `GET /v1/orders` lists them.
-fn own_orders(app: &AppState, customer: &str) -> Vec<Value> {
-    serde_json::to_value(listed(&app.district.state(), Some(customer)))
+/// This district's orders of `customer`, as `GET /v1/orders` lists them
+/// (archived ones too).
+async fn own_orders(app: &AppState, customer: &str) -> Result<Vec<Value>, ApiError> {
+    let views = super::archived::listed(app, Some(customer.to_string())).await?;
+    Ok(serde_json::to_value(views)
         .ok()
         .and_then(|v| match v {
             Value::Array(a) => Some(a),
             _ => None,
         })
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// What the customer index says (`ok`, `unavailable`, or `none` without

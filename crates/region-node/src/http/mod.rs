@@ -5,6 +5,7 @@
 //! not hold state of their own or touch the store directly (the one
 //! exception reads it: `log.rs` streams durable records to admins).
 
+pub mod archived;
 pub mod catalog;
 pub mod error;
 pub mod extract;

@@ -93,6 +93,11 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             "Subscription plans (all states).",
             state.schedule().plans.len() as u64,
         ),
+        (
+            "larder_orders_in_memory",
+            "Orders in the in-memory state (final ones leave it when archived).",
+            state.orders().len() as u64,
+        ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -546,8 +546,14 @@ pub async fn get_one(
     caller: Caller,
     Path(order_id): Path<String>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
-    let order = visible_order(&app, &caller, &order_id)?;
-    Ok(axum::Json(view(&order, true)))
+    match visible_order(&app, &caller, &order_id) {
+        Ok(order) => Ok(axum::Json(view(&order, true))),
+        Err(unknown) => {
+            let claims = caller.require(&[Role::Customer, Role::Admin])?;
+            let archived = super::archived::visible(&app, claims, &order_id).await?;
+            archived.map(|a| axum::Json(a.view)).ok_or(unknown)
+        }
+    }
 }
 
 /// Most orders one listing returns (newest first).
@@ -613,7 +619,7 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let customer = whose_orders(&caller, params.customer)?;
-    let orders = listed(&app.district.state(), customer.as_deref());
+    let orders = super::archived::listed(&app, customer).await?;
     Ok(axum::Json(serde_json::json!({ "orders": orders })))
 }
 
@@ -626,12 +632,20 @@ pub async fn cancel(
     let claims = caller.require(&[Role::Customer, Role::Admin])?;
     let customer = (claims.role != Role::Admin).then(|| claims.sub.clone());
     let order_id = path_order_id(&order_id)?;
-    app.district
+    let cancelled = app
+        .district
         .submit(Command::Order(OrderCommand::Cancel {
             order_id: order_id.clone(),
             customer,
         }))
-        .await?;
+        .await;
+    if let Err(WriteError::Domain(DomainError::UnknownOrder(_))) = &cancelled {
+        // Archived: final, so refused as it was just before archiving.
+        if let Some(a) = super::archived::visible(&app, claims, &order_id).await? {
+            return Err(district::orders::cancel_refused(a.status()).into());
+        }
+    }
+    cancelled?;
     let order = visible_order(&app, &caller, &order_id)?;
     Ok(axum::Json(view(&order, true)))
 }
@@ -658,20 +672,11 @@ pub async fn pickup(
     }
     let order_id = path_order_id(&order_id)?;
     let state = app.district.state();
-    let order = state
-        .orders()
-        .get(&order_id)
-        .ok_or_else(|| unknown_order(&order_id))?;
-    if claims
-        .fridge_id
-        .as_ref()
-        .is_some_and(|f| f != &order.fridge_id)
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this token is for another fridge",
-        ));
+    let Some(order) = state.orders().get(&order_id) else {
+        return Err(archived_pickup(&app, claims, &order_id).await);
+    };
+    if another_fridge(claims, &order.fridge_id) {
+        return Err(another_fridge_refused());
     }
     let who = claims.caller_key();
     if let Err(wait_secs) = app.pickup_attempts.caller_may_try(&who, app.clock.now()) {
@@ -720,4 +725,27 @@ pub async fn pickup(
         .get(&order_id)
         .ok_or_else(|| ApiError::not_found("unknown_order", "order vanished"))?;
     Ok(axum::Json(view(order, false)))
+}
+
+fn another_fridge(claims: &crate::auth::Claims, fridge_id: &str) -> bool {
+    claims.fridge_id.as_ref().is_some_and(|f| f != fridge_id)
+}
+
+fn another_fridge_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "this token is for another fridge",
+    )
+}
+
+/// A pickup of an order not in memory: unknown, or archived and so final,
+/// refused as it was just before archiving (after the same fridge check).
+async fn archived_pickup(app: &AppState, claims: &crate::auth::Claims, order_id: &str) -> ApiError {
+    match super::archived::find(app, order_id).await {
+        Err(e) => e,
+        Ok(None) => unknown_order(order_id),
+        Ok(Some(a)) if another_fridge(claims, &a.view.fridge_id) => another_fridge_refused(),
+        Ok(Some(a)) => district::orders::pickup_refused(a.status()).into(),
+    }
 }
