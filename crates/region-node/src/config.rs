@@ -807,6 +807,13 @@ pub struct Limits {
     pub catalog_reads_per_sec_per_ip: u32,
     #[serde(default = "default_catalog_burst")]
     pub catalog_burst_per_ip: u32,
+    /// Encoded catalog answers kept (`catalog_cache`); 0 turns the cache off.
+    #[serde(default = "default_catalog_cache_entries")]
+    pub catalog_cache_max_entries: usize,
+    /// Bytes those answers may take, counting room for their compressed
+    /// variants (`catalog_cache::charged_bytes`).
+    #[serde(default = "default_catalog_cache_bytes")]
+    pub catalog_cache_max_bytes: usize,
 }
 
 fn default_writes_per_sec() -> u32 {
@@ -821,6 +828,12 @@ fn default_catalog_reads_per_sec() -> u32 {
 fn default_catalog_burst() -> u32 {
     CATALOG_BURST_PER_IP_DEFAULT
 }
+fn default_catalog_cache_entries() -> usize {
+    crate::catalog_cache::MAX_ENTRIES_DEFAULT
+}
+fn default_catalog_cache_bytes() -> usize {
+    crate::catalog_cache::MAX_BYTES_DEFAULT
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -831,6 +844,8 @@ impl Default for Limits {
             write_burst_per_caller: WRITE_BURST_PER_CALLER_DEFAULT,
             catalog_reads_per_sec_per_ip: CATALOG_READS_PER_SEC_PER_IP_DEFAULT,
             catalog_burst_per_ip: CATALOG_BURST_PER_IP_DEFAULT,
+            catalog_cache_max_entries: crate::catalog_cache::MAX_ENTRIES_DEFAULT,
+            catalog_cache_max_bytes: crate::catalog_cache::MAX_BYTES_DEFAULT,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - [`writer`]: the one writer task (group commit) and the read snapshot.
 //! - [`query`]: pure read functions over a snapshot.
 //! - [`http`]: axum routes, extractors, the error mapping.
+//! - [`catalog_cache`]: encoded (and compressed) catalog answers per
+//!   rounded point and radius, for the current catalog version.
 //! - [`push`]: what committed batches mean for WebSocket subscribers, and
 //!   the hub task that fans them out (sockets live in `http::ws`).
 //! - [`notify`]: phone pushes of notifications for customers with no live
@@ -29,6 +31,7 @@ pub mod archive;
 pub mod archive_tick;
 pub mod auth;
 pub mod capacity;
+pub mod catalog_cache;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -210,6 +213,10 @@ pub async fn serve(
         peers: http::me::peer_client()?,
         area: config.area()?,
         rate_limits: Arc::new(http::limits::RateLimits::new(&config.limits)),
+        catalog_cache: Arc::new(catalog_cache::CatalogCache::new(
+            config.limits.catalog_cache_max_entries,
+            config.limits.catalog_cache_max_bytes,
+        )),
         ws_per_caller: Arc::default(),
         config: Arc::new(config),
         district,

@@ -200,6 +200,12 @@ struct Overrides {
     catalog_reads_per_sec_per_ip: Option<u32>,
     #[arg(long)]
     catalog_burst_per_ip: Option<u32>,
+    /// `[limits]`: encoded catalog answers kept (0: no cache).
+    #[arg(long)]
+    catalog_cache_max_entries: Option<usize>,
+    /// `[limits]`: bytes those answers may take.
+    #[arg(long)]
+    catalog_cache_max_bytes: Option<usize>,
     /// `[snapshots]`: events between two state snapshots.
     #[arg(long)]
     snapshot_every_events: Option<u64>,
@@ -253,6 +259,12 @@ impl Overrides {
             .catalog_reads_per_sec_per_ip
             .unwrap_or(l.catalog_reads_per_sec_per_ip);
         l.catalog_burst_per_ip = self.catalog_burst_per_ip.unwrap_or(l.catalog_burst_per_ip);
+        l.catalog_cache_max_entries = self
+            .catalog_cache_max_entries
+            .unwrap_or(l.catalog_cache_max_entries);
+        l.catalog_cache_max_bytes = self
+            .catalog_cache_max_bytes
+            .unwrap_or(l.catalog_cache_max_bytes);
         let s = &mut cfg.snapshots;
         s.every_events = self.snapshot_every_events.unwrap_or(s.every_events);
         let n = &mut cfg.notifications;

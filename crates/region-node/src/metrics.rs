@@ -316,7 +316,7 @@ impl Metrics {
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+pub(crate) fn counter(out: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(
         out,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"

@@ -1,19 +1,24 @@
 //! Catalog routes: admin writes (meals, fridges, manual stock) and public
 //! reads (catalog by location, meal details, locate).
 
+use std::sync::Arc;
+
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use protocol::catalog::{FridgeSpec, MealSpec, MealView, StockSpec};
 use protocol::geo::GeoPoint;
 use protocol::{FridgeId, MealId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::encoding;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
 use super::AppState;
 use crate::auth::{Caller, Role};
+use crate::catalog_cache::{Cell, Coding, Entry, Key};
 use crate::config::RADIUS_M_DEFAULT;
 use district::query;
 use district::{CatalogCommand, Command};
@@ -32,6 +37,13 @@ fn point(lat: f64, lon: f64) -> Result<GeoPoint, ApiError> {
 
 /// `GET /v1/catalog?lat=&lon=&radius_m=`: nearest fridges first, with ETag;
 /// `421` for a point another district serves.
+///
+/// The answer is computed for the point rounded to its [`Cell`] (~11 m)
+/// and kept encoded in the node's [`CatalogCache`](crate::catalog_cache)
+/// for the catalog version, so a repeated read costs no query and no JSON
+/// encoding; gzip and br variants are made once per entry, for the clients
+/// that accept them. Validation and the `If-None-Match` check come first:
+/// a refused query caches nothing, and a 304 touches no cache.
 pub async fn catalog(
     State(app): State<AppState>,
     Query(params): Query<CatalogParams>,
@@ -49,36 +61,157 @@ pub async fn catalog(
             format!("radius_m must be between 1 and {max}"),
         ));
     }
-    let state = app.district.state();
-    let when = super::promotions::when(&app);
-    // Without campaigns the answer for a given URL changes only when the
-    // catalog version does. A campaign's price moves with the clock (a
-    // happy hour starts, a unit nears its best-before), so then the tag
-    // also names the prices: they are computed before the tag is compared.
-    let etag = if state.promotions().campaigns().is_empty() {
-        format!("\"{}-{}\"", app.config.district_id, state.catalog_version())
-    } else {
-        let view = query::catalog_near(&state, &app.config.district_id, &at, radius_m, &when);
-        format!(
-            "\"{}-{}-p{:x}\"",
-            app.config.district_id,
-            state.catalog_version(),
-            price_digest(&view)
-        )
+    let key = Key {
+        cell: Cell::of(&at),
+        radius_m,
     };
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let cache = [
-        (header::ETAG, etag.clone()),
-        (header::CACHE_CONTROL, "no-cache".to_string()),
-    ];
-    if matches {
-        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    let state = app.district.state();
+    if !state.promotions().campaigns().is_empty() {
+        return priced_catalog(&app, &state, &key, &headers);
     }
-    let view = query::catalog_near(&state, &app.config.district_id, &at, radius_m, &when);
-    Ok((cache, axum::Json(view)).into_response())
+    // Without campaigns the answer for a given URL changes only when the
+    // catalog version does: the tag is known before any work.
+    let version = state.catalog_version();
+    let tags = Tags::new(&app.config.district_id, version);
+    let coding = encoding::negotiate(&headers);
+    if if_none_match(&headers, |t| tags.names(t)) {
+        return not_modified(tags.of(coding));
+    }
+    let entry = match app.catalog_cache.get(version, &key) {
+        Some(entry) => entry,
+        None => {
+            let view = query::catalog_near(
+                &state,
+                &app.config.district_id,
+                &key.cell.point(),
+                radius_m,
+                &super::promotions::when(&app),
+            );
+            let entry = Arc::new(Entry::new(encode(&view)?));
+            app.catalog_cache.insert(version, key, Arc::clone(&entry));
+            entry
+        }
+    };
+    answer(tags.of(coding), coding, entry.body(coding))
+}
+
+/// The catalog while a campaign runs: a campaign's price moves with the
+/// clock (a happy hour starts, a unit nears its best-before), so the
+/// answer is computed per request, its tag also names the prices
+/// (computed before the tag is compared), and it is neither cached nor
+/// compressed.
+fn priced_catalog(
+    app: &AppState,
+    state: &district::DistrictState,
+    key: &Key,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let view = query::catalog_near(
+        state,
+        &app.config.district_id,
+        &key.cell.point(),
+        key.radius_m,
+        &super::promotions::when(app),
+    );
+    let etag = format!(
+        "\"{}-{}-p{:x}\"",
+        app.config.district_id,
+        state.catalog_version(),
+        price_digest(&view)
+    );
+    if if_none_match(headers, |t| t == etag) {
+        return not_modified(etag);
+    }
+    answer(etag, Coding::Identity, encode(&view)?)
+}
+
+/// The catalog's entity tags at one version: `"{district}-{version}"` for
+/// the JSON body, with `-gzip` or `-br` before the closing quote for the
+/// compressed ones (each coding is a representation of its own).
+struct Tags {
+    /// The tag up to its closing quote.
+    open: String,
+}
+
+impl Tags {
+    fn new(district_id: &protocol::DistrictId, version: u64) -> Tags {
+        Tags {
+            open: format!("\"{district_id}-{version}"),
+        }
+    }
+
+    fn of(&self, coding: Coding) -> String {
+        match coding.content_encoding() {
+            Some(name) => format!("{}-{name}\"", self.open),
+            None => format!("{}\"", self.open),
+        }
+    }
+
+    /// Whether `tag` is this version's, in any coding: a client holding
+    /// any of them holds the current answer.
+    fn names(&self, tag: &str) -> bool {
+        tag.strip_prefix(self.open.as_str())
+            .is_some_and(|rest| matches!(rest, "\"" | "-gzip\"" | "-br\""))
+    }
+}
+
+/// Whether `If-None-Match` names a current tag (or `*`). Weak comparison,
+/// as RFC 9110 asks for this header: a `W/` prefix is ignored.
+fn if_none_match(headers: &HeaderMap, current: impl Fn(&str) -> bool) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || current(t.strip_prefix("W/").unwrap_or(t)))
+}
+
+fn encode(view: &protocol::catalog::CatalogView) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(view).map(Bytes::from).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("encoding the catalog: {e}"),
+        )
+    })
+}
+
+fn etag_value(etag: String) -> Result<HeaderValue, ApiError> {
+    HeaderValue::try_from(etag).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the catalog's ETag is not a header value",
+        )
+    })
+}
+
+/// The headers every catalog answer carries, 200 or 304.
+fn validators(headers: &mut HeaderMap, etag: HeaderValue) {
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+}
+
+fn not_modified(etag: String) -> Result<Response, ApiError> {
+    let mut res = StatusCode::NOT_MODIFIED.into_response();
+    validators(res.headers_mut(), etag_value(etag)?);
+    Ok(res)
+}
+
+fn answer(etag: String, coding: Coding, body: Bytes) -> Result<Response, ApiError> {
+    let mut res = Response::new(axum::body::Body::from(body));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(name) = coding.content_encoding() {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(name));
+    }
+    validators(h, etag_value(etag)?);
+    Ok(res)
 }
 
 /// FNV-1a over the prices a campaign sets in `view`: the part of the

@@ -7,6 +7,7 @@
 
 pub mod archived;
 pub mod catalog;
+pub mod encoding;
 pub mod error;
 pub mod extract;
 pub mod fridges;
@@ -78,6 +79,9 @@ pub struct AppState {
     pub ws_per_caller: Arc<ws::PerCaller>,
     /// Per-caller and per-IP request rates (`[limits]`).
     pub rate_limits: Arc<limits::RateLimits>,
+    /// Encoded catalog answers for the current catalog version
+    /// (`[limits] catalog_cache_max_entries`, `catalog_cache_max_bytes`).
+    pub catalog_cache: Arc<crate::catalog_cache::CatalogCache>,
     /// Pickup-code tries per order (`POST /v1/orders/{id}/pickup`).
     pub pickup_attempts: Arc<pickup_limit::PickupAttempts>,
     /// The node's stop signal. Held by every request and socket session, so

@@ -51,7 +51,8 @@ fn backlog(app: &AppState) -> serde_json::Value {
 
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let state = app.district.state();
-    let body = app.metrics.render(&[
+    let cache = app.catalog_cache.stats();
+    let mut body = app.metrics.render(&[
         (
             "larder_log_seq",
             "Position of the last durable event.",
@@ -98,7 +99,29 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             "Orders in the in-memory state (final ones leave it when archived).",
             state.orders().len() as u64,
         ),
+        (
+            "larder_catalog_cache_entries",
+            "Encoded catalog answers kept for the current catalog version.",
+            cache.entries as u64,
+        ),
+        (
+            "larder_catalog_cache_bytes",
+            "Bytes charged for them (bodies plus room for compressed variants).",
+            cache.bytes as u64,
+        ),
     ]);
+    crate::metrics::counter(
+        &mut body,
+        "larder_catalog_cache_hits_total",
+        "Catalog reads answered from the cache.",
+        cache.hits,
+    );
+    crate::metrics::counter(
+        &mut body,
+        "larder_catalog_cache_misses_total",
+        "Catalog reads that ran the query (then cached when within bounds).",
+        cache.misses,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
