@@ -30,6 +30,7 @@ pub mod capacity;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod fd_limit;
 pub mod fleet;
 pub mod http;
 pub mod insights;
