@@ -47,6 +47,8 @@ pub fn raise_to_hard() -> std::io::Result<NoFile> {
         }
         lim = raised;
     }
+    // `rlim_t` is u64 on Linux but not on every Unix.
+    #[allow(clippy::unnecessary_cast)]
     Ok(NoFile {
         before: before as u64,
         after: lim.rlim_cur as u64,
