@@ -3,7 +3,7 @@
 //! Owns the socket: parses and checks client messages (subscribe,
 //! unsubscribe, ping), enforces the per-connection limits, keeps the
 //! connection alive (ping, idle timeout), and writes the frames the push hub
-//! queues for it. It never decides what to push (that is `push::changes`)
+//! queues for it (all it finds queued, one flush per wakeup). It never decides what to push (that is `push::changes`)
 //! and never blocks the hub: the hub drops a connection whose queue is full,
 //! and this task then closes it with a reason. At shutdown it closes with
 //! 1001 (going away), and the node waits for that before it exits.
