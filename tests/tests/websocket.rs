@@ -45,6 +45,19 @@ fn is_stock_of(m: &Value, fridge: &str) -> bool {
     m["type"] == "stock" && m["fridge_id"] == fridge
 }
 
+/// Every meal any demo fridge offers, sorted.
+async fn district_meals(node: &Node) -> Vec<String> {
+    node.catalog(42.3316, -83.0466, 50_000).await["fridges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["meals"].as_array().unwrap().clone())
+        .map(|m| m["meal_id"].as_str().unwrap().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 #[tokio::test]
 async fn an_area_subscriber_sees_an_order_take_stock_and_a_cancel_give_it_back() {
     let node = node_with_stock(&[], 5).await;
@@ -240,6 +253,50 @@ async fn a_since_older_than_the_node_keeps_yields_one_resync() {
 }
 
 #[tokio::test]
+async fn changes_queued_for_a_client_arrive_complete_and_in_order() {
+    // The node writes whatever a connection has queued with one flush; that
+    // must never lose, repeat or reorder a message. The client reads only
+    // after all the changes, so their messages pile up for it.
+    const ROUNDS: u32 = 12;
+    let node = node_with_stock(&[], 1).await;
+    let meals = district_meals(&node).await;
+    let mut ws = WsClient::connect(&node, None).await;
+    ws.subscribe(json!({"fridges": [FRIDGE]})).await;
+    let admin = node.admin();
+    for round in 1..=ROUNDS {
+        // Counts no demo fridge starts with, so every meal changes.
+        let counts: Vec<(&str, u32)> = meals.iter().map(|m| (m.as_str(), 1_000 + round)).collect();
+        let r = admin.set_stock(FRIDGE, &counts).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let want = meals.len() * ROUNDS as usize;
+    let mut stock = Vec::new();
+    while stock.len() < want {
+        let m = ws
+            .next(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{} of {want} stock messages", stock.len()));
+        if is_stock_of(&m, FRIDGE) {
+            stock.push(m);
+        }
+    }
+    let versions: Vec<u64> = stock.iter().map(version).collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "versions increase: {versions:?}"
+    );
+    for meal in &meals {
+        let counts: Vec<u64> = stock
+            .iter()
+            .filter(|m| m["meal_id"] == meal.as_str())
+            .map(|m| m["available"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = (1..=ROUNDS).map(|r| u64::from(1_000 + r)).collect();
+        assert_eq!(counts, expected, "{meal}");
+    }
+}
+
+#[tokio::test]
 async fn a_client_that_never_reads_is_cut_off_and_others_keep_receiving() {
     let node = node_with_stock(&["--ws-queue-frames", "64"], 1).await;
     let mut stuck = WsClient::connect_with_small_buffer(&node).await;
@@ -249,15 +306,7 @@ async fn a_client_that_never_reads_is_cut_off_and_others_keep_receiving() {
     let mut reader = WsClient::connect(&node, None).await;
     reader.subscribe(json!({"fridges": [FRIDGE]})).await;
 
-    let meals: Vec<String> = node.catalog(42.3316, -83.0466, 50_000).await["fridges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|f| f["meals"].as_array().unwrap().clone())
-        .map(|m| m["meal_id"].as_str().unwrap().to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let meals = district_meals(&node).await;
     let admin = node.admin();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut round = 0u32;

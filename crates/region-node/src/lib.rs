@@ -35,6 +35,7 @@ pub mod catalog_cache;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod fd_limit;
 pub mod fleet;
 pub mod http;
 pub mod insights;

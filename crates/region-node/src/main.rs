@@ -418,6 +418,7 @@ fn serve(
     if let Some(a) = http_addr {
         cfg.http_addr = a;
     }
+    raise_fd_limit(cfg.ws.max_connections);
     let clock = if dev_clock {
         std::fs::create_dir_all(&cfg.data_dir)?;
         Clock::adjustable_saved(cfg.data_dir.join(DEV_CLOCK_FILE))
@@ -443,6 +444,33 @@ fn serve(
     rt.shutdown_timeout(Duration::from_millis(RUNTIME_DROP_MS));
     served?;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (every connection is a
+/// file descriptor) and warns when `ws.max_connections` would not fit.
+fn raise_fd_limit(ws_max_connections: usize) {
+    use region_node::fd_limit::{raise_to_hard, FD_HEADROOM};
+    match raise_to_hard() {
+        Ok(lim) => {
+            tracing::info!(
+                soft_before = lim.before,
+                soft_after = lim.after,
+                hard = lim.hard,
+                "open-file limit (RLIMIT_NOFILE)"
+            );
+            if !lim.fits(ws_max_connections) {
+                tracing::warn!(
+                    open_files = lim.after,
+                    ws_max_connections,
+                    headroom = FD_HEADROOM,
+                    "the open-file limit is below ws.max_connections plus headroom: \
+                     connections beyond it will be refused by the kernel; raise the \
+                     hard limit (docs/websocket.md)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 /// `region-node token`: mints a development token and prints it.

@@ -3,7 +3,7 @@
 //! Owns the socket: parses and checks client messages (subscribe,
 //! unsubscribe, ping), enforces the per-connection limits, keeps the
 //! connection alive (ping, idle timeout), and writes the frames the push hub
-//! queues for it. It never decides what to push (that is `push::changes`)
+//! queues for it (all it finds queued, one flush per wakeup). It never decides what to push (that is `push::changes`)
 //! and never blocks the hub: the hub drops a connection whose queue is full,
 //! and this task then closes it with a reason. At shutdown it closes with
 //! 1001 (going away), and the node waits for that before it exits.
@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{Sink, SinkExt};
+use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -35,7 +37,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::Caller;
-use crate::push::hub::Kick;
+use crate::push::hub::{Frame, Kick};
 use crate::push::{cover, AreaSpec, ElsewhereDistrict, Interest, ServerMessage};
 
 /// After sending a close frame, how long the client may take to answer it.
@@ -56,6 +58,21 @@ const CALLER_FULL_RETRY_SECS: i64 = 5;
 /// Private-use close code (RFC 6455 §7.4.2): the token expired; connect
 /// again with a fresh one.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Read buffer per connection. It is allocated when the socket opens and
+/// kept for the connection's life, and most connections are idle: memory per
+/// idle connection is what limits how many one node holds. Client messages
+/// are small (subscribe, ping); a bigger one grows the buffer for its frame.
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
+/// Frames written to a socket are gathered up to this size before a write
+/// syscall; the rest goes out with the one flush per wakeup (see
+/// [`write_queued`]). The buffer grows only when frames are queued.
+pub const WS_WRITE_COALESCE_BYTES: usize = 4 * 1024;
+/// Unflushed bytes a socket may hold before a write fails (a client that
+/// stopped reading is cut off by its queue first).
+pub const WS_MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Most queued frames written per wakeup before the task looks at its
+/// other duties (pings, the client's messages, the idle timer) again.
+pub const WS_WRITE_BATCH_FRAMES: usize = 64;
 
 /// Counts a connection against the node's limit for as long as it lives.
 struct Slot(Arc<AtomicUsize>);
@@ -194,11 +211,9 @@ pub async fn upgrade(
         ));
     };
     Ok(ws
-        // Small buffers: most connections are idle, and memory per idle
-        // connection is what limits how many one node can hold.
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(256 * 1024)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_COALESCE_BYTES)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER_BYTES)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| session(socket, app, auth, slot)))
@@ -475,6 +490,47 @@ async fn deliver(
     }
 }
 
+/// [`write_queued`] for the hub's frames, bounded like [`deliver`].
+async fn deliver_queued(
+    socket: &mut WebSocket,
+    first: Frame,
+    frames: &mut mpsc::Receiver<Frame>,
+    kick: &Kick,
+    idle: &mut Pin<&mut Sleep>,
+) -> Result<(), Stop> {
+    tokio::select! {
+        r = write_queued(socket, first, frames) => r.map(|_| ()).map_err(|_| Stop::Gone),
+        _ = kick.notify.notified() => Err(Stop::Kicked),
+        _ = idle.as_mut() => Err(Stop::Idle),
+    }
+}
+
+/// Writes `first` and the frames queued behind it (at most
+/// [`WS_WRITE_BATCH_FRAMES`]), then flushes once: when a change reaches
+/// many clients, or several changes one client, each wakeup costs one
+/// write syscall instead of one per frame. Frames keep their queue order.
+/// Returns how many it wrote.
+async fn write_queued<S>(
+    sink: &mut S,
+    first: Frame,
+    frames: &mut mpsc::Receiver<Frame>,
+) -> Result<usize, S::Error>
+where
+    S: Sink<Message> + Unpin,
+{
+    sink.feed(Message::Text(first.text())).await?;
+    let mut written = 1;
+    while written < WS_WRITE_BATCH_FRAMES {
+        // Empty or closed: what is fed goes out now; a closed queue is
+        // noticed by the next `recv`.
+        let Ok(frame) = frames.try_recv() else { break };
+        sink.feed(Message::Text(frame.text())).await?;
+        written += 1;
+    }
+    sink.flush().await?;
+    Ok(written)
+}
+
 /// Sends a close frame, then waits (bounded) for the client's answer.
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame {
@@ -567,15 +623,18 @@ async fn session(mut socket: WebSocket, app: AppState, mut auth: Auth, _slot: Sl
     tokio::pin!(token_timer);
     arm_token_timer(&app, auth.caller(), &mut token_timer);
     let mut interest = Interest::default();
+    // One wait on the node's stop signal for the session's life: a fresh
+    // `triggered()` each turn of the loop would register with the signal
+    // (shared by every connection) and leave it again on every wakeup, i.e.
+    // for every connection on every fan-out.
+    let stopping = shutdown.triggered();
+    tokio::pin!(stopping);
     tracing::debug!(conn = sub.id, "websocket open");
 
     let stop = loop {
         let step = tokio::select! {
             frame = sub.frames.recv() => match frame {
-                Some(frame) => match Utf8Bytes::try_from(frame) {
-                    Ok(text) => deliver(&mut socket, Message::Text(text), &sub.kick, &mut idle).await,
-                    Err(_) => Ok(()), // The hub only queues JSON; never happens.
-                },
+                Some(frame) => deliver_queued(&mut socket, frame, &mut sub.frames, &sub.kick, &mut idle).await,
                 None if sub.kick.flag.load(Ordering::SeqCst) => Err(Stop::Kicked),
                 None => {
                     close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
@@ -583,7 +642,7 @@ async fn session(mut socket: WebSocket, app: AppState, mut auth: Auth, _slot: Sl
                 }
             },
             _ = sub.kick.notify.notified() => Err(Stop::Kicked),
-            () = shutdown.triggered() => {
+            () = &mut stopping => {
                 close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
                 break Stop::Gone;
             }
@@ -642,4 +701,102 @@ async fn session(mut socket: WebSocket, app: AppState, mut auth: Auth, _slot: Sl
     }
     app.hub.disconnect(sub.id);
     tracing::debug!(conn = sub.id, "websocket closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Context, Poll};
+
+    /// A sink that records the texts it is fed and counts its flushes.
+    #[derive(Default)]
+    struct Recorder {
+        fed: Vec<String>,
+        flushes: usize,
+        unflushed: usize,
+    }
+
+    impl Sink<Message> for Recorder {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            if let Message::Text(t) = item {
+                self.fed.push(t.to_string());
+            }
+            self.unflushed += 1;
+            Ok(())
+        }
+
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.flushes += 1;
+            self.unflushed = 0;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn text(n: usize) -> String {
+        format!("{{\"type\":\"stock\",\"n\":{n}}}")
+    }
+
+    fn queue(n: usize) -> (mpsc::Sender<Frame>, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(n.max(1));
+        for i in 0..n {
+            tx.try_send(Frame::new(text(i).into())).unwrap();
+        }
+        (tx, rx)
+    }
+
+    #[tokio::test]
+    async fn queued_frames_go_out_in_order_with_one_flush() {
+        let (_tx, mut rx) = queue(5);
+        let first = rx.recv().await.unwrap();
+        let mut sink = Recorder::default();
+        let written = write_queued(&mut sink, first, &mut rx).await.unwrap();
+        assert_eq!(written, 5);
+        assert_eq!(sink.fed, (0..5).map(text).collect::<Vec<_>>());
+        assert_eq!(
+            (sink.flushes, sink.unflushed),
+            (1, 0),
+            "one flush, after all"
+        );
+        assert!(rx.try_recv().is_err(), "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn a_long_queue_goes_out_in_bounded_batches_and_in_order() {
+        let total = WS_WRITE_BATCH_FRAMES + 3;
+        let (_tx, mut rx) = queue(total);
+        let mut sink = Recorder::default();
+        let first = rx.recv().await.unwrap();
+        let written = write_queued(&mut sink, first, &mut rx).await.unwrap();
+        assert_eq!(written, WS_WRITE_BATCH_FRAMES);
+        assert_eq!(sink.flushes, 1);
+        let first = rx.recv().await.unwrap();
+        let written = write_queued(&mut sink, first, &mut rx).await.unwrap();
+        assert_eq!(written, 3);
+        assert_eq!(sink.flushes, 2);
+        assert_eq!(sink.fed, (0..total).map(text).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn frames_queued_before_the_hub_closed_the_queue_are_still_written() {
+        let (tx, mut rx) = queue(3);
+        drop(tx);
+        let first = rx.recv().await.unwrap();
+        let mut sink = Recorder::default();
+        assert_eq!(write_queued(&mut sink, first, &mut rx).await.unwrap(), 3);
+        assert_eq!((sink.flushes, sink.unflushed), (1, 0));
+        assert!(rx.recv().await.is_none(), "the close is seen next");
+    }
 }
