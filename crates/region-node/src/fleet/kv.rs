@@ -17,7 +17,8 @@
 //!   bucket, and until then it is served as it was (stale).
 //! - **Leave**: on graceful shutdown the entry is deleted.
 //!
-//! Only this small, global fact crosses NATS: which district serves where.
+//! Only this small, global fact crosses NATS: which district serves where,
+//! and which fridge ids it has (already public in its catalog).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};

@@ -16,7 +16,8 @@
 //!   daily order counters, in a bucket made the same way.)
 //!
 //! Architecture Invariant: no district data crosses NATS here; only which
-//! district serves which prefixes, and where, which districts a customer
+//! district serves which prefixes, and where, the ids of its fridges (as
+//! its public catalog shows them, for routing), which districts a customer
 //! has orders in, a customer's profile and bonus-point account (which
 //! belong to no district), and the issuer's public keys.
 
