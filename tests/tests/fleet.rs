@@ -204,3 +204,222 @@ async fn an_area_across_the_border_names_the_node_serving_the_rest() {
     inside.expect("pong", |m| m["type"] == "pong").await;
     assert!(inside.seen_matching(is_elsewhere).is_empty());
 }
+
+/// The public half of `tests/fixtures/foreign-ed25519.pem`: a key in
+/// neither node's config.
+const ROTATED_IN_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAmsvZUyEA+GmFsWVyV8Ll1QXQXA7Fjgl+mtS/8XpOg/U=
+-----END PUBLIC KEY-----
+";
+
+/// A customer token signed with the foreign key, naming it `kid`.
+fn token_signed_by(kid: &str) -> String {
+    let pem = std::fs::read_to_string(workspace_root().join("tests/fixtures/foreign-ed25519.pem"))
+        .expect("foreign key");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).expect("key");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(kid.to_string());
+    let now = unix_now();
+    let claims = json!({"sub": "traveller", "role": "customer", "iat": now, "exp": now + 3600});
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+}
+
+/// `region-node keys …` against the cluster; its exit status and stderr.
+fn keys_cmd(nats: &NatsCluster, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(bin("region-node"))
+        .arg("keys")
+        .args(args)
+        .args(["--nats-url", &nats.urls(), "--nats-replicas", "3"])
+        .output()
+        .expect("run region-node keys");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Awaits every node answering `GET /v1/orders` with `token` by `status`.
+async fn await_token_status(nodes: &[&Node], token: &str, status: u16, what: &str) {
+    eventually(what, DIRECTORY_DEADLINE, || async {
+        for node in nodes {
+            let r = node.anonymous().with_token(token).get("/v1/orders").await;
+            if r.status != status {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_issuer_key_published_as_global_data_verifies_on_every_node_until_deleted() {
+    let f = Fleet::start().await;
+    let nodes = [&f.downtown, &f.west];
+    let token = token_signed_by("k-rotated-in");
+    for node in nodes {
+        let r = node.anonymous().with_token(&token).get("/v1/orders").await;
+        assert_eq!(r.status, 401, "not published yet: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "invalid_token");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key").expect("write");
+    let (ok, stderr) = keys_cmd(
+        &f.nats,
+        &[
+            "publish",
+            "--kid",
+            "k-bad",
+            "--public-key",
+            garbage.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        !ok,
+        "a malformed key is refused before it is published: {stderr}"
+    );
+
+    let public = dir.path().join("k-rotated-in.pem");
+    std::fs::write(&public, ROTATED_IN_PUBLIC).expect("write");
+    let public = public.to_str().expect("utf-8");
+    let (ok, stderr) = keys_cmd(
+        &f.nats,
+        &["publish", "--kid", "k-rotated-in", "--public-key", public],
+    );
+    assert!(ok, "publish: {stderr}");
+    await_token_status(
+        &nodes,
+        &token,
+        200,
+        "the published key to verify on both nodes",
+    )
+    .await;
+    // A malformed value put straight into the bucket is ignored: a key
+    // published after it verifies (so the junk was seen first), the
+    // first key keeps working and nothing verifies with the junk.
+    let urls: Vec<String> = f.nats.urls().split(',').map(String::from).collect();
+    let client = async_nats::connect(urls).await.expect("nats");
+    let bucket = async_nats::jetstream::new(client)
+        .get_key_value("larder-issuer-keys")
+        .await
+        .expect("bucket");
+    bucket.put("k-junk", "junk".into()).await.expect("put junk");
+    let (ok, stderr) = keys_cmd(
+        &f.nats,
+        &["publish", "--kid", "k-after-junk", "--public-key", public],
+    );
+    assert!(ok, "publish: {stderr}");
+    let after_junk = token_signed_by("k-after-junk");
+    await_token_status(&nodes, &after_junk, 200, "the key after the junk").await;
+    for node in nodes {
+        let r = node.anonymous().with_token(&token).get("/v1/orders").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = node
+            .anonymous()
+            .with_token(&token_signed_by("k-junk"))
+            .get("/v1/orders")
+            .await;
+        assert_eq!(
+            r.status, 401,
+            "a malformed key verifies nothing: {}",
+            r.body
+        );
+    }
+    let out = std::process::Command::new(bin("region-node"))
+        .args(["keys", "list", "--nats-url", &f.nats.urls()])
+        .output()
+        .expect("keys list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("k-rotated-in") && listed.contains("k-after-junk"),
+        "{listed}"
+    );
+    // The dev config's own tokens (no kid) work throughout.
+    let r = f.west.as_role("customer", "local").get("/v1/orders").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let (ok, stderr) = keys_cmd(&f.nats, &["delete", "--kid", "k-rotated-in"]);
+    assert!(ok, "delete: {stderr}");
+    await_token_status(
+        &nodes,
+        &token,
+        401,
+        "the deleted key to stop verifying on both nodes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_naming_another_districts_fridge_is_sent_to_its_node() {
+    let f = Fleet::start().await;
+    stock_west_fridge(&f.west).await;
+    let alice = f.downtown.as_role("customer", "alice");
+    // West's next heartbeat lists f-west; until downtown sees it, f-west
+    // is unknown there (404). Polled with a read: writes are rate limited.
+    let admin = f.downtown.admin();
+    eventually(
+        "downtown to learn west's fridges",
+        DIRECTORY_DEADLINE,
+        || async {
+            let r = admin.get("/v1/admin/fridges/f-west").await;
+            assert!(r.status == 404 || r.status == 421, "{}", r.body);
+            r.status == 421
+        },
+    )
+    .await;
+    let r = admin.get("/v1/admin/fridges/f-west").await;
+    assert_eq!(r.body["error"]["code"], "misdirected");
+    assert_eq!(r.body["error"]["district_id"], "detroit-west");
+    assert_eq!(r.body["error"]["url"], f.west.base.as_str());
+    let r = alice
+        .order("f-west", &[("m-coney", 1)], "tok_visa", None)
+        .await;
+    assert_eq!(r.status, 421, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "misdirected");
+    assert_eq!(r.body["error"]["district_id"], "detroit-west");
+    assert_eq!(r.body["error"]["url"], f.west.base.as_str());
+
+    // A fridge nobody has is still unknown.
+    let r = alice
+        .order("f-nowhere", &[("m-coney", 1)], "tok_visa", None)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "unknown_fridge");
+    let r = f.downtown.admin().get("/v1/admin/fridges/f-nowhere").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    // Bad input is refused as before.
+    let r = alice
+        .order_body(
+            json!({"fridge_id": "f-west", "payment_method": "tok_visa"}),
+            None,
+        )
+        .await;
+    assert!(
+        (400..500).contains(&r.status) && r.status != 421,
+        "{}",
+        r.body
+    );
+    let r = alice
+        .order("f west!", &[("m-coney", 1)], "tok_visa", None)
+        .await;
+    assert!(
+        (400..500).contains(&r.status) && r.status != 421,
+        "{}",
+        r.body
+    );
+
+    // Nothing changed on either node: no order, west's stock untouched.
+    let r = alice.get("/v1/orders").await;
+    assert_eq!(r.body["orders"], json!([]), "{}", r.body);
+    let r = f.west.admin().get("/v1/admin/fridges/f-west").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["stock"][0]["available"], 5, "{}", r.body);
+    // Following the 421 works.
+    let r = f
+        .west
+        .as_role("customer", "alice")
+        .order("f-west", &[("m-coney", 1)], "tok_visa", None)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}

@@ -2,11 +2,14 @@
 //! node with the issuer's public keys from its config — no call home.
 //!
 //! The issuer's keys are a key set: a token's header `kid` picks one of
-//! `[[auth.keys]]` (or `[auth] public_key_pem` when it names `[auth] kid`);
-//! a token without `kid` is verified with `[auth] public_key_pem`. Every
-//! node carries the same set, so one customer token works on every node,
-//! and a key is rotated without downtime by adding the new one everywhere
-//! before the issuer signs with it.
+//! `[[auth.keys]]` (or `[auth] public_key_pem` when it names `[auth] kid`),
+//! else one of the keys published as global data in the NATS KV bucket
+//! `larder-issuer-keys` (`fleet::issuer_keys` watches it and hands the set
+//! to [`Verifier::set_published_keys`]); a token without `kid` is verified
+//! with `[auth] public_key_pem`. Configured keys always work (a node
+//! verifies with NATS down) and win over a published key of the same kid.
+//! So one customer token works on every node, and a key is rotated without
+//! downtime: publish the new key, sign with it, later delete the old one.
 //!
 //! Owns the claims shape, minting (development only) and verification. Route
 //! handlers state which roles they accept through [`Caller::require`].
@@ -89,18 +92,34 @@ pub enum AuthError {
     Key(String),
 }
 
+/// The keys published in the issuer-key bucket, by `kid`, and which
+/// version of that set they are.
+#[derive(Default)]
+struct Published {
+    /// Bumped on every change: a token verified under an older set is
+    /// checked again (its key may have been deleted).
+    generation: u64,
+    by_kid: std::collections::HashMap<String, DecodingKey>,
+}
+
+/// Token → its claims and the [`Published`] generation it was verified
+/// under.
+type VerifiedCache = std::collections::HashMap<Box<str>, (Claims, u64)>;
+
 #[derive(Clone)]
 pub struct Verifier {
     /// For tokens without `kid`.
     key: DecodingKey,
-    /// The key set, by `kid`.
+    /// The configured key set, by `kid`.
     by_kid: std::sync::Arc<std::collections::HashMap<String, DecodingKey>>,
+    /// The published key set (global data), replaced as the bucket changes.
+    published: std::sync::Arc<arc_swap::ArcSwap<Published>>,
     validation: Validation,
     leeway_secs: u64,
     clock: Clock,
     /// Token → its claims, for tokens whose signature checked out. Keyed by
     /// the whole token, so only a byte-identical token can hit.
-    verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Box<str>, Claims>>>,
+    verified: std::sync::Arc<std::sync::Mutex<VerifiedCache>>,
 }
 
 impl Verifier {
@@ -135,6 +154,7 @@ impl Verifier {
         Ok(Verifier {
             key,
             by_kid: Default::default(),
+            published: Default::default(),
             validation,
             leeway_secs,
             clock,
@@ -155,17 +175,20 @@ impl Verifier {
                 "token longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
+        let published = self.published.load();
         let cached = self
             .verified
             .lock()
             .ok()
-            .and_then(|cache| cache.get(token).cloned());
-        if let Some(claims) = cached {
+            .and_then(|cache| cache.get(token).cloned())
+            .filter(|(_, generation)| *generation == published.generation);
+        if let Some((claims, _)) = cached {
             // The signature was checked once; the times must be checked every time.
             self.check_times(&claims, now_secs)?;
             return Ok(claims);
         }
-        let claims = jsonwebtoken::decode::<Claims>(token, self.key_for(token)?, &self.validation)
+        let key = self.key_for(token, &published)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| AuthError::Invalid(rejection(&e).into()))?;
         self.check_times(&claims, now_secs)?;
@@ -173,26 +196,43 @@ impl Verifier {
             if cache.len() >= MAX_CACHED_TOKENS {
                 cache.clear();
             }
-            cache.insert(token.into(), claims.clone());
+            cache.insert(token.into(), (claims.clone(), published.generation));
         }
         Ok(claims)
     }
 
-    /// The key a token names in its header `kid`; the default key for a
-    /// token without one, or for every token when no key set is configured.
-    fn key_for(&self, token: &str) -> Result<&DecodingKey, AuthError> {
-        if self.by_kid.is_empty() {
+    /// The key a token names in its header `kid`: a configured one, else a
+    /// published one; the default key for a token without `kid`, or for
+    /// every kid no key set names when none is configured (the single-key
+    /// config of old).
+    fn key_for<'a>(
+        &'a self,
+        token: &str,
+        published: &'a Published,
+    ) -> Result<&'a DecodingKey, AuthError> {
+        if self.by_kid.is_empty() && published.by_kid.is_empty() {
             return Ok(&self.key);
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Invalid(rejection(&e).into()))?;
-        match header.kid {
-            None => Ok(&self.key),
-            Some(kid) => self
-                .by_kid
-                .get(&kid)
-                .ok_or_else(|| AuthError::Invalid("token signed with an unknown key (kid)".into())),
+        let Some(kid) = header.kid else {
+            return Ok(&self.key);
+        };
+        match (self.by_kid.get(&kid), published.by_kid.get(&kid)) {
+            (Some(key), _) | (None, Some(key)) => Ok(key),
+            (None, None) if self.by_kid.is_empty() => Ok(&self.key),
+            (None, None) => Err(AuthError::Invalid(
+                "token signed with an unknown key (kid)".into(),
+            )),
         }
+    }
+
+    /// Replaces the published key set (what the issuer-key bucket holds
+    /// now). Tokens verified before are checked again on their next use.
+    pub fn set_published_keys(&self, by_kid: std::collections::HashMap<String, DecodingKey>) {
+        let generation = self.published.load().generation + 1;
+        self.published
+            .store(std::sync::Arc::new(Published { generation, by_kid }));
     }
 
     /// `exp`, `nbf` and `iat` against `now_secs`, each with the leeway.
@@ -399,6 +439,30 @@ MCowBQYDK2VwAyEAmsvZUyEA+GmFsWVyV8Ll1QXQXA7Fjgl+mtS/8XpOg/U=
         assert!(
             v.verify_at(&unnamed, now).is_err(),
             "no kid: only the default key"
+        );
+    }
+
+    #[test]
+    fn a_published_key_verifies_its_kid_until_it_is_withdrawn() {
+        let (public, private) = keys();
+        let v = Verifier::from_pem(&public, 0, Clock::system()).unwrap();
+        let now = unix_secs(&Clock::system());
+        let claims = alice_for_a_minute(now);
+        let token = mint_with_kid(SECOND_PRIVATE, Some("k-bucket"), &claims).unwrap();
+        assert!(v.verify_at(&token, now).is_err(), "not published yet");
+        let key = DecodingKey::from_ed_pem(SECOND_PUBLIC.as_bytes()).unwrap();
+        v.set_published_keys([("k-bucket".to_string(), key)].into());
+        assert_eq!(v.verify_at(&token, now).unwrap(), claims);
+        let dev = mint(&private, &claims).unwrap();
+        assert_eq!(
+            v.verify_at(&dev, now).unwrap(),
+            claims,
+            "no kid: default key"
+        );
+        v.set_published_keys(Default::default());
+        assert!(
+            v.verify_at(&token, now).is_err(),
+            "withdrawn: the cached verification is not used"
         );
     }
 

@@ -170,6 +170,10 @@ pub async fn serve(
     // For `GET /v1/admin/log`. It keeps the tree open as long as the HTTP
     // server holds its state, which `stop` waits for before the writer.
     let log_reader = log.reader();
+    if let Some(f) = &fleet {
+        // From the next heartbeat on, the entry lists our fridges.
+        f.list_fridges_of(&district);
+    }
     start_snapshots(&config, &district, log, &metrics, &tasks);
     let (nats, hub) = start_tasks(&config, &opts, &district, &metrics, &tasks).await?;
     let customers = fleet.as_ref().map(|f| {
@@ -204,6 +208,11 @@ pub async fn serve(
         &tasks,
     );
     let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
+    if let Some(f) = &fleet {
+        // The issuer's published keys join the configured ones.
+        let (keys, v) = (f.issuer_keys(), verifier.clone());
+        tasks.spawn("issuer-keys", |s| fleet::issuer_keys::run(keys, v, s));
+    }
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
         public_url: public_url(&config, listener.local_addr()?),
@@ -412,6 +421,8 @@ async fn join_fleet(
         geohash_prefixes: config.geohash_prefixes.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         instance: clock.ulid().to_string(),
+        // Listed by the heartbeat once the district is open.
+        fridge_ids: vec![],
     };
     let joined = fleet::join(
         &nats.servers(),

@@ -14,6 +14,7 @@ use region_node::lifecycle::{Lifecycle, SHUTDOWN_GRACE_MS};
 mod backup;
 mod capacity_cmd;
 mod dev;
+mod keys_cmd;
 
 /// After `serve` returns, how long tasks it did not own (connection
 /// handlers, the NATS client) may take to be dropped.
@@ -146,6 +147,10 @@ enum Cmd {
         #[arg(long)]
         no_disk_probe: bool,
     },
+    /// The issuer's public keys as global data (NATS KV bucket
+    /// `larder-issuer-keys`): publish, delete, list.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCmd),
     /// Write a running node's events after a seq as JSON lines.
     Export {
         /// Events with a seq above this one (0: all).
@@ -386,6 +391,7 @@ fn main() -> anyhow::Result<()> {
             data_dir,
         } => backup::restore(&from, config.as_deref(), data_dir),
         Cmd::Export { since, out, remote } => backup::export(since, out.as_deref(), remote),
+        Cmd::Keys(cmd) => keys_cmd::run(cmd),
         Cmd::Capacity {
             scenario,
             flags,

@@ -48,6 +48,7 @@ fn registration(i: usize) -> Registration {
         geohash_prefixes: vec![prefix(i)],
         version: "bench".into(),
         instance: format!("i-{i}"),
+        fridge_ids: vec![],
     }
 }
 

@@ -11,9 +11,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use protocol::DistrictId;
+use protocol::{DistrictId, FridgeId};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+/// Most fridges a district lists in its entry: 4,096 ids of at most 64
+/// bytes keep the entry under 300 KB, well inside NATS's 1 MB message.
+/// A district with more lists the first 4,096 by id; a request naming one
+/// of the others on another node answers 404 there, not 421 (the client
+/// can still find the node by the fridge's point, `/v1/locate`).
+pub const MAX_LISTED_FRIDGES: usize = 4_096;
 
 /// One district's entry in the directory bucket (key `district.{id}`),
 /// JSON so an operator can read it with `nats kv get`.
@@ -28,6 +35,11 @@ pub struct Registration {
     /// Which process registered it (a new id per start): tells a restarted
     /// node's entry from its predecessor's.
     pub instance: String,
+    /// The district's fridges, sorted, at most [`MAX_LISTED_FRIDGES`]: a
+    /// request naming one on another node is sent here (421). Absent in
+    /// entries of nodes from before the list (read as none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fridge_ids: Vec<FridgeId>,
 }
 
 impl Registration {
@@ -40,6 +52,21 @@ impl Registration {
                 .iter()
                 .any(|b| a.starts_with(b.as_str()) || b.starts_with(a.as_str()))
         })
+    }
+
+    /// Sets the listed fridges: sorted, without repeats, the first
+    /// [`MAX_LISTED_FRIDGES`] of them.
+    pub fn list_fridges(&mut self, fridges: impl IntoIterator<Item = FridgeId>) {
+        let mut ids: Vec<FridgeId> = fridges.into_iter().collect();
+        ids.sort();
+        ids.dedup();
+        ids.truncate(MAX_LISTED_FRIDGES);
+        self.fridge_ids = ids;
+    }
+
+    /// Whether the district lists `fridge_id` (the list is sorted).
+    pub fn has_fridge(&self, fridge_id: &FridgeId) -> bool {
+        self.fridge_ids.binary_search(fridge_id).is_ok()
     }
 
     /// Whether the district serves the point with this geohash (of at least
@@ -101,7 +128,9 @@ impl Directory {
     pub fn replace(&mut self, entries: Vec<(Registration, u64)>, now: Instant) {
         self.entries = entries
             .into_iter()
-            .map(|(registration, revision)| {
+            .map(|(mut registration, revision)| {
+                let listed = std::mem::take(&mut registration.fridge_ids);
+                registration.list_fridges(listed);
                 let id = registration.district_id.clone();
                 let seen = Seen {
                     registration,
@@ -116,8 +145,11 @@ impl Directory {
     }
 
     /// A put seen on the watch (a registration or a heartbeat).
-    pub fn put(&mut self, registration: Registration, revision: u64, now: Instant) {
+    pub fn put(&mut self, mut registration: Registration, revision: u64, now: Instant) {
         self.updated = Some(now);
+        // Sorted here, whoever wrote it: `has_fridge` searches.
+        let listed = std::mem::take(&mut registration.fridge_ids);
+        registration.list_fridges(listed);
         let id = registration.district_id.clone();
         if self.entries.get(&id).is_some_and(|s| s.revision > revision) {
             return;
@@ -180,6 +212,11 @@ impl Directory {
         self.districts().find(|r| r.serves(geohash))
     }
 
+    /// The district listing `fridge_id`, if any.
+    pub fn fridge_owner(&self, fridge_id: &FridgeId) -> Option<&Registration> {
+        self.districts().find(|r| r.has_fridge(fridge_id))
+    }
+
     /// Another district claiming a prefix that overlaps `me`'s.
     pub fn overlapping(&self, me: &Registration) -> Option<&Registration> {
         self.districts()
@@ -203,7 +240,38 @@ mod tests {
             geohash_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             version: "0".into(),
             instance: "i".into(),
+            fridge_ids: vec![],
         }
+    }
+
+    #[test]
+    fn a_fridge_is_found_in_its_districts_list_whatever_order_it_came_in() {
+        let mut west = reg("west", &["dpsbu"]);
+        west.fridge_ids = vec![FridgeId::from_static("f-w2"), FridgeId::from_static("f-w1")];
+        let mut d = Directory::new(Duration::from_secs(15));
+        d.replace(vec![(reg("a", &["dpsbv"]), 1)], Instant::now());
+        d.put(west, 2, Instant::now());
+        for id in ["f-w1", "f-w2"] {
+            let owner = d.fridge_owner(&FridgeId::from_static(id));
+            assert_eq!(owner.map(|r| r.district_id.as_str()), Some("west"), "{id}");
+        }
+        assert!(d.fridge_owner(&FridgeId::from_static("f-nobody")).is_none());
+    }
+
+    #[test]
+    fn the_fridge_list_is_bounded_and_an_old_entry_reads_without_one() {
+        let mut r = reg("a", &["dpsb"]);
+        r.list_fridges((0..MAX_LISTED_FRIDGES + 10).map(|i| format!("f-{i:05}").parse().unwrap()));
+        assert_eq!(r.fridge_ids.len(), MAX_LISTED_FRIDGES);
+        assert!(r.has_fridge(&"f-00000".parse().unwrap()));
+        let old = serde_json::json!({"district_id": "a", "url": "http://a", "geohash_prefixes": ["dpsb"],
+            "version": "0", "instance": "i"});
+        let old: Registration = serde_json::from_value(old).expect("an entry without fridge_ids");
+        assert!(old.fridge_ids.is_empty());
+        assert!(serde_json::to_value(&old)
+            .unwrap()
+            .get("fridge_ids")
+            .is_none());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   entry, then read again. Two nodes that joined at the same moment both
 //!   see both entries on the second read; the one whose entry has the later
 //!   revision withdraws, so exactly one of them starts.
-//! - **Heartbeat**: the entry is put again every `heartbeat_secs`. The
+//! - **Heartbeat**: the entry is put again every `heartbeat_secs`, with
+//!   the district's fridges as they are then (once the district is open),
+//!   so other nodes send a request naming one of them here (421). The
 //!   bucket's `max_age` is the TTL, so a node that dies without
 //!   deregistering disappears from the bucket by itself, and watchers drop
 //!   it when they stop seeing its heartbeats (`directory::Directory`).
@@ -15,22 +17,24 @@
 //!   bucket, and until then it is served as it was (stale).
 //! - **Leave**: on graceful shutdown the entry is deleted.
 //!
-//! Only this small, global fact crosses NATS: which district serves where.
+//! Only this small, global fact crosses NATS: which district serves where,
+//! and which fridge ids it has (already public in its catalog).
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
 use async_nats::jetstream::{self};
 use futures::StreamExt;
-use protocol::DistrictId;
+use protocol::{DistrictId, FridgeId};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::directory::{key, Directory, Registration};
 use crate::config::FleetConfig;
 use crate::lifecycle::Shutdown;
+use crate::writer::District;
 
 /// The directory bucket's name.
 pub const BUCKET: &str = "larder-directory";
@@ -83,6 +87,8 @@ pub struct Fleet {
     standing: Arc<AtomicU8>,
     /// Copies of the bucket if this node creates it.
     replicas: usize,
+    /// The district, once open: each heartbeat lists its fridges.
+    district: Arc<OnceLock<District>>,
 }
 
 impl Fleet {
@@ -90,6 +96,19 @@ impl Fleet {
     pub fn locate(&self, geohash: &str) -> Option<Registration> {
         let copy = self.copy.read().ok()?;
         copy.locate(geohash).cloned()
+    }
+
+    /// Another district listing `fridge_id` in the copy (never this one).
+    pub fn fridge_owner(&self, fridge_id: &FridgeId) -> Option<Registration> {
+        let copy = self.copy.read().ok()?;
+        copy.fridge_owner(fridge_id)
+            .filter(|r| r.district_id != self.me.district_id)
+            .cloned()
+    }
+
+    /// From the next heartbeat on, our entry lists `district`'s fridges.
+    pub fn list_fridges_of(&self, district: &District) {
+        let _ = self.district.set(district.clone());
     }
 
     /// Every district in the copy (this one included once joined).
@@ -138,6 +157,11 @@ impl Fleet {
         super::points::Ledger::new(self.client.clone(), self.replicas)
     }
 
+    /// The issuer's published keys, on this node's NATS connection.
+    pub fn issuer_keys(&self) -> super::issuer_keys::IssuerKeys {
+        super::issuer_keys::IssuerKeys::new(self.client.clone(), self.replicas)
+    }
+
     /// The fleet's insight board, on this node's NATS connection.
     pub fn insights_board(&self) -> crate::insights::fleet::Board {
         crate::insights::fleet::Board::new(self.client.clone(), self.replicas)
@@ -165,8 +189,10 @@ impl Fleet {
         );
         self.set(Standing::Registered);
         let heartbeat = Duration::from_secs(config.heartbeat_secs.max(1));
-        let (s, m) = (store.clone(), self.me.clone());
-        shutdown.spawn("directory-heartbeat", move |sd| beat(s, m, heartbeat, sd));
+        let (s, m, d) = (store.clone(), self.me.clone(), self.district.clone());
+        shutdown.spawn("directory-heartbeat", move |sd| {
+            beat(s, m, d, heartbeat, sd)
+        });
         let (c, cl) = (self.copy.clone(), self.client.clone());
         let canary = Canary {
             district_id: self.me.district_id.clone(),
@@ -209,6 +235,7 @@ pub async fn join(
         client,
         standing: Arc::new(AtomicU8::new(Standing::Joining as u8)),
         replicas,
+        district: Arc::default(),
     };
     let timeout = Duration::from_secs(config.join_timeout_secs);
     match tokio::time::timeout(timeout, fleet.enter(config, shutdown)).await {
@@ -334,32 +361,42 @@ async fn claim(
     Ok(())
 }
 
-/// Puts our entry every `every` until shutdown, then deletes it.
-async fn beat(store: kv::Store, me: Registration, every: Duration, mut shutdown: Shutdown) {
+/// Puts our entry every `every` (listing the district's fridges as they
+/// are then) until shutdown, then deletes it.
+async fn beat(
+    store: kv::Store,
+    mut me: Registration,
+    district: Arc<OnceLock<District>>,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
     let key = key(&me.district_id);
-    let value: bytes::Bytes = match serde_json::to_vec(&me) {
-        Ok(v) => v.into(),
-        Err(_) => return,
-    };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tokio::select! {
             () = shutdown.triggered() => break,
-            _ = tick.tick() => match store.put(&key, value.clone()).await {
-                Ok(_) if failing => {
-                    failing = false;
-                    tracing::info!("directory heartbeat resumed");
-                }
-                Ok(_) => {}
-                // Once per outage, not per beat.
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %e, "directory heartbeat failed; retrying");
-                }
-                Err(_) => {}
-            },
+            _ = tick.tick() => {}
+        }
+        if let Some(d) = district.get() {
+            me.list_fridges(d.state().catalog().fridges().keys().cloned());
+        }
+        let Ok(value) = serde_json::to_vec(&me) else {
+            continue;
+        };
+        match store.put(&key, value.into()).await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("directory heartbeat resumed");
+            }
+            Ok(_) => {}
+            // Once per outage, not per beat.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "directory heartbeat failed; retrying");
+            }
+            Err(_) => {}
         }
     }
     let leave = tokio::time::timeout(Duration::from_millis(LEAVE_MS), store.delete(&key)).await;

@@ -10,16 +10,20 @@
 //!   read and written by `/v1/me/profile` on any node.
 //! - [`points`]: the bonus-point ledger, one account per customer, changed
 //!   by compare-and-set from any node.
+//! - [`issuer_keys`]: the token issuer's public keys by `kid`, watched by
+//!   every node and merged with the keys in its config.
 //! - (`crate::insights::fleet` keeps the insight board, each district's
 //!   daily order counters, in a bucket made the same way.)
 //!
 //! Architecture Invariant: no district data crosses NATS here; only which
-//! district serves which prefixes, and where, which districts a customer
+//! district serves which prefixes, and where, the ids of its fridges (as
+//! its public catalog shows them, for routing), which districts a customer
 //! has orders in, a customer's profile and bonus-point account (which
-//! belong to no district).
+//! belong to no district), and the issuer's public keys.
 
 pub mod customers;
 pub mod directory;
+pub mod issuer_keys;
 pub mod kv;
 pub mod points;
 pub mod profiles;

@@ -309,21 +309,9 @@ fn elsewhere(app: &AppState, at: &GeoPoint) -> Option<Located> {
         .map(|(located, _)| located)
 }
 
-/// `421 misdirected`: the point is another district's; the body names the
-/// node that serves it, so a client can follow.
+/// `421 misdirected`: the point is another district's.
 fn misdirected(to: Located) -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::MISDIRECTED_REQUEST,
-        "misdirected",
-        format!(
-            "district {} serves that point at {}",
-            to.district_id, to.url
-        ),
-    );
-    let details = e.details.get_or_insert_with(Default::default);
-    details.insert("district_id".into(), json!(to.district_id));
-    details.insert("url".into(), json!(to.url));
-    e
+    ApiError::misdirected(&to.district_id, &to.url, "that point")
 }
 
 /// `GET /v1/locate`: which node serves a point (this one or one from the
@@ -446,6 +434,7 @@ pub async fn fridge(
     Path(fridge_id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     caller.require(&[Role::Admin])?;
+    super::misdirect::fridge_here(&app, &fridge_id)?;
     let state = app.district.state();
     let unknown = || {
         ApiError::not_found(
@@ -491,6 +480,7 @@ pub async fn set_stock(
     Json(spec): Json<StockSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     let claims = caller.require(&[Role::Admin, Role::Kitchen])?;
+    super::misdirect::fridge_here(&app, &fridge_id)?;
     let fridge_id: FridgeId = new_path_id(&fridge_id)?;
     if claims.role == Role::Kitchen {
         let Some(kitchen) = &claims.kitchen_id else {

@@ -65,6 +65,21 @@ impl ApiError {
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
+    /// `421 misdirected`: `what` (a point, a fridge) is district
+    /// `district_id`'s; the body names it and its node's `url`, where the
+    /// same request is answered, so a client can follow. One shape for
+    /// every route that answers it.
+    pub fn misdirected(district_id: &str, url: &str, what: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            format!("district {district_id} serves {what} at {url}"),
+        );
+        let details = e.details.get_or_insert_with(Default::default);
+        details.insert("district_id".into(), json!(district_id));
+        details.insert("url".into(), json!(url));
+        e
+    }
 }
 
 impl IntoResponse for ApiError {

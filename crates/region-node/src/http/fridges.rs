@@ -51,6 +51,7 @@ pub async fn telemetry(
             ApiError::bad_request("invalid_body", "the body could not be read")
         }
     })?;
+    super::misdirect::fridge_here(&app, &fridge_id)?;
     let state = app.district.state();
     // The catalog's own id from here on: a path that is no id names no fridge.
     let fridge = state.catalog().fridge(&fridge_id).ok_or_else(|| {
@@ -133,6 +134,7 @@ pub async fn lift_quarantine(
     Path(fridge_id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(&[Role::Admin])?;
+    super::misdirect::fridge_here(&app, &fridge_id)?;
     // Not an id, so no fridge: what the decider answers for an unknown one.
     let fridge_id: FridgeId = fridge_id.parse().map_err(|_| {
         ApiError::not_found(

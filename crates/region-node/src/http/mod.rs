@@ -16,6 +16,7 @@ pub mod kitchens;
 pub mod limits;
 pub mod log;
 pub mod me;
+pub mod misdirect;
 pub mod notifications;
 pub mod ops;
 pub mod orders;

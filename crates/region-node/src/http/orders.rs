@@ -249,6 +249,8 @@ pub async fn place(
     // First, as the body's own errors came first when the field was required.
     let (request, fingerprint) = resolve(&app, &caller.0, body).await?;
     let claims = caller.require(&[Role::Customer, Role::Pos])?;
+    // Before any hold is taken: a misdirected order changes nothing.
+    super::misdirect::fridge_here(&app, request.fridge_id.as_str())?;
     let channel = if claims.role == Role::Pos {
         Channel::Pos
     } else {

@@ -72,6 +72,7 @@ pub async fn set_par(
     Json(body): Json<ParBody>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     caller.require(&[Role::Admin])?;
+    super::misdirect::fridge_here(&app, &fridge_id)?;
     let fridge: FridgeId = fridge_id.parse().map_err(|_| unknown_fridge(&fridge_id))?;
     let meal: MealId = meal_id.parse().map_err(|_| unknown_meal(&meal_id))?;
     let units = u32::try_from(body.units)
@@ -116,6 +117,7 @@ pub async fn levels(
     caller.require(&[Role::Admin])?;
     let state = app.district.state();
     if let Some(f) = &q.fridge_id {
+        super::misdirect::fridge_here(&app, f)?;
         state.catalog().fridge(f).ok_or_else(|| unknown_fridge(f))?;
     }
     let (days, found) = window(&app, &state, q.days)?;

@@ -195,6 +195,7 @@ pub async fn create(
     Json(spec): Json<PlanSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     let claims = caller.require(&[Role::Customer])?;
+    super::misdirect::fridge_here(&app, spec.fridge_id.as_str())?;
     let plan_id = match idempotency_key(&headers)? {
         Some(key) => keyed_plan_id(&claims.sub, &key),
         None => app.clock.ulid().into(),

@@ -28,6 +28,9 @@ pub async fn join(
     Json(request): Json<JoinWaitlist>,
 ) -> Result<impl IntoResponse, ApiError> {
     let claims = caller.require(&[Role::Customer])?;
+    if let Some(f) = &request.fridge_id {
+        super::misdirect::fridge_here(&app, f.as_str())?;
+    }
     let entry_id = WaitlistId::from(app.clock.ulid());
     app.district
         .submit(Command::Waitlist(WaitlistCommand::Join {
