@@ -68,8 +68,10 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new("larder-load");
     let nats = Nats::start().await;
     let payments = Payments::start(&nats, &[]).await;
-    // Phase 1 builds a payment backlog on purpose; its orders should be
-    // paid late, not refused.
+    // Phase 1 builds a payment backlog on purpose: the orders taken are
+    // paid late, not refused by the payment timeout; while the backlog is
+    // at `[payments] max_backlog` new ones get 503 payments_backlog
+    // (counted as refused, and they change nothing).
     let node = Node::start_with_nats(&nats, &larder_tests::LOAD_NODE_FLAGS).await;
 
     let (fridges, meal_ids) = node.stock_every_meal(UNITS_PER_MEAL).await;
