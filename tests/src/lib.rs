@@ -417,6 +417,21 @@ impl Node {
         self.anonymous().get("/readyz").await.body
     }
 
+    /// Waits until no payment request waits for its result (`/readyz`
+    /// `outbox_pending` is 0); `false` if `deadline` passes first. For the
+    /// load tools, which report a backlog that does not drain instead of
+    /// panicking.
+    pub async fn await_outbox_drained(&self, deadline: Duration) -> bool {
+        let started = Instant::now();
+        while self.readyz().await["outbox_pending"].as_u64() != Some(0) {
+            if started.elapsed() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     /// Moves the node's clock forward (node started with `--dev-clock`).
     pub async fn advance_clock(&self, seconds: i64) {
         let r = self

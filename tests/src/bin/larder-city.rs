@@ -464,12 +464,8 @@ async fn watcher(day: Arc<Day>, w: usize, watching: Arc<AtomicU64>) {
 
 /// DESIGN.md §6 over every order placed: see the module doc.
 async fn check(day: &Day, payments: &Payments, units: u32) -> String {
-    let drained = Instant::now();
-    while day.node.readyz().await["outbox_pending"].as_u64() != Some(0) {
-        if drained.elapsed() > DRAIN_DEADLINE {
-            return "payment outbox not drained".into();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if !day.node.await_outbox_drained(DRAIN_DEADLINE).await {
+        return "payment outbox not drained".into();
     }
     let orders = day.orders.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let admin = day.node.admin();

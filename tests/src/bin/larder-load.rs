@@ -121,30 +121,21 @@ async fn main() -> anyhow::Result<()> {
 
     // The payment pipeline's own throughput: time until the backlog is paid.
     let drain_started = Instant::now();
-    let admin = node.admin();
-    loop {
-        let pending = node.readyz().await["outbox_pending"]
-            .as_u64()
-            .unwrap_or(u64::MAX);
-        if pending == 0 {
-            break;
-        }
-        if drain_started.elapsed() > DRAIN_DEADLINE {
-            let state = node.readyz().await;
-            let mut stuck = vec![];
-            for id in ids.iter().rev().take(2000) {
-                let o = admin.get(&format!("/v1/orders/{id}")).await.body;
-                if o["status"] == "paying" {
-                    stuck.push((id.clone(), payments.ledger(id).await));
-                }
+    if !node.await_outbox_drained(DRAIN_DEADLINE).await {
+        let state = node.readyz().await;
+        let admin = node.admin();
+        let mut stuck = vec![];
+        for id in ids.iter().rev().take(2000) {
+            let o = admin.get(&format!("/v1/orders/{id}")).await.body;
+            if o["status"] == "paying" {
+                stuck.push((id.clone(), payments.ledger(id).await));
             }
-            anyhow::bail!(
-                "backlog not drained: readyz={state} paying_in_last_2000={} first={:?}",
-                stuck.len(),
-                stuck.first()
-            );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        anyhow::bail!(
+            "backlog not drained: readyz={state} paying_in_last_2000={} first={:?}",
+            stuck.len(),
+            stuck.first()
+        );
     }
     let drain = drain_started.elapsed().as_secs_f64();
     println!(
@@ -447,12 +438,8 @@ async fn check_invariants(
     confirmed: Confirmed<'_>,
     totals: &Value,
 ) -> String {
-    let drained = Instant::now();
-    while node.readyz().await["outbox_pending"].as_u64() != Some(0) {
-        if drained.elapsed() > DRAIN_DEADLINE {
-            return "outbox not drained".into();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if !node.await_outbox_drained(DRAIN_DEADLINE).await {
+        return "outbox not drained".into();
     }
     let sold = units_sold(node, fridges).await;
     let not_purchased = unpurchased(node, confirmed.ids).await;
