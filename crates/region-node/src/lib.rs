@@ -176,20 +176,10 @@ pub async fn serve(
     }
     start_snapshots(&config, &district, log, &metrics, &tasks);
     let (nats, hub) = start_tasks(&config, &opts, &district, &metrics, &tasks).await?;
-    let customers = fleet.as_ref().map(|f| {
-        let index = f.customer_index();
-        let (i, d, id) = (index.clone(), district.clone(), config.district_id.clone());
-        tasks.spawn("customer-index", |s| fleet::customers::run(i, d, id, s));
-        index
-    });
+    let customers = start_customer_index(fleet.as_ref(), &district, &config, &tasks);
     let profiles = fleet.as_ref().map(fleet::Fleet::profiles);
     record_loyalty_rules(&config, &district).await?;
-    let ledger = fleet.as_ref().map(|f| {
-        let ledger = f.ledger();
-        let (l, d, c) = (ledger.clone(), district.clone(), opts.clock.clone());
-        tasks.spawn("points-ledger", |s| fleet::points::run(l, d, c, s));
-        ledger
-    });
+    let ledger = start_points_ledger(fleet.as_ref(), &district, &opts.clock, &tasks);
     // Webhooks read the committed feed and, to catch up, the log.
     let webhooks = webhooks::Webhooks::start(
         &config.data_dir,
@@ -207,12 +197,7 @@ pub async fn serve(
         fleet.as_ref(),
         &tasks,
     );
-    let verifier = auth::Verifier::from_config(&config.auth, opts.clock.clone())?;
-    if let Some(f) = &fleet {
-        // The issuer's published keys join the configured ones.
-        let (keys, v) = (f.issuer_keys(), verifier.clone());
-        tasks.spawn("issuer-keys", |s| fleet::issuer_keys::run(keys, v, s));
-    }
+    let verifier = start_verifier(&config, &opts.clock, fleet.as_ref(), &tasks)?;
     announce(&listener, opts.port_file.as_deref())?;
     let state = http::AppState {
         public_url: public_url(&config, listener.local_addr()?),
@@ -251,6 +236,52 @@ pub async fn serve(
         () = shutdown => None,
     };
     stop(served, server, tasks, writer).await
+}
+
+/// The customer index's writer (NATS KV), when the node is in a fleet.
+fn start_customer_index(
+    fleet: Option<&fleet::Fleet>,
+    district: &District,
+    config: &Config,
+    tasks: &Lifecycle,
+) -> Option<fleet::CustomerIndex> {
+    fleet.map(|f| {
+        let index = f.customer_index();
+        let (i, d, id) = (index.clone(), district.clone(), config.district_id.clone());
+        tasks.spawn("customer-index", |s| fleet::customers::run(i, d, id, s));
+        index
+    })
+}
+
+/// The global points ledger and its task, when the node is in a fleet.
+fn start_points_ledger(
+    fleet: Option<&fleet::Fleet>,
+    district: &District,
+    clock: &Clock,
+    tasks: &Lifecycle,
+) -> Option<fleet::points::Ledger> {
+    fleet.map(|f| {
+        let ledger = f.ledger();
+        let (l, d, c) = (ledger.clone(), district.clone(), clock.clone());
+        tasks.spawn("points-ledger", |s| fleet::points::run(l, d, c, s));
+        ledger
+    })
+}
+
+/// The token verifier: the configured keys, joined in a fleet by the
+/// issuer's keys published as global data (kept current by a task).
+fn start_verifier(
+    config: &Config,
+    clock: &Clock,
+    fleet: Option<&fleet::Fleet>,
+    tasks: &Lifecycle,
+) -> Result<auth::Verifier, NodeError> {
+    let verifier = auth::Verifier::from_config(&config.auth, clock.clone())?;
+    if let Some(f) = fleet {
+        let (keys, v) = (f.issuer_keys(), verifier.clone());
+        tasks.spawn("issuer-keys", |s| fleet::issuer_keys::run(keys, v, s));
+    }
+    Ok(verifier)
 }
 
 /// The snapshot task, if snapshots are on; it owns `log` (nobody else may
