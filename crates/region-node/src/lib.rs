@@ -199,7 +199,7 @@ pub async fn serve(
     );
     let verifier = start_verifier(&config, &opts.clock, fleet.as_ref(), &tasks)?;
     announce(&listener, opts.port_file.as_deref())?;
-    let state = http::AppState {
+    let state = http::AppState::new(http::Services {
         public_url: public_url(&config, listener.local_addr()?),
         fleet,
         customers,
@@ -227,7 +227,7 @@ pub async fn serve(
         webhooks,
         insights,
         insight_board,
-    };
+    });
     let app = http::router(state);
     let server = http::server::run(listener, app, tasks.shutdown());
     let mut server = std::pin::pin!(server);

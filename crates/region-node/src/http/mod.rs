@@ -49,9 +49,31 @@ use crate::metrics::Metrics;
 use crate::writer::District;
 use error::ApiError;
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler: one pointer, so a clone is one atomic
+/// increment. axum clones the state for every `State` extractor and every
+/// `from_fn_with_state` layer, several times per request; a clone of the
+/// fields themselves (NATS clients, channel senders, KV configs with their
+/// strings) cost ~10 % of the node's CPU under an order load (perf, see
+/// `docs/perf/README.md`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What the handlers share, behind [`AppState`]'s one pointer.
+pub struct Services {
     pub district: District,
     pub verifier: Verifier,
     pub config: Arc<Config>,
