@@ -11,6 +11,8 @@ use region_node::clock::Clock;
 use region_node::config::Config;
 use region_node::lifecycle::{Lifecycle, SHUTDOWN_GRACE_MS};
 
+#[cfg(feature = "alloc-stats")]
+mod alloc_stats;
 mod backup;
 mod capacity_cmd;
 mod dev;
@@ -27,8 +29,15 @@ const DEV_CLOCK_FILE: &str = "dev-clock-offset-ms";
 /// (persistent-map nodes, envelopes, HTTP buffers) from several threads;
 /// under load glibc's allocator spent ~45 % of the node's CPU (perf), most
 /// of it in arena locks and chunk consolidation.
+#[cfg(not(feature = "alloc-stats"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The same allocator, counting live blocks by size (diagnostics only).
+#[cfg(feature = "alloc-stats")]
+#[global_allocator]
+static ALLOCATOR: alloc_stats::Counting<mimalloc::MiMalloc> =
+    alloc_stats::Counting(mimalloc::MiMalloc);
 
 #[derive(Parser)]
 #[command(name = "region-node", version, about = "Larder district server")]
@@ -345,6 +354,8 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 }
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "alloc-stats")]
+    alloc_stats::start();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Serve {
