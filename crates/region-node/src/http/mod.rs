@@ -174,13 +174,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/waitlist/{entry_id}",
             get(waitlist::one).delete(waitlist::leave),
         )
-        // One `Arc` of the state for every socket: a session holds a
-        // pointer to it, not its own copy (`AppState` is ~4 KiB by value,
-        // which an idle connection would carry for its whole life).
-        .route(
-            "/v1/ws",
-            get(ws::upgrade).with_state(Arc::new(state.clone())),
-        )
+        .route("/v1/ws", get(ws::upgrade))
         .route(
             "/v1/fridges/{fridge_id}/telemetry",
             post(fridges::telemetry).layer(DefaultBodyLimit::max(

@@ -182,7 +182,7 @@ impl Auth {
 /// a token (`Authorization` header on the upgrade, or `token` in the
 /// subscribe message for browsers, which cannot set headers).
 pub async fn upgrade(
-    State(app): State<Arc<AppState>>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -608,8 +608,8 @@ async fn on_text(
 
 /// The task of one connection, for its whole life: what this future holds
 /// is what an idle connection costs (see "Memory per connection" in
-/// docs/websocket.md), so it keeps handles, not copies: `app` is the one
-/// `Arc` every socket shares.
+/// docs/websocket.md), so it keeps handles, not copies: `app` is one
+/// pointer to the state every socket shares.
 ///
 /// Not an `async fn`: one copies each argument into its body, so the
 /// socket and the token would be held twice for the connection's life; an
@@ -617,7 +617,7 @@ async fn on_text(
 #[allow(clippy::manual_async_fn)] // its `async fn` is the copy this avoids
 fn session(
     mut socket: WebSocket,
-    app: Arc<AppState>,
+    app: AppState,
     mut auth: Auth,
     slot: Slot,
 ) -> impl std::future::Future<Output = ()> + Send {
@@ -793,8 +793,9 @@ mod tests {
     /// is the largest part of what an idle connection costs
     /// (docs/websocket.md, "Memory per connection"). It is 1,888 bytes
     /// (debug and release, Rust 1.95); the budget fails for each regression
-    /// measured: the app state by value (`AppState` is ~4 KiB; the session
-    /// was 11,176 bytes and a connection cost 20 KiB of RSS), `session` as
+    /// measured: the app state by value (its fields were ~4 KiB before
+    /// `AppState` became one `Arc`; the session was 11,176 bytes and a
+    /// connection cost 20 KiB of RSS), `session` as
     /// an `async fn` (2,408: each argument held twice), a client message's
     /// handling not boxed (2,360).
     const SESSION_FUTURE_BUDGET_BYTES: usize = 2048;
@@ -806,11 +807,12 @@ mod tests {
             size <= SESSION_FUTURE_BUDGET_BYTES,
             "a WebSocket session's future is {size} bytes (budget {SESSION_FUTURE_BUDGET_BYTES}): \
              every connection holds it for its life; keep large or rarely used state behind \
-             a pointer (`Arc<AppState>`, `Box::pin` of a rare path)"
+             a pointer (`AppState` is one, `Box::pin` of a rare path)"
         );
-        assert!(
-            size < std::mem::size_of::<AppState>(),
-            "a session must not hold the app state by value"
+        assert_eq!(
+            std::mem::size_of::<AppState>(),
+            std::mem::size_of::<usize>(),
+            "the app state a session holds must stay one pointer"
         );
     }
 
