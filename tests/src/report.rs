@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// `--wrk`: drive the open-loop phase with wrk (a C client) instead of
     /// the tool's own Rust clients (larder-load).
     pub wrk: bool,
+    /// `--singles`: publish one payment request per message, the first
+    /// wire shape, instead of batch messages (larder-payments-bench).
+    pub singles: bool,
     pub help: bool,
 }
 
@@ -52,6 +55,7 @@ impl BenchArgs {
                 "-h" | "--help" => out.help = true,
                 "--progress" => out.progress = true,
                 "--wrk" => out.wrk = true,
+                "--singles" => out.singles = true,
                 "--report" => {
                     let path = args.next().ok_or("--report needs a file name")?;
                     out.report = Some(PathBuf::from(path));

@@ -145,3 +145,86 @@ async fn many_requests_across_two_instances_are_each_answered_once() {
         assert!(times >= 1, "{order} seen {times} times");
     }
 }
+
+/// The request consumer's ack wait while the processor is down: short, so
+/// the batch message held back by its undecided requests comes back
+/// several times within the test.
+const OUTAGE_ACK_WAIT_MS: &str = "1000";
+/// How long the processor stays down with the batch undecided.
+const OUTAGE: Duration = Duration::from_secs(4);
+
+#[tokio::test]
+async fn a_batch_message_partly_undecided_is_redelivered_and_each_request_charged_once() {
+    let nats = Nats::start().await;
+    let mut processor = SandboxProcessor::start(&[]).await;
+    let payments = instance(&nats, &processor, OUTAGE_ACK_WAIT_MS).await;
+    let js = payments_bus::jetstream(&nats.url).await;
+    payments_bus::await_consumers(&js, 1, START_DEADLINE).await;
+
+    // One order decided before the outage, as a single (older node) request.
+    let early = "early-1";
+    payments_bus::publish_requests(
+        &js,
+        &[payments_bus::request(PaymentKind::Charge, early, 700)],
+    )
+    .await;
+    payments_bus::await_results(&js, 1, SETTLE_DEADLINE).await;
+    payments_bus::await_requests_acked(&js, SETTLE_DEADLINE).await;
+
+    // The processor goes away; one batch message holds the decided order
+    // again (the book answers it) and two the provider cannot decide now.
+    processor.kill();
+    let late = ["late-1", "late-2"];
+    let batch: Vec<_> = std::iter::once(early)
+        .chain(late)
+        .map(|o| payments_bus::request(PaymentKind::Charge, o, 700))
+        .collect();
+    payments_bus::publish_request_batches(&js, &batch).await;
+    tokio::time::sleep(OUTAGE).await;
+
+    // Not acked: the message is held back and delivered again and again,
+    // while the part with an outcome is answered each time.
+    let (_, _, unacked) = payments_bus::consumer_state(&js)
+        .await
+        .expect("the consumer");
+    assert_eq!(unacked, 1, "the batch message is not acked");
+    for order in late {
+        let seen = payments.ledger(order).await["charge_requests_seen"].as_u64();
+        assert!(seen >= Some(2), "{order} redelivered: seen {seen:?}");
+    }
+    let results = payments_bus::results_by_order(&js).await;
+    assert!(
+        late.iter().all(|o| !results.contains_key(*o)),
+        "{results:?}"
+    );
+    assert!(results[early].len() >= 2, "the decided one answered again");
+
+    // The processor is back: the next redelivery decides the rest and the
+    // message is acked.
+    processor.restart(&[]).await;
+    eventually("the late orders answered", SETTLE_DEADLINE, || async {
+        let results = payments_bus::results_by_order(&js).await;
+        late.iter().all(|o| results.contains_key(*o))
+    })
+    .await;
+    payments_bus::await_requests_acked(&js, SETTLE_DEADLINE).await;
+
+    // Each order captured once, however often its message came back, and
+    // every result on the stream the same.
+    for order in std::iter::once(early).chain(late) {
+        let entry = processor.entry(order).await;
+        assert_eq!(entry["charges"], 1, "{order}: {entry}");
+        let results = payments_bus::results_by_order(&js).await;
+        let reference = format!("sbx_ch_{order}");
+        assert!(
+            results[order].iter().all(|r| matches!(
+                &r.outcome,
+                PaymentOutcome::Approved { reference: r } if *r == reference
+            )),
+            "{order}: {:?}",
+            results[order]
+        );
+    }
+    let ledger = payments.ledger(early).await;
+    assert_eq!(ledger["charge_outcome"]["status"], "approved", "{ledger}");
+}

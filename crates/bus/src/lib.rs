@@ -14,14 +14,31 @@
 //! async-nats and tokio), so the shapes stay with the other logged shapes
 //! and this crate adds only what exists because there is a broker.
 //!
+//! # Batch envelopes
+//! A message carries one request (or result), the first shape, or a batch
+//! of up to [`MAX_REQUESTS_PER_MESSAGE`] marked by the [`BATCH_HEADER`]
+//! header, on the same subjects: one JetStream store (one fsync on a
+//! `sync_interval: always` server) for hundreds of payments. See [`batch`]
+//! for the wire, the answering shape and the deploy order.
+//!
 //! # Compatibility
 //! Stream names, subjects, consumer names and message ids are persistent
 //! state in a running JetStream: changing one orphans messages or consumers
-//! already there. The unit tests below pin them.
+//! already there. The unit tests below pin them. The batch header, its
+//! payload's version prefix and [`batch_msg_id`] are wire too: a message
+//! already on a stream is read by the next build (`batch`'s tests pin them).
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
+
+pub mod batch;
+
+pub use batch::{
+    batch_msg_id, batch_publish, batch_ranges, decode_requests, decode_results, encode_batch,
+    BatchError, Shape, BATCH_HEADER, BATCH_HEADER_VALUE, MAX_BATCH_PAYLOAD_BYTES,
+    MAX_REQUESTS_PER_MESSAGE,
+};
 
 pub use protocol::payments::{msg_id, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 
@@ -143,12 +160,15 @@ pub async fn durable_consumer(
         .await?)
 }
 
-/// Most requests the payments service's consumer lets its instances hold
-/// unacknowledged at once, over all of them. The server's default (1,000)
-/// would cap the batched service: a few instances with a few batches of
-/// [`REQUEST_BATCH_MAX`] in flight each already hold more.
+/// Most request *messages* the payments service's consumer lets its
+/// instances hold unacknowledged at once, over all of them. The server's
+/// default (1,000) would cap the batched service: a few instances with a
+/// few batches of [`REQUEST_BATCH_MAX`] in flight each already hold more.
+/// (With batch messages each holds up to [`MAX_REQUESTS_PER_MESSAGE`]
+/// requests; JetStream counts messages.)
 pub const REQUEST_MAX_ACK_PENDING: i64 = 20_000;
-/// Most requests one pull asks for (and one batch of the service holds).
+/// Most request messages one pull asks for (and one batch of the service
+/// holds: up to this many times [`MAX_REQUESTS_PER_MESSAGE`] requests).
 pub const REQUEST_BATCH_MAX: usize = 512;
 
 /// The payments service's request consumer, created or updated to these
@@ -174,11 +194,21 @@ fn request_consumer_config(ack_wait: Duration) -> consumer::pull::Config {
     }
 }
 
+/// Most payload bytes one pull of requests asks for. With batch messages
+/// the message count no longer bounds the requests a pull delivers (512
+/// messages could hold 131,072), and every delivered message's `ack_wait`
+/// runs from delivery: this keeps a pull to a few thousand requests, well
+/// under a second of work, so none waits in the client past its
+/// `ack_wait`. Singles (~150 bytes) stay bound by [`REQUEST_BATCH_MAX`].
+/// Above the largest batch message, which would otherwise never fit.
+pub const REQUEST_PULL_MAX_BYTES: usize = 512 * 1024;
+
 /// The message stream of a durable pull consumer that asks for up to
-/// `batch_max` messages per pull and asks again when half of them arrived,
-/// so the next batch is on its way while one is handled. The pull timing is
-/// [`pull`]'s. A consumer reads it in groups (e.g. `ready_chunks`): what has
-/// arrived, up to `batch_max`, without waiting for a batch to fill.
+/// `batch_max` messages and [`REQUEST_PULL_MAX_BYTES`] per pull and asks
+/// again when half of them arrived, so the next batch is on its way while
+/// one is handled. The pull timing is [`pull`]'s. A consumer reads it in
+/// groups (e.g. `ready_chunks`): what has arrived, up to `batch_max`,
+/// without waiting for a batch to fill.
 pub async fn pull_batches(
     consumer: &consumer::Consumer<consumer::pull::Config>,
     batch_max: usize,
@@ -186,6 +216,7 @@ pub async fn pull_batches(
     consumer
         .stream()
         .max_messages_per_batch(batch_max.max(1))
+        .max_bytes_per_batch(REQUEST_PULL_MAX_BYTES)
         .expires(Duration::from_secs(PULL_EXPIRES_SECS))
         .heartbeat(Duration::from_secs(PULL_HEARTBEAT_SECS))
         .messages()
@@ -232,6 +263,14 @@ mod tests {
         assert_eq!(c.filter_subject, "larder.payments.result.detroit");
         assert_eq!(c.ack_policy, consumer::AckPolicy::Explicit);
         assert_eq!(c.ack_wait, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_pull_of_requests_fits_the_largest_batch_message() {
+        // Headers (msg id, batch marker) and JetStream's own add well
+        // under 4 KiB.
+        const { assert!(REQUEST_PULL_MAX_BYTES >= MAX_BATCH_PAYLOAD_BYTES + 4096) };
+        const { assert!(MAX_BATCH_PAYLOAD_BYTES <= 1024 * 1024 / 2) };
     }
 
     #[test]

@@ -2,9 +2,19 @@
 //!
 //! Requests come through one durable pull consumer that every instance
 //! shares (`bus::request_consumer`), pulled up to `bus::REQUEST_BATCH_MAX`
-//! at a time (the next pull goes out when half of one has arrived). What
-//! has arrived, up to that many, is one batch: a lone request is not held
-//! back waiting for others. Up to [`BATCHES_IN_FLIGHT`] batches run at once.
+//! messages (and `bus::REQUEST_PULL_MAX_BYTES`) at a time (the next pull
+//! goes out when half of one has arrived). What has arrived, up to that
+//! many messages, is one batch: a lone request is not held back waiting for
+//! others. Up to [`BATCHES_IN_FLIGHT`] batches run at once.
+//!
+//! A message holds one request (the first wire shape) or a batch of up to
+//! `bus::MAX_REQUESTS_PER_MESSAGE` (header `bus::BATCH_HEADER`, see
+//! `bus::batch`); a batch works over the requests of all its messages,
+//! flattened. Each is answered in the shape it came in: a single request
+//! with a single result message under the request's msg id (old nodes read
+//! nothing else), the requests of batch messages with batch result
+//! messages, one or more per district, under `bus::batch_msg_id`. One
+//! stored message, one fsync on nats-server, for up to 256 results.
 //!
 //! Order of effects for a batch, and why it is safe to crash anywhere:
 //! 1. each request id's outcome already in the book (a redelivery, a
@@ -16,18 +26,25 @@
 //!    batches), which also makes the outcomes found in 1 durable (a found
 //!    record may be a concurrent batch's that is still waiting for its
 //!    sync);
-//! 4. every result is published with `Nats-Msg-Id` = the request id: all
-//!    are sent before JetStream's acks are awaited, together;
-//! 5. each request whose result JetStream acknowledged is acked; one whose
-//!    publish failed is nak'd to come back in a second; one without an
-//!    outcome (provider or book unavailable) comes back after `ack_wait`.
+//! 4. every result is published (single ones with `Nats-Msg-Id` = the
+//!    request id, batch ones with the hash of their request ids): all are
+//!    sent before JetStream's acks are awaited, together;
+//! 5. each delivered message is settled by the worst fate of its requests:
+//!    acked only when *every* one's result is on the stream; left without
+//!    an ack (back after `ack_wait`) when any has no outcome (provider or
+//!    book unavailable); otherwise, some publish failed, nak'd to come back
+//!    in a second.
 //!
-//! Nothing is published before 3 returns, and no request is acked before
-//! its result is on the stream. A crash before 5 means redelivery, which
-//! lands in 1 or, before 3, in 2 where the provider's idempotency key
-//! prevents a second capture. A result published twice carries the same
-//! msg id, so JetStream keeps one (2 min window; later, the node's outbox
-//! no longer owes it and ignores the repeat).
+//! Nothing is published before 3 returns, and no message is acked before
+//! the results of all its requests are on the stream. A crash before 5, or
+//! a message left or nak'd in 5, means redelivery of the whole message,
+//! whose requests land in 1 (those already decided are answered from the
+//! book and published again) or, before 3, in 2 where the provider's
+//! idempotency key prevents a second capture. A result published twice is
+//! harmless: under the same msg id (a single result, or an identical batch)
+//! JetStream keeps one within its 2 min window; otherwise (a batch grouped
+//! differently, or later) the node's outbox no longer owes it and the node
+//! ignores the repeat.
 //! `tests/tests/failpoints.rs` crashes the service between 2 and 3 and
 //! between 3 and 4 (failpoints, feature `failpoints`), with its batch.
 //!
@@ -48,8 +65,9 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::pull::{MessagesError, Stream as PullStream};
 use async_nats::jetstream::context::{Publish, PublishAckFuture};
 use async_nats::jetstream::{self, AckKind};
-use bus::{result_subject, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
+use bus::{result_subject, PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult, Shape};
 use futures::StreamExt;
+use protocol::DistrictId;
 
 use crate::book::Book;
 use crate::provider::{Provider, ProviderError, ProviderOutcome};
@@ -84,17 +102,21 @@ pub struct Service<P> {
 #[derive(Default)]
 struct Batch {
     requests: Vec<Request>,
-    /// Each delivered message with the index of its request.
-    deliveries: Vec<(jetstream::Message, usize)>,
+    /// Each delivered message with the indexes of its requests.
+    deliveries: Vec<(jetstream::Message, Vec<usize>)>,
 }
 
 struct Request {
     req: PaymentRequest,
     msg_id: String,
+    /// Some delivery asked in the single shape: answer with a single
+    /// result message, which an old node can read (a new one reads both).
+    single: bool,
 }
 
-/// What became of a request's result.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What became of a request's result, from best to worst: a message is
+/// settled by the worst of its requests'.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Fate {
     /// On the result stream: ack.
     Published,
@@ -199,9 +221,10 @@ impl<P: Provider> Service<P> {
             .filter(|r| Book::is_approved(r))
             .count();
         let deliveries = batch.deliveries.len();
-        self.settle(batch.deliveries, &fates).await;
+        let acked = self.settle(batch.deliveries, &fates).await;
         tracing::info!(
             deliveries,
+            acked,
             requests = batch.requests.len(),
             published,
             approved,
@@ -209,8 +232,9 @@ impl<P: Provider> Service<P> {
         );
     }
 
-    /// Decodes a batch's deliveries, counts each in `requests_seen` and
-    /// gathers deliveries of the same request id (decided once).
+    /// Decodes a batch's deliveries (either shape), counts each request in
+    /// `requests_seen` and gathers deliveries of the same request id
+    /// (decided once).
     async fn read(&self, delivered: Vec<Result<jetstream::Message, MessagesError>>) -> Batch {
         let mut batch = Batch::default();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -222,23 +246,35 @@ impl<P: Provider> Service<P> {
                     continue;
                 }
             };
-            let req: PaymentRequest = match protocol::codec::from_postcard(&msg.payload) {
+            let (shape, reqs) = match bus::decode_requests(msg.headers.as_ref(), &msg.payload) {
                 Ok(r) => r,
                 Err(e) => {
-                    // A message we cannot read will not get better: drop it loudly.
+                    // A message we cannot read will not get better: drop it
+                    // loudly. (A node's requests come back: its outbox
+                    // republishes what has no result.)
                     tracing::error!(error = %e, subject = %msg.subject, "payments: undecodable request dropped");
                     let _ = msg.ack().await;
                     continue;
                 }
             };
-            let msg_id = req.msg_id();
-            self.count_seen(&msg_id);
-            let requests = &mut batch.requests;
-            let i = *index.entry(msg_id.clone()).or_insert_with(|| {
-                requests.push(Request { req, msg_id });
-                requests.len() - 1
-            });
-            batch.deliveries.push((msg, i));
+            let mut of_msg = Vec::with_capacity(reqs.len());
+            for req in reqs {
+                let msg_id = req.msg_id();
+                self.count_seen(&msg_id);
+                let requests = &mut batch.requests;
+                let i = *index.entry(msg_id.clone()).or_insert_with(|| {
+                    requests.push(Request {
+                        req,
+                        msg_id,
+                        single: false,
+                    });
+                    requests.len() - 1
+                });
+                requests[i].single |= shape == Shape::Single;
+                of_msg.push(i);
+            }
+            // An empty batch is acked at once in `settle`: no request, no fate.
+            batch.deliveries.push((msg, of_msg));
         }
         batch
     }
@@ -324,43 +360,82 @@ impl<P: Provider> Service<P> {
     }
 
     /// Publishes every answer (all sent, then JetStream's acks awaited
-    /// together); the fate of each request.
+    /// together): a single result message for a request asked singly, batch
+    /// messages per district for the others; the fate of each request.
     async fn publish(&self, requests: &[Request], answers: &[Option<PaymentResult>]) -> Vec<Fate> {
         let mut fates = vec![Fate::Unanswered; requests.len()];
-        let mut acks = Vec::new();
+        // Each sent message's ack with the requests it answers.
+        let mut acks: Vec<(Vec<usize>, PublishAckFuture)> = Vec::new();
+        let mut batched: HashMap<&DistrictId, Vec<usize>> = HashMap::new();
         for (i, (r, answer)) in requests.iter().zip(answers).enumerate() {
             let Some(result) = answer else { continue };
-            match self.send(r, result).await {
-                Ok(ack) => acks.push((i, ack)),
+            if !r.single {
+                batched.entry(&r.req.district_id).or_default().push(i);
+                continue;
+            }
+            match self.send_single(r, result).await {
+                Ok(ack) => acks.push((vec![i], ack)),
                 Err(e) => {
                     tracing::warn!(error = %e, msg_id = %r.msg_id, "payments: result not published; request will be redelivered");
                     fates[i] = Fate::PublishFailed;
                 }
             }
         }
+        for (district, indexes) in batched {
+            let results: Vec<&PaymentResult> = indexes
+                .iter()
+                .filter_map(|&i| answers[i].as_ref())
+                .collect();
+            let ranges = match bus::batch_ranges(&results, bus::MAX_REQUESTS_PER_MESSAGE) {
+                Ok(ranges) => ranges,
+                Err(e) => {
+                    tracing::error!(error = %e, %district, "payments: results not encodable; requests will be redelivered");
+                    indexes.iter().for_each(|&i| fates[i] = Fate::PublishFailed);
+                    continue;
+                }
+            };
+            for range in ranges {
+                let of_msg = indexes[range.clone()].to_vec();
+                match self
+                    .send_batch(requests, district, &of_msg, &results[range])
+                    .await
+                {
+                    Ok(ack) => acks.push((of_msg, ack)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %district, results = of_msg.len(), "payments: batch of results not published; requests will be redelivered");
+                        of_msg.iter().for_each(|&i| fates[i] = Fate::PublishFailed);
+                    }
+                }
+            }
+        }
         let acked = futures::future::join_all(
             acks.into_iter()
-                .map(|(i, ack)| async move { (i, ack.await) }),
+                .map(|(of_msg, ack)| async move { (of_msg, ack.await) }),
         )
         .await;
-        for (i, ack) in acked {
-            let r = &requests[i];
-            fates[i] = match ack {
+        for (of_msg, ack) in acked {
+            let fate = match ack {
                 Ok(_) => {
-                    tracing::debug!(msg_id = %r.msg_id, "payments: answered");
+                    tracing::debug!(results = of_msg.len(), "payments: answered");
                     Fate::Published
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, msg_id = %r.msg_id, "payments: result not published; request will be redelivered");
+                    tracing::warn!(error = %e, results = of_msg.len(), "payments: results not published; requests will be redelivered");
                     Fate::PublishFailed
                 }
             };
+            of_msg.iter().for_each(|&i| fates[i] = fate);
         }
         fates
     }
 
-    /// Sends one result to its district's subject; the future of its ack.
-    async fn send(&self, r: &Request, result: &PaymentResult) -> Result<PublishAckFuture, String> {
+    /// Sends one result alone (the first wire shape) to its district's
+    /// subject, under the request's msg id; the future of its ack.
+    async fn send_single(
+        &self,
+        r: &Request,
+        result: &PaymentResult,
+    ) -> Result<PublishAckFuture, String> {
         let bytes = protocol::codec::to_postcard(result).map_err(|e| e.to_string())?;
         let publish = Publish::build().payload(bytes.into()).message_id(&r.msg_id);
         self.js
@@ -369,10 +444,33 @@ impl<P: Provider> Service<P> {
             .map_err(|e| e.to_string())
     }
 
-    /// Acks (or naks) each delivery by its request's fate.
-    async fn settle(&self, deliveries: Vec<(jetstream::Message, usize)>, fates: &[Fate]) {
-        let acks = deliveries.into_iter().map(|(msg, i)| {
-            let fate = fates[i];
+    /// Sends the results of the requests at `of_msg` as one batch message
+    /// to `district`'s subject; the future of its ack.
+    async fn send_batch(
+        &self,
+        requests: &[Request],
+        district: &DistrictId,
+        of_msg: &[usize],
+        results: &[&PaymentResult],
+    ) -> Result<PublishAckFuture, String> {
+        let bytes = bus::encode_batch(results).map_err(|e| e.to_string())?;
+        let msg_id = bus::batch_msg_id(of_msg.iter().map(|&i| requests[i].msg_id.as_str()));
+        self.js
+            .send_publish(result_subject(district), bus::batch_publish(bytes, &msg_id))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Acks (or naks, or leaves) each delivery by the worst fate of its
+    /// requests; how many were acked.
+    async fn settle(
+        &self,
+        deliveries: Vec<(jetstream::Message, Vec<usize>)>,
+        fates: &[Fate],
+    ) -> usize {
+        let acks = deliveries.into_iter().map(|(msg, of_msg)| {
+            // No request (an empty batch): nothing to answer, done.
+            let fate = of_msg.iter().map(|&i| fates[i]).max().unwrap_or(Fate::Published);
             async move {
                 let sent = match fate {
                     Fate::Published => msg.ack().await,
@@ -380,14 +478,21 @@ impl<P: Provider> Service<P> {
                         msg.ack_with(AckKind::Nak(Some(REDELIVER_AFTER_FAILURE)))
                             .await
                     }
-                    Fate::Unanswered => return, // Redelivered after ack_wait.
+                    // Redelivered after ack_wait; the book answers those of
+                    // its requests that were decided.
+                    Fate::Unanswered => return false,
                 };
-                if let Err(e) = sent {
+                if let Err(e) = &sent {
                     tracing::warn!(error = %e, "payments: ack failed; redelivery will be answered from the book");
                 }
+                fate == Fate::Published && sent.is_ok()
             }
         });
-        futures::future::join_all(acks).await;
+        futures::future::join_all(acks)
+            .await
+            .into_iter()
+            .filter(|acked| *acked)
+            .count()
     }
 
     async fn decide(&self, req: &PaymentRequest) -> Result<PaymentResult, ProviderError> {

@@ -52,10 +52,22 @@ pub fn decode_log_record(bytes: &[u8]) -> Result<EventEnvelope, CodecError> {
 }
 
 /// Postcard for small messages on NATS (payments and the like).
-pub fn to_postcard<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+///
+/// A payment request or result alone on a message is this encoding,
+/// unversioned (the first shape on the streams, still read). Messages that
+/// carry several (`bus::batch`) follow the log's rule instead: a `u16 LE`
+/// schema version, then postcard, so their layout can change the way a log
+/// record's does (a new version, the old one still decoded).
+pub fn to_postcard<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(postcard::to_stdvec(value)?)
 }
 
 pub fn from_postcard<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
     Ok(postcard::from_bytes(bytes)?)
+}
+
+/// Length of `value`'s postcard encoding, without encoding it (to fill a
+/// message up to a byte limit).
+pub fn postcard_len<T: serde::Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    Ok(postcard::experimental::serialized_size(value)?)
 }

@@ -1,10 +1,11 @@
 //! Messages between region nodes and the global payments service over NATS
 //! JetStream (postcard-encoded, each well under 1 KB).
 //!
-//! A node publishes a [`PaymentRequest`] with `Nats-Msg-Id` =
-//! [`PaymentRequest::msg_id`]; the payments service answers with a
-//! [`PaymentResult`]. Both sides are idempotent per `(kind, order_id)`, so
-//! redelivery is harmless. The shapes live here because the log and the
+//! A node publishes [`PaymentRequest`]s and the payments service answers
+//! with [`PaymentResult`]s, many to a message (`bus::batch`, under a hash
+//! of their [`PaymentRequest::msg_id`]s) or, in the first wire shape, one
+//! to a message under its own msg id. Both sides are idempotent per
+//! `(kind, order_id)`, so redelivery and repeats are harmless. The shapes live here because the log and the
 //! pure decider use them (the outbox is keyed by [`msg_id`]); subjects,
 //! streams and consumers are the broker's business and live in the `bus`
 //! crate.

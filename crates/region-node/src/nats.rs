@@ -3,19 +3,32 @@
 //!
 //! - **Relay**: the outbox is `DistrictState::outbox`, derived from the log,
 //!   so a payment request exists exactly when the decision that needs it is
-//!   durable. The relay publishes every pending request with `Nats-Msg-Id`
-//!   and republishes it every [`REPUBLISH_SECS`] until its *result* is
-//!   recorded (the row leaves the outbox), not merely until JetStream acks.
-//!   A round hands its publishes to the client one after another without
-//!   waiting for the broker, then awaits their acks together, with at most
-//!   [`MAX_PUBLISH_IN_FLIGHT`] unacknowledged at once: one broker round trip
-//!   per round (per that many requests), not per request.
+//!   durable. The relay publishes every pending request and republishes it
+//!   every [`REPUBLISH_SECS`] until its *result* is recorded (the row leaves
+//!   the outbox), not merely until JetStream acks. A round packs its due
+//!   requests into batch messages (`bus::batch`: up to
+//!   `bus::MAX_REQUESTS_PER_MESSAGE` each, `Nats-Msg-Id` = the hash of their
+//!   request ids), because nats-server fsyncs every stored message: one
+//!   fsync for hundreds of requests, not one each. It hands the messages to
+//!   the client one after another without waiting for the broker, then
+//!   awaits their acks together, with at most [`MAX_PUBLISH_IN_FLIGHT`]
+//!   messages unacknowledged at once; every request of a message is marked
+//!   published when that message's ack lands. Republishing is per request:
+//!   a republished request goes in whatever message its round builds, so a
+//!   request may reach the payments service in two different messages,
+//!   which is harmless (its book answers a repeat with the recorded
+//!   outcome). The payments service must be one that reads batches (deploy
+//!   it first; see `bus::batch`).
 //! - **Results**: a durable pull consumer on this district's result subject,
-//!   fetched [`RESULT_FETCH_BATCH`] at a time; the results ready together
-//!   (up to [`RESULT_BATCH`]) are submitted to the writer together, so they
-//!   share group commits, and acked only after *all* of them are durable, so
-//!   a crash means redelivery, which the decider treats as a duplicate. An
-//!   ack is a plain publish the client buffers: no round trip per result.
+//!   fetched [`RESULT_FETCH_BATCH`] messages at a time; a message holds one
+//!   result (the first shape, from older payments services or answering a
+//!   single request) or a batch of them. The messages ready together (up to
+//!   [`RESULT_BATCH`]) have all their results submitted to the writer
+//!   together, so they share group commits, and a message is acked only
+//!   after *all* its results are durable, so a crash means redelivery, which
+//!   the decider treats as a duplicate (as it does a result it no longer
+//!   owes). An ack is a plain publish the client buffers: no round trip per
+//!   message.
 //!
 //! The outbox (`district::outbox`) is the one list of what is owed: order
 //! charges and refunds and plan charges alike, each row keyed by what it
@@ -40,8 +53,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, context::Publish};
-use bus::{request_subject, result_subject, PaymentRequest, PaymentResult};
+use async_nats::jetstream::{self, consumer};
+use bus::{request_subject, result_subject, PaymentRequest};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -64,17 +77,19 @@ pub const REPUBLISH_SECS: u64 = 30;
 pub const RESCAN_MS: u64 = 1_000;
 /// Most requests a rescan adds to one relay round.
 pub const MAX_PUBLISH_PER_ROUND: usize = 4096;
-/// Most publishes sent and not yet acknowledged by JetStream at once: a
-/// round's acks are awaited together, but a broker that stopped answering
-/// must not collect an unbounded pile of pending acks (each holds an inbox
-/// and times out on its own).
+/// Most messages sent and not yet acknowledged by JetStream at once (each
+/// holds up to `bus::MAX_REQUESTS_PER_MESSAGE` requests): a round's acks
+/// are awaited together, but a broker that stopped answering must not
+/// collect an unbounded pile of pending acks (each holds an inbox and times
+/// out on its own).
 pub const MAX_PUBLISH_IN_FLIGHT: usize = 1024;
-/// Results the consumer asks JetStream for in one pull request. Below the
-/// server's default `max_ack_pending` (1,000), so a second pull can be
-/// under way while the first batch is committed.
+/// Result messages the consumer asks JetStream for in one pull request.
+/// Below the server's default `max_ack_pending` (1,000), so a second pull
+/// can be under way while the first batch is committed.
 pub const RESULT_FETCH_BATCH: usize = 500;
-/// Most results committed (and then acked) as one batch: those delivered
-/// and ready together, up to this many.
+/// Most result messages committed (and then acked) as one batch: those
+/// delivered and ready together, up to this many (each holds up to
+/// `bus::MAX_REQUESTS_PER_MESSAGE` results).
 pub const RESULT_BATCH: usize = 256;
 /// Result batches being committed at once; with [`RESULT_BATCH`] this
 /// bounds the results waiting for the writer.
@@ -157,21 +172,26 @@ fn new_requests(batch: &CommittedBatch) -> Vec<(String, PaymentRequest)> {
 /// Where the relay sends payment requests: JetStream in the node, a
 /// recorder in tests (which run the relay under paused time).
 pub trait Outlet: Send {
-    /// Resolves once the broker has stored one sent request (`Ok`), or
+    /// Resolves once the broker has stored one sent message (`Ok`), or
     /// refused or lost it.
     type Ack: Future<Output = Result<(), String>> + Send + 'static;
     /// Whether requests can be sent now.
     fn ready(&mut self) -> impl Future<Output = bool> + Send;
-    /// Hands one request to the broker under its message id, without
-    /// waiting for the broker's answer: that is the returned [`Self::Ack`].
+    /// Hands one message holding `requests` (each with its request id; at
+    /// most [`Self::max_requests_per_message`], within
+    /// `bus::MAX_BATCH_PAYLOAD_BYTES`) to the broker, without waiting for
+    /// the broker's answer: that is the returned [`Self::Ack`].
     fn send(
         &self,
-        id: &str,
-        request: &PaymentRequest,
+        requests: &[(String, PaymentRequest)],
     ) -> impl Future<Output = Result<Self::Ack, String>> + Send;
-    /// Most sends awaiting their ack at once.
+    /// Most messages awaiting their ack at once.
     fn max_in_flight(&self) -> usize {
         MAX_PUBLISH_IN_FLIGHT
+    }
+    /// Most requests the relay puts in one message.
+    fn max_requests_per_message(&self) -> usize {
+        bus::MAX_REQUESTS_PER_MESSAGE
     }
 }
 
@@ -198,15 +218,14 @@ impl Outlet for JetStream {
         connected && self.streams_ready
     }
 
-    async fn send(&self, id: &str, request: &PaymentRequest) -> Result<Self::Ack, String> {
-        let bytes = protocol::codec::to_postcard(request).map_err(|e| e.to_string())?;
+    async fn send(&self, requests: &[(String, PaymentRequest)]) -> Result<Self::Ack, String> {
+        let payload: Vec<&PaymentRequest> = requests.iter().map(|(_, r)| r).collect();
+        let bytes = bus::encode_batch(&payload).map_err(|e| e.to_string())?;
+        let msg_id = bus::batch_msg_id(requests.iter().map(|(id, _)| id.as_str()));
         // Waits only for room in the client's send queue, not for the broker.
         let ack = self
             .js
-            .send_publish(
-                self.subject.clone(),
-                Publish::build().payload(bytes.into()).message_id(id),
-            )
+            .send_publish(self.subject.clone(), bus::batch_publish(bytes, &msg_id))
             .await
             .map_err(|e| e.to_string())?;
         Ok(ack
@@ -289,6 +308,10 @@ impl<O: Outlet> Relay<O> {
             self.rescan_due = false;
             due.extend(self.rescan());
         }
+        // A fresh request is also found by a rescan in the same round: one
+        // copy per message is enough.
+        let mut seen = HashSet::with_capacity(due.len());
+        due.retain(|(id, _)| seen.insert(id.clone()));
         if due.is_empty() {
             return;
         }
@@ -332,27 +355,42 @@ impl<O: Outlet> Relay<O> {
             .collect()
     }
 
-    /// Sends every request without waiting for the broker, then awaits the
-    /// acks together; at most `max_in_flight` are unacknowledged at once (at
-    /// the limit, the next send waits for the oldest outstanding ack to
-    /// land, whichever does first). A request is marked published only once
-    /// its ack is in.
+    /// Packs the requests into messages (by count and bytes,
+    /// `bus::batch_ranges`) and sends every message without waiting for
+    /// the broker, then awaits the acks together; at most `max_in_flight`
+    /// messages are unacknowledged at once (at the limit, the next send
+    /// waits for the oldest outstanding ack to land, whichever does first).
+    /// A request is marked published only once its message's ack is in.
     async fn publish(&mut self, due: Vec<(String, PaymentRequest)>) -> RoundOutcome {
         let limit = self.outlet.max_in_flight().max(1);
         let mut outcome = RoundOutcome::default();
+        let requests: Vec<&PaymentRequest> = due.iter().map(|(_, r)| r).collect();
+        let ranges = match bus::batch_ranges(&requests, self.outlet.max_requests_per_message()) {
+            Ok(ranges) => ranges,
+            Err(e) => {
+                outcome.failed = due.len();
+                outcome.first_error = Some(e.to_string());
+                return outcome;
+            }
+        };
         let mut acks = FuturesUnordered::new();
-        for (id, request) in due {
+        let mut due = due.into_iter();
+        for range in ranges {
             if acks.len() >= limit {
                 if let Some(acked) = acks.next().await {
                     self.mark(acked, &mut outcome);
                 }
             }
-            match self.outlet.send(&id, &request).await {
-                Ok(ack) => acks.push(async move { (id, ack.await) }),
+            let message: Vec<_> = due.by_ref().take(range.len()).collect();
+            match self.outlet.send(&message).await {
+                Ok(ack) => {
+                    let ids: Vec<String> = message.into_iter().map(|(id, _)| id).collect();
+                    acks.push(async move { (ids, ack.await) })
+                }
                 Err(e) => {
                     // The client's queue is closed or stuck: the rest would
                     // fail the same way. The next rescan finds them.
-                    outcome.failed += 1;
+                    outcome.failed += message.len();
                     outcome.first_error.get_or_insert(e);
                     break;
                 }
@@ -364,16 +402,24 @@ impl<O: Outlet> Relay<O> {
         outcome
     }
 
-    fn mark(&mut self, (id, stored): (String, Result<(), String>), outcome: &mut RoundOutcome) {
+    /// Marks every request of an acknowledged message published.
+    fn mark(
+        &mut self,
+        (ids, stored): (Vec<String>, Result<(), String>),
+        outcome: &mut RoundOutcome,
+    ) {
         match stored {
             Ok(()) => {
-                // A crash with the request on JetStream but not marked published here.
+                // A crash with the requests on JetStream but not marked published here.
                 fail::fail_point!("relay-after-publish-before-mark", |_| std::process::abort());
-                self.published.insert(id, Instant::now());
-                outcome.stored += 1;
+                outcome.stored += ids.len();
+                let now = Instant::now();
+                for id in ids {
+                    self.published.insert(id, now);
+                }
             }
             Err(e) => {
-                outcome.failed += 1;
+                outcome.failed += ids.len();
                 outcome.first_error.get_or_insert(e);
             }
         }
@@ -384,10 +430,12 @@ fn pickup_code() -> String {
     format!("{:06}", rand::thread_rng().gen_range(0..1_000_000))
 }
 
-/// One delivered payment result: JetStream's message in the node, a fake
-/// in tests.
+/// One delivered result message (one result, or a batch of them):
+/// JetStream's message in the node, a fake in tests.
 pub trait Delivery: Send + Sync + 'static {
     fn payload(&self) -> &[u8];
+    /// Its headers; `bus::BATCH_HEADER` marks a batch.
+    fn headers(&self) -> Option<&async_nats::HeaderMap>;
     /// Tells the broker the result is done with; it is not delivered again.
     fn ack(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -395,6 +443,10 @@ pub trait Delivery: Send + Sync + 'static {
 impl Delivery for jetstream::Message {
     fn payload(&self) -> &[u8] {
         &self.payload
+    }
+
+    fn headers(&self) -> Option<&async_nats::HeaderMap> {
+        self.headers.as_ref()
     }
 
     async fn ack(&self) -> Result<(), String> {
@@ -405,57 +457,76 @@ impl Delivery for jetstream::Message {
     }
 }
 
-/// How a batch of results ended.
+/// How a batch of result messages ended.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ResultsRecorded {
-    /// Durable now (recorded, or found duplicate or meaningless) and acked.
+    /// Results durable now (recorded, or found duplicate or meaningless).
     pub recorded: usize,
-    /// Undecodable: dropped and acked.
+    /// Undecodable messages: dropped and acked.
     pub dropped: usize,
-    /// Not recorded (the writer is stopping or failed): not acked, so
-    /// JetStream delivers them again.
+    /// Results not recorded (the writer is stopping or failed): their
+    /// messages are not acked, so JetStream delivers them again.
     pub left: usize,
+    /// Messages acked: every result in them durable, or undecodable.
+    pub acked: usize,
 }
 
-/// Submits every result of `batch` to the writer at once (they land in the
-/// same group commits), waits until all are durable, then acks them: a
-/// result is never acked before the commit that records it.
+/// Submits every result of every message of `batch` to the writer at once
+/// (they land in the same group commits), waits until all are durable, then
+/// acks each message all of whose results are: a message is never acked
+/// before the commits that record all its results.
 pub async fn record_results<D: Delivery>(district: &District, batch: Vec<D>) -> ResultsRecorded {
     let mut done = ResultsRecorded::default();
     let mut acks: Vec<D> = Vec::with_capacity(batch.len());
+    // Each decodable message with its results' index range in `commits`.
+    let mut messages = Vec::with_capacity(batch.len());
     let mut commits = Vec::with_capacity(batch.len());
     for delivery in batch {
-        match protocol::codec::from_postcard::<PaymentResult>(delivery.payload()) {
-            Ok(result) => commits.push(async move {
-                let order_id = result.order_id.clone();
-                let cmd = Command::RecordPayment {
-                    result,
-                    pickup_code: pickup_code(),
-                };
-                (delivery, order_id, district.submit(cmd).await)
-            }),
+        match bus::decode_results(delivery.headers(), delivery.payload()) {
+            Ok((_, results)) => {
+                let start = commits.len();
+                for result in results {
+                    commits.push(async move {
+                        let order_id = result.order_id.clone();
+                        let cmd = Command::RecordPayment {
+                            result,
+                            pickup_code: pickup_code(),
+                        };
+                        (order_id, district.submit(cmd).await)
+                    });
+                }
+                messages.push((delivery, start..commits.len()));
+            }
             Err(e) => {
-                tracing::error!(error = %e, "results: undecodable result dropped");
+                tracing::error!(error = %e, "results: undecodable result message dropped");
                 done.dropped += 1;
                 acks.push(delivery);
             }
         }
     }
-    for (delivery, order_id, committed) in futures::future::join_all(commits).await {
-        match committed {
-            Ok(_) => {}
+    let mut durable = Vec::with_capacity(commits.len());
+    for (order_id, committed) in futures::future::join_all(commits).await {
+        durable.push(match committed {
+            Ok(_) => true,
             // Durable already or meaningless here: either way done.
             Err(WriteError::Domain(e)) => {
-                tracing::warn!(%order_id, error = %e, "results: result refused")
+                tracing::warn!(%order_id, error = %e, "results: result refused");
+                true
             }
             Err(e @ (WriteError::Unavailable(_) | WriteError::ShuttingDown)) => {
                 tracing::error!(%order_id, error = %e, "results: not recorded; left for redelivery");
-                done.left += 1;
-                continue;
+                false
             }
+        });
+    }
+    done.recorded = durable.iter().filter(|d| **d).count();
+    done.left = durable.len() - done.recorded;
+    for (delivery, results) in messages {
+        // One result left means the whole message comes back; the others
+        // in it are then duplicates, which the decider ignores.
+        if durable[results].iter().all(|d| *d) {
+            acks.push(delivery);
         }
-        done.recorded += 1;
-        acks.push(delivery);
     }
     // A crash with the results in the log but the messages not acked.
     fail::fail_point!("results-after-record-before-ack", |_| std::process::abort());
@@ -464,6 +535,7 @@ pub async fn record_results<D: Delivery>(district: &District, batch: Vec<D>) -> 
             tracing::warn!(error = %e, "results: ack failed; redelivery is harmless");
         }
     }
+    done.acked = acks.len();
     done
 }
 
@@ -542,6 +614,7 @@ impl ResultConsumer {
                     recorded = done.recorded,
                     dropped = done.dropped,
                     left = done.left,
+                    acked = done.acked,
                     "results batch"
                 );
             })

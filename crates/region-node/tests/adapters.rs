@@ -235,24 +235,28 @@ enum Answer {
 #[derive(Clone)]
 struct Recorder {
     sent: mpsc::UnboundedSender<(String, Instant)>,
+    /// The request ids of each message sent, in order.
+    messages: mpsc::UnboundedSender<Vec<String>>,
     stall: Arc<Mutex<bool>>,
     answer: watch::Receiver<Answer>,
-    /// Sends whose ack has not landed, and the most there ever were.
+    /// Messages whose ack has not landed, and the most there ever were.
     in_flight: Arc<AtomicUsize>,
     most_in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
+    max_per_message: usize,
 }
 
 /// The test's side of a [`Recorder`].
 struct Broker {
     published: mpsc::UnboundedReceiver<(String, Instant)>,
+    messages: mpsc::UnboundedReceiver<Vec<String>>,
     answer: watch::Sender<Answer>,
     in_flight: Arc<AtomicUsize>,
     most_in_flight: Arc<AtomicUsize>,
 }
 
 impl Broker {
-    /// The next `n` message ids sent, in order. Fails when the relay stops
+    /// The next `n` request ids sent, in order. Fails when the relay stops
     /// sending short of `n` for longer than a republish period: sending
     /// does no real I/O, so virtual time is safe here.
     async fn next(&mut self, n: usize) -> Vec<String> {
@@ -272,20 +276,34 @@ impl Broker {
     }
 }
 
+/// A recorder that takes one request per message, so a test counts
+/// messages and requests alike.
 fn recorder(answer: Answer, max_in_flight: usize) -> (Recorder, Broker) {
+    batch_recorder(answer, max_in_flight, 1)
+}
+
+fn batch_recorder(
+    answer: Answer,
+    max_in_flight: usize,
+    max_per_message: usize,
+) -> (Recorder, Broker) {
     let (sent, published) = mpsc::unbounded_channel();
+    let (sent_messages, messages) = mpsc::unbounded_channel();
     let (answer_tx, answer_rx) = watch::channel(answer);
     let (in_flight, most_in_flight) = (Arc::default(), Arc::default());
     let outlet = Recorder {
         sent,
+        messages: sent_messages,
         stall: Arc::default(),
         answer: answer_rx,
         in_flight: Arc::clone(&in_flight),
         most_in_flight: Arc::clone(&most_in_flight),
         max_in_flight,
+        max_per_message,
     };
     let broker = Broker {
         published,
+        messages,
         answer: answer_tx,
         in_flight,
         most_in_flight,
@@ -300,14 +318,20 @@ impl Outlet for Recorder {
         true
     }
 
-    async fn send(&self, id: &str, _request: &PaymentRequest) -> Result<Self::Ack, String> {
+    async fn send(&self, requests: &[(String, PaymentRequest)]) -> Result<Self::Ack, String> {
         let stall = self.stall.lock().map(|s| *s).unwrap_or(false);
         if stall {
             std::future::pending::<()>().await;
         }
+        assert!(!requests.is_empty() && requests.len() <= self.max_per_message);
         let now = self.in_flight.fetch_add(1, SeqCst) + 1;
         self.most_in_flight.fetch_max(now, SeqCst);
-        let _ = self.sent.send((id.to_string(), Instant::now()));
+        for (id, _) in requests {
+            let _ = self.sent.send((id.clone(), Instant::now()));
+        }
+        let _ = self
+            .messages
+            .send(requests.iter().map(|(id, _)| id.clone()).collect());
         let (mut answer, in_flight) = (self.answer.clone(), Arc::clone(&self.in_flight));
         Ok(async move {
             let answered = *answer
@@ -325,6 +349,10 @@ impl Outlet for Recorder {
 
     fn max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    fn max_requests_per_message(&self) -> usize {
+        self.max_per_message
     }
 }
 
@@ -478,6 +506,49 @@ fn a_round_sends_every_request_before_awaiting_an_ack_and_counts_them_published_
 }
 
 #[test]
+fn a_round_packs_requests_into_messages_and_marks_each_published_when_its_message_is_acked() {
+    paused(|| async {
+        let orders = ["o-1", "o-2", "o-3", "o-4", "o-5"];
+        let (d, _dir, msg_ids) = with_pending_charges(&orders).await;
+        let (outlet, mut broker) = batch_recorder(Answer::Wait, nats::MAX_PUBLISH_IN_FLIGHT, 2);
+        let lifecycle = Lifecycle::new();
+        let metrics = Arc::new(Metrics::default());
+        let (district, relay_metrics) = (d.clone(), metrics.clone());
+        lifecycle.spawn("relay", |s| nats::relay(outlet, district, relay_metrics, s));
+
+        let sent = broker.next(orders.len()).await;
+        assert_eq!(sorted(sent), sorted(msg_ids.clone()), "each once");
+        let mut sizes = vec![];
+        while let Ok(message) = broker.messages.try_recv() {
+            sizes.push(message.len());
+        }
+        assert_eq!(sizes, vec![2, 2, 1], "up to the cap per message");
+        assert_eq!(broker.in_flight.load(SeqCst), 3, "all sent before an ack");
+        assert_eq!(metrics.payments_published.load(SeqCst), 0, "none acked yet");
+
+        broker.answer(Answer::Store);
+        tokio::time::sleep(Duration::from_secs(REPUBLISH_SECS - 1)).await;
+        assert_eq!(broker.in_flight.load(SeqCst), 0, "every ack landed");
+        assert_eq!(
+            metrics.payments_published.load(SeqCst),
+            orders.len() as u64,
+            "every request of an acked message counts"
+        );
+        assert!(
+            broker.published.try_recv().is_err(),
+            "requests of acked messages are not republished before their period"
+        );
+        let again = broker.next(orders.len()).await;
+        assert_eq!(sorted(again), sorted(msg_ids), "republished per request");
+
+        lifecycle
+            .stop(in_ms(1))
+            .await
+            .expect("the relay stops at the signal");
+    });
+}
+
+#[test]
 fn no_more_than_max_in_flight_requests_await_their_ack() {
     paused(|| async {
         let orders = ["o-1", "o-2", "o-3", "o-4", "o-5"];
@@ -536,13 +607,15 @@ fn a_refused_publish_is_sent_again_at_the_next_rescan_not_after_the_republish_pe
     });
 }
 
-/// A payment result as JetStream delivers it; its ack records whether the
-/// order's result was already durable (the order no longer `paying`).
+/// A result message as JetStream delivers it (one result, or a batch);
+/// its ack records whether the results of all its orders were already
+/// durable (none of them still `paying`).
 struct FakeDelivery {
     payload: Vec<u8>,
-    order_id: Option<OrderId>,
+    headers: Option<async_nats::HeaderMap>,
+    order_ids: Vec<OrderId>,
     district: District,
-    acked: mpsc::UnboundedSender<(Option<OrderId>, bool)>,
+    acked: mpsc::UnboundedSender<(Vec<OrderId>, bool)>,
 }
 
 impl nats::Delivery for FakeDelivery {
@@ -550,26 +623,42 @@ impl nats::Delivery for FakeDelivery {
         &self.payload
     }
 
+    fn headers(&self) -> Option<&async_nats::HeaderMap> {
+        self.headers.as_ref()
+    }
+
     async fn ack(&self) -> Result<(), String> {
         let durable = self
-            .order_id
-            .as_ref()
-            .is_none_or(|id| status(&self.district, id) != OrderStatus::Paying);
-        let _ = self.acked.send((self.order_id.clone(), durable));
+            .order_ids
+            .iter()
+            .all(|id| status(&self.district, id) != OrderStatus::Paying);
+        let _ = self.acked.send((self.order_ids.clone(), durable));
         Ok(())
     }
 }
 
-fn approved(order_id: &OrderId) -> Vec<u8> {
-    let result = PaymentResult {
+fn approved_result(order_id: &OrderId) -> PaymentResult {
+    PaymentResult {
         kind: PaymentKind::Charge,
         order_id: order_id.clone(),
         district_id: DistrictId::from_static("detroit-downtown"),
         outcome: PaymentOutcome::Approved {
             reference: format!("ref-{order_id}"),
         },
-    };
-    protocol::codec::to_postcard(&result).unwrap()
+    }
+}
+
+/// One approved result alone, the first wire shape.
+fn approved(order_id: &OrderId) -> Vec<u8> {
+    protocol::codec::to_postcard(&approved_result(order_id)).unwrap()
+}
+
+/// Approved results of `order_ids` as one batch message: payload, headers.
+fn approved_batch(order_ids: &[OrderId]) -> (Vec<u8>, async_nats::HeaderMap) {
+    let results: Vec<_> = order_ids.iter().map(approved_result).collect();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(bus::BATCH_HEADER, bus::BATCH_HEADER_VALUE);
+    (bus::encode_batch(&results).unwrap(), headers)
 }
 
 #[test]
@@ -578,19 +667,21 @@ fn a_batch_of_results_is_committed_together_and_acked_only_once_durable() {
         let orders = ["o-1", "o-2", "o-3"];
         let (d, _dir, _) = with_pending_charges(&orders).await;
         let (acked, mut acks) = mpsc::unbounded_channel();
-        let delivery = |payload, order_id| FakeDelivery {
+        let delivery = |payload, headers, order_ids| FakeDelivery {
             payload,
-            order_id,
+            headers,
+            order_ids,
             district: d.clone(),
             acked: acked.clone(),
         };
-        let mut batch: Vec<FakeDelivery> = orders
-            .iter()
-            .copied()
-            .map(OrderId::from_static)
-            .map(|id| delivery(approved(&id), Some(id)))
-            .collect();
-        batch.push(delivery(b"not a result".to_vec(), None));
+        let ids: Vec<OrderId> = orders.iter().copied().map(OrderId::from_static).collect();
+        // o-1 alone (an older service), o-2 and o-3 in one batch message.
+        let (payload, headers) = approved_batch(&ids[1..]);
+        let batch = vec![
+            delivery(approved(&ids[0]), None, vec![ids[0].clone()]),
+            delivery(payload, Some(headers), ids[1..].to_vec()),
+            delivery(b"not a result".to_vec(), None, vec![]),
+        ];
         let mut feed = d.subscribe_feed();
 
         let done = nats::record_results(&d, batch).await;
@@ -599,7 +690,8 @@ fn a_batch_of_results_is_committed_together_and_acked_only_once_durable() {
             nats::ResultsRecorded {
                 recorded: 3,
                 dropped: 1,
-                left: 0
+                left: 0,
+                acked: 3,
             }
         );
         let committed = feed.try_recv().expect("the results' batch");
@@ -616,7 +708,7 @@ fn a_batch_of_results_is_committed_together_and_acked_only_once_durable() {
             assert!(durable, "{order_id:?} acked before its result was durable");
             seen += 1;
         }
-        assert_eq!(seen, 4, "each result acked once, the undecodable one too");
+        assert_eq!(seen, 3, "each message acked once, the undecodable one too");
     });
 }
 
@@ -635,15 +727,17 @@ fn results_the_writer_did_not_record_are_left_unacked_for_redelivery() {
             .await
             .expect("the writer stops");
         let (acked, mut acks) = mpsc::unbounded_channel();
-        let id = OrderId::from_static("o-1");
+        let ids = [OrderId::from_static("o-1"), OrderId::from_static("o-2")];
+        let (payload, headers) = approved_batch(&ids);
         let batch = vec![FakeDelivery {
-            payload: approved(&id),
-            order_id: Some(id),
+            payload,
+            headers: Some(headers),
+            order_ids: ids.to_vec(),
             district: d.clone(),
             acked,
         }];
         let done = nats::record_results(&d, batch).await;
-        assert_eq!(done.left, 1);
+        assert_eq!((done.left, done.acked), (2, 0));
         assert!(acks.recv().await.is_none(), "not acked");
     });
 }

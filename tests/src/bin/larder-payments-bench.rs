@@ -3,7 +3,9 @@
 //! Starts nats-server (the tests' config: `sync_interval: always`), a
 //! shared sandbox processor when asked or when there is more than one
 //! instance, and publishes REQUESTS charge requests on the request stream
-//! as a region node's relay would — all of them *before* any payments
+//! as a region node's relay would — in batch messages of up to
+//! `bus::MAX_REQUESTS_PER_MESSAGE` (`--singles`: one per message, as older
+//! nodes did) — all of them *before* any payments
 //! instance runs, so the run drains a backlog and the publisher's speed
 //! does not count. Then it starts INSTANCES payments instances on the one
 //! request consumer and follows the result stream until every request has
@@ -15,7 +17,7 @@
 //! (shared processor) and the stream holds exactly one result per request.
 //!
 //! Usage: `cargo build --release -p payments -p larder-tests --bins &&
-//! target/release/larder-payments-bench [INSTANCES] [REQUESTS] [SHARED]`.
+//! target/release/larder-payments-bench [--singles] [INSTANCES] [REQUESTS] [SHARED]`.
 
 use std::time::{Duration, Instant};
 
@@ -28,13 +30,15 @@ const USAGE: &str = "\
 larder-payments-bench: payments/s of the payments service alone (nats-server,
 a sandbox processor if shared, INSTANCES payments instances, all started here).
 
-usage: larder-payments-bench [INSTANCES] [REQUESTS] [SHARED]
+usage: larder-payments-bench [--singles] [INSTANCES] [REQUESTS] [SHARED]
 
   INSTANCES  payments instances on the one request consumer (default 1)
   REQUESTS   charge requests published before the instances start (default 20000)
   SHARED     1: charge through a shared `payments sandbox-processor`;
              0: the in-process sandbox (only with one instance).
              Default: 1 with more than one instance, else 0
+  --singles  one request per message (the first wire shape, older nodes);
+             default: batch messages, as the relay publishes
   -h, --help this text
 
 The sandbox answers at once (0 ms). Results go to stdout (the lines
@@ -64,9 +68,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let js = payments_bus::jetstream(&nats.url).await;
     payments_bus::ensure_streams(&js).await;
-    let published = publish_backlog(&js, requests).await;
+    let published = publish_backlog(&js, requests, args.singles).await;
     println!(
-        "published {requests} requests in {:.2} s ({:.0}/s)",
+        "published {requests} requests ({}) in {:.2} s ({:.0}/s)",
+        if args.singles { "singles" } else { "batches" },
         published.as_secs_f64(),
         requests as f64 / published.as_secs_f64()
     );
@@ -88,14 +93,23 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes the backlog; how long it took.
-async fn publish_backlog(js: &async_nats::jetstream::Context, requests: usize) -> Duration {
+/// Publishes the backlog (in batch messages unless `singles`); how long it
+/// took.
+async fn publish_backlog(
+    js: &async_nats::jetstream::Context,
+    requests: usize,
+    singles: bool,
+) -> Duration {
     // A fresh nats-server per run: the order ids need not differ between runs.
     let backlog: Vec<_> = (0..requests)
         .map(|i| payments_bus::request(PaymentKind::Charge, &format!("bench-{i}"), AMOUNT_MINOR))
         .collect();
     let start = Instant::now();
-    payments_bus::publish_requests(js, &backlog).await;
+    if singles {
+        payments_bus::publish_requests(js, &backlog).await;
+    } else {
+        payments_bus::publish_request_batches(js, &backlog).await;
+    }
     start.elapsed()
 }
 
@@ -160,11 +174,14 @@ async fn check(
     processor: Option<&SandboxProcessor>,
     requests: usize,
 ) -> anyhow::Result<()> {
-    let results = payments_bus::result_count(js).await;
+    let by_order = payments_bus::results_by_order(js).await;
+    let results: usize = by_order.values().map(Vec::len).sum();
     anyhow::ensure!(
-        results == requests as u64,
-        "{results} results for {requests} requests"
+        results == requests && by_order.len() == requests,
+        "{results} results for {} of {requests} requests",
+        by_order.len()
     );
+    let messages = payments_bus::result_messages(js).await;
     if let Some(p) = processor {
         let totals = p.totals().await;
         anyhow::ensure!(
@@ -173,6 +190,6 @@ async fn check(
             totals["charges"]
         );
     }
-    println!("checked: {results} results, one per request");
+    println!("checked: {results} results in {messages} messages, one per request");
     Ok(())
 }
