@@ -19,13 +19,16 @@
 //! replays.
 //!
 //! Each measurement runs in a fresh process (so resident memory is the
-//! node's, not the generator's or an earlier run's), after dropping the
-//! page cache when this process may (root): `EventLog::open` +
-//! `snapshot::recover`, as `District::start` does. A row per run: full
+//! node's, not the generator's or an earlier run's), on the node's
+//! allocator (mimalloc), after dropping the page cache when this process
+//! may (root): `EventLog::open` + `snapshot::recover`, as `District::start`
+//! does. A row per run: full
 //! replay time and events/s, start-up from snapshot + tail (with the
 //! snapshot's load apart), and resident memory after each. `--stages`
 //! adds where a full replay's time goes (read, decode, evolve; warm
-//! cache); `--no-full` skips the full replays (minutes at 10 M).
+//! cache); `--no-full` skips the full replays (a minute or more at 10 M).
+//! Figures: BENCHMARKS.md, "Start-up" (10 M events: generated in ~10 min,
+//! start-up from the snapshot 1.8–2.8 s on the shared 2-core VM).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
