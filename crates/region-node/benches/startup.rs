@@ -1,56 +1,100 @@
-//! Start-up from a big log: how long a node takes to recover its state, by
-//! full replay and from a snapshot plus the tail behind it.
+//! Start-up from a big log (issue 10): how long a node takes to recover its
+//! state, by full replay and from its newest snapshot plus the tail behind
+//! it, and how big the snapshot and the node's memory are afterwards.
 //!
 //! ```text
-//! cargo bench -p region-node --bench startup -- [--events N] [--runs R] [--tail T]
+//! cargo bench -p region-node --bench startup -- [--events N] [--spacing-secs S] [--runs R] [--tail T] [--stages] [--no-full]
 //! ```
-//! The log is generated once per size under `target/bench-logs/<N>` by the
-//! real decider on the demo district: a realistic mix of restocks, POS
-//! orders paid and picked up, app orders cancelled in their grace window,
-//! and paid orders nobody collected (unclaimed at their pickup deadline).
-//! Each run opens the log as a node does (`EventLog::open` + `recover`),
-//! with the page cache dropped first when this process may (root), so the
-//! figures include reading from disk.
+//! Default: `--events 1000000 --spacing-secs 4 --runs 3 --tail 100000`.
+//!
+//! The log is generated once per size and spacing under
+//! `target/bench-logs/<N>-<S>s` by the shared generator
+//! (`common/generate.rs`): the real decider on the demo district, one order
+//! every S seconds of recorded time (about 6.7 events an order, so at 4 s
+//! 10 M events span ~69 days), archive decisions with their index entries
+//! as the writer writes them, so the hot state holds only the 7-day
+//! retention window. While generating, a snapshot is written T events
+//! before the end (at the next order boundary), as the node's snapshot task
+//! would; T defaults to the task's `every_events`, the longest tail a node
+//! replays.
+//!
+//! Each measurement runs in a fresh process (so resident memory is the
+//! node's, not the generator's or an earlier run's), on the node's
+//! allocator (mimalloc), after dropping the page cache when this process
+//! may (root): `EventLog::open` + `snapshot::recover`, as `District::start`
+//! does. A row per run: full
+//! replay time and events/s, start-up from snapshot + tail (with the
+//! snapshot's load apart), and resident memory after each. `--stages`
+//! adds where a full replay's time goes (read, decode, evolve; warm
+//! cache); `--no-full` skips the full replays (a minute or more at 10 M).
+//! Figures: BENCHMARKS.md, "Start-up" (10 M events: generated in ~10 min,
+//! start-up from the snapshot 1.8–2.8 s on the shared 2-core VM).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use district::{CatalogCommand, Command, Context, DistrictState, OrderCommand, OrderTimer};
-use protocol::catalog::{StockCount, StockSpec};
-use protocol::orders::{Channel, OrderId, OrderItem, PlaceOrder};
-use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
-use protocol::{DistrictId, EventEnvelope};
+use common::generate::{self, rss_mb, Spec, Until};
+use district::DistrictState;
 use region_node::capacity::disk::dir_bytes;
 use region_node::snapshot::{recover, SnapshotStore};
 use region_node::store::EventLog;
 
-/// Events per appended batch while generating (one fsync each).
-const GENERATE_BATCH_EVENTS: usize = 20_000;
-/// Orders between two restocks of a fridge.
-const RESTOCK_EVERY_ORDERS: u64 = 40;
+mod common;
+
+// The node's allocator (`main.rs`): with glibc's, malloc and free were
+// ~20 % of a start-up's profile, a cost the node does not pay.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     events: u64,
+    spacing_secs: i64,
     runs: usize,
     /// Events after the snapshot, replayed on top of it.
     tail: u64,
+    stages: bool,
+    full: bool,
+    /// Set in the child process: `full` or `snapshot`, on this directory.
+    measure: Option<(String, PathBuf)>,
 }
 
 fn args() -> Args {
     let mut a = Args {
         events: 1_000_000,
+        spacing_secs: 4,
         runs: 3,
-        tail: 50_000,
+        tail: region_node::config::SNAPSHOT_EVERY_EVENTS_DEFAULT,
+        stages: false,
+        full: true,
+        measure: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
-        let value = argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
-        match (argv[i].as_str(), value) {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        let number = value.parse::<u64>().ok();
+        match (argv[i].as_str(), number) {
             ("--events", Some(v)) => a.events = v,
+            ("--spacing-secs", Some(v)) => a.spacing_secs = v as i64,
             ("--runs", Some(v)) => a.runs = v as usize,
             ("--tail", Some(v)) => a.tail = v,
+            ("--stages", _) => {
+                a.stages = true;
+                i += 1;
+                continue;
+            }
+            ("--no-full", _) => {
+                a.full = false;
+                i += 1;
+                continue;
+            }
+            ("--measure", _) => {
+                let dir = argv.get(i + 2).cloned().unwrap_or_default();
+                a.measure = Some((value, PathBuf::from(dir)));
+                i += 3;
+                continue;
+            }
             // `cargo bench` passes `--bench`; anything else is ignored too.
             _ => {
                 i += 1;
@@ -64,48 +108,125 @@ fn args() -> Args {
 
 fn main() {
     let args = args();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-logs");
-    let dir = root.join(args.events.to_string());
-    let log_dir = dir.join("log");
-    let complete = dir.join("complete");
-    if !complete.exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        generate(&log_dir, args.events);
-        std::fs::write(&complete, args.events.to_string()).unwrap();
+    if let Some((what, dir)) = &args.measure {
+        return measure(what, dir);
     }
-    // The number of events the log really holds (written by the generator).
-    let events: u64 = std::fs::read_to_string(&complete)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(args.events);
-    let args = Args { events, ..args };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-logs");
+    let dir = root.join(format!("{}-{}s", args.events, args.spacing_secs));
+    let log_dir = dir.join("log");
     let snapshots = SnapshotStore::new(&dir, 1);
-    prepare_snapshot(&log_dir, &snapshots, args.events.saturating_sub(args.tail));
-    println!(
-        "log: {} events in {} ({} MB on disk)",
-        args.events,
-        log_dir.display(),
-        dir_bytes(&log_dir) / 1_000_000
-    );
-    stages(&log_dir, args.events);
-    println!("run | full replay s | events/s | snapshot+tail s | snapshot MB");
-    for run in 1..=args.runs {
-        let full = timed(&log_dir, None);
-        let fast = timed(&log_dir, Some(&snapshots));
+    if !generate::is_complete(&dir) {
+        let g = generate::generate(
+            &log_dir,
+            &snapshots,
+            &Spec {
+                // A fixed start, so a log is the same whenever generated
+                // (but for the random part of its ULIDs).
+                start: Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap(),
+                spacing_secs: args.spacing_secs,
+                until: Until::Events(args.events),
+                snapshot_at: Some(args.events.saturating_sub(args.tail)),
+            },
+        );
+        assert_eq!(g.state.last_seq(), args.events);
         println!(
-            "{run} | {:.2} | {:.0} | {:.2} | {}",
-            full.as_secs_f64(),
-            args.events as f64 / full.as_secs_f64(),
-            fast.as_secs_f64(),
-            dir_bytes(snapshots.dir()) / 1_000_000
+            "generated {} events ({} orders, {:.0} days recorded) in {:.0} s; \
+             {} orders in memory at the end; refused commands: {:?}; generator resident {} MB",
+            args.events,
+            g.orders,
+            (g.orders as i64 * args.spacing_secs) as f64 / 86_400.0,
+            g.took.as_secs_f64(),
+            g.state.orders().len(),
+            g.refused,
+            rss_mb()
+        );
+        std::fs::write(dir.join("complete"), args.events.to_string()).unwrap();
+    }
+    let log = EventLog::open(&log_dir).unwrap();
+    let at_seq = prepare_snapshot(&log, &snapshots, args.events.saturating_sub(args.tail));
+    println!(
+        "log: {} events, {} MB on disk (archive index included); snapshot at seq {at_seq} \
+         ({} MB), tail {} events",
+        log.len(),
+        dir_bytes(&log_dir) / 1_000_000,
+        dir_bytes(snapshots.dir()) / 1_000_000,
+        args.events - at_seq
+    );
+    if args.stages {
+        stages(&log, args.events);
+    }
+    drop(log);
+    println!(
+        "run | full replay s | events/s | resident MB | snapshot+tail s | of which snapshot load s | resident MB | orders in memory"
+    );
+    for run in 1..=args.runs {
+        let full = args.full.then(|| child("full", &dir));
+        let fast = child("snapshot", &dir);
+        let (full_s, rate, full_rss) = match full {
+            Some(m) => (
+                format!("{:.2}", m.took),
+                format!("{:.0}", args.events as f64 / m.took),
+                m.rss_mb.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{run} | {full_s} | {rate} | {full_rss} | {:.2} | {:.2} | {} | {}",
+            fast.took, fast.snapshot_load, fast.rss_mb, fast.orders
         );
     }
 }
 
+/// What one measuring process saw.
+struct Measured {
+    took: f64,
+    snapshot_load: f64,
+    rss_mb: u64,
+    orders: usize,
+}
+
+fn child(what: &str, dir: &Path) -> Measured {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--measure", what, &dir.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "measuring {what} failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("measured "))
+        .unwrap_or_else(|| panic!("no measurement in {text}"));
+    let f: Vec<&str> = line.split(' ').collect();
+    Measured {
+        took: f[0].parse().unwrap(),
+        snapshot_load: f[1].parse().unwrap(),
+        rss_mb: f[2].parse().unwrap(),
+        orders: f[3].parse().unwrap(),
+    }
+}
+
+/// The child: opens the log as a node does and recovers the state.
+fn measure(what: &str, dir: &Path) {
+    let snapshots = SnapshotStore::new(dir, 1);
+    let snapshots = (what == "snapshot").then_some(&snapshots);
+    drop_page_cache();
+    let started = Instant::now();
+    let log = EventLog::open(&dir.join("log")).unwrap();
+    let recovered = recover(&log, snapshots).unwrap();
+    let took = started.elapsed();
+    assert_eq!(recovered.from_seq > 0, snapshots.is_some());
+    println!(
+        "measured {:.3} {:.3} {} {}",
+        took.as_secs_f64(),
+        recovered.snapshot_load.as_secs_f64(),
+        rss_mb(),
+        recovered.state.orders().len()
+    );
+}
+
 /// Where a full replay's time goes: reading sled, decoding records, and
 /// evolving the state (warm cache, one run each).
-fn stages(log_dir: &Path, events: u64) {
-    let log = EventLog::open(log_dir).unwrap();
+fn stages(log: &EventLog, events: u64) {
     let rate = |took: Duration| events as f64 / took.as_secs_f64();
     let started = Instant::now();
     let read = log.raw_records().count();
@@ -116,7 +237,7 @@ fn stages(log_dir: &Path, events: u64) {
     let decode_took = started.elapsed();
     assert_eq!(decoded as u64, events);
     let started = Instant::now();
-    let state = recover(&log, None).unwrap().state;
+    let state = recover(log, None).unwrap().state;
     let full_took = started.elapsed();
     assert_eq!(state.last_seq(), events);
     println!(
@@ -127,236 +248,29 @@ fn stages(log_dir: &Path, events: u64) {
     );
 }
 
-/// Opens the log as a node does and recovers the state; the whole time.
-fn timed(log_dir: &Path, snapshots: Option<&SnapshotStore>) -> Duration {
-    drop_page_cache();
-    let started = Instant::now();
-    let log = EventLog::open(log_dir).unwrap();
-    let state = recover(&log, snapshots).unwrap().state;
-    let took = started.elapsed();
-    assert!(state.last_seq() > 0);
-    if snapshots.is_none() {
-        println!(
-            "  resident with the state and the log open: {} MB",
-            rss_mb()
-        );
-    }
-    took
-}
-
-/// The process's resident memory now, from /proc (0 where unreadable).
-fn rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
-}
-
 fn drop_page_cache() {
     // Needs root; without it the runs after the first read from memory.
     let _ = std::fs::write("/proc/sys/vm/drop_caches", b"3");
 }
 
-fn prepare_snapshot(log_dir: &Path, snapshots: &SnapshotStore, at_seq: u64) {
-    let log = EventLog::open(log_dir).unwrap();
-    if snapshots.load_newest(&log).map(|l| l.state.last_seq()) == Some(at_seq) {
-        return;
+/// The snapshot the runs start from: the generator's if its tail is the
+/// one asked for (within an order's events), else one written after a
+/// replay to `at_seq`. Returns its seq.
+fn prepare_snapshot(log: &EventLog, snapshots: &SnapshotStore, at_seq: u64) -> u64 {
+    if let Some(seq) = snapshots.load_newest(log).map(|l| l.state.last_seq()) {
+        if seq.abs_diff(at_seq) < 100 {
+            return seq;
+        }
     }
     let mut state = DistrictState::default();
     for env in log.replay().take(at_seq as usize) {
         district::evolve(&mut state, &env.unwrap());
     }
     let started = Instant::now();
-    snapshots.write(&state, &log).unwrap();
+    snapshots.write(&state, log).unwrap();
     println!(
         "snapshot at seq {at_seq} written in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-/// The district as the generator drives it: the state, the time, and the
-/// events not yet appended.
-struct Generator {
-    state: DistrictState,
-    ctx: Context,
-    pending: Vec<EventEnvelope>,
-    /// Commands the decider refused, by error (the mix stays realistic only
-    /// while these are rare).
-    refused: std::collections::BTreeMap<String, u64>,
-    /// Paid orders nobody collects, in order of their pickup deadline.
-    uncollected: std::collections::VecDeque<(chrono::DateTime<Utc>, OrderId)>,
-}
-
-fn generate(log_dir: &Path, events: u64) {
-    let started = Instant::now();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let log = EventLog::open(log_dir).unwrap();
-    let mut g = Generator {
-        state: DistrictState::default(),
-        ctx: Context {
-            district_id: DistrictId::from_static("detroit-downtown"),
-            area: district::demo::area(),
-            now: Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap(),
-            policy: Default::default(),
-            fridges: Default::default(),
-            utc_offset_minutes: 0,
-            schedule: Default::default(),
-        },
-        pending: Vec::new(),
-        uncollected: Default::default(),
-        refused: Default::default(),
-    };
-    let demo = district::demo::detroit().unwrap();
-    let fridges: Vec<_> = demo.fridges.iter().map(|f| f.fridge_id.clone()).collect();
-    let meals: Vec<_> = demo.meals.iter().map(|m| m.meal_id.clone()).collect();
-    for cmd in district::demo::commands(demo) {
-        g.run(cmd);
-    }
-    let mut n = 0u64;
-    while g.state.last_seq() < events {
-        let fridge = &fridges[(n as usize) % fridges.len()];
-        if n % RESTOCK_EVERY_ORDERS < fridges.len() as u64 {
-            g.restock(fridge, &meals);
-        }
-        let meal = &meals[(n as usize / fridges.len()) % meals.len()];
-        g.order(n, fridge, meal);
-        n += 1;
-        // The last order's events stay pending: the log ends at `events`.
-        if g.pending.len() >= GENERATE_BATCH_EVENTS && g.state.last_seq() < events {
-            rt.block_on(g.flush(&log));
-        }
-    }
-    g.pending
-        .truncate(g.pending.len() - (g.state.last_seq() - events) as usize);
-    rt.block_on(g.flush(&log));
-    println!(
-        "generated {events} events ({n} orders) in {:.1} s; refused commands: {:?}; resident {} MB",
-        started.elapsed().as_secs_f64(),
-        g.refused,
-        rss_mb()
-    );
-}
-
-impl Generator {
-    fn run(&mut self, cmd: Command) {
-        let events = match district::decide(&self.state, cmd, &self.ctx) {
-            Ok(events) => events,
-            Err(e) => {
-                let kind = format!("{e:?}");
-                let kind = kind
-                    .split([' ', '(', '{'])
-                    .next()
-                    .unwrap_or("?")
-                    .to_string();
-                *self.refused.entry(kind).or_default() += 1;
-                return;
-            }
-        };
-        for event in events {
-            let env = EventEnvelope {
-                event_id: region_node::clock::ulid_at(self.ctx.now),
-                seq: self.state.last_seq() + 1,
-                stream_id: event.stream_id(),
-                stream_version: self.state.stream_version(&event.stream_id()) + 1,
-                district_id: self.ctx.district_id.clone(),
-                recorded_at: self.ctx.now,
-                valid_from: self.ctx.now,
-                correlation_id: None,
-                causation_id: None,
-                schema_version: protocol::codec::LOG_SCHEMA_VERSION,
-                event,
-            };
-            district::evolve(&mut self.state, &env);
-            self.pending.push(env);
-        }
-    }
-
-    async fn flush(&mut self, log: &EventLog) {
-        log.append_batch(&self.pending).await.unwrap();
-        self.pending.clear();
-    }
-
-    fn restock(&mut self, fridge: &protocol::FridgeId, meals: &[protocol::MealId]) {
-        let counts = meals
-            .iter()
-            .map(|m| StockCount {
-                meal_id: m.clone(),
-                units: 12,
-            })
-            .collect();
-        self.run(Command::Catalog(CatalogCommand::SetStock {
-            fridge_id: fridge.clone(),
-            spec: StockSpec { counts },
-        }));
-    }
-
-    /// One order's life. Most are POS sales picked up at once; one in ten
-    /// is an app order cancelled in its grace window; one in twenty is paid
-    /// and never collected.
-    fn order(&mut self, n: u64, fridge: &protocol::FridgeId, meal: &protocol::MealId) {
-        self.ctx.now += chrono::Duration::seconds(2);
-        let order_id = OrderId::parse(format!("o-{n:012}")).unwrap();
-        let app = n % 10 == 3;
-        self.run(Command::Order(OrderCommand::Place {
-            order_id: order_id.clone(),
-            customer: format!("c-{}", n % 5_000),
-            channel: if app { Channel::App } else { Channel::Pos },
-            request: PlaceOrder {
-                fridge_id: fridge.clone(),
-                items: vec![OrderItem {
-                    meal_id: meal.clone(),
-                    qty: 1 + (n % 2) as u32,
-                }],
-                coupon: None,
-                share_code: None,
-                points: None,
-                payment_method: "tok_visa".into(),
-                pickup_date: None,
-            },
-            idempotency: None,
-            referral: None,
-        }));
-        if app {
-            return self.run(Command::Order(OrderCommand::Cancel {
-                order_id,
-                customer: None,
-            }));
-        }
-        self.run(Command::RecordPayment {
-            result: PaymentResult {
-                kind: PaymentKind::Charge,
-                order_id: order_id.clone(),
-                district_id: self.ctx.district_id.clone(),
-                outcome: PaymentOutcome::Approved {
-                    reference: format!("ch_{n}"),
-                },
-            },
-            pickup_code: "482913".into(),
-        });
-        if n % 20 == 7 {
-            let due = self.ctx.now + self.ctx.policy.pickup_window;
-            self.uncollected.push_back((due, order_id));
-        } else {
-            self.run(Command::Order(OrderCommand::Pickup {
-                order_id,
-                pickup_code: "482913".into(),
-            }));
-        }
-        while let Some((due, _)) = self.uncollected.front() {
-            if *due > self.ctx.now {
-                break;
-            }
-            let Some((_, order_id)) = self.uncollected.pop_front() else {
-                break;
-            };
-            self.run(Command::Order(OrderCommand::FireTimer {
-                order_id,
-                timer: OrderTimer::PickupDeadline,
-            }));
-        }
-    }
+    at_seq
 }
