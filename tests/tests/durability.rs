@@ -15,7 +15,8 @@
 //!   and the node's only `fdatasync`s are its writer's, one per batch;
 //! - the *answer* is the first socket write carrying the order id (the
 //!   node's HTTP 201, or its payment request; the service's result
-//!   publish).
+//!   publish, which is a batch message whose payload holds the order id —
+//!   its msg id names the batch, not the request).
 //!
 //! The test demands record < sync returned < answer starts, in trace order.
 //! Trace order is causal (see the module docs of `strace`), so this holds
@@ -97,7 +98,7 @@ async fn every_acknowledged_write_is_fdatasynced_before_the_answer() {
         payment_calls = payments_trace.calls();
         let done = ids.iter().all(|id| {
             first_answer(&node_calls, id.as_bytes()).is_some()
-                && first_answer(&payment_calls, &charge_id(id)).is_some()
+                && first_answer(&payment_calls, id.as_bytes()).is_some()
         });
         async move { done }
     })
@@ -114,7 +115,7 @@ async fn every_acknowledged_write_is_fdatasynced_before_the_answer() {
         assert_synced_before_answer("node", &node_calls, id.as_bytes(), id.as_bytes());
         let outcome =
             protocol::codec::to_postcard(&(PaymentKind::Charge, id.as_str(), DISTRICT)).unwrap();
-        assert_synced_before_answer("payments", &payment_calls, &outcome, &charge_id(id));
+        assert_synced_before_answer("payments", &payment_calls, &outcome, id.as_bytes());
     }
 
     let count = |calls: &[Call], name: &str| calls.iter().filter(|c| c.name == name).count();
@@ -138,10 +139,6 @@ async fn order(pos: &Client) -> String {
     let r = pos.order(FRIDGE, &[(MEAL, 1)], "tok_visa", None).await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.body["order_id"].as_str().unwrap().to_string()
-}
-
-fn charge_id(order_id: &str) -> Vec<u8> {
-    protocol::payments::msg_id(PaymentKind::Charge, order_id).into_bytes()
 }
 
 fn first_answer<'a>(calls: &'a [Call], key: &[u8]) -> Option<&'a Call> {
