@@ -358,6 +358,16 @@ impl Outlet for Recorder {
 
 /// A district with one order whose charge is in the outbox; returns its
 /// message id (`charge-{order}`).
+/// Starts the relay over `outlet` on `district`: its lifecycle (stopped by
+/// the test) and the metrics it counts into.
+fn start_relay<O: Outlet + 'static>(outlet: O, district: &District) -> (Lifecycle, Arc<Metrics>) {
+    let lifecycle = Lifecycle::new();
+    let metrics = Arc::new(Metrics::default());
+    let (district, relay_metrics) = (district.clone(), metrics.clone());
+    lifecycle.spawn("relay", |s| nats::relay(outlet, district, relay_metrics, s));
+    (lifecycle, metrics)
+}
+
 async fn with_pending_charge() -> (District, tempfile::TempDir, String) {
     let (d, dir, mut ids) = with_pending_charges(&["o-1"]).await;
     (d, dir, ids.remove(0))
@@ -404,11 +414,8 @@ fn the_relay_publishes_the_outbox_republishes_after_its_period_and_stops_at_the_
     paused(|| async {
         let (d, _dir, msg_id) = with_pending_charge().await;
         let (outlet, mut broker) = recorder(Answer::Store, nats::MAX_PUBLISH_IN_FLIGHT);
-        let lifecycle = Lifecycle::new();
         let started = Instant::now();
-        let district = d.clone();
-        let metrics = Arc::new(Metrics::default());
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, metrics, s));
+        let (lifecycle, _metrics) = start_relay(outlet, &d);
 
         let (first, at) = broker.published.recv().await.unwrap();
         assert_eq!(first, msg_id);
@@ -442,10 +449,7 @@ fn a_relay_stuck_on_a_silent_broker_still_stops_at_the_signal() {
         let (d, _dir, _) = with_pending_charge().await;
         let (outlet, mut broker) = recorder(Answer::Store, nats::MAX_PUBLISH_IN_FLIGHT);
         *outlet.stall.lock().unwrap() = true;
-        let lifecycle = Lifecycle::new();
-        let district = d.clone();
-        let metrics = Arc::new(Metrics::default());
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, metrics, s));
+        let (lifecycle, _metrics) = start_relay(outlet, &d);
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(
             broker.published.try_recv().is_err(),
@@ -464,10 +468,7 @@ fn a_round_sends_every_request_before_awaiting_an_ack_and_counts_them_published_
         let orders = ["o-1", "o-2", "o-3", "o-4", "o-5"];
         let (d, _dir, msg_ids) = with_pending_charges(&orders).await;
         let (outlet, mut broker) = recorder(Answer::Wait, nats::MAX_PUBLISH_IN_FLIGHT);
-        let lifecycle = Lifecycle::new();
-        let metrics = Arc::new(Metrics::default());
-        let (district, relay_metrics) = (d.clone(), metrics.clone());
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, relay_metrics, s));
+        let (lifecycle, metrics) = start_relay(outlet, &d);
 
         let sent = broker.next(orders.len()).await;
         assert_eq!(sorted(sent), sorted(msg_ids.clone()), "each once");
@@ -511,10 +512,7 @@ fn a_round_packs_requests_into_messages_and_marks_each_published_when_its_messag
         let orders = ["o-1", "o-2", "o-3", "o-4", "o-5"];
         let (d, _dir, msg_ids) = with_pending_charges(&orders).await;
         let (outlet, mut broker) = batch_recorder(Answer::Wait, nats::MAX_PUBLISH_IN_FLIGHT, 2);
-        let lifecycle = Lifecycle::new();
-        let metrics = Arc::new(Metrics::default());
-        let (district, relay_metrics) = (d.clone(), metrics.clone());
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, relay_metrics, s));
+        let (lifecycle, metrics) = start_relay(outlet, &d);
 
         let sent = broker.next(orders.len()).await;
         assert_eq!(sorted(sent), sorted(msg_ids.clone()), "each once");
@@ -555,10 +553,7 @@ fn no_more_than_max_in_flight_requests_await_their_ack() {
         let (d, _dir, msg_ids) = with_pending_charges(&orders).await;
         let limit = 2;
         let (outlet, mut broker) = recorder(Answer::Wait, limit);
-        let lifecycle = Lifecycle::new();
-        let district = d.clone();
-        let metrics = Arc::new(Metrics::default());
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, metrics, s));
+        let (lifecycle, _metrics) = start_relay(outlet, &d);
 
         let first = broker.next(limit).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -584,10 +579,7 @@ fn a_refused_publish_is_sent_again_at_the_next_rescan_not_after_the_republish_pe
     paused(|| async {
         let (d, _dir, msg_id) = with_pending_charge().await;
         let (outlet, mut broker) = recorder(Answer::Refuse, nats::MAX_PUBLISH_IN_FLIGHT);
-        let lifecycle = Lifecycle::new();
-        let metrics = Arc::new(Metrics::default());
-        let (district, relay_metrics) = (d.clone(), metrics.clone());
-        lifecycle.spawn("relay", |s| nats::relay(outlet, district, relay_metrics, s));
+        let (lifecycle, metrics) = start_relay(outlet, &d);
 
         let (first, at) = broker.published.recv().await.unwrap();
         let (again, again_at) = broker.published.recv().await.unwrap();
