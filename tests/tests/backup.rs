@@ -307,7 +307,7 @@ async fn export_writes_json_lines_since_a_seq_and_restore_refuses_bad_backups() 
     );
     assert_eq!(m["record_count"].as_u64(), Some(total));
     assert_eq!(m["district_id"], "detroit-downtown");
-    assert_eq!(m["log_schema_version"], 1);
+    assert_eq!(m["log_schema_version"], 2);
 
     // A second backup to the same place is refused; the first stays whole.
     let again = cli_args(&node, "backup", &["--to", &backup.display().to_string()]);
@@ -337,7 +337,7 @@ async fn the_log_route_is_admin_only_and_refuses_bad_pages() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "application/octet-stream");
     assert_eq!(r.headers["larder-durable-seq"], total.to_string().as_str());
-    assert_eq!(r.headers["larder-log-schema-version"], "1");
+    assert_eq!(r.headers["larder-log-schema-version"], "2");
     for role in ["customer", "pos", "fridge", "kitchen"] {
         let r = node.as_role(role, "x").get("/v1/admin/log").await;
         assert_eq!(

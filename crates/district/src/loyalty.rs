@@ -362,6 +362,7 @@ mod tests {
                 payment_method: "tok_visa".into(),
                 hold_until: t0(),
                 idempotency: None,
+                price: None,
             },
         ]
     }
@@ -421,6 +422,43 @@ mod tests {
             s.loyalty().due()["commit-d/o1"].op,
             LedgerOp::Account(LoyaltyOp::Commit { points: 250, .. })
         ));
+    }
+
+    /// `placed_spending` as today's log records it: the price inside the
+    /// `OrderPlaced` (log schema 2) instead of an `OrderPriced` after it.
+    fn placed_spending_v2(channel: Channel) -> Vec<Event> {
+        let mut events = placed_spending(channel);
+        let Some(Event::Promotion(PromotionEvent::OrderPriced {
+            local_date, split, ..
+        })) = events.pop()
+        else {
+            unreachable!("placed_spending ends with its OrderPriced")
+        };
+        if let Some(Event::OrderPlaced { price, .. }) = events.last_mut() {
+            *price = Some(protocol::promotions::OrderPrice { local_date, split });
+        }
+        events
+    }
+
+    #[test]
+    fn a_price_in_the_placement_builds_what_a_version_1_order_priced_built() {
+        for then in [
+            purchased(),
+            Event::OrderCancelled {
+                order_id: OrderId::from_static("o1"),
+            },
+        ] {
+            let mut v1 = placed_spending(Channel::App);
+            let mut v2 = placed_spending_v2(Channel::App);
+            assert_eq!(v2.len() + 1, v1.len(), "one record fewer");
+            v1.push(then.clone());
+            v2.push(then);
+            let (v1, v2) = (state(v1), state(v2));
+            assert!(v2.orders().iter().all(|o| o.price.is_some()));
+            assert_eq!(v1.orders(), v2.orders());
+            assert_eq!(v1.promotions(), v2.promotions());
+            assert_eq!(v1.loyalty(), v2.loyalty());
+        }
     }
 
     #[test]

@@ -583,6 +583,7 @@ mod tests {
             payment_method: "tok_visa".into(),
             hold_until: t0(),
             idempotency: None,
+            price: None,
         }
     }
 

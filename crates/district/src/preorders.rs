@@ -97,6 +97,8 @@ pub(crate) fn place(
             payment_method: request.payment_method.clone(),
             hold_until: ctx.now + ctx.policy.grace_window_app,
             idempotency: p.idempotency,
+            // Orders ahead are charged the list price of their meal.
+            price: None,
         },
         Event::Schedule(ScheduleEvent::PreorderPlaced {
             order_id: p.order_id,

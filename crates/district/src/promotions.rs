@@ -24,7 +24,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use imbl::{HashMap, OrdMap};
 use protocol::catalog::Meal;
 use protocol::orders::OrderLine;
-use protocol::promotions::{CampaignSpec, CouponSpec, PriceSplit, PromotionEvent, SubsidySpec};
+use protocol::promotions::{
+    CampaignSpec, CouponSpec, OrderPrice, PriceSplit, PromotionEvent, SubsidySpec,
+};
 use protocol::{CampaignId, CouponCode, Event, FridgeId, OrderId, SubsidyId};
 
 use crate::{Context, DistrictState, DomainError};
@@ -481,8 +483,8 @@ pub fn display_price(
     )
 }
 
-/// Applies a promotion fact. Touches two areas on `OrderPriced`: the
-/// order keeps its split (charges and refunds read it).
+/// Applies a promotion fact. Touches two areas on (a version-1 log's)
+/// `OrderPriced`: the order keeps its split (charges and refunds read it).
 pub(crate) fn evolve(state: &mut DistrictState, event: &PromotionEvent) -> bool {
     let promos = &mut state.promotions;
     match event {
@@ -561,26 +563,38 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &PromotionEvent) -> bool 
     }
 }
 
+/// A version-1 log's `OrderPriced`: the order placed just before keeps its
+/// split, and its uses are held.
 fn priced(
     state: &mut DistrictState,
     order_id: &OrderId,
     local_date: NaiveDate,
     split: &Arc<PriceSplit>,
 ) {
+    let shared = split.clone();
+    state.orders.update(order_id, |o| o.price = Some(shared));
+    let price = OrderPrice {
+        local_date,
+        split: split.clone(),
+    };
+    hold(state, order_id, &price);
+}
+
+/// Holds the uses an order's price takes (coupon, campaign budgets, the
+/// sponsor's daily cap), once its order is in the book with its split.
+pub(crate) fn hold(state: &mut DistrictState, order_id: &OrderId, price: &OrderPrice) {
     let Some(order) = state.orders.get(order_id) else {
         return; // Recorded with its OrderPlaced; nothing to price without it.
     };
     let priced = PricedOrder {
         customer: order.customer.clone(),
         fridge_id: order.fridge_id.clone(),
-        local_date,
-        split: split.clone(),
+        local_date: price.local_date,
+        split: price.split.clone(),
         uses_held: true,
         subsidy_held: true,
         kept_when_archived: None,
     };
-    let shared = priced.split.clone();
-    state.orders.update(order_id, |o| o.price = Some(shared));
     count(&mut state.promotions, &priced, 1);
     state
         .promotions

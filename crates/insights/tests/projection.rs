@@ -99,6 +99,7 @@ fn placed(order: &str, fridge: &str, meal: &str, qty: u32) -> Event {
         payment_method: "tok_visa".into(),
         hold_until: at(0, 0, 0),
         idempotency: None,
+        price: None,
     }
 }
 

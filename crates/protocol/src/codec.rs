@@ -12,6 +12,14 @@
 //!    [`LOG_SCHEMA_VERSION`]; the previous envelope/event types move to a
 //!    `v{N}` module, and [`decode_log_record`] decodes old records with them
 //!    and upcasts (`From<v{N}::EventEnvelope>`) into today's types.
+//!    One change needs no copy of the old types: a field *appended* to a
+//!    variant, whose value in older records is its `Default`. It is marked
+//!    `#[serde(default, deserialize_with = "crate::codec::since_v{N}")]`:
+//!    while [`decode_log_record`] decodes an older record, that function
+//!    reads nothing and yields the default (the field's bytes are not
+//!    there), and for records of version N or later it reads the field.
+//!    Version 2 appended `price` to `OrderPlaced` this way (version-1 logs
+//!    recorded the price as a separate `OrderPriced` event, still applied).
 //! 3. `tests/golden.rs` holds records written by every released version;
 //!    they must keep decoding to the same events. A failing golden test means
 //!    an upcaster is missing — never regenerate the bytes to make it pass.
@@ -22,7 +30,45 @@
 use crate::envelope::EventEnvelope;
 
 /// Schema version written by this build.
-pub const LOG_SCHEMA_VERSION: u16 = 1;
+/// - 1: the first released log.
+/// - 2: `OrderPlaced` gained `price` (appended; see [`since_v2`]).
+pub const LOG_SCHEMA_VERSION: u16 = 2;
+
+thread_local! {
+    /// Schema version of the log record this thread is decoding; today's
+    /// version outside [`decode_log_record`] (postcard of today's types).
+    static DECODING_VERSION: std::cell::Cell<u16> = const { std::cell::Cell::new(LOG_SCHEMA_VERSION) };
+}
+
+/// Sets [`DECODING_VERSION`] for one decode, restoring it on every exit
+/// (a panic in a nested decoder included).
+struct DecodingVersion(u16);
+
+impl DecodingVersion {
+    fn set(version: u16) -> DecodingVersion {
+        DecodingVersion(DECODING_VERSION.with(|v| v.replace(version)))
+    }
+}
+
+impl Drop for DecodingVersion {
+    fn drop(&mut self) {
+        DECODING_VERSION.with(|v| v.set(self.0));
+    }
+}
+
+/// `deserialize_with` for a field appended to a variant in schema version
+/// 2 (the policy's rule 2, appended fields): a version-1 record has no bytes
+/// for it, so it reads nothing and is the field's default.
+pub fn since_v2<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    if DECODING_VERSION.with(std::cell::Cell::get) < 2 {
+        return Ok(T::default());
+    }
+    T::deserialize(d)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -45,10 +91,11 @@ pub fn decode_log_record(bytes: &[u8]) -> Result<EventEnvelope, CodecError> {
         return Err(CodecError::Truncated);
     }
     let version = u16::from_le_bytes([bytes[0], bytes[1]]);
-    match version {
-        1 => Ok(postcard::from_bytes(&bytes[2..])?),
-        other => Err(CodecError::UnknownVersion(other)),
+    if version == 0 || version > LOG_SCHEMA_VERSION {
+        return Err(CodecError::UnknownVersion(version));
     }
+    let _decoding = DecodingVersion::set(version);
+    Ok(postcard::from_bytes(&bytes[2..])?)
 }
 
 /// Postcard for small messages on NATS (payments and the like).

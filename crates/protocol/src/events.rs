@@ -66,6 +66,13 @@ pub enum Event {
         hold_until: DateTime<Utc>,
         /// `(key, request fingerprint)` from the `Idempotency-Key` header.
         idempotency: Option<(String, u64)>,
+        /// The price after promotions; `None`: the list price (`total`).
+        /// Appended in log schema 2: a version-1 log recorded it as a
+        /// separate `OrderPriced` event after this one, which is still
+        /// applied. One record per order instead of two is what keeps a
+        /// priced confirm as cheap as a list-price one (issue 12).
+        #[serde(default, deserialize_with = "crate::codec::since_v2")]
+        price: Option<crate::promotions::OrderPrice>,
     },
     MealStockReserved {
         order_id: OrderId,

@@ -392,6 +392,21 @@ pub struct LinePrice {
     pub discount_minor: i64,
 }
 
+/// An order's price after promotions, recorded in its `OrderPlaced`
+/// (`OrderPriced` in version-1 logs). Holds the coupon use, the campaign
+/// budgets and the sponsor's daily cap until the order is cancelled in its
+/// grace window or refused by payments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPrice {
+    /// The district-local day the order counts against (subsidy caps,
+    /// statements and reports by day).
+    pub local_date: NaiveDate,
+    /// Shared with the order that keeps it, so copying the event (the
+    /// writer hands it to the log, the feed and the push hub) does not copy
+    /// the split. Encoded exactly as a `PriceSplit`.
+    pub split: std::sync::Arc<PriceSplit>,
+}
+
 /// The money split of an order. Invariant (checked by [`PriceSplit::check`]
 /// and property-tested in the `promotions` crate):
 /// `list = charged + campaigns + coupon + subsidy + points`, every part ≥ 0.
@@ -490,7 +505,8 @@ pub enum PromotionEvent {
         subsidy_id: SubsidyId,
     },
     /// An order's price after promotions, recorded with its `OrderPlaced`
-    /// (an order without one was charged its list price). Holds the
+    /// by version-1 logs (today's logs record it in `OrderPlaced::price`;
+    /// this variant is still applied when an old log is replayed). Holds the
     /// coupon use, the campaign budgets and the sponsor's daily cap until
     /// the order is cancelled in its grace window or refused by payments.
     OrderPriced {

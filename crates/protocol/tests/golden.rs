@@ -3,10 +3,13 @@
 //! regenerate these bytes.
 //!
 //! `golden/v1_events.hex` holds one schema-v1 log record per `Event`
-//! variant, captured when the goldens were introduced. The variant list is an
-//! exhaustive `match` ([`variant`]), so a new variant does not compile until
-//! it is given its index here; the test then prints the record to append.
-//! Appending a line for a new variant is the only edit the file ever gets.
+//! variant, captured when the goldens were introduced; frozen since schema
+//! 2 was released. `golden/v2_events.hex` holds the same for schema 2 (the
+//! samples as version 2 writes them). The variant list is an exhaustive
+//! `match` ([`variant`]), so a new variant does not compile until it is
+//! given its index here; the test then prints the record to append to the
+//! newest file. Appending a line for a new variant is the only edit the
+//! newest file ever gets.
 
 use chrono::{DateTime, TimeZone, Utc};
 use protocol::catalog::{Fridge, FridgeStatus, Meal, MealSpec, Nutrition};
@@ -18,7 +21,8 @@ use protocol::notifications::NotificationEvent;
 use protocol::orders::{Channel, OrderLine, RefundReason, RefusalReason};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentRequest, PaymentResult};
 use protocol::promotions::{
-    CampaignDiscount, CouponUse, LinePrice, PointsSpend, PriceSplit, PromotionEvent, SubsidyShare,
+    CampaignDiscount, CouponUse, LinePrice, OrderPrice, PointsSpend, PriceSplit, PromotionEvent,
+    SubsidyShare,
 };
 use protocol::restock::RestockEvent;
 use protocol::schedule::{ScheduleEvent, WithdrawReason};
@@ -31,6 +35,8 @@ use protocol::{DistrictId, Event, EventEnvelope, FridgeId, KitchenId, MealId, Or
 const V1_STOCK_UPDATED_HEX: &str = include_str!("golden/v1_stock_updated.hex");
 /// `name hex` per line: one schema-v1 record per `Event` variant.
 const V1_EVENTS: &str = include_str!("golden/v1_events.hex");
+/// `name hex` per line: one schema-v2 record per `Event` variant.
+const V2_EVENTS: &str = include_str!("golden/v2_events.hex");
 
 fn unhex(s: &str) -> Vec<u8> {
     let s = s.trim();
@@ -182,6 +188,7 @@ fn samples() -> Vec<Event> {
             payment_method: "tok_visa".into(),
             hold_until: at(),
             idempotency: Some(("key-1".into(), 0xdead_beef)),
+            price: None,
         },
         Event::MealStockReserved {
             order_id: order(),
@@ -357,7 +364,30 @@ fn samples() -> Vec<Event> {
     ]
 }
 
+/// The samples as schema 2 writes them: `OrderPlaced` carries its price
+/// (version 1 had no such field; its records decode with `price: None`).
+fn samples_v2() -> Vec<Event> {
+    let mut samples = samples();
+    let split = samples.iter().find_map(|e| match e {
+        Event::Promotion(PromotionEvent::OrderPriced { split, .. }) => Some(split.clone()),
+        _ => None,
+    });
+    for event in &mut samples {
+        if let Event::OrderPlaced { price, .. } = event {
+            *price = split.clone().map(|split| OrderPrice {
+                local_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
+                split,
+            });
+        }
+    }
+    samples
+}
+
 fn envelope(seq: u64, event: Event) -> EventEnvelope {
+    envelope_v(1, seq, event)
+}
+
+fn envelope_v(schema_version: u16, seq: u64, event: Event) -> EventEnvelope {
     EventEnvelope {
         event_id: ulid::Ulid::from_parts(1_700_000_000_000, seq as u128),
         seq,
@@ -368,14 +398,13 @@ fn envelope(seq: u64, event: Event) -> EventEnvelope {
         valid_from: at(),
         correlation_id: Some(ulid::Ulid::from_parts(1, 1)),
         causation_id: Some(ulid::Ulid::from_parts(1, 2)),
-        schema_version: 1,
+        schema_version,
         event,
     }
 }
 
-fn goldens() -> Vec<(&'static str, Vec<u8>)> {
-    V1_EVENTS
-        .lines()
+fn goldens(file: &'static str) -> Vec<(&'static str, Vec<u8>)> {
+    file.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let (name, hex) = l.split_once(' ').expect("`name hex` per line");
@@ -384,12 +413,9 @@ fn goldens() -> Vec<(&'static str, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn every_event_variant_has_a_golden_record_that_decodes_and_reencodes_identically() {
-    let goldens = goldens();
-    let samples = samples();
-    // The samples cover every variant once, in declaration order, so the
-    // goldens do too.
+/// The samples cover every variant once, in declaration order, so the
+/// goldens do too.
+fn check_variant_order(samples: &[Event]) -> usize {
     for (i, event) in samples.iter().enumerate() {
         let (index, name) = variant(event);
         assert_eq!(index as usize, i, "samples() must list {name} at its index");
@@ -401,14 +427,21 @@ fn every_event_variant_has_a_golden_record_that_decodes_and_reencodes_identicall
     }
     let last = samples.last().map(variant).unwrap().0 as usize;
     assert_eq!(last + 1, samples.len());
+    last
+}
 
+#[test]
+fn every_event_variant_has_a_schema_v2_golden_that_decodes_and_reencodes_identically() {
+    let goldens = goldens(V2_EVENTS);
+    let samples = samples_v2();
+    let last = check_variant_order(&samples);
     for (i, event) in samples.into_iter().enumerate() {
         let (_, name) = variant(&event);
-        let env = envelope(i as u64 + 1, event);
+        let env = envelope_v(2, i as u64 + 1, event);
         let written = encode_log_record(&env).unwrap();
         let Some((golden_name, golden)) = goldens.get(i) else {
             panic!(
-                "no golden for {name}; append this line to tests/golden/v1_events.hex:\n{name} {}",
+                "no golden for {name}; append this line to tests/golden/v2_events.hex:\n{name} {}",
                 hex(&written)
             );
         };
@@ -426,6 +459,52 @@ fn every_event_variant_has_a_golden_record_that_decodes_and_reencodes_identicall
         );
     }
     assert_eq!(goldens.len(), last + 1, "a golden without a variant");
+}
+
+/// Version-1 records (frozen) decode to the same events, upcast: an
+/// `OrderPlaced` of version 1 has no price (`OrderPriced` carried it).
+#[test]
+fn every_schema_v1_golden_still_decodes_to_its_event() {
+    let goldens = goldens(V1_EVENTS);
+    let samples = samples();
+    check_variant_order(&samples);
+    assert_eq!(goldens.len(), samples.len(), "v1 goldens are frozen");
+    for (i, event) in samples.into_iter().enumerate() {
+        let (_, name) = variant(&event);
+        let (golden_name, golden) = &goldens[i];
+        assert_eq!(*golden_name, name, "golden line {} is not {name}", i + 1);
+        assert_eq!(u16::from_le_bytes([golden[0], golden[1]]), 1);
+        let decoded = decode_log_record(golden)
+            .unwrap_or_else(|e| panic!("{name}: golden no longer decodes ({e}); add an upcaster"));
+        assert_eq!(
+            decoded,
+            envelope(i as u64 + 1, event),
+            "{name}: golden decodes to something else; add an upcaster"
+        );
+    }
+}
+
+/// The appended field round-trips in version-2 records with and without a
+/// price, and a record from a newer build is refused rather than misread.
+#[test]
+fn order_placed_price_is_read_only_from_schema_v2_records() {
+    let placed = samples_v2()
+        .into_iter()
+        .find(|e| matches!(e, Event::OrderPlaced { price: Some(_), .. }))
+        .unwrap();
+    let env = envelope_v(2, 1, placed);
+    let bytes = encode_log_record(&env).unwrap();
+    assert_eq!(decode_log_record(&bytes).unwrap(), env);
+    let mut unpriced = env.clone();
+    if let Event::OrderPlaced { price, .. } = &mut unpriced.event {
+        *price = None;
+    }
+    let bytes = encode_log_record(&unpriced).unwrap();
+    assert_eq!(decode_log_record(&bytes).unwrap(), unpriced);
+    // A version from the future is refused, not guessed at.
+    let mut future = bytes.clone();
+    future[..2].copy_from_slice(&3u16.to_le_bytes());
+    assert!(decode_log_record(&future).is_err());
 }
 
 /// Unit enums nested in events: postcard writes their variant index, so

@@ -17,7 +17,7 @@ use protocol::catalog::FridgeStatus;
 use protocol::orders::{
     Channel, OrderId, OrderLine, OrderStatus, PlaceOrder, RefundReason, RefusalReason,
 };
-use protocol::promotions::PromotionEvent;
+use protocol::promotions::{OrderPrice, PromotionEvent};
 use protocol::{Event, MealId};
 
 use super::{Context, DistrictState, DomainError, Recorded};
@@ -342,18 +342,17 @@ fn place_now(
         payment_method: request.payment_method,
         hold_until: ctx.now + grace,
         idempotency,
+        // In the placement itself, not a record of its own: every record
+        // costs the log, the feed and each follower (issue 12).
+        price: price.map(|(local_date, split)| OrderPrice {
+            local_date,
+            split: std::sync::Arc::new(split),
+        }),
     }];
     if let Some(owner) = referral {
         events.push(Event::Promotion(PromotionEvent::OrderReferred {
             order_id: order_id.clone(),
             owner,
-        }));
-    }
-    if let Some((local_date, split)) = price {
-        events.push(Event::Promotion(PromotionEvent::OrderPriced {
-            order_id: order_id.clone(),
-            local_date,
-            split: std::sync::Arc::new(split),
         }));
     }
     events.extend(hold_events);
@@ -456,6 +455,7 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
             payment_method,
             hold_until,
             idempotency,
+            price,
             ..
         } => {
             let mut order = Order::new(
@@ -474,7 +474,11 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
                 rec.at,
             );
             order.timer = Some((*hold_until, OrderTimer::GraceWindowEnd));
+            order.price = price.as_ref().map(|p| p.split.clone());
             state.orders.add(order, idempotency.as_ref());
+            if let Some(price) = price {
+                crate::promotions::hold(state, order_id, price);
+            }
             false
         }
         Event::OrderCancelled { order_id } => {
