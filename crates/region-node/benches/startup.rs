@@ -3,7 +3,7 @@
 //! it, and how big the snapshot and the node's memory are afterwards.
 //!
 //! ```text
-//! cargo bench -p region-node --bench startup -- [--events N] [--spacing-secs S] [--runs R] [--tail T] [--stages] [--no-full]
+//! cargo bench -p region-node --bench startup -- [--events N] [--spacing-secs S] [--runs R] [--tail T] [--stages] [--no-full] [--snapshot-write]
 //! ```
 //! Default: `--events 1000000 --spacing-secs 4 --runs 3 --tail 100000`.
 //!
@@ -27,6 +27,8 @@
 //! snapshot's load apart), and resident memory after each. `--stages`
 //! adds where a full replay's time goes (read, decode, evolve; warm
 //! cache); `--no-full` skips the full replays (a minute or more at 10 M).
+//! `--snapshot-write` measures instead what writing one snapshot costs
+//! (time and bytes per order in memory, encoding apart), R times.
 //! Figures: BENCHMARKS.md, "Start-up" (10 M events: generated in ~10 min,
 //! start-up from the snapshot 1.8–2.8 s on the shared 2-core VM).
 
@@ -55,6 +57,8 @@ struct Args {
     tail: u64,
     stages: bool,
     full: bool,
+    /// Measure what writing one snapshot costs instead of start-ups.
+    snapshot_write: bool,
     /// Set in the child process: `full` or `snapshot`, on this directory.
     measure: Option<(String, PathBuf)>,
 }
@@ -67,6 +71,7 @@ fn args() -> Args {
         tail: region_node::config::SNAPSHOT_EVERY_EVENTS_DEFAULT,
         stages: false,
         full: true,
+        snapshot_write: false,
         measure: None,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -86,6 +91,11 @@ fn args() -> Args {
             }
             ("--no-full", _) => {
                 a.full = false;
+                i += 1;
+                continue;
+            }
+            ("--snapshot-write", _) => {
+                a.snapshot_write = true;
                 i += 1;
                 continue;
             }
@@ -154,6 +164,9 @@ fn main() {
     );
     if args.stages {
         stages(&log, args.events);
+    }
+    if args.snapshot_write {
+        return snapshot_write(&log, &snapshots, &dir, args.runs);
     }
     drop(log);
     println!(
@@ -246,6 +259,46 @@ fn stages(log: &EventLog, events: u64) {
         rate(decode_took),
         rate(full_took)
     );
+}
+
+/// What one snapshot write costs per hot order (an order in memory, the
+/// bulk of the state): the snapshot task's `SnapshotStore::write` of the
+/// generated snapshot's state, `runs` times into a scratch directory
+/// (warm: the state is in memory as in the node), and the encoding alone
+/// into a counting sink, to tell encoding from the file's I/O.
+fn snapshot_write(log: &EventLog, snapshots: &SnapshotStore, dir: &Path, runs: usize) {
+    let state = snapshots
+        .load_newest(log)
+        .expect("a snapshot to start from")
+        .state;
+    let orders = state.orders().len().max(1) as f64;
+    let scratch = dir.join("write-scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let store = SnapshotStore::new(&scratch, 1);
+    println!(
+        "snapshot write at seq {}, {orders} orders in memory",
+        state.last_seq()
+    );
+    println!("run | write ms | µs/order | bytes | bytes/order | encode only ms | µs/order");
+    for run in 1..=runs {
+        let started = Instant::now();
+        let path = store.write(&state, log).unwrap();
+        let write = started.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let started = Instant::now();
+        let encoded = postcard::experimental::serialized_size(&state).unwrap();
+        let encode = started.elapsed().as_secs_f64();
+        assert!(encoded as u64 <= bytes);
+        println!(
+            "{run} | {:.0} | {:.2} | {bytes} | {:.0} | {:.0} | {:.2}",
+            write * 1e3,
+            write * 1e6 / orders,
+            bytes as f64 / orders,
+            encode * 1e3,
+            encode * 1e6 / orders
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 fn drop_page_cache() {
