@@ -93,18 +93,18 @@ impl SnapshotStore {
         let event_id = log
             .event_id_at(seq)
             .map_err(|e| SnapshotError::Unusable(format!("reading event {seq}: {e}")))?;
-        let body = postcard::to_stdvec(state).map_err(SnapshotError::Encode)?;
-        let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&STATE_SNAPSHOT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&seq.to_le_bytes());
-        bytes.extend_from_slice(&event_id.to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
         fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))?;
         let path = self.dir.join(format!("{PREFIX}{seq:020}{SUFFIX}"));
-        write_durably(&path, &bytes)?;
+        // Temporary name, fsync, rename, fsync of the directory: the name
+        // appears only for complete, durable contents.
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = write_synced(&tmp, state, seq, event_id) {
+            // Only a cache: a half-written temporary file is just litter.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+        archive::sync_dir(archive::parent_of(&path))?;
         self.prune();
         Ok(path)
     }
@@ -198,13 +198,109 @@ fn read(path: &Path, seq_in_name: u64, log: &EventLog) -> Result<DistrictState, 
     Ok(state)
 }
 
-/// Temporary file, fsync, rename, fsync of the directory: the name appears
-/// only for complete, durable contents.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
-    let tmp = path.with_extension("tmp");
-    archive::write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path).map_err(io_err("rename", path))?;
-    Ok(archive::sync_dir(archive::parent_of(path))?)
+/// Bytes encoded between two writes to the file. The state is tens of MB
+/// (~400 bytes an order in memory): encoding it into one `Vec` grew it by
+/// doubling (copies and fresh pages for ~2x the body) and then copied it
+/// again behind the header; chunks keep the encoder's memory at this size
+/// and the write calls at one per MiB.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Encodes `state` straight into the file at `tmp` and fsyncs it. The body
+/// streams out in chunks, its length and crc32 taken as it goes; the header,
+/// which names both, goes last, over the zeroes left for it at the start
+/// (the format is the one [`read`] expects whatever the write order).
+fn write_synced(
+    tmp: &Path,
+    state: &DistrictState,
+    seq: u64,
+    event_id: u128,
+) -> Result<(), SnapshotError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::FileExt as _;
+    let mut file = fs::File::create(tmp).map_err(io_err("create", tmp))?;
+    file.write_all(&[0; HEADER_BYTES])
+        .map_err(io_err("write", tmp))?;
+    let mut chunks = Chunks {
+        file,
+        buf: Vec::with_capacity(WRITE_CHUNK_BYTES),
+        crc: crc32fast::Hasher::new(),
+        len_bytes: 0,
+        failed: None,
+    };
+    if let Err(e) = postcard::serialize_with_flavor(state, &mut chunks) {
+        return Err(match chunks.failed.take() {
+            Some(source) => io_err("write", tmp)(source),
+            None => SnapshotError::Encode(e),
+        });
+    }
+    let Chunks {
+        file,
+        crc,
+        len_bytes,
+        ..
+    } = chunks;
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&STATE_SNAPSHOT_VERSION.to_le_bytes());
+    header.extend_from_slice(&seq.to_le_bytes());
+    header.extend_from_slice(&event_id.to_le_bytes());
+    header.extend_from_slice(&len_bytes.to_le_bytes());
+    header.extend_from_slice(&crc.finalize().to_le_bytes());
+    file.write_all_at(&header, 0)
+        .map_err(io_err("write", tmp))?;
+    file.sync_all().map_err(io_err("fsync", tmp))
+}
+
+/// A postcard output that writes to a file in [`WRITE_CHUNK_BYTES`] chunks,
+/// summing the body's length and crc32 as they leave.
+struct Chunks {
+    file: fs::File,
+    buf: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len_bytes: u64,
+    /// The write that failed: postcard's error type has no room for it, so
+    /// the encoder is stopped with a stand-in and this is reported.
+    failed: Option<io::Error>,
+}
+
+impl Chunks {
+    fn flush(&mut self) -> postcard::Result<()> {
+        use std::io::Write as _;
+        self.crc.update(&self.buf);
+        self.len_bytes += self.buf.len() as u64;
+        let written = self.file.write_all(&self.buf);
+        self.buf.clear();
+        written.map_err(|e| {
+            self.failed = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
+    }
+}
+
+impl postcard::ser_flavors::Flavor for &mut Chunks {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.buf.push(byte);
+        if self.buf.len() >= WRITE_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= WRITE_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        self.flush()
+    }
 }
 
 /// What start-up recovered, and from where.
