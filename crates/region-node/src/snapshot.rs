@@ -405,12 +405,38 @@ fn replay_into(
 }
 
 /// When the background task writes a snapshot (`[snapshots]`).
+///
+/// A snapshot encodes the whole hot state, so its cost grows with the
+/// orders in memory; a fixed interval in events would make that cost per
+/// event grow with them too. The interval is therefore at least
+/// `events_per_hot_order` events per order in memory: a snapshot's cost is
+/// then spread over events in proportion to it, and costs each event at
+/// most its cost per order divided by that factor, whatever the state's
+/// size (the factor's reasons: `config::SNAPSHOT_EVENTS_PER_HOT_ORDER_DEFAULT`).
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotPolicy {
-    /// After this many events since the last snapshot.
+    /// After at least this many events since the last snapshot.
     pub every_events: u64,
+    /// And at least this many events per order in memory.
+    pub events_per_hot_order: u64,
     /// Or after this long, if there is any new event at all.
     pub every_secs: u64,
+}
+
+impl SnapshotPolicy {
+    /// Events after the last snapshot that make the next one due, for a
+    /// state holding `hot_orders` orders.
+    pub fn interval_events(&self, hot_orders: u64) -> u64 {
+        self.every_events
+            .max(self.events_per_hot_order.saturating_mul(hot_orders))
+    }
+
+    /// Whether a snapshot is due: `new_events` since the last one, which
+    /// was `since_secs` ago, with `hot_orders` orders in memory now.
+    pub fn is_due(&self, new_events: u64, hot_orders: u64, since_secs: u64) -> bool {
+        new_events >= self.interval_events(hot_orders)
+            || (new_events > 0 && since_secs >= self.every_secs)
+    }
 }
 
 /// How often the task looks whether a snapshot is due, in milliseconds.
@@ -441,9 +467,8 @@ pub async fn run(
         }
         let state = district.state();
         let new_events = state.last_seq() - covered_seq;
-        let due = new_events >= policy.every_events
-            || (new_events > 0 && since.elapsed().as_secs() >= policy.every_secs);
-        if !due {
+        let hot_orders = state.orders().len() as u64;
+        if !policy.is_due(new_events, hot_orders, since.elapsed().as_secs()) {
             continue;
         }
         let (store, log) = (store.clone(), log.clone());
@@ -461,5 +486,63 @@ pub async fn run(
             Ok(Err(e)) => tracing::warn!(seq, error = %e, "snapshot not written"),
             Err(e) => tracing::warn!(seq, error = %e, "snapshot task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SnapshotPolicy;
+
+    const POLICY: SnapshotPolicy = SnapshotPolicy {
+        every_events: 100_000,
+        events_per_hot_order: 2,
+        every_secs: 600,
+    };
+
+    #[test]
+    fn a_small_state_snapshots_every_every_events() {
+        assert_eq!(POLICY.interval_events(0), 100_000);
+        assert_eq!(POLICY.interval_events(50_000), 100_000);
+        assert!(!POLICY.is_due(99_999, 10_000, 0));
+        assert!(POLICY.is_due(100_000, 10_000, 0));
+    }
+
+    #[test]
+    fn a_big_state_waits_in_proportion_to_its_orders() {
+        assert_eq!(POLICY.interval_events(300_000), 600_000);
+        assert!(!POLICY.is_due(100_000, 300_000, 0));
+        assert!(!POLICY.is_due(599_999, 300_000, 0));
+        assert!(POLICY.is_due(600_000, 300_000, 0));
+    }
+
+    #[test]
+    fn time_makes_one_due_only_with_new_events() {
+        assert!(POLICY.is_due(1, 300_000, 600));
+        assert!(!POLICY.is_due(1, 300_000, 599));
+        assert!(!POLICY.is_due(0, 0, 10_000));
+    }
+
+    #[test]
+    fn the_defaults_wait_one_event_per_order_beyond_every_events() {
+        let policy = crate::config::SnapshotsConfig::default().policy();
+        assert_eq!(policy.interval_events(20_000), 100_000);
+        assert_eq!(policy.interval_events(300_000), 300_000);
+        assert!(!policy.is_due(299_999, 300_000, 599));
+        assert!(policy.is_due(300_000, 300_000, 0));
+    }
+
+    #[test]
+    fn no_factor_is_the_fixed_interval_and_nothing_overflows() {
+        let fixed = SnapshotPolicy {
+            events_per_hot_order: 0,
+            ..POLICY
+        };
+        assert_eq!(fixed.interval_events(1_000_000), 100_000);
+        let huge = SnapshotPolicy {
+            events_per_hot_order: u64::MAX,
+            ..POLICY
+        };
+        assert_eq!(huge.interval_events(2), u64::MAX);
+        assert!(huge.is_due(1, 2, 600));
     }
 }
