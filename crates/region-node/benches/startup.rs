@@ -15,8 +15,9 @@
 //! as the writer writes them, so the hot state holds only the 7-day
 //! retention window. While generating, a snapshot is written T events
 //! before the end (at the next order boundary), as the node's snapshot task
-//! would; T defaults to the task's `every_events`, the longest tail a node
-//! replays.
+//! would; T defaults to the task's `every_events`. (The task waits at least
+//! one event per order in memory, `events_per_hot_order`, so a node's
+//! longest tail is the larger of that and its orders: ~150k for these logs.)
 //!
 //! Each measurement runs in a fresh process (so resident memory is the
 //! node's, not the generator's or an earlier run's), on the node's
