@@ -3,7 +3,7 @@
 //! it, and how big the snapshot and the node's memory are afterwards.
 //!
 //! ```text
-//! cargo bench -p region-node --bench startup -- [--events N] [--spacing-secs S] [--runs R] [--tail T] [--stages] [--no-full]
+//! cargo bench -p region-node --bench startup -- [--events N] [--spacing-secs S] [--runs R] [--tail T] [--stages] [--no-full] [--snapshot-write]
 //! ```
 //! Default: `--events 1000000 --spacing-secs 4 --runs 3 --tail 100000`.
 //!
@@ -15,8 +15,9 @@
 //! as the writer writes them, so the hot state holds only the 7-day
 //! retention window. While generating, a snapshot is written T events
 //! before the end (at the next order boundary), as the node's snapshot task
-//! would; T defaults to the task's `every_events`, the longest tail a node
-//! replays.
+//! would; T defaults to the task's `every_events`. (The task waits at least
+//! one event per order in memory, `events_per_hot_order`, so a node's
+//! longest tail is the larger of that and its orders: ~150k for these logs.)
 //!
 //! Each measurement runs in a fresh process (so resident memory is the
 //! node's, not the generator's or an earlier run's), on the node's
@@ -27,6 +28,8 @@
 //! snapshot's load apart), and resident memory after each. `--stages`
 //! adds where a full replay's time goes (read, decode, evolve; warm
 //! cache); `--no-full` skips the full replays (a minute or more at 10 M).
+//! `--snapshot-write` measures instead what writing one snapshot costs
+//! (time and bytes per order in memory, encoding apart), R times.
 //! Figures: BENCHMARKS.md, "Start-up" (10 M events: generated in ~10 min,
 //! start-up from the snapshot 1.8–2.8 s on the shared 2-core VM).
 
@@ -55,6 +58,8 @@ struct Args {
     tail: u64,
     stages: bool,
     full: bool,
+    /// Measure what writing one snapshot costs instead of start-ups.
+    snapshot_write: bool,
     /// Set in the child process: `full` or `snapshot`, on this directory.
     measure: Option<(String, PathBuf)>,
 }
@@ -67,6 +72,7 @@ fn args() -> Args {
         tail: region_node::config::SNAPSHOT_EVERY_EVENTS_DEFAULT,
         stages: false,
         full: true,
+        snapshot_write: false,
         measure: None,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -86,6 +92,11 @@ fn args() -> Args {
             }
             ("--no-full", _) => {
                 a.full = false;
+                i += 1;
+                continue;
+            }
+            ("--snapshot-write", _) => {
+                a.snapshot_write = true;
                 i += 1;
                 continue;
             }
@@ -154,6 +165,9 @@ fn main() {
     );
     if args.stages {
         stages(&log, args.events);
+    }
+    if args.snapshot_write {
+        return snapshot_write(&log, &snapshots, &dir, args.runs);
     }
     drop(log);
     println!(
@@ -246,6 +260,71 @@ fn stages(log: &EventLog, events: u64) {
         rate(decode_took),
         rate(full_took)
     );
+}
+
+/// What one snapshot write costs per hot order (an order in memory, the
+/// bulk of the state): the snapshot task's `SnapshotStore::write` of the
+/// generated snapshot's state, `runs` times into a scratch directory
+/// (warm: the state is in memory as in the node; wall and CPU time, the
+/// difference mostly the wait for fsync), and the encoding alone
+/// into a counting sink, to tell encoding from the file's I/O.
+fn snapshot_write(log: &EventLog, snapshots: &SnapshotStore, dir: &Path, runs: usize) {
+    let state = snapshots
+        .load_newest(log)
+        .expect("a snapshot to start from")
+        .state;
+    let orders = state.orders().len().max(1) as f64;
+    let scratch = dir.join("write-scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let store = SnapshotStore::new(&scratch, 1);
+    println!(
+        "snapshot write at seq {}, {orders} orders in memory",
+        state.last_seq()
+    );
+    println!(
+        "run | write ms | µs/order | of which CPU ms | CPU µs/order | bytes | bytes/order \
+         | encode only ms | µs/order"
+    );
+    for run in 1..=runs {
+        let (started, cpu_started) = (Instant::now(), thread_cpu_secs());
+        let path = store.write(&state, log).unwrap();
+        let write = started.elapsed().as_secs_f64();
+        let cpu = thread_cpu_secs() - cpu_started;
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let started = Instant::now();
+        let encoded = postcard::experimental::serialized_size(&state).unwrap();
+        let encode = started.elapsed().as_secs_f64();
+        assert!(encoded as u64 <= bytes);
+        println!(
+            "{run} | {:.0} | {:.2} | {:.0} | {:.2} | {bytes} | {:.0} | {:.0} | {:.2}",
+            write * 1e3,
+            write * 1e6 / orders,
+            cpu * 1e3,
+            cpu * 1e6 / orders,
+            bytes as f64 / orders,
+            encode * 1e3,
+            encode * 1e6 / orders
+        );
+    }
+    // What was written must load (the loader checks header, length, crc).
+    let reloaded = store
+        .load_newest(log)
+        .expect("the written snapshot loads")
+        .state;
+    assert_eq!(reloaded.orders().len(), state.orders().len());
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// CPU time of this thread, user and system: a write's wall time also
+/// holds the wait for the disk (fsync), which costs the node no CPU.
+fn thread_cpu_secs() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn drop_page_cache() {

@@ -318,9 +318,23 @@ pub const WS_MAX_FRAME_BYTES_DEFAULT: usize = 16 * 1024;
 /// subject): an app has one or two, a runaway client loops.
 pub const WS_MAX_CONNECTIONS_PER_CALLER_DEFAULT: usize = 8;
 
-/// Events between two state snapshots. At ~1 M events/s of replay, the tail
-/// a start-up replays stays well under a second.
+/// Fewest events between two state snapshots. A full replay runs at
+/// 128k-228k events/s (BENCHMARKS.md, "Start-up", 10 M events on the 2-core
+/// VM), so a tail of this many takes a start-up 0.4-0.8 s; a bigger state
+/// waits longer (below).
 pub const SNAPSHOT_EVERY_EVENTS_DEFAULT: u64 = 100_000;
+/// Events between two snapshots per order in memory, when that is more
+/// than `every_events`. A snapshot write costs ~1.8 µs of CPU per order in
+/// memory (BENCHMARKS.md, "Start-up", "Snapshot write"), so at one event per
+/// order it adds at most ~1.8 µs to each event however big the state: ~4 %
+/// of the writer's ~42 µs per event under order load (docs/perf,
+/// 2026-11-29), where a fixed 100,000 events cost 3x that at 300k orders,
+/// and more as the state grew. One is also the most start-up allows: the
+/// tail is then at most one event per order, 4.4-7.8 µs each at the
+/// measured replay speed, beside ~4 µs per order to load the snapshot, so
+/// ~12 µs per order: 400k orders in memory still start in about 5 s. (Two
+/// would halve the write's share and make start-up ~20 µs per order.)
+pub const SNAPSHOT_EVENTS_PER_HOT_ORDER_DEFAULT: u64 = 1;
 /// A quiet node still snapshots what it has after this long.
 pub const SNAPSHOT_EVERY_SECS_DEFAULT: u64 = 600;
 /// Snapshots kept on disk: the newest, and one to fall back to.
@@ -375,7 +389,11 @@ impl FleetConfig {
 pub struct SnapshotsConfig {
     /// `false` makes every start-up replay the whole log.
     pub enabled: bool,
+    /// Fewest events between two snapshots.
     pub every_events: u64,
+    /// And at least this many events per order in memory (0: the interval
+    /// is `every_events` whatever the state's size).
+    pub events_per_hot_order: u64,
     pub every_secs: u64,
     pub keep: usize,
 }
@@ -385,6 +403,7 @@ impl Default for SnapshotsConfig {
         SnapshotsConfig {
             enabled: true,
             every_events: SNAPSHOT_EVERY_EVENTS_DEFAULT,
+            events_per_hot_order: SNAPSHOT_EVENTS_PER_HOT_ORDER_DEFAULT,
             every_secs: SNAPSHOT_EVERY_SECS_DEFAULT,
             keep: SNAPSHOT_KEEP_DEFAULT,
         }
@@ -401,6 +420,7 @@ impl SnapshotsConfig {
     pub fn policy(&self) -> crate::snapshot::SnapshotPolicy {
         crate::snapshot::SnapshotPolicy {
             every_events: self.every_events.max(1),
+            events_per_hot_order: self.events_per_hot_order,
             every_secs: self.every_secs.max(1),
         }
     }

@@ -93,18 +93,18 @@ impl SnapshotStore {
         let event_id = log
             .event_id_at(seq)
             .map_err(|e| SnapshotError::Unusable(format!("reading event {seq}: {e}")))?;
-        let body = postcard::to_stdvec(state).map_err(SnapshotError::Encode)?;
-        let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&STATE_SNAPSHOT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&seq.to_le_bytes());
-        bytes.extend_from_slice(&event_id.to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
         fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))?;
         let path = self.dir.join(format!("{PREFIX}{seq:020}{SUFFIX}"));
-        write_durably(&path, &bytes)?;
+        // Temporary name, fsync, rename, fsync of the directory: the name
+        // appears only for complete, durable contents.
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = write_synced(&tmp, state, seq, event_id) {
+            // Only a cache: a half-written temporary file is just litter.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+        archive::sync_dir(archive::parent_of(&path))?;
         self.prune();
         Ok(path)
     }
@@ -198,13 +198,109 @@ fn read(path: &Path, seq_in_name: u64, log: &EventLog) -> Result<DistrictState, 
     Ok(state)
 }
 
-/// Temporary file, fsync, rename, fsync of the directory: the name appears
-/// only for complete, durable contents.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
-    let tmp = path.with_extension("tmp");
-    archive::write_synced(&tmp, bytes)?;
-    fs::rename(&tmp, path).map_err(io_err("rename", path))?;
-    Ok(archive::sync_dir(archive::parent_of(path))?)
+/// Bytes encoded between two writes to the file. The state is tens of MB
+/// (~400 bytes an order in memory): encoding it into one `Vec` grew it by
+/// doubling (copies and fresh pages for ~2x the body) and then copied it
+/// again behind the header; chunks keep the encoder's memory at this size
+/// and the write calls at one per MiB.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Encodes `state` straight into the file at `tmp` and fsyncs it. The body
+/// streams out in chunks, its length and crc32 taken as it goes; the header,
+/// which names both, goes last, over the zeroes left for it at the start
+/// (the format is the one [`read`] expects whatever the write order).
+fn write_synced(
+    tmp: &Path,
+    state: &DistrictState,
+    seq: u64,
+    event_id: u128,
+) -> Result<(), SnapshotError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::FileExt as _;
+    let mut file = fs::File::create(tmp).map_err(io_err("create", tmp))?;
+    file.write_all(&[0; HEADER_BYTES])
+        .map_err(io_err("write", tmp))?;
+    let mut chunks = Chunks {
+        file,
+        buf: Vec::with_capacity(WRITE_CHUNK_BYTES),
+        crc: crc32fast::Hasher::new(),
+        len_bytes: 0,
+        failed: None,
+    };
+    if let Err(e) = postcard::serialize_with_flavor(state, &mut chunks) {
+        return Err(match chunks.failed.take() {
+            Some(source) => io_err("write", tmp)(source),
+            None => SnapshotError::Encode(e),
+        });
+    }
+    let Chunks {
+        file,
+        crc,
+        len_bytes,
+        ..
+    } = chunks;
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&STATE_SNAPSHOT_VERSION.to_le_bytes());
+    header.extend_from_slice(&seq.to_le_bytes());
+    header.extend_from_slice(&event_id.to_le_bytes());
+    header.extend_from_slice(&len_bytes.to_le_bytes());
+    header.extend_from_slice(&crc.finalize().to_le_bytes());
+    file.write_all_at(&header, 0)
+        .map_err(io_err("write", tmp))?;
+    file.sync_all().map_err(io_err("fsync", tmp))
+}
+
+/// A postcard output that writes to a file in [`WRITE_CHUNK_BYTES`] chunks,
+/// summing the body's length and crc32 as they leave.
+struct Chunks {
+    file: fs::File,
+    buf: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len_bytes: u64,
+    /// The write that failed: postcard's error type has no room for it, so
+    /// the encoder is stopped with a stand-in and this is reported.
+    failed: Option<io::Error>,
+}
+
+impl Chunks {
+    fn flush(&mut self) -> postcard::Result<()> {
+        use std::io::Write as _;
+        self.crc.update(&self.buf);
+        self.len_bytes += self.buf.len() as u64;
+        let written = self.file.write_all(&self.buf);
+        self.buf.clear();
+        written.map_err(|e| {
+            self.failed = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
+    }
+}
+
+impl postcard::ser_flavors::Flavor for &mut Chunks {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.buf.push(byte);
+        if self.buf.len() >= WRITE_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= WRITE_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        self.flush()
+    }
 }
 
 /// What start-up recovered, and from where.
@@ -309,12 +405,38 @@ fn replay_into(
 }
 
 /// When the background task writes a snapshot (`[snapshots]`).
+///
+/// A snapshot encodes the whole hot state, so its cost grows with the
+/// orders in memory; a fixed interval in events would make that cost per
+/// event grow with them too. The interval is therefore at least
+/// `events_per_hot_order` events per order in memory: a snapshot's cost is
+/// then spread over events in proportion to it, and costs each event at
+/// most its cost per order divided by that factor, whatever the state's
+/// size (the factor's reasons: `config::SNAPSHOT_EVENTS_PER_HOT_ORDER_DEFAULT`).
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotPolicy {
-    /// After this many events since the last snapshot.
+    /// After at least this many events since the last snapshot.
     pub every_events: u64,
+    /// And at least this many events per order in memory.
+    pub events_per_hot_order: u64,
     /// Or after this long, if there is any new event at all.
     pub every_secs: u64,
+}
+
+impl SnapshotPolicy {
+    /// Events after the last snapshot that make the next one due, for a
+    /// state holding `hot_orders` orders.
+    pub fn interval_events(&self, hot_orders: u64) -> u64 {
+        self.every_events
+            .max(self.events_per_hot_order.saturating_mul(hot_orders))
+    }
+
+    /// Whether a snapshot is due: `new_events` since the last one, which
+    /// was `since_secs` ago, with `hot_orders` orders in memory now.
+    pub fn is_due(&self, new_events: u64, hot_orders: u64, since_secs: u64) -> bool {
+        new_events >= self.interval_events(hot_orders)
+            || (new_events > 0 && since_secs >= self.every_secs)
+    }
 }
 
 /// How often the task looks whether a snapshot is due, in milliseconds.
@@ -345,9 +467,8 @@ pub async fn run(
         }
         let state = district.state();
         let new_events = state.last_seq() - covered_seq;
-        let due = new_events >= policy.every_events
-            || (new_events > 0 && since.elapsed().as_secs() >= policy.every_secs);
-        if !due {
+        let hot_orders = state.orders().len() as u64;
+        if !policy.is_due(new_events, hot_orders, since.elapsed().as_secs()) {
             continue;
         }
         let (store, log) = (store.clone(), log.clone());
@@ -365,5 +486,63 @@ pub async fn run(
             Ok(Err(e)) => tracing::warn!(seq, error = %e, "snapshot not written"),
             Err(e) => tracing::warn!(seq, error = %e, "snapshot task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SnapshotPolicy;
+
+    const POLICY: SnapshotPolicy = SnapshotPolicy {
+        every_events: 100_000,
+        events_per_hot_order: 2,
+        every_secs: 600,
+    };
+
+    #[test]
+    fn a_small_state_snapshots_every_every_events() {
+        assert_eq!(POLICY.interval_events(0), 100_000);
+        assert_eq!(POLICY.interval_events(50_000), 100_000);
+        assert!(!POLICY.is_due(99_999, 10_000, 0));
+        assert!(POLICY.is_due(100_000, 10_000, 0));
+    }
+
+    #[test]
+    fn a_big_state_waits_in_proportion_to_its_orders() {
+        assert_eq!(POLICY.interval_events(300_000), 600_000);
+        assert!(!POLICY.is_due(100_000, 300_000, 0));
+        assert!(!POLICY.is_due(599_999, 300_000, 0));
+        assert!(POLICY.is_due(600_000, 300_000, 0));
+    }
+
+    #[test]
+    fn time_makes_one_due_only_with_new_events() {
+        assert!(POLICY.is_due(1, 300_000, 600));
+        assert!(!POLICY.is_due(1, 300_000, 599));
+        assert!(!POLICY.is_due(0, 0, 10_000));
+    }
+
+    #[test]
+    fn the_defaults_wait_one_event_per_order_beyond_every_events() {
+        let policy = crate::config::SnapshotsConfig::default().policy();
+        assert_eq!(policy.interval_events(20_000), 100_000);
+        assert_eq!(policy.interval_events(300_000), 300_000);
+        assert!(!policy.is_due(299_999, 300_000, 599));
+        assert!(policy.is_due(300_000, 300_000, 0));
+    }
+
+    #[test]
+    fn no_factor_is_the_fixed_interval_and_nothing_overflows() {
+        let fixed = SnapshotPolicy {
+            events_per_hot_order: 0,
+            ..POLICY
+        };
+        assert_eq!(fixed.interval_events(1_000_000), 100_000);
+        let huge = SnapshotPolicy {
+            events_per_hot_order: u64::MAX,
+            ..POLICY
+        };
+        assert_eq!(huge.interval_events(2), u64::MAX);
+        assert!(huge.is_due(1, 2, 600));
     }
 }
