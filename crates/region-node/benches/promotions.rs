@@ -9,8 +9,8 @@
 //!
 //! - `promo/decide_evolve/*`: the pure core — `district::decide` of an
 //!   `OrderCommand::Place` plus `district::evolve` of the events it gives
-//!   (`OrderPlaced`, `MealStockReserved`, and with promotions
-//!   `OrderPriced`), one order at a time on one state.
+//!   (`OrderPlaced`, with promotions carrying the price, and
+//!   `MealStockReserved`), one order at a time on one state.
 //! - `promo/writer_place_4096/*`: 4,096 concurrent `Place` commands
 //!   through the writer task (decide, batch, append, fsync, publish, ack),
 //!   as `writer/submit_concurrent_4096` in `log_append`.
@@ -153,10 +153,9 @@ fn place(n: usize, promos: bool, ids: &(Vec<FridgeId>, Vec<MealId>)) -> Command 
 /// Whether a placement's events carry the price of all promotions.
 fn priced(events: &[protocol::Event]) -> bool {
     events.iter().any(|e| match e {
-        protocol::Event::Promotion(protocol::promotions::PromotionEvent::OrderPriced {
-            split,
-            ..
-        }) => split.campaigns.len() == 3 && split.coupon.is_some(),
+        protocol::Event::OrderPlaced {
+            price: Some(price), ..
+        } => price.split.campaigns.len() == 3 && price.split.coupon.is_some(),
         _ => false,
     })
 }
