@@ -224,7 +224,7 @@ pub struct DistrictState {
 /// (the node replays the log instead), never upcast. Bump it whenever a
 /// change to the state's types changes their serialized form; the golden
 /// test `tests/snapshot_shape.rs` fails until you do.
-pub const STATE_SNAPSHOT_VERSION: u32 = 5;
+pub const STATE_SNAPSHOT_VERSION: u32 = 6;
 
 /// Parts shared between snapshots by `Arc` are stored as their value.
 pub(crate) mod shared {

@@ -89,9 +89,10 @@ pub struct Promotions {
     usage: HashMap<CampaignId, CampaignUsage>,
     coupons: OrdMap<CouponCode, Coupon>,
     subsidies: OrdMap<SubsidyId, Subsidy>,
-    /// Shared: the map's nodes are copied after every snapshot, and a
-    /// copy of an entry is then a count, not two strings.
-    priced: HashMap<OrderId, Arc<PricedOrder>>,
+    /// Priced orders archived while they count in reports and statements
+    /// (bought, not refunded), with what they were charged. A priced order
+    /// in the book keeps its `PricedOrder` itself (`Order::promo`).
+    archived: HashMap<OrderId, Arc<PricedOrder>>,
 }
 
 impl Promotions {
@@ -111,14 +112,9 @@ impl Promotions {
         &self.subsidies
     }
 
-    /// The price of an order placed with a promotion (`None`: list price).
-    pub fn priced(&self, order_id: &str) -> Option<&PricedOrder> {
-        self.priced.get(order_id).map(Arc::as_ref)
-    }
-
-    /// Every priced order (reports and statements read these).
-    pub fn priced_orders(&self) -> impl Iterator<Item = (&OrderId, &PricedOrder)> {
-        self.priced.iter().map(|(id, p)| (id, p.as_ref()))
+    /// Priced orders archived while they counted (see `archived`).
+    pub fn archived(&self) -> impl Iterator<Item = (&OrderId, &PricedOrder)> {
+        self.archived.iter().map(|(id, p)| (id, p.as_ref()))
     }
 
     /// The campaigns as the pricing rules take them.
@@ -543,7 +539,7 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &PromotionEvent) -> bool 
             local_date,
             split,
         } => {
-            priced(state, order_id, *local_date, split);
+            priced_v1(state, order_id, *local_date, split);
             false
         }
         PromotionEvent::LoyaltyRulesDefined { rules } => {
@@ -563,29 +559,46 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &PromotionEvent) -> bool 
     }
 }
 
+/// The price of an order placed with a promotion (`None`: list price), in
+/// the book or archived while it counts.
+pub fn priced<'a>(state: &'a DistrictState, order_id: &str) -> Option<&'a PricedOrder> {
+    match state.orders.get(order_id) {
+        Some(order) => order.promo.as_deref(),
+        None => state.promotions.archived.get(order_id).map(Arc::as_ref),
+    }
+}
+
+/// Every priced order, in the book and archived (reports and statements
+/// read these).
+pub fn priced_orders(state: &DistrictState) -> impl Iterator<Item = (&OrderId, &PricedOrder)> {
+    let in_book = state
+        .orders
+        .iter()
+        .filter_map(|o| o.promo.as_deref().map(|p| (&o.order_id, p)));
+    in_book.chain(state.promotions.archived())
+}
+
 /// A version-1 log's `OrderPriced`: the order placed just before keeps its
 /// split, and its uses are held.
-fn priced(
+fn priced_v1(
     state: &mut DistrictState,
     order_id: &OrderId,
     local_date: NaiveDate,
     split: &Arc<PriceSplit>,
 ) {
-    let shared = split.clone();
-    state.orders.update(order_id, |o| o.price = Some(shared));
     let price = OrderPrice {
         local_date,
         split: split.clone(),
     };
-    hold(state, order_id, &price);
+    let promos = &mut state.promotions;
+    state
+        .orders
+        .update(order_id, |order| hold(promos, order, &price));
 }
 
-/// Holds the uses an order's price takes (coupon, campaign budgets, the
-/// sponsor's daily cap), once its order is in the book with its split.
-pub(crate) fn hold(state: &mut DistrictState, order_id: &OrderId, price: &OrderPrice) {
-    let Some(order) = state.orders.get(order_id) else {
-        return; // Recorded with its OrderPlaced; nothing to price without it.
-    };
+/// An order placed with `price` keeps its split, and holds the uses the
+/// price takes (coupon, campaign budgets, the sponsor's daily cap).
+pub(crate) fn hold(promos: &mut Promotions, order: &mut crate::Order, price: &OrderPrice) {
     let priced = PricedOrder {
         customer: order.customer.clone(),
         fridge_id: order.fridge_id.clone(),
@@ -595,11 +608,9 @@ pub(crate) fn hold(state: &mut DistrictState, order_id: &OrderId, price: &OrderP
         subsidy_held: true,
         kept_when_archived: None,
     };
-    count(&mut state.promotions, &priced, 1);
-    state
-        .promotions
-        .priced
-        .insert(order_id.clone(), Arc::new(priced));
+    count(promos, &priced, 1);
+    order.price = Some(price.split.clone());
+    order.promo = Some(Arc::new(priced));
 }
 
 /// Adds (`sign` 1) or takes back (`sign` -1) an order's held uses.
@@ -654,10 +665,9 @@ pub(crate) enum Release {
 /// Gives back what an order held; each part at most once.
 pub(crate) fn release(state: &mut DistrictState, order_id: &OrderId, what: Release) {
     let Some(mut p) = state
-        .promotions
-        .priced
+        .orders
         .get(order_id)
-        .map(|p| PricedOrder::clone(p))
+        .and_then(|o| o.promo.as_deref().cloned())
     else {
         return;
     };
@@ -672,33 +682,32 @@ pub(crate) fn release(state: &mut DistrictState, order_id: &OrderId, what: Relea
     p.subsidy_held = false;
     if p != before {
         state
-            .promotions
-            .priced
-            .insert(order_id.clone(), Arc::new(p));
+            .orders
+            .update(order_id, |o| o.promo = Some(Arc::new(p)));
     }
 }
 
 /// The promotions' part of `OrdersArchived`, applied before the order
 /// book lets the orders go (it reads their final status): a priced order
-/// that counts in reports and statements (bought, not refunded) stays,
-/// with what it was charged frozen in it, since a sponsor's statement
-/// lists each order; every other priced order is dropped. Uses and budgets
-/// are counters kept apart, so nothing is given back here.
+/// that counts in reports and statements (bought, not refunded) moves to
+/// the promotions' archive, with what it was charged frozen in it, since a
+/// sponsor's statement lists each order; every other priced order leaves
+/// with its order. Uses and budgets are counters kept apart, so nothing is
+/// given back here.
 pub(crate) fn archived(state: &mut DistrictState, order_ids: &[OrderId]) {
     for id in order_ids {
-        let final_order = state.orders.get(id).is_some_and(|o| o.status.is_final());
-        let Some(p) = state.promotions.priced.get(id).filter(|_| final_order) else {
+        let Some(p) = state
+            .orders
+            .get(id)
+            .filter(|o| o.status.is_final())
+            .and_then(|o| o.promo.clone())
+        else {
             continue;
         };
-        match kept(state, id) {
-            Some(kept) => {
-                let mut p = PricedOrder::clone(p);
-                p.kept_when_archived = Some(kept);
-                state.promotions.priced.insert(id.clone(), Arc::new(p));
-            }
-            None => {
-                state.promotions.priced.remove(id);
-            }
+        if let Some(kept) = kept(state, id) {
+            let mut p = PricedOrder::clone(&p);
+            p.kept_when_archived = Some(kept);
+            state.promotions.archived.insert(id.clone(), Arc::new(p));
         }
     }
 }
@@ -788,7 +797,7 @@ pub fn subsidy_view(state: &DistrictState, subsidy_id: &SubsidyId) -> Option<Sub
 fn kept(state: &DistrictState, order_id: &str) -> Option<(protocol::money::Currency, i64)> {
     use protocol::orders::OrderStatus as S;
     let Some(order) = state.orders.get(order_id) else {
-        let priced = state.promotions.priced.get(order_id)?;
+        let priced = state.promotions.archived.get(order_id)?;
         return priced.kept_when_archived.clone();
     };
     let kept =
@@ -829,10 +838,7 @@ pub fn statement(
     use chrono::Datelike;
     let subsidy = state.promotions.subsidies.get(subsidy_id)?;
     let mut currency = None;
-    let mut orders: Vec<StatementLine> = state
-        .promotions
-        .priced
-        .iter()
+    let mut orders: Vec<StatementLine> = priced_orders(state)
         .filter(|(_, p)| {
             p.subsidy_held
                 && p.local_date.year() == first.year()
@@ -936,7 +942,7 @@ pub fn report(state: &DistrictState, from: NaiveDate, to: NaiveDate) -> PromoRep
         cell.discount_minor += discount;
         cell.revenue_minor += revenue;
     };
-    for (order_id, p) in state.promotions.priced.iter() {
+    for (order_id, p) in priced_orders(state) {
         if p.local_date < from || p.local_date > to || !p.uses_held {
             continue;
         }

@@ -3,13 +3,16 @@
 //! `OrderCommand::Archive` and leaves every area; an open order, or one
 //! final too recently, or one still owed a payment, never is.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use district::orders::archive::MAX_ARCHIVED_PER_BATCH;
-use district::{CatalogCommand, Command, DistrictState, OrderCommand, OrderTimer};
+use district::{
+    CatalogCommand, Command, DistrictState, OrderCommand, OrderTimer, PromotionCommand,
+};
 use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::{Channel, OrderId, OrderItem, OrderStatus, PlaceOrder};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
-use protocol::{DistrictId, Event, EventEnvelope, FridgeId, MealId};
+use protocol::promotions::SubsidySpec;
+use protocol::{DistrictId, Event, EventEnvelope, FridgeId, MealId, SubsidyId};
 
 mod support;
 
@@ -166,7 +169,7 @@ fn a_picked_up_order_older_than_the_retention_is_archived_and_leaves_the_book() 
     );
     assert_eq!(s.stream_version(&format!("order-{id}")), 0);
     assert_eq!(s.orders().customers().count(), 0);
-    assert!(s.promotions().priced(&id).is_none());
+    assert!(district::promotions::priced(s, &id).is_none());
     assert!(!s.loyalty().knows_order(&id));
     assert_eq!(s.stock_level(FRIDGE, MEAL).reserved, 0);
     assert_eq!(s.stock_level(FRIDGE, MEAL).on_hand, 49, "the pickup stays");
@@ -267,4 +270,47 @@ fn a_restart_rebuilds_the_archived_state_from_the_recorded_decision() {
     assert_eq!(restarted, d.state);
     assert!(restarted.orders().get(&old).is_none());
     assert!(restarted.orders().get(&recent).is_some());
+}
+
+/// A sponsor's statement lists every order it paid part of, also once the
+/// order has left the book: the archived order's price stays with what it
+/// was charged. A cancelled one never counted, so nothing of it stays.
+#[test]
+fn a_subsidised_order_archived_after_its_pickup_stays_on_the_sponsors_statement() {
+    let mut d = District::new();
+    d.run(Command::Promotion(PromotionCommand::DefineSubsidy {
+        subsidy_id: SubsidyId::from_static("acme"),
+        spec: SubsidySpec {
+            sponsor: "ACME".into(),
+            fridges: vec![FridgeId::from_static(FRIDGE)],
+            percent: 20,
+            cap_per_customer_day_minor: 500,
+        },
+    }))
+    .unwrap();
+    let kept = d.picked_up("o-kept");
+    let cancelled = d.place("o-cancelled");
+    d.run(Command::Order(OrderCommand::Cancel {
+        order_id: cancelled.clone(),
+        customer: Some("ann".into()),
+    }))
+    .unwrap();
+    let month = d.now.date_naive().with_day(1).unwrap();
+    let before =
+        district::promotions::statement(&d.state, &SubsidyId::from_static("acme"), month).unwrap();
+    assert_eq!(before.orders.len(), 1, "{before:?}");
+    assert_eq!(before.total_minor, 100, "20 % of 5.00");
+    d.advance(retention() + Duration::seconds(1));
+
+    let archived = d.archive();
+
+    assert!(archived.contains(&kept) && archived.contains(&cancelled));
+    let after =
+        district::promotions::statement(&d.state, &SubsidyId::from_static("acme"), month).unwrap();
+    assert_eq!(
+        after, before,
+        "the statement does not change when its orders are archived"
+    );
+    assert!(district::promotions::priced(&d.state, &kept).is_some());
+    assert!(district::promotions::priced(&d.state, &cancelled).is_none());
 }

@@ -56,6 +56,14 @@ pub struct Order {
     pub withdrawn: Option<Withdrawal>,
     /// The split after promotions (`OrderPriced`); `None`: the list price.
     pub price: Option<std::sync::Arc<protocol::promotions::PriceSplit>>,
+    /// What its price holds (coupon use, budgets, the sponsor's cap) and
+    /// which of that is still held; `None` for a list-price order. Kept
+    /// in the order rather than in a map of its own beside the book: a
+    /// second map grew by one entry per priced order, and its inserts,
+    /// snapshots and drops were most of what promotions cost a confirm
+    /// (issue 12). Archived orders that still count move to
+    /// `Promotions`' archive.
+    pub promo: Option<std::sync::Arc<crate::promotions::PricedOrder>>,
     /// For an order ahead (`PreorderPlaced`): its day, kitchen and cancel
     /// deadline. `delivery_date` is its day too.
     pub preorder: Option<Preorder>,
@@ -142,6 +150,7 @@ impl Order {
             delivery_date: new.delivery_date,
             withdrawn: None,
             price: None,
+            promo: None,
             preorder: None,
             idempotency_key: None,
         }

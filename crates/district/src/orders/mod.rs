@@ -474,11 +474,10 @@ pub(crate) fn evolve(state: &mut DistrictState, event: &Event, rec: Recorded) ->
                 rec.at,
             );
             order.timer = Some((*hold_until, OrderTimer::GraceWindowEnd));
-            order.price = price.as_ref().map(|p| p.split.clone());
-            state.orders.add(order, idempotency.as_ref());
             if let Some(price) = price {
-                crate::promotions::hold(state, order_id, price);
+                crate::promotions::hold(&mut state.promotions, &mut order, price);
             }
+            state.orders.add(order, idempotency.as_ref());
             false
         }
         Event::OrderCancelled { order_id } => {
