@@ -12,6 +12,13 @@
 //! postcard) and deserialisation parses, so a bad id in a request body or a
 //! message fails to decode with the field's name and the [`IdError`].
 //!
+//! An id holds an `Arc<str>`, not a `String`: the same id is kept in many
+//! places at once (an order's id is the key of the book, of its timers, of
+//! the open-orders and finished sets, of the outbox and of the events that
+//! name it), and each of those copies was an allocation and a free. A copy
+//! is now a count. Measured in `promo/decide_evolve/list`: 7.2–7.5 µs per
+//! order before, 6.4–6.5 µs after.
+//!
 //! Literals (tests, fixed ids) use `from_static`, which panics on an invalid
 //! literal like `http::HeaderValue::from_static`; input goes through
 //! [`FromStr`], `TryFrom<String>` or `parse`.
@@ -51,7 +58,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, max_len = $max:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Longest accepted id of this kind, in bytes.
@@ -61,7 +68,7 @@ macro_rules! id_type {
             pub fn parse(id: impl Into<String>) -> Result<Self, IdError> {
                 let id = id.into();
                 check(&id, $max)?;
-                Ok($name(id))
+                Ok($name(id.into()))
             }
 
             /// For literals only: panics if `id` is not a valid id, as
@@ -78,7 +85,7 @@ macro_rules! id_type {
             }
 
             pub fn into_string(self) -> String {
-                self.0
+                self.0.to_string()
             }
         }
 
@@ -105,7 +112,7 @@ macro_rules! id_type {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 
@@ -145,37 +152,37 @@ macro_rules! id_type {
 
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
-                self.0 == other
+                &*self.0 == other
             }
         }
 
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
+                &*self.0 == *other
             }
         }
 
         impl PartialEq<String> for $name {
             fn eq(&self, other: &String) -> bool {
-                &self.0 == other
+                &*self.0 == other.as_str()
             }
         }
 
         impl PartialEq<$name> for str {
             fn eq(&self, other: &$name) -> bool {
-                self == other.0
+                self == &*other.0
             }
         }
 
         impl PartialEq<$name> for &str {
             fn eq(&self, other: &$name) -> bool {
-                *self == other.0
+                *self == &*other.0
             }
         }
 
         impl PartialEq<$name> for String {
             fn eq(&self, other: &$name) -> bool {
-                *self == other.0
+                self.as_str() == &*other.0
             }
         }
 
@@ -287,11 +294,14 @@ impl OrderId {
     /// the date at most 13, so the result is an id of at most 61 bytes.
     pub fn for_plan_day(plan_id: &PlanId, date: NaiveDate, earlier: u32) -> OrderId {
         let date = IdDate(date);
-        OrderId(if earlier == 0 {
-            format!("sub-{plan_id}-{date}")
-        } else {
-            format!("sub-{plan_id}-{date}-{}", u64::from(earlier) + 1)
-        })
+        OrderId(
+            if earlier == 0 {
+                format!("sub-{plan_id}-{date}")
+            } else {
+                format!("sub-{plan_id}-{date}-{}", u64::from(earlier) + 1)
+            }
+            .into(),
+        )
     }
 }
 
@@ -300,7 +310,7 @@ impl ChargeId {
     /// asking twice names the same charge, so it is never made twice.
     /// Total for the same reason as [`OrderId::for_plan_day`].
     pub fn for_period(plan_id: &PlanId, period_start: NaiveDate) -> ChargeId {
-        ChargeId(format!("plan-{plan_id}-{}", IdDate(period_start)))
+        ChargeId(format!("plan-{plan_id}-{}", IdDate(period_start)).into())
     }
 
     /// The `attempt`-th charge of a plan for a period (0: the first, named
@@ -312,7 +322,7 @@ impl ChargeId {
         if attempt == 0 {
             first
         } else {
-            ChargeId(format!("{first}-{}", u64::from(attempt) + 1))
+            ChargeId(format!("{first}-{}", u64::from(attempt) + 1).into())
         }
     }
 
@@ -323,7 +333,7 @@ impl ChargeId {
     /// empty one, asked for before the plan was cut short), and a debt
     /// charge named after that week would be taken for it and never made.
     pub fn for_settlement(plan_id: &PlanId) -> ChargeId {
-        ChargeId(format!("plan-{plan_id}-settle"))
+        ChargeId(format!("plan-{plan_id}-settle").into())
     }
 }
 
@@ -331,7 +341,7 @@ impl PlanId {
     /// The plan named by a 64-bit hash (of a customer and their
     /// `Idempotency-Key`): `k` and 16 hex digits.
     pub fn keyed(hash: u64) -> PlanId {
-        PlanId(format!("k{hash:016x}"))
+        PlanId(format!("k{hash:016x}").into())
     }
 }
 
@@ -345,14 +355,14 @@ id_type!(
 /// Webhook endpoints are named by a ULID.
 impl From<ulid::Ulid> for WebhookId {
     fn from(id: ulid::Ulid) -> WebhookId {
-        WebhookId(id.to_string())
+        WebhookId(id.to_string().into())
     }
 }
 
 /// App and POS orders are named by a ULID: 26 letters and digits.
 impl From<ulid::Ulid> for OrderId {
     fn from(id: ulid::Ulid) -> OrderId {
-        OrderId(id.to_string())
+        OrderId(id.to_string().into())
     }
 }
 
@@ -360,14 +370,14 @@ impl From<ulid::Ulid> for OrderId {
 /// within [`MAX_PLAN_ID_LEN`]).
 impl From<ulid::Ulid> for PlanId {
     fn from(id: ulid::Ulid) -> PlanId {
-        PlanId(id.to_string())
+        PlanId(id.to_string().into())
     }
 }
 
 /// Waitlist entries are named by a ULID.
 impl From<ulid::Ulid> for WaitlistId {
     fn from(id: ulid::Ulid) -> WaitlistId {
-        WaitlistId(id.to_string())
+        WaitlistId(id.to_string().into())
     }
 }
 
