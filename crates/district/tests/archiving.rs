@@ -74,7 +74,7 @@ impl District {
     }
 
     fn place_at(&mut self, id: &str, channel: Channel) -> OrderId {
-        let order_id = OrderId::parse(id.to_string()).unwrap();
+        let order_id = OrderId::parse(id).unwrap();
         let request = PlaceOrder {
             fridge_id: FridgeId::from_static(FRIDGE),
             items: vec![OrderItem {

@@ -197,14 +197,14 @@ pub enum Problem {
     HeaderNotFirst,
 }
 
-pub(crate) fn parse_meal_id(id: impl Into<String>) -> Result<MealId, Problem> {
+pub(crate) fn parse_meal_id(id: impl AsRef<str>) -> Result<MealId, Problem> {
     MealId::parse(id).map_err(|reason| Problem::BadId {
         field: "meal_id",
         reason,
     })
 }
 
-pub(crate) fn parse_fridge_id(id: impl Into<String>) -> Result<FridgeId, Problem> {
+pub(crate) fn parse_fridge_id(id: impl AsRef<str>) -> Result<FridgeId, Problem> {
     FridgeId::parse(id).map_err(|reason| Problem::BadId {
         field: "fridge_id",
         reason,

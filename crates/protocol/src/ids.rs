@@ -54,6 +54,28 @@ pub(crate) fn check(id: &str, max: usize) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Reads an id's text where the format lends it (a log record, a request
+/// body) and checks it before copying it once into the shared `Arc<str>`:
+/// going through a `String` first would allocate twice per id decoded,
+/// on replay and on every request.
+struct IdText {
+    max: usize,
+}
+
+impl serde::de::Visitor<'_> for IdText {
+    type Value = std::sync::Arc<str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As `String` says it, so a wrong type is refused in the same words.
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<Self::Value, E> {
+        check(id, self.max).map_err(E::custom)?;
+        Ok(id.into())
+    }
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, max_len = $max:expr) => {
         $(#[$doc])*
@@ -64,10 +86,10 @@ macro_rules! id_type {
             /// Longest accepted id of this kind, in bytes.
             pub const MAX_LEN: usize = $max;
 
-            /// Checks `id` and wraps it.
-            pub fn parse(id: impl Into<String>) -> Result<Self, IdError> {
-                let id = id.into();
-                check(&id, $max)?;
+            /// Checks `id` and wraps it (one allocation: the shared text).
+            pub fn parse(id: impl AsRef<str>) -> Result<Self, IdError> {
+                let id = id.as_ref();
+                check(id, $max)?;
                 Ok($name(id.into()))
             }
 
@@ -194,7 +216,7 @@ macro_rules! id_type {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                Self::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+                d.deserialize_str(IdText { max: $max }).map($name)
             }
         }
     };
