@@ -168,15 +168,13 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
         customer: o.customer.clone(),
         channel: o.channel,
         spent: o
-            .price
-            .as_ref()
+            .price()
             .and_then(|p| p.points.as_ref())
             .map_or(0, |p| p.points),
         charged: o.charged().amount_minor,
         method: loyalty::method_hash(&o.payment_method),
         fleet_coupon: o
-            .price
-            .as_ref()
+            .price()
             .and_then(|p| p.coupon.as_ref())
             .map(|c| c.code.clone())
             .filter(|code| {
@@ -454,7 +452,7 @@ mod tests {
             v1.push(then.clone());
             v2.push(then);
             let (v1, v2) = (state(v1), state(v2));
-            assert!(v2.orders().iter().all(|o| o.price.is_some()));
+            assert!(v2.orders().iter().all(|o| o.price().is_some()));
             assert_eq!(v1.orders(), v2.orders());
             assert_eq!(v1.promotions(), v2.promotions());
             assert_eq!(v1.loyalty(), v2.loyalty());

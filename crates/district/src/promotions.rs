@@ -609,7 +609,6 @@ pub(crate) fn hold(promos: &mut Promotions, order: &mut crate::Order, price: &Or
         kept_when_archived: None,
     };
     count(promos, &priced, 1);
-    order.price = Some(price.split.clone());
     order.promo = Some(Arc::new(priced));
 }
 

@@ -262,7 +262,7 @@ fn a_snapshot_of_this_version_decodes_to_the_same_state() {
             && state
                 .orders()
                 .iter()
-                .any(|o| o.price.as_ref().is_some_and(|p| p.coupon.is_some())),
+                .any(|o| o.price().is_some_and(|p| p.coupon.is_some())),
         "the history covers priced orders and a coupon use"
     );
     let path = format!(

@@ -54,8 +54,6 @@ pub struct Order {
     pub delivery_date: Option<NaiveDate>,
     /// For a withdrawn subscription order: why, and what was credited.
     pub withdrawn: Option<Withdrawal>,
-    /// The split after promotions (`OrderPriced`); `None`: the list price.
-    pub price: Option<std::sync::Arc<protocol::promotions::PriceSplit>>,
     /// What its price holds (coupon use, budgets, the sponsor's cap) and
     /// which of that is still held; `None` for a list-price order. Kept
     /// in the order rather than in a map of its own beside the book: a
@@ -106,10 +104,15 @@ impl Order {
             && (self.preorder.is_none() || self.status == OrderStatus::Available)
     }
 
+    /// The split after promotions; `None`: the list price.
+    pub fn price(&self) -> Option<&std::sync::Arc<protocol::promotions::PriceSplit>> {
+        self.promo.as_ref().map(|p| &p.split)
+    }
+
     /// What the customer's payment method is charged (and refunded): the
     /// total after promotions.
     pub fn charged(&self) -> Money {
-        match &self.price {
+        match self.price() {
             Some(split) => Money::new(split.charged_minor, self.total.currency.clone()),
             None => self.total.clone(),
         }
@@ -149,7 +152,6 @@ impl Order {
             shortage: Vec::new(),
             delivery_date: new.delivery_date,
             withdrawn: None,
-            price: None,
             promo: None,
             preorder: None,
             idempotency_key: None,

@@ -65,7 +65,7 @@ pub(crate) fn accepted(order: &Order) -> OrderAccepted {
         hold_until: order.hold_until,
         total: order.charged().amount_minor,
         currency: order.total.currency.clone(),
-        pricing: order.price.as_deref().cloned(),
+        pricing: order.price().map(|p| p.as_ref().clone()),
     }
 }
 
@@ -77,7 +77,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         lines: order.lines.clone(),
         total: order.charged().amount_minor,
         currency: order.total.currency.clone(),
-        pricing: order.price.as_deref().cloned(),
+        pricing: order.price().map(|p| p.as_ref().clone()),
         share_code: (order.channel == Channel::App
             && matches!(
                 order.status,
@@ -446,7 +446,7 @@ impl Holds {
     /// Keeps each hold only if `placed_now` (the order this request
     /// placed, if it did) spends the points or uses the coupon.
     async fn settle(self, customer: &str, placed_now: Option<&Order>) {
-        let price = placed_now.and_then(|o| o.price.as_ref());
+        let price = placed_now.and_then(Order::price);
         if let Some((ledger, key)) = self.points {
             if price.is_none_or(|p| p.points.is_none()) {
                 ledger.release_hold(customer, &key).await;
