@@ -139,6 +139,21 @@ pub fn plain_fridge(name: &str) -> FridgeSpec {
     }
 }
 
+/// One unit of `meal_id` from `fridge_id`, paid with the sandbox's
+/// `tok_visa`, no coupon, points or share code: the order tests and
+/// benches place when they do not care which.
+pub fn one_unit(fridge_id: FridgeId, meal_id: MealId) -> protocol::orders::PlaceOrder {
+    protocol::orders::PlaceOrder {
+        fridge_id,
+        items: vec![protocol::orders::OrderItem { meal_id, qty: 1 }],
+        coupon: None,
+        share_code: None,
+        points: None,
+        payment_method: "tok_visa".into(),
+        pickup_date: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

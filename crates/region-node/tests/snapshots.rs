@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use district::{Command, DistrictState, OrderCommand};
-use protocol::orders::{Channel, OrderId, OrderItem, PlaceOrder};
+use protocol::orders::{Channel, OrderId};
 use protocol::{FridgeId, MealId};
 use region_node::clock::Clock;
 use region_node::lifecycle::Lifecycle;
@@ -19,18 +19,8 @@ const FRIDGE: &str = "f-campus-martius";
 const MEAL: &str = "m-greek-salad";
 
 async fn place(district: &District, n: usize) {
-    let request = PlaceOrder {
-        fridge_id: FridgeId::from_static(FRIDGE),
-        items: vec![OrderItem {
-            meal_id: MealId::from_static(MEAL),
-            qty: 1,
-        }],
-        coupon: None,
-        share_code: None,
-        points: None,
-        payment_method: "tok_visa".into(),
-        pickup_date: None,
-    };
+    let request =
+        district::demo::one_unit(FridgeId::from_static(FRIDGE), MealId::from_static(MEAL));
     let placed = district
         .submit(Command::Order(OrderCommand::Place {
             order_id: OrderId::parse(format!("o-snap-{n}")).unwrap(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use district::{CatalogCommand, Command, Context, DistrictState, OrderCommand, OrderTimer};
 use protocol::catalog::{StockCount, StockSpec};
-use protocol::orders::{Channel, OrderId, OrderItem, PlaceOrder};
+use protocol::orders::{Channel, OrderId};
 use protocol::payments::{PaymentKind, PaymentOutcome, PaymentResult};
 use protocol::{DistrictId, EventEnvelope, FridgeId, MealId};
 use region_node::snapshot::SnapshotStore;
@@ -293,18 +293,7 @@ pub fn place(
         order_id: order_id.clone(),
         customer: who.to_string(),
         channel: if app { Channel::App } else { Channel::Pos },
-        request: PlaceOrder {
-            fridge_id: fridge.clone(),
-            items: vec![OrderItem {
-                meal_id: meal.clone(),
-                qty: 1,
-            }],
-            coupon: None,
-            share_code: None,
-            points: None,
-            payment_method: "tok_visa".into(),
-            pickup_date: None,
-        },
+        request: district::demo::one_unit(fridge.clone(), meal.clone()),
         idempotency: None,
         referral: None,
     })
