@@ -24,7 +24,8 @@
 //!   result (the first shape, from older payments services or answering a
 //!   single request) or a batch of them. The messages ready together (up to
 //!   [`RESULT_BATCH`]) have all their results submitted to the writer
-//!   together, so they share group commits, and a message is acked only
+//!   together, on its background lane (a customer's confirm goes before
+//!   them: see `writer`), so they share group commits, and a message is acked only
 //!   after *all* its results are durable, so a crash means redelivery, which
 //!   the decider treats as a duplicate (as it does a result it no longer
 //!   owes). An ack is a plain publish the client buffers: no round trip per
@@ -492,7 +493,7 @@ pub async fn record_results<D: Delivery>(district: &District, batch: Vec<D>) -> 
                             result,
                             pickup_code: pickup_code(),
                         };
-                        (order_id, district.submit(cmd).await)
+                        (order_id, district.submit_background(cmd).await)
                     });
                 }
                 messages.push((delivery, start..commits.len()));

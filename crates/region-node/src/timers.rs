@@ -100,8 +100,10 @@ pub async fn run_with(
         let fired = due.into_iter().map(|(order_id, timer)| {
             let district = district.clone();
             async move {
+                // No one waits on a timer: a burst of them (a tick fires up
+                // to thousands) must not hold up customers' commands.
                 let r = district
-                    .submit(Command::Order(OrderCommand::FireTimer {
+                    .submit_background(Command::Order(OrderCommand::FireTimer {
                         order_id: order_id.clone(),
                         timer,
                     }))

@@ -1,12 +1,25 @@
 //! The one writer of a district: decides, appends in batches, fsyncs once per
 //! batch, publishes the new state to readers, then answers every waiter.
 //!
-//! Commands arrive on a bounded channel. The task takes the first waiting
+//! Commands arrive on two bounded channels. The task takes the first waiting
 //! command, drains whatever else is queued (up to [`MAX_BATCH_COMMANDS`]),
 //! decides each against the state as evolved by the ones before it, appends
 //! the batch's events with a single fsync (group commit), stores a snapshot of
 //! the state for readers (an `ArcSwap`, so reads never wait on the writer) and
 //! only then replies. Nothing is acknowledged or visible before it is durable.
+//!
+//! The second channel is the **background lane**, for commands no one is
+//! waiting on at the other end of a socket: payment results, which arrive
+//! from the payments service hundreds at a time, and fired timers (a tick
+//! fires every grace window that ended in the last 100 ms). A batch takes
+//! every queued interactive command first and at most
+//! [`MAX_BACKGROUND_PER_BATCH`] background ones after them. With one lane,
+//! a customer's confirm queued behind a burst of 1,000 of them waited for
+//! all to be decided (~10 ms) and synced, then for its own batch: most of
+//! the confirm p99 of ~40 ms under order load (BENCHMARKS.md, "Orders",
+//! "Two lanes"). The
+//! cap still lets results through at tens of thousands per second while
+//! the interactive lane is saturated, so neither lane starves.
 //!
 //! If an append fails the in-memory state is ahead of the disk: the writer
 //! answers every waiter with an error and stops, and the node reports not
@@ -36,7 +49,14 @@ use protocol::{DistrictId, EventEnvelope};
 
 /// Most commands decided and committed together in one fsync.
 pub const MAX_BATCH_COMMANDS: usize = 1024;
-/// Commands that may wait for the writer before submitters are slowed down.
+/// Most background-lane commands (payment results, timers) in one batch,
+/// after the interactive ones. One costs ~10-14 µs to decide under load, so
+/// this adds at most ~2-3 ms to a confirm's batch, and still admits ~100k/s at
+/// the ~500 batches/s of a saturated writer (BENCHMARKS.md, "Two lanes":
+/// 128 cost ~10 % of the confirm rate, 256 kept p99 above 30 ms).
+pub const MAX_BACKGROUND_PER_BATCH: usize = 192;
+/// Commands that may wait for the writer before submitters are slowed down
+/// (per lane).
 pub const COMMAND_QUEUE_CAPACITY: usize = 8192;
 
 /// Committed batches kept for slow feed subscribers before they lag.
@@ -107,6 +127,8 @@ struct Submission {
 #[derive(Clone)]
 pub struct District {
     tx: mpsc::Sender<Submission>,
+    /// The background lane (see the module doc).
+    background: mpsc::Sender<Submission>,
     view: Arc<ArcSwap<DistrictState>>,
     feed: broadcast::Sender<Arc<CommittedBatch>>,
     /// Set by the writer when it stops on the shutdown signal, so a refused
@@ -137,6 +159,7 @@ impl District {
         let state = recovered.state;
         let view = Arc::new(ArcSwap::from_pointee(state.clone()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        let (background, background_rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let stopping = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(OnceLock::new());
@@ -151,9 +174,14 @@ impl District {
             stopping: stopping.clone(),
             failure: failure.clone(),
         };
-        tokio::spawn(writer.run(rx, shutdown.enlist("writer")));
+        let inbox = Inbox {
+            interactive: rx,
+            background: background_rx,
+        };
+        tokio::spawn(writer.run(inbox, shutdown.enlist("writer")));
         Ok(District {
             tx,
+            background,
             view,
             feed,
             stopping,
@@ -173,6 +201,23 @@ impl District {
         expected: Option<Expected>,
         correlation_id: Option<Ulid>,
     ) -> Result<Committed, WriteError> {
+        self.send(&self.tx, command, expected, correlation_id).await
+    }
+
+    /// [`District::submit`] on the background lane: for commands no caller
+    /// is waiting on (payment results). Decided after the interactive
+    /// commands queued with them; see the module doc.
+    pub async fn submit_background(&self, command: Command) -> Result<Committed, WriteError> {
+        self.send(&self.background, command, None, None).await
+    }
+
+    async fn send(
+        &self,
+        lane: &mpsc::Sender<Submission>,
+        command: Command,
+        expected: Option<Expected>,
+        correlation_id: Option<Ulid>,
+    ) -> Result<Committed, WriteError> {
         let (reply, rx) = oneshot::channel();
         let sub = Submission {
             command,
@@ -187,7 +232,7 @@ impl District {
                 refusal(&self.failure)
             }
         };
-        self.tx.send(sub).await.map_err(|_| stopped())?;
+        lane.send(sub).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -240,6 +285,75 @@ type Outcome = (
     Result<Vec<EventEnvelope>, DomainError>,
 );
 
+/// The writer's two lanes (see the module doc).
+struct Inbox {
+    interactive: mpsc::Receiver<Submission>,
+    background: mpsc::Receiver<Submission>,
+}
+
+impl Inbox {
+    /// Waits for a command on either lane, then takes what is queued: every
+    /// interactive command first (up to [`MAX_BATCH_COMMANDS`]), then at
+    /// most [`MAX_BACKGROUND_PER_BATCH`] background ones. `0` when both
+    /// lanes are closed and empty (the handles that hold both senders are
+    /// gone); `None` on the shutdown signal.
+    async fn take(
+        &mut self,
+        batch: &mut Vec<Submission>,
+        shutdown: &mut Shutdown,
+    ) -> Option<usize> {
+        debug_assert!(batch.is_empty());
+        // `recv` is cancel-safe: a command is never lost to the other branch.
+        let (first, lane) = tokio::select! {
+            biased;
+            () = shutdown.triggered() => return None,
+            s = self.interactive.recv() => (s, Lane::Interactive),
+            s = self.background.recv() => (s, Lane::Background),
+        };
+        // Both senders live in every `District` handle, so one closed lane
+        // means both are; `run` refuses whatever is left.
+        let Some(first) = first else { return Some(0) };
+        let mut background = Vec::new();
+        match lane {
+            Lane::Interactive => batch.push(first),
+            Lane::Background => background.push(first),
+        }
+        while batch.len() < MAX_BATCH_COMMANDS {
+            let Ok(sub) = self.interactive.try_recv() else {
+                break;
+            };
+            batch.push(sub);
+        }
+        while background.len() < MAX_BACKGROUND_PER_BATCH {
+            let Ok(sub) = self.background.try_recv() else {
+                break;
+            };
+            background.push(sub);
+        }
+        batch.append(&mut background);
+        Some(batch.len())
+    }
+
+    /// Closes both lanes and returns what was still queued.
+    async fn close(&mut self) -> Vec<Submission> {
+        self.interactive.close();
+        self.background.close();
+        let mut left = Vec::new();
+        while let Some(sub) = self.interactive.recv().await {
+            left.push(sub);
+        }
+        while let Some(sub) = self.background.recv().await {
+            left.push(sub);
+        }
+        left
+    }
+}
+
+enum Lane {
+    Interactive,
+    Background,
+}
+
 /// Why the writer stopped committing.
 enum Ended {
     /// The shutdown signal.
@@ -253,11 +367,11 @@ enum Ended {
 impl Writer {
     /// `shutdown` is held until the log is closed, so whoever awaits the
     /// writer's lifecycle may reopen the log at once.
-    async fn run(self, mut rx: mpsc::Receiver<Submission>, mut shutdown: Shutdown) {
+    async fn run(self, mut inbox: Inbox, mut shutdown: Shutdown) {
         let stopping = self.stopping.clone();
         let failure = self.failure.clone();
         let archive = self.archive.clone();
-        let ended = self.commit_until(&mut rx, &mut shutdown).await;
+        let ended = self.commit_until(&mut inbox, &mut shutdown).await;
         // The log is closed; the readers' trees would keep it open.
         archive.store(None);
         // The writer, and with it the log, is gone. Queued commands are
@@ -269,9 +383,8 @@ impl Writer {
                 true
             }
         };
-        rx.close();
         let mut refused = 0usize;
-        while let Some(sub) = rx.recv().await {
+        for sub in inbox.close().await {
             let answer = if signalled {
                 WriteError::ShuttingDown
             } else {
@@ -286,24 +399,17 @@ impl Writer {
 
     /// Commits batches until it must stop. Consumes the writer, so the log
     /// is closed when this returns.
-    async fn commit_until(
-        mut self,
-        rx: &mut mpsc::Receiver<Submission>,
-        shutdown: &mut Shutdown,
-    ) -> Ended {
-        let mut inbox = Vec::with_capacity(MAX_BATCH_COMMANDS);
+    async fn commit_until(mut self, inbox: &mut Inbox, shutdown: &mut Shutdown) -> Ended {
+        let mut batch = Vec::with_capacity(MAX_BATCH_COMMANDS + MAX_BACKGROUND_PER_BATCH);
         loop {
             // The signal wins over waiting commands: a stopping writer takes
             // nothing new. A batch already taken is never raced with it.
-            let taken = tokio::select! {
-                biased;
-                () = shutdown.triggered() => return Ended::Signalled,
-                n = rx.recv_many(&mut inbox, MAX_BATCH_COMMANDS) => n,
-            };
-            if taken == 0 {
-                return Ended::Abandoned;
+            match inbox.take(&mut batch, shutdown).await {
+                None => return Ended::Signalled,
+                Some(0) => return Ended::Abandoned,
+                Some(_) => {}
             }
-            if !self.commit(&mut inbox).await {
+            if !self.commit(&mut batch).await {
                 return Ended::AppendFailed;
             }
         }

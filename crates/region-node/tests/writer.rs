@@ -8,7 +8,7 @@ use protocol::catalog::{FridgeSpec, StockCount, StockSpec};
 use region_node::clock::Clock;
 use region_node::lifecycle::Lifecycle;
 use region_node::store::EventLog;
-use region_node::writer::{District, Expected, WriteError};
+use region_node::writer::{District, Expected, WriteError, MAX_BACKGROUND_PER_BATCH};
 
 mod support;
 
@@ -61,6 +61,47 @@ async fn concurrent_commands_share_batches_and_keep_a_dense_log() {
         "every event got its own dense seq"
     );
     assert_eq!(district.state().catalog().meals().len(), 500);
+}
+
+/// The background lane (payment results, timers) cannot hold up a
+/// customer: a command submitted after a burst of 1,000 background ones
+/// is decided in the first batch, and each batch takes at most
+/// `MAX_BACKGROUND_PER_BATCH` of the burst, which still all commit.
+#[tokio::test]
+async fn a_customer_is_not_kept_waiting_behind_a_burst_of_background_work() {
+    const BURST: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let district = start(dir.path());
+    let burst = (0..BURST).map(|i| district.submit_background(define(&format!("b-{i}"), 100)));
+    // One poll queues every command of both before the writer runs (this
+    // runtime has one thread, and it is here; `unconstrained` so tokio's
+    // cooperative budget does not yield after the first 128 sends).
+    let (burst, customer) = tokio::task::unconstrained(async {
+        tokio::join!(
+            futures::future::join_all(burst),
+            district.submit(define("customer", 100)),
+        )
+    })
+    .await;
+
+    let batch_of = |c: &region_node::writer::Committed| c.seq;
+    let customer = customer.expect("the customer's command commits");
+    let burst: Vec<_> = burst
+        .into_iter()
+        .map(|c| c.expect("the burst commits"))
+        .collect();
+    let first_batch = burst.iter().map(batch_of).min().unwrap();
+    assert!(
+        batch_of(&customer) <= first_batch,
+        "queued after the burst, decided with its first batch"
+    );
+    let mut per_batch = std::collections::BTreeMap::new();
+    for committed in &burst {
+        *per_batch.entry(batch_of(committed)).or_insert(0usize) += 1;
+    }
+    assert!(per_batch.values().all(|n| *n <= MAX_BACKGROUND_PER_BATCH));
+    assert_eq!(per_batch.len(), BURST.div_ceil(MAX_BACKGROUND_PER_BATCH));
+    assert_eq!(district.state().catalog().meals().len(), BURST + 1);
 }
 
 /// The in-process half of the durability proof (the black-box half, with
@@ -242,10 +283,18 @@ async fn a_stopping_writer_takes_nothing_new_and_refuses_the_queue() {
     let writer = Lifecycle::new();
     let district = start_until(dir.path(), &writer);
     district.submit(define("m-before", 100)).await.unwrap();
+    // Both lanes: the background one is refused alike.
     let queued: Vec<_> = (0..100)
         .map(|i| {
             let d = district.clone();
-            tokio::spawn(async move { d.submit(define(&format!("m-{i}"), 100)).await })
+            tokio::spawn(async move {
+                let define = define(&format!("m-{i}"), 100);
+                if i % 2 == 0 {
+                    d.submit(define).await
+                } else {
+                    d.submit_background(define).await
+                }
+            })
         })
         .collect();
     // Signalled before the writer could take the queued commands (this
