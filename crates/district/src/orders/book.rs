@@ -47,7 +47,11 @@ pub struct Order {
     pub refusal_reason: Option<RefusalReason>,
     pub refund_pending: bool,
     pub timer: Option<(DateTime<Utc>, OrderTimer)>,
-    pub history: Vector<StatusChange>,
+    /// A `Vec`, not an `imbl::Vector`: past three entries the latter moves
+    /// to a 64-slot chunk (~1 KiB) however short the history, and an order
+    /// is copied whole on change anyway (it sits behind an `Arc`). Same
+    /// serialized form.
+    pub history: Vec<StatusChange>,
     /// Meals the fridge turned out not to hold enough of for this order.
     pub shortage: Vec<MealId>,
     /// For a subscription order: the day it is for.
@@ -145,10 +149,10 @@ impl Order {
             refusal_reason: None,
             refund_pending: false,
             timer: None,
-            history: Vector::unit(StatusChange {
+            history: vec![StatusChange {
                 status: new.status,
                 at,
-            }),
+            }],
             shortage: Vec::new(),
             delivery_date: new.delivery_date,
             withdrawn: None,
@@ -161,7 +165,7 @@ impl Order {
     /// Moves the order to `status` at `at`, in its history too.
     pub(crate) fn advance(&mut self, status: OrderStatus, at: DateTime<Utc>) {
         self.status = status;
-        self.history.push_back(StatusChange { status, at });
+        self.history.push(StatusChange { status, at });
     }
 
     /// The order becomes `status` (purchased, or a prepaid order placed in

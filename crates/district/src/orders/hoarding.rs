@@ -97,7 +97,7 @@ pub fn check(
 }
 
 fn placed_at(order: &Order) -> Option<DateTime<Utc>> {
-    order.history.front().map(|c| c.at)
+    order.history.first().map(|c| c.at)
 }
 
 /// When `order` was cancelled from its grace window, if it was.

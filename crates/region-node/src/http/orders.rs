@@ -97,7 +97,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         pickup_deadline: order.pickup_deadline,
         refusal_reason: order.refusal_reason,
         refund_pending: order.refund_pending,
-        history: order.history.iter().cloned().collect(),
+        history: order.history.to_vec(),
         shortage: order.shortage.clone(),
         delivery_date: order.delivery_date,
         withdrawn: order.withdrawn,
