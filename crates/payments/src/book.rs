@@ -46,7 +46,7 @@ impl Book {
         // sled's background flusher stays on (every 500 ms): it bounds how
         // much of what is not acknowledged (`requests_seen`, the sandbox's
         // ledger) a crash loses; acknowledged outcomes never wait for it.
-        let db = SyncedDb::open(sled::Config::new().path(dir))?;
+        let db = SyncedDb::open(storage::config(dir))?;
         let outcomes = db.db().open_tree("outcomes")?;
         Ok(Book {
             db,

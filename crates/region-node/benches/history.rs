@@ -179,6 +179,7 @@ fn measure(dir: &Path, args: &Args) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let log = EventLog::open(&dir.join("log")).unwrap();
+        eprintln!("PROBE heap after log open: {} MB", heap_mb());
         let district = District::start(
             WriterSetup {
                 district_id: DistrictId::from_static(DISTRICT),
@@ -204,6 +205,7 @@ fn measure(dir: &Path, args: &Args) {
             .events
             .is_empty()
         {}
+        eprintln!("PROBE heap after start+archive: {} MB", heap_mb());
         let history = std::fs::read_to_string(dir.join("complete")).unwrap_or_default();
         let in_memory = district.state().orders().len();
         let (resident, heap) = (rss_mb(), heap_mb());

@@ -49,8 +49,7 @@ impl EventLog {
 
     /// Opens the log, counting its syncs in `stats` (the node's metrics).
     pub fn open_with_stats(dir: &Path, stats: Arc<SyncStats>) -> Result<Self, StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
+        let config = storage::config(dir)
             // We sync explicitly after every batch; sled's background
             // flusher would only add fsyncs nobody waits for.
             .flush_every_ms(None);

@@ -32,6 +32,23 @@
 pub mod archive;
 pub mod failpoints;
 
+/// sled's page cache per database, in bytes. sled's default is 1 GiB, and
+/// whatever is read stays there up to it: a start-up that replayed a
+/// 2 M-event log left ~1 GB of log pages on the heap (BENCHMARKS.md,
+/// "Bounded memory"), and reads of archived orders would fill it the same
+/// way over the days. Larder reads a log in full only at start-up, and then
+/// once, in order, so a cache cannot help it; the writes are the same
+/// whatever its size.
+pub const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// sled's configuration for a database in `dir` as Larder opens them: the
+/// page cache bounded to [`CACHE_CAPACITY_BYTES`].
+pub fn config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_CAPACITY_BYTES)
+}
+
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;

@@ -151,7 +151,7 @@ pub struct DeliveryStore {
 impl DeliveryStore {
     pub fn open(dir: &Path) -> Result<Self, DeliveryStoreError> {
         // Synced explicitly once per batch of deliveries or attempt result.
-        let config = sled::Config::new().path(dir).flush_every_ms(None);
+        let config = storage::config(dir).flush_every_ms(None);
         let db = SyncedDb::open(config)?;
         let deliveries = db.db().open_tree(DELIVERIES_TREE)?;
         let meta = db.db().open_tree(META_TREE)?;
