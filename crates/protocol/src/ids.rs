@@ -54,6 +54,48 @@ pub(crate) fn check(id: &str, max: usize) -> Result<(), IdError> {
     Ok(())
 }
 
+thread_local! {
+    /// While [`interning`] runs on this thread: the ids decoded so far.
+    static INTERNED: std::cell::RefCell<Option<std::collections::HashSet<std::sync::Arc<str>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `decode` with equal ids decoded to one shared text. For decoding a
+/// whole state (a snapshot), where one order's id is in the book, its
+/// indexes, its timers and its loyalty entry: apart, each copy was an
+/// allocation of its own, ~200 bytes per order in memory (BENCHMARKS.md,
+/// "Bounded memory"). A state built by replay shares them already (the
+/// events' ids are cloned into it). The set of texts lives only for the
+/// call.
+pub fn interning<T>(decode: impl FnOnce() -> T) -> T {
+    struct Restore(Option<std::collections::HashSet<std::sync::Arc<str>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            INTERNED.with(|i| *i.borrow_mut() = previous);
+        }
+    }
+    let previous = INTERNED.with(|i| i.replace(Some(std::collections::HashSet::new())));
+    let _restore = Restore(previous);
+    decode()
+}
+
+/// `id` as a shared text: the one already decoded under [`interning`], if
+/// any.
+fn shared_text(id: &str) -> std::sync::Arc<str> {
+    INTERNED.with(|i| match i.borrow_mut().as_mut() {
+        Some(seen) => {
+            if let Some(text) = seen.get(id) {
+                return text.clone();
+            }
+            let text: std::sync::Arc<str> = id.into();
+            seen.insert(text.clone());
+            text
+        }
+        None => id.into(),
+    })
+}
+
 /// Reads an id's text where the format lends it (a log record, a request
 /// body) and checks it before copying it once into the shared `Arc<str>`:
 /// going through a `String` first would allocate twice per id decoded,
@@ -72,7 +114,7 @@ impl serde::de::Visitor<'_> for IdText {
 
     fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<Self::Value, E> {
         check(id, self.max).map_err(E::custom)?;
-        Ok(id.into())
+        Ok(shared_text(id))
     }
 }
 
@@ -432,6 +474,23 @@ mod tests {
             PlanId::parse("p".repeat(33)),
             Err(IdError::Length { max: 32 })
         );
+    }
+
+    #[test]
+    fn ids_decoded_while_interning_share_one_text() {
+        let bytes = postcard::to_allocvec(&(
+            OrderId::from_static("01HF7YAT00000000000000000A"),
+            OrderId::from_static("01HF7YAT00000000000000000A"),
+        ))
+        .unwrap();
+        let apart: (OrderId, OrderId) = postcard::from_bytes(&bytes).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&apart.0 .0, &apart.1 .0));
+        let shared: (OrderId, OrderId) = interning(|| postcard::from_bytes(&bytes)).unwrap();
+        assert_eq!(shared, apart);
+        assert!(std::sync::Arc::ptr_eq(&shared.0 .0, &shared.1 .0));
+        // Only for the call: afterwards ids are apart again.
+        let after: (OrderId, OrderId) = postcard::from_bytes(&bytes).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&after.0 .0, &after.1 .0));
     }
 
     #[test]

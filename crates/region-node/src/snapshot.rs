@@ -187,8 +187,8 @@ fn read(path: &Path, seq_in_name: u64, log: &EventLog) -> Result<DistrictState, 
         }
         Err(e) => return unusable(format!("the log does not reach seq {seq}: {e}")),
     }
-    let state: DistrictState =
-        postcard::from_bytes(body).map_err(|e| SnapshotError::Unusable(format!("decode: {e}")))?;
+    let state: DistrictState = protocol::ids::interning(|| postcard::from_bytes(body))
+        .map_err(|e| SnapshotError::Unusable(format!("decode: {e}")))?;
     if state.last_seq() != seq {
         return unusable(format!(
             "body is at seq {}, header says {seq}",
