@@ -385,71 +385,6 @@ fn prune(part: &mut Notifications, now: DateTime<Utc>) {
 
 /// Who is told what about `event`.
 fn told(state: &DistrictState, event: &Event) -> Vec<(String, NotificationKind)> {
-    use NotificationKind as K;
-    let order_kind = |order_id: &OrderId| -> Option<(String, NotificationKind)> {
-        let o = state
-            .orders
-            .get(order_id)
-            .filter(|o| o.channel == Channel::App)?;
-        let id = o.order_id.clone();
-        let kind = match event {
-            Event::OrderPlaced { hold_until, .. } => K::OrderPlaced {
-                order_id: id,
-                fridge_id: o.fridge_id.clone(),
-                hold_until: *hold_until,
-            },
-            Event::OrderPurchased {
-                pickup_code,
-                pickup_deadline,
-                ..
-            } => K::OrderPaid {
-                order_id: id,
-                fridge_id: o.fridge_id.clone(),
-                pickup_code: pickup_code.clone(),
-                pickup_deadline: *pickup_deadline,
-            },
-            Event::OrderPurchaseRefused { reason, .. } => K::OrderRefused {
-                order_id: id,
-                reason: *reason,
-            },
-            Event::OrderRefunded { .. } => K::OrderRefunded {
-                order_id: id,
-                amount: o.charged().amount_minor,
-            },
-            Event::OrderCancelled { .. } => K::OrderCancelled { order_id: id },
-            Event::OrderUnclaimed { .. } => K::OrderUnclaimed {
-                order_id: id,
-                fridge_id: o.fridge_id.clone(),
-            },
-            Event::Schedule(ScheduleEvent::OrderAvailableForPicking {
-                pickup_code,
-                pickup_deadline,
-                ..
-            }) => K::OrderAvailable {
-                order_id: id,
-                fridge_id: o.fridge_id.clone(),
-                pickup_code: pickup_code.clone(),
-                pickup_deadline: *pickup_deadline,
-            },
-            Event::Schedule(ScheduleEvent::PreorderScheduled { date, .. }) => {
-                K::OrderAheadConfirmed {
-                    order_id: id,
-                    fridge_id: o.fridge_id.clone(),
-                    date: *date,
-                }
-            }
-            Event::Notification(NotificationEvent::PickupReminded {
-                pickup_deadline, ..
-            }) => K::PickupReminder {
-                order_id: id,
-                fridge_id: o.fridge_id.clone(),
-                pickup_code: o.pickup_code.clone().unwrap_or_default(),
-                pickup_deadline: *pickup_deadline,
-            },
-            _ => return None,
-        };
-        Some((o.customer.clone(), kind))
-    };
     match event {
         Event::OrderPlaced { order_id, .. }
         | Event::OrderPurchased { order_id, .. }
@@ -460,7 +395,7 @@ fn told(state: &DistrictState, event: &Event) -> Vec<(String, NotificationKind)>
         | Event::Schedule(ScheduleEvent::OrderAvailableForPicking { order_id, .. })
         | Event::Schedule(ScheduleEvent::PreorderScheduled { order_id, .. })
         | Event::Notification(NotificationEvent::PickupReminded { order_id, .. }) => {
-            order_kind(order_id).into_iter().collect()
+            order_told(state, event, order_id).into_iter().collect()
         }
         Event::Waitlist(protocol::waitlist::WaitlistEvent::HoldOffered {
             entry_id,
@@ -471,7 +406,7 @@ fn told(state: &DistrictState, event: &Event) -> Vec<(String, NotificationKind)>
             .waitlist
             .entry(entry_id)
             .map(|e| {
-                let kind = K::WaitlistHold {
+                let kind = NotificationKind::WaitlistHold {
                     entry_id: entry_id.clone(),
                     meal_id: meal_id.clone(),
                     fridge_id: fridge_id.clone(),
@@ -486,32 +421,15 @@ fn told(state: &DistrictState, event: &Event) -> Vec<(String, NotificationKind)>
             plan_id,
             approved,
             ..
-        }) => {
-            let Some(charge) = state.schedule.charges.get(charge_id.as_str()) else {
-                return vec![];
-            };
-            let (plan_id, charge_id, amount) = (plan_id.clone(), charge_id.clone(), charge.amount);
-            let kind = if *approved {
-                K::PlanChargePaid {
-                    plan_id,
-                    charge_id,
-                    amount,
-                }
-            } else {
-                K::PlanChargeDeclined {
-                    plan_id,
-                    charge_id,
-                    amount,
-                }
-            };
-            vec![(charge.customer.clone(), kind)]
-        }
+        }) => charge_told(state, charge_id, plan_id, *approved)
+            .into_iter()
+            .collect(),
         Event::FridgeQuarantined { fridge_id, .. } => state
             .orders
             .open_at(fridge_id)
             .filter(|o| o.channel == Channel::App)
             .map(|o| {
-                let kind = K::FridgeQuarantined {
+                let kind = NotificationKind::FridgeQuarantined {
                     fridge_id: fridge_id.clone(),
                     order_id: o.order_id.clone(),
                 };
@@ -520,6 +438,101 @@ fn told(state: &DistrictState, event: &Event) -> Vec<(String, NotificationKind)>
             .collect(),
         _ => vec![],
     }
+}
+
+/// What an app order's customer is told about `event` on it (POS orders
+/// have no app to tell).
+fn order_told(
+    state: &DistrictState,
+    event: &Event,
+    order_id: &OrderId,
+) -> Option<(String, NotificationKind)> {
+    use NotificationKind as K;
+    let o = state
+        .orders
+        .get(order_id)
+        .filter(|o| o.channel == Channel::App)?;
+    let id = o.order_id.clone();
+    let kind = match event {
+        Event::OrderPlaced { hold_until, .. } => K::OrderPlaced {
+            order_id: id,
+            fridge_id: o.fridge_id.clone(),
+            hold_until: *hold_until,
+        },
+        Event::OrderPurchased {
+            pickup_code,
+            pickup_deadline,
+            ..
+        } => K::OrderPaid {
+            order_id: id,
+            fridge_id: o.fridge_id.clone(),
+            pickup_code: pickup_code.clone(),
+            pickup_deadline: *pickup_deadline,
+        },
+        Event::OrderPurchaseRefused { reason, .. } => K::OrderRefused {
+            order_id: id,
+            reason: *reason,
+        },
+        Event::OrderRefunded { .. } => K::OrderRefunded {
+            order_id: id,
+            amount: o.charged().amount_minor,
+        },
+        Event::OrderCancelled { .. } => K::OrderCancelled { order_id: id },
+        Event::OrderUnclaimed { .. } => K::OrderUnclaimed {
+            order_id: id,
+            fridge_id: o.fridge_id.clone(),
+        },
+        Event::Schedule(ScheduleEvent::OrderAvailableForPicking {
+            pickup_code,
+            pickup_deadline,
+            ..
+        }) => K::OrderAvailable {
+            order_id: id,
+            fridge_id: o.fridge_id.clone(),
+            pickup_code: pickup_code.clone(),
+            pickup_deadline: *pickup_deadline,
+        },
+        Event::Schedule(ScheduleEvent::PreorderScheduled { date, .. }) => K::OrderAheadConfirmed {
+            order_id: id,
+            fridge_id: o.fridge_id.clone(),
+            date: *date,
+        },
+        Event::Notification(NotificationEvent::PickupReminded {
+            pickup_deadline, ..
+        }) => K::PickupReminder {
+            order_id: id,
+            fridge_id: o.fridge_id.clone(),
+            pickup_code: o.pickup_code.clone().unwrap_or_default(),
+            pickup_deadline: *pickup_deadline,
+        },
+        _ => return None,
+    };
+    Some((o.customer.clone(), kind))
+}
+
+/// What a plan's customer is told when its charge settled.
+fn charge_told(
+    state: &DistrictState,
+    charge_id: &protocol::ChargeId,
+    plan_id: &protocol::PlanId,
+    approved: bool,
+) -> Option<(String, NotificationKind)> {
+    let charge = state.schedule.charges.get(charge_id.as_str())?;
+    let (plan_id, charge_id, amount) = (plan_id.clone(), charge_id.clone(), charge.amount);
+    let kind = if approved {
+        NotificationKind::PlanChargePaid {
+            plan_id,
+            charge_id,
+            amount,
+        }
+    } else {
+        NotificationKind::PlanChargeDeclined {
+            plan_id,
+            charge_id,
+            amount,
+        }
+    };
+    Some((charge.customer.clone(), kind))
 }
 
 /// Keeps [`Notifications::reminders`]: an app order waiting in its fridge

@@ -507,8 +507,36 @@ fn fridge_payload(event: &Event) -> Option<(WebhookFamily, &'static str, Value)>
     Some(found)
 }
 
+/// The schedule's events by family; each variant is placed here, so a new
+/// one must be given a family (or none) before the crate compiles.
 fn schedule(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value)> {
-    use WebhookFamily::{Kitchens, Plans};
+    use ScheduleEvent as E;
+    match event {
+        E::PlanCreated { .. }
+        | E::PlanChanged { .. }
+        | E::PlanCancelled { .. }
+        | E::ChargeSettled { .. }
+        | E::OrderScheduled { .. }
+        | E::OrderWithdrawn { .. } => plans(event),
+        E::CalendarDaySet { .. }
+        | E::OrderPrepared { .. }
+        | E::OrderDispatched { .. }
+        | E::OrderAvailableForPicking { .. }
+        | E::PreorderScheduled { .. } => kitchens(event),
+        E::PreorderPlaced { .. } | E::PreorderWithdrawn { .. } => orders_ahead(event),
+        // Charges requested and credits: the money plumbing, told by
+        // plan.charge_settled; payment methods are tokens.
+        E::ChargeRequested { .. }
+        | E::DayCredited { .. }
+        | E::PaymentMethodChanged { .. }
+        | E::CreditRefundRequested { .. }
+        | E::CreditRefundSettled { .. } => None,
+    }
+}
+
+/// Plans and their charges and orders (`schedule` picks the variants).
+fn plans(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value)> {
+    use WebhookFamily::Plans;
     let found = match event {
         ScheduleEvent::PlanCreated {
             plan_id,
@@ -569,6 +597,15 @@ fn schedule(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value
             "plan.order_withdrawn",
             json!({"plan_id": plan_id, "order_id": order_id, "reason": reason}),
         ),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// What kitchens make and when (`schedule` picks the variants).
+fn kitchens(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value)> {
+    use WebhookFamily::Kitchens;
+    let found = match event {
         ScheduleEvent::CalendarDaySet {
             date,
             kitchen_id,
@@ -598,17 +635,6 @@ fn schedule(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value
             "kitchen.order_available",
             json!({"order_id": order_id, "pickup_deadline": pickup_deadline}),
         ),
-        ScheduleEvent::PreorderPlaced {
-            order_id,
-            date,
-            kitchen_id,
-            cancel_until,
-        } => (
-            WebhookFamily::Orders,
-            "order.ahead_placed",
-            json!({"order_id": order_id, "date": date, "kitchen_id": kitchen_id,
-                   "cancel_until": cancel_until}),
-        ),
         // Paid: from now on the kitchen makes it (like a plan day's order).
         ScheduleEvent::PreorderScheduled {
             order_id,
@@ -623,6 +649,25 @@ fn schedule(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value
             json!({"order_id": order_id, "date": date, "fridge_id": fridge_id,
                    "kitchen_id": kitchen_id, "meal_id": meal_id}),
         ),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// An order ahead placed or withdrawn (`schedule` picks the variants).
+fn orders_ahead(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value)> {
+    let found = match event {
+        ScheduleEvent::PreorderPlaced {
+            order_id,
+            date,
+            kitchen_id,
+            cancel_until,
+        } => (
+            WebhookFamily::Orders,
+            "order.ahead_placed",
+            json!({"order_id": order_id, "date": date, "kitchen_id": kitchen_id,
+                   "cancel_until": cancel_until}),
+        ),
         ScheduleEvent::PreorderWithdrawn {
             order_id, reason, ..
         } => (
@@ -630,13 +675,7 @@ fn schedule(event: &ScheduleEvent) -> Option<(WebhookFamily, &'static str, Value
             "order.ahead_withdrawn",
             json!({"order_id": order_id, "reason": reason}),
         ),
-        // Charges requested and credits: the money plumbing, told by
-        // plan.charge_settled; payment methods are tokens.
-        ScheduleEvent::ChargeRequested { .. }
-        | ScheduleEvent::DayCredited { .. }
-        | ScheduleEvent::PaymentMethodChanged { .. }
-        | ScheduleEvent::CreditRefundRequested { .. }
-        | ScheduleEvent::CreditRefundSettled { .. } => return None,
+        _ => return None,
     };
     Some(found)
 }
