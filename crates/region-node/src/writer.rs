@@ -17,9 +17,9 @@
 //! a customer's confirm queued behind a burst of 1,000 of them waited for
 //! all to be decided (~10 ms) and synced, then for its own batch: most of
 //! the confirm p99 of ~40 ms under order load (BENCHMARKS.md, "Orders",
-//! "Two lanes"). The
-//! cap still lets results through at tens of thousands per second while
-//! the interactive lane is saturated, so neither lane starves.
+//! "Two lanes"). The cap still lets results through at tens of thousands
+//! per second while the interactive lane is saturated, so neither lane
+//! starves.
 //!
 //! If an append fails the in-memory state is ahead of the disk: the writer
 //! answers every waiter with an error and stops, and the node reports not
@@ -205,7 +205,7 @@ impl District {
     }
 
     /// [`District::submit`] on the background lane: for commands no caller
-    /// is waiting on (payment results). Decided after the interactive
+    /// is waiting on (payment results, fired timers). Decided after the interactive
     /// commands queued with them; see the module doc.
     pub async fn submit_background(&self, command: Command) -> Result<Committed, WriteError> {
         self.send(&self.background, command, None, None).await
