@@ -25,11 +25,11 @@
 //!   single request) or a batch of them. The messages ready together (up to
 //!   [`RESULT_BATCH`]) have all their results submitted to the writer
 //!   together, on its background lane (a customer's confirm goes before
-//!   them: see `writer`), so they share group commits, and a message is acked only
-//!   after *all* its results are durable, so a crash means redelivery, which
-//!   the decider treats as a duplicate (as it does a result it no longer
-//!   owes). An ack is a plain publish the client buffers: no round trip per
-//!   message.
+//!   them: see `writer`), so they share group commits, and a message is
+//!   acked only after *all* its results are durable, so a crash means
+//!   redelivery, which the decider treats as a duplicate (as it does a
+//!   result it no longer owes). An ack is a plain publish the client
+//!   buffers: no round trip per message.
 //!
 //! The outbox (`district::outbox`) is the one list of what is owed: order
 //! charges and refunds and plan charges alike, each row keyed by what it

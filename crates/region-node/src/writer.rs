@@ -313,24 +313,21 @@ impl Inbox {
         // Both senders live in every `District` handle, so one closed lane
         // means both are; `run` refuses whatever is left.
         let Some(first) = first else { return Some(0) };
-        let mut background = Vec::new();
-        match lane {
-            Lane::Interactive => batch.push(first),
-            Lane::Background => background.push(first),
-        }
-        while batch.len() < MAX_BATCH_COMMANDS {
-            let Ok(sub) = self.interactive.try_recv() else {
-                break;
-            };
-            batch.push(sub);
-        }
-        while background.len() < MAX_BACKGROUND_PER_BATCH {
-            let Ok(sub) = self.background.try_recv() else {
-                break;
-            };
-            background.push(sub);
-        }
-        batch.append(&mut background);
+        let first_background = match lane {
+            Lane::Interactive => {
+                batch.push(first);
+                None
+            }
+            Lane::Background => Some(first),
+        };
+        take_queued(&mut self.interactive, batch, MAX_BATCH_COMMANDS);
+        let interactive = batch.len();
+        batch.extend(first_background);
+        take_queued(
+            &mut self.background,
+            batch,
+            interactive + MAX_BACKGROUND_PER_BATCH,
+        );
         Some(batch.len())
     }
 
@@ -352,6 +349,14 @@ impl Inbox {
 enum Lane {
     Interactive,
     Background,
+}
+
+/// Moves what `lane` has queued into `batch` until it holds `up_to`.
+fn take_queued(lane: &mut mpsc::Receiver<Submission>, batch: &mut Vec<Submission>, up_to: usize) {
+    while batch.len() < up_to {
+        let Ok(sub) = lane.try_recv() else { break };
+        batch.push(sub);
+    }
 }
 
 /// Why the writer stopped committing.
