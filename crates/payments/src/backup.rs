@@ -54,7 +54,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Manifest<BookMeta>, BackupEr
             reason: "holds no payments book".into(),
         });
     }
-    let db = sled::Config::new().path(data_dir).open()?;
+    let db = storage::config(data_dir).open()?;
     let mut writer = ArchiveWriter::create(to)?;
     let mut record_count = 0;
     for name in BACKED_UP_TREES {
@@ -91,7 +91,7 @@ pub async fn restore(from: &Path, data_dir: &Path) -> Result<u64, BackupError> {
     if partial.exists() {
         std::fs::remove_dir_all(&partial)?;
     }
-    let db = SyncedDb::open(sled::Config::new().path(&partial))?;
+    let db = SyncedDb::open(storage::config(&partial))?;
     let mut written = 0;
     for tree_name in BACKED_UP_TREES {
         let tree = db.db().open_tree(tree_name)?;
