@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{bin, dev_config, eventually, spawn_nats_with, ChildGuard, START_DEADLINE};
+use crate::{bin, dev_config, eventually, try_spawn_nats_with, ChildGuard, START_DEADLINE};
 
 /// The demo districts' prefixes: downtown (the dev config's) and west.
 pub const DOWNTOWN_PREFIXES: [&str; 3] = ["dpsbv", "dpsby", "dpscj"];
 pub const WEST_PREFIXES: [&str; 2] = ["dpsbg", "dpsbu"];
 /// Well past a few heartbeats (1 s) and the TTL (3 s) of the test configs.
 pub const DIRECTORY_DEADLINE: Duration = Duration::from_secs(15);
+/// Starts of the seed server before giving up on free route ports.
+const SEED_ATTEMPTS: usize = 5;
 
 /// West Detroit (`dpsbg`, `dpsbu`): the second demo district's area.
 pub const WEST: (f64, f64) = (42.3413, -83.1666);
@@ -61,23 +63,47 @@ impl NatsCluster {
     }
 
     /// Starts server `i` (on `client_port` if given), routing to every
-    /// other live server.
+    /// other live server. The seed's route port is picked free beforehand,
+    /// so another process may take it before the server binds it: then the
+    /// seed starts again on another (at most [`SEED_ATTEMPTS`] times).
     async fn spawn(&self, i: usize, client_port: Option<u16>) -> Server {
-        let mut routes: Vec<String> = self
+        let routes: Vec<String> = self
             .servers
             .iter()
             .enumerate()
             .filter(|(j, s)| *j != i && s.child.child.is_some())
             .map(|(_, s)| format!("nats-route://127.0.0.1:{}", s.cluster_port))
             .collect();
-        // The seed routes to itself (ignored by the server, but required).
-        let listen = if routes.is_empty() {
+        if !routes.is_empty() {
+            let started = self.try_spawn(i, client_port, "-1", &routes).await;
+            return started.unwrap_or_else(|log| panic!("nats-server n{i} exited: {log}"));
+        }
+        let mut last = String::new();
+        for _ in 0..SEED_ATTEMPTS {
             let port = free_port();
-            routes.push(format!("nats-route://127.0.0.1:{port}"));
-            port.to_string()
-        } else {
-            "-1".to_string()
-        };
+            // The seed routes to itself (ignored by the server, but required).
+            let own = [format!("nats-route://127.0.0.1:{port}")];
+            match self
+                .try_spawn(i, client_port, &port.to_string(), &own)
+                .await
+            {
+                Ok(server) => return server,
+                Err(log) if log.contains("address already in use") => last = log,
+                Err(log) => panic!("nats-server n{i} exited: {log}"),
+            }
+        }
+        panic!("nats-server n{i}: every route port was taken; last log: {last}")
+    }
+
+    /// One start of server `i` with its cluster listening on `listen` (a
+    /// port, or `-1` for its own pick); `Err` with its log if it exits.
+    async fn try_spawn(
+        &self,
+        i: usize,
+        client_port: Option<u16>,
+        listen: &str,
+        routes: &[String],
+    ) -> Result<Server, String> {
         let conf = self.dir.path().join(format!("n{i}.conf"));
         let store = self.dir.path().join(format!("js{i}"));
         std::fs::write(
@@ -92,18 +118,18 @@ impl NatsCluster {
         .expect("write nats conf");
         let ports_dir = self.dir.path().join(format!("ports{i}"));
         let (child, client_port, monitoring, ports) =
-            spawn_nats_with(&conf, None, &ports_dir, client_port).await;
+            try_spawn_nats_with(&conf, None, &ports_dir, client_port).await?;
         let cluster_port = ports["cluster"][0]
             .as_str()
             .and_then(|u| u.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .expect("cluster port in the ports file");
-        Server {
+        Ok(Server {
             client_port,
             cluster_port,
             monitoring,
             child,
-        }
+        })
     }
 
     /// Every server's client URL, comma-separated (as `--nats-url` takes).

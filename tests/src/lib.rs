@@ -1048,15 +1048,28 @@ pub const DOWNTOWN: (f64, f64) = (42.3316, -83.0466);
 /// Polls a file until it has content (a child's ready signal), for up to
 /// `deadline`.
 async fn await_file(path: &Path, child: &mut ChildGuard, what: &str, deadline: Duration) -> String {
+    match try_await_file(path, child, what, deadline).await {
+        Ok(s) => s,
+        Err(status) => panic!("{what} exited during start-up: {status}"),
+    }
+}
+
+/// [`await_file`], with the child's exit during start-up as `Err`.
+async fn try_await_file(
+    path: &Path,
+    child: &mut ChildGuard,
+    what: &str,
+    deadline: Duration,
+) -> Result<String, std::process::ExitStatus> {
     let start = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(path) {
             if !s.trim().is_empty() {
-                return s;
+                return Ok(s);
             }
         }
         if let Some(Ok(Some(status))) = child.child.as_mut().map(|c| c.try_wait()) {
-            panic!("{what} exited during start-up: {status}");
+            return Err(status);
         }
         assert!(
             start.elapsed() < deadline,
@@ -1144,9 +1157,25 @@ pub(crate) async fn spawn_nats_with(
     ports_dir: &Path,
     port: Option<u16>,
 ) -> (ChildGuard, u16, String, Value) {
+    match try_spawn_nats_with(conf, store, ports_dir, port).await {
+        Ok(started) => started,
+        Err(log) => panic!("nats-server exited during start-up; its log:\n{log}"),
+    }
+}
+
+/// [`spawn_nats_with`], with a server that exits during start-up as `Err`
+/// carrying its log (so a caller can tell a port taken meanwhile).
+pub(crate) async fn try_spawn_nats_with(
+    conf: &Path,
+    store: Option<&Path>,
+    ports_dir: &Path,
+    port: Option<u16>,
+) -> Result<(ChildGuard, u16, String, Value), String> {
     let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
     let _ = std::fs::remove_dir_all(ports_dir);
     std::fs::create_dir_all(ports_dir).unwrap();
+    let log_path = ports_dir.join("nats-server.log");
+    let log = std::fs::File::create(&log_path).expect("nats-server log file");
     let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
     let mut cmd = Command::new(&bin);
     cmd.arg("-c")
@@ -1160,20 +1189,20 @@ pub(crate) async fn spawn_nats_with(
         .arg(ports_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| {
             panic!("cannot start {bin} ({e}); run scripts/ensure-nats or set NATS_SERVER")
         });
     let mut guard = ChildGuard::new(child);
     let pid = guard.child.as_ref().map(|c| c.id()).unwrap_or(0);
-    let ports = await_file(
-        &ports_dir.join(format!("nats-server_{pid}.ports")),
-        &mut guard,
-        "nats-server",
-        START_DEADLINE,
-    )
-    .await;
+    let ports_file = ports_dir.join(format!("nats-server_{pid}.ports"));
+    let ports = try_await_file(&ports_file, &mut guard, "nats-server", START_DEADLINE)
+        .await
+        .map_err(|status| {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            format!("{status}\n{log}")
+        })?;
     let ports: Value = serde_json::from_str(&ports).expect("ports file");
     let url = ports["nats"][0].as_str().expect("nats url");
     let port = url
@@ -1185,7 +1214,7 @@ pub(crate) async fn spawn_nats_with(
         .as_str()
         .expect("monitoring url")
         .to_string();
-    (guard, port, monitoring, ports)
+    Ok((guard, port, monitoring, ports))
 }
 
 /// The real payments service with the sandbox provider.
