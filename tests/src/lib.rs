@@ -1042,6 +1042,31 @@ pub fn fridge_spec(name: &str, lat: f64, lon: f64) -> Value {
     json!({"name": name, "address": "1 Test St", "lat": lat, "lon": lon, "vendor": "frostline-json"})
 }
 
+/// One page of `GET /v1/admin/log?after=&limit=` (admin), as
+/// `(seq, record bytes)` from its `[u32 len][seq][u32 len][record]` frames.
+pub async fn admin_log_page(node: &Node, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
+    let page = node
+        .http
+        .get(node.url(&format!("/v1/admin/log?after={after}&limit={limit}")))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .expect("log page");
+    assert_eq!(page.status(), 200, "log page after {after}");
+    let page = page.bytes().await.expect("log body");
+    let len_at = |at: usize| u32::from_be_bytes(page[at..at + 4].try_into().unwrap()) as usize;
+    let (mut out, mut at) = (vec![], 0);
+    while at < page.len() {
+        let key_len = len_at(at);
+        let seq = u64::from_be_bytes(page[at + 4..at + 4 + key_len].try_into().unwrap());
+        at += 4 + key_len;
+        let value_len = len_at(at);
+        out.push((seq, page[at + 4..at + 4 + value_len].to_vec()));
+        at += 4 + value_len;
+    }
+    out
+}
+
 /// Campus Martius, downtown Detroit.
 pub const DOWNTOWN: (f64, f64) = (42.3316, -83.0466);
 

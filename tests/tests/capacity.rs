@@ -26,45 +26,19 @@ const TOLERANCE: f64 = 0.20;
 /// each), so it is held to a looser bound.
 const DISK_TOLERANCE: f64 = 0.35;
 
-/// The records after `after` as `GET /v1/admin/log` serves them:
-/// `[u32 len][seq][u32 len][record]` frames. Returns (records, bytes).
+/// The records after `after` as `GET /v1/admin/log` serves them.
+/// Returns (records, record bytes).
 async fn log_growth(node: &Node, after: u64) -> (u64, u64) {
     let (mut records, mut bytes, mut after) = (0u64, 0u64, after);
     loop {
-        let page = node
-            .http
-            .get(node.url(&format!("/v1/admin/log?after={after}&limit=10000")))
-            .bearer_auth(admin_token())
-            .send()
-            .await
-            .expect("log page")
-            .bytes()
-            .await
-            .expect("log body");
-        let frames = frames(&page);
-        let Some(&(last_seq, _)) = frames.last() else {
+        let page = admin_log_page(node, after, 10_000).await;
+        let Some((last_seq, _)) = page.last() else {
             return (records, bytes);
         };
-        records += frames.len() as u64;
-        bytes += frames.iter().map(|(_, len)| *len as u64).sum::<u64>();
-        after = last_seq;
+        after = *last_seq;
+        records += page.len() as u64;
+        bytes += page.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
     }
-}
-
-/// (seq, record length) of every frame in a page.
-fn frames(page: &[u8]) -> Vec<(u64, usize)> {
-    let mut out = vec![];
-    let mut at = 0;
-    let len_at = |at: usize| u32::from_be_bytes(page[at..at + 4].try_into().unwrap()) as usize;
-    while at < page.len() {
-        let key_len = len_at(at);
-        let seq = u64::from_be_bytes(page[at + 4..at + 4 + key_len].try_into().unwrap());
-        at += 4 + key_len;
-        let value_len = len_at(at);
-        at += 4 + value_len;
-        out.push((seq, value_len));
-    }
-    out
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

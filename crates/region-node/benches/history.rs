@@ -33,6 +33,7 @@ use region_node::clock::Clock;
 use region_node::lifecycle::Shutdown;
 use region_node::metrics::Metrics;
 use region_node::snapshot::SnapshotStore;
+use region_node::store::sealed::SEALED_DIR;
 use region_node::store::EventLog;
 use region_node::writer::{District, WriterSetup};
 
@@ -67,6 +68,11 @@ unsafe impl std::alloc::GlobalAlloc for Counted {
         LIVE_BYTES.fetch_add(grown, std::sync::atomic::Ordering::Relaxed);
         unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
     }
+}
+
+/// Bytes of the files under `dir`, in MB.
+fn dir_mb(dir: &Path) -> u64 {
+    region_node::capacity::disk::dir_bytes(dir) / (1024 * 1024)
 }
 
 fn heap_mb() -> i64 {
@@ -118,11 +124,19 @@ fn main() {
         return measure(dir, &args);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-history");
-    println!("history orders | in memory | resident MB | heap MB | confirms/s | p50 ms | p99 ms");
+    println!(
+        "history orders | in memory | resident MB | heap MB | log on disk MB (sled / sealed) | confirms/s | p50 ms | p99 ms"
+    );
     for &orders in &args.orders {
         let dir = root.join(format!("{orders}-{}", args.spacing_secs));
         let complete = dir.join("complete");
-        if !complete.exists() {
+        // A history from before sealing (its whole log in sled) is not the
+        // log a node writes now.
+        let unsealed = orders > 0 && !dir.join("log").join(SEALED_DIR).exists();
+        if unsealed && complete.exists() {
+            println!("  {orders}: generated before sealing; generating it again");
+        }
+        if !complete.exists() || unsealed {
             let _ = std::fs::remove_dir_all(&dir);
             generate(&dir, orders, args.spacing_secs);
             std::fs::write(&complete, orders.to_string()).unwrap();
@@ -221,11 +235,13 @@ fn measure(dir: &Path, args: &Args) {
             .is_empty()
         {}
         let history = std::fs::read_to_string(dir.join("complete")).unwrap_or_default();
+        let sealed_mb = dir_mb(&dir.join("log").join(SEALED_DIR));
+        let sled_mb = dir_mb(&dir.join("log")) - sealed_mb;
         let in_memory = district.state().orders().len();
         let (resident, heap) = (rss_mb(), heap_mb());
         let (rate, p50, p99) = confirms(&district, args).await;
         println!(
-            "{} | {in_memory} | {resident} | {heap} | {rate:.0} | {p50:.1} | {p99:.1}",
+            "{} | {in_memory} | {resident} | {heap} | {sled_mb} / {sealed_mb} | {rate:.0} | {p50:.1} | {p99:.1}",
             history.trim()
         );
     });

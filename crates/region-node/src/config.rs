@@ -396,6 +396,9 @@ pub struct SnapshotsConfig {
     pub events_per_hot_order: u64,
     pub every_secs: u64,
     pub keep: usize,
+    /// After each snapshot, the log's records it covers move out of sled
+    /// in sealed segments of this many records (`store::sealed`).
+    pub seal_segment_records: u64,
 }
 
 impl Default for SnapshotsConfig {
@@ -406,6 +409,7 @@ impl Default for SnapshotsConfig {
             events_per_hot_order: SNAPSHOT_EVENTS_PER_HOT_ORDER_DEFAULT,
             every_secs: SNAPSHOT_EVERY_SECS_DEFAULT,
             keep: SNAPSHOT_KEEP_DEFAULT,
+            seal_segment_records: crate::store::SEGMENT_RECORDS_DEFAULT,
         }
     }
 }

@@ -102,7 +102,8 @@ pub fn open_district(
     shutdown: Shutdown,
 ) -> Result<(District, EventLog), NodeError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let log = EventLog::open_with_stats(&config.data_dir.join("log"), metrics.store.clone())?;
+    let log = EventLog::open_with_stats(&config.data_dir.join("log"), metrics.store.clone())?
+        .with_segment_records(config.snapshots.seal_segment_records);
     let district = District::start(
         WriterSetup {
             district_id: config.district_id.clone(),

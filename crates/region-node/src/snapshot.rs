@@ -467,7 +467,11 @@ async fn write_in_background(
         .name("snapshot".into())
         .spawn(move || {
             lower_this_threads_priority();
-            let _ = done.send(store.write(&state, &log).map_err(|e| e.to_string()));
+            let written = store.write(&state, &log).map_err(|e| e.to_string());
+            if written.is_ok() {
+                seal_behind(&log, state.last_seq());
+            }
+            let _ = done.send(written);
         });
     if let Err(e) = spawned {
         return Err(format!("no thread for the snapshot: {e}"));
@@ -475,6 +479,23 @@ async fn write_in_background(
     written
         .await
         .unwrap_or_else(|_| Err("the snapshot thread ended without an answer".into()))
+}
+
+/// Moves the log's records that the snapshot at `seq` covers into sealed
+/// segments (`store::sealed`), on the snapshot's thread. A failure only
+/// leaves them in sled until the next snapshot.
+fn seal_behind(log: &EventLog, seq: u64) {
+    let started = std::time::Instant::now();
+    match log.seal_behind(seq) {
+        Ok(0) => {}
+        Ok(records) => tracing::info!(
+            records,
+            sealed_upto = log.sealed_upto(),
+            ms = started.elapsed().as_millis() as u64,
+            "log records sealed"
+        ),
+        Err(e) => tracing::warn!(seq, error = %e, "log records not sealed; kept in sled"),
+    }
 }
 
 /// Best effort: a thread left at the default priority only competes more.

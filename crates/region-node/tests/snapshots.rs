@@ -4,13 +4,10 @@
 
 use std::path::Path;
 
-use district::{Command, DistrictState, OrderCommand};
-use protocol::orders::{Channel, OrderId};
-use protocol::{FridgeId, MealId};
+use district::DistrictState;
 use region_node::clock::Clock;
 use region_node::lifecycle::Lifecycle;
 use region_node::snapshot::{recover, SnapshotStore};
-use region_node::store::EventLog;
 use region_node::writer::District;
 
 mod support;
@@ -19,19 +16,8 @@ const FRIDGE: &str = "f-campus-martius";
 const MEAL: &str = "m-greek-salad";
 
 async fn place(district: &District, n: usize) {
-    let request =
-        district::demo::one_unit(FridgeId::from_static(FRIDGE), MealId::from_static(MEAL));
-    let placed = district
-        .submit(Command::Order(OrderCommand::Place {
-            order_id: OrderId::parse(format!("o-snap-{n}")).unwrap(),
-            customer: format!("c-{n}"),
-            channel: Channel::Pos,
-            request,
-            idempotency: None,
-            referral: None,
-        }))
-        .await;
-    assert!(placed.is_ok(), "order {n}: {placed:?}");
+    let (id, customer) = (format!("o-snap-{n}"), format!("c-{n}"));
+    support::place_at_till(district, &id, &customer, (FRIDGE, MEAL)).await;
 }
 
 /// The demo district and `orders` orders, with a snapshot taken before
@@ -39,7 +25,7 @@ async fn place(district: &District, n: usize) {
 /// closed when it returns.
 async fn history(dir: &Path, keep: usize, snap_before: &[usize], orders: usize) -> SnapshotStore {
     let store = SnapshotStore::new(dir, keep);
-    let log = EventLog::open(&dir.join("log")).unwrap();
+    let log = support::open_log(&dir.join("log"));
     let writer = Lifecycle::new();
     let district = support::writer_until(log.clone(), Clock::system(), writer.shutdown());
     region_node::demo::seed_if_empty(&district, "detroit-downtown")
@@ -60,24 +46,19 @@ async fn history(dir: &Path, keep: usize, snap_before: &[usize], orders: usize) 
 }
 
 fn full_replay(dir: &Path) -> DistrictState {
-    recover(&EventLog::open(&dir.join("log")).unwrap(), None)
+    recover(&support::open_log(&dir.join("log")), None)
         .unwrap()
         .state
 }
 
 fn from_snapshot(dir: &Path, store: &SnapshotStore) -> DistrictState {
-    recover(&EventLog::open(&dir.join("log")).unwrap(), Some(store))
+    recover(&support::open_log(&dir.join("log")), Some(store))
         .unwrap()
         .state
 }
 
 fn snapshot_files(store: &SnapshotStore) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(store.dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    support::files_in(store.dir())
 }
 
 #[tokio::test]

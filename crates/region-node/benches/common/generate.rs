@@ -12,6 +12,9 @@
 //! taken every [`ARCHIVE_EVERY_ORDERS`] orders with its index entries
 //! written in the same batch, as the writer writes them (`archive.rs`):
 //! the hot state holds only the retention window, however long the log.
+//! The log's records are sealed into segment files whenever the node's
+//! default snapshot policy would have written a snapshot, as the node's
+//! snapshot task does (`store::sealed`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -110,6 +113,8 @@ pub fn generate(log_dir: &Path, snapshots: &SnapshotStore, spec: &Spec) -> Gener
         g.run(cmd);
     }
     let mut snapshot_at = spec.snapshot_at;
+    let policy = region_node::config::SnapshotsConfig::default().policy();
+    let mut sealed_at = 0;
     let mut n = 0;
     while n < max_orders && g.state.last_seq() < limit {
         let fridge = &fridges[(n as usize) % fridges.len()];
@@ -125,6 +130,12 @@ pub fn generate(log_dir: &Path, snapshots: &SnapshotStore, spec: &Spec) -> Gener
         n += 1;
         if g.pending.len() >= GENERATE_BATCH_EVENTS {
             rt.block_on(g.flush(&log));
+            // As the node does after each snapshot (default policy).
+            let seq = g.state.last_seq();
+            if policy.is_due(seq - sealed_at, g.state.orders().len() as u64, 0) {
+                log.seal_behind(seq).unwrap();
+                sealed_at = seq;
+            }
             if g.state.last_seq() >= reopen_at {
                 drop(log);
                 log = EventLog::open(log_dir).unwrap();

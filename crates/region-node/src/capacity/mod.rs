@@ -27,6 +27,13 @@ pub const DAYS_PER_YEAR: f64 = 365.0;
 const SECS_PER_DAY: f64 = 86_400.0;
 /// Snapshots kept on disk (`[snapshots] keep`, default 2).
 pub const SNAPSHOTS_KEPT: f64 = 2.0;
+/// Bytes a sealed segment spends per record beyond the record: its 16-byte
+/// head and the index's 16 bytes per 1,024 records (`store::sealed`).
+pub const SEALED_BYTES_PER_RECORD: f64 = 16.0 + 16.0 / 1_024.0;
+/// Records that stay in sled at most: one snapshot interval and one
+/// segment not yet sealed (default settings). Older ones are sealed.
+pub const SLED_TAIL_RECORDS: f64 =
+    (crate::config::SNAPSHOT_EVERY_EVENTS_DEFAULT + crate::store::SEGMENT_RECORDS_DEFAULT) as f64;
 
 /// What a city looks like and how it behaves. Every field has a default
 /// (the demo city); a TOML file or flags override them.
@@ -313,8 +320,12 @@ pub struct YearPlan {
     pub log_record_bytes_written: f64,
     /// Log record bytes kept on the node at the year's end.
     pub log_record_bytes_kept: f64,
-    /// The same on disk, with sled's measured space factor (None when not
-    /// measured).
+    /// Log records kept on the node at the year's end.
+    pub log_records_kept: f64,
+    /// The same on disk: the sealed records at their size plus
+    /// [`SEALED_BYTES_PER_RECORD`], the tail still in sled
+    /// ([`SLED_TAIL_RECORDS`]) with sled's measured space factor (None
+    /// when not measured).
     pub log_disk_bytes_kept: Option<f64>,
     /// The snapshots kept at the year's end (state size × kept).
     pub snapshot_bytes: f64,
@@ -333,18 +344,22 @@ pub struct Plan {
 /// The forecast for `scenario` from the measured `sizes`. Pure.
 pub fn plan(scenario: &Scenario, sizes: &Sizes) -> Plan {
     let mut years = Vec::new();
-    let mut kept_by_year: Vec<f64> = Vec::new();
+    // (record bytes, records) written each year.
+    let mut kept_by_year: Vec<(f64, f64)> = Vec::new();
     let mut state_bytes = 0.0;
     for year in 1..=scenario.years {
         let mut y = year_plan(scenario, sizes, year);
-        kept_by_year.push(y.log_record_bytes_written);
+        kept_by_year.push((
+            y.log_record_bytes_written,
+            y.log_records_per_day * DAYS_PER_YEAR,
+        ));
         let window = scenario
             .retention_years
             .map_or(kept_by_year.len(), |r| (r as usize).min(kept_by_year.len()));
-        y.log_record_bytes_kept = kept_by_year[kept_by_year.len() - window..].iter().sum();
-        y.log_disk_bytes_kept = sizes
-            .disk
-            .map(|d| y.log_record_bytes_kept * d.disk_bytes_per_record_byte);
+        let kept = &kept_by_year[kept_by_year.len() - window..];
+        y.log_record_bytes_kept = kept.iter().map(|k| k.0).sum();
+        y.log_records_kept = kept.iter().map(|k| k.1).sum();
+        y.log_disk_bytes_kept = sizes.disk.map(|d| log_on_disk(&y, d));
         state_bytes += state_growth_per_day(sizes, &y.flows_per_day) * DAYS_PER_YEAR;
         y.snapshot_bytes = state_bytes * SNAPSHOTS_KEPT;
         years.push(y);
@@ -354,6 +369,22 @@ pub fn plan(scenario: &Scenario, sizes: &Sizes) -> Plan {
         sizes: sizes.clone(),
         years,
     }
+}
+
+/// The kept log on disk: the tail in sled at sled's factor, the rest
+/// sealed at its own size plus each record's head.
+fn log_on_disk(y: &YearPlan, d: disk::DiskFactor) -> f64 {
+    let records = y.log_records_kept;
+    if records <= 0.0 {
+        return 0.0;
+    }
+    let tail_records = SLED_TAIL_RECORDS.min(records);
+    let tail_bytes = y.log_record_bytes_kept * tail_records / records;
+    let sealed_bytes = y.log_record_bytes_kept - tail_bytes;
+    let sealed_records = records - tail_records;
+    tail_bytes * d.disk_bytes_per_record_byte
+        + sealed_bytes
+        + sealed_records * SEALED_BYTES_PER_RECORD
 }
 
 /// `base × growth^(year-1)`, spread over the districts.
@@ -377,6 +408,7 @@ fn year_plan(s: &Scenario, sizes: &Sizes, year: u32) -> YearPlan {
         log_record_bytes_per_day: per_day.log_record_bytes,
         log_record_bytes_written: per_day.log_record_bytes * DAYS_PER_YEAR,
         log_record_bytes_kept: 0.0,
+        log_records_kept: 0.0,
         log_disk_bytes_kept: None,
         snapshot_bytes: 0.0,
         channels: channels(s, &flows, &per_day),
@@ -563,9 +595,36 @@ mod tests {
             plan.years[2].log_record_bytes_kept,
             written.iter().sum::<f64>()
         );
+        let y3 = &plan.years[2];
+        assert_eq!(y3.log_records_kept, 7.0 * 365.0 * 100.0 * 5.0);
+    }
+
+    #[test]
+    fn the_kept_log_costs_sleds_factor_only_for_the_tail_the_rest_is_sealed() {
+        let s = Scenario {
+            years: 3,
+            user_growth_per_year: 1.0,
+            ..tills_only(1_000)
+        };
+        let y3 = plan(&s, &unit_sizes()).years[2].clone();
+        // Till orders only: 5 records of 200 bytes each per order.
+        let records = 3.0 * 365.0 * 1_000.0 * 5.0;
+        assert_eq!(y3.log_records_kept, records);
+        let tail = SLED_TAIL_RECORDS * 200.0 * 2.0;
+        let sealed = (records - SLED_TAIL_RECORDS) * (200.0 + SEALED_BYTES_PER_RECORD);
+        let on_disk = y3.log_disk_bytes_kept.unwrap();
+        assert!(
+            (on_disk - (tail + sealed)).abs() < 1.0,
+            "{on_disk} vs {}",
+            tail + sealed
+        );
+
+        // A log shorter than the tail is all in sled.
+        let short = plan(&tills_only(10), &unit_sizes()).years[0].clone();
+        assert!(short.log_records_kept < SLED_TAIL_RECORDS);
         assert_eq!(
-            plan.years[2].log_disk_bytes_kept,
-            Some(2.0 * written.iter().sum::<f64>())
+            short.log_disk_bytes_kept,
+            Some(2.0 * short.log_record_bytes_kept)
         );
     }
 

@@ -127,9 +127,12 @@ fn sizes(plan: &Plan, out: &mut String) {
         Some(d) => {
             let _ = writeln!(
                 out,
-                "sled on disk: {:.2} bytes per log record byte (measured appending {} records)",
+                "sled on disk: {:.2} bytes per log record byte (measured appending {} records), \
+                 for the last {} records; older ones are sealed at their size + {:.0} bytes each",
                 d.disk_bytes_per_record_byte,
-                count(d.records_written as f64)
+                count(d.records_written as f64),
+                count(super::SLED_TAIL_RECORDS),
+                super::SEALED_BYTES_PER_RECORD
             );
         }
         None => {

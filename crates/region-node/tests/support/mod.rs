@@ -50,3 +50,62 @@ pub async fn demo_writer(dir: &Path) -> District {
         .unwrap();
     district
 }
+
+/// Places order `order_id`: one unit of `meal` at `fridge`, at a till,
+/// for customer `customer`; panics if refused.
+pub async fn place_at_till(
+    district: &District,
+    order_id: &str,
+    customer: &str,
+    (fridge, meal): (&'static str, &'static str),
+) {
+    let request = district::demo::one_unit(
+        protocol::FridgeId::from_static(fridge),
+        protocol::MealId::from_static(meal),
+    );
+    let placed = district
+        .submit(district::Command::Order(district::OrderCommand::Place {
+            order_id: protocol::orders::OrderId::parse(order_id).unwrap(),
+            customer: customer.to_string(),
+            channel: protocol::orders::Channel::Pos,
+            request,
+            idempotency: None,
+            referral: None,
+        }))
+        .await;
+    assert!(placed.is_ok(), "order {order_id}: {placed:?}");
+}
+
+/// Opens the log in `dir`, waiting up to 5 s for a handle just dropped in
+/// this process to let go of it: sled 0.34 closes its file (and releases
+/// the lock on it) when its IO threads drop their last reference, which
+/// under load can be after the `Db` itself was dropped.
+pub fn try_open_log(dir: &Path) -> Result<EventLog, region_node::store::StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match EventLog::open(dir) {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// [`try_open_log`], which must succeed.
+pub fn open_log(dir: &Path) -> EventLog {
+    try_open_log(dir).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
+}
+
+/// The files in `dir`, sorted by name.
+pub fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
