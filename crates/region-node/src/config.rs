@@ -397,7 +397,8 @@ pub struct SnapshotsConfig {
     pub every_secs: u64,
     pub keep: usize,
     /// After each snapshot, the log's records it covers move out of sled
-    /// in sealed segments of this many records (`store::sealed`).
+    /// in sealed segments of this many records (`store::sealed`); 0 keeps
+    /// every record in sled.
     pub seal_segment_records: u64,
 }
 

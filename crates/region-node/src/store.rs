@@ -87,9 +87,10 @@ impl EventLog {
         })
     }
 
-    /// Seals in segments of `records` (at least 1) instead of the default.
+    /// Seals in segments of `records` instead of the default; 0 never
+    /// seals (every record stays in sled).
     pub fn with_segment_records(mut self, records: u64) -> Self {
-        self.segment_records = records.max(1);
+        self.segment_records = records;
         self
     }
 
@@ -109,11 +110,14 @@ impl EventLog {
     /// and they leave in one sled batch under the exclusive lock, so a
     /// reader sees every record in one place or the other. Blocking.
     pub fn seal_behind(&self, covered: u64) -> Result<u64, StoreError> {
+        if self.segment_records == 0 {
+            return Ok(0);
+        }
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
         let mut moved = 0;
         loop {
             let from = self.sealed_upto() + 1;
-            let to = from + self.segment_records - 1;
+            let to = from.saturating_add(self.segment_records - 1);
             if to > covered {
                 return Ok(moved);
             }

@@ -102,8 +102,14 @@ async fn sealed_records_are_read_as_before_by_every_reader() {
     assert_eq!(ids_after, ids);
     assert_eq!(recover(&log, None).unwrap().state, state);
 
-    // Sealing again with nothing new moves nothing; reopening reads the same.
+    // Sealing again with nothing new moves nothing, nor does a log set
+    // never to seal; reopening reads the same.
     assert_eq!(log.seal_behind(covered).unwrap(), 0);
+    for records in [0, u64::MAX] {
+        let other = log.clone().with_segment_records(records);
+        assert_eq!(other.seal_behind(last).unwrap(), 0, "segments of {records}");
+    }
+    assert_eq!(log.sealed_upto(), upto);
     drop(log);
     let log = open(dir.path());
     assert_eq!(log.sealed_upto(), upto);
