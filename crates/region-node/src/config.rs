@@ -396,9 +396,9 @@ pub struct SnapshotsConfig {
     pub events_per_hot_order: u64,
     pub every_secs: u64,
     pub keep: usize,
-    /// After each snapshot, the log's records it covers move out of sled
-    /// in sealed segments of this many records (`store::sealed`); 0 keeps
-    /// every record in sled.
+    /// Records per sled tree of the log; after each snapshot, the closed
+    /// trees it covers move out of sled into sealed segments
+    /// (`store::sealed`). 0 keeps every record in one sled tree.
     pub seal_segment_records: u64,
 }
 

@@ -1,7 +1,8 @@
 //! The district's event log in sled.
 //!
-//! Owns the on-disk format: tree `log` maps the big-endian event sequence
-//! number to an encoded record (`protocol::codec`). Append-only: records are
+//! Owns the on-disk format: trees `log`, `log.<first>`… ([`trees`]) map
+//! the big-endian event sequence number to an encoded record
+//! (`protocol::codec`). Append-only: records are
 //! never rewritten. Appends go through [`EventLog::append_batch`], one sled
 //! batch plus one flush and `fdatasync` (`storage::SyncedDb`) — the writer
 //! calls it once per group of commands. Everything else (projections,
@@ -17,6 +18,7 @@
 //! (appends) and the snapshot task (sealing, behind a snapshot).
 
 pub mod sealed;
+pub mod trees;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -25,9 +27,9 @@ use protocol::codec::{self, CodecError};
 use protocol::EventEnvelope;
 use storage::{StorageError, SyncStats, SyncedDb};
 
-const LOG_TREE: &str = "log";
-/// Records per sealed segment (`[snapshots] seal_segment_records`): ~10 MB
-/// of a busy district's records, a few seconds of its log under load.
+/// Records per sled tree and so per sealed segment (`[snapshots]
+/// seal_segment_records`): ~10 MB of a busy district's records, a few
+/// seconds of its log under load.
 pub const SEGMENT_RECORDS_DEFAULT: u64 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +53,11 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct EventLog {
     db: SyncedDb,
-    log: sled::Tree,
+    /// The sled part. Lock order: `sealed`, then `trees`.
+    trees: Arc<RwLock<trees::Trees>>,
     archive: crate::archive::Archive,
     /// Readers hold it shared while they read both parts; sealing holds it
-    /// exclusively while it moves records from sled to a segment.
+    /// exclusively while it adds a segment.
     sealed: Arc<RwLock<sealed::Sealed>>,
     /// One seal at a time (a seal reads where the last one ended).
     sealing: Arc<std::sync::Mutex<()>>,
@@ -73,13 +76,12 @@ impl EventLog {
             // flusher would only add fsyncs nobody waits for.
             .flush_every_ms(None);
         let db = SyncedDb::open_with_stats(config, stats)?;
-        let log = db.db().open_tree(LOG_TREE)?;
         let archive = crate::archive::Archive::open(db.db())?;
         let sealed = sealed::Sealed::open(dir)?;
-        trim_sealed(&log, sealed.upto())?;
+        let trees = trees::Trees::open(db.db(), sealed.upto())?;
         Ok(EventLog {
             db,
-            log,
+            trees: Arc::new(RwLock::new(trees)),
             archive,
             sealed: Arc::new(RwLock::new(sealed)),
             sealing: Arc::default(),
@@ -99,16 +101,25 @@ impl EventLog {
         self.sealed.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn trees(&self) -> std::sync::RwLockReadGuard<'_, trees::Trees> {
+        self.trees.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn trees_mut(&self) -> std::sync::RwLockWriteGuard<'_, trees::Trees> {
+        self.trees.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The last seq moved out of sled into a segment (0: none).
     pub fn sealed_upto(&self) -> u64 {
         self.sealed().upto()
     }
 
-    /// Moves whole segments of records with `seq <= covered` (a durable
-    /// snapshot's seq) out of sled; returns how many records moved. Each
-    /// segment is durable under its name before its records leave sled,
-    /// and they leave in one sled batch under the exclusive lock, so a
-    /// reader sees every record in one place or the other. Blocking.
+    /// Moves the sled trees whose every record has `seq <= covered` (a
+    /// durable snapshot's seq) into sealed segments; returns how many
+    /// records moved. Each segment is durable under its name before it
+    /// joins the list (under the exclusive lock, so a reader sees every
+    /// record in one place or the other); a tree is dropped once all of
+    /// it is sealed. Blocking.
     pub fn seal_behind(&self, covered: u64) -> Result<u64, StoreError> {
         if self.segment_records == 0 {
             return Ok(0);
@@ -116,34 +127,50 @@ impl EventLog {
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
         let mut moved = 0;
         loop {
-            let from = self.sealed_upto() + 1;
-            let to = from.saturating_add(self.segment_records - 1);
-            if to > covered {
-                return Ok(moved);
-            }
-            let dir = self.sealed().dir().to_path_buf();
-            let records = self
-                .log
-                .range(from.to_be_bytes()..=to.to_be_bytes())
-                .map(|item| {
-                    let (key, value) = item?;
-                    Ok((seq_of(&key), value))
-                });
-            let Some(segment) = sealed::write(&dir, from, records)? else {
-                return Ok(moved);
+            // Bound first: a guard in a `while let` would live through the
+            // body, which takes the write lock.
+            let oldest = self.trees().oldest_closed();
+            let Some((_, tree_last)) = oldest.filter(|(_, last)| *last <= covered) else {
+                break;
             };
-            // Dense from `from` (checked while writing); shorter than a
-            // segment only if sled ended first, and then it is still whole.
-            let last = segment.last;
-            let mut list = self.sealed.write().unwrap_or_else(|p| p.into_inner());
-            list.push(segment);
-            trim_sealed(&self.log, last)?;
-            drop(list);
-            moved += last + 1 - from;
-            if last < to {
-                return Ok(moved);
+            // A tree from before trees rotated may hold many segments.
+            loop {
+                let from = self.sealed_upto() + 1;
+                if from > tree_last {
+                    break;
+                }
+                let to = tree_last.min(from.saturating_add(self.segment_records - 1));
+                let last = self.seal_one(from, to)?;
+                moved += (last + 1).saturating_sub(from);
+                if last < to {
+                    // sled ended early: nothing more to seal here.
+                    return Ok(moved);
+                }
+            }
+            let taken = self.trees_mut().take_oldest();
+            if let Some(name) = taken {
+                trees::drop_tree(self.db.db(), &name)?;
             }
         }
+        Ok(moved)
+    }
+
+    /// Writes the records `from..=to` into a segment and adds it; the last
+    /// seq it holds (`from - 1`: none).
+    fn seal_one(&self, from: u64, to: u64) -> Result<u64, StoreError> {
+        let dir = self.sealed().dir().to_path_buf();
+        let records = trees::range(self.trees().from(from), from, to);
+        let Some(segment) = sealed::write(&dir, from, records)? else {
+            return Ok(from - 1);
+        };
+        let last = segment.last;
+        // Waits for every reader that started before: from here on a
+        // reader reads these seqs from the segment, never from sled.
+        self.sealed
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(segment);
+        Ok(last)
     }
 
     /// The archive index in the same database (reads; the writer writes it
@@ -182,11 +209,21 @@ impl EventLog {
             let bytes = codec::encode_log_record(env).map_err(StoreError::Encode)?;
             sled_batch.insert(&env.seq.to_be_bytes(), bytes);
         }
-        self.log.apply_batch(sled_batch)?;
+        self.head_for(batch[0].seq)?.apply_batch(sled_batch)?;
         // A crash with the batch written to sled's buffers but not synced.
         fail::fail_point!("log-after-append-before-sync", |_| std::process::abort());
         self.db.flush_and_sync().await?;
         Ok(())
+    }
+
+    /// The tree to append records from `seq` to: a new one once the head
+    /// holds a segment's worth ([`trees`]).
+    fn head_for(&self, seq: u64) -> Result<sled::Tree, StoreError> {
+        let full = self.trees().is_full(seq, self.segment_records);
+        if full {
+            self.trees_mut().rotate_for(seq, self.segment_records)?;
+        }
+        Ok(self.trees().head())
     }
 
     /// Every record in order, checking the sequence is dense.
@@ -229,10 +266,7 @@ impl EventLog {
         drop(sealed);
         let files = files.map(|r| r.map(|(seq, bytes)| (seq, sled::IVec::from(bytes))));
         let from = seq.max(upto) + 1;
-        let tail = self.log.range(from.to_be_bytes()..).map(|item| {
-            let (key, value) = item?;
-            Ok((seq_of(&key), value))
-        });
+        let tail = trees::range(self.trees().from(from), from, u64::MAX);
         files.chain(tail)
     }
 
@@ -250,7 +284,7 @@ impl EventLog {
         }
         let value = match self.sealed().get(seq)? {
             Some(bytes) => sled::IVec::from(bytes),
-            None => self.log.get(seq.to_be_bytes())?.ok_or(StoreError::Gap {
+            None => self.trees().get(seq)?.ok_or(StoreError::Gap {
                 expected: seq,
                 found: 0,
             })?,
@@ -260,13 +294,17 @@ impl EventLog {
         Ok(u128::from(env.event_id))
     }
 
-    /// Records in the log, sealed ones included. Scans sled's part.
+    /// Records in the log, sealed ones included: its last seq, the log
+    /// being dense from 1 (a record in both parts after a stopped seal
+    /// counts once).
     pub fn len(&self) -> usize {
-        self.sealed_upto() as usize + self.log.len()
+        let upto = self.sealed_upto();
+        let last = self.trees().last_seq().ok().flatten().unwrap_or(0);
+        last.max(upto) as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sealed_upto() == 0 && self.log.is_empty()
+        self.len() == 0
     }
 }
 
@@ -274,7 +312,7 @@ impl EventLog {
 /// and export). It cannot append: the writer stays the only writer.
 #[derive(Clone)]
 pub struct LogReader {
-    log: sled::Tree,
+    trees: Arc<RwLock<trees::Trees>>,
     sealed: Arc<RwLock<sealed::Sealed>>,
 }
 
@@ -282,7 +320,7 @@ impl EventLog {
     /// A reader over the same tree, for handlers that stream records.
     pub fn reader(&self) -> LogReader {
         LogReader {
-            log: self.log.clone(),
+            trees: self.trees.clone(),
             sealed: self.sealed.clone(),
         }
     }
@@ -293,10 +331,8 @@ impl EventLog {
     /// records must continue the log densely.
     pub fn restore_records(&self, records: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
         // `last`, not `len`: sled's `len` scans the whole tree.
-        let end = match self.log.last()? {
-            Some((key, _)) => seq_of(&key),
-            None => self.sealed_upto(),
-        };
+        let last_in_sled = self.trees().last_seq()?;
+        let end = last_in_sled.unwrap_or_else(|| self.sealed_upto());
         let mut batch = sled::Batch::default();
         for (expected, (seq, bytes)) in (end + 1..).zip(records) {
             let env = codec::decode_log_record(bytes)
@@ -309,7 +345,9 @@ impl EventLog {
             }
             batch.insert(&seq.to_be_bytes(), bytes.as_slice());
         }
-        self.log.apply_batch(batch)?;
+        if let Some((first, _)) = records.first() {
+            self.head_for(*first)?.apply_batch(batch)?;
+        }
         Ok(())
     }
 
@@ -349,38 +387,10 @@ impl LogReader {
             return Ok(out);
         }
         let left = limit - out.len();
-        for item in self
-            .log
-            .range(from.to_be_bytes()..=upto.to_be_bytes())
-            .take(left)
-        {
-            let (key, value) = item?;
-            out.push((seq_of(&key), value));
+        let trees = self.trees.read().unwrap_or_else(|p| p.into_inner());
+        for item in trees::range(trees.from(from), from, upto).take(left) {
+            out.push(item?);
         }
         Ok(out)
     }
-}
-
-fn seq_of(key: &[u8]) -> u64 {
-    key.try_into().map(u64::from_be_bytes).unwrap_or(0)
-}
-
-/// Removes sled's copies of the records with `seq <= upto`, which are
-/// sealed: after a seal, and on opening a log that crashed between a
-/// segment's rename and this. Not synced: a removal lost in a crash is
-/// made again by the next open.
-fn trim_sealed(log: &sled::Tree, upto: u64) -> Result<(), StoreError> {
-    if upto == 0 {
-        return Ok(());
-    }
-    let mut batch = sled::Batch::default();
-    let mut any = false;
-    for key in log.range(..=upto.to_be_bytes()).keys() {
-        batch.remove(key?);
-        any = true;
-    }
-    if any {
-        log.apply_batch(batch)?;
-    }
-    Ok(())
 }

@@ -23,7 +23,8 @@ const SEGMENT: u64 = 7;
 /// The demo district and `orders` POS orders, each cancelled, in
 /// `dir/log`, closed.
 async fn history(dir: &Path, orders: usize) {
-    let log = support::open_log(&dir.join("log"));
+    // A new sled tree every SEGMENT records, at batch boundaries.
+    let log = support::open_log(&dir.join("log")).with_segment_records(SEGMENT);
     let writer = Lifecycle::new();
     let district = support::writer_until(log, Clock::system(), writer.shutdown());
     region_node::demo::seed_if_empty(&district, "detroit-downtown")
@@ -89,12 +90,8 @@ async fn sealed_records_are_read_as_before_by_every_reader() {
 
     let upto = log.sealed_upto();
     assert_eq!(moved, upto);
-    assert_eq!(upto % SEGMENT, 0, "whole segments only");
-    assert!(
-        upto <= covered && covered - upto < SEGMENT,
-        "sealed {upto} of {covered}"
-    );
-    assert_eq!(segment_files(dir.path()).len() as u64, upto / SEGMENT);
+    assert!(upto > 0 && upto <= covered, "sealed {upto} of {covered}");
+    assert!(segment_files(dir.path()).len() >= 3);
     assert_eq!(exported(&log, 1000), before);
     assert_eq!(exported(&log, 3), before, "pages across the boundary");
     assert_eq!(log.len() as u64, last);
@@ -142,7 +139,7 @@ async fn a_crash_after_a_segment_is_written_leaves_each_record_once() {
     let log = open(dir.path());
     assert_eq!(log.sealed_upto(), SEGMENT);
     assert_eq!(exported(&log, 1000), before);
-    assert_eq!(log.len(), before.len(), "sled's copies were trimmed");
+    assert_eq!(log.len(), before.len(), "each record counted once");
     assert_eq!(
         segment_files(dir.path()).len(),
         1,
@@ -200,6 +197,11 @@ async fn a_reader_paging_through_the_log_while_it_is_sealed_sees_every_record_on
         rounds += 1;
     }
     sealer.join().unwrap();
-    assert_eq!(log.sealed_upto(), last);
+    // All but the tree still taking appends (a few batches).
+    assert!(
+        last - log.sealed_upto() < 2 * SEGMENT,
+        "sealed {} of {last}",
+        log.sealed_upto()
+    );
     assert_eq!(exported(&log, 2), before);
 }

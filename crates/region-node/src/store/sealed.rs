@@ -22,10 +22,12 @@
 //!   u32 | crc32 of the index u32 | END_MAGIC` (all little-endian).
 //!
 //! A segment is written under a temporary name, fsynced, renamed and its
-//! directory fsynced, so a name always means a whole file. Only then are
-//! its records removed from sled ([`crate::store::EventLog::seal_behind`]);
-//! a crash in between leaves them in both, and opening the log removes
-//! the sled copies. Nothing is ever rewritten.
+//! directory fsynced, so a name always means a whole file. Only then does
+//! it join the list, and the sled tree it came from is dropped once all of
+//! that tree is sealed ([`crate::store::EventLog::seal_behind`],
+//! [`super::trees`]); a crash in between leaves records in both, readers
+//! take them from the segment, and opening the log drops the tree. Nothing
+//! is ever rewritten.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
