@@ -70,6 +70,8 @@ async fn a_node_seals_its_log_behind_snapshots_and_still_serves_all_of_it() {
     )
     .await;
 
+    let sealed = node.metric("larder_log_sealed_seq").await;
+    assert!(sealed > 0, "the metric shows the sealing");
     let before = exported(&node).await;
     let seqs: Vec<u64> = before.iter().map(|r| r.0).collect();
     assert_eq!(
@@ -97,6 +99,7 @@ async fn a_node_seals_its_log_behind_snapshots_and_still_serves_all_of_it() {
     node.restart().await;
     assert_eq!(exported(&node).await[..before.len()], before[..]);
     assert_eq!(views(&node).await, seen);
+    assert!(node.metric("larder_log_sealed_seq").await >= sealed);
     node.kill();
     std::fs::remove_dir_all(node.data_dir().join("snapshots")).unwrap();
     node.restart().await;

@@ -45,6 +45,8 @@ pub struct Metrics {
     /// State snapshots written since start, and the seq of the newest.
     pub snapshots_written: AtomicU64,
     pub snapshot_seq: AtomicU64,
+    /// The last log seq moved out of sled into sealed segments.
+    pub log_sealed_seq: AtomicU64,
     /// Phone pushes handed to the provider, failed tries (retried), and
     /// dropped (push queue full, too many held, or out of tries).
     pub pushes_sent: AtomicU64,
@@ -209,6 +211,11 @@ impl Metrics {
                 "larder_snapshot_seq",
                 "Seq of the newest snapshot written since start (0: none yet).",
                 &self.snapshot_seq,
+            ),
+            (
+                "larder_log_sealed_seq",
+                "Last log seq moved out of sled into sealed segment files (0: none).",
+                &self.log_sealed_seq,
             ),
         ] {
             gauge(out, name, help, g.load(Relaxed));

@@ -528,6 +528,7 @@ pub async fn run(
     mut shutdown: crate::lifecycle::Shutdown,
 ) {
     let mut covered_seq = district.state().last_seq();
+    metrics.log_sealed_seq.store(log.sealed_upto(), Relaxed);
     let mut since = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(CHECK_EVERY_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -542,16 +543,18 @@ pub async fn run(
         if !policy.is_due(new_events, hot_orders, since.elapsed().as_secs()) {
             continue;
         }
-        let (store, log) = (store.clone(), log.clone());
+        let (store, writing) = (store.clone(), log.clone());
         let started = std::time::Instant::now();
         let seq = state.last_seq();
-        match write_in_background(store, state, log).await {
+        match write_in_background(store, state, writing).await {
             Ok(path) => {
                 tracing::info!(seq, path = %path.display(), ms = started.elapsed().as_millis() as u64, "snapshot written");
                 covered_seq = seq;
                 since = tokio::time::Instant::now();
                 metrics.snapshots_written.fetch_add(1, Relaxed);
                 metrics.snapshot_seq.store(seq, Relaxed);
+                // Sealing ran on the snapshot's thread before it answered.
+                metrics.log_sealed_seq.store(log.sealed_upto(), Relaxed);
             }
             // Only the next start-up is slower; try again at the next due time.
             Err(e) => tracing::warn!(seq, error = %e, "snapshot not written"),
