@@ -104,6 +104,10 @@ pub fn open_district(
     std::fs::create_dir_all(&config.data_dir)?;
     let log = EventLog::open_with_stats(&config.data_dir.join("log"), metrics.store.clone())?
         .with_segment_records(config.snapshots.seal_segment_records);
+    // Before the node answers anything: the snapshot task updates it later.
+    metrics
+        .log_sealed_seq
+        .store(log.sealed_upto(), std::sync::atomic::Ordering::Relaxed);
     let district = District::start(
         WriterSetup {
             district_id: config.district_id.clone(),

@@ -528,7 +528,6 @@ pub async fn run(
     mut shutdown: crate::lifecycle::Shutdown,
 ) {
     let mut covered_seq = district.state().last_seq();
-    metrics.log_sealed_seq.store(log.sealed_upto(), Relaxed);
     let mut since = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(CHECK_EVERY_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
