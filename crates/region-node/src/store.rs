@@ -261,13 +261,7 @@ impl EventLog {
         &self,
         seq: u64,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
-        let sealed = self.sealed();
-        let (files, upto) = (sealed.records_after(seq), sealed.upto());
-        drop(sealed);
-        let files = files.map(|r| r.map(|(seq, bytes)| (seq, sled::IVec::from(bytes))));
-        let from = seq.max(upto) + 1;
-        let tail = trees::range(self.trees().from(from), from, u64::MAX);
-        files.chain(tail)
+        both_parts(&self.sealed(), &self.trees(), seq, u64::MAX)
     }
 
     /// The raw records in order, undecoded (benchmarks: the cost of reading
@@ -372,25 +366,30 @@ impl LogReader {
         if first > upto {
             return Ok(vec![]);
         }
-        let mut out = Vec::with_capacity(limit.min((upto - after) as usize));
-        // Shared: a seal cannot move records between the two reads.
+        // Held while reading: a seal cannot move records between the two
+        // parts meanwhile.
         let sealed = self.sealed.read().unwrap_or_else(|p| p.into_inner());
-        for item in sealed.records_after(after) {
-            let (seq, bytes) = item?;
-            if seq > upto || out.len() == limit {
-                return Ok(out);
-            }
-            out.push((seq, sled::IVec::from(bytes)));
-        }
-        let from = after.max(sealed.upto()) + 1;
-        if from > upto {
-            return Ok(out);
-        }
-        let left = limit - out.len();
         let trees = self.trees.read().unwrap_or_else(|p| p.into_inner());
-        for item in trees::range(trees.from(from), from, upto).take(left) {
-            out.push(item?);
-        }
-        Ok(out)
+        let records = both_parts(&sealed, &trees, after, upto);
+        // Only the handles are needed: the writer may start a tree.
+        drop(trees);
+        records.take(limit).collect()
     }
+}
+
+/// The records `after < seq <= upto`: the sealed ones, then sled's from
+/// where they end, read lazily (no lock held; a caller that must not see a
+/// seal in between holds `sealed` while it reads).
+fn both_parts(
+    sealed: &sealed::Sealed,
+    trees: &trees::Trees,
+    after: u64,
+    upto: u64,
+) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+    let files = sealed
+        .records_after(after)
+        .take_while(move |r| !matches!(r, Ok((seq, _)) if *seq > upto))
+        .map(|r| r.map(|(seq, bytes)| (seq, sled::IVec::from(bytes))));
+    let from = after.max(sealed.upto()) + 1;
+    files.chain(trees::range(trees.from(from), from, upto))
 }

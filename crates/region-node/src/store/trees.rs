@@ -156,6 +156,8 @@ pub fn range(
     from: u64,
     to: u64,
 ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+    // An empty span reads nothing (and sled refuses a reversed range).
+    let trees = if from > to { vec![] } else { trees };
     trees.into_iter().flat_map(move |(_, tree)| {
         tree.range(from.to_be_bytes()..=to.to_be_bytes())
             .map(|item| {
