@@ -80,6 +80,28 @@ pub fn dev_config() -> PathBuf {
     workspace_root().join("deploy/dev/region-detroit.toml")
 }
 
+/// Files in `dir` named `*.<extension>` (0 when `dir` does not exist).
+pub fn count_files(dir: &Path, extension: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == extension))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The dev config with `extra` (TOML tables it lacks) appended, written
+/// as `dir/name`: a node started with `--config` on it.
+pub fn dev_config_with(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let mut text = std::fs::read_to_string(dev_config()).expect("dev config");
+    text.push('\n');
+    text.push_str(extra);
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
 /// Makes the command's process lead a new process group, for
 /// [`ChildGuard::group`].
 pub fn leads_a_group(cmd: &mut Command) -> &mut Command {

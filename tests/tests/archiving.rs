@@ -4,6 +4,7 @@
 //! archive index with the same body, the same authorisation and the same
 //! answers to commands — also after a restart.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use larder_tests::*;
@@ -62,9 +63,43 @@ fn assert_same(before: &Answers, after: &Answers, when: &str) {
     assert_eq!(after.unknown, before.unknown, "{when}: an unknown id");
 }
 
+/// The dev config with every archived order moved out of sled into a run
+/// file at once (`[orders] archive_flush_entries`), written into `dir`.
+fn runs_config(dir: &Path) -> PathBuf {
+    dev_config_with(
+        dir,
+        "archive-runs.toml",
+        "[orders]\narchive_flush_entries = 1\n",
+    )
+}
+
+fn runs(node: &Node) -> usize {
+    count_files(&node.data_dir().join("log").join("orders-archive"), "run")
+}
+
 #[tokio::test]
 async fn a_cancelled_order_leaves_memory_after_the_retention_and_is_served_as_before() {
-    let mut node = Node::start(&["--demo", "--dev-clock"]).await;
+    let node = Node::start(&["--demo", "--dev-clock"]).await;
+    leaves_memory_and_is_served_as_before(node, false).await;
+}
+
+#[tokio::test]
+async fn an_archived_order_moved_into_a_run_file_is_served_as_before() {
+    let configs = tempfile::tempdir().unwrap();
+    let config = runs_config(configs.path());
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--demo",
+        "--dev-clock",
+    ];
+    let node = Node::start(&args).await;
+    leaves_memory_and_is_served_as_before(node, true).await;
+}
+
+/// The story of one cancelled order: answers before its archiving, after
+/// it (from sled, or from a run file when `in_run`) and after a restart.
+async fn leaves_memory_and_is_served_as_before(mut node: Node, in_run: bool) {
     let r = node.admin().set_stock(FRIDGE, &[(MEAL, 5)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let alice = node.as_role("customer", "alice");
@@ -94,6 +129,12 @@ async fn a_cancelled_order_leaves_memory_after_the_retention_and_is_served_as_be
         || async { node.metric(IN_MEMORY).await == 0 },
     )
     .await;
+    if in_run {
+        eventually("a run file", Duration::from_secs(30), || async {
+            runs(&node) == 1
+        })
+        .await;
+    }
     assert_same(&before, &answers(&node, &order_id).await, "archived");
 
     node.restart().await;
@@ -103,4 +144,7 @@ async fn a_cancelled_order_leaves_memory_after_the_retention_and_is_served_as_be
         "the replay archives it too"
     );
     assert_same(&before, &answers(&node, &order_id).await, "after a restart");
+    if in_run {
+        assert_eq!(runs(&node), 1, "the run stays; nothing rewrote it");
+    }
 }

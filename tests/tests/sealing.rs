@@ -16,21 +16,12 @@ const ORDERS: usize = 30;
 /// The dev config with snapshots every 40 events (or every second) and
 /// segments of 16 records, written into `dir`.
 fn sealing_config(dir: &Path) -> PathBuf {
-    let mut text = std::fs::read_to_string(dev_config()).expect("dev config");
-    text.push_str("\n[snapshots]\nevery_events = 40\nevery_secs = 1\nseal_segment_records = 16\n");
-    let path = dir.join("sealing.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    let extra = "[snapshots]\nevery_events = 40\nevery_secs = 1\nseal_segment_records = 16\n";
+    dev_config_with(dir, "sealing.toml", extra)
 }
 
 fn segments(node: &Node) -> usize {
-    std::fs::read_dir(node.data_dir().join("log").join("sealed"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
-                .count()
-        })
-        .unwrap_or(0)
+    count_files(&node.data_dir().join("log").join("sealed"), "seg")
 }
 
 /// Every record as `GET /v1/admin/log` exports it, in pages of 7.

@@ -29,6 +29,7 @@ use district::{CatalogCommand, Command, OrderCommand};
 use protocol::catalog::{StockCount, StockSpec};
 use protocol::orders::OrderId;
 use protocol::DistrictId;
+use region_node::archive::RUNS_DIR;
 use region_node::clock::Clock;
 use region_node::lifecycle::Shutdown;
 use region_node::metrics::Metrics;
@@ -125,16 +126,19 @@ fn main() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-history");
     println!(
-        "history orders | in memory | resident MB | heap MB | of it sled at open MB | log on disk MB (sled / sealed) | confirms/s | p50 ms | p99 ms"
+        "history orders | in memory | resident MB | heap MB | of it log at open MB | log on disk MB (sled / sealed / archive runs) | confirms/s | p50 ms | p99 ms"
     );
     for &orders in &args.orders {
         let dir = root.join(format!("{orders}-{}", args.spacing_secs));
         let complete = dir.join("complete");
-        // A history from before sealing (its whole log in sled) is not the
-        // log a node writes now.
-        let unsealed = orders > 0 && !dir.join("log").join(SEALED_DIR).exists();
+        // A history from before sealing (its whole log in sled) or before
+        // archive runs (its archive index in sled) is not the log a node
+        // writes now.
+        let log = dir.join("log");
+        let unsealed =
+            orders > 0 && !(log.join(SEALED_DIR).exists() && log.join(RUNS_DIR).exists());
         if unsealed && complete.exists() {
-            println!("  {orders}: generated before sealing; generating it again");
+            println!("  {orders}: generated before sealing or archive runs; generating it again");
         }
         if !complete.exists() || unsealed {
             let _ = std::fs::remove_dir_all(&dir);
@@ -159,8 +163,9 @@ fn main() {
 }
 
 /// Copies a history for a measurement: sled's files and the snapshots
-/// byte for byte (the measurement writes to them), sealed segments as
-/// hard links (never written again, and most of a long history's bytes).
+/// byte for byte (the measurement writes to them), sealed segments and
+/// archive runs as hard links (never written again, and most of a long
+/// history's bytes; a merge in the copy deletes only its own links).
 fn copy_history(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -168,7 +173,7 @@ fn copy_history(from: &Path, to: &Path) {
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         if entry.file_type().unwrap().is_dir() {
             copy_history(&src, &dst);
-        } else if from.ends_with(SEALED_DIR) {
+        } else if from.ends_with(SEALED_DIR) || from.ends_with(RUNS_DIR) {
             std::fs::hard_link(&src, &dst).unwrap();
         } else {
             std::fs::copy(&src, &dst).unwrap();
@@ -220,7 +225,8 @@ fn generate(dir: &Path, orders: u64, spacing_secs: i64) {
 fn measure(dir: &Path, args: &Args) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        // sled's page table is loaded when the log opens: its share.
+        // sled's page table is loaded when the log opens, and the archive
+        // runs' block indexes: their share.
         let before_open = heap_mb();
         let log = EventLog::open(&dir.join("log")).unwrap();
         let sled_open = heap_mb() - before_open;
@@ -251,12 +257,13 @@ fn measure(dir: &Path, args: &Args) {
         {}
         let history = std::fs::read_to_string(dir.join("complete")).unwrap_or_default();
         let sealed_mb = dir_mb(&dir.join("log").join(SEALED_DIR));
-        let sled_mb = dir_mb(&dir.join("log")) - sealed_mb;
+        let runs_mb = dir_mb(&dir.join("log").join(RUNS_DIR));
+        let sled_mb = dir_mb(&dir.join("log")) - sealed_mb - runs_mb;
         let in_memory = district.state().orders().len();
         let (resident, heap) = (rss_mb(), heap_mb());
         let (rate, p50, p99) = confirms(&district, args).await;
         println!(
-            "{} | {in_memory} | {resident} | {heap} | {sled_open} | {sled_mb} / {sealed_mb} | {rate:.0} | {p50:.1} | {p99:.1}",
+            "{} | {in_memory} | {resident} | {heap} | {sled_open} | {sled_mb} / {sealed_mb} / {runs_mb} | {rate:.0} | {p50:.1} | {p99:.1}",
             history.trim()
         );
     });

@@ -514,7 +514,19 @@ pub struct OrdersConfig {
     /// the archive index (`district::orders::archive`).
     #[serde(default = "retention_days_default")]
     pub retention_days: u32,
+    /// Archived orders kept in sled before they move into an immutable
+    /// run file (`crate::archive`): sled's memory grows with what it ever
+    /// held, a run's does not.
+    #[serde(default = "archive_flush_entries_default")]
+    pub archive_flush_entries: u64,
 }
+
+fn archive_flush_entries_default() -> u64 {
+    crate::archive::FLUSH_ENTRIES_DEFAULT
+}
+
+/// Most archived orders sled may hold before a flush (~600 MB of views).
+pub const MAX_ARCHIVE_FLUSH_ENTRIES: u64 = 1_000_000;
 
 fn retention_days_default() -> u32 {
     district::orders::archive::RETENTION_DEFAULT_DAYS
@@ -545,6 +557,7 @@ impl Default for OrdersConfig {
             free_cancels_per_meal: free_cancels_default(),
             free_cancel_window_secs: free_cancel_window_default(),
             retention_days: retention_days_default(),
+            archive_flush_entries: archive_flush_entries_default(),
         }
     }
 }
@@ -599,7 +612,14 @@ impl OrdersConfig {
         )?;
         // At least a day: a refund or a late payment result names its
         // order minutes after it ended, never days.
-        in_range("retention_days", self.retention_days, 1, MAX_RETENTION_DAYS)
+        in_range("retention_days", self.retention_days, 1, MAX_RETENTION_DAYS)?;
+        let flush = self.archive_flush_entries;
+        if !(1..=MAX_ARCHIVE_FLUSH_ENTRIES).contains(&flush) {
+            return Err(ConfigError::Invalid(format!(
+                "orders.archive_flush_entries must be 1..={MAX_ARCHIVE_FLUSH_ENTRIES}, got {flush}"
+            )));
+        }
+        Ok(())
     }
 
     pub fn policy(&self) -> OrderPolicy {

@@ -103,7 +103,8 @@ pub fn open_district(
 ) -> Result<(District, EventLog), NodeError> {
     std::fs::create_dir_all(&config.data_dir)?;
     let log = EventLog::open_with_stats(&config.data_dir.join("log"), metrics.store.clone())?
-        .with_segment_records(config.snapshots.seal_segment_records);
+        .with_segment_records(config.snapshots.seal_segment_records)
+        .with_archive_flush_entries(config.orders.archive_flush_entries);
     // Before the node answers anything: the snapshot task updates it later.
     metrics
         .log_sealed_seq

@@ -76,7 +76,7 @@ impl EventLog {
             // flusher would only add fsyncs nobody waits for.
             .flush_every_ms(None);
         let db = SyncedDb::open_with_stats(config, stats)?;
-        let archive = crate::archive::Archive::open(db.db())?;
+        let archive = crate::archive::Archive::open(db.db(), dir)?;
         let sealed = sealed::Sealed::open(dir)?;
         let trees = trees::Trees::open(db.db(), sealed.upto())?;
         Ok(EventLog {
@@ -93,6 +93,13 @@ impl EventLog {
     /// seals (every record stays in sled).
     pub fn with_segment_records(mut self, records: u64) -> Self {
         self.segment_records = records;
+        self
+    }
+
+    /// Moves archived orders out of sled once it holds `entries` of them
+    /// ([`crate::archive`]).
+    pub fn with_archive_flush_entries(mut self, entries: u64) -> Self {
+        self.archive = self.archive.with_flush_entries(entries);
         self
     }
 
