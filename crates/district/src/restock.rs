@@ -33,6 +33,7 @@
 //! set, the forecast plays the par's part: `max(0, forecast − available)`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use imbl::OrdMap;
@@ -74,14 +75,68 @@ impl Tally {
     }
 }
 
+/// One quarter hour's tallies by (fridge, meal), sorted; shared with the
+/// published states until the writer changes it.
+type Bucket = Arc<Tallies>;
+type Tallies = Vec<((FridgeId, MealId), Tally)>;
+
 /// Par levels and the demand history behind suggestions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Restock {
     /// Units per (fridge, meal); a cleared level is absent.
     par: OrdMap<(FridgeId, MealId), u32>,
-    /// (quarter hour since the epoch, fridge, meal) → tally; time first so
-    /// the oldest buckets are pruned from the front.
-    history: OrdMap<(i64, FridgeId, MealId), Tally>,
+    /// Quarter hour since the epoch → its tallies; time first so the oldest
+    /// are pruned from the front. One map entry per quarter hour holding a
+    /// sorted `Vec`, not one per (quarter hour, fridge, meal): a B-tree
+    /// entry cost ~250 bytes of node per tally, 142 MB once a busy
+    /// district's 30 days were full (BENCHMARKS.md, "Bounded memory").
+    /// Serialized as the flat map it was ([`flat_history`]).
+    #[serde(with = "flat_history")]
+    history: OrdMap<i64, Bucket>,
+}
+
+/// The history as a snapshot stores it: one map from (quarter hour,
+/// fridge, meal) to tally, in that order (the form of the earlier
+/// `OrdMap<(i64, FridgeId, MealId), Tally>`, so snapshots keep their
+/// version).
+mod flat_history {
+    use super::*;
+    use serde::ser::SerializeMap;
+
+    pub fn serialize<S: serde::Serializer>(
+        history: &OrdMap<i64, Bucket>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let len = history.values().map(|b| b.len()).sum();
+        let mut map = s.serialize_map(Some(len))?;
+        for (at, bucket) in history.iter() {
+            for ((fridge_id, meal_id), tally) in bucket.iter() {
+                map.serialize_entry(&(at, fridge_id, meal_id), tally)?;
+            }
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<OrdMap<i64, Bucket>, D::Error> {
+        let flat = BTreeMap::<(i64, FridgeId, MealId), Tally>::deserialize(d)?;
+        let mut history: OrdMap<i64, Bucket> = OrdMap::new();
+        let mut current: Option<(i64, Tallies)> = None;
+        for ((at, fridge_id, meal_id), tally) in flat {
+            if current.as_ref().is_some_and(|(b, _)| *b != at) {
+                if let Some((b, tallies)) = current.take() {
+                    history.insert(b, Arc::new(tallies));
+                }
+            }
+            let (_, tallies) = current.get_or_insert_with(|| (at, Vec::new()));
+            tallies.push(((fridge_id, meal_id), tally));
+        }
+        if let Some((b, tallies)) = current {
+            history.insert(b, Arc::new(tallies));
+        }
+        Ok(history)
+    }
 }
 
 impl Restock {
@@ -98,9 +153,10 @@ impl Restock {
         self.par.iter().map(|((f, m), units)| (f, m, *units))
     }
 
-    /// How many tally buckets are kept (for tests of the bound).
+    /// How many tallies (quarter hour, fridge, meal) are kept (for tests
+    /// of the bound).
     pub fn history_len(&self) -> usize {
-        self.history.len()
+        self.history.values().map(|b| b.len()).sum()
     }
 
     /// Sum of the tallies per (fridge, meal) of the buckets starting in
@@ -113,13 +169,13 @@ impl Restock {
         let mut out: BTreeMap<(FridgeId, MealId), Tally> = BTreeMap::new();
         // A bucket belongs to the window its start falls in.
         let (first, end) = (first_bucket_from(from), first_bucket_from(to));
-        for ((_, f, m), t) in self
-            .history
-            .iter()
-            .skip_while(|((b, _, _), _)| *b < first)
-            .take_while(|((b, _, _), _)| *b < end)
-        {
-            out.entry((f.clone(), m.clone())).or_default().add(*t);
+        if first >= end {
+            return out;
+        }
+        for (_, bucket) in self.history.range(first..end) {
+            for ((f, m), t) in bucket.iter() {
+                out.entry((f.clone(), m.clone())).or_default().add(*t);
+            }
         }
         out
     }
@@ -343,20 +399,17 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
         _ => return,
     };
     let history = &mut state.restock.history;
-    let bucket = bucket_of(rec.at);
+    let tallies = Arc::make_mut(history.entry(bucket_of(rec.at)).or_default());
     for (fridge_id, meal_id, t) in counted {
-        history
-            .entry((bucket, fridge_id, meal_id))
-            .or_default()
-            .add(t);
+        let key = (fridge_id, meal_id);
+        match tallies.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => tallies[i].1.add(t),
+            Err(i) => tallies.insert(i, (key, t)),
+        }
     }
     let oldest = bucket_of(rec.at - Duration::days(HISTORY_RETENTION_DAYS));
-    while let Some(key) = history
-        .get_min()
-        .filter(|((b, _, _), _)| *b < oldest)
-        .map(|(k, _)| k.clone())
-    {
-        history.remove(&key);
+    while let Some(at) = history.get_min().map(|(b, _)| *b).filter(|b| *b < oldest) {
+        history.remove(&at);
     }
 }
 
@@ -537,6 +590,37 @@ mod tests {
             expired,
             unclaimed,
         }
+    }
+
+    #[test]
+    fn the_history_is_stored_as_the_flat_map_it_was_and_reads_back() {
+        let (f1, f2) = (FridgeId::from_static("f-1"), FridgeId::from_static("f-2"));
+        let (m1, m2) = (MealId::from_static("m-1"), MealId::from_static("m-2"));
+        let flat = [
+            ((7, f1.clone(), m2.clone()), tally(1, 0, 0)),
+            ((7, f2.clone(), m1.clone()), tally(0, 2, 0)),
+            ((7, f1.clone(), m1.clone()), tally(3, 0, 1)),
+            ((9, f2.clone(), m2.clone()), tally(5, 0, 0)),
+        ];
+        let old: OrdMap<(i64, FridgeId, MealId), Tally> = flat.iter().cloned().collect();
+        let mut restock = Restock::default();
+        for ((at, f, m), t) in flat {
+            let tallies = Arc::make_mut(restock.history.entry(at).or_default());
+            let i = tallies.partition_point(|(k, _)| *k < (f.clone(), m.clone()));
+            tallies.insert(i, ((f, m), t));
+        }
+        let old_bytes =
+            postcard::to_allocvec(&(OrdMap::<(FridgeId, MealId), u32>::new(), old)).unwrap();
+        let bytes = postcard::to_allocvec(&restock).unwrap();
+        assert_eq!(bytes, old_bytes, "the snapshot form did not change");
+        let read: Restock = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(read, restock);
+        assert_eq!(read.history_len(), 4);
+        let from = DateTime::from_timestamp(7 * TALLY_BUCKET_SECS, 0).unwrap();
+        let to = DateTime::from_timestamp(8 * TALLY_BUCKET_SECS, 0).unwrap();
+        let summed = read.tallied_between(from, to);
+        assert_eq!(summed.len(), 3, "bucket 7 only: {summed:?}");
+        assert_eq!(summed[&(f1, m1)], tally(3, 0, 1));
     }
 
     #[test]
