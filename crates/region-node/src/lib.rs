@@ -40,6 +40,7 @@ pub mod fleet;
 pub mod http;
 pub mod insights;
 pub mod lifecycle;
+pub mod memory;
 pub mod metrics;
 pub mod nats;
 pub mod notify;

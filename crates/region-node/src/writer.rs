@@ -149,6 +149,9 @@ impl District {
     /// every handle is dropped.
     pub fn start(setup: WriterSetup, shutdown: Shutdown) -> Result<Self, StoreError> {
         let recovered = crate::snapshot::recover(&setup.log, setup.snapshots.as_ref())?;
+        // Recovery's temporaries (the snapshot's bytes, the replay) are
+        // freed: the node would otherwise keep their pages resident.
+        crate::memory::return_freed_pages();
         let metrics = &setup.metrics;
         metrics
             .recovered_from_seq
