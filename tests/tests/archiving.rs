@@ -131,9 +131,11 @@ async fn leaves_memory_and_is_served_as_before(mut node: Node, in_run: bool) {
     .await;
     if in_run {
         eventually("a run file", Duration::from_secs(30), || async {
-            runs(&node) == 1
+            runs(&node) == 1 && node.metric("larder_archive_runs").await == 1
         })
         .await;
+        assert_eq!(node.metric("larder_archive_in_sled").await, 0);
+        assert_eq!(node.metric("larder_archive_failures_total").await, 0);
     }
     assert_same(&before, &answers(&node, &order_id).await, "archived");
 

@@ -151,6 +151,14 @@ pub struct Archive {
     _thread: Arc<Thread>,
 }
 
+/// What [`Archive::stats`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchiveStats {
+    pub runs: u64,
+    pub in_sled: u64,
+    pub failures: u64,
+}
+
 struct Shared {
     orders: sled::Tree,
     by_customer: sled::Tree,
@@ -161,6 +169,9 @@ struct Shared {
     /// Entries written into sled since the last flush (rewrites count).
     in_sled: AtomicU64,
     flush_entries: AtomicU64,
+    /// Flushes and merges that failed (each logged; sled keeps the
+    /// entries and the next write tries again).
+    failures: AtomicU64,
     stopping: AtomicBool,
     /// One flush or merge at a time (the thread, or a test's call).
     maintaining: Mutex<()>,
@@ -201,6 +212,7 @@ impl Archive {
             runs: RwLock::new(Arc::new(runs)),
             in_sled: AtomicU64::new(in_sled),
             flush_entries: AtomicU64::new(FLUSH_ENTRIES_DEFAULT),
+            failures: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             maintaining: Mutex::new(()),
         });
@@ -246,6 +258,17 @@ impl Archive {
     /// the archive's thread does it by itself).
     pub fn maintain_now(&self) -> Result<(), ArchiveError> {
         maintain(&self.shared)
+    }
+
+    /// For the node's metrics: runs, entries waiting in sled (an estimate:
+    /// rewrites count twice until the next flush) and failed flushes or
+    /// merges since the node started.
+    pub fn stats(&self) -> ArchiveStats {
+        ArchiveStats {
+            runs: self.shared.runs().len() as u64,
+            in_sled: self.shared.in_sled.load(Ordering::Relaxed),
+            failures: self.shared.failures.load(Ordering::Relaxed),
+        }
     }
 
     /// The runs, oldest first, as `(first, last, entries)`.
@@ -481,6 +504,7 @@ fn maintain_while_open(shared: &Shared, woken: &mpsc::Receiver<()>) {
         }
         if let Err(e) = maintain(shared) {
             // Sled keeps the entries; the next write tries again.
+            shared.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "archive flush or merge failed");
         }
     }

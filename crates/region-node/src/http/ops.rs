@@ -52,6 +52,12 @@ fn backlog(app: &AppState) -> serde_json::Value {
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let state = app.district.state();
     let cache = app.catalog_cache.stats();
+    // None while the node stops (the writer let the index go).
+    let archive = app
+        .district
+        .archive()
+        .map(|a| a.stats())
+        .unwrap_or_default();
     let mut body = app.metrics.render(&[
         (
             "larder_log_seq",
@@ -100,6 +106,16 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             state.orders().len() as u64,
         ),
         (
+            "larder_archive_runs",
+            "Immutable run files of the archive index (merged four at a time).",
+            archive.runs,
+        ),
+        (
+            "larder_archive_in_sled",
+            "Archived orders still in sled, moved into a run at [orders] archive_flush_entries.",
+            archive.in_sled,
+        ),
+        (
             "larder_catalog_cache_entries",
             "Encoded catalog answers kept for the current catalog version.",
             cache.entries as u64,
@@ -110,6 +126,12 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
             cache.bytes as u64,
         ),
     ]);
+    crate::metrics::counter(
+        &mut body,
+        "larder_archive_failures_total",
+        "Archive flushes or merges that failed (logged; sled keeps the entries and the next write retries).",
+        archive.failures,
+    );
     crate::metrics::counter(
         &mut body,
         "larder_catalog_cache_hits_total",
