@@ -2,9 +2,12 @@
 //! and its confirm rate as the district's order history grows.
 //!
 //! ```text
-//! cargo bench -p region-node --bench history -- [--orders N[,N…]] [--secs S] [--tasks T] [--spacing-secs G]
+//! cargo bench -p region-node --bench history -- [--orders N[,N…]] [--secs S] [--tasks T] [--spacing-secs G] [--retention-days D]
 //! ```
-//! Default: `--orders 0,1000000,10000000 --secs 10 --tasks 64 --spacing-secs 2`.
+//! Default: `--orders 0,1000000,10000000 --secs 10 --tasks 64 --spacing-secs 2 --retention-days 7`.
+//! `--retention-days` is the measured node's `[orders] retention_days`
+//! (the history is generated with the default, 7; a shorter one archives
+//! the rest when the node starts, as a node restarted with it would).
 //!
 //! For each N the history is generated once under
 //! `target/bench-history/<N>-<G>` by the generator shared with the
@@ -85,6 +88,7 @@ struct Args {
     secs: u64,
     tasks: usize,
     spacing_secs: i64,
+    retention_days: u32,
     /// Set in the child process: measure the history in this directory.
     measure: Option<PathBuf>,
 }
@@ -95,6 +99,7 @@ fn args() -> Args {
         secs: 10,
         tasks: 64,
         spacing_secs: 2,
+        retention_days: district::orders::archive::RETENTION_DEFAULT_DAYS,
         measure: None,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -107,6 +112,7 @@ fn args() -> Args {
             ("--secs", Some(v)) => a.secs = v,
             ("--tasks", Some(v)) => a.tasks = v as usize,
             ("--spacing-secs", Some(v)) => a.spacing_secs = v as i64,
+            ("--retention-days", Some(v)) => a.retention_days = v as u32,
             ("--measure", _) => a.measure = Some(PathBuf::from(value)),
             // `cargo bench` passes `--bench`; anything else is ignored too.
             _ => {
@@ -156,6 +162,7 @@ fn main() {
             .args(["--measure", &run.display().to_string()])
             .args(["--secs", &args.secs.to_string()])
             .args(["--tasks", &args.tasks.to_string()])
+            .args(["--retention-days", &args.retention_days.to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "measuring {orders} orders failed");
@@ -237,7 +244,10 @@ fn measure(dir: &Path, args: &Args) {
                 log,
                 clock: Clock::system(),
                 metrics: Arc::new(Metrics::default()),
-                policy: Default::default(),
+                policy: district::orders::OrderPolicy {
+                    retention: chrono::Duration::days(args.retention_days.into()),
+                    ..Default::default()
+                },
                 fridge_policy: Default::default(),
                 utc_offset_minutes: 0,
                 schedule_policy: Default::default(),
@@ -255,6 +265,20 @@ fn measure(dir: &Path, args: &Args) {
             .events
             .is_empty()
         {}
+        // A shorter retention than the generator's archives most of the
+        // window here: let the archive's thread move it into runs first.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while district
+            .archive()
+            .is_some_and(|a| a.stats().in_sled >= region_node::archive::FLUSH_ENTRIES_DEFAULT)
+        {
+            assert!(Instant::now() < deadline, "the archive's thread did not catch up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A node started on a history archived with this retention would
+        // have recovered only the window, and collected after that (as
+        // `District::start` does): not kept this burst's freed pages.
+        region_node::memory::return_freed_pages();
         let history = std::fs::read_to_string(dir.join("complete")).unwrap_or_default();
         let sealed_mb = dir_mb(&dir.join("log").join(SEALED_DIR));
         let runs_mb = dir_mb(&dir.join("log").join(RUNS_DIR));
