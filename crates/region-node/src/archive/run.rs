@@ -157,17 +157,24 @@ impl Run {
         postcard::from_bytes(raw).map_err(|e| bad(&self.path, format!("block: {e}")))
     }
 
+    /// The order block that would hold `order_id` (None: outside the
+    /// run's ids).
+    fn block_for(&self, order_id: &str) -> Option<usize> {
+        if order_id > self.index.last_order.as_str() {
+            return None;
+        }
+        let blocks = &self.index.orders;
+        blocks
+            .partition_point(|b| b.first.as_str() <= order_id)
+            .checked_sub(1)
+    }
+
     /// The entry JSON of `order_id`, if this run holds it.
     pub fn get(&self, order_id: &str) -> Result<Option<Vec<u8>>, ArchiveError> {
-        let blocks = &self.index.orders;
-        if order_id > self.index.last_order.as_str() {
-            return Ok(None);
-        }
-        let i = blocks.partition_point(|b| b.first.as_str() <= order_id);
-        let Some(at) = i.checked_sub(1).map(|i| &blocks[i]) else {
+        let Some(i) = self.block_for(order_id) else {
             return Ok(None);
         };
-        let raw = self.block(at)?;
+        let raw = self.block(&self.index.orders[i])?;
         let rows: Vec<OrderRow<'_>> = self.decode(&raw)?;
         Ok(rows
             .binary_search_by(|(id, _, _)| (*id).cmp(order_id))
@@ -178,21 +185,15 @@ impl Run {
     /// Which of `order_ids` (sorted) this run holds, reading each block
     /// once (a replay's check of a whole `OrdersArchived`).
     pub fn holds(&self, order_ids: &[&str]) -> Result<Vec<bool>, ArchiveError> {
-        let blocks = &self.index.orders;
-        let block_of = |id: &str| {
-            blocks
-                .partition_point(|b| b.first.as_str() <= id)
-                .checked_sub(1)
-        };
         let mut out = Vec::with_capacity(order_ids.len());
         let mut decoded: Option<(usize, Vec<u8>)> = None;
         for id in order_ids {
-            let Some(i) = block_of(id).filter(|_| *id <= self.index.last_order.as_str()) else {
+            let Some(i) = self.block_for(id) else {
                 out.push(false);
                 continue;
             };
             if decoded.as_ref().is_none_or(|(at, _)| *at != i) {
-                decoded = Some((i, self.block(&blocks[i])?));
+                decoded = Some((i, self.block(&self.index.orders[i])?));
             }
             let raw = decoded
                 .as_ref()
