@@ -462,9 +462,7 @@ fn open_runs(log_dir: &Path, dir: &Path) -> Result<Vec<Arc<run::Run>>, ArchiveEr
     };
     if !dir.exists() {
         std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-        std::fs::File::open(log_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("fsync", log_dir, e))?;
+        run::sync_dir(log_dir)?;
     }
     let mut found = vec![];
     for entry in std::fs::read_dir(dir).map_err(|e| io("list", dir, e))? {

@@ -77,6 +77,11 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> ArchiveError {
     ArchiveError::Run(format!("{}: {why}", path.display()))
 }
 
+/// `storage`'s directory fsync (new names durable), as an archive error.
+pub fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    storage::archive::sync_dir(dir).map_err(|e| ArchiveError::Run(e.to_string()))
+}
+
 pub fn file_name(first: u64, last: u64) -> String {
     format!("{first:020}-{last:020}{SUFFIX}")
 }
@@ -395,9 +400,7 @@ pub fn write(
     }
     let path = dir.join(file_name(first, last));
     fs::rename(&tmp, &path).map_err(|e| bad(&path, format!("rename: {e}")))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| bad(dir, format!("fsync: {e}")))?;
+    sync_dir(dir)?;
     Run::open(&path).map(Some)
 }
 

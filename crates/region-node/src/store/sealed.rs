@@ -73,6 +73,11 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> StoreError {
     StoreError::Sealed(format!("{}: {why}", path.display()))
 }
 
+/// `storage`'s directory fsync (new names durable), as a store error.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    storage::archive::sync_dir(dir).map_err(|e| StoreError::Sealed(e.to_string()))
+}
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |e| bad(path, format!("{op}: {e}"))
 }
@@ -86,9 +91,7 @@ impl Sealed {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
             // The folder's own entry must be durable before a segment in
             // it lets sled forget records.
-            File::open(log_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("fsync", log_dir))?;
+            sync_dir(log_dir)?;
         }
         let mut segments = vec![];
         for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
@@ -239,9 +242,7 @@ pub fn write(
     };
     let path = dir.join(file_name(first, last));
     fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync", dir))?;
+    sync_dir(dir)?;
     Segment::open(&path).map(Some)
 }
 
