@@ -577,7 +577,14 @@ pub const MAX_PAYMENT_TIMEOUT_SECS: u32 = 600;
 
 impl OrdersConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let in_range = |name: &str, v: u32, lo: u32, hi: u32| {
+        // Generic so the u32 settings and the u64 `archive_flush_entries`
+        // share it.
+        fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+            name: &str,
+            v: T,
+            lo: T,
+            hi: T,
+        ) -> Result<(), ConfigError> {
             if (lo..=hi).contains(&v) {
                 Ok(())
             } else {
@@ -585,7 +592,7 @@ impl OrdersConfig {
                     "orders.{name} must be {lo}..={hi}, got {v}"
                 )))
             }
-        };
+        }
         in_range(
             "grace_window_secs",
             self.grace_window_secs,
@@ -613,13 +620,12 @@ impl OrdersConfig {
         // At least a day: a refund or a late payment result names its
         // order minutes after it ended, never days.
         in_range("retention_days", self.retention_days, 1, MAX_RETENTION_DAYS)?;
-        let flush = self.archive_flush_entries;
-        if !(1..=MAX_ARCHIVE_FLUSH_ENTRIES).contains(&flush) {
-            return Err(ConfigError::Invalid(format!(
-                "orders.archive_flush_entries must be 1..={MAX_ARCHIVE_FLUSH_ENTRIES}, got {flush}"
-            )));
-        }
-        Ok(())
+        in_range(
+            "archive_flush_entries",
+            self.archive_flush_entries,
+            1,
+            MAX_ARCHIVE_FLUSH_ENTRIES,
+        )
     }
 
     pub fn policy(&self) -> OrderPolicy {
@@ -1135,6 +1141,33 @@ mod tests {
         let zero = InsightsConfig { publish_secs: 0 };
         assert!(
             matches!(zero.validate(), Err(ConfigError::Invalid(m)) if m.starts_with("[insights]"))
+        );
+    }
+
+    #[test]
+    fn orders_settings_out_of_range_are_refused_with_their_name_and_bounds() {
+        let config = with_auth("").expect("dev config");
+        assert_eq!(config.orders.archive_flush_entries, 65_536);
+        assert!(config.orders.validate().is_ok());
+        let refused = |orders: OrdersConfig| match orders.validate() {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("accepted: {other:?}"),
+        };
+        let none = OrdersConfig {
+            archive_flush_entries: 0,
+            ..OrdersConfig::default()
+        };
+        assert_eq!(
+            refused(none),
+            "orders.archive_flush_entries must be 1..=1000000, got 0"
+        );
+        let a_year_and_more = OrdersConfig {
+            retention_days: 367,
+            ..OrdersConfig::default()
+        };
+        assert_eq!(
+            refused(a_year_and_more),
+            "orders.retention_days must be 1..=366, got 367"
         );
     }
 }
