@@ -141,12 +141,12 @@ fn main() {
         // archive runs (its archive index in sled) is not the log a node
         // writes now.
         let log = dir.join("log");
-        let unsealed =
+        let outdated =
             orders > 0 && !(log.join(SEALED_DIR).exists() && log.join(RUNS_DIR).exists());
-        if unsealed && complete.exists() {
+        if outdated && complete.exists() {
             println!("  {orders}: generated before sealing or archive runs; generating it again");
         }
-        if !complete.exists() || unsealed {
+        if !complete.exists() || outdated {
             let _ = std::fs::remove_dir_all(&dir);
             generate(&dir, orders, args.spacing_secs);
             std::fs::write(&complete, orders.to_string()).unwrap();
@@ -236,7 +236,7 @@ fn measure(dir: &Path, args: &Args) {
         // runs' block indexes: their share.
         let before_open = heap_mb();
         let log = EventLog::open(&dir.join("log")).unwrap();
-        let sled_open = heap_mb() - before_open;
+        let log_open = heap_mb() - before_open;
         let district = District::start(
             WriterSetup {
                 district_id: DistrictId::from_static(DISTRICT),
@@ -287,7 +287,7 @@ fn measure(dir: &Path, args: &Args) {
         let (resident, heap) = (rss_mb(), heap_mb());
         let (rate, p50, p99) = confirms(&district, args).await;
         println!(
-            "{} | {in_memory} | {resident} | {heap} | {sled_open} | {sled_mb} / {sealed_mb} / {runs_mb} | {rate:.0} | {p50:.1} | {p99:.1}",
+            "{} | {in_memory} | {resident} | {heap} | {log_open} | {sled_mb} / {sealed_mb} / {runs_mb} | {rate:.0} | {p50:.1} | {p99:.1}",
             history.trim()
         );
     });
