@@ -193,11 +193,18 @@ pub struct DistrictState {
     /// The seq of the last event that changed what `GET /v1/catalog` shows.
     /// Drives ETags and WebSocket `catalog_updated`.
     catalog_version: u64,
-    /// Current version of every stream, for optimistic concurrency. An
-    /// `OrdMap`, not a `HashMap`: with one stream per order, imbl's HAMT
-    /// left its 1.3 KiB leaves ~5 entries full (~300 bytes per order; the
-    /// B-tree's nodes are at least half full). Same serialized form.
+    /// Current version of every stream but the orders', for optimistic
+    /// concurrency. An `OrdMap`, not a `HashMap`: imbl's HAMT left its
+    /// 1.3 KiB leaves ~5 entries full.
     stream_versions: OrdMap<String, u64>,
+    /// Current version of each order's stream (`order-{id}`), apart from
+    /// the other streams: keyed by the order's id (the same `Arc` as the
+    /// book's), not by a string of its own, so an order costs no second
+    /// copy of its id here; and new ids sort last here, where among the
+    /// other streams (`plan-…`, `stock-…` sort after `order-`) they landed
+    /// mid-node and left the B-tree's nodes half full (~80 bytes per order,
+    /// ~25 now).
+    order_versions: OrdMap<OrderId, u64>,
     catalog: Catalog,
     stock: Stock,
     orders: OrderBook,
@@ -227,7 +234,7 @@ pub struct DistrictState {
 /// (the node replays the log instead), never upcast. Bump it whenever a
 /// change to the state's types changes their serialized form; the golden
 /// test `tests/snapshot_shape.rs` fails until you do.
-pub const STATE_SNAPSHOT_VERSION: u32 = 6;
+pub const STATE_SNAPSHOT_VERSION: u32 = 7;
 
 /// Parts shared between snapshots by `Arc` are stored as their value.
 pub(crate) mod shared {
@@ -256,7 +263,16 @@ impl DistrictState {
     }
 
     pub fn stream_version(&self, stream: &str) -> u64 {
-        self.stream_versions.get(stream).copied().unwrap_or(0)
+        let version = match stream.strip_prefix(ORDER_STREAM_PREFIX) {
+            // (An `order-` stream whose rest is no order id is kept by its
+            // string: `record_stream_version`.)
+            Some(order_id) => self
+                .order_versions
+                .get(order_id)
+                .or_else(|| self.stream_versions.get(stream)),
+            None => self.stream_versions.get(stream),
+        };
+        version.copied().unwrap_or(0)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -345,15 +361,42 @@ pub struct Recorded<'a> {
     pub district_id: &'a DistrictId,
 }
 
+/// How an order's stream id starts (`protocol::StreamId::Order`).
+const ORDER_STREAM_PREFIX: &str = "order-";
+
+/// The envelope's stream is now at its version. The envelope's string is
+/// what counts; an order's id is taken from the event when it names the
+/// same order (the book's `Arc`), and parsed from the string otherwise.
+fn record_stream_version(state: &mut DistrictState, env: &EventEnvelope) {
+    let Some(order_id) = env.stream_id.strip_prefix(ORDER_STREAM_PREFIX) else {
+        state
+            .stream_versions
+            .insert(env.stream_id.clone(), env.stream_version);
+        return;
+    };
+    let id = match env.event.stream() {
+        protocol::StreamId::Order(id) if id.as_str() == order_id => id,
+        _ => match OrderId::parse(order_id) {
+            Ok(id) => id,
+            // Not an order id (none is recorded so): keep it by its string.
+            Err(_) => {
+                state
+                    .stream_versions
+                    .insert(env.stream_id.clone(), env.stream_version);
+                return;
+            }
+        },
+    };
+    state.order_versions.insert(id, env.stream_version);
+}
+
 /// Apply a recorded event. Total: an event in the log is a fact, so `evolve`
 /// never fails; it may only ignore what it cannot place. Each event family
 /// has exactly one handler, chosen here without a catch-all, so a new
 /// variant must be given a home before the crate compiles.
 pub fn evolve(state: &mut DistrictState, env: &EventEnvelope) {
     state.last_seq = env.seq;
-    state
-        .stream_versions
-        .insert(env.stream_id.clone(), env.stream_version);
+    record_stream_version(state, env);
     let rec = Recorded {
         seq: env.seq,
         at: env.recorded_at,
@@ -457,5 +500,72 @@ pub(crate) mod given {
         let mut state = DistrictState::default();
         apply(&mut state, events, t0());
         state
+    }
+}
+
+#[cfg(test)]
+mod stream_versions {
+    use super::*;
+
+    fn recorded(stream_id: &str, stream_version: u64, event: Event) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Default::default(),
+            seq: 1,
+            stream_id: stream_id.to_string(),
+            stream_version,
+            district_id: DistrictId::from_static("d"),
+            recorded_at: given::t0(),
+            valid_from: given::t0(),
+            correlation_id: None,
+            causation_id: None,
+            schema_version: 1,
+            event,
+        }
+    }
+
+    fn cancelled(order_id: &'static str) -> Event {
+        Event::OrderCancelled {
+            order_id: OrderId::from_static(order_id),
+        }
+    }
+
+    #[test]
+    fn an_orders_stream_is_kept_by_the_events_own_id() {
+        let mut state = DistrictState::default();
+        let env = recorded("order-o-1", 3, cancelled("o-1"));
+        evolve(&mut state, &env);
+
+        assert_eq!(state.stream_version("order-o-1"), 3);
+        let (kept, _) = state.order_versions.iter().next().unwrap();
+        let Event::OrderCancelled { order_id } = &env.event else {
+            unreachable!()
+        };
+        assert_eq!(
+            kept.as_str().as_ptr(),
+            order_id.as_str().as_ptr(),
+            "the event's id, not a copy"
+        );
+        assert!(state.stream_versions.is_empty(), "no string key beside it");
+    }
+
+    #[test]
+    fn the_envelopes_stream_counts_even_when_the_event_names_another_order() {
+        let mut state = DistrictState::default();
+        evolve(&mut state, &recorded("order-o-2", 5, cancelled("o-1")));
+
+        assert_eq!(state.stream_version("order-o-2"), 5);
+        assert_eq!(state.stream_version("order-o-1"), 0);
+    }
+
+    #[test]
+    fn an_order_stream_without_a_valid_id_and_other_streams_are_kept_by_their_string() {
+        let mut state = DistrictState::default();
+        let bad = format!("order-{}", "x".repeat(OrderId::MAX_LEN + 1));
+        evolve(&mut state, &recorded(&bad, 2, cancelled("o-1")));
+        evolve(&mut state, &recorded("loyalty", 7, cancelled("o-1")));
+
+        assert_eq!(state.stream_version(&bad), 2);
+        assert_eq!(state.stream_version("loyalty"), 7);
+        assert!(state.order_versions.is_empty());
     }
 }

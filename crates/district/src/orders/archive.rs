@@ -105,9 +105,7 @@ pub(crate) fn evolve(state: &mut DistrictState, order_ids: &[OrderId]) {
         let is_final = state.orders.get(id).map(|o| o.status.is_final());
         if is_final == Some(true) {
             state.orders.remove(id);
-            state
-                .stream_versions
-                .remove(&protocol::StreamId::Order(id.clone()).to_string());
+            state.order_versions.remove(id);
         }
     }
 }
