@@ -365,8 +365,10 @@ pub struct Recorded<'a> {
 const ORDER_STREAM_PREFIX: &str = "order-";
 
 /// The envelope's stream is now at its version. The envelope's string is
-/// what counts; an order's id is taken from the event when it names the
-/// same order (the book's `Arc`), and parsed from the string otherwise.
+/// what counts. An order's id is keyed by the book's copy when the book has
+/// the order (events decoded from the log or parsed from a payment result
+/// carry copies of their own), else by the event's when it names the same
+/// order (`OrderPlaced`, whose id the book then keeps), else parsed.
 fn record_stream_version(state: &mut DistrictState, env: &EventEnvelope) {
     let Some(order_id) = env.stream_id.strip_prefix(ORDER_STREAM_PREFIX) else {
         state
@@ -374,6 +376,10 @@ fn record_stream_version(state: &mut DistrictState, env: &EventEnvelope) {
             .insert(env.stream_id.clone(), env.stream_version);
         return;
     };
+    if let Some(id) = state.orders.id(order_id) {
+        state.order_versions.insert(id.clone(), env.stream_version);
+        return;
+    }
     let id = match env.event.stream() {
         protocol::StreamId::Order(id) if id.as_str() == order_id => id,
         _ => match OrderId::parse(order_id) {
@@ -546,6 +552,41 @@ mod stream_versions {
             "the event's id, not a copy"
         );
         assert!(state.stream_versions.is_empty(), "no string key beside it");
+    }
+
+    #[test]
+    fn an_event_with_its_own_copy_of_a_booked_orders_id_is_kept_by_the_books() {
+        use protocol::money::Currency;
+        use protocol::orders::{Channel, OrderLine};
+        let mut state = DistrictState::default();
+        let placed = Event::OrderPlaced {
+            order_id: OrderId::from_static("o-1"),
+            customer: "ann".into(),
+            channel: Channel::App,
+            fridge_id: FridgeId::from_static("f-1"),
+            lines: vec![OrderLine {
+                meal_id: MealId::from_static("m-1"),
+                name: "Bowl".into(),
+                qty: 1,
+                unit_price: 1_250,
+            }],
+            total: 1_250,
+            currency: Currency::try_from("USD".to_string()).unwrap_or_else(|_| unreachable!()),
+            payment_method: "tok_visa".into(),
+            hold_until: given::t0(),
+            idempotency: None,
+            price: None,
+        };
+        evolve(&mut state, &recorded("order-o-1", 1, placed));
+        // As a payment result or the log's decoding makes it: a new copy.
+        let copy = OrderId::parse(String::from("o-1")).unwrap_or_else(|_| unreachable!());
+        let cancel = Event::OrderCancelled { order_id: copy };
+        evolve(&mut state, &recorded("order-o-1", 2, cancel));
+
+        assert_eq!(state.stream_version("order-o-1"), 2);
+        let (kept, _) = state.order_versions.iter().next().unwrap();
+        let booked = state.orders().id("o-1").unwrap();
+        assert_eq!(kept.as_str().as_ptr(), booked.as_str().as_ptr());
     }
 
     #[test]

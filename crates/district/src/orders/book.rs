@@ -225,6 +225,12 @@ impl OrderBook {
         self.orders.get(order_id).map(Arc::as_ref)
     }
 
+    /// The book's own copy of an order's id (one shared allocation), for
+    /// other maps to key the order by without a copy of their own.
+    pub fn id(&self, order_id: &str) -> Option<&OrderId> {
+        self.orders.get_key_value(order_id).map(|(id, _)| id)
+    }
+
     pub fn len(&self) -> usize {
         self.orders.len()
     }
