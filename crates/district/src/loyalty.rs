@@ -200,7 +200,10 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
         Event::OrderPurchased { .. } => {
             let now = purchased(state, &key, &facts, &seen, rec);
             if now != seen {
-                state.loyalty.orders.insert(order_id.clone(), now);
+                // Keyed by the book's copy of the id: the event's may be a
+                // copy of its own (a payment result's, the log's).
+                let id = state.orders.id(order_id).unwrap_or(order_id).clone();
+                state.loyalty.orders.insert(id, now);
             }
         }
         Event::OrderCancelled { .. } | Event::OrderPurchaseRefused { .. } if !seen.bought => {
@@ -313,7 +316,8 @@ pub(crate) fn referred_by(state: &mut DistrictState, order_id: &OrderId, owner: 
         .cloned()
         .unwrap_or_default();
     entry.referrer = Some(owner.to_string());
-    state.loyalty.orders.insert(order_id.clone(), entry);
+    let id = state.orders.id(order_id).unwrap_or(order_id).clone();
+    state.loyalty.orders.insert(id, entry);
 }
 
 pub(crate) fn define_rules(state: &mut DistrictState, rules: LoyaltyRules) {
@@ -459,6 +463,17 @@ mod tests {
             assert_eq!(v1.promotions(), v2.promotions());
             assert_eq!(v1.loyalty(), v2.loyalty());
         }
+    }
+
+    #[test]
+    fn a_purchase_is_remembered_under_the_books_copy_of_the_order_id() {
+        let mut events = placed(Channel::App);
+        events.push(purchased()); // with an OrderId of its own
+        let s = state(events);
+
+        let (kept, _) = s.loyalty.orders.iter().next().unwrap();
+        let booked = s.orders().id("o1").unwrap();
+        assert_eq!(kept.as_str().as_ptr(), booked.as_str().as_ptr());
     }
 
     #[test]
