@@ -263,7 +263,7 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: crate::R
             };
             state.orders.update(order_id, |order| {
                 order.delivery_date = Some(preorder.date);
-                order.preorder = Some(preorder);
+                order.preorder = Some(Box::new(preorder));
             });
         }
         ScheduleEvent::PreorderScheduled { order_id, .. } => {
@@ -281,7 +281,7 @@ pub(crate) fn evolve(state: &mut DistrictState, e: &ScheduleEvent, rec: crate::R
             };
             state.orders.update(order_id, |order| {
                 order.timer = None;
-                order.withdrawn = Some(withdrawn);
+                order.withdrawn = Some(Box::new(withdrawn));
                 order.advance(OrderStatus::Cancelled, rec.at);
             });
         }

@@ -314,7 +314,7 @@ fn evolve_orders(state: &mut DistrictState, e: &ScheduleEvent, rec: Recorded) {
                 credited: *credit,
             };
             state.orders.update(order_id, |order| {
-                order.withdrawn = Some(withdrawn);
+                order.withdrawn = Some(Box::new(withdrawn));
                 order.advance(OrderStatus::Cancelled, rec.at);
             });
         }

@@ -224,7 +224,10 @@ fn an_order_ahead_the_kitchen_never_places_is_refunded_when_its_day_ends() {
     assert_eq!(refunds(&events), [(KALE_PRICE, RefundReason::NotDelivered)]);
     let order = d.state.orders().get(&id).unwrap();
     assert_eq!(order.status, OrderStatus::Cancelled);
-    assert_eq!(order.withdrawn.unwrap().reason, WithdrawReason::NotProduced);
+    assert_eq!(
+        order.withdrawn.as_ref().unwrap().reason,
+        WithdrawReason::NotProduced
+    );
     assert!(d.tick().is_empty(), "refunded once");
 
     d.result(&id, PaymentKind::Refund);

@@ -100,7 +100,7 @@ pub fn view(order: &Order, show_code: bool) -> OrderView {
         history: order.history.to_vec(),
         shortage: order.shortage.clone(),
         delivery_date: order.delivery_date,
-        withdrawn: order.withdrawn,
+        withdrawn: order.withdrawn.as_deref().copied(),
         cancel_until: order.preorder.as_ref().map(|p| p.cancel_until),
     }
 }

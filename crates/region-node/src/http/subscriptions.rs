@@ -128,7 +128,7 @@ fn order_views(state: &DistrictState, plan: &Plan) -> Vec<Value> {
         .map(|o| {
             let order = state.orders().get(&o.order_id);
             let status = order.map(|x| x.status);
-            let withdrawn = order.and_then(|x| x.withdrawn);
+            let withdrawn = order.and_then(|x| x.withdrawn.as_deref().copied());
             json!({"order_id": o.order_id, "date": o.date, "meal_id": o.meal_id, "price": o.price, "status": status, "withdrawn": withdrawn})
         })
         .collect()
