@@ -202,8 +202,8 @@ pub struct DistrictState {
     /// book's), not by a string of its own, so an order costs no second
     /// copy of its id here; and new ids sort last here, where among the
     /// other streams (`plan-…`, `stock-…` sort after `order-`) they landed
-    /// mid-node and left the B-tree's nodes half full (~80 bytes per order,
-    /// ~25 now).
+    /// mid-node and left the B-tree's nodes half full (130 bytes per order
+    /// with the string, 41 now: BENCHMARKS.md, "Full B-tree nodes").
     order_versions: OrdMap<OrderId, u64>,
     catalog: Catalog,
     stock: Stock,
@@ -263,7 +263,7 @@ impl DistrictState {
     }
 
     pub fn stream_version(&self, stream: &str) -> u64 {
-        let version = match stream.strip_prefix(ORDER_STREAM_PREFIX) {
+        let version = match stream.strip_prefix(protocol::StreamId::ORDER_PREFIX) {
             // (An `order-` stream whose rest is no order id is kept by its
             // string: `record_stream_version`.)
             Some(order_id) => self
@@ -361,16 +361,13 @@ pub struct Recorded<'a> {
     pub district_id: &'a DistrictId,
 }
 
-/// How an order's stream id starts (`protocol::StreamId::Order`).
-const ORDER_STREAM_PREFIX: &str = "order-";
-
 /// The envelope's stream is now at its version. The envelope's string is
 /// what counts. An order's id is keyed by the book's copy when the book has
 /// the order (events decoded from the log or parsed from a payment result
 /// carry copies of their own), else by the event's when it names the same
 /// order (`OrderPlaced`, whose id the book then keeps), else parsed.
 fn record_stream_version(state: &mut DistrictState, env: &EventEnvelope) {
-    let Some(order_id) = env.stream_id.strip_prefix(ORDER_STREAM_PREFIX) else {
+    let Some(order_id) = env.stream_id.strip_prefix(protocol::StreamId::ORDER_PREFIX) else {
         state
             .stream_versions
             .insert(env.stream_id.clone(), env.stream_version);

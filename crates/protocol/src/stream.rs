@@ -39,6 +39,12 @@ pub enum StreamId {
     Archive,
 }
 
+impl StreamId {
+    /// How an order's stream id starts: `order-{id}`. The district keeps
+    /// order streams' versions apart from the others by it.
+    pub const ORDER_PREFIX: &'static str = "order-";
+}
+
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -46,7 +52,7 @@ impl fmt::Display for StreamId {
             StreamId::Fridge(id) => write!(f, "fridge-{id}"),
             StreamId::Stock(id) => write!(f, "stock-{id}"),
             StreamId::Telemetry(id) => write!(f, "telemetry-{id}"),
-            StreamId::Order(id) => write!(f, "order-{id}"),
+            StreamId::Order(id) => write!(f, "{}{id}", StreamId::ORDER_PREFIX),
             StreamId::Plan(id) => write!(f, "plan-{id}"),
             StreamId::Calendar(date) => write!(f, "calendar-{date}"),
             StreamId::Campaign(id) => write!(f, "campaign-{id}"),
