@@ -362,35 +362,34 @@ pub struct Recorded<'a> {
 }
 
 /// The envelope's stream is now at its version. The envelope's string is
-/// what counts. An order's id is keyed by the book's copy when the book has
-/// the order (events decoded from the log or parsed from a payment result
-/// carry copies of their own), else by the event's when it names the same
-/// order (`OrderPlaced`, whose id the book then keeps), else parsed.
+/// what counts: an order's stream goes to `order_versions`, any other (an
+/// `order-` stream whose rest is no order id included) to
+/// `stream_versions`.
 fn record_stream_version(state: &mut DistrictState, env: &EventEnvelope) {
-    let Some(order_id) = env.stream_id.strip_prefix(protocol::StreamId::ORDER_PREFIX) else {
-        state
+    match order_stream_key(state, env) {
+        Some(id) => state.order_versions.insert(id, env.stream_version),
+        None => state
             .stream_versions
-            .insert(env.stream_id.clone(), env.stream_version);
-        return;
+            .insert(env.stream_id.clone(), env.stream_version),
     };
+}
+
+/// The key of the envelope's order stream: the book's copy of the id when
+/// the book has the order (events decoded from the log or parsed from a
+/// payment result carry copies of their own), else the event's when it
+/// names the same order (`OrderPlaced`, whose id the book then keeps),
+/// else parsed from the string. None: not an order stream.
+fn order_stream_key(state: &DistrictState, env: &EventEnvelope) -> Option<OrderId> {
+    let order_id = env
+        .stream_id
+        .strip_prefix(protocol::StreamId::ORDER_PREFIX)?;
     if let Some(id) = state.orders.id(order_id) {
-        state.order_versions.insert(id.clone(), env.stream_version);
-        return;
+        return Some(id.clone());
     }
-    let id = match env.event.stream() {
-        protocol::StreamId::Order(id) if id.as_str() == order_id => id,
-        _ => match OrderId::parse(order_id) {
-            Ok(id) => id,
-            // Not an order id (none is recorded so): keep it by its string.
-            Err(_) => {
-                state
-                    .stream_versions
-                    .insert(env.stream_id.clone(), env.stream_version);
-                return;
-            }
-        },
-    };
-    state.order_versions.insert(id, env.stream_version);
+    match env.event.stream() {
+        protocol::StreamId::Order(id) if id.as_str() == order_id => Some(id),
+        _ => OrderId::parse(order_id).ok(),
+    }
 }
 
 /// Apply a recorded event. Total: an event in the log is a fact, so `evolve`
