@@ -200,9 +200,7 @@ pub(crate) fn follow(state: &mut DistrictState, event: &Event, rec: Recorded) {
         Event::OrderPurchased { .. } => {
             let now = purchased(state, &key, &facts, &seen, rec);
             if now != seen {
-                // Keyed by the book's copy of the id: the event's may be a
-                // copy of its own (a payment result's, the log's).
-                let id = state.orders.id(order_id).unwrap_or(order_id).clone();
+                let id = state.orders.shared_id(order_id);
                 state.loyalty.orders.insert(id, now);
             }
         }
@@ -316,7 +314,7 @@ pub(crate) fn referred_by(state: &mut DistrictState, order_id: &OrderId, owner: 
         .cloned()
         .unwrap_or_default();
     entry.referrer = Some(owner.to_string());
-    let id = state.orders.id(order_id).unwrap_or(order_id).clone();
+    let id = state.orders.shared_id(order_id);
     state.loyalty.orders.insert(id, entry);
 }
 

@@ -236,6 +236,14 @@ impl OrderBook {
         self.orders.get_key_value(order_id).map(|(id, _)| id)
     }
 
+    /// `order_id` as a key for another map: the book's copy when it has
+    /// the order, else `order_id` itself. An event's id may be a copy of
+    /// its own (a payment result's, the log's), and imbl's insert keeps
+    /// the newest key.
+    pub fn shared_id(&self, order_id: &OrderId) -> OrderId {
+        self.id(order_id).unwrap_or(order_id).clone()
+    }
+
     pub fn len(&self) -> usize {
         self.orders.len()
     }
