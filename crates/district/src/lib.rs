@@ -477,23 +477,66 @@ pub(crate) mod given {
             .unwrap_or_default()
     }
 
+    /// `event` recorded in district `d` at `at`, as the `seq`th event and
+    /// its stream's `stream_version`th.
+    pub fn envelope(
+        seq: u64,
+        stream_id: String,
+        stream_version: u64,
+        event: Event,
+        at: DateTime<Utc>,
+    ) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Default::default(),
+            seq,
+            stream_id,
+            stream_version,
+            district_id: DistrictId::from_static("d"),
+            recorded_at: at,
+            valid_from: at,
+            correlation_id: None,
+            causation_id: None,
+            schema_version: 1,
+            event,
+        }
+    }
+
     /// Applies `events` to `state` as the writer would (next seqs, `at`).
     pub fn apply(state: &mut DistrictState, events: Vec<Event>, at: DateTime<Utc>) {
         for event in events {
-            let env = EventEnvelope {
-                event_id: Default::default(),
-                seq: state.last_seq + 1,
-                stream_id: event.stream_id(),
-                stream_version: state.stream_version(&event.stream_id()) + 1,
-                district_id: DistrictId::from_static("d"),
-                recorded_at: at,
-                valid_from: at,
-                correlation_id: None,
-                causation_id: None,
-                schema_version: 1,
-                event,
-            };
+            let stream_id = event.stream_id();
+            let version = state.stream_version(&stream_id) + 1;
+            let env = envelope(state.last_seq + 1, stream_id, version, event, at);
             evolve(state, &env);
+        }
+    }
+
+    /// `customer`'s order `order_id` for one 12.50 USD bowl (`m1`) at
+    /// fridge `f1`, at list price, paid with `tok_visa`.
+    pub fn bowl_placed(
+        order_id: &str,
+        customer: &str,
+        channel: protocol::orders::Channel,
+    ) -> Event {
+        use protocol::money::Currency;
+        use protocol::orders::OrderLine;
+        Event::OrderPlaced {
+            order_id: OrderId::parse(order_id).unwrap_or_else(|_| unreachable!()),
+            customer: customer.into(),
+            channel,
+            fridge_id: FridgeId::from_static("f1"),
+            lines: vec![OrderLine {
+                meal_id: MealId::from_static("m1"),
+                name: "Bowl".into(),
+                qty: 1,
+                unit_price: 1_250,
+            }],
+            total: 1_250,
+            currency: Currency::try_from("USD".to_string()).unwrap_or_else(|_| unreachable!()),
+            payment_method: "tok_visa".into(),
+            hold_until: t0(),
+            idempotency: None,
+            price: None,
         }
     }
 
@@ -510,19 +553,7 @@ mod stream_versions {
     use super::*;
 
     fn recorded(stream_id: &str, stream_version: u64, event: Event) -> EventEnvelope {
-        EventEnvelope {
-            event_id: Default::default(),
-            seq: 1,
-            stream_id: stream_id.to_string(),
-            stream_version,
-            district_id: DistrictId::from_static("d"),
-            recorded_at: given::t0(),
-            valid_from: given::t0(),
-            correlation_id: None,
-            causation_id: None,
-            schema_version: 1,
-            event,
-        }
+        given::envelope(1, stream_id.to_string(), stream_version, event, given::t0())
     }
 
     fn cancelled(order_id: &'static str) -> Event {
@@ -552,27 +583,8 @@ mod stream_versions {
 
     #[test]
     fn an_event_with_its_own_copy_of_a_booked_orders_id_is_kept_by_the_books() {
-        use protocol::money::Currency;
-        use protocol::orders::{Channel, OrderLine};
         let mut state = DistrictState::default();
-        let placed = Event::OrderPlaced {
-            order_id: OrderId::from_static("o-1"),
-            customer: "ann".into(),
-            channel: Channel::App,
-            fridge_id: FridgeId::from_static("f-1"),
-            lines: vec![OrderLine {
-                meal_id: MealId::from_static("m-1"),
-                name: "Bowl".into(),
-                qty: 1,
-                unit_price: 1_250,
-            }],
-            total: 1_250,
-            currency: Currency::try_from("USD".to_string()).unwrap_or_else(|_| unreachable!()),
-            payment_method: "tok_visa".into(),
-            hold_until: given::t0(),
-            idempotency: None,
-            price: None,
-        };
+        let placed = given::bowl_placed("o-1", "ann", protocol::orders::Channel::App);
         evolve(&mut state, &recorded("order-o-1", 1, placed));
         // As a payment result or the log's decoding makes it: a new copy.
         let copy = OrderId::parse(String::from("o-1")).unwrap_or_else(|_| unreachable!());

@@ -332,10 +332,8 @@ pub(crate) fn applied(state: &mut DistrictState, op_ids: &[String]) {
 mod tests {
     use super::*;
     use crate::given::{state, t0};
-    use protocol::money::Currency;
-    use protocol::orders::OrderLine;
     use protocol::promotions::{LinePrice, PointsSpend, PriceSplit, PromotionEvent};
-    use protocol::{FridgeId, MealId};
+    use protocol::MealId;
 
     const RULES: LoyaltyRules = LoyaltyRules {
         points_per_major_unit: 1,
@@ -348,24 +346,7 @@ mod tests {
     fn placed(channel: Channel) -> Vec<Event> {
         vec![
             Event::Promotion(PromotionEvent::LoyaltyRulesDefined { rules: RULES }),
-            Event::OrderPlaced {
-                order_id: OrderId::from_static("o1"),
-                customer: "ann".into(),
-                channel,
-                fridge_id: FridgeId::from_static("f1"),
-                lines: vec![OrderLine {
-                    meal_id: MealId::from_static("m1"),
-                    name: "Bowl".into(),
-                    qty: 1,
-                    unit_price: 1_250,
-                }],
-                total: 1_250,
-                currency: Currency::try_from("USD".to_string()).unwrap_or_else(|_| unreachable!()),
-                payment_method: "tok_visa".into(),
-                hold_until: t0(),
-                idempotency: None,
-                price: None,
-            },
+            crate::given::bowl_placed("o1", "ann", channel),
         ]
     }
 

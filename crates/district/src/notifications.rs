@@ -570,34 +570,12 @@ fn track_reminders(state: &mut DistrictState, event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::given::{apply, state, t0};
+    use crate::given::{apply, bowl_placed, state, t0};
     use protocol::money::Currency;
-    use protocol::orders::OrderLine;
     use protocol::MealId;
 
     fn usd() -> Currency {
         Currency::try_from("USD".to_string()).unwrap_or_else(|_| unreachable!())
-    }
-
-    fn placed(order: &str, customer: &str, channel: Channel) -> Event {
-        Event::OrderPlaced {
-            order_id: OrderId::parse(order).unwrap_or_else(|_| unreachable!()),
-            customer: customer.into(),
-            channel,
-            fridge_id: FridgeId::from_static("f1"),
-            lines: vec![OrderLine {
-                meal_id: MealId::from_static("m1"),
-                name: "Bowl".into(),
-                qty: 1,
-                unit_price: 1_250,
-            }],
-            total: 1_250,
-            currency: usd(),
-            payment_method: "tok_visa".into(),
-            hold_until: t0(),
-            idempotency: None,
-            price: None,
-        }
     }
 
     fn o(id: &'static str) -> OrderId {
@@ -634,7 +612,10 @@ mod tests {
 
     #[test]
     fn an_app_order_tells_its_customer_each_step_with_increasing_ids() {
-        let s = state(vec![placed("o1", "ann", Channel::App), purchased("o1")]);
+        let s = state(vec![
+            bowl_placed("o1", "ann", Channel::App),
+            purchased("o1"),
+        ]);
         let all: Vec<_> = s
             .notifications()
             .of_customer_after("ann", 0, t0())
@@ -663,27 +644,30 @@ mod tests {
 
     #[test]
     fn a_till_order_tells_nobody() {
-        let s = state(vec![placed("o1", "till-1", Channel::Pos), purchased("o1")]);
+        let s = state(vec![
+            bowl_placed("o1", "till-1", Channel::Pos),
+            purchased("o1"),
+        ]);
         assert!(s.notifications().is_empty());
     }
 
     #[test]
     fn refusals_cancels_refunds_and_unclaimed_orders_are_told() {
         let s = state(vec![
-            placed("o1", "ann", Channel::App),
+            bowl_placed("o1", "ann", Channel::App),
             Event::OrderPurchaseRefused {
                 order_id: o("o1"),
                 reason: RefusalReason::Declined,
             },
-            placed("o2", "ann", Channel::App),
+            bowl_placed("o2", "ann", Channel::App),
             Event::OrderCancelled { order_id: o("o2") },
-            placed("o3", "ann", Channel::App),
+            bowl_placed("o3", "ann", Channel::App),
             purchased("o3"),
             Event::OrderRefunded {
                 order_id: o("o3"),
                 reference: "r".into(),
             },
-            placed("o4", "ann", Channel::App),
+            bowl_placed("o4", "ann", Channel::App),
             purchased("o4"),
             Event::OrderUnclaimed { order_id: o("o4") },
         ]);
@@ -706,7 +690,10 @@ mod tests {
 
     #[test]
     fn a_pickup_reminder_is_due_within_the_lead_and_recorded_once() {
-        let mut s = state(vec![placed("o1", "ann", Channel::App), purchased("o1")]);
+        let mut s = state(vec![
+            bowl_placed("o1", "ann", Channel::App),
+            purchased("o1"),
+        ]);
         let lead = Duration::minutes(30);
         let early = t0() + Duration::hours(3);
         assert_eq!(reminders_due(&s, early, lead).count(), 0);
@@ -738,9 +725,9 @@ mod tests {
     #[test]
     fn a_picked_up_order_is_not_reminded_and_a_passed_deadline_neither() {
         let mut s = state(vec![
-            placed("o1", "ann", Channel::App),
+            bowl_placed("o1", "ann", Channel::App),
             purchased("o1"),
-            placed("o2", "ann", Channel::App),
+            bowl_placed("o2", "ann", Channel::App),
             purchased("o2"),
         ]);
         apply(
@@ -761,14 +748,14 @@ mod tests {
     #[test]
     fn a_quarantine_tells_the_customers_with_open_orders_in_that_fridge() {
         let s = state(vec![
-            placed("o1", "ann", Channel::App),
+            bowl_placed("o1", "ann", Channel::App),
             Event::MealStockReserved {
                 order_id: o("o1"),
                 fridge_id: FridgeId::from_static("f1"),
                 meal_id: MealId::from_static("m1"),
                 qty: 1,
             },
-            placed("o2", "till", Channel::Pos),
+            bowl_placed("o2", "till", Channel::Pos),
             Event::FridgeQuarantined {
                 fridge_id: FridgeId::from_static("f1"),
                 since: t0(),
@@ -783,14 +770,14 @@ mod tests {
 
     #[test]
     fn notifications_older_than_a_day_are_dropped_and_never_served() {
-        let mut s = state(vec![placed("o1", "ann", Channel::App)]);
+        let mut s = state(vec![bowl_placed("o1", "ann", Channel::App)]);
         let later = t0() + Duration::hours(25);
         // Not served to a reader a day later, even before anything prunes.
         assert_eq!(
             s.notifications().of_customer_after("ann", 0, later).count(),
             0
         );
-        apply(&mut s, vec![placed("o2", "bob", Channel::App)], later);
+        apply(&mut s, vec![bowl_placed("o2", "bob", Channel::App)], later);
         assert_eq!(s.notifications().len(), 1);
         assert!(kinds(&s, "ann").is_empty());
     }
@@ -802,7 +789,7 @@ mod tests {
             .collect();
         let events = ids
             .iter()
-            .map(|id| placed(id, "ann", Channel::App))
+            .map(|id| bowl_placed(id, "ann", Channel::App))
             .collect();
         let s = state(events);
         let kept: Vec<_> = s
@@ -917,7 +904,10 @@ mod tests {
 
     #[test]
     fn the_json_shape_has_a_kind_and_the_kinds_fields() {
-        let s = state(vec![placed("o1", "ann", Channel::App), purchased("o1")]);
+        let s = state(vec![
+            bowl_placed("o1", "ann", Channel::App),
+            purchased("o1"),
+        ]);
         let paid = s.notifications().of_customer_after("ann", 0, t0()).last();
         let json = paid.map(Notification::to_json).unwrap_or_default();
         assert_eq!(json["kind"], "order_paid");

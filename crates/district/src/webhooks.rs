@@ -689,19 +689,7 @@ mod tests {
     use protocol::{DistrictId, FridgeId, OrderId};
 
     fn env(seq: u64, event: Event) -> EventEnvelope {
-        EventEnvelope {
-            event_id: Default::default(),
-            seq,
-            stream_id: event.stream_id(),
-            stream_version: 1,
-            district_id: DistrictId::from_static("d"),
-            recorded_at: given::t0(),
-            valid_from: given::t0(),
-            correlation_id: None,
-            causation_id: None,
-            schema_version: 1,
-            event,
-        }
+        given::envelope(seq, event.stream_id(), 1, event, given::t0())
     }
 
     fn ctx() -> Context {
