@@ -1,8 +1,8 @@
 //! The district's event log in sled.
 //!
 //! Owns the on-disk format: trees `log`, `log.<first>`… ([`trees`]) map
-//! the big-endian event sequence number to an encoded record
-//! (`protocol::codec`). Append-only: records are
+//! the big-endian sequence number of a group's first event to the group
+//! of encoded records (`protocol::codec`) a batch appended. Append-only: records are
 //! never rewritten. Appends go through [`EventLog::append_batch`], one sled
 //! batch plus one flush and `fdatasync` (`storage::SyncedDb`) — the writer
 //! calls it once per group of commands. Everything else (projections,
@@ -48,6 +48,8 @@ pub enum StoreError {
     Archive(#[from] crate::archive::ArchiveError),
     #[error("sealed segment {0}")]
     Sealed(String),
+    #[error("the record group from seq {first} is cut short at seq {seq}")]
+    CutShort { first: u64, seq: u64 },
 }
 
 #[derive(Clone)]
@@ -211,10 +213,15 @@ impl EventLog {
             return Ok(());
         }
         self.archive.write(archived)?;
+        let records = batch
+            .iter()
+            .map(|env| Ok((env.seq, codec::encode_log_record(env)?)))
+            .collect::<Result<Vec<_>, CodecError>>()
+            .map_err(StoreError::Encode)?;
+        // Groups of records, not one key per record ([`trees`] says why).
         let mut sled_batch = sled::Batch::default();
-        for env in batch {
-            let bytes = codec::encode_log_record(env).map_err(StoreError::Encode)?;
-            sled_batch.insert(&env.seq.to_be_bytes(), bytes);
+        for (first, value) in trees::group(&records) {
+            sled_batch.insert(&first.to_be_bytes(), value);
         }
         self.head_for(batch[0].seq)?.apply_batch(sled_batch)?;
         // A crash with the batch written to sled's buffers but not synced.

@@ -8,6 +8,16 @@
 //! ~400 ms (confirm p99 390-400 ms against 23 ms); one at a time they took
 //! ~15 % of the confirm rate on two saturated cores (BENCHMARKS.md, "Sealed
 //! segments"). Dropping a tree frees it page by page (~11 records each).
+//!
+//! A key holds a *group* of consecutive records ([`group`]), not one
+//! record: the writer's batch becomes one sled key per
+//! [`GROUP_MAX_BYTES`] of records. Why: sled's cost is per key (a descent
+//! from the root, a delta on the page, a split every 16 keys), and with one
+//! key per event it was ~25 % of the node's CPU under the order load
+//! (docs/perf, 2026-11-30). A key still names its first record's seq, so
+//! the trees stay ordered by seq; a value is either one record (as every
+//! key was before groups, and as a restore writes them) or a group, told
+//! apart by its first two bytes ([`GROUP_TAG`]).
 
 use super::StoreError;
 
@@ -18,6 +28,85 @@ pub const FIRST_TREE: &str = "log";
 pub struct Trees {
     db: sled::Db,
     list: Vec<(u64, sled::Tree)>,
+}
+
+/// A group's first two bytes. A record starts with its schema version
+/// (`protocol::codec`, little-endian), which is never 0.
+pub const GROUP_TAG: [u8; 2] = [0, 0];
+
+/// A group is closed once it holds this many bytes of records. Why this
+/// size: sled rewrites a leaf (up to 16 keys) whole every few changes, and
+/// a page past ~128 KiB (a quarter of its 512 KiB segment) goes to a file
+/// of its own (`blobs/`, one more fsync); 16 groups of 4 KiB stay well
+/// under that, and ~20 records a key already take most of the per-key
+/// cost away.
+pub const GROUP_MAX_BYTES: usize = 4 * 1024;
+
+/// Encoded records `(seq, bytes)` with consecutive seqs as sled entries:
+/// `(first seq, value)`, each value one group of at most
+/// [`GROUP_MAX_BYTES`] (or a lone record larger than that, stored as it
+/// is). Layout of a group: [`GROUP_TAG`], then per record its length
+/// (`u32` LE) and its bytes.
+pub fn group(records: &[(u64, Vec<u8>)]) -> Vec<(u64, Vec<u8>)> {
+    let mut entries: Vec<(u64, Vec<u8>)> = vec![];
+    let mut open: Option<(u64, Vec<u8>)> = None;
+    for (seq, bytes) in records {
+        debug_assert!(
+            open.as_ref().is_none_or(|(first, _)| *seq > *first),
+            "records are grouped in seq order"
+        );
+        let framed_bytes = 4 + bytes.len();
+        if let Some((_, value)) = &open {
+            if value.len() + framed_bytes > GROUP_MAX_BYTES {
+                entries.extend(open.take());
+            }
+        }
+        if open.is_none() && GROUP_TAG.len() + framed_bytes > GROUP_MAX_BYTES {
+            entries.push((*seq, bytes.clone()));
+            continue;
+        }
+        let (_, value) = open.get_or_insert_with(|| (*seq, GROUP_TAG.to_vec()));
+        // A record is far below 4 GiB: the codec's records are bounded by
+        // the writer's batch, and sealed segments refuse more than 64 MiB.
+        value.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        value.extend_from_slice(bytes);
+    }
+    entries.extend(open);
+    entries
+}
+
+/// The records of the sled entry `(key, value)`: one for a plain record,
+/// each of a group's otherwise, seqs counting up from the key's. Each shares
+/// the value's buffer. A group cut short yields an error, not a silent end.
+fn records_of(
+    key: &[u8],
+    value: sled::IVec,
+) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+    let first = seq_of(key);
+    let grouped = value.starts_with(&GROUP_TAG);
+    let mut at = if grouped { GROUP_TAG.len() } else { 0 };
+    let mut seq = first;
+    let mut plain = (!grouped).then(|| (first, value.clone()));
+    std::iter::from_fn(move || {
+        if let Some(record) = plain.take() {
+            return Some(Ok(record));
+        }
+        if !grouped || at >= value.len() {
+            return None;
+        }
+        let len = value
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_le_bytes(b) as usize);
+        let Some(bytes) = len.filter(|len| at + 4 + len <= value.len()) else {
+            at = value.len();
+            return Some(Err(StoreError::CutShort { first, seq }));
+        };
+        let record = value.subslice(at + 4, bytes);
+        at += 4 + bytes;
+        seq += 1;
+        Some(Ok((seq - 1, record)))
+    })
 }
 
 fn seq_of(key: &[u8]) -> u64 {
@@ -125,17 +214,31 @@ impl Trees {
 
     /// Record `seq`, if a tree holds it.
     pub fn get(&self, seq: u64) -> Result<Option<sled::IVec>, StoreError> {
-        match self.from(seq).first() {
-            Some((_, tree)) => Ok(tree.get(seq.to_be_bytes())?),
-            None => Ok(None),
+        let Some((_, tree)) = self.from(seq).into_iter().next() else {
+            return Ok(None);
+        };
+        // The entry holding `seq` is the last one keyed at or before it.
+        let Some((key, value)) = tree.get_lt(seq.saturating_add(1).to_be_bytes())? else {
+            return Ok(None);
+        };
+        for record in records_of(&key, value) {
+            let (at, bytes) = record?;
+            if at == seq {
+                return Ok(Some(bytes));
+            }
         }
+        Ok(None)
     }
 
     /// The last seq any tree holds.
     pub fn last_seq(&self) -> Result<Option<u64>, StoreError> {
         for (_, tree) in self.list.iter().rev() {
-            if let Some((key, _)) = tree.last()? {
-                return Ok(Some(seq_of(&key)));
+            if let Some((key, value)) = tree.last()? {
+                let mut last = None;
+                for record in records_of(&key, value) {
+                    last = Some(record?.0);
+                }
+                return Ok(last);
             }
         }
         Ok(None)
@@ -159,10 +262,131 @@ pub fn range(
     // An empty span reads nothing (and sled refuses a reversed range).
     let trees = if from > to { vec![] } else { trees };
     trees.into_iter().flat_map(move |(_, tree)| {
-        tree.range(from.to_be_bytes()..=to.to_be_bytes())
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((seq_of(&key), value))
+        // Start at the entry holding `from`: a group keyed before it may
+        // hold it.
+        let start = match tree.get_lt(from.saturating_add(1).to_be_bytes()) {
+            Ok(holding) => holding.map_or(from, |(key, _)| seq_of(&key)),
+            Err(e) => return Entries::Failed(Some(e.into())),
+        };
+        let records = tree
+            .range(start.to_be_bytes()..=to.to_be_bytes())
+            .flat_map(|item| -> Entries {
+                match item {
+                    Ok((key, value)) => Entries::Read(Box::new(records_of(&key, value))),
+                    Err(e) => Entries::Failed(Some(e.into())),
+                }
             })
+            .filter(move |r| !matches!(r, Ok((seq, _)) if *seq < from || *seq > to));
+        Entries::Read(Box::new(records))
     })
+}
+
+type Records = Box<dyn Iterator<Item = Result<(u64, sled::IVec), StoreError>>>;
+
+/// Records read, or the one error that stopped reading them.
+enum Entries {
+    Read(Records),
+    Failed(Option<StoreError>),
+}
+
+impl Iterator for Entries {
+    type Item = Result<(u64, sled::IVec), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Entries::Read(records) => records.next(),
+            Entries::Failed(error) => error.take().map(Err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, len: usize) -> (u64, Vec<u8>) {
+        // A record starts with a non-zero schema version, as the codec's do.
+        let mut bytes = vec![1, 0];
+        bytes.resize(len.max(2), (seq % 251) as u8);
+        (seq, bytes)
+    }
+
+    fn tree_with(entries: &[(u64, Vec<u8>)]) -> sled::Tree {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree(FIRST_TREE).unwrap();
+        for (first, value) in entries {
+            tree.insert(first.to_be_bytes(), value.as_slice()).unwrap();
+        }
+        tree
+    }
+
+    fn read(tree: &sled::Tree, from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
+        range(vec![(1, tree.clone())], from, to)
+            .map(|r| r.map(|(seq, bytes)| (seq, bytes.to_vec())).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_becomes_few_keys_and_reads_back_record_by_record() {
+        let records: Vec<_> = (1..=300).map(|seq| record(seq, 120)).collect();
+        let entries = group(&records);
+        assert!(
+            entries.len() <= 10,
+            "{} keys for 300 records",
+            entries.len()
+        );
+        assert!(entries.iter().all(|(_, v)| v.len() <= GROUP_MAX_BYTES));
+        let tree = tree_with(&entries);
+        assert_eq!(read(&tree, 1, 300), records);
+        // From and to inside groups.
+        assert_eq!(read(&tree, 37, 211), records[36..211].to_vec());
+        assert_eq!(read(&tree, 300, 300), records[299..].to_vec());
+        assert!(read(&tree, 301, 400).is_empty());
+    }
+
+    #[test]
+    fn get_and_last_seq_find_records_inside_groups() {
+        let records: Vec<_> = (5..=104).map(|seq| record(seq, 90)).collect();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let trees = Trees::open(&db, 4).unwrap();
+        for (first, value) in group(&records) {
+            trees.head().insert(first.to_be_bytes(), value).unwrap();
+        }
+        for (seq, bytes) in &records {
+            assert_eq!(trees.get(*seq).unwrap().unwrap().to_vec(), *bytes);
+        }
+        assert_eq!(trees.get(105).unwrap(), None);
+        assert_eq!(trees.last_seq().unwrap(), Some(104));
+    }
+
+    #[test]
+    fn lone_large_records_and_single_record_keys_read_as_before() {
+        // Keys written one record each (before groups, or by a restore),
+        // then a batch with a record larger than a group.
+        let mut entries: Vec<_> = (1..=3).map(|seq| record(seq, 50)).collect();
+        let batch = vec![record(4, 60), record(5, GROUP_MAX_BYTES * 2), record(6, 70)];
+        let grouped = group(&batch);
+        assert_eq!(grouped.len(), 3, "the large record stands alone");
+        assert_eq!(grouped[1], batch[1]);
+        entries.extend(grouped);
+        let tree = tree_with(&entries);
+        let mut all: Vec<_> = (1..=3).map(|seq| record(seq, 50)).collect();
+        all.extend(batch);
+        assert_eq!(read(&tree, 1, 6), all);
+        assert_eq!(read(&tree, 5, 6), all[4..].to_vec());
+    }
+
+    #[test]
+    fn a_group_cut_short_is_an_error_not_an_end() {
+        let mut entries = group(&[record(1, 40), record(2, 40)]);
+        let value = &mut entries[0].1;
+        value.truncate(value.len() - 3);
+        let tree = tree_with(&entries);
+        let read: Vec<_> = range(vec![(1, tree)], 1, 2).collect();
+        assert!(read[0].is_ok());
+        assert!(
+            matches!(read[1], Err(StoreError::CutShort { first: 1, seq: 2 })),
+            "{read:?}"
+        );
+    }
 }
