@@ -6,8 +6,10 @@
 //! ```
 //! Default: `--orders 0,1000000,10000000 --secs 10 --tasks 64 --spacing-secs 2 --retention-days 7`.
 //! `--retention-days` is the measured node's `[orders] retention_days`
-//! (the history is generated with the default, 7; a shorter one archives
-//! the rest when the node starts, as a node restarted with it would).
+//! (the history is generated with the default, 7). With a shorter one a
+//! first child archives the rest and snapshots the window, and the
+//! measured node starts from that snapshot: a node that has run with that
+//! retention restarts from its own window, not from 7 days' worth.
 //!
 //! For each N the history is generated once under
 //! `target/bench-history/<N>-<G>` by the generator shared with the
@@ -91,6 +93,9 @@ struct Args {
     retention_days: u32,
     /// Set in the child process: measure the history in this directory.
     measure: Option<PathBuf>,
+    /// Set in the child process: archive to the retention, snapshot the
+    /// window and stop, without measuring.
+    settle: bool,
 }
 
 fn args() -> Args {
@@ -101,6 +106,7 @@ fn args() -> Args {
         spacing_secs: 2,
         retention_days: district::orders::archive::RETENTION_DEFAULT_DAYS,
         measure: None,
+        settle: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -114,6 +120,7 @@ fn args() -> Args {
             ("--spacing-secs", Some(v)) => a.spacing_secs = v as i64,
             ("--retention-days", Some(v)) => a.retention_days = v as u32,
             ("--measure", _) => a.measure = Some(PathBuf::from(value)),
+            ("--settle", Some(v)) => a.settle = v == 1,
             // `cargo bench` passes `--bench`; anything else is ignored too.
             _ => {
                 i += 1;
@@ -157,16 +164,28 @@ fn main() {
         let run = root.join("run");
         let _ = std::fs::remove_dir_all(&run);
         copy_history(&dir, &run);
-        let exe = std::env::current_exe().unwrap();
-        let status = std::process::Command::new(exe)
-            .args(["--measure", &run.display().to_string()])
-            .args(["--secs", &args.secs.to_string()])
-            .args(["--tasks", &args.tasks.to_string()])
-            .args(["--retention-days", &args.retention_days.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "measuring {orders} orders failed");
+        // The history holds the generator's 7 days. A node that has run
+        // with a shorter retention restarts from a snapshot of its own
+        // window: one child archives to it and snapshots, the next measures.
+        let settle = args.retention_days < district::orders::archive::RETENTION_DEFAULT_DAYS;
+        if settle {
+            child(&run, &args, true);
+        }
+        child(&run, &args, false);
     }
+}
+
+fn child(run: &Path, args: &Args, settle: bool) {
+    let exe = std::env::current_exe().unwrap();
+    let status = std::process::Command::new(exe)
+        .args(["--measure", &run.display().to_string()])
+        .args(["--secs", &args.secs.to_string()])
+        .args(["--tasks", &args.tasks.to_string()])
+        .args(["--retention-days", &args.retention_days.to_string()])
+        .args(["--settle", if settle { "1" } else { "0" }])
+        .status()
+        .unwrap();
+    assert!(status.success(), "the history's child (settle: {settle}) failed");
 }
 
 /// Copies a history for a measurement: sled's files and the snapshots
@@ -246,7 +265,7 @@ fn measure(dir: &Path, args: &Args) {
             WriterSetup {
                 district_id: DistrictId::from_static(DISTRICT),
                 area: district::demo::area(),
-                log,
+                log: log.clone(),
                 clock: Clock::system(),
                 metrics: Arc::new(Metrics::default()),
                 policy: district::orders::OrderPolicy {
@@ -279,6 +298,11 @@ fn measure(dir: &Path, args: &Args) {
         {
             assert!(Instant::now() < deadline, "the archive's thread did not catch up");
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if args.settle {
+            let window = district.state();
+            SnapshotStore::new(dir, 1).write(&window, &log).unwrap();
+            return;
         }
         // A node started on a history archived with this retention would
         // have recovered only the window, and collected after that (as
