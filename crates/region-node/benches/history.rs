@@ -185,7 +185,10 @@ fn child(run: &Path, args: &Args, settle: bool) {
         .args(["--settle", if settle { "1" } else { "0" }])
         .status()
         .unwrap();
-    assert!(status.success(), "the history's child (settle: {settle}) failed");
+    assert!(
+        status.success(),
+        "the history's child (settle: {settle}) failed"
+    );
 }
 
 /// Copies a history for a measurement: sled's files and the snapshots

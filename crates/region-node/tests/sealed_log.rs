@@ -20,16 +20,22 @@ mod support;
 /// Records per segment in these tests: several segments from a short log.
 const SEGMENT: u64 = 7;
 
-/// The demo district and `orders` POS orders, each cancelled, in
-/// `dir/log`, closed.
-async fn history(dir: &Path, orders: usize) {
-    // A new sled tree every SEGMENT records, at batch boundaries.
+/// A writer on `dir/log` with the demo district seeded; a new sled tree
+/// every SEGMENT records, at batch boundaries.
+async fn seeded(dir: &Path) -> (Lifecycle, region_node::writer::District) {
     let log = support::open_log(&dir.join("log")).with_segment_records(SEGMENT);
     let writer = Lifecycle::new();
     let district = support::writer_until(log, Clock::system(), writer.shutdown());
     region_node::demo::seed_if_empty(&district, "detroit-downtown")
         .await
         .unwrap();
+    (writer, district)
+}
+
+/// The demo district and `orders` POS orders, each cancelled, in
+/// `dir/log`, closed.
+async fn history(dir: &Path, orders: usize) {
+    let (writer, district) = seeded(dir).await;
     for n in 0..orders {
         let (id, customer) = (format!("o-seal-{n}"), format!("c-{n}"));
         support::place_at_till(
@@ -47,6 +53,49 @@ async fn history(dir: &Path, orders: usize) {
             }))
             .await;
         assert!(cancelled.is_ok(), "cancel {n}: {cancelled:?}");
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    writer.stop(deadline).await.unwrap();
+}
+
+/// The demo district and one POS order for each unit on its shelves,
+/// submitted all at once so the writer's batches hold many commands and
+/// the log's sled keys hold groups of records, in `dir/log`, closed.
+async fn burst(dir: &Path) {
+    let (writer, district) = seeded(dir).await;
+    let shelves: Vec<_> = district
+        .state()
+        .stock()
+        .levels()
+        .iter()
+        .flat_map(|(fridge, meals)| {
+            meals.iter().flat_map(move |(meal, level)| {
+                (0..level.on_hand).map(move |unit| (fridge.clone(), meal.clone(), unit))
+            })
+        })
+        .collect();
+    let placing: Vec<_> = shelves
+        .into_iter()
+        .enumerate()
+        .map(|(n, (fridge, meal, _))| {
+            let district = district.clone();
+            tokio::spawn(async move {
+                let placed = district
+                    .submit(Command::Order(OrderCommand::Place {
+                        order_id: OrderId::parse(format!("o-burst-{n}")).unwrap(),
+                        customer: format!("c-{n}"),
+                        channel: protocol::orders::Channel::Pos,
+                        request: district::demo::one_unit(fridge, meal),
+                        idempotency: None,
+                        referral: None,
+                    }))
+                    .await;
+                assert!(placed.is_ok(), "order {n}: {placed:?}");
+            })
+        })
+        .collect();
+    for placed in placing {
+        placed.await.unwrap();
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     writer.stop(deadline).await.unwrap();
@@ -111,6 +160,33 @@ async fn sealed_records_are_read_as_before_by_every_reader() {
     let log = open(dir.path());
     assert_eq!(log.sealed_upto(), upto);
     assert_eq!(exported(&log, 5), before);
+    assert_eq!(recover(&log, None).unwrap().state, state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_written_in_groups_are_read_one_by_one_before_and_after_sealing() {
+    let dir = tempfile::tempdir().unwrap();
+    burst(dir.path()).await;
+    let log = open(dir.path());
+    let before = exported(&log, 1000);
+    let last = before.len() as u64;
+    let seqs: Vec<u64> = before.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "dense from 1");
+    for (seq, bytes) in &before {
+        let env = protocol::codec::decode_log_record(bytes).unwrap();
+        assert_eq!(env.seq, *seq);
+        assert_eq!(log.event_id_at(*seq).unwrap(), u128::from(env.event_id));
+    }
+    let state = recover(&log, None).unwrap().state;
+    assert!(state.orders().len() > 20, "{} orders", state.orders().len());
+
+    // Segments of 7 records start and end inside groups.
+    log.seal_behind(last - 1).unwrap();
+    assert!(log.sealed_upto() > 2 * SEGMENT);
+    for page in [1, 4, 1000] {
+        assert_eq!(exported(&log, page), before, "pages of {page}");
+    }
+    assert_eq!(log.len() as u64, last);
     assert_eq!(recover(&log, None).unwrap().state, state);
 }
 
