@@ -2,8 +2,8 @@
 //!
 //! Owns the on-disk format: trees `log`, `log.<first>`… ([`trees`]) map
 //! the big-endian sequence number of a group's first event to the group
-//! of encoded records (`protocol::codec`) a batch appended. Append-only: records are
-//! never rewritten. Appends go through [`EventLog::append_batch`], one sled
+//! of encoded records (`protocol::codec`) a batch appended. Append-only:
+//! records are never rewritten. Appends go through [`EventLog::append_batch`], one sled
 //! batch plus one flush and `fdatasync` (`storage::SyncedDb`) — the writer
 //! calls it once per group of commands. Everything else (projections,
 //! timers, outbox, idempotency keys) is derived by replaying the log, so one
@@ -220,7 +220,7 @@ impl EventLog {
             .map_err(StoreError::Encode)?;
         // Groups of records, not one key per record ([`trees`] says why).
         let mut sled_batch = sled::Batch::default();
-        for (first, value) in trees::group(&records) {
+        for (first, value) in trees::group(records) {
             sled_batch.insert(&first.to_be_bytes(), value);
         }
         self.head_for(batch[0].seq)?.apply_batch(sled_batch)?;

@@ -46,15 +46,18 @@ pub const GROUP_MAX_BYTES: usize = 4 * 1024;
 /// `(first seq, value)`, each value one group of at most
 /// [`GROUP_MAX_BYTES`] (or a lone record larger than that, stored as it
 /// is). Layout of a group: [`GROUP_TAG`], then per record its length
-/// (`u32` LE) and its bytes.
-pub fn group(records: &[(u64, Vec<u8>)]) -> Vec<(u64, Vec<u8>)> {
+/// (`u32` LE) and its bytes. Readers number a group's records from its
+/// key, so the seqs must be consecutive.
+pub fn group(records: Vec<(u64, Vec<u8>)>) -> Vec<(u64, Vec<u8>)> {
     let mut entries: Vec<(u64, Vec<u8>)> = vec![];
     let mut open: Option<(u64, Vec<u8>)> = None;
+    let mut previous: Option<u64> = None;
     for (seq, bytes) in records {
         debug_assert!(
-            open.as_ref().is_none_or(|(first, _)| *seq > *first),
-            "records are grouped in seq order"
+            previous.is_none_or(|p| seq == p + 1),
+            "records are grouped with consecutive seqs"
         );
+        previous = Some(seq);
         let framed_bytes = 4 + bytes.len();
         if let Some((_, value)) = &open {
             if value.len() + framed_bytes > GROUP_MAX_BYTES {
@@ -62,14 +65,14 @@ pub fn group(records: &[(u64, Vec<u8>)]) -> Vec<(u64, Vec<u8>)> {
             }
         }
         if open.is_none() && GROUP_TAG.len() + framed_bytes > GROUP_MAX_BYTES {
-            entries.push((*seq, bytes.clone()));
+            entries.push((seq, bytes));
             continue;
         }
-        let (_, value) = open.get_or_insert_with(|| (*seq, GROUP_TAG.to_vec()));
+        let (_, value) = open.get_or_insert_with(|| (seq, GROUP_TAG.to_vec()));
         // A record is far below 4 GiB: the codec's records are bounded by
         // the writer's batch, and sealed segments refuse more than 64 MiB.
         value.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        value.extend_from_slice(bytes);
+        value.extend_from_slice(&bytes);
     }
     entries.extend(open);
     entries
@@ -78,20 +81,14 @@ pub fn group(records: &[(u64, Vec<u8>)]) -> Vec<(u64, Vec<u8>)> {
 /// The records of the sled entry `(key, value)`: one for a plain record,
 /// each of a group's otherwise, seqs counting up from the key's. Each shares
 /// the value's buffer. A group cut short yields an error, not a silent end.
-fn records_of(
-    key: &[u8],
-    value: sled::IVec,
-) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> {
+fn records_of(key: &[u8], value: sled::IVec) -> Records {
     let first = seq_of(key);
-    let grouped = value.starts_with(&GROUP_TAG);
-    let mut at = if grouped { GROUP_TAG.len() } else { 0 };
-    let mut seq = first;
-    let mut plain = (!grouped).then(|| (first, value.clone()));
-    std::iter::from_fn(move || {
-        if let Some(record) = plain.take() {
-            return Some(Ok(record));
-        }
-        if !grouped || at >= value.len() {
+    if !value.starts_with(&GROUP_TAG) {
+        return Box::new(std::iter::once(Ok((first, value))));
+    }
+    let (mut at, mut seq) = (GROUP_TAG.len(), first);
+    Box::new(std::iter::from_fn(move || {
+        if at >= value.len() {
             return None;
         }
         let len = value
@@ -102,11 +99,11 @@ fn records_of(
             at = value.len();
             return Some(Err(StoreError::CutShort { first, seq }));
         };
-        let record = value.subslice(at + 4, bytes);
+        let record = (seq, value.subslice(at + 4, bytes));
         at += 4 + bytes;
         seq += 1;
-        Some(Ok((seq - 1, record)))
-    })
+        Some(Ok(record))
+    }))
 }
 
 fn seq_of(key: &[u8]) -> u64 {
@@ -272,7 +269,7 @@ pub fn range(
             .range(start.to_be_bytes()..=to.to_be_bytes())
             .flat_map(|item| -> Entries {
                 match item {
-                    Ok((key, value)) => Entries::Read(Box::new(records_of(&key, value))),
+                    Ok((key, value)) => Entries::Read(records_of(&key, value)),
                     Err(e) => Entries::Failed(Some(e.into())),
                 }
             })
@@ -329,7 +326,7 @@ mod tests {
     #[test]
     fn a_batch_becomes_few_keys_and_reads_back_record_by_record() {
         let records: Vec<_> = (1..=300).map(|seq| record(seq, 120)).collect();
-        let entries = group(&records);
+        let entries = group(records.clone());
         assert!(
             entries.len() <= 10,
             "{} keys for 300 records",
@@ -349,7 +346,7 @@ mod tests {
         let records: Vec<_> = (5..=104).map(|seq| record(seq, 90)).collect();
         let db = sled::Config::new().temporary(true).open().unwrap();
         let trees = Trees::open(&db, 4).unwrap();
-        for (first, value) in group(&records) {
+        for (first, value) in group(records.clone()) {
             trees.head().insert(first.to_be_bytes(), value).unwrap();
         }
         for (seq, bytes) in &records {
@@ -365,7 +362,7 @@ mod tests {
         // then a batch with a record larger than a group.
         let mut entries: Vec<_> = (1..=3).map(|seq| record(seq, 50)).collect();
         let batch = vec![record(4, 60), record(5, GROUP_MAX_BYTES * 2), record(6, 70)];
-        let grouped = group(&batch);
+        let grouped = group(batch.clone());
         assert_eq!(grouped.len(), 3, "the large record stands alone");
         assert_eq!(grouped[1], batch[1]);
         entries.extend(grouped);
@@ -378,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_group_cut_short_is_an_error_not_an_end() {
-        let mut entries = group(&[record(1, 40), record(2, 40)]);
+        let mut entries = group(vec![record(1, 40), record(2, 40)]);
         let value = &mut entries[0].1;
         value.truncate(value.len() - 3);
         let tree = tree_with(&entries);
