@@ -42,7 +42,10 @@ async fn history(dir: &Path, orders: usize) {
             &district,
             &id,
             &customer,
-            ("f-campus-martius", "m-greek-salad"),
+            (
+                protocol::FridgeId::from_static("f-campus-martius"),
+                protocol::MealId::from_static("m-greek-salad"),
+            ),
         )
         .await;
         // Cancelled at once: the stock comes back for the next one.
@@ -63,34 +66,26 @@ async fn history(dir: &Path, orders: usize) {
 /// the log's sled keys hold groups of records, in `dir/log`, closed.
 async fn burst(dir: &Path) {
     let (writer, district) = seeded(dir).await;
-    let shelves: Vec<_> = district
+    // One (fridge, meal) per unit on the shelves.
+    let units: Vec<_> = district
         .state()
         .stock()
         .levels()
         .iter()
         .flat_map(|(fridge, meals)| {
             meals.iter().flat_map(move |(meal, level)| {
-                (0..level.on_hand).map(move |unit| (fridge.clone(), meal.clone(), unit))
+                std::iter::repeat_n((fridge.clone(), meal.clone()), level.on_hand as usize)
             })
         })
         .collect();
-    let placing: Vec<_> = shelves
+    let placing: Vec<_> = units
         .into_iter()
         .enumerate()
-        .map(|(n, (fridge, meal, _))| {
+        .map(|(n, shelf)| {
             let district = district.clone();
             tokio::spawn(async move {
-                let placed = district
-                    .submit(Command::Order(OrderCommand::Place {
-                        order_id: OrderId::parse(format!("o-burst-{n}")).unwrap(),
-                        customer: format!("c-{n}"),
-                        channel: protocol::orders::Channel::Pos,
-                        request: district::demo::one_unit(fridge, meal),
-                        idempotency: None,
-                        referral: None,
-                    }))
-                    .await;
-                assert!(placed.is_ok(), "order {n}: {placed:?}");
+                let (id, customer) = (format!("o-burst-{n}"), format!("c-{n}"));
+                support::place_at_till(&district, &id, &customer, shelf).await;
             })
         })
         .collect();

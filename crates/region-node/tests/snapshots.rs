@@ -17,7 +17,11 @@ const MEAL: &str = "m-greek-salad";
 
 async fn place(district: &District, n: usize) {
     let (id, customer) = (format!("o-snap-{n}"), format!("c-{n}"));
-    support::place_at_till(district, &id, &customer, (FRIDGE, MEAL)).await;
+    let shelf = (
+        protocol::FridgeId::from_static(FRIDGE),
+        protocol::MealId::from_static(MEAL),
+    );
+    support::place_at_till(district, &id, &customer, shelf).await;
 }
 
 /// The demo district and `orders` orders, with a snapshot taken before

@@ -57,12 +57,9 @@ pub async fn place_at_till(
     district: &District,
     order_id: &str,
     customer: &str,
-    (fridge, meal): (&'static str, &'static str),
+    (fridge, meal): (protocol::FridgeId, protocol::MealId),
 ) {
-    let request = district::demo::one_unit(
-        protocol::FridgeId::from_static(fridge),
-        protocol::MealId::from_static(meal),
-    );
+    let request = district::demo::one_unit(fridge, meal);
     let placed = district
         .submit(district::Command::Order(district::OrderCommand::Place {
             order_id: protocol::orders::OrderId::parse(order_id).unwrap(),
